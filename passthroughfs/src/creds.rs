@@ -1,0 +1,125 @@
+//! Per-thread credentials: each request runs with the caller's uid, gid and supplementary
+//! groups, so the source filesystem checks permissions and assigns ownership as it would
+//! for the caller itself.
+//!
+//! Linux credentials are per thread at the syscall level (glibc only broadcasts setuid to
+//! all threads in its wrappers); rustix's `set_thread_*` calls are the raw syscalls. The
+//! effective ids change and the real and saved ids stay 0, so a thread can always return to
+//! root, and its permitted capabilities survive. Switching is lazy: a thread keeps its
+//! current identity until a request needs another one, so a root caller costs no syscall.
+
+use std::cell::RefCell;
+use std::fs;
+
+use fuse_server::{Context, Errno};
+use rustix::process::{Gid, Uid};
+use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+}
+
+impl Identity {
+    fn root() -> Self {
+        Identity {
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Identity> = RefCell::new(Identity::root());
+}
+
+/// Runs the rest of the calling request as `ctx`'s caller.
+pub fn become_caller(ctx: &Context<'_>) -> Result<(), Errno> {
+    if ctx.uid == 0 && ctx.gid == 0 {
+        return become_root();
+    }
+    let wanted = Identity {
+        uid: ctx.uid,
+        gid: ctx.gid,
+        groups: groups_of(ctx.pid, ctx.gid),
+    };
+    switch(wanted)
+}
+
+/// Runs the rest of the calling request as root (the server's own identity).
+pub fn become_root() -> Result<(), Errno> {
+    switch(Identity::root())
+}
+
+fn switch(wanted: Identity) -> Result<(), Errno> {
+    CURRENT.with(|current| {
+        let mut current = current.borrow_mut();
+        if *current == wanted {
+            return Ok(());
+        }
+        // Back to root first: changing groups and gid needs CAP_SETGID in the effective set.
+        if current.uid != 0 {
+            set_thread_res_uid(None, Some(Uid::ROOT), None).map_err(errno)?;
+            current.uid = 0;
+        }
+        if current.groups != wanted.groups {
+            let groups: Vec<Gid> = wanted.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+            set_thread_groups(&groups).map_err(errno)?;
+            current.groups = wanted.groups.clone();
+        }
+        if current.gid != wanted.gid {
+            set_thread_res_gid(None, Some(Gid::from_raw(wanted.gid)), None).map_err(errno)?;
+            current.gid = wanted.gid;
+        }
+        if wanted.uid != 0 {
+            set_thread_res_uid(None, Some(Uid::from_raw(wanted.uid)), None).map_err(errno)?;
+            current.uid = wanted.uid;
+        }
+        Ok(())
+    })
+}
+
+/// The caller's supplementary groups, from /proc/PID/status (FUSE does not send them). A
+/// caller that is gone or unreadable gets just its primary group.
+fn groups_of(pid: u32, gid: u32) -> Vec<u32> {
+    let mut groups = fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| parse_groups(&status))
+        .unwrap_or_default();
+    if !groups.contains(&gid) {
+        groups.push(gid);
+    }
+    groups.sort_unstable();
+    groups.dedup();
+    groups
+}
+
+fn parse_groups(status: &str) -> Option<Vec<u32>> {
+    let line = status.lines().find(|l| l.starts_with("Groups:"))?;
+    Some(
+        line["Groups:".len()..]
+            .split_whitespace()
+            .filter_map(|g| g.parse().ok())
+            .collect(),
+    )
+}
+
+fn errno(e: rustix::io::Errno) -> Errno {
+    Errno::new(e.raw_os_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_groups_line() {
+        let status = "Name:\tcat\nUid:\t1\t1\t1\t1\nGroups:\t4 24 27 \nNgid:\t0\n";
+        assert_eq!(parse_groups(status), Some(vec![4, 24, 27]));
+        assert_eq!(parse_groups("Groups:\t\n"), Some(vec![]));
+        assert_eq!(parse_groups("Name:\tx\n"), None);
+    }
+}

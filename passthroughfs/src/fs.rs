@@ -1,0 +1,786 @@
+//! `Passthrough`: the `Filesystem` that mirrors a source directory.
+
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fuse_abi::{FOPEN_PASSTHROUGH, fuse_attr, fuse_kstatfs};
+use fuse_server::{
+    Attr, Context, CopyRange, CreateArgs, DirFiller, Entry, Errno, Filesystem, Opened, Result,
+    SetAttr, SetTime, Statfs,
+};
+use rustix::fs::{
+    AtFlags, CWD, Dir, FallocateFlags, Mode, OFlags, RenameFlags, Statx, StatxFlags, Timespec,
+    Timestamps, XattrFlags,
+};
+use rustix::io::Errno as SysErrno;
+
+use crate::creds::{become_caller, become_root};
+use crate::handle::{Handle, HandleTable};
+use crate::inode::{Inode, InodeKey, InodeTable, ROOT};
+
+/// How the filesystem behaves; the mount options that concern it.
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    pub entry_timeout: Duration,
+    pub attr_timeout: Duration,
+    /// Hand open regular files to the kernel as passthrough backing files.
+    pub passthrough: bool,
+    /// The page cache runs in writeback mode: the kernel may read from files opened
+    /// write-only and does O_APPEND itself.
+    pub writeback: bool,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        FsConfig {
+            entry_timeout: Duration::from_secs(1),
+            attr_timeout: Duration::from_secs(1),
+            passthrough: true,
+            writeback: false,
+        }
+    }
+}
+
+/// A passthrough filesystem over a source directory.
+pub struct Passthrough {
+    inodes: InodeTable,
+    handles: HandleTable,
+    config: FsConfig,
+    /// Kernel passthrough in force (asked for, and agreed at INIT).
+    passthrough: std::sync::atomic::AtomicBool,
+}
+
+fn sys(e: SysErrno) -> Errno {
+    Errno::new(e.raw_os_error())
+}
+
+/// `/proc/self/fd/N`: reaches the inode of an `O_PATH` fd for calls that take a path.
+fn proc_path(fd: BorrowedFd<'_>) -> CString {
+    use std::os::fd::AsRawFd;
+    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL in a number")
+}
+
+const STATX_MASK: StatxFlags = StatxFlags::BASIC_STATS.union(StatxFlags::MNT_ID);
+
+fn statx_fd(fd: BorrowedFd<'_>) -> Result<Statx> {
+    rustix::fs::statx(
+        fd,
+        "",
+        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+        STATX_MASK,
+    )
+    .map_err(sys)
+}
+
+/// The kernel's view of a source inode's attributes.
+pub fn attr_of(st: &Statx) -> fuse_attr {
+    fuse_attr {
+        ino: st.stx_ino,
+        size: st.stx_size,
+        blocks: st.stx_blocks,
+        atime: st.stx_atime.tv_sec as u64,
+        mtime: st.stx_mtime.tv_sec as u64,
+        ctime: st.stx_ctime.tv_sec as u64,
+        atimensec: st.stx_atime.tv_nsec,
+        mtimensec: st.stx_mtime.tv_nsec,
+        ctimensec: st.stx_ctime.tv_nsec,
+        mode: u32::from(st.stx_mode),
+        nlink: st.stx_nlink,
+        uid: st.stx_uid,
+        gid: st.stx_gid,
+        rdev: libc::makedev(st.stx_rdev_major, st.stx_rdev_minor) as u32,
+        blksize: st.stx_blksize,
+        flags: 0,
+    }
+}
+
+fn key_of(st: &Statx) -> InodeKey {
+    InodeKey {
+        dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+        ino: st.stx_ino,
+        mnt_id: st.stx_mnt_id,
+    }
+}
+
+fn time(t: Option<SetTime>) -> Timespec {
+    match t {
+        None => Timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(SetTime::Now) => Timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(SetTime::At { sec, nsec }) => Timespec {
+            tv_sec: sec,
+            tv_nsec: i64::from(nsec),
+        },
+    }
+}
+
+impl Passthrough {
+    /// A filesystem mirroring `source`.
+    pub fn new(source: &Path, config: FsConfig) -> std::io::Result<Self> {
+        let fd = rustix::fs::open(
+            source,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let st = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, STATX_MASK)?;
+        let root = Inode {
+            key: key_of(&st),
+            kind: u32::from(st.stx_mode) & libc::S_IFMT,
+            fd,
+        };
+        Ok(Passthrough {
+            inodes: InodeTable::new(root),
+            handles: HandleTable::default(),
+            passthrough: std::sync::atomic::AtomicBool::new(false),
+            config,
+        })
+    }
+
+    /// The inode table (for diagnostics and tests).
+    pub fn inodes(&self) -> &InodeTable {
+        &self.inodes
+    }
+
+    fn entry(&self, nodeid: u64, st: &Statx) -> Entry {
+        Entry {
+            nodeid,
+            generation: 0,
+            attr: attr_of(st),
+            entry_valid: self.config.entry_timeout,
+            attr_valid: self.config.attr_timeout,
+        }
+    }
+
+    /// Looks `name` up in `parent` and counts the lookup.
+    fn do_lookup(&self, parent: &Inode, name: &OsStr) -> Result<Entry> {
+        let fd = rustix::fs::openat(
+            &parent.fd,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys)?;
+        self.adopt(fd)
+    }
+
+    /// Counts a lookup of the inode `fd` (an `O_PATH` fd) refers to.
+    fn adopt(&self, fd: OwnedFd) -> Result<Entry> {
+        let st = statx_fd(fd.as_fd())?;
+        let nodeid = self
+            .inodes
+            .lookup(fd, key_of(&st), u32::from(st.stx_mode) & libc::S_IFMT);
+        Ok(self.entry(nodeid, &st))
+    }
+
+    fn attr(&self, inode: &Inode) -> Result<Attr> {
+        let st = statx_fd(inode.fd.as_fd())?;
+        Ok(Attr {
+            attr: attr_of(&st),
+            valid: self.config.attr_timeout,
+        })
+    }
+
+    fn file(&self, fh: u64) -> Result<Arc<Handle>> {
+        self.handles.get(fh)
+    }
+
+    fn open_flags(&self, flags: i32) -> OFlags {
+        let mut flags = OFlags::from_bits_retain(flags as u32)
+            & !(OFlags::CREATE | OFlags::EXCL | OFlags::NOCTTY);
+        if self.config.writeback {
+            // The kernel reads pages of files opened write-only and appends by itself.
+            if flags & OFlags::RWMODE == OFlags::WRONLY {
+                flags = (flags & !OFlags::RWMODE) | OFlags::RDWR;
+            }
+            flags &= !OFlags::APPEND;
+        }
+        flags | OFlags::CLOEXEC
+    }
+
+    /// Wraps an open regular file in a handle, with a kernel passthrough backing id when on.
+    fn open_handle(&self, ctx: &Context<'_>, fd: OwnedFd, is_regular: bool) -> Result<Opened> {
+        let mut opened = Opened::default();
+        let mut backing_id = 0;
+        if is_regular && self.passthrough.load(std::sync::atomic::Ordering::Relaxed) {
+            become_root()?;
+            match ctx.backing_open(fd.as_fd()) {
+                Ok(id) => {
+                    backing_id = id;
+                    opened.open_flags |= FOPEN_PASSTHROUGH;
+                    opened.backing_id = id;
+                }
+                Err(errno) => tracing::debug!(%errno, "no kernel passthrough for this file"),
+            }
+        }
+        opened.fh = self.handles.insert(Handle::File { fd, backing_id });
+        Ok(opened)
+    }
+
+    fn reopen(&self, inode: &Inode, flags: OFlags) -> Result<OwnedFd> {
+        rustix::fs::open(proc_path(inode.fd.as_fd()).as_c_str(), flags, Mode::empty()).map_err(sys)
+    }
+
+    fn set_mode(&self, inode: &Inode, handle: Option<&Handle>, mode: u32) -> Result<()> {
+        let mode = Mode::from_bits_retain(mode & 0o7777);
+        match handle.map(Handle::file) {
+            Some(Ok(fd)) => rustix::fs::fchmod(fd, mode).map_err(sys),
+            _ if inode.is_symlink() => Err(Errno::ENOTSUP),
+            _ => rustix::fs::chmod(proc_path(inode.fd.as_fd()).as_c_str(), mode).map_err(sys),
+        }
+    }
+}
+
+impl Filesystem for Passthrough {
+    fn init(&self, negotiated_flags: u64) {
+        let on = self.config.passthrough && negotiated_flags & fuse_abi::FUSE_PASSTHROUGH != 0;
+        self.passthrough
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(kernel_passthrough = on, "passthroughfs ready");
+    }
+
+    fn lookup(&self, ctx: &Context<'_>, parent: u64, name: &OsStr) -> Result<Entry> {
+        become_caller(ctx)?;
+        let parent = self.inodes.get(parent)?;
+        self.do_lookup(&parent, name)
+    }
+
+    fn forget(&self, nodeid: u64, nlookup: u64) {
+        self.inodes.forget(nodeid, nlookup);
+    }
+
+    fn getattr(&self, _ctx: &Context<'_>, nodeid: u64, _fh: Option<u64>) -> Result<Attr> {
+        let inode = self.inodes.get(nodeid)?;
+        self.attr(&inode)
+    }
+
+    fn setattr(&self, ctx: &Context<'_>, nodeid: u64, set: &SetAttr) -> Result<Attr> {
+        become_caller(ctx)?;
+        let inode = self.inodes.get(nodeid)?;
+        let handle = set.fh.map(|fh| self.file(fh)).transpose()?;
+        if let Some(mode) = set.mode {
+            match self.set_mode(&inode, handle.as_deref(), mode) {
+                Err(Errno::EPERM) if ctx.uid != 0 && clears_only_suid_sgid(&inode, mode)? => {
+                    // The kernel drops setuid/setgid itself before a write or truncate by a
+                    // caller who need not own the file (file_remove_privs).
+                    become_root()?;
+                    self.set_mode(&inode, handle.as_deref(), mode)?;
+                    become_caller(ctx)?;
+                }
+                other => other?,
+            }
+        }
+        if set.uid.is_some() || set.gid.is_some() {
+            let uid = set.uid.map(rustix::fs::Uid::from_raw);
+            let gid = set.gid.map(rustix::fs::Gid::from_raw);
+            rustix::fs::chownat(
+                &inode.fd,
+                "",
+                uid,
+                gid,
+                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(sys)?;
+        }
+        if let Some(size) = set.size {
+            match handle.as_deref().map(Handle::file) {
+                Some(Ok(fd)) => rustix::fs::ftruncate(fd, size).map_err(sys)?,
+                _ => {
+                    let fd = self.reopen(&inode, OFlags::WRONLY | OFlags::CLOEXEC)?;
+                    rustix::fs::ftruncate(&fd, size).map_err(sys)?;
+                }
+            }
+        }
+        if set.atime.is_some() || set.mtime.is_some() {
+            let times = Timestamps {
+                last_access: time(set.atime),
+                last_modification: time(set.mtime),
+            };
+            match handle.as_deref().map(Handle::file) {
+                Some(Ok(fd)) => rustix::fs::futimens(fd, &times).map_err(sys)?,
+                _ => rustix::fs::utimensat(
+                    &inode.fd,
+                    "",
+                    &times,
+                    AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(sys)?,
+            }
+        }
+        self.attr(&inode)
+    }
+
+    fn readlink(&self, ctx: &Context<'_>, nodeid: u64) -> Result<Vec<u8>> {
+        become_caller(ctx)?;
+        let inode = self.inodes.get(nodeid)?;
+        let target = rustix::fs::readlinkat(&inode.fd, "", Vec::new()).map_err(sys)?;
+        Ok(target.into_bytes())
+    }
+
+    fn symlink(
+        &self,
+        ctx: &Context<'_>,
+        parent: u64,
+        name: &OsStr,
+        target: &OsStr,
+    ) -> Result<Entry> {
+        become_caller(ctx)?;
+        let parent = self.inodes.get(parent)?;
+        rustix::fs::symlinkat(target, &parent.fd, name).map_err(sys)?;
+        self.do_lookup(&parent, name)
+    }
+
+    fn mknod(
+        &self,
+        ctx: &Context<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+        _umask: u32,
+    ) -> Result<Entry> {
+        become_caller(ctx)?;
+        let parent = self.inodes.get(parent)?;
+        let kind = rustix::fs::FileType::from_raw_mode(mode);
+        rustix::fs::mknodat(
+            &parent.fd,
+            name,
+            kind,
+            Mode::from_bits_retain(mode & 0o7777),
+            u64::from(rdev),
+        )
+        .map_err(sys)?;
+        self.do_lookup(&parent, name)
+    }
+
+    fn mkdir(
+        &self,
+        ctx: &Context<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+    ) -> Result<Entry> {
+        become_caller(ctx)?;
+        let parent = self.inodes.get(parent)?;
+        rustix::fs::mkdirat(&parent.fd, name, Mode::from_bits_retain(mode & 0o7777))
+            .map_err(sys)?;
+        self.do_lookup(&parent, name)
+    }
+
+    fn unlink(&self, ctx: &Context<'_>, parent: u64, name: &OsStr) -> Result<()> {
+        become_caller(ctx)?;
+        let parent = self.inodes.get(parent)?;
+        rustix::fs::unlinkat(&parent.fd, name, AtFlags::empty()).map_err(sys)
+    }
+
+    fn rmdir(&self, ctx: &Context<'_>, parent: u64, name: &OsStr) -> Result<()> {
+        become_caller(ctx)?;
+        let parent = self.inodes.get(parent)?;
+        rustix::fs::unlinkat(&parent.fd, name, AtFlags::REMOVEDIR).map_err(sys)
+    }
+
+    fn rename(
+        &self,
+        ctx: &Context<'_>,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+    ) -> Result<()> {
+        become_caller(ctx)?;
+        let old = self.inodes.get(parent)?;
+        let new = self.inodes.get(newparent)?;
+        let flags = RenameFlags::from_bits(flags).ok_or(Errno::EINVAL)?;
+        rustix::fs::renameat_with(&old.fd, name, &new.fd, newname, flags).map_err(sys)
+    }
+
+    fn link(
+        &self,
+        ctx: &Context<'_>,
+        nodeid: u64,
+        newparent: u64,
+        newname: &OsStr,
+    ) -> Result<Entry> {
+        become_caller(ctx)?;
+        let inode = self.inodes.get(nodeid)?;
+        let parent = self.inodes.get(newparent)?;
+        rustix::fs::linkat(
+            CWD,
+            proc_path(inode.fd.as_fd()).as_c_str(),
+            &parent.fd,
+            newname,
+            AtFlags::SYMLINK_FOLLOW,
+        )
+        .map_err(sys)?;
+        self.do_lookup(&parent, newname)
+    }
+
+    fn open(&self, ctx: &Context<'_>, nodeid: u64, flags: i32) -> Result<Opened> {
+        become_caller(ctx)?;
+        let inode = self.inodes.get(nodeid)?;
+        let fd = self.reopen(&inode, self.open_flags(flags))?;
+        self.open_handle(ctx, fd, inode.kind == libc::S_IFREG)
+    }
+
+    fn read(
+        &self,
+        _ctx: &Context<'_>,
+        _nodeid: u64,
+        fh: u64,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        let handle = self.file(fh)?;
+        rustix::io::pread(handle.file()?, buf, offset).map_err(sys)
+    }
+
+    fn write(
+        &self,
+        _ctx: &Context<'_>,
+        _nodeid: u64,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        _wf: u32,
+        _flags: i32,
+    ) -> Result<u32> {
+        let handle = self.file(fh)?;
+        let n = rustix::io::pwrite(handle.file()?, data, offset).map_err(sys)?;
+        Ok(n as u32)
+    }
+
+    fn flush(&self, _ctx: &Context<'_>, _nodeid: u64, fh: u64, _lock_owner: u64) -> Result<()> {
+        // close(dup(fd)): what close(2) on the source file would do (e.g. an NFS flush).
+        let handle = self.file(fh)?;
+        let dup = rustix::io::fcntl_dupfd_cloexec(handle.file()?, 0).map_err(sys)?;
+        drop(dup);
+        Ok(())
+    }
+
+    fn release(&self, ctx: &Context<'_>, _nodeid: u64, fh: u64, _flags: i32) -> Result<()> {
+        if let Some(handle) = self.handles.remove(fh) {
+            if let Handle::File { backing_id, .. } = *handle {
+                if backing_id > 0 {
+                    become_root()?;
+                    if let Err(errno) = ctx.backing_close(backing_id) {
+                        tracing::warn!(%errno, backing_id, "closing backing id");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fsync(&self, _ctx: &Context<'_>, _nodeid: u64, fh: u64, datasync: bool) -> Result<()> {
+        let handle = self.file(fh)?;
+        let fd = handle.file()?;
+        if datasync {
+            rustix::fs::fdatasync(fd)
+        } else {
+            rustix::fs::fsync(fd)
+        }
+        .map_err(sys)
+    }
+
+    fn opendir(&self, ctx: &Context<'_>, nodeid: u64, _flags: i32) -> Result<Opened> {
+        become_caller(ctx)?;
+        let inode = self.inodes.get(nodeid)?;
+        let fd = self.reopen(&inode, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
+        let dir = Dir::new(fd).map_err(sys)?;
+        Ok(Opened {
+            fh: self.handles.insert(Handle::Dir(Mutex::new(dir))),
+            ..Opened::default()
+        })
+    }
+
+    fn readdir(
+        &self,
+        ctx: &Context<'_>,
+        nodeid: u64,
+        fh: u64,
+        offset: u64,
+        out: &mut DirFiller<'_, '_>,
+    ) -> Result<()> {
+        let handle = self.handles.get(fh)?;
+        let Handle::Dir(dir) = &*handle else {
+            return Err(Errno::ENOTDIR);
+        };
+        let parent = if out.is_plus() {
+            become_caller(ctx)?;
+            Some(self.inodes.get(nodeid)?)
+        } else {
+            None
+        };
+        let mut dir = dir.lock().unwrap_or_else(|p| p.into_inner());
+        dir.seek(offset as i64).map_err(sys)?;
+        while let Some(item) = dir.read() {
+            let item = item.map_err(sys)?;
+            let name = OsStr::from_bytes(item.file_name().to_bytes());
+            let next = item.offset() as u64;
+            let typ = item.file_type().as_raw_mode() >> 12;
+            let added = match &parent {
+                None => out.add(item.ino(), next, typ, name),
+                Some(_) if name == "." || name == ".." => {
+                    let mut entry = Entry {
+                        nodeid: 0,
+                        generation: 0,
+                        attr: fuse_attr::default(),
+                        entry_valid: Duration::ZERO,
+                        attr_valid: Duration::ZERO,
+                    };
+                    entry.attr.ino = item.ino();
+                    entry.attr.mode = typ << 12;
+                    out.add_plus(&entry, next, typ, name)
+                }
+                Some(parent) => {
+                    let entry = match self.do_lookup(parent, name) {
+                        Ok(entry) => entry,
+                        // Gone since getdents read it: list the others.
+                        Err(Errno::ENOENT) => continue,
+                        Err(errno) => return Err(errno),
+                    };
+                    let added = out.add_plus(&entry, next, typ, name);
+                    if !added {
+                        self.inodes.forget(entry.nodeid, 1);
+                    }
+                    added
+                }
+            };
+            if !added {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn releasedir(&self, _ctx: &Context<'_>, _nodeid: u64, fh: u64) -> Result<()> {
+        self.handles.remove(fh);
+        Ok(())
+    }
+
+    fn fsyncdir(&self, _ctx: &Context<'_>, _nodeid: u64, fh: u64, datasync: bool) -> Result<()> {
+        let handle = self.handles.get(fh)?;
+        let Handle::Dir(dir) = &*handle else {
+            return Err(Errno::ENOTDIR);
+        };
+        let dir = dir.lock().unwrap_or_else(|p| p.into_inner());
+        let fd = dir.fd().map_err(sys)?;
+        if datasync {
+            rustix::fs::fdatasync(fd)
+        } else {
+            rustix::fs::fsync(fd)
+        }
+        .map_err(sys)
+    }
+
+    fn statfs(&self, _ctx: &Context<'_>, nodeid: u64) -> Result<Statfs> {
+        let inode = self.inodes.get(nodeid)?;
+        let st = rustix::fs::fstatvfs(&inode.fd).map_err(sys)?;
+        Ok(fuse_kstatfs {
+            blocks: st.f_blocks,
+            bfree: st.f_bfree,
+            bavail: st.f_bavail,
+            files: st.f_files,
+            ffree: st.f_ffree,
+            bsize: st.f_bsize as u32,
+            namelen: st.f_namemax as u32,
+            frsize: st.f_frsize as u32,
+            ..fuse_kstatfs::default()
+        })
+    }
+
+    fn setxattr(
+        &self,
+        ctx: &Context<'_>,
+        nodeid: u64,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
+        become_caller(ctx)?;
+        let inode = self.xattr_inode(nodeid)?;
+        let flags = XattrFlags::from_bits(flags as u32).ok_or(Errno::EINVAL)?;
+        rustix::fs::setxattr(proc_path(inode.fd.as_fd()).as_c_str(), name, value, flags)
+            .map_err(sys)
+    }
+
+    fn getxattr(
+        &self,
+        ctx: &Context<'_>,
+        nodeid: u64,
+        name: &OsStr,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        become_caller(ctx)?;
+        let inode = self.xattr_inode(nodeid)?;
+        rustix::fs::getxattr(proc_path(inode.fd.as_fd()).as_c_str(), name, buf).map_err(sys)
+    }
+
+    fn listxattr(&self, ctx: &Context<'_>, nodeid: u64, buf: &mut [u8]) -> Result<usize> {
+        become_caller(ctx)?;
+        let inode = self.xattr_inode(nodeid)?;
+        rustix::fs::listxattr(proc_path(inode.fd.as_fd()).as_c_str(), buf).map_err(sys)
+    }
+
+    fn removexattr(&self, ctx: &Context<'_>, nodeid: u64, name: &OsStr) -> Result<()> {
+        become_caller(ctx)?;
+        let inode = self.xattr_inode(nodeid)?;
+        rustix::fs::removexattr(proc_path(inode.fd.as_fd()).as_c_str(), name).map_err(sys)
+    }
+
+    fn access(&self, ctx: &Context<'_>, nodeid: u64, mask: u32) -> Result<()> {
+        become_caller(ctx)?;
+        let inode = self.inodes.get(nodeid)?;
+        let access = rustix::fs::Access::from_bits_retain(mask);
+        rustix::fs::accessat(
+            CWD,
+            proc_path(inode.fd.as_fd()).as_c_str(),
+            access,
+            AtFlags::EACCESS,
+        )
+        .map_err(sys)
+    }
+
+    fn create(
+        &self,
+        ctx: &Context<'_>,
+        parent: u64,
+        name: &OsStr,
+        args: CreateArgs,
+    ) -> Result<(Entry, Opened)> {
+        become_caller(ctx)?;
+        let parent = self.inodes.get(parent)?;
+        let flags = self.open_flags(args.flags)
+            | OFlags::CREATE
+            | (OFlags::from_bits_retain(args.flags as u32) & OFlags::EXCL);
+        let fd = rustix::fs::openat(
+            &parent.fd,
+            name,
+            flags,
+            Mode::from_bits_retain(args.mode & 0o7777),
+        )
+        .map_err(sys)?;
+        self.created(ctx, fd)
+    }
+
+    fn tmpfile(&self, ctx: &Context<'_>, parent: u64, args: CreateArgs) -> Result<(Entry, Opened)> {
+        become_caller(ctx)?;
+        let parent = self.inodes.get(parent)?;
+        let flags =
+            (self.open_flags(args.flags) & !OFlags::RWMODE) | OFlags::TMPFILE | OFlags::RDWR;
+        let fd = rustix::fs::openat(
+            &parent.fd,
+            ".",
+            flags,
+            Mode::from_bits_retain(args.mode & 0o7777),
+        )
+        .map_err(sys)?;
+        self.created(ctx, fd)
+    }
+
+    fn fallocate(
+        &self,
+        _ctx: &Context<'_>,
+        _nodeid: u64,
+        fh: u64,
+        offset: u64,
+        length: u64,
+        mode: u32,
+    ) -> Result<()> {
+        let handle = self.file(fh)?;
+        let mode = FallocateFlags::from_bits_retain(mode);
+        rustix::fs::fallocate(handle.file()?, mode, offset, length).map_err(sys)
+    }
+
+    fn lseek(
+        &self,
+        _ctx: &Context<'_>,
+        _nodeid: u64,
+        fh: u64,
+        offset: u64,
+        whence: u32,
+    ) -> Result<u64> {
+        let handle = self.file(fh)?;
+        let seek = match whence {
+            0 => rustix::fs::SeekFrom::Start(offset),
+            1 => rustix::fs::SeekFrom::Current(offset as i64),
+            2 => rustix::fs::SeekFrom::End(offset as i64),
+            3 => rustix::fs::SeekFrom::Data(offset),
+            4 => rustix::fs::SeekFrom::Hole(offset),
+            _ => return Err(Errno::EINVAL),
+        };
+        rustix::fs::seek(handle.file()?, seek).map_err(sys)
+    }
+
+    fn copy_file_range(&self, _ctx: &Context<'_>, r: &CopyRange) -> Result<u64> {
+        let input = self.file(r.fh_in)?;
+        let output = self.file(r.fh_out)?;
+        let (mut off_in, mut off_out) = (r.off_in, r.off_out);
+        let len = usize::try_from(r.len).unwrap_or(usize::MAX);
+        let n = rustix::fs::copy_file_range(
+            input.file()?,
+            Some(&mut off_in),
+            output.file()?,
+            Some(&mut off_out),
+            len,
+        )
+        .map_err(sys)?;
+        Ok(n as u64)
+    }
+
+    fn syncfs(&self, _ctx: &Context<'_>, _nodeid: u64) -> Result<()> {
+        let root = self.inodes.get(ROOT)?;
+        let fd = self.reopen(&root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
+        rustix::fs::syncfs(&fd).map_err(sys)
+    }
+}
+
+impl Passthrough {
+    /// The entry and handle for a file just created through `fd`.
+    fn created(&self, ctx: &Context<'_>, fd: OwnedFd) -> Result<(Entry, Opened)> {
+        // An O_PATH fd of the very inode `fd` is open on: no second lookup by name, no race.
+        let path_fd = rustix::fs::open(
+            proc_path(fd.as_fd()).as_c_str(),
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys)?;
+        let entry = self.adopt(path_fd)?;
+        match self.open_handle(ctx, fd, true) {
+            Ok(opened) => Ok((entry, opened)),
+            Err(errno) => {
+                self.inodes.forget(entry.nodeid, 1);
+                Err(errno)
+            }
+        }
+    }
+
+    /// The inode for an xattr call: symlinks have no path through /proc that reaches them.
+    fn xattr_inode(&self, nodeid: u64) -> Result<Arc<Inode>> {
+        let inode = self.inodes.get(nodeid)?;
+        if inode.is_symlink() {
+            Err(Errno::ENOTSUP)
+        } else {
+            Ok(inode)
+        }
+    }
+}
+
+/// Whether setting `mode` on `inode` only clears its setuid/setgid bits.
+fn clears_only_suid_sgid(inode: &Inode, mode: u32) -> Result<bool> {
+    let st = statx_fd(inode.fd.as_fd())?;
+    let old = u32::from(st.stx_mode) & 0o7777;
+    let new = mode & 0o7777;
+    let kill = (libc::S_ISUID | libc::S_ISGID) as u32;
+    Ok(new != old && new & !kill == old & !kill && new & kill == new & old & kill)
+}

@@ -1,0 +1,15 @@
+//! passthroughfs: a FUSE filesystem that mirrors a source directory.
+//!
+//! Each request runs with the caller's credentials ([`creds`]), inodes are held as `O_PATH`
+//! fds keyed by (dev, ino, mnt_id) ([`inode`]), and open regular files are handed to the
+//! kernel as passthrough backing files when it allows, so reads and writes skip the server.
+
+pub mod creds;
+pub mod daemon;
+pub mod fs;
+pub mod handle;
+pub mod inode;
+pub mod options;
+
+pub use fs::{FsConfig, Passthrough};
+pub use options::{Options, USAGE, UsageError};

@@ -1,0 +1,207 @@
+//! The command line: `passthroughfs [-f] [-d] [-o OPTIONS] SOURCE MOUNTPOINT`, with
+//! libfuse-style `-o` options.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fuse_server::SessionConfig;
+use fuse_transport::MountOptions;
+
+use crate::fs::FsConfig;
+
+/// Everything the command line says.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub source: PathBuf,
+    pub mountpoint: PathBuf,
+    /// `-f`: stay in the foreground (default: daemonize, as libfuse does).
+    pub foreground: bool,
+    /// `-d`: debug logging (implies `-f`).
+    pub debug: bool,
+    pub mount: MountOptions,
+    pub fs: FsConfig,
+    pub session: SessionConfig,
+}
+
+/// A command line that cannot be used, with what is wrong.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UsageError {
+    #[error("missing {0}")]
+    Missing(&'static str),
+    #[error("unexpected argument {0:?}")]
+    Unexpected(String),
+    #[error("bad value for option {option}: {value:?}")]
+    BadValue { option: String, value: String },
+    #[error("-o needs an argument")]
+    MissingOptionList,
+}
+
+/// The usage line.
+pub const USAGE: &str = "usage: passthroughfs [-f] [-d] [-o OPTION[,OPTION...]] SOURCE MOUNTPOINT
+
+options:
+  allow_other, default_permissions, ro, fsname=NAME, subtype=NAME,
+  entry_timeout=SECONDS, attr_timeout=SECONDS, writeback, threads=N,
+  nopassthrough, and mount flags (nosuid, nodev, noexec, noatime, ...)";
+
+impl Options {
+    /// Parses the arguments after the program name.
+    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageError> {
+        let mut positional = Vec::new();
+        let mut lists = Vec::new();
+        let mut foreground = false;
+        let mut debug = false;
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "-f" => foreground = true,
+                "-d" => debug = true,
+                "-o" => lists.push(args.next().ok_or(UsageError::MissingOptionList)?),
+                s if s.starts_with("-o") => lists.push(s[2..].to_string()),
+                s if s.starts_with('-') && s.len() > 1 => return Err(UsageError::Unexpected(arg)),
+                _ => positional.push(arg),
+            }
+        }
+        let mut positional = positional.into_iter();
+        let source = PathBuf::from(positional.next().ok_or(UsageError::Missing("SOURCE"))?);
+        let mountpoint = PathBuf::from(positional.next().ok_or(UsageError::Missing("MOUNTPOINT"))?);
+        if let Some(extra) = positional.next() {
+            return Err(UsageError::Unexpected(extra));
+        }
+        let mut opts = Options {
+            source,
+            mountpoint,
+            foreground: foreground || debug,
+            debug,
+            mount: MountOptions {
+                fsname: None,
+                subtype: Some("passthroughfs".into()),
+                ..MountOptions::default()
+            },
+            fs: FsConfig::default(),
+            session: SessionConfig {
+                passthrough: true,
+                ..SessionConfig::default()
+            },
+        };
+        for list in &lists {
+            for option in list.split(',').filter(|o| !o.is_empty()) {
+                opts.apply(option)?;
+            }
+        }
+        if opts.mount.fsname.is_none() {
+            opts.mount.fsname = Some(opts.source.display().to_string());
+        }
+        opts.fs.passthrough = opts.session.passthrough && !opts.session.writeback;
+        opts.fs.writeback = opts.session.writeback;
+        Ok(opts)
+    }
+
+    fn apply(&mut self, option: &str) -> Result<(), UsageError> {
+        let (name, value) = match option.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (option, None),
+        };
+        let bad = || UsageError::BadValue {
+            option: name.to_string(),
+            value: value.unwrap_or("").to_string(),
+        };
+        let seconds = |v: Option<&str>| -> Result<Duration, UsageError> {
+            let s: f64 = v.ok_or_else(bad)?.parse().map_err(|_| bad())?;
+            Duration::try_from_secs_f64(s).map_err(|_| bad())
+        };
+        match (name, value) {
+            ("allow_other", None) => self.mount.allow_other = true,
+            ("default_permissions", None) => self.mount.default_permissions = true,
+            ("ro", None) => self.mount.read_only = true,
+            ("rw", None) => self.mount.read_only = false,
+            ("fsname", Some(v)) => self.mount.fsname = Some(v.to_string()),
+            ("subtype", Some(v)) => self.mount.subtype = Some(v.to_string()),
+            ("entry_timeout", v) => self.fs.entry_timeout = seconds(v)?,
+            ("attr_timeout", v) => self.fs.attr_timeout = seconds(v)?,
+            ("writeback", None) => self.session.writeback = true,
+            ("nopassthrough", None) => self.session.passthrough = false,
+            ("threads", Some(v)) => {
+                let n: usize = v.parse().map_err(|_| bad())?;
+                if n == 0 || n > 256 {
+                    return Err(bad());
+                }
+                self.session.threads = n;
+            }
+            ("max_read", Some(v)) => self.mount.max_read = Some(v.parse().map_err(|_| bad())?),
+            (flag, None) if MOUNT_FLAGS.contains(&flag) => self.mount.extra.push(flag.to_string()),
+            _ => return Err(UsageError::Unexpected(format!("-o {option}"))),
+        }
+        Ok(())
+    }
+}
+
+/// Mount flags passed through to mount(2) / fusermount3.
+const MOUNT_FLAGS: &[&str] = &[
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "noatime",
+    "atime",
+    "nodiratime",
+    "relatime",
+    "strictatime",
+    "sync",
+    "async",
+    "dirsync",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Options, UsageError> {
+        Options::parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn parses_libfuse_style_options() {
+        let o =
+            parse("-f -o allow_other,ro -o entry_timeout=2.5,threads=3,nopassthrough /src /mnt")
+                .unwrap();
+        assert!(o.foreground);
+        assert!(o.mount.allow_other && o.mount.read_only);
+        assert_eq!(o.fs.entry_timeout, Duration::from_millis(2500));
+        assert_eq!(o.session.threads, 3);
+        assert!(!o.session.passthrough && !o.fs.passthrough);
+        assert_eq!(o.source, PathBuf::from("/src"));
+        assert_eq!(o.mountpoint, PathBuf::from("/mnt"));
+        assert_eq!(o.mount.fsname.as_deref(), Some("/src"));
+    }
+
+    #[test]
+    fn writeback_turns_kernel_passthrough_off() {
+        let o = parse("-o writeback a b").unwrap();
+        assert!(o.session.writeback && o.fs.writeback && !o.fs.passthrough);
+    }
+
+    #[test]
+    fn rejects_what_it_does_not_know() {
+        assert_eq!(parse("a").unwrap_err(), UsageError::Missing("MOUNTPOINT"));
+        assert_eq!(
+            parse("a b c").unwrap_err(),
+            UsageError::Unexpected("c".into())
+        );
+        assert!(matches!(
+            parse("-o frobnicate a b").unwrap_err(),
+            UsageError::Unexpected(_)
+        ));
+        assert!(matches!(
+            parse("-o threads=0 a b").unwrap_err(),
+            UsageError::BadValue { .. }
+        ));
+        assert!(matches!(
+            parse("-o attr_timeout=x a b").unwrap_err(),
+            UsageError::BadValue { .. }
+        ));
+        assert_eq!(parse("a b -o").unwrap_err(), UsageError::MissingOptionList);
+    }
+}

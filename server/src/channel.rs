@@ -1,0 +1,115 @@
+//! The connection's device fds, created in one place, and the per-request [`Context`].
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+use fuse_proto::Errno;
+
+/// Takes custody of every device fd before anything reads from it.
+///
+/// The recovery layer implements this to hand each fd to the keeper: a request read from an
+/// fd that nobody else holds is lost if the server dies (DESIGN.md, kernel fact 1).
+pub trait DeviceCustody: Send + Sync {
+    /// `index` 0 is the fd the connection was mounted with; clones count from 1.
+    fn adopt(&self, fd: BorrowedFd<'_>, index: usize) -> io::Result<()>;
+}
+
+/// The default: nobody else holds the fds.
+#[derive(Debug, Default)]
+pub struct NoCustody;
+
+impl DeviceCustody for NoCustody {
+    fn adopt(&self, _fd: BorrowedFd<'_>, _index: usize) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The device fds of one connection. Every fd a worker reads from comes from here.
+pub struct Channel {
+    custody: Arc<dyn DeviceCustody>,
+    devices: Mutex<Vec<Arc<OwnedFd>>>,
+}
+
+impl Channel {
+    /// A channel over `devices` (the first is the mount's own fd). Each is given to `custody`
+    /// before this returns; a refused fd fails the whole channel.
+    pub fn new(devices: Vec<OwnedFd>, custody: Arc<dyn DeviceCustody>) -> io::Result<Channel> {
+        if devices.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no device fd"));
+        }
+        for (index, fd) in devices.iter().enumerate() {
+            custody.adopt(fd.as_fd(), index)?;
+        }
+        let devices = devices.into_iter().map(Arc::new).collect();
+        Ok(Channel {
+            custody,
+            devices: Mutex::new(devices),
+        })
+    }
+
+    /// The fd the connection was mounted with.
+    pub fn master(&self) -> Arc<OwnedFd> {
+        self.lock()[0].clone()
+    }
+
+    /// The device fd for worker `index`: an existing one, or a new FUSE_DEV_IOC_CLONE of the
+    /// master, adopted by the custody hook before it is returned.
+    pub fn device(&self, index: usize) -> io::Result<Arc<OwnedFd>> {
+        let mut devices = self.lock();
+        if let Some(fd) = devices.get(index) {
+            return Ok(fd.clone());
+        }
+        let master = devices[0].clone();
+        while devices.len() <= index {
+            let clone = fuse_transport::clone_device(master.as_fd()).map_err(crate::to_io)?;
+            self.custody.adopt(clone.as_fd(), devices.len())?;
+            devices.push(Arc::new(clone));
+        }
+        Ok(devices[index].clone())
+    }
+
+    /// How many device fds the channel holds.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when the channel has no fds (never, once built).
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<OwnedFd>>> {
+        self.devices
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Who sent the request being served, and the channel it came on.
+pub struct Context<'a> {
+    /// The request id as received (bit 63 set on a resent request).
+    pub unique: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+    pub(crate) channel: &'a Channel,
+}
+
+impl Context<'_> {
+    /// Registers `file` as a kernel passthrough backing file; returns its backing id for
+    /// `Opened::backing_id` (with FOPEN_PASSTHROUGH). Needs CAP_SYS_ADMIN.
+    pub fn backing_open(&self, file: BorrowedFd<'_>) -> Result<i32, Errno> {
+        let master = self.channel.master();
+        let id = fuse_transport::backing_open(master.as_fd(), file).map_err(crate::to_io)?;
+        i32::try_from(id).map_err(|_| Errno::EIO)
+    }
+
+    /// Drops a backing id returned by `backing_open`.
+    pub fn backing_close(&self, backing_id: i32) -> Result<(), Errno> {
+        let master = self.channel.master();
+        let id = u32::try_from(backing_id).map_err(|_| Errno::EINVAL)?;
+        fuse_transport::backing_close(master.as_fd(), id).map_err(crate::to_io)?;
+        Ok(())
+    }
+}

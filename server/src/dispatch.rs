@@ -1,0 +1,428 @@
+//! From a decoded request to a filesystem call and its reply bytes.
+
+use std::time::Duration;
+
+use fuse_abi::*;
+use fuse_proto::reply::ReplyBuf;
+use fuse_proto::{Errno, Operation, Request, dirent::DirentBuf};
+use tracing::trace;
+
+use crate::channel::{Channel, Context};
+use crate::filesystem::*;
+use crate::init::Negotiation;
+
+/// What the worker sends after dispatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The reply is in the reply buffer.
+    Reply,
+    /// The reply is the reply buffer followed by the first `n` bytes of the data buffer.
+    ReplyWithData(usize),
+    /// The opcode has no reply (FORGET, BATCH_FORGET, INTERRUPT).
+    NoReply,
+}
+
+/// Serves one request: calls `fs` and leaves the reply in `reply`. `data` is the worker's
+/// scratch buffer for READ data and xattr values.
+pub(crate) fn dispatch<F: Filesystem>(
+    fs: &F,
+    channel: &Channel,
+    negotiation: &Negotiation,
+    req: Request<'_>,
+    reply: &mut ReplyBuf,
+    data: &mut [u8],
+) -> Outcome {
+    let ctx = Context {
+        unique: req.unique,
+        uid: req.uid,
+        gid: req.gid,
+        pid: req.pid,
+        channel,
+    };
+    reply.clear();
+    let unique = req.unique;
+    let result = serve(fs, &ctx, negotiation, req.nodeid, req.op, reply, data);
+    match result {
+        Ok(Outcome::Reply) => {
+            reply.finish(unique, 0);
+            Outcome::Reply
+        }
+        Ok(Outcome::ReplyWithData(n)) => {
+            reply.finish(unique, n);
+            Outcome::ReplyWithData(n)
+        }
+        Ok(Outcome::NoReply) => Outcome::NoReply,
+        Err(errno) => {
+            trace!(unique, ?errno, "error reply");
+            reply.error(unique, errno);
+            Outcome::Reply
+        }
+    }
+}
+
+fn serve<F: Filesystem>(
+    fs: &F,
+    ctx: &Context<'_>,
+    negotiation: &Negotiation,
+    nodeid: u64,
+    op: Operation<'_>,
+    reply: &mut ReplyBuf,
+    data: &mut [u8],
+) -> Result<Outcome> {
+    match op {
+        Operation::Lookup { name } => push_entry(reply, &fs.lookup(ctx, nodeid, name)?),
+        Operation::Forget { nlookup } => {
+            fs.forget(nodeid, nlookup);
+            return Ok(Outcome::NoReply);
+        }
+        Operation::BatchForget { forgets } => {
+            for one in forgets {
+                fs.forget(one.nodeid, one.nlookup);
+            }
+            return Ok(Outcome::NoReply);
+        }
+        Operation::Interrupt { unique } => {
+            // Every operation here completes without waiting on the application, so the
+            // original request's reply answers the interrupt too.
+            trace!(interrupted = unique, "interrupt");
+            return Ok(Outcome::NoReply);
+        }
+        Operation::Getattr { arg } => {
+            let fh = (arg.getattr_flags & FUSE_GETATTR_FH != 0).then_some(arg.fh);
+            push_attr(reply, &fs.getattr(ctx, nodeid, fh)?);
+        }
+        Operation::Setattr { arg } => push_attr(reply, &fs.setattr(ctx, nodeid, &set_attr(&arg))?),
+        Operation::Readlink => {
+            let target = fs.readlink(ctx, nodeid)?;
+            reply.push_bytes(&target);
+        }
+        Operation::Symlink { name, target } => {
+            push_entry(reply, &fs.symlink(ctx, nodeid, name, target)?)
+        }
+        Operation::Mknod { arg, name } => push_entry(
+            reply,
+            &fs.mknod(ctx, nodeid, name, arg.mode, arg.rdev, arg.umask)?,
+        ),
+        Operation::Mkdir { arg, name } => {
+            push_entry(reply, &fs.mkdir(ctx, nodeid, name, arg.mode, arg.umask)?)
+        }
+        Operation::Unlink { name } => fs.unlink(ctx, nodeid, name)?,
+        Operation::Rmdir { name } => fs.rmdir(ctx, nodeid, name)?,
+        Operation::Rename {
+            newdir,
+            flags,
+            name,
+            newname,
+        } => fs.rename(ctx, nodeid, name, newdir, newname, flags)?,
+        Operation::Link { oldnodeid, name } => {
+            push_entry(reply, &fs.link(ctx, oldnodeid, nodeid, name)?)
+        }
+        Operation::Open { arg } => push_open(reply, &fs.open(ctx, nodeid, arg.flags as i32)?),
+        Operation::Read { arg } => {
+            let size = (arg.size as usize).min(data.len());
+            let n = fs.read(ctx, nodeid, arg.fh, arg.offset, &mut data[..size])?;
+            return Ok(Outcome::ReplyWithData(n.min(size)));
+        }
+        Operation::Write { arg, data: bytes } => {
+            let size = fs.write(
+                ctx,
+                nodeid,
+                arg.fh,
+                arg.offset,
+                bytes,
+                arg.write_flags,
+                arg.flags as i32,
+            )?;
+            reply.push(&fuse_write_out { size, padding: 0 });
+        }
+        Operation::Statfs => reply.push(&fuse_statfs_out {
+            st: fs.statfs(ctx, nodeid)?,
+        }),
+        Operation::Release { arg } => fs.release(ctx, nodeid, arg.fh, arg.flags as i32)?,
+        Operation::Fsync { arg } => fs.fsync(
+            ctx,
+            nodeid,
+            arg.fh,
+            arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0,
+        )?,
+        Operation::Setxattr { arg, name, value } => {
+            fs.setxattr(ctx, nodeid, name, value, arg.flags as i32)?
+        }
+        Operation::Getxattr { arg, name } => {
+            return xattr_reply(reply, data, arg.size, |buf| {
+                fs.getxattr(ctx, nodeid, name, buf)
+            });
+        }
+        Operation::Listxattr { arg } => {
+            return xattr_reply(reply, data, arg.size, |buf| fs.listxattr(ctx, nodeid, buf));
+        }
+        Operation::Removexattr { name } => fs.removexattr(ctx, nodeid, name)?,
+        Operation::Flush { arg } => fs.flush(ctx, nodeid, arg.fh, arg.lock_owner)?,
+        Operation::Init { .. } => {
+            // Only a resent INIT reaches a running session (the server died before answering
+            // it): the answer is the negotiation already in force.
+            reply.push_bytes(crate::init::reply_bytes(negotiation));
+        }
+        Operation::Opendir { arg } => push_open(reply, &fs.opendir(ctx, nodeid, arg.flags as i32)?),
+        Operation::Readdir { arg } => readdir(fs, ctx, nodeid, &arg, false, reply)?,
+        Operation::Readdirplus { arg } => readdir(fs, ctx, nodeid, &arg, true, reply)?,
+        Operation::Releasedir { arg } => fs.releasedir(ctx, nodeid, arg.fh)?,
+        Operation::Fsyncdir { arg } => fs.fsyncdir(
+            ctx,
+            nodeid,
+            arg.fh,
+            arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0,
+        )?,
+        Operation::Getlk { arg } => {
+            let lock = fs.getlk(ctx, nodeid, arg.fh, arg.owner, lock_of(&arg.lk))?;
+            reply.push(&fuse_lk_out {
+                lk: fuse_file_lock {
+                    start: lock.start,
+                    end: lock.end,
+                    r#type: lock.typ,
+                    pid: lock.pid,
+                },
+            });
+        }
+        Operation::Setlk { arg, sleep } => {
+            if arg.lk_flags & FUSE_LK_FLOCK != 0 {
+                fs.flock(
+                    ctx,
+                    nodeid,
+                    arg.fh,
+                    arg.owner,
+                    flock_op(arg.lk.r#type, sleep),
+                )?
+            } else {
+                fs.setlk(ctx, nodeid, arg.fh, arg.owner, lock_of(&arg.lk), sleep)?
+            }
+        }
+        Operation::Access { arg } => fs.access(ctx, nodeid, arg.mask)?,
+        Operation::Create { arg, name } => {
+            let args = CreateArgs {
+                mode: arg.mode,
+                umask: arg.umask,
+                flags: arg.flags as i32,
+            };
+            let (entry, opened) = fs.create(ctx, nodeid, name, args)?;
+            push_entry(reply, &entry);
+            push_open(reply, &opened);
+        }
+        Operation::Tmpfile { arg, .. } => {
+            let args = CreateArgs {
+                mode: arg.mode,
+                umask: arg.umask,
+                flags: arg.flags as i32,
+            };
+            let (entry, opened) = fs.tmpfile(ctx, nodeid, args)?;
+            push_entry(reply, &entry);
+            push_open(reply, &opened);
+        }
+        Operation::Bmap { arg } => {
+            let block = fs.bmap(ctx, nodeid, arg.blocksize, arg.block)?;
+            reply.push(&fuse_bmap_out { block });
+        }
+        Operation::Destroy => fs.destroy(),
+        Operation::Ioctl { arg, data: input } => {
+            let out = fs.ioctl(
+                ctx,
+                nodeid,
+                arg.fh,
+                arg.flags,
+                arg.cmd,
+                arg.arg,
+                input,
+                arg.out_size,
+            )?;
+            let len = out.data.len().min(arg.out_size as usize);
+            reply.push(&fuse_ioctl_out {
+                result: out.result,
+                flags: 0,
+                in_iovs: 0,
+                out_iovs: 0,
+            });
+            reply.push_bytes(&out.data[..len]);
+        }
+        Operation::Poll { arg } => {
+            let revents = fs.poll(ctx, nodeid, arg.fh, arg.kh, arg.flags, arg.events)?;
+            reply.push(&fuse_poll_out {
+                revents,
+                padding: 0,
+            });
+        }
+        Operation::Fallocate { arg } => {
+            fs.fallocate(ctx, nodeid, arg.fh, arg.offset, arg.length, arg.mode)?
+        }
+        Operation::Lseek { arg } => {
+            let offset = fs.lseek(ctx, nodeid, arg.fh, arg.offset, arg.whence)?;
+            reply.push(&fuse_lseek_out { offset });
+        }
+        Operation::CopyFileRange { arg } => {
+            let range = CopyRange {
+                ino_in: nodeid,
+                fh_in: arg.fh_in,
+                off_in: arg.off_in,
+                ino_out: arg.nodeid_out,
+                fh_out: arg.fh_out,
+                off_out: arg.off_out,
+                len: arg.len,
+                flags: arg.flags,
+            };
+            let copied = fs.copy_file_range(ctx, &range)?;
+            reply.push(&fuse_write_out {
+                size: copied.min(u64::from(u32::MAX)) as u32,
+                padding: 0,
+            });
+        }
+        Operation::Syncfs { .. } => fs.syncfs(ctx, nodeid)?,
+        Operation::NotifyReply { .. } => return Ok(Outcome::NoReply),
+        Operation::SetupMapping | Operation::RemoveMapping | Operation::Statx { .. } => {
+            return Err(Errno::ENOSYS);
+        }
+    }
+    Ok(Outcome::Reply)
+}
+
+fn readdir<F: Filesystem>(
+    fs: &F,
+    ctx: &Context<'_>,
+    nodeid: u64,
+    arg: &fuse_read_in,
+    plus: bool,
+    reply: &mut ReplyBuf,
+) -> Result<()> {
+    let mut entries = Vec::new();
+    let result = {
+        let mut buf = DirentBuf::new(reply, arg.size as usize);
+        let mut filler = DirFiller {
+            buf: &mut buf,
+            plus,
+            entries: &mut entries,
+        };
+        fs.readdir(ctx, nodeid, arg.fh, arg.offset, &mut filler)
+    };
+    if let Err(errno) = result {
+        // The entries already counted were never sent: give their lookups back.
+        for nodeid in entries {
+            fs.forget(nodeid, 1);
+        }
+        return Err(errno);
+    }
+    Ok(())
+}
+
+/// Answers GETXATTR / LISTXATTR: the size alone when the kernel asks with size 0, the bytes
+/// otherwise.
+fn xattr_reply(
+    reply: &mut ReplyBuf,
+    data: &mut [u8],
+    size: u32,
+    call: impl FnOnce(&mut [u8]) -> Result<usize>,
+) -> Result<Outcome> {
+    if size == 0 {
+        let needed = call(&mut [])?;
+        reply.push(&fuse_getxattr_out {
+            size: needed as u32,
+            padding: 0,
+        });
+        return Ok(Outcome::Reply);
+    }
+    let size = (size as usize).min(data.len());
+    let n = call(&mut data[..size])?;
+    Ok(Outcome::ReplyWithData(n.min(size)))
+}
+
+fn set_attr(arg: &fuse_setattr_in) -> SetAttr {
+    let v = arg.valid;
+    let time = |set: u32, now: u32, sec: u64, nsec: u32| {
+        if v & now != 0 {
+            Some(SetTime::Now)
+        } else if v & set != 0 {
+            Some(SetTime::At {
+                sec: sec as i64,
+                nsec,
+            })
+        } else {
+            None
+        }
+    };
+    SetAttr {
+        mode: (v & FATTR_MODE != 0).then_some(arg.mode),
+        uid: (v & FATTR_UID != 0).then_some(arg.uid),
+        gid: (v & FATTR_GID != 0).then_some(arg.gid),
+        size: (v & FATTR_SIZE != 0).then_some(arg.size),
+        atime: time(FATTR_ATIME, FATTR_ATIME_NOW, arg.atime, arg.atimensec),
+        mtime: time(FATTR_MTIME, FATTR_MTIME_NOW, arg.mtime, arg.mtimensec),
+        ctime: (v & FATTR_CTIME != 0).then_some(SetTime::At {
+            sec: arg.ctime as i64,
+            nsec: arg.ctimensec,
+        }),
+        fh: (v & FATTR_FH != 0).then_some(arg.fh),
+        kill_suidgid: v & FATTR_KILL_SUIDGID != 0,
+    }
+}
+
+fn lock_of(lk: &fuse_file_lock) -> Lock {
+    Lock {
+        start: lk.start,
+        end: lk.end,
+        typ: lk.r#type,
+        pid: lk.pid,
+    }
+}
+
+fn flock_op(typ: u32, sleep: bool) -> i32 {
+    const LOCK_SH: i32 = 1;
+    const LOCK_EX: i32 = 2;
+    const LOCK_NB: i32 = 4;
+    const LOCK_UN: i32 = 8;
+    const F_RDLCK: u32 = 0;
+    const F_WRLCK: u32 = 1;
+    let op = match typ {
+        F_RDLCK => LOCK_SH,
+        F_WRLCK => LOCK_EX,
+        _ => LOCK_UN,
+    };
+    if sleep { op } else { op | LOCK_NB }
+}
+
+fn split(d: Duration) -> (u64, u32) {
+    (d.as_secs(), d.subsec_nanos())
+}
+
+/// The wire form of an entry.
+pub(crate) fn entry_out(entry: &Entry) -> fuse_entry_out {
+    let (entry_valid, entry_valid_nsec) = split(entry.entry_valid);
+    let (attr_valid, attr_valid_nsec) = split(entry.attr_valid);
+    fuse_entry_out {
+        nodeid: entry.nodeid,
+        generation: entry.generation,
+        entry_valid,
+        attr_valid,
+        entry_valid_nsec,
+        attr_valid_nsec,
+        attr: entry.attr,
+    }
+}
+
+fn push_entry(reply: &mut ReplyBuf, entry: &Entry) {
+    reply.push(&entry_out(entry));
+}
+
+fn push_attr(reply: &mut ReplyBuf, attr: &Attr) {
+    let (attr_valid, attr_valid_nsec) = split(attr.valid);
+    reply.push(&fuse_attr_out {
+        attr_valid,
+        attr_valid_nsec,
+        dummy: 0,
+        attr: attr.attr,
+    });
+}
+
+fn push_open(reply: &mut ReplyBuf, opened: &Opened) {
+    reply.push(&fuse_open_out {
+        fh: opened.fh,
+        open_flags: opened.open_flags,
+        backing_id: opened.backing_id,
+    });
+}

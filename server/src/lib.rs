@@ -1,0 +1,22 @@
+//! FUSE sessions over the transport layer: fresh or resumed, served by worker threads that
+//! decode each request, call the [`Filesystem`], and write its reply.
+
+mod channel;
+mod dispatch;
+mod filesystem;
+mod init;
+mod session;
+
+pub use channel::{Channel, Context, DeviceCustody, NoCustody};
+pub use filesystem::*;
+pub use fuse_proto::Errno;
+pub use init::{MIN_MINOR, Negotiation, SessionConfig, negotiate};
+pub use session::{Session, SessionError, mount};
+
+/// The transport's error as an `io::Error`, keeping the errno where there is one.
+pub(crate) fn to_io(err: fuse_transport::Error) -> std::io::Error {
+    match err.raw_os_error() {
+        Some(errno) => std::io::Error::from_raw_os_error(errno),
+        None => std::io::Error::other(err),
+    }
+}

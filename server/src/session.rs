@@ -1,0 +1,306 @@
+//! A session: a connection's channel, its INIT negotiation, and the workers serving it.
+//!
+//! Two ways in: [`Session::start`] reads FUSE_INIT and answers it (a fresh mount);
+//! [`Session::resume`] takes a saved [`Negotiation`] and reads no INIT (a restarted server
+//! serving a connection that outlived its predecessor).
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::thread;
+
+use fuse_abi::{FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, fuse_init_out, fuse_opcode};
+use fuse_proto::reply::ReplyBuf;
+use fuse_proto::{DecodeError, Errno, Operation, decode, peek_header};
+use fuse_transport::{MountOptions, WriteOutcome};
+use tracing::{debug, info, warn};
+use zerocopy::{FromZeros, IntoBytes};
+
+use crate::channel::{Channel, DeviceCustody};
+use crate::dispatch::{Outcome, dispatch};
+use crate::filesystem::Filesystem;
+use crate::init::{InitError, Negotiation, SessionConfig, negotiate, reply_bytes};
+
+/// Why a session could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("mounting {path}: {source}")]
+    Mount { path: String, source: io::Error },
+    #[error("the custody hook refused a device fd: {0}")]
+    Custody(io::Error),
+    #[error("reading from /dev/fuse: {0}")]
+    Read(io::Error),
+    #[error("writing to /dev/fuse: {0}")]
+    Write(io::Error),
+    #[error("the connection ended before FUSE_INIT")]
+    GoneBeforeInit,
+    #[error("the kernel's FUSE protocol 7.{0} is older than 7.{min}", min = crate::init::MIN_MINOR)]
+    KernelTooOld(u32),
+    #[error("starting worker thread: {0}")]
+    Spawn(io::Error),
+}
+
+/// Mounts `mountpoint` and returns the connection's channel, its device fd already adopted
+/// by `custody`. Nothing has been read from it yet.
+pub fn mount(
+    mountpoint: &Path,
+    options: &MountOptions,
+    custody: Arc<dyn DeviceCustody>,
+) -> Result<Channel, SessionError> {
+    let device = fuse_transport::mount(mountpoint, options).map_err(|e| SessionError::Mount {
+        path: mountpoint.display().to_string(),
+        source: crate::to_io(e),
+    })?;
+    Channel::new(vec![device], custody).map_err(SessionError::Custody)
+}
+
+/// A served connection.
+pub struct Session<F: Filesystem> {
+    fs: Arc<F>,
+    channel: Arc<Channel>,
+    negotiation: Negotiation,
+    config: SessionConfig,
+}
+
+impl<F: Filesystem> Session<F> {
+    /// A fresh session: reads FUSE_INIT from the channel's master fd and answers it.
+    pub fn start(fs: F, channel: Channel, config: SessionConfig) -> Result<Self, SessionError> {
+        let master = channel.master();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut reply = ReplyBuf::with_capacity(256);
+        let negotiation = loop {
+            let n = match fuse_transport::read_request(master.as_fd(), &mut buf) {
+                Ok(Some(n)) => n,
+                Ok(None) => return Err(SessionError::GoneBeforeInit),
+                Err(e) => return Err(SessionError::Read(crate::to_io(e))),
+            };
+            let bytes = &buf[..n];
+            let req = match decode(bytes, &fuse_proto::Negotiated::default()) {
+                Ok(req) => req,
+                Err(err) => {
+                    answer_undecodable(&master, bytes, err, &mut reply)?;
+                    continue;
+                }
+            };
+            let Operation::Init { arg } = req.op else {
+                warn!(opcode = ?req.opcode, "request before INIT");
+                send(&master, reply.error(req.unique, Errno::EIO))?;
+                continue;
+            };
+            match negotiate(&arg, &config) {
+                Ok(negotiation) => {
+                    reply.clear();
+                    reply.push_bytes(reply_bytes(&negotiation));
+                    send(&master, reply.finish(req.unique, 0))?;
+                    break negotiation;
+                }
+                Err(InitError::MajorMismatch(major)) => {
+                    // Tell the kernel our major; it retries with a compatible INIT.
+                    info!(major, "kernel offered another major version");
+                    let ours = fuse_init_out {
+                        major: FUSE_KERNEL_VERSION,
+                        minor: FUSE_KERNEL_MINOR_VERSION,
+                        ..fuse_init_out::new_zeroed()
+                    };
+                    reply.clear();
+                    reply.push_bytes(&ours.as_bytes()[..8]);
+                    send(&master, reply.finish(req.unique, 0))?;
+                }
+                Err(InitError::TooOld(minor)) => {
+                    send(
+                        &master,
+                        reply.error(req.unique, Errno::new(71 /* EPROTO */)),
+                    )?;
+                    return Err(SessionError::KernelTooOld(minor));
+                }
+            }
+        };
+        info!(
+            minor = negotiation.minor(),
+            flags = format_args!("{:#x}", negotiation.flags()),
+            max_write = negotiation.reply.max_write,
+            "FUSE_INIT answered"
+        );
+        Ok(Self::resume(fs, channel, negotiation, config))
+    }
+
+    /// A resumed session: the connection was initialised by an earlier server; `negotiation`
+    /// is what it agreed. Reads no INIT.
+    pub fn resume(
+        fs: F,
+        channel: Channel,
+        negotiation: Negotiation,
+        config: SessionConfig,
+    ) -> Self {
+        fs.init(negotiation.flags());
+        Session {
+            fs: Arc::new(fs),
+            channel: Arc::new(channel),
+            negotiation,
+            config,
+        }
+    }
+
+    /// The INIT negotiation in force.
+    pub fn negotiation(&self) -> &Negotiation {
+        &self.negotiation
+    }
+
+    /// The connection's device fds.
+    pub fn channel(&self) -> &Arc<Channel> {
+        &self.channel
+    }
+
+    /// The filesystem being served.
+    pub fn filesystem(&self) -> &Arc<F> {
+        &self.fs
+    }
+
+    /// Serves until the connection ends (unmount or abort). Worker `i` reads device fd `i`:
+    /// the mount's own fd for worker 0, a FUSE_DEV_IOC_CLONE for the others, each adopted by
+    /// the custody hook before its first read.
+    pub fn run(&self) -> Result<(), SessionError> {
+        let threads = self.config.threads.max(1);
+        let mut devices = Vec::with_capacity(threads);
+        for index in 0..threads {
+            devices.push(self.channel.device(index).map_err(SessionError::Custody)?);
+        }
+        thread::scope(|scope| {
+            let mut handles = Vec::new();
+            for (index, device) in devices.into_iter().enumerate() {
+                let worker = Worker::new(self, device);
+                let handle = thread::Builder::new()
+                    .name(format!("fuse-worker-{index}"))
+                    .spawn_scoped(scope, move || worker.run())
+                    .map_err(SessionError::Spawn)?;
+                handles.push(handle);
+            }
+            let mut result = Ok(());
+            for handle in handles {
+                match handle.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => result = Err(e),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            result
+        })
+    }
+}
+
+/// One thread's loop: read a request, dispatch it, write the reply. Its buffers are
+/// allocated and touched once, before the first read (DESIGN.md, kernel fact 12).
+struct Worker<'s, F: Filesystem> {
+    session: &'s Session<F>,
+    device: Arc<OwnedFd>,
+    input: Vec<u8>,
+    data: Vec<u8>,
+    reply: ReplyBuf,
+}
+
+impl<'s, F: Filesystem> Worker<'s, F> {
+    fn new(session: &'s Session<F>, device: Arc<OwnedFd>) -> Self {
+        let payload = session.negotiation.max_payload();
+        Worker {
+            session,
+            device,
+            // Header, the largest argument struct and a name before the payload.
+            input: vec![0u8; payload + 8192],
+            data: vec![0u8; payload],
+            reply: ReplyBuf::with_capacity(payload.max(8192)),
+        }
+    }
+
+    fn run(mut self) -> Result<(), SessionError> {
+        let context = self.session.negotiation.decode_context();
+        loop {
+            let n = match fuse_transport::read_request(self.device.as_fd(), &mut self.input) {
+                Ok(Some(n)) => n,
+                Ok(None) => {
+                    debug!("connection ended");
+                    return Ok(());
+                }
+                Err(e) => return Err(SessionError::Read(crate::to_io(e))),
+            };
+            let bytes = &self.input[..n];
+            let req = match decode(bytes, &context) {
+                Ok(req) => req,
+                Err(err) => {
+                    answer_undecodable(&self.device, bytes, err, &mut self.reply)?;
+                    continue;
+                }
+            };
+            let span = tracing::trace_span!(
+                "req",
+                unique = req.unique,
+                op = req.opcode.name(),
+                nodeid = req.nodeid
+            );
+            let _enter = span.enter();
+            let is_destroy = req.opcode == fuse_opcode::FUSE_DESTROY;
+            let outcome = dispatch(
+                &*self.session.fs,
+                &self.session.channel,
+                &self.session.negotiation,
+                req,
+                &mut self.reply,
+                &mut self.data,
+            );
+            let header_and_payload = self.reply.bytes();
+            match outcome {
+                Outcome::NoReply => {}
+                Outcome::Reply => send(&self.device, header_and_payload)?,
+                Outcome::ReplyWithData(n) => {
+                    let iov = [
+                        IoSlice::new(header_and_payload),
+                        IoSlice::new(&self.data[..n]),
+                    ];
+                    send_iov(&self.device, &iov)?;
+                }
+            }
+            if is_destroy {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Answers a request whose bytes do not decode: ENOSYS for an unknown opcode, EIO otherwise.
+/// A request too short to have a header gets nothing (there is no unique to answer).
+fn answer_undecodable(
+    device: &OwnedFd,
+    bytes: &[u8],
+    err: DecodeError,
+    reply: &mut ReplyBuf,
+) -> Result<(), SessionError> {
+    let Some(header) = peek_header(bytes) else {
+        warn!(len = bytes.len(), "request without a header");
+        return Ok(());
+    };
+    let errno = match err {
+        DecodeError::UnknownOpcode(_) => Errno::ENOSYS,
+        _ => {
+            warn!(unique = header.unique, opcode = header.opcode, %err, "malformed request");
+            Errno::EIO
+        }
+    };
+    send(device, reply.error(header.unique, errno))
+}
+
+fn send(device: &OwnedFd, bytes: &[u8]) -> Result<(), SessionError> {
+    send_iov(device, &[IoSlice::new(bytes)])
+}
+
+fn send_iov(device: &OwnedFd, iov: &[IoSlice<'_>]) -> Result<(), SessionError> {
+    match fuse_transport::write_reply(device.as_fd(), iov) {
+        Ok(WriteOutcome::Written) => Ok(()),
+        Ok(WriteOutcome::Gone) => {
+            debug!("reply to a request the kernel no longer waits for");
+            Ok(())
+        }
+        // The connection ended; the worker's next read says so.
+        Ok(WriteOutcome::Disconnected) => Ok(()),
+        Err(e) => Err(SessionError::Write(crate::to_io(e))),
+    }
+}

@@ -1,0 +1,116 @@
+//! Syscalls on `/dev/fuse` fds: open, clone, read a request, write a reply, passthrough backing
+//! files.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::{Error, Result, sys};
+
+/// Path of the FUSE device.
+pub const DEVICE_PATH: &str = "/dev/fuse";
+
+/// `FUSE_MIN_READ_BUFFER` from fuse_kernel.h: the kernel refuses reads into smaller buffers.
+pub use fuse_abi::FUSE_MIN_READ_BUFFER;
+
+/// What became of a reply written with [`write_reply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The kernel took the whole reply.
+    Written,
+    /// ENOENT: the kernel no longer waits for this unique (the request was interrupted or
+    /// aborted, or the unique is wrong, e.g. a resent request answered without bit 63).
+    Gone,
+    /// ENODEV/ECONNABORTED: the connection is gone.
+    Disconnected,
+}
+
+/// `open("/dev/fuse", O_RDWR | O_CLOEXEC)`.
+pub fn open_device() -> Result<OwnedFd> {
+    rustix::fs::open(DEVICE_PATH, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+        Error::Open {
+            path: PathBuf::from(DEVICE_PATH),
+            source: e.into(),
+        }
+    })
+}
+
+/// Open a new `/dev/fuse` fd attached to the same connection as `master`
+/// (`FUSE_DEV_IOC_CLONE`). The clone has its own queue of requests read but not answered; see
+/// DESIGN.md kernel fact 1 about keeping it in custody before the first read.
+pub fn clone_device(master: BorrowedFd<'_>) -> Result<OwnedFd> {
+    let clone = open_device()?;
+    sys::clone_ioctl(clone.as_fd(), master).map_err(Error::Clone)?;
+    Ok(clone)
+}
+
+/// Read one request into `buf`.
+///
+/// `buf` must be at least [`FUSE_MIN_READ_BUFFER`] bytes and large enough for the negotiated
+/// `max_write` plus headers (the kernel fails the read with EINVAL otherwise).
+///
+/// Returns `Ok(Some(n))` with the request's length, `Ok(None)` when the connection is gone
+/// (ENODEV after unmount, ECONNABORTED after an abort through fusectl). EINTR and ENOENT (the
+/// request was interrupted before it was read) are retried. EAGAIN, which only a nonblocking fd
+/// returns, is an error ([`Error::is_would_block`]).
+pub fn read_request(dev: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>> {
+    if buf.len() < FUSE_MIN_READ_BUFFER {
+        return Err(Error::BufferTooSmall {
+            len: buf.len(),
+            min: FUSE_MIN_READ_BUFFER,
+        });
+    }
+    loop {
+        match rustix::io::read(dev, &mut *buf) {
+            Ok(n) => return Ok(Some(n)),
+            Err(Errno::INTR | Errno::NOENT) => continue,
+            Err(Errno::NODEV | Errno::CONNABORTED) => return Ok(None),
+            Err(e) => return Err(Error::Read(e.into())),
+        }
+    }
+}
+
+/// Write one reply (or notification) gathered from `iov` with a single `writev`.
+///
+/// ENOENT is [`WriteOutcome::Gone`], ENODEV/ECONNABORTED [`WriteOutcome::Disconnected`]; EINTR is
+/// retried (nothing was written); a short write is [`Error::ShortWrite`].
+pub fn write_reply(dev: BorrowedFd<'_>, iov: &[IoSlice<'_>]) -> Result<WriteOutcome> {
+    let len: usize = iov.iter().map(|s| s.len()).sum();
+    loop {
+        match rustix::io::writev(dev, iov) {
+            Ok(written) if written == len => return Ok(WriteOutcome::Written),
+            Ok(written) => return Err(Error::ShortWrite { written, len }),
+            Err(Errno::INTR) => continue,
+            Err(Errno::NOENT) => return Ok(WriteOutcome::Gone),
+            Err(Errno::NODEV | Errno::CONNABORTED) => return Ok(WriteOutcome::Disconnected),
+            Err(e) => {
+                return Err(Error::Write {
+                    len,
+                    source: io::Error::from(e),
+                });
+            }
+        }
+    }
+}
+
+/// Register `file` as a passthrough backing file of the connection
+/// (`FUSE_DEV_IOC_BACKING_OPEN`, flags 0). Needs CAP_SYS_ADMIN and a connection initialized with
+/// `FUSE_PASSTHROUGH`. Returns the backing id (> 0) to put in `fuse_open_out.backing_id`.
+pub fn backing_open(dev: BorrowedFd<'_>, file: BorrowedFd<'_>) -> Result<u32> {
+    let id = sys::backing_open_ioctl(dev, file).map_err(Error::BackingOpen)?;
+    match u32::try_from(id) {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(Error::InvalidBackingId(id)),
+    }
+}
+
+/// Release a backing id obtained from [`backing_open`] (`FUSE_DEV_IOC_BACKING_CLOSE`).
+pub fn backing_close(dev: BorrowedFd<'_>, backing_id: u32) -> Result<()> {
+    sys::backing_close_ioctl(dev, backing_id).map_err(|source| Error::BackingClose {
+        id: backing_id,
+        source,
+    })
+}

@@ -1,0 +1,137 @@
+//! The only module of this crate with `unsafe` code: the three `/dev/fuse` ioctls and keeping a
+//! socket open across `exec` in a spawned `fusermount3`.
+//!
+//! Everything here is `pub(crate)` and typed: no caller can choose an ioctl number or an argument
+//! type.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use rustix::ioctl::{Ioctl, IoctlOutput, Opcode};
+
+use fuse_abi::{
+    FUSE_DEV_IOC_BACKING_CLOSE, FUSE_DEV_IOC_BACKING_OPEN, FUSE_DEV_IOC_CLONE, fuse_backing_map,
+};
+
+/// The ABI's u32 ioctl number as rustix's platform `Opcode` type.
+#[allow(clippy::unnecessary_cast)]
+const fn op(number: u32) -> Opcode {
+    number as Opcode
+}
+
+/// An ioctl whose argument is a pointer to a `T` the kernel reads, and whose result is the
+/// syscall's return value. Private: only the typed wrappers below construct it.
+struct PtrIoctl<'a, T> {
+    opcode: Opcode,
+    arg: &'a mut T,
+}
+
+// SAFETY: `as_ptr` returns a pointer to a live, exclusively borrowed `T` for the duration of the
+// call; `output_from_ptr` does not dereference anything, it only returns the syscall's result.
+// The opcode/`T` pairing is guaranteed by the private constructors (`clone_ioctl`,
+// `backing_open_ioctl`, `backing_close_ioctl`), each using the argument type fuse_kernel.h
+// declares for that ioctl.
+unsafe impl<T> Ioctl for PtrIoctl<'_, T> {
+    type Output = IoctlOutput;
+
+    // The FUSE device ioctls only read their argument, but claiming mutation is the conservative
+    // choice (it only affects which rustix backend entry point is used).
+    const IS_MUTATING: bool = true;
+
+    fn opcode(&self) -> Opcode {
+        self.opcode
+    }
+
+    fn as_ptr(&mut self) -> *mut core::ffi::c_void {
+        std::ptr::from_mut::<T>(self.arg).cast()
+    }
+
+    unsafe fn output_from_ptr(
+        out: IoctlOutput,
+        _extract_output: *mut core::ffi::c_void,
+    ) -> rustix::io::Result<IoctlOutput> {
+        Ok(out)
+    }
+}
+
+/// `ioctl(new_dev, FUSE_DEV_IOC_CLONE, &master_fd)`.
+pub(crate) fn clone_ioctl(new_dev: BorrowedFd<'_>, master: BorrowedFd<'_>) -> io::Result<()> {
+    let mut master_fd: u32 =
+        u32::try_from(master.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    let req = PtrIoctl {
+        opcode: op(FUSE_DEV_IOC_CLONE),
+        arg: &mut master_fd,
+    };
+    // SAFETY: FUSE_DEV_IOC_CLONE takes a pointer to a `uint32_t` holding the master's fd number;
+    // `req.arg` points to such a u32, alive for the call.
+    unsafe { rustix::ioctl::ioctl(new_dev, req) }?;
+    Ok(())
+}
+
+/// `ioctl(dev, FUSE_DEV_IOC_BACKING_OPEN, &map)`: returns the backing id.
+pub(crate) fn backing_open_ioctl(dev: BorrowedFd<'_>, file: BorrowedFd<'_>) -> io::Result<i32> {
+    let mut map = fuse_backing_map {
+        fd: file.as_raw_fd(),
+        flags: 0,
+        padding: 0,
+    };
+    let req = PtrIoctl {
+        opcode: op(FUSE_DEV_IOC_BACKING_OPEN),
+        arg: &mut map,
+    };
+    // SAFETY: FUSE_DEV_IOC_BACKING_OPEN takes a pointer to a `struct fuse_backing_map`, which
+    // `fuse_backing_map` mirrors (`#[repr(C)]`, same fields); it is alive for the call. The fd in
+    // it is borrowed, so it stays open during the call.
+    let id = unsafe { rustix::ioctl::ioctl(dev, req) }?;
+    Ok(id)
+}
+
+/// `ioctl(dev, FUSE_DEV_IOC_BACKING_CLOSE, &backing_id)`.
+pub(crate) fn backing_close_ioctl(dev: BorrowedFd<'_>, backing_id: u32) -> io::Result<()> {
+    let mut id = backing_id;
+    let req = PtrIoctl {
+        opcode: op(FUSE_DEV_IOC_BACKING_CLOSE),
+        arg: &mut id,
+    };
+    // SAFETY: FUSE_DEV_IOC_BACKING_CLOSE takes a pointer to a `uint32_t` backing id; `req.arg`
+    // points to such a u32, alive for the call.
+    unsafe { rustix::ioctl::ioctl(dev, req) }?;
+    Ok(())
+}
+
+/// Arrange for `fd` (close-on-exec in this process) to be inherited by the program `cmd` runs:
+/// the flag is cleared in the forked child only, so no other thread's children can inherit it.
+///
+/// The caller must keep `fd` open until `cmd.spawn()` has returned.
+pub(crate) fn inherit_fd_in_child(cmd: &mut Command, fd: RawFd) {
+    let clear_cloexec = move || -> io::Result<()> {
+        // SAFETY: called in the forked child before exec; the caller keeps `fd` open across
+        // `spawn()`, and the child is a copy of this process's fd table, so `fd` is open there.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+        Ok(())
+    };
+    // SAFETY: the closure runs between fork and exec; it only makes the fcntl(F_SETFD) syscall
+    // (async-signal-safe), does not allocate, lock or touch shared state.
+    unsafe {
+        cmd.pre_exec(clear_cloexec);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_ioctl_numbers_match_rustix_encoding() {
+        use rustix::ioctl::opcode;
+        assert_eq!(op(FUSE_DEV_IOC_CLONE), opcode::read::<u32>(229, 0));
+        assert_eq!(
+            op(FUSE_DEV_IOC_BACKING_OPEN),
+            opcode::write::<fuse_backing_map>(229, 1)
+        );
+        assert_eq!(op(FUSE_DEV_IOC_BACKING_CLOSE), opcode::write::<u32>(229, 2));
+    }
+}
