@@ -132,11 +132,7 @@ impl Passthrough {
             Mode::empty(),
         )?;
         let st = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, STATX_MASK)?;
-        let root = Inode {
-            key: key_of(&st),
-            kind: u32::from(st.stx_mode) & libc::S_IFMT,
-            fd,
-        };
+        let root = Inode::new(fd, key_of(&st), u32::from(st.stx_mode) & libc::S_IFMT);
         Ok(Passthrough {
             inodes: InodeTable::new(root),
             handles: HandleTable::default(),
@@ -206,23 +202,44 @@ impl Passthrough {
         flags | OFlags::CLOEXEC
     }
 
-    /// Wraps an open regular file in a handle, with a kernel passthrough backing id when on.
-    fn open_handle(&self, ctx: &Context<'_>, fd: OwnedFd, is_regular: bool) -> Result<Opened> {
+    /// Wraps an open file of `inode` in a handle, using the inode's kernel passthrough
+    /// backing id when passthrough is on (registering `fd` as the backing file if the inode
+    /// has none yet).
+    fn open_handle(&self, ctx: &Context<'_>, inode: &Arc<Inode>, fd: OwnedFd) -> Result<Opened> {
         let mut opened = Opened::default();
-        let mut backing_id = 0;
-        if is_regular && self.passthrough.load(std::sync::atomic::Ordering::Relaxed) {
-            become_root()?;
-            match ctx.backing_open(fd.as_fd()) {
-                Ok(id) => {
-                    backing_id = id;
-                    opened.open_flags |= FOPEN_PASSTHROUGH;
-                    opened.backing_id = id;
+        let mut backed = None;
+        if inode.kind == libc::S_IFREG && self.passthrough.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut backing = inode.backing.lock().unwrap_or_else(|p| p.into_inner());
+            if backing.users == 0 {
+                become_root()?;
+                match ctx.backing_open(fd.as_fd()) {
+                    Ok(id) => backing.id = id,
+                    Err(errno) => tracing::debug!(%errno, "no kernel passthrough for this file"),
                 }
-                Err(errno) => tracing::debug!(%errno, "no kernel passthrough for this file"),
+            }
+            if backing.id > 0 {
+                backing.users += 1;
+                opened.open_flags |= FOPEN_PASSTHROUGH;
+                opened.backing_id = backing.id;
+                backed = Some(inode.clone());
             }
         }
-        opened.fh = self.handles.insert(Handle::File { fd, backing_id });
+        opened.fh = self.handles.insert(Handle::File { fd, backed });
         Ok(opened)
+    }
+
+    /// Drops a handle's use of its inode's backing id; the last one closes it.
+    fn release_backing(&self, ctx: &Context<'_>, inode: &Inode) -> Result<()> {
+        let mut backing = inode.backing.lock().unwrap_or_else(|p| p.into_inner());
+        backing.users = backing.users.saturating_sub(1);
+        if backing.users == 0 && backing.id > 0 {
+            let id = std::mem::take(&mut backing.id);
+            become_root()?;
+            if let Err(errno) = ctx.backing_close(id) {
+                tracing::warn!(%errno, backing_id = id, "closing backing id");
+            }
+        }
+        Ok(())
     }
 
     fn reopen(&self, inode: &Inode, flags: OFlags) -> Result<OwnedFd> {
@@ -429,7 +446,7 @@ impl Filesystem for Passthrough {
         become_caller(ctx)?;
         let inode = self.inodes.get(nodeid)?;
         let fd = self.reopen(&inode, self.open_flags(flags))?;
-        self.open_handle(ctx, fd, inode.kind == libc::S_IFREG)
+        self.open_handle(ctx, &inode, fd)
     }
 
     fn read(
@@ -469,13 +486,8 @@ impl Filesystem for Passthrough {
 
     fn release(&self, ctx: &Context<'_>, _nodeid: u64, fh: u64, _flags: i32) -> Result<()> {
         if let Some(handle) = self.handles.remove(fh) {
-            if let Handle::File { backing_id, .. } = *handle {
-                if backing_id > 0 {
-                    become_root()?;
-                    if let Err(errno) = ctx.backing_close(backing_id) {
-                        tracing::warn!(%errno, backing_id, "closing backing id");
-                    }
-                }
+            if let Handle::File { backed: Some(inode), .. } = &*handle {
+                self.release_backing(ctx, inode)?;
             }
         }
         Ok(())
@@ -756,7 +768,8 @@ impl Passthrough {
         )
         .map_err(sys)?;
         let entry = self.adopt(path_fd)?;
-        match self.open_handle(ctx, fd, true) {
+        let inode = self.inodes.get(entry.nodeid)?;
+        match self.open_handle(ctx, &inode, fd) {
             Ok(opened) => Ok((entry, opened)),
             Err(errno) => {
                 self.inodes.forget(entry.nodeid, 1);

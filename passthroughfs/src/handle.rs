@@ -8,12 +8,14 @@ use std::sync::{Arc, Mutex};
 use fuse_server::Errno;
 use rustix::fs::Dir;
 
+use crate::inode::Inode;
+
 /// What a handle refers to.
 #[derive(Debug)]
 pub enum Handle {
-    /// An open regular file (or other non-directory), and its kernel passthrough backing
-    /// id, 0 when none.
-    File { fd: OwnedFd, backing_id: i32 },
+    /// An open regular file (or other non-directory); `backed` is its inode when the handle
+    /// uses the inode's kernel passthrough backing id.
+    File { fd: OwnedFd, backed: Option<Arc<Inode>> },
     /// An open directory stream.
     Dir(Mutex<Dir>),
 }

@@ -28,9 +28,24 @@ pub struct Inode {
     pub key: InodeKey,
     /// The file type bits (`S_IFMT`) of its mode.
     pub kind: u32,
+    /// The kernel passthrough backing file shared by all its open handles: the kernel refuses
+    /// two different backing files for one inode.
+    pub backing: Mutex<Backing>,
+}
+
+/// A backing id and how many open handles use it.
+#[derive(Debug, Default)]
+pub struct Backing {
+    pub id: i32,
+    pub users: u32,
 }
 
 impl Inode {
+    /// An inode entry for the `O_PATH` fd `fd`.
+    pub fn new(fd: OwnedFd, key: InodeKey, kind: u32) -> Self {
+        Inode { fd, key, kind, backing: Mutex::new(Backing::default()) }
+    }
+
     /// True for symbolic links, which most path-based calls cannot reach through /proc.
     pub fn is_symlink(&self) -> bool {
         self.kind == libc::S_IFLNK
@@ -103,7 +118,7 @@ impl InodeTable {
         t.by_id.insert(
             nodeid,
             Slot {
-                inode: Arc::new(Inode { fd, key, kind }),
+                inode: Arc::new(Inode::new(fd, key, kind)),
                 nlookup: 1,
             },
         );
@@ -173,11 +188,7 @@ mod tests {
 
     #[test]
     fn lookups_of_one_inode_share_a_nodeid_and_count() {
-        let t = InodeTable::new(Inode {
-            fd: fd(),
-            key: key(2),
-            kind: libc::S_IFDIR,
-        });
+        let t = InodeTable::new(Inode::new(fd(), key(2), libc::S_IFDIR));
         let a = t.lookup(fd(), key(10), libc::S_IFREG);
         let b = t.lookup(fd(), key(10), libc::S_IFREG);
         assert_eq!(a, b);
@@ -193,11 +204,7 @@ mod tests {
 
     #[test]
     fn the_root_survives_any_forget() {
-        let t = InodeTable::new(Inode {
-            fd: fd(),
-            key: key(2),
-            kind: libc::S_IFDIR,
-        });
+        let t = InodeTable::new(Inode::new(fd(), key(2), libc::S_IFDIR));
         t.forget(ROOT, 100);
         assert!(t.get(ROOT).is_ok());
         assert_eq!(
