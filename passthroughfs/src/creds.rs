@@ -10,6 +10,7 @@
 
 use std::cell::RefCell;
 use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use fuse_server::{Context, Errno};
 use rustix::process::{Gid, Uid};
@@ -32,12 +33,24 @@ impl Identity {
     }
 }
 
+/// Switching is on only for a server running as root; an unprivileged server (mounted
+/// through fusermount3) serves only its own user and cannot change identity.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns switching on when the process runs as root. Call once at start.
+pub fn init() {
+    ENABLED.store(rustix::process::geteuid().is_root(), Ordering::Relaxed);
+}
+
 thread_local! {
     static CURRENT: RefCell<Identity> = RefCell::new(Identity::root());
 }
 
 /// Runs the rest of the calling request as `ctx`'s caller.
 pub fn become_caller(ctx: &Context<'_>) -> Result<(), Errno> {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     if ctx.uid == 0 && ctx.gid == 0 {
         return become_root();
     }
@@ -51,6 +64,9 @@ pub fn become_caller(ctx: &Context<'_>) -> Result<(), Errno> {
 
 /// Runs the rest of the calling request as root (the server's own identity).
 pub fn become_root() -> Result<(), Errno> {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     switch(Identity::root())
 }
 

@@ -126,6 +126,7 @@ fn time(t: Option<SetTime>) -> Timespec {
 impl Passthrough {
     /// A filesystem mirroring `source`.
     pub fn new(source: &Path, config: FsConfig) -> std::io::Result<Self> {
+        crate::creds::init();
         let fd = rustix::fs::open(
             source,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -208,7 +209,9 @@ impl Passthrough {
     fn open_handle(&self, ctx: &Context<'_>, inode: &Arc<Inode>, fd: OwnedFd) -> Result<Opened> {
         let mut opened = Opened::default();
         let mut backed = None;
-        if inode.kind == libc::S_IFREG && self.passthrough.load(std::sync::atomic::Ordering::Relaxed) {
+        if inode.kind == libc::S_IFREG
+            && self.passthrough.load(std::sync::atomic::Ordering::Relaxed)
+        {
             let mut backing = inode.backing.lock().unwrap_or_else(|p| p.into_inner());
             if backing.users == 0 {
                 become_root()?;
@@ -486,7 +489,11 @@ impl Filesystem for Passthrough {
 
     fn release(&self, ctx: &Context<'_>, _nodeid: u64, fh: u64, _flags: i32) -> Result<()> {
         if let Some(handle) = self.handles.remove(fh) {
-            if let Handle::File { backed: Some(inode), .. } = &*handle {
+            if let Handle::File {
+                backed: Some(inode),
+                ..
+            } = &*handle
+            {
                 self.release_backing(ctx, inode)?;
             }
         }

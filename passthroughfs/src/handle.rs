@@ -15,7 +15,10 @@ use crate::inode::Inode;
 pub enum Handle {
     /// An open regular file (or other non-directory); `backed` is its inode when the handle
     /// uses the inode's kernel passthrough backing id.
-    File { fd: OwnedFd, backed: Option<Arc<Inode>> },
+    File {
+        fd: OwnedFd,
+        backed: Option<Arc<Inode>>,
+    },
     /// An open directory stream.
     Dir(Mutex<Dir>),
 }

@@ -43,7 +43,12 @@ pub struct Backing {
 impl Inode {
     /// An inode entry for the `O_PATH` fd `fd`.
     pub fn new(fd: OwnedFd, key: InodeKey, kind: u32) -> Self {
-        Inode { fd, key, kind, backing: Mutex::new(Backing::default()) }
+        Inode {
+            fd,
+            key,
+            kind,
+            backing: Mutex::new(Backing::default()),
+        }
     }
 
     /// True for symbolic links, which most path-based calls cannot reach through /proc.

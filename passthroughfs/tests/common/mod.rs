@@ -1,0 +1,175 @@
+//! Test harness: a real passthroughfs server on a real mount, cleaned up whatever happens.
+//!
+//! Cleanup never hangs: abort the connection through fusectl, detach the mount, then kill
+//! the server by its pid and reap it.
+
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_passthroughfs");
+
+/// Fails the test loudly unless it runs as root with /dev/fuse: CI always has both.
+pub fn require_root_and_fuse() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "these tests mount filesystems: run them as root"
+    );
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "these tests need /dev/fuse"
+    );
+}
+
+/// A source directory, a mountpoint, and the server serving one on the other.
+pub struct Mounted {
+    pub dir: tempfile::TempDir,
+    pub source: PathBuf,
+    pub mountpoint: PathBuf,
+    pub server: Option<Child>,
+}
+
+impl Mounted {
+    /// Empty source and mountpoint directories, world-traversable, nothing mounted yet.
+    pub fn dirs() -> Mounted {
+        require_root_and_fuse();
+        let dir = tempfile::Builder::new()
+            .prefix("pfs-test-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let source = dir.path().join("src");
+        let mountpoint = dir.path().join("mnt");
+        std::fs::create_dir(&source).unwrap();
+        std::fs::create_dir(&mountpoint).unwrap();
+        Mounted {
+            dir,
+            source,
+            mountpoint,
+            server: None,
+        }
+    }
+
+    /// Starts `passthroughfs -f [args] SOURCE MOUNTPOINT` and waits for the mount.
+    pub fn start(args: &[&str]) -> Mounted {
+        let mut m = Mounted::dirs();
+        m.spawn(args, None);
+        m
+    }
+
+    /// Spawns the server in the foreground, as `uid` if given, and waits for the mount.
+    pub fn spawn(&mut self, args: &[&str], uid: Option<u32>) {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("-f")
+            .args(args)
+            .arg(&self.source)
+            .arg(&self.mountpoint);
+        cmd.stdin(Stdio::null());
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
+        let child = cmd.spawn().expect("spawn passthroughfs");
+        self.server = Some(child);
+        self.wait_mounted();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.server.as_ref().expect("server").id()
+    }
+
+    pub fn wait_mounted(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !fuse_transport::is_fuse_mount(&self.mountpoint) {
+            if let Some(child) = self.server.as_mut() {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("passthroughfs exited before mounting: {status}");
+                }
+            }
+            assert!(Instant::now() < deadline, "no mount after 10 s");
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_mounted(&self) -> bool {
+        fuse_transport::is_fuse_mount(&self.mountpoint)
+    }
+
+    /// Waits up to `timeout` for the server to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.server.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.server = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+
+    pub fn mnt(&self, name: &str) -> PathBuf {
+        self.mountpoint.join(name)
+    }
+
+    pub fn src(&self, name: &str) -> PathBuf {
+        self.source.join(name)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.is_mounted() {
+            let _ = fuse_transport::force_unmount(&self.mountpoint);
+        }
+        if let Some(mut child) = self.server.take() {
+            if self
+                .wait_exit_of(&mut child, Duration::from_secs(2))
+                .is_none()
+            {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Mounted {
+    fn wait_exit_of(&self, child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+/// Runs `f` on a thread and fails the test if it takes longer than `timeout` (the thread is
+/// left behind; the mount's cleanup releases whatever it waits on).
+pub fn within<T: Send + 'static>(
+    timeout: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(timeout)
+        .unwrap_or_else(|_| panic!("{what} did not finish within {timeout:?}"))
+}

@@ -1,0 +1,293 @@
+//! passthroughfs on real mounts: mounting, unmounting, signals, crashes, users.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{BIN, Mounted, within};
+use rustix::process::Signal;
+
+#[test]
+fn mounts_serves_and_exits_on_external_unmount() {
+    let mut m = Mounted::start(&[]);
+    fs::write(m.mnt("hello"), b"hello world").unwrap();
+    assert_eq!(fs::read(m.src("hello")).unwrap(), b"hello world");
+    fs::create_dir(m.mnt("dir")).unwrap();
+    std::os::unix::fs::symlink("hello", m.mnt("dir/link")).unwrap();
+    assert_eq!(
+        fs::read_link(m.src("dir/link")).unwrap().to_str(),
+        Some("hello")
+    );
+    let names: Vec<_> = fs::read_dir(&m.mountpoint)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2);
+
+    fuse_transport::unmount_detached(&m.mountpoint).unwrap();
+    let status = m
+        .wait_exit(Duration::from_secs(5))
+        .expect("server exits after unmount");
+    assert!(status.success(), "exit status {status}");
+    assert!(!m.is_mounted());
+}
+
+#[test]
+fn sigterm_and_sigint_unmount_and_exit_cleanly() {
+    for signal in [Signal::TERM, Signal::INT] {
+        let mut m = Mounted::start(&[]);
+        m.signal(signal);
+        let status = m
+            .wait_exit(Duration::from_secs(5))
+            .expect("server exits on signal");
+        assert!(status.success(), "{signal:?}: exit status {status}");
+        assert!(!m.is_mounted(), "{signal:?} left the mount behind");
+    }
+}
+
+#[test]
+fn daemonizes_and_returns_once_mounted() {
+    let m = Mounted::dirs();
+    let status = Command::new(BIN)
+        .arg(&m.source)
+        .arg(&m.mountpoint)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        m.is_mounted(),
+        "the parent returned before the mount was up"
+    );
+    fs::write(m.mnt("f"), b"x").unwrap();
+    assert_eq!(fs::read(m.src("f")).unwrap(), b"x");
+    // The daemon exits by itself once unmounted; the harness's cleanup would abort it anyway.
+    fuse_transport::unmount_detached(&m.mountpoint).unwrap();
+    assert!(!m.is_mounted());
+}
+
+#[test]
+fn bad_arguments_fail_with_usage() {
+    let out = Command::new(BIN)
+        .args(["-o", "nonsense", "/a", "/b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"));
+    let m = Mounted::dirs();
+    let out = Command::new(BIN)
+        .arg("-f")
+        .arg(m.dir.path().join("missing"))
+        .arg(&m.mountpoint)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+    assert!(!m.is_mounted());
+}
+
+#[test]
+fn concurrent_processes_read_and_write_correctly() {
+    for args in [&[][..], &["-o", "nopassthrough"][..]] {
+        let m = Mounted::start(args);
+        let n = 6;
+        for i in 0..n {
+            let data: Vec<u8> = (0..3 * 1024 * 1024 + 4321)
+                .map(|b: u32| (b.wrapping_mul(31 + i) >> 3) as u8)
+                .collect();
+            fs::write(m.src(&format!("in{i}")), &data).unwrap();
+        }
+        // Each copy is its own process reading one file and writing another, concurrently.
+        let children: Vec<_> = (0..n)
+            .map(|i| {
+                Command::new("cp")
+                    .arg(m.mnt(&format!("in{i}")))
+                    .arg(m.mnt(&format!("out{i}")))
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let readers: Vec<_> = (0..n)
+            .map(|i| {
+                Command::new("cat")
+                    .arg(m.mnt(&format!("in{i}")))
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut child in children.into_iter().chain(readers) {
+            assert!(child.wait().unwrap().success());
+        }
+        for i in 0..n {
+            let original = fs::read(m.src(&format!("in{i}"))).unwrap();
+            assert_eq!(
+                fs::read(m.src(&format!("out{i}"))).unwrap(),
+                original,
+                "copy {i} ({args:?}) differs"
+            );
+            assert_eq!(fs::read(m.mnt(&format!("out{i}"))).unwrap(), original);
+        }
+    }
+}
+
+#[test]
+fn files_belong_to_the_user_who_creates_them() {
+    let m = Mounted::start(&["-o", "allow_other"]);
+    fs::set_permissions(
+        &m.source,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let path = m.mnt("mine");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo hi > '{}' && mkdir '{}'",
+            path.display(),
+            m.mnt("mydir").display()
+        ))
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for name in ["mine", "mydir"] {
+        let meta = fs::metadata(m.src(name)).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (65534, 65534),
+            "{name} in the source"
+        );
+    }
+    // And the caller's permissions apply: nobody cannot write into a root-only directory.
+    fs::create_dir(m.src("rootonly")).unwrap();
+    fs::set_permissions(
+        m.src("rootonly"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo x > '{}' 2>/dev/null",
+            m.mnt("rootonly/f").display()
+        ))
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(!status.success(), "nobody wrote into a 0755 root directory");
+    assert!(!m.src("rootonly/f").exists());
+}
+
+#[test]
+fn sigkill_without_another_holder_gives_enotconn_and_cleans_up() {
+    let mut m = Mounted::start(&[]);
+    fs::write(m.mnt("f"), b"data").unwrap();
+    let mut open = fs::File::open(m.mnt("f")).unwrap();
+    m.signal(Signal::KILL);
+    let status = m
+        .wait_exit(Duration::from_secs(5))
+        .expect("killed server is reaped");
+    assert!(!status.success());
+    let path = m.mnt("f");
+    let err = within(Duration::from_secs(5), "stat on a dead mount", move || {
+        fs::metadata(path).unwrap_err()
+    });
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    let mut buf = [0u8; 4];
+    // Kernel passthrough reads go to the backing file; without it the read fails.
+    let _ = open.read(&mut buf);
+    let mountpoint = m.mountpoint.clone();
+    within(Duration::from_secs(5), "force_unmount", move || {
+        fuse_transport::force_unmount(&mountpoint).unwrap()
+    });
+    assert!(!m.is_mounted());
+}
+
+#[test]
+fn unprivileged_user_mounts_through_fusermount3() {
+    assert!(
+        Command::new("sh")
+            .args(["-c", "command -v fusermount3"])
+            .status()
+            .unwrap()
+            .success(),
+        "fusermount3 is required (fuse3 package)"
+    );
+    let mode = fs::metadata("/dev/fuse").unwrap().mode() & 0o777;
+    assert_eq!(
+        mode, 0o666,
+        "/dev/fuse must be 0666 for unprivileged mounts (.ci/install-deps sets it)"
+    );
+    let mut m = Mounted::dirs();
+    for dir in [&m.source, &m.mountpoint] {
+        rustix::fs::chown(
+            dir,
+            Some(rustix::fs::Uid::from_raw(65534)),
+            Some(rustix::fs::Gid::from_raw(65534)),
+        )
+        .unwrap();
+    }
+    m.spawn(&[], Some(65534));
+    // Without allow_other only the mounting user may enter: use the mount as nobody.
+    let script = format!(
+        "set -e; echo hello > '{m}/f'; test \"$(cat '{m}/f')\" = hello; mkdir '{m}/d'; mv '{m}/f' '{m}/d/g'; ls '{m}/d' | grep -qx g",
+        m = m.mountpoint.display()
+    );
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "file operations as the mounting user failed"
+    );
+    assert_eq!(fs::read(m.src("d/g")).unwrap(), b"hello\n");
+    assert_eq!(fs::metadata(m.src("d/g")).unwrap().uid(), 65534);
+    // fusermount3 -u as the user unmounts; the server exits by itself.
+    let status = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&m.mountpoint)
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = m
+        .wait_exit(Duration::from_secs(5))
+        .expect("server exits after fusermount3 -u");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn writes_survive_through_both_io_paths() {
+    for args in [
+        &[][..],
+        &["-o", "nopassthrough"][..],
+        &["-o", "writeback"][..],
+    ] {
+        let m = Mounted::start(args);
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(m.mnt("log"))
+            .unwrap();
+        for i in 0..100 {
+            writeln!(f, "line {i}").unwrap();
+        }
+        f.sync_all().unwrap();
+        drop(f);
+        let text = fs::read_to_string(m.src("log")).unwrap();
+        assert_eq!(text.lines().count(), 100, "{args:?}");
+        assert!(text.ends_with("line 99\n"));
+    }
+}
