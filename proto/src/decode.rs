@@ -251,3 +251,246 @@ fn decode_op<'a>(
         other => return Err(DecodeError::UnknownOpcode(other as u32)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fuse_abi::{FUSE_UNIQUE_RESEND, fuse_write_in};
+    use zerocopy::IntoBytes;
+
+    fn request(opcode: u32, unique: u64, nodeid: u64, args: &[u8]) -> Vec<u8> {
+        let header = fuse_in_header {
+            len: (40 + args.len()) as u32,
+            opcode,
+            unique,
+            nodeid,
+            uid: 1000,
+            gid: 100,
+            pid: 42,
+            total_extlen: 0,
+            padding: 0,
+        };
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(args);
+        bytes
+    }
+
+    #[test]
+    fn lookup_keeps_the_resend_bit_and_the_name() {
+        let unique = 7 | FUSE_UNIQUE_RESEND;
+        let bytes = request(1, unique, 1, b"name\0");
+        let req = decode(&bytes, &Negotiated::default()).unwrap();
+        assert_eq!(req.unique, unique, "bit 63 must survive decoding");
+        assert_eq!((req.uid, req.gid, req.pid, req.nodeid), (1000, 100, 42, 1));
+        match req.op {
+            Operation::Lookup { name } => assert_eq!(name, "name"),
+            other => panic!("decoded {other:?}"),
+        }
+    }
+
+    #[test]
+    fn write_borrows_exactly_its_data() {
+        let arg = fuse_write_in {
+            fh: 3,
+            offset: 4096,
+            size: 5,
+            ..Default::default()
+        };
+        let mut args = arg.as_bytes().to_vec();
+        args.extend_from_slice(b"hello");
+        let bytes = request(16, 9, 2, &args);
+        match decode(&bytes, &Negotiated::default()).unwrap().op {
+            Operation::Write { arg, data } => {
+                assert_eq!((arg.fh, arg.offset), (3, 4096));
+                assert_eq!(data, b"hello");
+            }
+            other => panic!("decoded {other:?}"),
+        }
+        // A size beyond the bytes sent is an error, not a panic.
+        let arg = fuse_write_in {
+            size: 500,
+            ..Default::default()
+        };
+        let bytes = request(16, 9, 2, arg.as_bytes());
+        assert_eq!(
+            decode(&bytes, &Negotiated::default()).unwrap_err(),
+            DecodeError::BadArgument
+        );
+    }
+
+    #[test]
+    fn rename2_and_symlink_take_two_names() {
+        let mut args = fuse_rename2_in {
+            newdir: 5,
+            flags: 1,
+            padding: 0,
+        }
+        .as_bytes()
+        .to_vec();
+        args.extend_from_slice(b"a\0b\0");
+        match decode(&request(45, 1, 1, &args), &Negotiated::default())
+            .unwrap()
+            .op
+        {
+            Operation::Rename {
+                newdir,
+                flags,
+                name,
+                newname,
+            } => {
+                assert_eq!((newdir, flags), (5, 1));
+                assert_eq!((name.to_str(), newname.to_str()), (Some("a"), Some("b")));
+            }
+            other => panic!("decoded {other:?}"),
+        }
+        match decode(&request(6, 1, 1, b"link\0target\0"), &Negotiated::default())
+            .unwrap()
+            .op
+        {
+            Operation::Symlink { name, target } => assert_eq!(
+                (name.to_str(), target.to_str()),
+                (Some("link"), Some("target"))
+            ),
+            other => panic!("decoded {other:?}"),
+        }
+    }
+
+    #[test]
+    fn batch_forget_reads_every_entry() {
+        let mut args = fuse_batch_forget_in { count: 2, dummy: 0 }
+            .as_bytes()
+            .to_vec();
+        args.extend_from_slice(
+            fuse_forget_one {
+                nodeid: 10,
+                nlookup: 3,
+            }
+            .as_bytes(),
+        );
+        args.extend_from_slice(
+            fuse_forget_one {
+                nodeid: 11,
+                nlookup: 1,
+            }
+            .as_bytes(),
+        );
+        match decode(&request(42, 0, 0, &args), &Negotiated::default())
+            .unwrap()
+            .op
+        {
+            Operation::BatchForget { forgets } => {
+                let all: Vec<_> = forgets.map(|f| (f.nodeid, f.nlookup)).collect();
+                assert_eq!(all, [(10, 3), (11, 1)]);
+            }
+            other => panic!("decoded {other:?}"),
+        }
+        // A count larger than the entries sent is truncated input.
+        let args = fuse_batch_forget_in {
+            count: 1000,
+            dummy: 0,
+        }
+        .as_bytes()
+        .to_vec();
+        assert_eq!(
+            decode(&request(42, 0, 0, &args), &Negotiated::default()).unwrap_err(),
+            DecodeError::Truncated
+        );
+    }
+
+    #[test]
+    fn setxattr_size_follows_the_negotiation() {
+        let mut compat = fuse_setxattr_in {
+            size: 2,
+            flags: 1,
+            ..Default::default()
+        }
+        .as_bytes()[..8]
+            .to_vec();
+        compat.extend_from_slice(b"user.x\0ab");
+        match decode(
+            &request(21, 1, 2, &compat),
+            &Negotiated {
+                setxattr_ext: false,
+            },
+        )
+        .unwrap()
+        .op
+        {
+            Operation::Setxattr { arg, name, value } => {
+                assert_eq!((arg.size, arg.flags), (2, 1));
+                assert_eq!((name.to_str(), value), (Some("user.x"), &b"ab"[..]));
+            }
+            other => panic!("decoded {other:?}"),
+        }
+        let mut ext = fuse_setxattr_in {
+            size: 2,
+            flags: 1,
+            setxattr_flags: 1,
+            padding: 0,
+        }
+        .as_bytes()
+        .to_vec();
+        ext.extend_from_slice(b"user.x\0ab");
+        match decode(&request(21, 1, 2, &ext), &Negotiated { setxattr_ext: true })
+            .unwrap()
+            .op
+        {
+            Operation::Setxattr { arg, value, .. } => {
+                assert_eq!((arg.setxattr_flags, value), (1, &b"ab"[..]))
+            }
+            other => panic!("decoded {other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_requests_are_errors_not_panics() {
+        let ctx = Negotiated::default();
+        assert_eq!(
+            decode(&[0u8; 10], &ctx).unwrap_err(),
+            DecodeError::Truncated
+        );
+        let mut bytes = request(1, 1, 1, b"x\0");
+        bytes.push(0);
+        assert!(matches!(
+            decode(&bytes, &ctx).unwrap_err(),
+            DecodeError::LengthMismatch { .. }
+        ));
+        assert_eq!(
+            decode(&request(1, 1, 1, b"noterminator"), &ctx).unwrap_err(),
+            DecodeError::BadName
+        );
+        assert_eq!(
+            decode(&request(1, 1, 1, b"\0"), &ctx).unwrap_err(),
+            DecodeError::BadName
+        );
+        assert_eq!(
+            decode(&request(9999, 1, 1, b""), &ctx).unwrap_err(),
+            DecodeError::UnknownOpcode(9999)
+        );
+        assert_eq!(
+            decode(&request(3, 1, 1, b"short"), &ctx).unwrap_err(),
+            DecodeError::Truncated
+        );
+        // Extension length beyond the arguments.
+        let mut bytes = request(1, 1, 1, b"x\0");
+        bytes[36] = 200;
+        assert_eq!(decode(&bytes, &ctx).unwrap_err(), DecodeError::Truncated);
+    }
+
+    #[test]
+    fn every_prefix_of_every_opcode_decodes_or_errs() {
+        // No input may panic: try each opcode with every length of a 200-byte pattern.
+        let pattern: Vec<u8> = (0..200u32).map(|i| (i * 7 + 1) as u8).collect();
+        for opcode in 0..60u32 {
+            for len in 0..pattern.len() {
+                let bytes = request(opcode, 1, 1, &pattern[..len]);
+                let _ = decode(
+                    &bytes,
+                    &Negotiated {
+                        setxattr_ext: len % 2 == 0,
+                    },
+                );
+            }
+        }
+    }
+}

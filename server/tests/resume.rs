@@ -1,0 +1,174 @@
+//! Sessions on a real mount: a fresh session answers INIT; a resumed one, given the saved
+//! negotiation and the device fds, reads no INIT and serves the same connection.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fuse_abi::fuse_attr;
+use fuse_server::{
+    Attr, Channel, Context, DeviceCustody, Entry, Errno, Filesystem, Negotiation, Session,
+    SessionConfig,
+};
+use fuse_transport::MountOptions;
+
+/// One file, `hello`, whose size says which server answered.
+struct Hello {
+    size: u64,
+    inits: Arc<AtomicUsize>,
+}
+
+impl Hello {
+    fn attr(&self, nodeid: u64) -> fuse_attr {
+        let mode = if nodeid == 1 {
+            libc::S_IFDIR | 0o755
+        } else {
+            libc::S_IFREG | 0o644
+        };
+        fuse_attr {
+            ino: nodeid,
+            size: if nodeid == 1 { 0 } else { self.size },
+            mode,
+            nlink: 1,
+            ..Default::default()
+        }
+    }
+}
+
+impl Filesystem for Hello {
+    fn init(&self, _flags: u64) {
+        self.inits.fetch_add(1, Ordering::SeqCst);
+    }
+    fn lookup(&self, _ctx: &Context<'_>, parent: u64, name: &OsStr) -> Result<Entry, Errno> {
+        if parent != 1 || name != "hello" {
+            return Err(Errno::ENOENT);
+        }
+        Ok(Entry {
+            nodeid: 2,
+            generation: 0,
+            attr: self.attr(2),
+            entry_valid: Duration::ZERO,
+            attr_valid: Duration::ZERO,
+        })
+    }
+    fn getattr(&self, _ctx: &Context<'_>, nodeid: u64, _fh: Option<u64>) -> Result<Attr, Errno> {
+        Ok(Attr {
+            attr: self.attr(nodeid),
+            valid: Duration::ZERO,
+        })
+    }
+}
+
+/// Keeps a duplicate of every device fd, as the keeper will.
+#[derive(Default)]
+struct Holder(Mutex<Vec<OwnedFd>>);
+
+impl DeviceCustody for Holder {
+    fn adopt(&self, fd: BorrowedFd<'_>, index: usize) -> std::io::Result<()> {
+        let mut held = self.0.lock().unwrap();
+        assert_eq!(held.len(), index, "fds are adopted in order, each once");
+        held.push(fd.try_clone_to_owned()?);
+        Ok(())
+    }
+}
+
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = fuse_transport::force_unmount(&self.0);
+    }
+}
+
+fn stat_size(path: std::path::PathBuf) -> std::io::Result<u64> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::metadata(&path).map(|m| m.len()));
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("stat did not complete in 5 s")
+}
+
+#[test]
+fn a_resumed_session_serves_the_connection_without_init() {
+    assert!(rustix::process::geteuid().is_root(), "mounting needs root");
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().to_path_buf();
+    let _cleanup = Cleanup(mnt.clone());
+    let holder = Arc::new(Holder::default());
+    let inits = Arc::new(AtomicUsize::new(0));
+    let options = MountOptions {
+        fsname: Some("resume-test".into()),
+        ..MountOptions::default()
+    };
+    let config = SessionConfig {
+        threads: 2,
+        ..SessionConfig::default()
+    };
+
+    // First server: a fresh session answers INIT, then dies before serving anything (its
+    // fds are closed; only the holder's duplicates keep the connection).
+    let channel = fuse_server::mount(&mnt, &options, holder.clone()).unwrap();
+    let first = Session::start(
+        Hello {
+            size: 1,
+            inits: inits.clone(),
+        },
+        channel,
+        config.clone(),
+    )
+    .unwrap();
+    let saved: Negotiation = *first.negotiation();
+    assert!(saved.minor() >= fuse_server::MIN_MINOR);
+    drop(first);
+
+    // The holder kept the connection alive. A new server resumes it from the saved
+    // negotiation: no INIT is read (the kernel sends only one), yet requests are answered.
+    let fds: Vec<OwnedFd> = holder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|fd| fd.as_fd().try_clone_to_owned().unwrap())
+        .collect();
+    assert_eq!(
+        fds.len(),
+        1,
+        "the mount's fd was adopted before INIT was read"
+    );
+    let second = Session::resume(
+        Hello {
+            size: 2,
+            inits: inits.clone(),
+        },
+        Channel::new(fds, Arc::new(fuse_server::NoCustody)).unwrap(),
+        saved,
+        config,
+    );
+    assert_eq!(second.negotiation().reply.max_write, saved.reply.max_write);
+    std::thread::scope(|s| {
+        s.spawn(|| second.run());
+        assert_eq!(
+            stat_size(mnt.join("hello")).unwrap(),
+            2,
+            "the resumed server answered"
+        );
+        assert_eq!(
+            second.channel().len(),
+            2,
+            "worker 1 got a clone of the resumed master"
+        );
+        assert_eq!(
+            stat_size(mnt.join("missing")).unwrap_err().raw_os_error(),
+            Some(libc::ENOENT)
+        );
+        fuse_transport::force_unmount(&mnt).unwrap();
+    });
+    assert_eq!(
+        inits.load(Ordering::SeqCst),
+        2,
+        "each session initialised its filesystem once"
+    );
+}
