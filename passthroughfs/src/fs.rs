@@ -488,14 +488,13 @@ impl Filesystem for Passthrough {
     }
 
     fn release(&self, ctx: &Context<'_>, _nodeid: u64, fh: u64, _flags: i32) -> Result<()> {
-        if let Some(handle) = self.handles.remove(fh) {
-            if let Handle::File {
+        if let Some(handle) = self.handles.remove(fh)
+            && let Handle::File {
                 backed: Some(inode),
                 ..
             } = &*handle
-            {
-                self.release_backing(ctx, inode)?;
-            }
+        {
+            self.release_backing(ctx, inode)?;
         }
         Ok(())
     }
@@ -801,6 +800,6 @@ fn clears_only_suid_sgid(inode: &Inode, mode: u32) -> Result<bool> {
     let st = statx_fd(inode.fd.as_fd())?;
     let old = u32::from(st.stx_mode) & 0o7777;
     let new = mode & 0o7777;
-    let kill = (libc::S_ISUID | libc::S_ISGID) as u32;
+    let kill = libc::S_ISUID | libc::S_ISGID;
     Ok(new != old && new & !kill == old & !kill && new & kill == new & old & kill)
 }

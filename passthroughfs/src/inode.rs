@@ -111,11 +111,11 @@ impl InodeTable {
     /// When the inode is already known, `fd` is dropped and the held one kept.
     pub fn lookup(&self, fd: OwnedFd, key: InodeKey, kind: u32) -> u64 {
         let mut t = self.lock();
-        if let Some(&nodeid) = t.by_key.get(&key) {
-            if let Some(slot) = t.by_id.get_mut(&nodeid) {
-                slot.nlookup += 1;
-                return nodeid;
-            }
+        if let Some(&nodeid) = t.by_key.get(&key)
+            && let Some(slot) = t.by_id.get_mut(&nodeid)
+        {
+            slot.nlookup += 1;
+            return nodeid;
         }
         let nodeid = t.next_id;
         t.next_id += 1;

@@ -167,7 +167,7 @@ fn decode_op<'a>(
             let wire = if negotiated.setxattr_ext {
                 size_of::<fuse_setxattr_in>()
             } else {
-                FUSE_COMPAT_SETXATTR_IN_SIZE as usize
+                FUSE_COMPAT_SETXATTR_IN_SIZE
             };
             let arg: fuse_setxattr_in = c.sized(wire)?;
             let name = c.name()?;

@@ -153,7 +153,7 @@ pub fn negotiate(kernel: &fuse_init_in, config: &SessionConfig) -> Result<Negoti
 pub fn reply_bytes(negotiation: &Negotiation) -> &[u8] {
     let bytes = negotiation.reply.as_bytes();
     if negotiation.kernel.minor < 23 {
-        &bytes[..FUSE_COMPAT_22_INIT_OUT_SIZE as usize]
+        &bytes[..FUSE_COMPAT_22_INIT_OUT_SIZE]
     } else {
         bytes
     }

@@ -85,10 +85,10 @@ impl Mounted {
     pub fn wait_mounted(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !fuse_transport::is_fuse_mount(&self.mountpoint) {
-            if let Some(child) = self.server.as_mut() {
-                if let Some(status) = child.try_wait().unwrap() {
-                    panic!("passthroughfs exited before mounting: {status}");
-                }
+            if let Some(child) = self.server.as_mut()
+                && let Some(status) = child.try_wait().unwrap()
+            {
+                panic!("passthroughfs exited before mounting: {status}");
             }
             assert!(Instant::now() < deadline, "no mount after 10 s");
             sleep(Duration::from_millis(20));
@@ -134,14 +134,13 @@ impl Drop for Mounted {
         if self.is_mounted() {
             let _ = fuse_transport::force_unmount(&self.mountpoint);
         }
-        if let Some(mut child) = self.server.take() {
-            if self
+        if let Some(mut child) = self.server.take()
+            && self
                 .wait_exit_of(&mut child, Duration::from_secs(2))
                 .is_none()
-            {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+        {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

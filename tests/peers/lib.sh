@@ -1,0 +1,44 @@
+# Shared by the peer-suite scripts: mount passthroughfs for a suite and always clean up.
+# Cleanup never hangs: abort the connection through fusectl, detach the mount, kill the
+# server by pid.
+
+PFS_BIN=${PFS_BIN:-target/release/passthroughfs}
+
+# conn_id MOUNTPOINT: the FUSE connection number, from mountinfo (never stat the mount).
+conn_id() {
+  awk -v mp="$1" '$5 == mp { split($3, d, ":"); id = d[2] } END { if (id != "") print id }' /proc/self/mountinfo
+}
+
+# teardown MOUNTPOINT [PID]
+teardown() {
+  local mnt=$1 pid=${2:-} id
+  id=$(conn_id "$mnt")
+  if [ -n "$id" ]; then
+    mountpoint -q /sys/fs/fuse/connections 2>/dev/null || mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null || true
+    [ -e "/sys/fs/fuse/connections/$id/abort" ] && echo 1 > "/sys/fs/fuse/connections/$id/abort" || true
+    umount -l "$mnt" 2>/dev/null || true
+  fi
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+}
+
+# start_pfs SOURCE MOUNTPOINT [OPTIONS]: runs passthroughfs in the foreground in the
+# background, sets PFS_PID, waits for the mount.
+start_pfs() {
+  local src=$1 mnt=$2 opts=${3:-}
+  if [ -n "$opts" ]; then
+    "$PFS_BIN" -f -o "$opts" "$src" "$mnt" &
+  else
+    "$PFS_BIN" -f "$src" "$mnt" &
+  fi
+  PFS_PID=$!
+  for _ in $(seq 1 200); do
+    [ -n "$(conn_id "$mnt")" ] && return 0
+    kill -0 "$PFS_PID" 2>/dev/null || { echo "passthroughfs exited before mounting" >&2; return 1; }
+    sleep 0.05
+  done
+  echo "passthroughfs did not mount $mnt within 10 s" >&2
+  return 1
+}
