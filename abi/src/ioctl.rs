@@ -29,12 +29,8 @@ pub const FUSE_DEV_IOC_MAGIC: u8 = 229;
 pub const FUSE_DEV_IOC_CLONE: u32 = ioc(IOC_READ, FUSE_DEV_IOC_MAGIC, 0, size_of::<u32>());
 
 /// `_IOW(229, 1, struct fuse_backing_map)`: register a passthrough backing file (7.40).
-pub const FUSE_DEV_IOC_BACKING_OPEN: u32 = ioc(
-    IOC_WRITE,
-    FUSE_DEV_IOC_MAGIC,
-    1,
-    size_of::<fuse_backing_map>(),
-);
+pub const FUSE_DEV_IOC_BACKING_OPEN: u32 =
+    ioc(IOC_WRITE, FUSE_DEV_IOC_MAGIC, 1, size_of::<fuse_backing_map>());
 
 /// `_IOW(229, 2, uint32_t)`: unregister a passthrough backing id (7.40).
 pub const FUSE_DEV_IOC_BACKING_CLOSE: u32 = ioc(IOC_WRITE, FUSE_DEV_IOC_MAGIC, 2, size_of::<u32>());

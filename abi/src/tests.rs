@@ -20,14 +20,8 @@ fn opcode_round_trip() {
     assert_eq!(fuse_opcode::FUSE_STATX as u32, 52);
     assert_eq!(fuse_opcode::FUSE_COPY_FILE_RANGE_64 as u32, 53);
     assert_eq!(fuse_opcode::CUSE_INIT as u32, 4096);
-    assert_eq!(
-        fuse_opcode::CUSE_INIT_BSWAP_RESERVED as u32,
-        (fuse_opcode::CUSE_INIT as u32) << 8
-    );
-    assert_eq!(
-        fuse_opcode::FUSE_INIT_BSWAP_RESERVED as u32,
-        (fuse_opcode::FUSE_INIT as u32) << 24
-    );
+    assert_eq!(fuse_opcode::CUSE_INIT_BSWAP_RESERVED as u32, (fuse_opcode::CUSE_INIT as u32) << 8);
+    assert_eq!(fuse_opcode::FUSE_INIT_BSWAP_RESERVED as u32, (fuse_opcode::FUSE_INIT as u32) << 24);
     assert_eq!(fuse_opcode::FUSE_LOOKUP.name(), "LOOKUP");
     assert_eq!(fuse_opcode::FUSE_BATCH_FORGET.name(), "BATCH_FORGET");
     assert_eq!(fuse_opcode::CUSE_INIT.name(), "CUSE_INIT");
@@ -63,10 +57,7 @@ fn notify_code_round_trip() {
 
 #[test]
 fn small_enums_round_trip() {
-    for ty in [
-        fuse_ext_type::FUSE_MAX_NR_SECCTX,
-        fuse_ext_type::FUSE_EXT_GROUPS,
-    ] {
+    for ty in [fuse_ext_type::FUSE_MAX_NR_SECCTX, fuse_ext_type::FUSE_EXT_GROUPS] {
         assert_eq!(fuse_ext_type::try_from(u32::from(ty)), Ok(ty));
     }
     assert_eq!(fuse_ext_type::try_from(0), Err(0));
@@ -100,10 +91,7 @@ fn in_header_fixture() {
     let hdr = fuse_in_header::read_from_bytes(&IN_HEADER_FIXTURE).unwrap();
     assert_eq!(hdr.len, 48);
     assert_eq!(hdr.opcode, 1);
-    assert_eq!(
-        fuse_opcode::try_from(hdr.opcode),
-        Ok(fuse_opcode::FUSE_LOOKUP)
-    );
+    assert_eq!(fuse_opcode::try_from(hdr.opcode), Ok(fuse_opcode::FUSE_LOOKUP));
     assert_eq!(hdr.unique, 0x0102_0304_0506_0708);
     assert_eq!(hdr.nodeid, FUSE_ROOT_ID);
     assert_eq!(hdr.uid, 1000);
@@ -126,27 +114,12 @@ fn compat_sizes_match_layouts() {
         offset_of!(fuse_attr_out, attr) + offset_of!(fuse_attr, blksize)
     );
     assert_eq!(FUSE_COMPAT_MKNOD_IN_SIZE, offset_of!(fuse_mknod_in, umask));
-    assert_eq!(
-        FUSE_COMPAT_WRITE_IN_SIZE,
-        offset_of!(fuse_write_in, lock_owner)
-    );
+    assert_eq!(FUSE_COMPAT_WRITE_IN_SIZE, offset_of!(fuse_write_in, lock_owner));
     assert_eq!(FUSE_COMPAT_STATFS_SIZE, offset_of!(fuse_kstatfs, frsize));
-    assert_eq!(
-        FUSE_COMPAT_SETXATTR_IN_SIZE,
-        offset_of!(fuse_setxattr_in, setxattr_flags)
-    );
-    assert_eq!(
-        FUSE_COMPAT_INIT_OUT_SIZE,
-        offset_of!(fuse_init_out, max_readahead)
-    );
-    assert_eq!(
-        FUSE_COMPAT_22_INIT_OUT_SIZE,
-        offset_of!(fuse_init_out, time_gran)
-    );
-    assert_eq!(
-        size_of::<fuse_notify_retrieve_in>(),
-        size_of::<fuse_write_in>()
-    );
+    assert_eq!(FUSE_COMPAT_SETXATTR_IN_SIZE, offset_of!(fuse_setxattr_in, setxattr_flags));
+    assert_eq!(FUSE_COMPAT_INIT_OUT_SIZE, offset_of!(fuse_init_out, max_readahead));
+    assert_eq!(FUSE_COMPAT_22_INIT_OUT_SIZE, offset_of!(fuse_init_out, time_gran));
+    assert_eq!(size_of::<fuse_notify_retrieve_in>(), size_of::<fuse_write_in>());
 }
 
 #[test]
@@ -177,10 +150,5 @@ fn flag_values() {
 #[test]
 fn defaults_are_zero() {
     assert!(fuse_init_out::default().as_bytes().iter().all(|&b| b == 0));
-    assert!(
-        fuse_uring_req_header::default()
-            .as_bytes()
-            .iter()
-            .all(|&b| b == 0)
-    );
+    assert!(fuse_uring_req_header::default().as_bytes().iter().all(|&b| b == 0));
 }

@@ -25,11 +25,7 @@ struct Identity {
 
 impl Identity {
     fn root() -> Self {
-        Identity {
-            uid: 0,
-            gid: 0,
-            groups: Vec::new(),
-        }
+        Identity { uid: 0, gid: 0, groups: Vec::new() }
     }
 }
 
@@ -54,11 +50,7 @@ pub fn become_caller(ctx: &Context<'_>) -> Result<(), Errno> {
     if ctx.uid == 0 && ctx.gid == 0 {
         return become_root();
     }
-    let wanted = Identity {
-        uid: ctx.uid,
-        gid: ctx.gid,
-        groups: groups_of(ctx.pid, ctx.gid),
-    };
+    let wanted = Identity { uid: ctx.uid, gid: ctx.gid, groups: groups_of(ctx.pid, ctx.gid) };
     switch(wanted)
 }
 
@@ -115,12 +107,7 @@ fn groups_of(pid: u32, gid: u32) -> Vec<u32> {
 
 fn parse_groups(status: &str) -> Option<Vec<u32>> {
     let line = status.lines().find(|l| l.starts_with("Groups:"))?;
-    Some(
-        line["Groups:".len()..]
-            .split_whitespace()
-            .filter_map(|g| g.parse().ok())
-            .collect(),
-    )
+    Some(line["Groups:".len()..].split_whitespace().filter_map(|g| g.parse().ok()).collect())
 }
 
 fn errno(e: rustix::io::Errno) -> Errno {

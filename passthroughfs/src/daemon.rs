@@ -16,11 +16,8 @@ impl Ready {
     pub fn ok(mut self) -> std::io::Result<()> {
         if let Some(mut pipe) = self.0.take() {
             pipe.write_all(&[0])?;
-            let null = rustix::fs::open(
-                "/dev/null",
-                rustix::fs::OFlags::RDWR,
-                rustix::fs::Mode::empty(),
-            )?;
+            let null =
+                rustix::fs::open("/dev/null", rustix::fs::OFlags::RDWR, rustix::fs::Mode::empty())?;
             for target in 0..=2 {
                 // SAFETY: dup2 onto the standard fds 0-2, which this process owns for its
                 // whole life; no Rust object owns them, so nothing closes them behind us.

@@ -67,13 +67,8 @@ fn proc_path(fd: BorrowedFd<'_>) -> CString {
 const STATX_MASK: StatxFlags = StatxFlags::BASIC_STATS.union(StatxFlags::MNT_ID);
 
 fn statx_fd(fd: BorrowedFd<'_>) -> Result<Statx> {
-    rustix::fs::statx(
-        fd,
-        "",
-        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
-        STATX_MASK,
-    )
-    .map_err(sys)
+    rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW, STATX_MASK)
+        .map_err(sys)
 }
 
 /// The kernel's view of a source inode's attributes.
@@ -108,18 +103,9 @@ fn key_of(st: &Statx) -> InodeKey {
 
 fn time(t: Option<SetTime>) -> Timespec {
     match t {
-        None => Timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-        Some(SetTime::Now) => Timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_NOW,
-        },
-        Some(SetTime::At { sec, nsec }) => Timespec {
-            tv_sec: sec,
-            tv_nsec: i64::from(nsec),
-        },
+        None => Timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+        Some(SetTime::Now) => Timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
+        Some(SetTime::At { sec, nsec }) => Timespec { tv_sec: sec, tv_nsec: i64::from(nsec) },
     }
 }
 
@@ -172,18 +158,13 @@ impl Passthrough {
     /// Counts a lookup of the inode `fd` (an `O_PATH` fd) refers to.
     fn adopt(&self, fd: OwnedFd) -> Result<Entry> {
         let st = statx_fd(fd.as_fd())?;
-        let nodeid = self
-            .inodes
-            .lookup(fd, key_of(&st), u32::from(st.stx_mode) & libc::S_IFMT);
+        let nodeid = self.inodes.lookup(fd, key_of(&st), u32::from(st.stx_mode) & libc::S_IFMT);
         Ok(self.entry(nodeid, &st))
     }
 
     fn attr(&self, inode: &Inode) -> Result<Attr> {
         let st = statx_fd(inode.fd.as_fd())?;
-        Ok(Attr {
-            attr: attr_of(&st),
-            valid: self.config.attr_timeout,
-        })
+        Ok(Attr { attr: attr_of(&st), valid: self.config.attr_timeout })
     }
 
     fn file(&self, fh: u64) -> Result<Arc<Handle>> {
@@ -262,8 +243,7 @@ impl Passthrough {
 impl Filesystem for Passthrough {
     fn init(&self, negotiated_flags: u64) {
         let on = self.config.passthrough && negotiated_flags & fuse_abi::FUSE_PASSTHROUGH != 0;
-        self.passthrough
-            .store(on, std::sync::atomic::Ordering::Relaxed);
+        self.passthrough.store(on, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(kernel_passthrough = on, "passthroughfs ready");
     }
 
@@ -320,10 +300,8 @@ impl Filesystem for Passthrough {
             }
         }
         if set.atime.is_some() || set.mtime.is_some() {
-            let times = Timestamps {
-                last_access: time(set.atime),
-                last_modification: time(set.mtime),
-            };
+            let times =
+                Timestamps { last_access: time(set.atime), last_modification: time(set.mtime) };
             match handle.as_deref().map(Handle::file) {
                 Some(Ok(fd)) => rustix::fs::futimens(fd, &times).map_err(sys)?,
                 _ => rustix::fs::utimensat(
@@ -489,10 +467,7 @@ impl Filesystem for Passthrough {
 
     fn release(&self, ctx: &Context<'_>, _nodeid: u64, fh: u64, _flags: i32) -> Result<()> {
         if let Some(handle) = self.handles.remove(fh)
-            && let Handle::File {
-                backed: Some(inode),
-                ..
-            } = &*handle
+            && let Handle::File { backed: Some(inode), .. } = &*handle
         {
             self.release_backing(ctx, inode)?;
         }
@@ -502,12 +477,7 @@ impl Filesystem for Passthrough {
     fn fsync(&self, _ctx: &Context<'_>, _nodeid: u64, fh: u64, datasync: bool) -> Result<()> {
         let handle = self.file(fh)?;
         let fd = handle.file()?;
-        if datasync {
-            rustix::fs::fdatasync(fd)
-        } else {
-            rustix::fs::fsync(fd)
-        }
-        .map_err(sys)
+        if datasync { rustix::fs::fdatasync(fd) } else { rustix::fs::fsync(fd) }.map_err(sys)
     }
 
     fn opendir(&self, ctx: &Context<'_>, nodeid: u64, _flags: i32) -> Result<Opened> {
@@ -515,10 +485,7 @@ impl Filesystem for Passthrough {
         let inode = self.inodes.get(nodeid)?;
         let fd = self.reopen(&inode, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
         let dir = Dir::new(fd).map_err(sys)?;
-        Ok(Opened {
-            fh: self.handles.insert(Handle::Dir(Mutex::new(dir))),
-            ..Opened::default()
-        })
+        Ok(Opened { fh: self.handles.insert(Handle::Dir(Mutex::new(dir))), ..Opened::default() })
     }
 
     fn readdir(
@@ -593,12 +560,7 @@ impl Filesystem for Passthrough {
         };
         let dir = dir.lock().unwrap_or_else(|p| p.into_inner());
         let fd = dir.fd().map_err(sys)?;
-        if datasync {
-            rustix::fs::fdatasync(fd)
-        } else {
-            rustix::fs::fsync(fd)
-        }
-        .map_err(sys)
+        if datasync { rustix::fs::fdatasync(fd) } else { rustix::fs::fsync(fd) }.map_err(sys)
     }
 
     fn statfs(&self, _ctx: &Context<'_>, nodeid: u64) -> Result<Statfs> {
@@ -660,13 +622,8 @@ impl Filesystem for Passthrough {
         become_caller(ctx)?;
         let inode = self.inodes.get(nodeid)?;
         let access = rustix::fs::Access::from_bits_retain(mask);
-        rustix::fs::accessat(
-            CWD,
-            proc_path(inode.fd.as_fd()).as_c_str(),
-            access,
-            AtFlags::EACCESS,
-        )
-        .map_err(sys)
+        rustix::fs::accessat(CWD, proc_path(inode.fd.as_fd()).as_c_str(), access, AtFlags::EACCESS)
+            .map_err(sys)
     }
 
     fn create(
@@ -681,13 +638,9 @@ impl Filesystem for Passthrough {
         let flags = self.open_flags(args.flags)
             | OFlags::CREATE
             | (OFlags::from_bits_retain(args.flags as u32) & OFlags::EXCL);
-        let fd = rustix::fs::openat(
-            &parent.fd,
-            name,
-            flags,
-            Mode::from_bits_retain(args.mode & 0o7777),
-        )
-        .map_err(sys)?;
+        let fd =
+            rustix::fs::openat(&parent.fd, name, flags, Mode::from_bits_retain(args.mode & 0o7777))
+                .map_err(sys)?;
         self.created(ctx, fd)
     }
 
@@ -696,13 +649,9 @@ impl Filesystem for Passthrough {
         let parent = self.inodes.get(parent)?;
         let flags =
             (self.open_flags(args.flags) & !OFlags::RWMODE) | OFlags::TMPFILE | OFlags::RDWR;
-        let fd = rustix::fs::openat(
-            &parent.fd,
-            ".",
-            flags,
-            Mode::from_bits_retain(args.mode & 0o7777),
-        )
-        .map_err(sys)?;
+        let fd =
+            rustix::fs::openat(&parent.fd, ".", flags, Mode::from_bits_retain(args.mode & 0o7777))
+                .map_err(sys)?;
         self.created(ctx, fd)
     }
 
@@ -787,11 +736,7 @@ impl Passthrough {
     /// The inode for an xattr call: symlinks have no path through /proc that reaches them.
     fn xattr_inode(&self, nodeid: u64) -> Result<Arc<Inode>> {
         let inode = self.inodes.get(nodeid)?;
-        if inode.is_symlink() {
-            Err(Errno::ENOTSUP)
-        } else {
-            Ok(inode)
-        }
+        if inode.is_symlink() { Err(Errno::ENOTSUP) } else { Ok(inode) }
     }
 }
 

@@ -15,10 +15,7 @@ use crate::inode::Inode;
 pub enum Handle {
     /// An open regular file (or other non-directory); `backed` is its inode when the handle
     /// uses the inode's kernel passthrough backing id.
-    File {
-        fd: OwnedFd,
-        backed: Option<Arc<Inode>>,
-    },
+    File { fd: OwnedFd, backed: Option<Arc<Inode>> },
     /// An open directory stream.
     Dir(Mutex<Dir>),
 }
@@ -59,8 +56,6 @@ impl HandleTable {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Handle>>> {
-        self.map
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -43,12 +43,7 @@ pub struct Backing {
 impl Inode {
     /// An inode entry for the `O_PATH` fd `fd`.
     pub fn new(fd: OwnedFd, key: InodeKey, kind: u32) -> Self {
-        Inode {
-            fd,
-            key,
-            kind,
-            backing: Mutex::new(Backing::default()),
-        }
+        Inode { fd, key, kind, backing: Mutex::new(Backing::default()) }
     }
 
     /// True for symbolic links, which most path-based calls cannot reach through /proc.
@@ -82,29 +77,13 @@ impl InodeTable {
         let mut by_key = HashMap::new();
         by_key.insert(root.key, ROOT);
         let mut by_id = HashMap::new();
-        by_id.insert(
-            ROOT,
-            Slot {
-                inode: Arc::new(root),
-                nlookup: 1,
-            },
-        );
-        InodeTable {
-            tables: Mutex::new(Tables {
-                by_id,
-                by_key,
-                next_id: ROOT + 1,
-            }),
-        }
+        by_id.insert(ROOT, Slot { inode: Arc::new(root), nlookup: 1 });
+        InodeTable { tables: Mutex::new(Tables { by_id, by_key, next_id: ROOT + 1 }) }
     }
 
     /// The inode for `nodeid`; ESTALE if the kernel names one we do not hold.
     pub fn get(&self, nodeid: u64) -> Result<Arc<Inode>, Errno> {
-        self.lock()
-            .by_id
-            .get(&nodeid)
-            .map(|slot| slot.inode.clone())
-            .ok_or(Errno::ESTALE)
+        self.lock().by_id.get(&nodeid).map(|slot| slot.inode.clone()).ok_or(Errno::ESTALE)
     }
 
     /// Counts one lookup of the inode `fd` refers to, adding it if new. Returns its nodeid.
@@ -120,13 +99,7 @@ impl InodeTable {
         let nodeid = t.next_id;
         t.next_id += 1;
         t.by_key.insert(key, nodeid);
-        t.by_id.insert(
-            nodeid,
-            Slot {
-                inode: Arc::new(Inode::new(fd, key, kind)),
-                nlookup: 1,
-            },
-        );
+        t.by_id.insert(nodeid, Slot { inode: Arc::new(Inode::new(fd, key, kind)), nlookup: 1 });
         nodeid
     }
 
@@ -152,10 +125,7 @@ impl InodeTable {
 
     /// The lookup count of `nodeid` (0 if unknown). For tests and diagnostics.
     pub fn lookup_count(&self, nodeid: u64) -> u64 {
-        self.lock()
-            .by_id
-            .get(&nodeid)
-            .map_or(0, |slot| slot.nlookup)
+        self.lock().by_id.get(&nodeid).map_or(0, |slot| slot.nlookup)
     }
 
     /// How many inodes are held, the root included.
@@ -169,9 +139,7 @@ impl InodeTable {
     }
 
     fn lock(&self) -> MutexGuard<'_, Tables> {
-        self.tables
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -184,11 +152,7 @@ mod tests {
     }
 
     fn key(ino: u64) -> InodeKey {
-        InodeKey {
-            dev: 1,
-            ino,
-            mnt_id: 1,
-        }
+        InodeKey { dev: 1, ino, mnt_id: 1 }
     }
 
     #[test]

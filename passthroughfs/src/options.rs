@@ -79,10 +79,7 @@ impl Options {
                 ..MountOptions::default()
             },
             fs: FsConfig::default(),
-            session: SessionConfig {
-                passthrough: true,
-                ..SessionConfig::default()
-            },
+            session: SessionConfig { passthrough: true, ..SessionConfig::default() },
         };
         for list in &lists {
             for option in list.split(',').filter(|o| !o.is_empty()) {
@@ -186,22 +183,10 @@ mod tests {
     #[test]
     fn rejects_what_it_does_not_know() {
         assert_eq!(parse("a").unwrap_err(), UsageError::Missing("MOUNTPOINT"));
-        assert_eq!(
-            parse("a b c").unwrap_err(),
-            UsageError::Unexpected("c".into())
-        );
-        assert!(matches!(
-            parse("-o frobnicate a b").unwrap_err(),
-            UsageError::Unexpected(_)
-        ));
-        assert!(matches!(
-            parse("-o threads=0 a b").unwrap_err(),
-            UsageError::BadValue { .. }
-        ));
-        assert!(matches!(
-            parse("-o attr_timeout=x a b").unwrap_err(),
-            UsageError::BadValue { .. }
-        ));
+        assert_eq!(parse("a b c").unwrap_err(), UsageError::Unexpected("c".into()));
+        assert!(matches!(parse("-o frobnicate a b").unwrap_err(), UsageError::Unexpected(_)));
+        assert!(matches!(parse("-o threads=0 a b").unwrap_err(), UsageError::BadValue { .. }));
+        assert!(matches!(parse("-o attr_timeout=x a b").unwrap_err(), UsageError::BadValue { .. }));
         assert_eq!(parse("a b -o").unwrap_err(), UsageError::MissingOptionList);
     }
 }

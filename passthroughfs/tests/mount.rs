@@ -19,20 +19,13 @@ fn mounts_serves_and_exits_on_external_unmount() {
     assert_eq!(fs::read(m.src("hello")).unwrap(), b"hello world");
     fs::create_dir(m.mnt("dir")).unwrap();
     std::os::unix::fs::symlink("hello", m.mnt("dir/link")).unwrap();
-    assert_eq!(
-        fs::read_link(m.src("dir/link")).unwrap().to_str(),
-        Some("hello")
-    );
-    let names: Vec<_> = fs::read_dir(&m.mountpoint)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    assert_eq!(fs::read_link(m.src("dir/link")).unwrap().to_str(), Some("hello"));
+    let names: Vec<_> =
+        fs::read_dir(&m.mountpoint).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names.len(), 2);
 
     fuse_transport::unmount_detached(&m.mountpoint).unwrap();
-    let status = m
-        .wait_exit(Duration::from_secs(5))
-        .expect("server exits after unmount");
+    let status = m.wait_exit(Duration::from_secs(5)).expect("server exits after unmount");
     assert!(status.success(), "exit status {status}");
     assert!(!m.is_mounted());
 }
@@ -42,9 +35,7 @@ fn sigterm_and_sigint_unmount_and_exit_cleanly() {
     for signal in [Signal::TERM, Signal::INT] {
         let mut m = Mounted::start(&[]);
         m.signal(signal);
-        let status = m
-            .wait_exit(Duration::from_secs(5))
-            .expect("server exits on signal");
+        let status = m.wait_exit(Duration::from_secs(5)).expect("server exits on signal");
         assert!(status.success(), "{signal:?}: exit status {status}");
         assert!(!m.is_mounted(), "{signal:?} left the mount behind");
     }
@@ -53,16 +44,9 @@ fn sigterm_and_sigint_unmount_and_exit_cleanly() {
 #[test]
 fn daemonizes_and_returns_once_mounted() {
     let m = Mounted::dirs();
-    let status = Command::new(BIN)
-        .arg(&m.source)
-        .arg(&m.mountpoint)
-        .status()
-        .unwrap();
+    let status = Command::new(BIN).arg(&m.source).arg(&m.mountpoint).status().unwrap();
     assert!(status.success());
-    assert!(
-        m.is_mounted(),
-        "the parent returned before the mount was up"
-    );
+    assert!(m.is_mounted(), "the parent returned before the mount was up");
     fs::write(m.mnt("f"), b"x").unwrap();
     assert_eq!(fs::read(m.src("f")).unwrap(), b"x");
     // The daemon exits by itself once unmounted; the harness's cleanup would abort it anyway.
@@ -72,10 +56,7 @@ fn daemonizes_and_returns_once_mounted() {
 
 #[test]
 fn bad_arguments_fail_with_usage() {
-    let out = Command::new(BIN)
-        .args(["-o", "nonsense", "/a", "/b"])
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["-o", "nonsense", "/a", "/b"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"));
     let m = Mounted::dirs();
@@ -138,19 +119,11 @@ fn concurrent_processes_read_and_write_correctly() {
 #[test]
 fn files_belong_to_the_user_who_creates_them() {
     let m = Mounted::start(&["-o", "allow_other"]);
-    fs::set_permissions(
-        &m.source,
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
+    fs::set_permissions(&m.source, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let path = m.mnt("mine");
     let status = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "echo hi > '{}' && mkdir '{}'",
-            path.display(),
-            m.mnt("mydir").display()
-        ))
+        .arg(format!("echo hi > '{}' && mkdir '{}'", path.display(), m.mnt("mydir").display()))
         .uid(65534)
         .gid(65534)
         .status()
@@ -158,25 +131,15 @@ fn files_belong_to_the_user_who_creates_them() {
     assert!(status.success());
     for name in ["mine", "mydir"] {
         let meta = fs::metadata(m.src(name)).unwrap();
-        assert_eq!(
-            (meta.uid(), meta.gid()),
-            (65534, 65534),
-            "{name} in the source"
-        );
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "{name} in the source");
     }
     // And the caller's permissions apply: nobody cannot write into a root-only directory.
     fs::create_dir(m.src("rootonly")).unwrap();
-    fs::set_permissions(
-        m.src("rootonly"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    fs::set_permissions(m.src("rootonly"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
     let status = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "echo x > '{}' 2>/dev/null",
-            m.mnt("rootonly/f").display()
-        ))
+        .arg(format!("echo x > '{}' 2>/dev/null", m.mnt("rootonly/f").display()))
         .uid(65534)
         .gid(65534)
         .status()
@@ -191,9 +154,7 @@ fn sigkill_without_another_holder_gives_enotconn_and_cleans_up() {
     fs::write(m.mnt("f"), b"data").unwrap();
     let mut open = fs::File::open(m.mnt("f")).unwrap();
     m.signal(Signal::KILL);
-    let status = m
-        .wait_exit(Duration::from_secs(5))
-        .expect("killed server is reaped");
+    let status = m.wait_exit(Duration::from_secs(5)).expect("killed server is reaped");
     assert!(!status.success());
     let path = m.mnt("f");
     let err = within(Duration::from_secs(5), "stat on a dead mount", move || {
@@ -213,11 +174,7 @@ fn sigkill_without_another_holder_gives_enotconn_and_cleans_up() {
 #[test]
 fn unprivileged_user_mounts_through_fusermount3() {
     assert!(
-        Command::new("sh")
-            .args(["-c", "command -v fusermount3"])
-            .status()
-            .unwrap()
-            .success(),
+        Command::new("sh").args(["-c", "command -v fusermount3"]).status().unwrap().success(),
         "fusermount3 is required (fuse3 package)"
     );
     let mode = fs::metadata("/dev/fuse").unwrap().mode() & 0o777;
@@ -240,17 +197,8 @@ fn unprivileged_user_mounts_through_fusermount3() {
         "set -e; echo hello > '{m}/f'; test \"$(cat '{m}/f')\" = hello; mkdir '{m}/d'; mv '{m}/f' '{m}/d/g'; ls '{m}/d' | grep -qx g",
         m = m.mountpoint.display()
     );
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .uid(65534)
-        .gid(65534)
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "file operations as the mounting user failed"
-    );
+    let status = Command::new("sh").arg("-c").arg(&script).uid(65534).gid(65534).status().unwrap();
+    assert!(status.success(), "file operations as the mounting user failed");
     assert_eq!(fs::read(m.src("d/g")).unwrap(), b"hello\n");
     assert_eq!(fs::metadata(m.src("d/g")).unwrap().uid(), 65534);
     // fusermount3 -u as the user unmounts; the server exits by itself.
@@ -262,25 +210,15 @@ fn unprivileged_user_mounts_through_fusermount3() {
         .status()
         .unwrap();
     assert!(status.success());
-    let status = m
-        .wait_exit(Duration::from_secs(5))
-        .expect("server exits after fusermount3 -u");
+    let status = m.wait_exit(Duration::from_secs(5)).expect("server exits after fusermount3 -u");
     assert!(status.success(), "exit status {status}");
 }
 
 #[test]
 fn writes_survive_through_both_io_paths() {
-    for args in [
-        &[][..],
-        &["-o", "nopassthrough"][..],
-        &["-o", "writeback"][..],
-    ] {
+    for args in [&[][..], &["-o", "nopassthrough"][..], &["-o", "writeback"][..]] {
         let m = Mounted::start(args);
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(m.mnt("log"))
-            .unwrap();
+        let mut f = fs::OpenOptions::new().create(true).append(true).open(m.mnt("log")).unwrap();
         for i in 0..100 {
             writeln!(f, "line {i}").unwrap();
         }

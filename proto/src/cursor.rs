@@ -50,11 +50,7 @@ impl<'a> Cursor<'a> {
 
     /// A NUL-terminated name, without its NUL. Empty names and names with no NUL are errors.
     pub(crate) fn name(&mut self) -> Result<&'a OsStr, DecodeError> {
-        let end = self
-            .bytes
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(DecodeError::BadName)?;
+        let end = self.bytes.iter().position(|&b| b == 0).ok_or(DecodeError::BadName)?;
         let name = &self.bytes[..end];
         self.bytes = &self.bytes[end + 1..];
         if name.is_empty() {

@@ -73,18 +73,14 @@ pub fn decode<'a>(bytes: &'a [u8], negotiated: &Negotiated) -> Result<Request<'a
     let mut cur = Cursor::new(bytes);
     let header: fuse_in_header = cur.fixed()?;
     if header.len as usize != bytes.len() {
-        return Err(DecodeError::LengthMismatch {
-            header: header.len,
-            read: bytes.len(),
-        });
+        return Err(DecodeError::LengthMismatch { header: header.len, read: bytes.len() });
     }
     let opcode = fuse_opcode::try_from(header.opcode).map_err(DecodeError::UnknownOpcode)?;
     let args = cur.rest();
     // Request extensions (security context, supplementary groups) trail the arguments.
     let ext = usize::from(header.total_extlen) * 8;
-    let args = args
-        .get(..args.len().checked_sub(ext).ok_or(DecodeError::Truncated)?)
-        .unwrap_or(&[]);
+    let args =
+        args.get(..args.len().checked_sub(ext).ok_or(DecodeError::Truncated)?).unwrap_or(&[]);
     let op = decode_op(opcode, Cursor::new(args), negotiated)?;
     Ok(Request {
         unique: header.unique,
@@ -105,34 +101,18 @@ fn decode_op<'a>(
     use fuse_opcode::*;
     Ok(match opcode {
         FUSE_LOOKUP => Operation::Lookup { name: c.name()? },
-        FUSE_FORGET => Operation::Forget {
-            nlookup: c.fixed::<fuse_forget_in>()?.nlookup,
-        },
+        FUSE_FORGET => Operation::Forget { nlookup: c.fixed::<fuse_forget_in>()?.nlookup },
         FUSE_GETATTR => Operation::Getattr { arg: c.fixed()? },
         FUSE_SETATTR => Operation::Setattr { arg: c.fixed()? },
         FUSE_READLINK => Operation::Readlink,
-        FUSE_SYMLINK => Operation::Symlink {
-            name: c.name()?,
-            target: c.name()?,
-        },
-        FUSE_MKNOD => Operation::Mknod {
-            arg: c.fixed()?,
-            name: c.name()?,
-        },
-        FUSE_MKDIR => Operation::Mkdir {
-            arg: c.fixed()?,
-            name: c.name()?,
-        },
+        FUSE_SYMLINK => Operation::Symlink { name: c.name()?, target: c.name()? },
+        FUSE_MKNOD => Operation::Mknod { arg: c.fixed()?, name: c.name()? },
+        FUSE_MKDIR => Operation::Mkdir { arg: c.fixed()?, name: c.name()? },
         FUSE_UNLINK => Operation::Unlink { name: c.name()? },
         FUSE_RMDIR => Operation::Rmdir { name: c.name()? },
         FUSE_RENAME => {
             let arg: fuse_rename_in = c.fixed()?;
-            Operation::Rename {
-                newdir: arg.newdir,
-                flags: 0,
-                name: c.name()?,
-                newname: c.name()?,
-            }
+            Operation::Rename { newdir: arg.newdir, flags: 0, name: c.name()?, newname: c.name()? }
         }
         FUSE_RENAME2 => {
             let arg: fuse_rename2_in = c.fixed()?;
@@ -145,19 +125,14 @@ fn decode_op<'a>(
         }
         FUSE_LINK => {
             let arg: fuse_link_in = c.fixed()?;
-            Operation::Link {
-                oldnodeid: arg.oldnodeid,
-                name: c.name()?,
-            }
+            Operation::Link { oldnodeid: arg.oldnodeid, name: c.name()? }
         }
         FUSE_OPEN => Operation::Open { arg: c.fixed()? },
         FUSE_READ => Operation::Read { arg: c.fixed()? },
         FUSE_WRITE => {
             let arg: fuse_abi::fuse_write_in = c.fixed()?;
             let data = c.rest();
-            let data = data
-                .get(..arg.size as usize)
-                .ok_or(DecodeError::BadArgument)?;
+            let data = data.get(..arg.size as usize).ok_or(DecodeError::BadArgument)?;
             Operation::Write { arg, data }
         }
         FUSE_STATFS => Operation::Statfs,
@@ -174,10 +149,7 @@ fn decode_op<'a>(
             let value = c.take(arg.size as usize)?;
             Operation::Setxattr { arg, name, value }
         }
-        FUSE_GETXATTR => Operation::Getxattr {
-            arg: c.fixed()?,
-            name: c.name()?,
-        },
+        FUSE_GETXATTR => Operation::Getxattr { arg: c.fixed()?, name: c.name()? },
         FUSE_LISTXATTR => Operation::Listxattr { arg: c.fixed()? },
         FUSE_REMOVEXATTR => Operation::Removexattr { name: c.name()? },
         FUSE_FLUSH => Operation::Flush { arg: c.fixed()? },
@@ -187,31 +159,18 @@ fn decode_op<'a>(
             if rest.len() < 16 {
                 return Err(DecodeError::Truncated);
             }
-            Operation::Init {
-                arg: Cursor::new(rest).sized::<fuse_init_in>(rest.len())?,
-            }
+            Operation::Init { arg: Cursor::new(rest).sized::<fuse_init_in>(rest.len())? }
         }
         FUSE_OPENDIR => Operation::Opendir { arg: c.fixed()? },
         FUSE_READDIR => Operation::Readdir { arg: c.fixed()? },
         FUSE_RELEASEDIR => Operation::Releasedir { arg: c.fixed()? },
         FUSE_FSYNCDIR => Operation::Fsyncdir { arg: c.fixed()? },
         FUSE_GETLK => Operation::Getlk { arg: c.fixed()? },
-        FUSE_SETLK => Operation::Setlk {
-            arg: c.fixed()?,
-            sleep: false,
-        },
-        FUSE_SETLKW => Operation::Setlk {
-            arg: c.fixed()?,
-            sleep: true,
-        },
+        FUSE_SETLK => Operation::Setlk { arg: c.fixed()?, sleep: false },
+        FUSE_SETLKW => Operation::Setlk { arg: c.fixed()?, sleep: true },
         FUSE_ACCESS => Operation::Access { arg: c.fixed()? },
-        FUSE_CREATE => Operation::Create {
-            arg: c.fixed()?,
-            name: c.name()?,
-        },
-        FUSE_INTERRUPT => Operation::Interrupt {
-            unique: c.fixed::<fuse_interrupt_in>()?.unique,
-        },
+        FUSE_CREATE => Operation::Create { arg: c.fixed()?, name: c.name()? },
+        FUSE_INTERRUPT => Operation::Interrupt { unique: c.fixed::<fuse_interrupt_in>()?.unique },
         FUSE_BMAP => Operation::Bmap { arg: c.fixed()? },
         FUSE_DESTROY => Operation::Destroy,
         FUSE_IOCTL => {
@@ -222,31 +181,24 @@ fn decode_op<'a>(
         FUSE_POLL => Operation::Poll { arg: c.fixed()? },
         FUSE_NOTIFY_REPLY => {
             let arg: fuse_abi::fuse_notify_retrieve_in = c.fixed()?;
-            Operation::NotifyReply {
-                arg,
-                data: c.rest(),
-            }
+            Operation::NotifyReply { arg, data: c.rest() }
         }
         FUSE_BATCH_FORGET => {
             let arg: fuse_batch_forget_in = c.fixed()?;
             let len = (arg.count as usize)
                 .checked_mul(size_of::<fuse_forget_one>())
                 .ok_or(DecodeError::BadArgument)?;
-            Operation::BatchForget {
-                forgets: Forgets::new(c.take(len)?),
-            }
+            Operation::BatchForget { forgets: Forgets::new(c.take(len)?) }
         }
         FUSE_FALLOCATE => Operation::Fallocate { arg: c.fixed()? },
         FUSE_READDIRPLUS => Operation::Readdirplus { arg: c.fixed()? },
         FUSE_LSEEK => Operation::Lseek { arg: c.fixed()? },
-        FUSE_COPY_FILE_RANGE => Operation::CopyFileRange { arg: c.fixed()? },
+        FUSE_COPY_FILE_RANGE => Operation::CopyFileRange { arg: c.fixed()?, wide: false },
+        FUSE_COPY_FILE_RANGE_64 => Operation::CopyFileRange { arg: c.fixed()?, wide: true },
         FUSE_SETUPMAPPING => Operation::SetupMapping,
         FUSE_REMOVEMAPPING => Operation::RemoveMapping,
         FUSE_SYNCFS => Operation::Syncfs { arg: c.fixed()? },
-        FUSE_TMPFILE => Operation::Tmpfile {
-            arg: c.fixed()?,
-            name: c.name()?,
-        },
+        FUSE_TMPFILE => Operation::Tmpfile { arg: c.fixed()?, name: c.name()? },
         FUSE_STATX => Operation::Statx { arg: c.fixed()? },
         other => return Err(DecodeError::UnknownOpcode(other as u32)),
     })
@@ -290,12 +242,7 @@ mod tests {
 
     #[test]
     fn write_borrows_exactly_its_data() {
-        let arg = fuse_write_in {
-            fh: 3,
-            offset: 4096,
-            size: 5,
-            ..Default::default()
-        };
+        let arg = fuse_write_in { fh: 3, offset: 4096, size: 5, ..Default::default() };
         let mut args = arg.as_bytes().to_vec();
         args.extend_from_slice(b"hello");
         let bytes = request(16, 9, 2, &args);
@@ -307,77 +254,36 @@ mod tests {
             other => panic!("decoded {other:?}"),
         }
         // A size beyond the bytes sent is an error, not a panic.
-        let arg = fuse_write_in {
-            size: 500,
-            ..Default::default()
-        };
+        let arg = fuse_write_in { size: 500, ..Default::default() };
         let bytes = request(16, 9, 2, arg.as_bytes());
-        assert_eq!(
-            decode(&bytes, &Negotiated::default()).unwrap_err(),
-            DecodeError::BadArgument
-        );
+        assert_eq!(decode(&bytes, &Negotiated::default()).unwrap_err(), DecodeError::BadArgument);
     }
 
     #[test]
     fn rename2_and_symlink_take_two_names() {
-        let mut args = fuse_rename2_in {
-            newdir: 5,
-            flags: 1,
-            padding: 0,
-        }
-        .as_bytes()
-        .to_vec();
+        let mut args = fuse_rename2_in { newdir: 5, flags: 1, padding: 0 }.as_bytes().to_vec();
         args.extend_from_slice(b"a\0b\0");
-        match decode(&request(45, 1, 1, &args), &Negotiated::default())
-            .unwrap()
-            .op
-        {
-            Operation::Rename {
-                newdir,
-                flags,
-                name,
-                newname,
-            } => {
+        match decode(&request(45, 1, 1, &args), &Negotiated::default()).unwrap().op {
+            Operation::Rename { newdir, flags, name, newname } => {
                 assert_eq!((newdir, flags), (5, 1));
                 assert_eq!((name.to_str(), newname.to_str()), (Some("a"), Some("b")));
             }
             other => panic!("decoded {other:?}"),
         }
-        match decode(&request(6, 1, 1, b"link\0target\0"), &Negotiated::default())
-            .unwrap()
-            .op
-        {
-            Operation::Symlink { name, target } => assert_eq!(
-                (name.to_str(), target.to_str()),
-                (Some("link"), Some("target"))
-            ),
+        match decode(&request(6, 1, 1, b"link\0target\0"), &Negotiated::default()).unwrap().op {
+            Operation::Symlink { name, target } => {
+                assert_eq!((name.to_str(), target.to_str()), (Some("link"), Some("target")))
+            }
             other => panic!("decoded {other:?}"),
         }
     }
 
     #[test]
     fn batch_forget_reads_every_entry() {
-        let mut args = fuse_batch_forget_in { count: 2, dummy: 0 }
-            .as_bytes()
-            .to_vec();
-        args.extend_from_slice(
-            fuse_forget_one {
-                nodeid: 10,
-                nlookup: 3,
-            }
-            .as_bytes(),
-        );
-        args.extend_from_slice(
-            fuse_forget_one {
-                nodeid: 11,
-                nlookup: 1,
-            }
-            .as_bytes(),
-        );
-        match decode(&request(42, 0, 0, &args), &Negotiated::default())
-            .unwrap()
-            .op
-        {
+        let mut args = fuse_batch_forget_in { count: 2, dummy: 0 }.as_bytes().to_vec();
+        args.extend_from_slice(fuse_forget_one { nodeid: 10, nlookup: 3 }.as_bytes());
+        args.extend_from_slice(fuse_forget_one { nodeid: 11, nlookup: 1 }.as_bytes());
+        match decode(&request(42, 0, 0, &args), &Negotiated::default()).unwrap().op {
             Operation::BatchForget { forgets } => {
                 let all: Vec<_> = forgets.map(|f| (f.nodeid, f.nlookup)).collect();
                 assert_eq!(all, [(10, 3), (11, 1)]);
@@ -385,12 +291,7 @@ mod tests {
             other => panic!("decoded {other:?}"),
         }
         // A count larger than the entries sent is truncated input.
-        let args = fuse_batch_forget_in {
-            count: 1000,
-            dummy: 0,
-        }
-        .as_bytes()
-        .to_vec();
+        let args = fuse_batch_forget_in { count: 1000, dummy: 0 }.as_bytes().to_vec();
         assert_eq!(
             decode(&request(42, 0, 0, &args), &Negotiated::default()).unwrap_err(),
             DecodeError::Truncated
@@ -399,42 +300,21 @@ mod tests {
 
     #[test]
     fn setxattr_size_follows_the_negotiation() {
-        let mut compat = fuse_setxattr_in {
-            size: 2,
-            flags: 1,
-            ..Default::default()
-        }
-        .as_bytes()[..8]
-            .to_vec();
+        let mut compat =
+            fuse_setxattr_in { size: 2, flags: 1, ..Default::default() }.as_bytes()[..8].to_vec();
         compat.extend_from_slice(b"user.x\0ab");
-        match decode(
-            &request(21, 1, 2, &compat),
-            &Negotiated {
-                setxattr_ext: false,
-            },
-        )
-        .unwrap()
-        .op
-        {
+        match decode(&request(21, 1, 2, &compat), &Negotiated { setxattr_ext: false }).unwrap().op {
             Operation::Setxattr { arg, name, value } => {
                 assert_eq!((arg.size, arg.flags), (2, 1));
                 assert_eq!((name.to_str(), value), (Some("user.x"), &b"ab"[..]));
             }
             other => panic!("decoded {other:?}"),
         }
-        let mut ext = fuse_setxattr_in {
-            size: 2,
-            flags: 1,
-            setxattr_flags: 1,
-            padding: 0,
-        }
-        .as_bytes()
-        .to_vec();
+        let mut ext = fuse_setxattr_in { size: 2, flags: 1, setxattr_flags: 1, padding: 0 }
+            .as_bytes()
+            .to_vec();
         ext.extend_from_slice(b"user.x\0ab");
-        match decode(&request(21, 1, 2, &ext), &Negotiated { setxattr_ext: true })
-            .unwrap()
-            .op
-        {
+        match decode(&request(21, 1, 2, &ext), &Negotiated { setxattr_ext: true }).unwrap().op {
             Operation::Setxattr { arg, value, .. } => {
                 assert_eq!((arg.setxattr_flags, value), (1, &b"ab"[..]))
             }
@@ -445,32 +325,20 @@ mod tests {
     #[test]
     fn malformed_requests_are_errors_not_panics() {
         let ctx = Negotiated::default();
-        assert_eq!(
-            decode(&[0u8; 10], &ctx).unwrap_err(),
-            DecodeError::Truncated
-        );
+        assert_eq!(decode(&[0u8; 10], &ctx).unwrap_err(), DecodeError::Truncated);
         let mut bytes = request(1, 1, 1, b"x\0");
         bytes.push(0);
-        assert!(matches!(
-            decode(&bytes, &ctx).unwrap_err(),
-            DecodeError::LengthMismatch { .. }
-        ));
+        assert!(matches!(decode(&bytes, &ctx).unwrap_err(), DecodeError::LengthMismatch { .. }));
         assert_eq!(
             decode(&request(1, 1, 1, b"noterminator"), &ctx).unwrap_err(),
             DecodeError::BadName
         );
-        assert_eq!(
-            decode(&request(1, 1, 1, b"\0"), &ctx).unwrap_err(),
-            DecodeError::BadName
-        );
+        assert_eq!(decode(&request(1, 1, 1, b"\0"), &ctx).unwrap_err(), DecodeError::BadName);
         assert_eq!(
             decode(&request(9999, 1, 1, b""), &ctx).unwrap_err(),
             DecodeError::UnknownOpcode(9999)
         );
-        assert_eq!(
-            decode(&request(3, 1, 1, b"short"), &ctx).unwrap_err(),
-            DecodeError::Truncated
-        );
+        assert_eq!(decode(&request(3, 1, 1, b"short"), &ctx).unwrap_err(), DecodeError::Truncated);
         // Extension length beyond the arguments.
         let mut bytes = request(1, 1, 1, b"x\0");
         bytes[36] = 200;
@@ -484,12 +352,7 @@ mod tests {
         for opcode in 0..60u32 {
             for len in 0..pattern.len() {
                 let bytes = request(opcode, 1, 1, &pattern[..len]);
-                let _ = decode(
-                    &bytes,
-                    &Negotiated {
-                        setxattr_ext: len % 2 == 0,
-                    },
-                );
+                let _ = decode(&bytes, &Negotiated { setxattr_ext: len % 2 == 0 });
             }
         }
     }

@@ -27,12 +27,7 @@ impl<'r> DirentBuf<'r> {
         if !self.fits(size) {
             return false;
         }
-        let dirent = fuse_dirent {
-            ino,
-            off,
-            namelen: name.len() as u32,
-            r#type: typ,
-        };
+        let dirent = fuse_dirent { ino, off, namelen: name.len() as u32, r#type: typ };
         self.reply.push(&dirent);
         self.reply.push_bytes(name);
         self.reply.push_zeros(padding(size));
@@ -88,10 +83,7 @@ mod tests {
         assert!(d.push(5, 1, 8, OsStr::new("abc")));
         // 24 + 3 = 27, padded to 32.
         assert!(d.push(6, 2, 4, OsStr::new("defgh")));
-        assert!(
-            !d.push(7, 3, 8, OsStr::new("x")),
-            "a third record exceeds 64 bytes"
-        );
+        assert!(!d.push(7, 3, 8, OsStr::new("x")), "a third record exceeds 64 bytes");
         assert_eq!(reply.payload_len(), 64);
         let bytes = reply.finish(1, 0).to_vec();
         let first = &bytes[16..48];

@@ -33,11 +33,7 @@ impl Errno {
 
     /// Wraps a positive errno value; zero or negative values become EIO.
     pub const fn new(value: i32) -> Errno {
-        if value > 0 {
-            Errno(value)
-        } else {
-            Errno(libc_errno::EIO)
-        }
+        if value > 0 { Errno(value) } else { Errno(libc_errno::EIO) }
     }
 
     /// The positive errno value.
@@ -65,12 +61,7 @@ impl From<Errno> for io::Error {
 
 impl fmt::Debug for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Errno({}: {})",
-            self.0,
-            io::Error::from_raw_os_error(self.0)
-        )
+        write!(f, "Errno({}: {})", self.0, io::Error::from_raw_os_error(self.0))
     }
 }
 

@@ -154,8 +154,11 @@ pub enum Operation<'a> {
     Lseek {
         arg: fuse_lseek_in,
     },
+    /// COPY_FILE_RANGE (`wide == false`, replied with `fuse_write_out`) and
+    /// COPY_FILE_RANGE_64 (`wide == true`, replied with `fuse_copy_file_range_out`).
     CopyFileRange {
         arg: fuse_copy_file_range_in,
+        wide: bool,
     },
     SetupMapping,
     RemoveMapping,
@@ -207,9 +210,6 @@ impl Iterator for Forgets<'_> {
     fn next(&mut self) -> Option<ForgetOne> {
         let (one, rest) = fuse_forget_one::read_from_prefix(self.bytes).ok()?;
         self.bytes = rest;
-        Some(ForgetOne {
-            nodeid: one.nodeid,
-            nlookup: one.nlookup,
-        })
+        Some(ForgetOne { nodeid: one.nodeid, nlookup: one.nlookup })
     }
 }

@@ -59,11 +59,7 @@ impl ReplyBuf {
     /// Writes a success header for `unique` covering the payload plus `extra` bytes that the
     /// caller sends after it in the same writev; returns the header and payload bytes.
     pub fn finish(&mut self, unique: u64, extra: usize) -> &[u8] {
-        let header = fuse_out_header {
-            len: (self.buf.len() + extra) as u32,
-            error: 0,
-            unique,
-        };
+        let header = fuse_out_header { len: (self.buf.len() + extra) as u32, error: 0, unique };
         self.buf[..HEADER].copy_from_slice(header.as_bytes());
         &self.buf
     }
@@ -76,11 +72,7 @@ impl ReplyBuf {
     /// Replaces the reply with an error: header only, `error = -errno`.
     pub fn error(&mut self, unique: u64, errno: Errno) -> &[u8] {
         self.buf.truncate(HEADER);
-        let header = fuse_out_header {
-            len: HEADER as u32,
-            error: -errno.raw(),
-            unique,
-        };
+        let header = fuse_out_header { len: HEADER as u32, error: -errno.raw(), unique };
         self.buf.copy_from_slice(header.as_bytes());
         &self.buf
     }
@@ -88,11 +80,8 @@ impl ReplyBuf {
 
 /// The bytes of a notification: a header with unique 0 and the notify code in `error`.
 pub fn notification(code: fuse_notify_code, payload: &[u8]) -> Vec<u8> {
-    let header = fuse_out_header {
-        len: (HEADER + payload.len()) as u32,
-        error: code as i32,
-        unique: 0,
-    };
+    let header =
+        fuse_out_header { len: (HEADER + payload.len()) as u32, error: code as i32, unique: 0 };
     let mut bytes = header.as_bytes().to_vec();
     bytes.extend_from_slice(payload);
     bytes

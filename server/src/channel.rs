@@ -42,10 +42,7 @@ impl Channel {
             custody.adopt(fd.as_fd(), index)?;
         }
         let devices = devices.into_iter().map(Arc::new).collect();
-        Ok(Channel {
-            custody,
-            devices: Mutex::new(devices),
-        })
+        Ok(Channel { custody, devices: Mutex::new(devices) })
     }
 
     /// The fd the connection was mounted with.
@@ -80,9 +77,7 @@ impl Channel {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<OwnedFd>>> {
-        self.devices
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.devices.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -32,13 +32,7 @@ pub(crate) fn dispatch<F: Filesystem>(
     reply: &mut ReplyBuf,
     data: &mut [u8],
 ) -> Outcome {
-    let ctx = Context {
-        unique: req.unique,
-        uid: req.uid,
-        gid: req.gid,
-        pid: req.pid,
-        channel,
-    };
+    let ctx = Context { unique: req.unique, uid: req.uid, gid: req.gid, pid: req.pid, channel };
     reply.clear();
     let unique = req.unique;
     let result = serve(fs, &ctx, negotiation, req.nodeid, req.op, reply, data);
@@ -99,21 +93,17 @@ fn serve<F: Filesystem>(
         Operation::Symlink { name, target } => {
             push_entry(reply, &fs.symlink(ctx, nodeid, name, target)?)
         }
-        Operation::Mknod { arg, name } => push_entry(
-            reply,
-            &fs.mknod(ctx, nodeid, name, arg.mode, arg.rdev, arg.umask)?,
-        ),
+        Operation::Mknod { arg, name } => {
+            push_entry(reply, &fs.mknod(ctx, nodeid, name, arg.mode, arg.rdev, arg.umask)?)
+        }
         Operation::Mkdir { arg, name } => {
             push_entry(reply, &fs.mkdir(ctx, nodeid, name, arg.mode, arg.umask)?)
         }
         Operation::Unlink { name } => fs.unlink(ctx, nodeid, name)?,
         Operation::Rmdir { name } => fs.rmdir(ctx, nodeid, name)?,
-        Operation::Rename {
-            newdir,
-            flags,
-            name,
-            newname,
-        } => fs.rename(ctx, nodeid, name, newdir, newname, flags)?,
+        Operation::Rename { newdir, flags, name, newname } => {
+            fs.rename(ctx, nodeid, name, newdir, newname, flags)?
+        }
         Operation::Link { oldnodeid, name } => {
             push_entry(reply, &fs.link(ctx, oldnodeid, nodeid, name)?)
         }
@@ -135,23 +125,16 @@ fn serve<F: Filesystem>(
             )?;
             reply.push(&fuse_write_out { size, padding: 0 });
         }
-        Operation::Statfs => reply.push(&fuse_statfs_out {
-            st: fs.statfs(ctx, nodeid)?,
-        }),
+        Operation::Statfs => reply.push(&fuse_statfs_out { st: fs.statfs(ctx, nodeid)? }),
         Operation::Release { arg } => fs.release(ctx, nodeid, arg.fh, arg.flags as i32)?,
-        Operation::Fsync { arg } => fs.fsync(
-            ctx,
-            nodeid,
-            arg.fh,
-            arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0,
-        )?,
+        Operation::Fsync { arg } => {
+            fs.fsync(ctx, nodeid, arg.fh, arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0)?
+        }
         Operation::Setxattr { arg, name, value } => {
             fs.setxattr(ctx, nodeid, name, value, arg.flags as i32)?
         }
         Operation::Getxattr { arg, name } => {
-            return xattr_reply(reply, data, arg.size, |buf| {
-                fs.getxattr(ctx, nodeid, name, buf)
-            });
+            return xattr_reply(reply, data, arg.size, |buf| fs.getxattr(ctx, nodeid, name, buf));
         }
         Operation::Listxattr { arg } => {
             return xattr_reply(reply, data, arg.size, |buf| fs.listxattr(ctx, nodeid, buf));
@@ -167,12 +150,9 @@ fn serve<F: Filesystem>(
         Operation::Readdir { arg } => readdir(fs, ctx, nodeid, &arg, false, reply)?,
         Operation::Readdirplus { arg } => readdir(fs, ctx, nodeid, &arg, true, reply)?,
         Operation::Releasedir { arg } => fs.releasedir(ctx, nodeid, arg.fh)?,
-        Operation::Fsyncdir { arg } => fs.fsyncdir(
-            ctx,
-            nodeid,
-            arg.fh,
-            arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0,
-        )?,
+        Operation::Fsyncdir { arg } => {
+            fs.fsyncdir(ctx, nodeid, arg.fh, arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0)?
+        }
         Operation::Getlk { arg } => {
             let lock = fs.getlk(ctx, nodeid, arg.fh, arg.owner, lock_of(&arg.lk))?;
             reply.push(&fuse_lk_out {
@@ -186,34 +166,20 @@ fn serve<F: Filesystem>(
         }
         Operation::Setlk { arg, sleep } => {
             if arg.lk_flags & FUSE_LK_FLOCK != 0 {
-                fs.flock(
-                    ctx,
-                    nodeid,
-                    arg.fh,
-                    arg.owner,
-                    flock_op(arg.lk.r#type, sleep),
-                )?
+                fs.flock(ctx, nodeid, arg.fh, arg.owner, flock_op(arg.lk.r#type, sleep))?
             } else {
                 fs.setlk(ctx, nodeid, arg.fh, arg.owner, lock_of(&arg.lk), sleep)?
             }
         }
         Operation::Access { arg } => fs.access(ctx, nodeid, arg.mask)?,
         Operation::Create { arg, name } => {
-            let args = CreateArgs {
-                mode: arg.mode,
-                umask: arg.umask,
-                flags: arg.flags as i32,
-            };
+            let args = CreateArgs { mode: arg.mode, umask: arg.umask, flags: arg.flags as i32 };
             let (entry, opened) = fs.create(ctx, nodeid, name, args)?;
             push_entry(reply, &entry);
             push_open(reply, &opened);
         }
         Operation::Tmpfile { arg, .. } => {
-            let args = CreateArgs {
-                mode: arg.mode,
-                umask: arg.umask,
-                flags: arg.flags as i32,
-            };
+            let args = CreateArgs { mode: arg.mode, umask: arg.umask, flags: arg.flags as i32 };
             let (entry, opened) = fs.tmpfile(ctx, nodeid, args)?;
             push_entry(reply, &entry);
             push_open(reply, &opened);
@@ -224,31 +190,15 @@ fn serve<F: Filesystem>(
         }
         Operation::Destroy => fs.destroy(),
         Operation::Ioctl { arg, data: input } => {
-            let out = fs.ioctl(
-                ctx,
-                nodeid,
-                arg.fh,
-                arg.flags,
-                arg.cmd,
-                arg.arg,
-                input,
-                arg.out_size,
-            )?;
+            let out =
+                fs.ioctl(ctx, nodeid, arg.fh, arg.flags, arg.cmd, arg.arg, input, arg.out_size)?;
             let len = out.data.len().min(arg.out_size as usize);
-            reply.push(&fuse_ioctl_out {
-                result: out.result,
-                flags: 0,
-                in_iovs: 0,
-                out_iovs: 0,
-            });
+            reply.push(&fuse_ioctl_out { result: out.result, flags: 0, in_iovs: 0, out_iovs: 0 });
             reply.push_bytes(&out.data[..len]);
         }
         Operation::Poll { arg } => {
             let revents = fs.poll(ctx, nodeid, arg.fh, arg.kh, arg.flags, arg.events)?;
-            reply.push(&fuse_poll_out {
-                revents,
-                padding: 0,
-            });
+            reply.push(&fuse_poll_out { revents, padding: 0 });
         }
         Operation::Fallocate { arg } => {
             fs.fallocate(ctx, nodeid, arg.fh, arg.offset, arg.length, arg.mode)?
@@ -257,7 +207,7 @@ fn serve<F: Filesystem>(
             let offset = fs.lseek(ctx, nodeid, arg.fh, arg.offset, arg.whence)?;
             reply.push(&fuse_lseek_out { offset });
         }
-        Operation::CopyFileRange { arg } => {
+        Operation::CopyFileRange { arg, wide } => {
             let range = CopyRange {
                 ino_in: nodeid,
                 fh_in: arg.fh_in,
@@ -269,10 +219,13 @@ fn serve<F: Filesystem>(
                 flags: arg.flags,
             };
             let copied = fs.copy_file_range(ctx, &range)?;
-            reply.push(&fuse_write_out {
-                size: copied.min(u64::from(u32::MAX)) as u32,
-                padding: 0,
-            });
+            if wide {
+                reply.push(&fuse_copy_file_range_out { bytes_copied: copied });
+            } else {
+                // The 32-bit reply cannot say more; the kernel asks again for the rest.
+                let len = range.len.min(u64::from(u32::MAX));
+                reply.push(&fuse_write_out { size: copied.min(len) as u32, padding: 0 });
+            }
         }
         Operation::Syncfs { .. } => fs.syncfs(ctx, nodeid)?,
         Operation::NotifyReply { .. } => return Ok(Outcome::NoReply),
@@ -294,11 +247,7 @@ fn readdir<F: Filesystem>(
     let mut entries = Vec::new();
     let result = {
         let mut buf = DirentBuf::new(reply, arg.size as usize);
-        let mut filler = DirFiller {
-            buf: &mut buf,
-            plus,
-            entries: &mut entries,
-        };
+        let mut filler = DirFiller { buf: &mut buf, plus, entries: &mut entries };
         fs.readdir(ctx, nodeid, arg.fh, arg.offset, &mut filler)
     };
     if let Err(errno) = result {
@@ -321,10 +270,7 @@ fn xattr_reply(
 ) -> Result<Outcome> {
     if size == 0 {
         let needed = call(&mut [])?;
-        reply.push(&fuse_getxattr_out {
-            size: needed as u32,
-            padding: 0,
-        });
+        reply.push(&fuse_getxattr_out { size: needed as u32, padding: 0 });
         return Ok(Outcome::Reply);
     }
     let size = (size as usize).min(data.len());
@@ -338,10 +284,7 @@ fn set_attr(arg: &fuse_setattr_in) -> SetAttr {
         if v & now != 0 {
             Some(SetTime::Now)
         } else if v & set != 0 {
-            Some(SetTime::At {
-                sec: sec as i64,
-                nsec,
-            })
+            Some(SetTime::At { sec: sec as i64, nsec })
         } else {
             None
         }
@@ -353,22 +296,15 @@ fn set_attr(arg: &fuse_setattr_in) -> SetAttr {
         size: (v & FATTR_SIZE != 0).then_some(arg.size),
         atime: time(FATTR_ATIME, FATTR_ATIME_NOW, arg.atime, arg.atimensec),
         mtime: time(FATTR_MTIME, FATTR_MTIME_NOW, arg.mtime, arg.mtimensec),
-        ctime: (v & FATTR_CTIME != 0).then_some(SetTime::At {
-            sec: arg.ctime as i64,
-            nsec: arg.ctimensec,
-        }),
+        ctime: (v & FATTR_CTIME != 0)
+            .then_some(SetTime::At { sec: arg.ctime as i64, nsec: arg.ctimensec }),
         fh: (v & FATTR_FH != 0).then_some(arg.fh),
         kill_suidgid: v & FATTR_KILL_SUIDGID != 0,
     }
 }
 
 fn lock_of(lk: &fuse_file_lock) -> Lock {
-    Lock {
-        start: lk.start,
-        end: lk.end,
-        typ: lk.r#type,
-        pid: lk.pid,
-    }
+    Lock { start: lk.start, end: lk.end, typ: lk.r#type, pid: lk.pid }
 }
 
 fn flock_op(typ: u32, sleep: bool) -> i32 {
@@ -411,12 +347,7 @@ fn push_entry(reply: &mut ReplyBuf, entry: &Entry) {
 
 fn push_attr(reply: &mut ReplyBuf, attr: &Attr) {
     let (attr_valid, attr_valid_nsec) = split(attr.valid);
-    reply.push(&fuse_attr_out {
-        attr_valid,
-        attr_valid_nsec,
-        dummy: 0,
-        attr: attr.attr,
-    });
+    reply.push(&fuse_attr_out { attr_valid, attr_valid_nsec, dummy: 0, attr: attr.attr });
 }
 
 fn push_open(reply: &mut ReplyBuf, opened: &Opened) {

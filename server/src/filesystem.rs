@@ -277,11 +277,7 @@ pub trait Filesystem: Send + Sync + 'static {
         Err(Errno::ENOSYS)
     }
     fn statfs(&self, ctx: &Context<'_>, nodeid: u64) -> Result<Statfs> {
-        Ok(Statfs {
-            bsize: 512,
-            namelen: 255,
-            ..Statfs::default()
-        })
+        Ok(Statfs { bsize: 512, namelen: 255, ..Statfs::default() })
     }
     fn setxattr(
         &self,

@@ -74,9 +74,7 @@ impl Negotiation {
 
     /// What decoding needs of the negotiation.
     pub fn decode_context(&self) -> fuse_proto::Negotiated {
-        fuse_proto::Negotiated {
-            setxattr_ext: self.has(FUSE_SETXATTR_EXT),
-        }
+        fuse_proto::Negotiated { setxattr_ext: self.has(FUSE_SETXATTR_EXT) }
     }
 }
 
@@ -142,21 +140,14 @@ pub fn negotiate(kernel: &fuse_init_in, config: &SessionConfig) -> Result<Negoti
         max_stack_depth: if flags & FUSE_PASSTHROUGH != 0 { 1 } else { 0 },
         ..fuse_init_out::new_zeroed()
     };
-    Ok(Negotiation {
-        kernel: *kernel,
-        reply,
-    })
+    Ok(Negotiation { kernel: *kernel, reply })
 }
 
 /// The bytes of the INIT reply for a kernel of minor `minor` (older kernels expect a
 /// shorter struct).
 pub fn reply_bytes(negotiation: &Negotiation) -> &[u8] {
     let bytes = negotiation.reply.as_bytes();
-    if negotiation.kernel.minor < 23 {
-        &bytes[..FUSE_COMPAT_22_INIT_OUT_SIZE]
-    } else {
-        bytes
-    }
+    if negotiation.kernel.minor < 23 { &bytes[..FUSE_COMPAT_22_INIT_OUT_SIZE] } else { bytes }
 }
 
 #[cfg(test)]
@@ -180,10 +171,7 @@ mod tests {
             45,
             FUSE_ASYNC_READ | FUSE_POSIX_LOCKS | FUSE_INIT_EXT | FUSE_PASSTHROUGH | FUSE_MAX_PAGES,
         );
-        let cfg = SessionConfig {
-            passthrough: true,
-            ..SessionConfig::default()
-        };
+        let cfg = SessionConfig { passthrough: true, ..SessionConfig::default() };
         let n = negotiate(&kernel, &cfg).unwrap();
         assert!(n.has(FUSE_ASYNC_READ));
         assert!(!n.has(FUSE_POSIX_LOCKS), "we never asked for posix locks");
@@ -198,11 +186,7 @@ mod tests {
     #[test]
     fn writeback_excludes_passthrough() {
         let kernel = offer(45, FUSE_WRITEBACK_CACHE | FUSE_INIT_EXT | FUSE_PASSTHROUGH);
-        let cfg = SessionConfig {
-            passthrough: true,
-            writeback: true,
-            ..SessionConfig::default()
-        };
+        let cfg = SessionConfig { passthrough: true, writeback: true, ..SessionConfig::default() };
         let n = negotiate(&kernel, &cfg).unwrap();
         assert!(n.has(FUSE_WRITEBACK_CACHE));
         assert!(!n.has(FUSE_PASSTHROUGH));
@@ -213,11 +197,7 @@ mod tests {
         let n = negotiate(&offer(38, FUSE_ASYNC_READ), &SessionConfig::default()).unwrap();
         assert_eq!(n.minor(), 38);
         assert!(!n.has(FUSE_MAX_PAGES));
-        assert_eq!(
-            n.reply.max_write,
-            32 * 4096,
-            "without MAX_PAGES the kernel caps at 32 pages"
-        );
+        assert_eq!(n.reply.max_write, 32 * 4096, "without MAX_PAGES the kernel caps at 32 pages");
         assert_eq!(
             negotiate(&offer(20, 0), &SessionConfig::default()).unwrap_err(),
             InitError::TooOld(20)
@@ -234,10 +214,7 @@ mod tests {
     fn flags2_are_ignored_without_init_ext() {
         let n = negotiate(
             &offer(45, FUSE_PASSTHROUGH),
-            &SessionConfig {
-                passthrough: true,
-                ..Default::default()
-            },
+            &SessionConfig { passthrough: true, ..Default::default() },
         )
         .unwrap();
         assert!(!n.has(FUSE_PASSTHROUGH));
@@ -245,11 +222,8 @@ mod tests {
 
     #[test]
     fn negotiation_round_trips_through_bytes() {
-        let n = negotiate(
-            &offer(45, FUSE_ASYNC_READ | FUSE_INIT_EXT),
-            &SessionConfig::default(),
-        )
-        .unwrap();
+        let n = negotiate(&offer(45, FUSE_ASYNC_READ | FUSE_INIT_EXT), &SessionConfig::default())
+            .unwrap();
         let bytes = n.as_bytes().to_vec();
         let back = Negotiation::read_from_bytes(&bytes).unwrap();
         assert_eq!(back.reply.as_bytes(), n.reply.as_bytes());

@@ -108,10 +108,7 @@ impl<F: Filesystem> Session<F> {
                     send(&master, reply.finish(req.unique, 0))?;
                 }
                 Err(InitError::TooOld(minor)) => {
-                    send(
-                        &master,
-                        reply.error(req.unique, Errno::new(71 /* EPROTO */)),
-                    )?;
+                    send(&master, reply.error(req.unique, Errno::new(71 /* EPROTO */)))?;
                     return Err(SessionError::KernelTooOld(minor));
                 }
             }
@@ -134,12 +131,7 @@ impl<F: Filesystem> Session<F> {
         config: SessionConfig,
     ) -> Self {
         fs.init(negotiation.flags());
-        Session {
-            fs: Arc::new(fs),
-            channel: Arc::new(channel),
-            negotiation,
-            config,
-        }
+        Session { fs: Arc::new(fs), channel: Arc::new(channel), negotiation, config }
     }
 
     /// The INIT negotiation in force.
@@ -252,10 +244,7 @@ impl<'s, F: Filesystem> Worker<'s, F> {
                 Outcome::NoReply => {}
                 Outcome::Reply => send(&self.device, header_and_payload)?,
                 Outcome::ReplyWithData(n) => {
-                    let iov = [
-                        IoSlice::new(header_and_payload),
-                        IoSlice::new(&self.data[..n]),
-                    ];
+                    let iov = [IoSlice::new(header_and_payload), IoSlice::new(&self.data[..n])];
                     send_iov(&self.device, &iov)?;
                 }
             }

@@ -22,11 +22,7 @@ struct Hello {
 
 impl Hello {
     fn attr(&self, nodeid: u64) -> fuse_attr {
-        let mode = if nodeid == 1 {
-            libc::S_IFDIR | 0o755
-        } else {
-            libc::S_IFREG | 0o644
-        };
+        let mode = if nodeid == 1 { libc::S_IFDIR | 0o755 } else { libc::S_IFREG | 0o644 };
         fuse_attr {
             ino: nodeid,
             size: if nodeid == 1 { 0 } else { self.size },
@@ -54,10 +50,7 @@ impl Filesystem for Hello {
         })
     }
     fn getattr(&self, _ctx: &Context<'_>, nodeid: u64, _fh: Option<u64>) -> Result<Attr, Errno> {
-        Ok(Attr {
-            attr: self.attr(nodeid),
-            valid: Duration::ZERO,
-        })
+        Ok(Attr { attr: self.attr(nodeid), valid: Duration::ZERO })
     }
 }
 
@@ -87,8 +80,7 @@ fn stat_size(path: std::path::PathBuf) -> std::io::Result<u64> {
     std::thread::spawn(move || {
         let _ = tx.send(std::fs::metadata(&path).map(|m| m.len()));
     });
-    rx.recv_timeout(Duration::from_secs(5))
-        .expect("stat did not complete in 5 s")
+    rx.recv_timeout(Duration::from_secs(5)).expect("stat did not complete in 5 s")
 }
 
 #[test]
@@ -99,27 +91,14 @@ fn a_resumed_session_serves_the_connection_without_init() {
     let _cleanup = Cleanup(mnt.clone());
     let holder = Arc::new(Holder::default());
     let inits = Arc::new(AtomicUsize::new(0));
-    let options = MountOptions {
-        fsname: Some("resume-test".into()),
-        ..MountOptions::default()
-    };
-    let config = SessionConfig {
-        threads: 2,
-        ..SessionConfig::default()
-    };
+    let options = MountOptions { fsname: Some("resume-test".into()), ..MountOptions::default() };
+    let config = SessionConfig { threads: 2, ..SessionConfig::default() };
 
     // First server: a fresh session answers INIT, then dies before serving anything (its
     // fds are closed; only the holder's duplicates keep the connection).
     let channel = fuse_server::mount(&mnt, &options, holder.clone()).unwrap();
-    let first = Session::start(
-        Hello {
-            size: 1,
-            inits: inits.clone(),
-        },
-        channel,
-        config.clone(),
-    )
-    .unwrap();
+    let first =
+        Session::start(Hello { size: 1, inits: inits.clone() }, channel, config.clone()).unwrap();
     let saved: Negotiation = *first.negotiation();
     assert!(saved.minor() >= fuse_server::MIN_MINOR);
     drop(first);
@@ -133,16 +112,9 @@ fn a_resumed_session_serves_the_connection_without_init() {
         .iter()
         .map(|fd| fd.as_fd().try_clone_to_owned().unwrap())
         .collect();
-    assert_eq!(
-        fds.len(),
-        1,
-        "the mount's fd was adopted before INIT was read"
-    );
+    assert_eq!(fds.len(), 1, "the mount's fd was adopted before INIT was read");
     let second = Session::resume(
-        Hello {
-            size: 2,
-            inits: inits.clone(),
-        },
+        Hello { size: 2, inits: inits.clone() },
         Channel::new(fds, Arc::new(fuse_server::NoCustody)).unwrap(),
         saved,
         config,
@@ -150,25 +122,10 @@ fn a_resumed_session_serves_the_connection_without_init() {
     assert_eq!(second.negotiation().reply.max_write, saved.reply.max_write);
     std::thread::scope(|s| {
         s.spawn(|| second.run());
-        assert_eq!(
-            stat_size(mnt.join("hello")).unwrap(),
-            2,
-            "the resumed server answered"
-        );
-        assert_eq!(
-            second.channel().len(),
-            2,
-            "worker 1 got a clone of the resumed master"
-        );
-        assert_eq!(
-            stat_size(mnt.join("missing")).unwrap_err().raw_os_error(),
-            Some(libc::ENOENT)
-        );
+        assert_eq!(stat_size(mnt.join("hello")).unwrap(), 2, "the resumed server answered");
+        assert_eq!(second.channel().len(), 2, "worker 1 got a clone of the resumed master");
+        assert_eq!(stat_size(mnt.join("missing")).unwrap_err().raw_os_error(), Some(libc::ENOENT));
         fuse_transport::force_unmount(&mnt).unwrap();
     });
-    assert_eq!(
-        inits.load(Ordering::SeqCst),
-        2,
-        "each session initialised its filesystem once"
-    );
+    assert_eq!(inits.load(Ordering::SeqCst), 2, "each session initialised its filesystem once");
 }

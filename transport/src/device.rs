@@ -30,12 +30,8 @@ pub enum WriteOutcome {
 
 /// `open("/dev/fuse", O_RDWR | O_CLOEXEC)`.
 pub fn open_device() -> Result<OwnedFd> {
-    rustix::fs::open(DEVICE_PATH, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
-        Error::Open {
-            path: PathBuf::from(DEVICE_PATH),
-            source: e.into(),
-        }
-    })
+    rustix::fs::open(DEVICE_PATH, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::Open { path: PathBuf::from(DEVICE_PATH), source: e.into() })
 }
 
 /// Open a new `/dev/fuse` fd attached to the same connection as `master`
@@ -58,10 +54,7 @@ pub fn clone_device(master: BorrowedFd<'_>) -> Result<OwnedFd> {
 /// returns, is an error ([`Error::is_would_block`]).
 pub fn read_request(dev: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>> {
     if buf.len() < FUSE_MIN_READ_BUFFER {
-        return Err(Error::BufferTooSmall {
-            len: buf.len(),
-            min: FUSE_MIN_READ_BUFFER,
-        });
+        return Err(Error::BufferTooSmall { len: buf.len(), min: FUSE_MIN_READ_BUFFER });
     }
     loop {
         match rustix::io::read(dev, &mut *buf) {
@@ -87,10 +80,7 @@ pub fn write_reply(dev: BorrowedFd<'_>, iov: &[IoSlice<'_>]) -> Result<WriteOutc
             Err(Errno::NOENT) => return Ok(WriteOutcome::Gone),
             Err(Errno::NODEV | Errno::CONNABORTED) => return Ok(WriteOutcome::Disconnected),
             Err(e) => {
-                return Err(Error::Write {
-                    len,
-                    source: io::Error::from(e),
-                });
+                return Err(Error::Write { len, source: io::Error::from(e) });
             }
         }
     }
@@ -109,8 +99,6 @@ pub fn backing_open(dev: BorrowedFd<'_>, file: BorrowedFd<'_>) -> Result<u32> {
 
 /// Release a backing id obtained from [`backing_open`] (`FUSE_DEV_IOC_BACKING_CLOSE`).
 pub fn backing_close(dev: BorrowedFd<'_>, backing_id: u32) -> Result<()> {
-    sys::backing_close_ioctl(dev, backing_id).map_err(|source| Error::BackingClose {
-        id: backing_id,
-        source,
-    })
+    sys::backing_close_ioctl(dev, backing_id)
+        .map_err(|source| Error::BackingClose { id: backing_id, source })
 }

@@ -47,10 +47,7 @@ pub enum Error {
 
     /// A mount option cannot be used.
     #[error("invalid mount option {option:?}: {reason}")]
-    InvalidOption {
-        option: String,
-        reason: &'static str,
-    },
+    InvalidOption { option: String, reason: &'static str },
 
     /// `stat` of the mountpoint (to compute `rootmode=`) failed.
     #[error("cannot stat mountpoint {path}: {source}")]
@@ -58,12 +55,7 @@ pub enum Error {
 
     /// `mount(2)` failed.
     #[error("mount(2) of {fstype} on {path} (data \"{data}\") failed: {source}")]
-    Mount {
-        path: PathBuf,
-        fstype: String,
-        data: String,
-        source: io::Error,
-    },
+    Mount { path: PathBuf, fstype: String, data: String, source: io::Error },
 
     /// Creating the socket pair to talk to fusermount3 failed.
     #[error("socketpair for fusermount3 failed: {0}")]
@@ -79,12 +71,7 @@ pub enum Error {
 
     /// fusermount3 exited with a failure status.
     #[error("{program} {args} failed ({status}): {stderr}")]
-    FusermountFailed {
-        program: PathBuf,
-        args: String,
-        status: ExitStatus,
-        stderr: String,
-    },
+    FusermountFailed { program: PathBuf, args: String, status: ExitStatus, stderr: String },
 
     /// fusermount3 succeeded but did not pass a device fd, or passed something else.
     #[error("fusermount3 did not pass a /dev/fuse fd: {reason} (stderr: {stderr})")]
@@ -172,7 +159,6 @@ impl Error {
 
     /// True for EAGAIN/EWOULDBLOCK from a nonblocking device fd.
     pub fn is_would_block(&self) -> bool {
-        self.io_error()
-            .is_some_and(|e| e.kind() == io::ErrorKind::WouldBlock)
+        self.io_error().is_some_and(|e| e.kind() == io::ErrorKind::WouldBlock)
     }
 }

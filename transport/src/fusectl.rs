@@ -77,7 +77,5 @@ pub fn abort_connection(id: u32) -> Result<()> {
 pub fn waiting_requests(id: u32) -> Result<u32> {
     let path = connection_dir(id).join("waiting");
     let text = std::fs::read_to_string(&path).map_err(|source| Error::Waiting { id, source })?;
-    text.trim()
-        .parse()
-        .map_err(|_| Error::ParseWaiting { id, text })
+    text.trim().parse().map_err(|_| Error::ParseWaiting { id, text })
 }

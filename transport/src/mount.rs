@@ -85,10 +85,7 @@ impl MountOptions {
             }
             let name = option.split('=').next().unwrap_or(option);
             if RESERVED.contains(&name) {
-                return Err(invalid(
-                    option,
-                    "set by the transport or through MountOptions fields",
-                ));
+                return Err(invalid(option, "set by the transport or through MountOptions fields"));
             }
             if name == "auto_unmount" {
                 return Err(invalid(
@@ -190,10 +187,7 @@ impl MountOptions {
 }
 
 fn invalid(option: &str, reason: &'static str) -> Error {
-    Error::InvalidOption {
-        option: option.to_owned(),
-        reason,
-    }
+    Error::InvalidOption { option: option.to_owned(), reason }
 }
 
 /// fusermount3 splits options at commas not preceded by a backslash and removes the backslash.
@@ -216,10 +210,8 @@ fn escape_option_value(value: &str) -> String {
 /// The mountpoint is `stat`ed (like libfuse) to compute `rootmode`.
 pub fn mount_with_fd(device: BorrowedFd<'_>, mountpoint: &Path, opts: &MountOptions) -> Result<()> {
     let (source, fstype, flags, extra_data) = opts.for_mount_syscall()?;
-    let st = rustix::fs::stat(mountpoint).map_err(|e| Error::StatMountpoint {
-        path: mountpoint.to_owned(),
-        source: e.into(),
-    })?;
+    let st = rustix::fs::stat(mountpoint)
+        .map_err(|e| Error::StatMountpoint { path: mountpoint.to_owned(), source: e.into() })?;
     let rootmode = FileType::from_raw_mode(st.st_mode).as_raw_mode();
     let mut data = format!(
         "fd={},rootmode={:o},user_id={},group_id={}",
@@ -234,28 +226,15 @@ pub fn mount_with_fd(device: BorrowedFd<'_>, mountpoint: &Path, opts: &MountOpti
     }
     let data_c = CString::new(data.clone()).map_err(|_| invalid(&data, "contains a NUL byte"))?;
     tracing::debug!(?mountpoint, %source, %fstype, ?flags, %data, "mount(2)");
-    rustix::mount::mount(
-        source.as_str(),
-        mountpoint,
-        fstype.as_str(),
-        flags,
-        data_c.as_c_str(),
-    )
-    .map_err(|e| Error::Mount {
-        path: mountpoint.to_owned(),
-        fstype,
-        data,
-        source: e.into(),
-    })
+    rustix::mount::mount(source.as_str(), mountpoint, fstype.as_str(), flags, data_c.as_c_str())
+        .map_err(|e| Error::Mount { path: mountpoint.to_owned(), fstype, data, source: e.into() })
 }
 
 /// The fusermount3 program: the first found in `PATH`, else /usr/bin or /bin.
 fn fusermount_program() -> Result<PathBuf> {
     const NAME: &str = "fusermount3";
     let from_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(NAME))
-            .find(|p| p.is_file())
+        std::env::split_paths(&paths).map(|dir| dir.join(NAME)).find(|p| p.is_file())
     });
     from_path
         .or_else(|| {
@@ -273,10 +252,7 @@ fn fusermount_program() -> Result<PathBuf> {
 }
 
 fn display_args(args: &[&OsStr]) -> String {
-    args.iter()
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
+    args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
 }
 
 /// Run fusermount3 with `args`, the socket `comm` passed as `_FUSE_COMMFD` if given; wait for it.
@@ -284,10 +260,7 @@ fn display_args(args: &[&OsStr]) -> String {
 fn run_fusermount(args: &[&OsStr], comm: Option<BorrowedFd<'_>>) -> Result<String> {
     let program = fusermount_program()?;
     let mut cmd = Command::new(&program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     if let Some(comm) = comm {
         cmd.env("_FUSE_COMMFD", comm.as_raw_fd().to_string());
         sys::inherit_fd_in_child(&mut cmd, comm.as_raw_fd());
@@ -296,10 +269,7 @@ fn run_fusermount(args: &[&OsStr], comm: Option<BorrowedFd<'_>>) -> Result<Strin
         if source.kind() == io::ErrorKind::NotFound {
             Error::FusermountNotFound(source)
         } else {
-            Error::FusermountSpawn {
-                program: program.clone(),
-                source,
-            }
+            Error::FusermountSpawn { program: program.clone(), source }
         }
     };
     let child = cmd.spawn().map_err(spawn_error)?;
@@ -320,10 +290,7 @@ fn run_fusermount(args: &[&OsStr], comm: Option<BorrowedFd<'_>>) -> Result<Strin
 
 /// Receive exactly one fd with `MSG_CMSG_CLOEXEC`, without blocking.
 fn receive_fd(sock: BorrowedFd<'_>, stderr: &str) -> Result<OwnedFd> {
-    let no_fd = |reason: String| Error::FusermountNoFd {
-        reason,
-        stderr: stderr.to_owned(),
-    };
+    let no_fd = |reason: String| Error::FusermountNoFd { reason, stderr: stderr.to_owned() };
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
@@ -416,10 +383,7 @@ pub fn unmount_detached(mountpoint: &Path) -> Result<()> {
     if rustix::process::geteuid().is_root() {
         match rustix::mount::unmount(mountpoint, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW) {
             Ok(()) | Err(Errno::INVAL | Errno::NOENT) => Ok(()),
-            Err(e) => Err(Error::Unmount {
-                path: mountpoint.to_owned(),
-                source: e.into(),
-            }),
+            Err(e) => Err(Error::Unmount { path: mountpoint.to_owned(), source: e.into() }),
         }
     } else {
         let entries = read_mountinfo()?;
@@ -427,12 +391,7 @@ pub fn unmount_detached(mountpoint: &Path) -> Result<()> {
             return Ok(());
         }
         run_fusermount(
-            &[
-                OsStr::new("-u"),
-                OsStr::new("-z"),
-                OsStr::new("--"),
-                mountpoint.as_os_str(),
-            ],
+            &[OsStr::new("-u"), OsStr::new("-z"), OsStr::new("--"), mountpoint.as_os_str()],
             None,
         )
         .map(drop)
@@ -467,10 +426,7 @@ pub fn force_unmount(mountpoint: &Path) -> Result<()> {
         abort_connection(id)?;
         unmount_detached(&entry.mount_point)?;
     }
-    Err(Error::StillMounted {
-        path: mountpoint.to_owned(),
-        attempts: MAX_ATTEMPTS,
-    })
+    Err(Error::StillMounted { path: mountpoint.to_owned(), attempts: MAX_ATTEMPTS })
 }
 
 #[cfg(test)]
@@ -487,25 +443,14 @@ mod tests {
             read_only: true,
             max_read: Some(131072),
             blksize: None,
-            extra: vec![
-                "nosuid,nodev".into(),
-                "noatime".into(),
-                "rw".into(),
-                "allow_other".into(),
-            ],
+            extra: vec!["nosuid,nodev".into(), "noatime".into(), "rw".into(), "allow_other".into()],
         };
         let (source, fstype, flags, data) = opts.for_mount_syscall().unwrap();
         assert_eq!(source, "myfs");
         assert_eq!(fstype, "fuse.passthroughfs");
         // "rw" after read_only clears it, as in mount(8): the last option wins.
-        assert_eq!(
-            flags,
-            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOATIME
-        );
-        assert_eq!(
-            data,
-            ["allow_other", "default_permissions", "max_read=131072"]
-        );
+        assert_eq!(flags, MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOATIME);
+        assert_eq!(data, ["allow_other", "default_permissions", "max_read=131072"]);
     }
 
     #[test]
@@ -515,10 +460,7 @@ mod tests {
         assert_eq!(fstype, "fuse");
         assert_eq!(flags, MountFlags::empty());
         assert!(data.is_empty());
-        let opts = MountOptions {
-            subtype: Some("x".into()),
-            ..Default::default()
-        };
+        let opts = MountOptions { subtype: Some("x".into()), ..Default::default() };
         assert_eq!(opts.for_mount_syscall().unwrap().0, "x");
     }
 
@@ -541,30 +483,15 @@ mod tests {
 
     #[test]
     fn rejected_options() {
-        for extra in [
-            "fd=3",
-            "rootmode=40000",
-            "user_id=0",
-            "auto_unmount",
-            "a\0b",
-        ] {
-            let opts = MountOptions {
-                extra: vec![extra.into()],
-                ..Default::default()
-            };
+        for extra in ["fd=3", "rootmode=40000", "user_id=0", "auto_unmount", "a\0b"] {
+            let opts = MountOptions { extra: vec![extra.into()], ..Default::default() };
             assert!(
                 matches!(opts.for_mount_syscall(), Err(Error::InvalidOption { .. })),
                 "{extra}"
             );
-            assert!(matches!(
-                opts.for_fusermount(),
-                Err(Error::InvalidOption { .. })
-            ));
+            assert!(matches!(opts.for_fusermount(), Err(Error::InvalidOption { .. })));
         }
-        let opts = MountOptions {
-            subtype: Some("a,b".into()),
-            ..Default::default()
-        };
+        let opts = MountOptions { subtype: Some("a,b".into()), ..Default::default() };
         assert!(opts.for_mount_syscall().is_err());
     }
 }

@@ -66,9 +66,7 @@ pub fn unescape(field: &[u8]) -> Vec<u8> {
         if field[i] == b'\\' && i + 3 < field.len() {
             let digits = &field[i + 1..i + 4];
             if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
-                let value = digits
-                    .iter()
-                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
                 if let Ok(byte) = u8::try_from(value) {
                     out.push(byte);
                     i += 4;
@@ -83,10 +81,7 @@ pub fn unescape(field: &[u8]) -> Vec<u8> {
 }
 
 fn parse_line(line: &[u8]) -> Option<MountInfoEntry> {
-    let mut fields = line
-        .split(|&b| b == b' ')
-        .filter(|f| !f.is_empty())
-        .peekable();
+    let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty()).peekable();
     let num = |f: &[u8]| std::str::from_utf8(f).ok()?.parse::<u32>().ok();
     let mount_id = num(fields.next()?)?;
     let parent_id = num(fields.next()?)?;
@@ -105,10 +100,8 @@ fn parse_line(line: &[u8]) -> Option<MountInfoEntry> {
     }
     let fstype = String::from_utf8_lossy(&unescape(fields.next()?)).into_owned();
     let source = String::from_utf8_lossy(&unescape(fields.next()?)).into_owned();
-    let super_options = fields
-        .next()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .unwrap_or_default();
+    let super_options =
+        fields.next().map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
     Some(MountInfoEntry {
         mount_id,
         parent_id,
@@ -152,10 +145,8 @@ pub(crate) fn lexical_absolute(path: &Path) -> Result<PathBuf> {
     let path = if path.is_absolute() {
         path
     } else {
-        let cwd = std::env::current_dir().map_err(|source| Error::CurrentDir {
-            path: path.to_owned(),
-            source,
-        })?;
+        let cwd = std::env::current_dir()
+            .map_err(|source| Error::CurrentDir { path: path.to_owned(), source })?;
         joined = cwd.join(path);
         &joined
     };
@@ -223,9 +214,8 @@ pub fn is_fuse_mount(mountpoint: &Path) -> bool {
 /// kernel `dev_t` of the topmost mount there (its minor for `fuse` mounts).
 pub fn connection_id_in(mountinfo: impl AsRef<[u8]>, mountpoint: &Path) -> Result<u32> {
     let entries = parse_mountinfo(mountinfo);
-    let entry = lookup(&entries, mountpoint)?.ok_or_else(|| Error::NotMounted {
-        path: mountpoint.to_owned(),
-    })?;
+    let entry = lookup(&entries, mountpoint)?
+        .ok_or_else(|| Error::NotMounted { path: mountpoint.to_owned() })?;
     if !entry.is_fuse() {
         return Err(Error::NotFuseMount {
             path: mountpoint.to_owned(),
@@ -299,23 +289,14 @@ garbage line
 
     #[test]
     fn connection_id_of_escaped_mountpoint() {
-        assert_eq!(
-            connection_id_in(FIXTURE, Path::new("/mnt/my dir")).unwrap(),
-            52
-        );
+        assert_eq!(connection_id_in(FIXTURE, Path::new("/mnt/my dir")).unwrap(), 52);
         // Lexical normalization, no filesystem access.
-        assert_eq!(
-            connection_id_in(FIXTURE, Path::new("/mnt//./x/../my dir/")).unwrap(),
-            52
-        );
+        assert_eq!(connection_id_in(FIXTURE, Path::new("/mnt//./x/../my dir/")).unwrap(), 52);
     }
 
     #[test]
     fn connection_id_takes_top_of_stack() {
-        assert_eq!(
-            connection_id_in(FIXTURE, Path::new("/mnt/plain")).unwrap(),
-            54
-        );
+        assert_eq!(connection_id_in(FIXTURE, Path::new("/mnt/plain")).unwrap(), 54);
         let entries = parse_mountinfo(FIXTURE);
         let top = find_top_mount(&entries, Path::new("/mnt/plain")).unwrap();
         assert_eq!(top.mount_id, 103);
@@ -323,10 +304,7 @@ garbage line
 
     #[test]
     fn connection_id_of_fuseblk_is_kernel_dev() {
-        assert_eq!(
-            connection_id_in(FIXTURE, Path::new("/mnt/blk")).unwrap(),
-            (8 << 20) | 17
-        );
+        assert_eq!(connection_id_in(FIXTURE, Path::new("/mnt/blk")).unwrap(), (8 << 20) | 17);
     }
 
     #[test]
@@ -357,10 +335,7 @@ garbage line
 
     #[test]
     fn lexical_absolute_normalizes() {
-        assert_eq!(
-            lexical_absolute(Path::new("/a/./b//c/../d/")).unwrap(),
-            Path::new("/a/b/d")
-        );
+        assert_eq!(lexical_absolute(Path::new("/a/./b//c/../d/")).unwrap(), Path::new("/a/b/d"));
         assert_eq!(lexical_absolute(Path::new("/..")).unwrap(), Path::new("/"));
         assert!(lexical_absolute(Path::new("rel")).unwrap().is_absolute());
     }

@@ -60,10 +60,7 @@ unsafe impl<T> Ioctl for PtrIoctl<'_, T> {
 pub(crate) fn clone_ioctl(new_dev: BorrowedFd<'_>, master: BorrowedFd<'_>) -> io::Result<()> {
     let mut master_fd: u32 =
         u32::try_from(master.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-    let req = PtrIoctl {
-        opcode: op(FUSE_DEV_IOC_CLONE),
-        arg: &mut master_fd,
-    };
+    let req = PtrIoctl { opcode: op(FUSE_DEV_IOC_CLONE), arg: &mut master_fd };
     // SAFETY: FUSE_DEV_IOC_CLONE takes a pointer to a `uint32_t` holding the master's fd number;
     // `req.arg` points to such a u32, alive for the call.
     unsafe { rustix::ioctl::ioctl(new_dev, req) }?;
@@ -72,15 +69,8 @@ pub(crate) fn clone_ioctl(new_dev: BorrowedFd<'_>, master: BorrowedFd<'_>) -> io
 
 /// `ioctl(dev, FUSE_DEV_IOC_BACKING_OPEN, &map)`: returns the backing id.
 pub(crate) fn backing_open_ioctl(dev: BorrowedFd<'_>, file: BorrowedFd<'_>) -> io::Result<i32> {
-    let mut map = fuse_backing_map {
-        fd: file.as_raw_fd(),
-        flags: 0,
-        padding: 0,
-    };
-    let req = PtrIoctl {
-        opcode: op(FUSE_DEV_IOC_BACKING_OPEN),
-        arg: &mut map,
-    };
+    let mut map = fuse_backing_map { fd: file.as_raw_fd(), flags: 0, padding: 0 };
+    let req = PtrIoctl { opcode: op(FUSE_DEV_IOC_BACKING_OPEN), arg: &mut map };
     // SAFETY: FUSE_DEV_IOC_BACKING_OPEN takes a pointer to a `struct fuse_backing_map`, which
     // `fuse_backing_map` mirrors (`#[repr(C)]`, same fields); it is alive for the call. The fd in
     // it is borrowed, so it stays open during the call.
@@ -91,10 +81,7 @@ pub(crate) fn backing_open_ioctl(dev: BorrowedFd<'_>, file: BorrowedFd<'_>) -> i
 /// `ioctl(dev, FUSE_DEV_IOC_BACKING_CLOSE, &backing_id)`.
 pub(crate) fn backing_close_ioctl(dev: BorrowedFd<'_>, backing_id: u32) -> io::Result<()> {
     let mut id = backing_id;
-    let req = PtrIoctl {
-        opcode: op(FUSE_DEV_IOC_BACKING_CLOSE),
-        arg: &mut id,
-    };
+    let req = PtrIoctl { opcode: op(FUSE_DEV_IOC_BACKING_CLOSE), arg: &mut id };
     // SAFETY: FUSE_DEV_IOC_BACKING_CLOSE takes a pointer to a `uint32_t` backing id; `req.arg`
     // points to such a u32, alive for the call.
     unsafe { rustix::ioctl::ioctl(dev, req) }?;
@@ -128,10 +115,7 @@ mod tests {
     fn abi_ioctl_numbers_match_rustix_encoding() {
         use rustix::ioctl::opcode;
         assert_eq!(op(FUSE_DEV_IOC_CLONE), opcode::read::<u32>(229, 0));
-        assert_eq!(
-            op(FUSE_DEV_IOC_BACKING_OPEN),
-            opcode::write::<fuse_backing_map>(229, 1)
-        );
+        assert_eq!(op(FUSE_DEV_IOC_BACKING_OPEN), opcode::write::<fuse_backing_map>(229, 1));
         assert_eq!(op(FUSE_DEV_IOC_BACKING_CLOSE), opcode::write::<u32>(229, 2));
     }
 }

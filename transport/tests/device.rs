@@ -26,21 +26,9 @@ fn mount_read_init_and_force_unmount() {
     let entry = mount_entry(&guard.path).unwrap().expect("mountinfo entry");
     assert_eq!(entry.fstype, "fuse.transporttest");
     assert_eq!(entry.source, "fuse-transport-test");
-    assert!(
-        entry.mount_options.contains("nosuid"),
-        "{}",
-        entry.mount_options
-    );
-    assert!(
-        entry.mount_options.contains("nodev"),
-        "{}",
-        entry.mount_options
-    );
-    assert!(
-        entry.super_options.contains("user_id=0"),
-        "{}",
-        entry.super_options
-    );
+    assert!(entry.mount_options.contains("nosuid"), "{}", entry.mount_options);
+    assert!(entry.mount_options.contains("nodev"), "{}", entry.mount_options);
+    assert!(entry.super_options.contains("user_id=0"), "{}", entry.super_options);
     let id = connection_id(&guard.path).expect("connection_id");
     assert_eq!(id, entry.minor);
     assert_eq!(entry.major, 0);
@@ -54,10 +42,7 @@ fn mount_read_init_and_force_unmount() {
 
     let path = guard.path.clone();
     with_deadline("force_unmount", DEADLINE, move || force_unmount(&path)).expect("force_unmount");
-    assert!(
-        mount_entry(&guard.path).unwrap().is_none(),
-        "still in mountinfo"
-    );
+    assert!(mount_entry(&guard.path).unwrap().is_none(), "still in mountinfo");
     assert!(!is_fuse_mount(&guard.path));
     assert!(
         !fuse_transport::connection_dir(id).exists(),
@@ -91,9 +76,8 @@ fn clone_before_init_answered() {
 fn clone_of_unmounted_device_fails() {
     require_root_and_dev_fuse();
     let dev = open_device().expect("open /dev/fuse");
-    let result = with_deadline("clone_device", DEADLINE, move || {
-        clone_device(dev.as_fd()).map(drop)
-    });
+    let result =
+        with_deadline("clone_device", DEADLINE, move || clone_device(dev.as_fd()).map(drop));
     assert!(matches!(result, Err(Error::Clone(_))), "{result:?}");
 }
 
@@ -127,10 +111,7 @@ fn abort_releases_blocked_stat() {
     });
     let start = Instant::now();
     while waiting_requests(id).expect("waiting") == 0 {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "stat never reached the connection"
-        );
+        assert!(start.elapsed() < DEADLINE, "stat never reached the connection");
         thread::sleep(Duration::from_millis(10));
     }
     assert!(
@@ -139,15 +120,10 @@ fn abort_releases_blocked_stat() {
     );
 
     abort_connection(id).expect("abort_connection");
-    let result = rx
-        .recv_timeout(DEADLINE)
-        .expect("blocked stat not released by the abort");
+    let result = rx.recv_timeout(DEADLINE).expect("blocked stat not released by the abort");
     let err = result.expect_err("stat on an aborted connection must fail");
     assert!(
-        matches!(
-            err.raw_os_error(),
-            Some(libc::ECONNABORTED | libc::ENOTCONN)
-        ),
+        matches!(err.raw_os_error(), Some(libc::ECONNABORTED | libc::ENOTCONN)),
         "unexpected error {err:?}"
     );
     // The server side sees the connection gone.
@@ -159,10 +135,7 @@ fn abort_releases_blocked_stat() {
     let path = guard.path.clone();
     with_deadline("force_unmount", DEADLINE, move || force_unmount(&path)).expect("force_unmount");
     wait_until_unmounted(&guard.path);
-    assert!(
-        !fuse_transport::connection_dir(id).exists(),
-        "connection still listed in fusectl"
-    );
+    assert!(!fuse_transport::connection_dir(id).exists(), "connection still listed in fusectl");
 }
 
 /// FUSE_INIT_EXT (flags bit 30) and FUSE_PASSTHROUGH (bit 37, i.e. flags2 bit 5).
@@ -185,10 +158,7 @@ fn init_reply_backing_files_and_stale_reply() {
 
     // Backing files need an initialized connection with passthrough.
     let file = tempfile::tempfile().expect("backing file");
-    assert!(matches!(
-        backing_open(dev.as_fd(), file.as_fd()),
-        Err(Error::BackingOpen(_))
-    ));
+    assert!(matches!(backing_open(dev.as_fd(), file.as_fd()), Err(Error::BackingOpen(_))));
 
     // fuse_out_header (16) + fuse_init_out (64).
     let reply_flags = FUSE_INIT_EXT | FUSE_PASSTHROUGH;
@@ -210,11 +180,8 @@ fn init_reply_backing_files_and_stale_reply() {
     out_header.extend_from_slice(&(16u32 + 64).to_le_bytes());
     out_header.extend_from_slice(&0i32.to_le_bytes());
     out_header.extend_from_slice(&unique.to_le_bytes());
-    let outcome = write_reply(
-        dev.as_fd(),
-        &[IoSlice::new(&out_header), IoSlice::new(&init_out)],
-    )
-    .expect("INIT reply");
+    let outcome = write_reply(dev.as_fd(), &[IoSlice::new(&out_header), IoSlice::new(&init_out)])
+        .expect("INIT reply");
     assert_eq!(outcome, WriteOutcome::Written);
 
     // A reply to a unique nobody waits for.
@@ -232,10 +199,7 @@ fn init_reply_backing_files_and_stale_reply() {
     assert_ne!(id, id2);
     backing_close(dev.as_fd(), id).expect("backing_close");
     backing_close(dev.as_fd(), id2).expect("backing_close");
-    assert!(matches!(
-        backing_close(dev.as_fd(), id),
-        Err(Error::BackingClose { .. })
-    ));
+    assert!(matches!(backing_close(dev.as_fd(), id), Err(Error::BackingClose { .. })));
 
     drop(guard);
     // After the abort, writes report the connection gone instead of failing.
@@ -253,10 +217,7 @@ fn force_unmount_removes_stacked_mounts() {
     let upper = open_device().expect("open /dev/fuse");
     mount_with_fd(upper.as_fd(), &guard.path, &test_options()).expect("upper mount");
     let upper_id = connection_id(&guard.path).unwrap();
-    assert_ne!(
-        lower_id, upper_id,
-        "connection_id must be the top of the stack"
-    );
+    assert_ne!(lower_id, upper_id, "connection_id must be the top of the stack");
 
     let path = guard.path.clone();
     with_deadline("force_unmount", DEADLINE, move || force_unmount(&path)).expect("force_unmount");

@@ -21,10 +21,7 @@ fn require_fusermount3() {
     let found = std::env::var_os("PATH").is_some_and(|paths| {
         std::env::split_paths(&paths).any(|d| d.join("fusermount3").is_file())
     });
-    assert!(
-        found,
-        "fusermount3 is not installed (apt-get install fuse3)"
-    );
+    assert!(found, "fusermount3 is not installed (apt-get install fuse3)");
 }
 
 #[test]
@@ -32,10 +29,7 @@ fn fusermount_as_root() {
     require_root_and_dev_fuse();
     require_fusermount3();
     let guard = MountGuard::new();
-    let opts = MountOptions {
-        fsname: Some("fusermount,test".into()),
-        ..test_options()
-    };
+    let opts = MountOptions { fsname: Some("fusermount,test".into()), ..test_options() };
     let dev = mount_fusermount(&guard.path, &opts).expect("mount_fusermount");
     // Received with MSG_CMSG_CLOEXEC.
     let fd_flags = rustix::io::fcntl_getfd(&dev).unwrap();
@@ -101,12 +95,7 @@ fn fusermount_as_nobody() {
     let path = guard.path.clone();
     let output = with_deadline("unprivileged child", DEADLINE, move || {
         Command::new(bin)
-            .args([
-                "unprivileged_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["unprivileged_child", "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, &path)
             .uid(NOBODY)
             .gid(NOBODY)
@@ -115,11 +104,7 @@ fn fusermount_as_nobody() {
     });
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "child failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+    assert!(output.status.success(), "child failed ({}):\n{stdout}\n{stderr}", output.status);
     assert!(
         stdout.contains("UNPRIVILEGED CHILD DONE"),
         "child did not run the test:\n{stdout}\n{stderr}"
@@ -139,11 +124,7 @@ fn unprivileged_child() {
     let dev = mount(&path, &test_options()).expect("mount as nobody");
     let entry = mount_entry(&path).unwrap().expect("mounted");
     assert_eq!(entry.fstype, "fuse.transporttest");
-    assert!(
-        entry.super_options.contains(&format!("user_id={NOBODY}")),
-        "{}",
-        entry.super_options
-    );
+    assert!(entry.super_options.contains(&format!("user_id={NOBODY}")), "{}", entry.super_options);
     connection_id(&path).expect("connection_id");
     let (n, buf) = read_with_deadline(&dev);
     check_init(n.expect("connection alive"), &buf);

@@ -20,10 +20,7 @@ pub fn require_root_and_fuse() {
         rustix::process::geteuid().is_root(),
         "these tests mount filesystems: run them as root"
     );
-    assert!(
-        Path::new("/dev/fuse").exists(),
-        "these tests need /dev/fuse"
-    );
+    assert!(Path::new("/dev/fuse").exists(), "these tests need /dev/fuse");
 }
 
 /// A source directory, a mountpoint, and the server serving one on the other.
@@ -38,21 +35,13 @@ impl Mounted {
     /// Empty source and mountpoint directories, world-traversable, nothing mounted yet.
     pub fn dirs() -> Mounted {
         require_root_and_fuse();
-        let dir = tempfile::Builder::new()
-            .prefix("pfs-test-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("pfs-test-").tempdir().expect("tempdir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let source = dir.path().join("src");
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir(&source).unwrap();
         std::fs::create_dir(&mountpoint).unwrap();
-        Mounted {
-            dir,
-            source,
-            mountpoint,
-            server: None,
-        }
+        Mounted { dir, source, mountpoint, server: None }
     }
 
     /// Starts `passthroughfs -f [args] SOURCE MOUNTPOINT` and waits for the mount.
@@ -65,10 +54,7 @@ impl Mounted {
     /// Spawns the server in the foreground, as `uid` if given, and waits for the mount.
     pub fn spawn(&mut self, args: &[&str], uid: Option<u32>) {
         let mut cmd = Command::new(BIN);
-        cmd.arg("-f")
-            .args(args)
-            .arg(&self.source)
-            .arg(&self.mountpoint);
+        cmd.arg("-f").args(args).arg(&self.source).arg(&self.mountpoint);
         cmd.stdin(Stdio::null());
         if let Some(uid) = uid {
             cmd.uid(uid).gid(uid);
@@ -135,9 +121,7 @@ impl Drop for Mounted {
             let _ = fuse_transport::force_unmount(&self.mountpoint);
         }
         if let Some(mut child) = self.server.take()
-            && self
-                .wait_exit_of(&mut child, Duration::from_secs(2))
-                .is_none()
+            && self.wait_exit_of(&mut child, Duration::from_secs(2)).is_none()
         {
             let _ = child.kill();
             let _ = child.wait();
@@ -169,6 +153,5 @@ pub fn within<T: Send + 'static>(
     std::thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(timeout)
-        .unwrap_or_else(|_| panic!("{what} did not finish within {timeout:?}"))
+    rx.recv_timeout(timeout).unwrap_or_else(|_| panic!("{what} did not finish within {timeout:?}"))
 }

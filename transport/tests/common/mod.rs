@@ -18,10 +18,7 @@ pub const BUF_LEN: usize = 1 << 20;
 
 /// Panics unless the tests can really run.
 pub fn require_root_and_dev_fuse() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "these integration tests must run as root"
-    );
+    assert!(rustix::process::geteuid().is_root(), "these integration tests must run as root");
     assert!(
         Path::new("/dev/fuse").exists(),
         "/dev/fuse is missing: these integration tests need a real FUSE device"
@@ -57,10 +54,7 @@ impl MountGuard {
             .prefix("fuse-transport-test-")
             .tempdir()
             .expect("create tempdir");
-        Self {
-            path: dir.path().to_owned(),
-            dir: Some(dir),
-        }
+        Self { path: dir.path().to_owned(), dir: Some(dir) }
     }
 }
 
@@ -76,10 +70,9 @@ impl Drop for MountGuard {
         };
         match done {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!(
-                "cleanup of {}: force_unmount failed: {e}",
-                self.path.display()
-            ),
+            Ok(Err(e)) => {
+                eprintln!("cleanup of {}: force_unmount failed: {e}", self.path.display())
+            }
             Err(_) => eprintln!("cleanup of {}: force_unmount hung", self.path.display()),
         }
         // Only remove the directory once nothing is mounted on it any more.
@@ -145,11 +138,7 @@ pub fn check_init(n: usize, buf: &[u8]) -> (u64, u32, u64) {
 pub fn wait_until_unmounted(path: &Path) {
     let start = Instant::now();
     while mount_entry(path).expect("mountinfo").is_some() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{} still mounted",
-            path.display()
-        );
+        assert!(start.elapsed() < DEADLINE, "{} still mounted", path.display());
         thread::sleep(Duration::from_millis(20));
     }
 }
