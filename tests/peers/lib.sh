@@ -2,7 +2,7 @@
 # Cleanup never hangs: abort the connection through fusectl, detach the mount, kill the
 # server by pid.
 
-PFS_BIN=${PFS_BIN:-target/release/passthroughfs}
+PFS_BIN=${PFS_BIN:-${CARGO_TARGET_DIR:-target}/release/passthroughfs}
 
 # conn_id MOUNTPOINT: the FUSE connection number, from mountinfo (never stat the mount).
 conn_id() {
