@@ -229,3 +229,19 @@ fn writes_survive_through_both_io_paths() {
         assert!(text.ends_with("line 99\n"));
     }
 }
+
+/// pjdfstest skips link_count_max on every FUSE mount: glibc's pathconf(_PC_LINK_MAX) maps the
+/// statfs f_type to a limit and does not know FUSE's, so it answers the generic 127 whatever
+/// the source filesystem allows. This shows it (docs/CONFORMANCE.md).
+#[test]
+fn link_max_is_unknowable_through_any_fuse_mount() {
+    let m = Mounted::start(&[]);
+    let getconf = |path: &std::path::Path| {
+        let out = Command::new("getconf").arg("LINK_MAX").arg(path).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(getconf(&m.mountpoint), "127", "FUSE mounts report the unknown-filesystem default");
+    let native = getconf(&m.source);
+    assert_ne!(native, "127", "the source filesystem has a known limit ({native})");
+}

@@ -9,11 +9,14 @@
 //!
 //! All `unsafe` code is in the private `sys` module.
 
+#![deny(unsafe_code)]
+
 mod device;
 mod error;
 mod fusectl;
 mod mount;
 mod mountinfo;
+#[allow(unsafe_code)]
 mod sys;
 
 pub use device::{

@@ -207,7 +207,8 @@ fn escape_option_value(value: &str) -> String {
 /// `fd=N,rootmode=<octal S_IFMT bits of the mountpoint>,user_id=<uid>,group_id=<gid>[,...]`,
 /// flags only from what is asked (`read_only`, `nosuid`, `nodev`... in `extra`).
 ///
-/// The mountpoint is `stat`ed (like libfuse) to compute `rootmode`.
+/// The mountpoint is `stat`ed (like libfuse) to compute `rootmode`: mounting on top of a FUSE
+/// mount whose server does not answer blocks there.
 pub fn mount_with_fd(device: BorrowedFd<'_>, mountpoint: &Path, opts: &MountOptions) -> Result<()> {
     let (source, fstype, flags, extra_data) = opts.for_mount_syscall()?;
     let st = rustix::fs::stat(mountpoint)

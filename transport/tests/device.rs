@@ -11,16 +11,15 @@ use std::time::{Duration, Instant};
 use common::*;
 use fuse_transport::{
     Error, WriteOutcome, abort_connection, backing_close, backing_open, clone_device,
-    connection_id, ensure_fusectl, force_unmount, is_fuse_mount, mount_entry, mount_with_fd,
-    open_device, read_request, waiting_requests, write_reply,
+    connection_id, ensure_fusectl, force_unmount, is_fuse_mount, mount_entry, open_device,
+    read_request, waiting_requests, write_reply,
 };
 
 #[test]
 fn mount_read_init_and_force_unmount() {
     require_root_and_dev_fuse();
     let guard = MountGuard::new();
-    let dev = open_device().expect("open /dev/fuse");
-    mount_with_fd(dev.as_fd(), &guard.path, &test_options()).expect("mount_with_fd");
+    let dev = mount_with_deadline(&guard.path);
 
     assert!(is_fuse_mount(&guard.path));
     let entry = mount_entry(&guard.path).unwrap().expect("mountinfo entry");
@@ -60,8 +59,7 @@ fn mount_read_init_and_force_unmount() {
 fn clone_before_init_answered() {
     require_root_and_dev_fuse();
     let guard = MountGuard::new();
-    let dev = open_device().expect("open /dev/fuse");
-    mount_with_fd(dev.as_fd(), &guard.path, &test_options()).expect("mount_with_fd");
+    let dev = mount_with_deadline(&guard.path);
 
     let clone = clone_device(dev.as_fd()).expect("clone_device before INIT is answered");
     // The clone shares the connection's input queue: INIT can be read from it.
@@ -96,8 +94,7 @@ fn read_request_rejects_small_buffer() {
 fn abort_releases_blocked_stat() {
     require_root_and_dev_fuse();
     let guard = MountGuard::new();
-    let dev = open_device().expect("open /dev/fuse");
-    mount_with_fd(dev.as_fd(), &guard.path, &test_options()).expect("mount_with_fd");
+    let dev = mount_with_deadline(&guard.path);
     let id = connection_id(&guard.path).expect("connection_id");
     let (n, buf) = read_with_deadline(&dev);
     check_init(n.expect("connection alive"), &buf);
@@ -146,8 +143,7 @@ const FUSE_PASSTHROUGH: u64 = 1 << 37;
 fn init_reply_backing_files_and_stale_reply() {
     require_root_and_dev_fuse();
     let guard = MountGuard::new();
-    let dev = open_device().expect("open /dev/fuse");
-    mount_with_fd(dev.as_fd(), &guard.path, &test_options()).expect("mount_with_fd");
+    let dev = mount_with_deadline(&guard.path);
     let (n, buf) = read_with_deadline(&dev);
     let (unique, minor, flags) = check_init(n.expect("connection alive"), &buf);
     assert!(
@@ -208,27 +204,39 @@ fn init_reply_backing_files_and_stale_reply() {
 }
 
 #[test]
-fn force_unmount_removes_stacked_mounts() {
+fn force_unmount_takes_the_fuse_top_of_a_stack() {
     require_root_and_dev_fuse();
     let guard = MountGuard::new();
-    let lower = open_device().expect("open /dev/fuse");
-    mount_with_fd(lower.as_fd(), &guard.path, &test_options()).expect("lower mount");
-    let lower_id = connection_id(&guard.path).unwrap();
-    let upper = open_device().expect("open /dev/fuse");
-    mount_with_fd(upper.as_fd(), &guard.path, &test_options()).expect("upper mount");
-    let upper_id = connection_id(&guard.path).unwrap();
-    assert_ne!(lower_id, upper_id, "connection_id must be the top of the stack");
+    // A tmpfs below, FUSE on top. (FUSE on FUSE would need a server answering the lower mount's
+    // GETATTR: mount_with_fd stats the mountpoint for rootmode, like libfuse.)
+    rustix::mount::mount(
+        "fuse-transport-test-tmpfs",
+        &guard.path,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .expect("tmpfs below");
+    let tmpfs = mount_entry(&guard.path).unwrap().expect("tmpfs mounted");
+    let dev = mount_with_deadline(&guard.path);
+    let entry = mount_entry(&guard.path).unwrap().expect("fuse mounted");
+    assert!(entry.is_fuse());
+    assert_eq!(connection_id(&guard.path).unwrap(), entry.minor);
+    assert_eq!(entry.parent_id, tmpfs.mount_id, "FUSE stacked on the tmpfs");
 
     let path = guard.path.clone();
     with_deadline("force_unmount", DEADLINE, move || force_unmount(&path)).expect("force_unmount");
-    assert!(mount_entry(&guard.path).unwrap().is_none());
-    // Both connections were aborted, although neither server ever answered INIT.
-    for dev in [&lower, &upper] {
-        let (n, buf) = read_with_deadline(dev);
-        if let Some(n) = n {
-            // INIT was still queued: it can be read, then the connection is gone.
-            check_init(n, &buf);
-            assert_eq!(read_with_deadline(dev).0, None);
-        }
+    // Only the FUSE mount went away; force_unmount stops at a non-FUSE mount.
+    let now = mount_entry(&guard.path).unwrap().expect("tmpfs still there");
+    assert_eq!(now.mount_id, tmpfs.mount_id);
+    assert!(!is_fuse_mount(&guard.path));
+    assert!(matches!(connection_id(&guard.path), Err(Error::NotFuseMount { .. })));
+    let (n, buf) = read_with_deadline(&dev);
+    if let Some(n) = n {
+        // INIT may still be queued after the abort: it can be read, then the connection is gone.
+        check_init(n, &buf);
+        assert_eq!(read_with_deadline(&dev).0, None);
     }
+    fuse_transport::unmount_detached(&guard.path).expect("unmount the tmpfs");
+    wait_until_unmounted(&guard.path);
 }

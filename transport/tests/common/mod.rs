@@ -9,7 +9,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fuse_transport::{MountOptions, force_unmount, mount_entry, read_request};
+use fuse_transport::{
+    MountOptions, force_unmount, mount_entry, mount_with_fd, open_device, read_request,
+};
 
 pub const DEADLINE: Duration = Duration::from_secs(10);
 pub const FUSE_INIT: u32 = 26;
@@ -92,6 +94,17 @@ pub fn test_options() -> MountOptions {
         extra: vec!["nosuid".into(), "nodev".into()],
         ..Default::default()
     }
+}
+
+/// open_device + mount_with_fd (on a thread: it stats the mountpoint, which would block on a
+/// FUSE mount without a server).
+pub fn mount_with_deadline(path: &Path) -> OwnedFd {
+    let path = path.to_owned();
+    with_deadline("mount_with_fd", DEADLINE, move || {
+        let dev = open_device().expect("open /dev/fuse");
+        mount_with_fd(dev.as_fd(), &path, &test_options()).expect("mount_with_fd");
+        dev
+    })
 }
 
 /// Read one request from `dev` (a dup of it, on a thread) within the deadline.
