@@ -1,0 +1,7 @@
+//! Recovery for FUSE servers built on `fuse-server`.
+//!
+//! [`store`] is the state store: a memfd the keeper holds and the server maps, holding the
+//! INIT negotiation and the filesystem's own tables, consistent after the server dies at any
+//! instruction, and opened in constant time whatever it holds.
+
+pub mod store;

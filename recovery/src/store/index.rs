@@ -1,0 +1,81 @@
+//! An open-addressing hash index (key hash -> slot) in the store, for tables looked up by
+//! key. Every change is one word store, so a crash leaves the index usable: at worst a
+//! record published just before the crash is not yet indexed.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::map::SharedMap;
+
+const EMPTY: u64 = 0;
+const TOMBSTONE: u64 = u64::MAX;
+const SLOT_BITS: u64 = (1 << 48) - 1;
+
+/// Entries are `hash_high16 << 48 | (slot + 1)`. Linear probing; removal leaves a tombstone.
+/// Callers serialize changes (one writer at a time).
+#[derive(Debug)]
+pub struct HashIndex {
+    map: Arc<SharedMap>,
+    offset: usize,
+    mask: u64,
+}
+
+impl HashIndex {
+    pub(super) fn new(map: Arc<SharedMap>, offset: usize, capacity: u64) -> Self {
+        HashIndex { map, offset, mask: capacity - 1 }
+    }
+
+    fn entry(&self, i: u64) -> &std::sync::atomic::AtomicU64 {
+        self.map.word(self.offset + (i & self.mask) as usize * 8)
+    }
+
+    fn tag(hash: u64) -> u64 {
+        hash & !SLOT_BITS
+    }
+
+    /// The slot whose key hashes to `hash` and for which `is_match` holds.
+    pub fn find(&self, hash: u64, mut is_match: impl FnMut(u64) -> bool) -> Option<u64> {
+        for probe in 0..=self.mask {
+            let e = self.entry(hash.wrapping_add(probe)).load(Ordering::Acquire);
+            if e == EMPTY {
+                return None;
+            }
+            if e != TOMBSTONE && e & !SLOT_BITS == Self::tag(hash) {
+                let slot = (e & SLOT_BITS) - 1;
+                if is_match(slot) {
+                    return Some(slot);
+                }
+            }
+        }
+        None
+    }
+
+    /// Indexes `slot` under `hash`. False if the index is full.
+    pub fn insert(&self, hash: u64, slot: u64) -> bool {
+        for probe in 0..=self.mask {
+            let entry = self.entry(hash.wrapping_add(probe));
+            let e = entry.load(Ordering::Acquire);
+            if e == EMPTY || e == TOMBSTONE {
+                entry.store(Self::tag(hash) | (slot + 1), Ordering::Release);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Removes `slot`'s entry under `hash`.
+    pub fn remove(&self, hash: u64, slot: u64) {
+        let wanted = Self::tag(hash) | (slot + 1);
+        for probe in 0..=self.mask {
+            let entry = self.entry(hash.wrapping_add(probe));
+            let e = entry.load(Ordering::Acquire);
+            if e == EMPTY {
+                return;
+            }
+            if e == wanted {
+                entry.store(TOMBSTONE, Ordering::Release);
+                return;
+            }
+        }
+    }
+}

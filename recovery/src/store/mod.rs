@@ -1,0 +1,224 @@
+//! The state store: a memfd the keeper holds and the server maps, consistent after the
+//! server dies at any instruction.
+//!
+//! Layout (little-endian, offsets in bytes):
+//!
+//! ```text
+//! 0     magic u64 = "FUSESTOR"      8  version u32          12 table count u32
+//! 16    total length u64            24 negotiation length u64 (atomic; 0 while being written)
+//! 32    negotiation bytes [1024]
+//! 1056  table directory: 8 entries of 64 bytes
+//!         name [24] (NUL padded) | words u32 | bytes u32 | capacity u64 | offset u64 |
+//!         high-water mark u64 (atomic) | index offset u64 (0: no index)
+//! 4096  the tables' slot regions, then their hash indexes, each page aligned
+//! ```
+//!
+//! A slot is a state word (0 free, 1 valid), `words` atomic u64s, then `bytes` payload bytes,
+//! rounded up to 8. A record becomes visible by one store of its state word (release), after
+//! its payload is complete; it disappears by one store too. A crash between two stores leaves
+//! either the old record or none, never half of one. Counters that change after publication
+//! are atomic words, updated by single stores.
+//!
+//! Opening a store maps it and reads the directory: no work per record. The file is sparse:
+//! pages are allocated only when a slot on them is first written.
+
+mod index;
+mod map;
+mod table;
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+pub use index::HashIndex;
+pub use table::Table;
+
+use map::SharedMap;
+
+const MAGIC: u64 = u64::from_le_bytes(*b"FUSESTOR");
+const VERSION: u32 = 1;
+const NEGOTIATION_LEN: usize = 24;
+const NEGOTIATION: usize = 32;
+/// Largest saved negotiation.
+pub const MAX_NEGOTIATION: usize = 1024;
+const DIRECTORY: usize = NEGOTIATION + MAX_NEGOTIATION;
+const ENTRY: usize = 64;
+/// Most tables one store holds.
+pub const MAX_TABLES: usize = 8;
+const PAGE: usize = 4096;
+
+/// What a filesystem declares about one of its tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSpec {
+    /// Up to 23 bytes.
+    pub name: &'static str,
+    /// Atomic u64 words per record (changeable after publication).
+    pub words: u32,
+    /// Payload bytes per record (fixed once published).
+    pub bytes: u32,
+    /// Most records at once.
+    pub capacity: u64,
+    /// Keep a hash index (key hash -> slot) beside the table.
+    pub indexed: bool,
+}
+
+/// Why a store cannot be created or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("creating the store memfd: {0}")]
+    Create(#[source] std::io::Error),
+    #[error("mapping the store: {0}")]
+    Map(#[source] std::io::Error),
+    #[error("not a state store (bad magic or version)")]
+    NotAStore,
+    #[error("the store was written for other tables ({0})")]
+    Layout(String),
+    #[error("table {0} is full")]
+    Full(&'static str),
+    #[error("negotiation of {0} bytes exceeds {MAX_NEGOTIATION}")]
+    NegotiationTooLarge(usize),
+}
+
+/// A mapped state store.
+#[derive(Debug)]
+pub struct Store {
+    fd: OwnedFd,
+    map: Arc<SharedMap>,
+    tables: Vec<(TableSpec, usize, Option<usize>)>,
+}
+
+fn slot_size(spec: &TableSpec) -> usize {
+    (8 + spec.words as usize * 8 + spec.bytes as usize).next_multiple_of(8)
+}
+
+fn index_capacity(spec: &TableSpec) -> u64 {
+    (spec.capacity * 2).next_power_of_two()
+}
+
+fn page(n: usize) -> usize {
+    n.next_multiple_of(PAGE)
+}
+
+impl Store {
+    /// A new store in a new memfd, laid out for `specs`.
+    pub fn create(name: &str, specs: &[TableSpec]) -> Result<Store, StoreError> {
+        if specs.len() > MAX_TABLES || specs.iter().any(|s| s.name.len() > 23) {
+            return Err(StoreError::Layout("too many tables or a name too long".into()));
+        }
+        let (tables, offset) = Store::layout(specs);
+        let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| StoreError::Create(e.into()))?;
+        rustix::fs::ftruncate(&fd, offset as u64).map_err(|e| StoreError::Create(e.into()))?;
+        let map = Arc::new(SharedMap::new(fd.as_fd(), offset).map_err(StoreError::Map)?);
+        map.word(8).store(u64::from(VERSION) | ((specs.len() as u64) << 32), Ordering::Relaxed);
+        map.word(16).store(offset as u64, Ordering::Relaxed);
+        for (i, (spec, region, index)) in tables.iter().enumerate() {
+            let at = DIRECTORY + i * ENTRY;
+            let mut name = [0u8; 24];
+            name[..spec.name.len()].copy_from_slice(spec.name.as_bytes());
+            map.write_bytes(at, &name);
+            map.word(at + 24).store(u64::from(spec.words) | (u64::from(spec.bytes) << 32), Ordering::Relaxed);
+            map.word(at + 32).store(spec.capacity, Ordering::Relaxed);
+            map.word(at + 40).store(*region as u64, Ordering::Relaxed);
+            map.word(at + 56).store(index.map_or(0, |x| x as u64), Ordering::Relaxed);
+        }
+        // The magic last: a store whose creator died half-way is not a store.
+        map.word(0).store(MAGIC, Ordering::Release);
+        Ok(Store { fd, map, tables })
+    }
+
+    /// Maps an existing store (from the keeper) and checks it has exactly `specs`' layout.
+    /// Costs the same whatever the number of records.
+    pub fn open(fd: OwnedFd, specs: &[TableSpec]) -> Result<Store, StoreError> {
+        let size = rustix::fs::fstat(&fd).map_err(|e| StoreError::Map(e.into()))?.st_size as usize;
+        if size < PAGE {
+            return Err(StoreError::NotAStore);
+        }
+        let map = Arc::new(SharedMap::new(fd.as_fd(), size).map_err(StoreError::Map)?);
+        let head = map.word(8).load(Ordering::Relaxed);
+        if map.word(0).load(Ordering::Acquire) != MAGIC || head as u32 != VERSION {
+            return Err(StoreError::NotAStore);
+        }
+        if (head >> 32) as usize != specs.len() || map.word(16).load(Ordering::Relaxed) as usize != size {
+            return Err(StoreError::Layout("table count or size differs".into()));
+        }
+        let (expected, _) = Store::layout(specs);
+        let mut tables = Vec::new();
+        for (i, (spec, region, index)) in expected.into_iter().enumerate() {
+            let at = DIRECTORY + i * ENTRY;
+            let mut name = [0u8; 24];
+            map.read_bytes(at, &mut name);
+            let stored_name = name.split(|&b| b == 0).next().unwrap_or(&[]);
+            let sizes = map.word(at + 24).load(Ordering::Relaxed);
+            let same = stored_name == spec.name.as_bytes()
+                && sizes == u64::from(spec.words) | (u64::from(spec.bytes) << 32)
+                && map.word(at + 32).load(Ordering::Relaxed) == spec.capacity
+                && map.word(at + 40).load(Ordering::Relaxed) == region as u64
+                && map.word(at + 56).load(Ordering::Relaxed) == index.map_or(0, |x| x as u64);
+            if !same {
+                return Err(StoreError::Layout(format!("table {} differs", spec.name)));
+            }
+            tables.push((spec, region, index));
+        }
+        Ok(Store { fd, map, tables })
+    }
+
+    /// Where each table's slots and index go, and the total size.
+    fn layout(specs: &[TableSpec]) -> (Vec<(TableSpec, usize, Option<usize>)>, usize) {
+        let mut offset = page(DIRECTORY + MAX_TABLES * ENTRY);
+        let tables = specs
+            .iter()
+            .map(|spec| {
+                let region = offset;
+                offset = page(offset + slot_size(spec) * spec.capacity as usize);
+                let index = spec.indexed.then(|| {
+                    let at = offset;
+                    offset = page(offset + index_capacity(spec) as usize * 8);
+                    at
+                });
+                (*spec, region, index)
+            })
+            .collect();
+        (tables, offset)
+    }
+
+    /// The memfd, to hand to the keeper.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Saves the INIT negotiation. A crash while saving leaves none (length 0), never a torn one.
+    pub fn set_negotiation(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        if bytes.len() > MAX_NEGOTIATION {
+            return Err(StoreError::NegotiationTooLarge(bytes.len()));
+        }
+        let len = self.map.word(NEGOTIATION_LEN);
+        len.store(0, Ordering::Release);
+        self.map.write_bytes(NEGOTIATION, bytes);
+        len.store(bytes.len() as u64, Ordering::Release);
+        Ok(())
+    }
+
+    /// The saved negotiation, if one was completely saved.
+    pub fn negotiation(&self) -> Option<Vec<u8>> {
+        let len = self.map.word(NEGOTIATION_LEN).load(Ordering::Acquire) as usize;
+        if len == 0 || len > MAX_NEGOTIATION {
+            return None;
+        }
+        let mut bytes = vec![0u8; len];
+        self.map.read_bytes(NEGOTIATION, &mut bytes);
+        Some(bytes)
+    }
+
+    /// Table number `i` of the layout, with its index if it has one.
+    pub fn table(&self, i: usize) -> (Table, Option<HashIndex>) {
+        let (spec, region, index) = self.tables[i];
+        let hwm = DIRECTORY + i * ENTRY + 48;
+        let table = Table::new(self.map.clone(), spec, region, slot_size(&spec), hwm);
+        let index = index.map(|at| HashIndex::new(self.map.clone(), at, index_capacity(&spec)));
+        (table, index)
+    }
+}
+
+#[cfg(test)]
+mod tests;
