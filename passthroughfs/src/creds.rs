@@ -62,6 +62,18 @@ pub fn become_root() -> Result<(), Errno> {
     switch(Identity::root())
 }
 
+/// Runs `f` as root, then returns to the identity the thread had.
+pub fn as_root<T>(f: impl FnOnce() -> T) -> Result<T, Errno> {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return Ok(f());
+    }
+    let before = CURRENT.with(|current| current.borrow().clone());
+    switch(Identity::root())?;
+    let result = f();
+    switch(before)?;
+    Ok(result)
+}
+
 fn switch(wanted: Identity) -> Result<(), Errno> {
     CURRENT.with(|current| {
         let mut current = current.borrow_mut();

@@ -19,8 +19,9 @@ use rustix::fs::{
 use rustix::io::Errno as SysErrno;
 
 use crate::creds::{become_caller, become_root};
-use crate::handle::{Handle, HandleTable};
-use crate::inode::{Inode, InodeKey, InodeTable, ROOT};
+use crate::handle::{HANDLES, Handle, HandleRecord, HandleTable};
+use crate::inode::{INODES, Inode, InodeKey, InodeTable, ROOT};
+use fuse_recovery::store::{Store, TableSpec};
 
 /// How the filesystem behaves; the mount options that concern it.
 #[derive(Debug, Clone)]
@@ -52,7 +53,11 @@ pub struct Passthrough {
     config: FsConfig,
     /// Kernel passthrough in force (asked for, and agreed at INIT).
     passthrough: std::sync::atomic::AtomicBool,
+    store: Store,
 }
+
+/// The state store's tables: inodes, then handles.
+pub const STORE_TABLES: [TableSpec; 2] = [INODES, HANDLES];
 
 fn sys(e: SysErrno) -> Errno {
     Errno::new(e.raw_os_error())
@@ -110,22 +115,38 @@ fn time(t: Option<SetTime>) -> Timespec {
 }
 
 impl Passthrough {
-    /// A filesystem mirroring `source`.
-    pub fn new(source: &Path, config: FsConfig) -> std::io::Result<Self> {
+    /// A filesystem mirroring `source`. With `store` (a restarted server's state, from the
+    /// keeper) it continues where the previous server stopped; without, it starts empty in a
+    /// new store.
+    pub fn new(source: &Path, config: FsConfig, store: Option<OwnedFd>) -> anyhow::Result<Self> {
         crate::creds::init();
+        let store = match store {
+            Some(fd) => Store::open(fd, &STORE_TABLES)?,
+            None => Store::create("passthroughfs-state", &STORE_TABLES)?,
+        };
         let fd = rustix::fs::open(
             source,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
         let st = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, STATX_MASK)?;
-        let root = Inode::new(fd, key_of(&st), u32::from(st.stx_mode) & libc::S_IFMT);
+        let mount_fd = rustix::fs::open(
+            source,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Passthrough {
-            inodes: InodeTable::new(root),
-            handles: HandleTable::default(),
+            inodes: InodeTable::new(&store, 0, fd, key_of(&st), mount_fd),
+            handles: HandleTable::new(&store, 1),
+            store,
             passthrough: std::sync::atomic::AtomicBool::new(false),
             config,
         })
+    }
+
+    /// The state store (its fd goes to the keeper; the negotiation is saved in it).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The inode table (for diagnostics and tests).
@@ -158,7 +179,7 @@ impl Passthrough {
     /// Counts a lookup of the inode `fd` (an `O_PATH` fd) refers to.
     fn adopt(&self, fd: OwnedFd) -> Result<Entry> {
         let st = statx_fd(fd.as_fd())?;
-        let nodeid = self.inodes.lookup(fd, key_of(&st), u32::from(st.stx_mode) & libc::S_IFMT);
+        let nodeid = self.inodes.lookup(fd, key_of(&st), u32::from(st.stx_mode) & libc::S_IFMT)?;
         Ok(self.entry(nodeid, &st))
     }
 
@@ -168,7 +189,23 @@ impl Passthrough {
     }
 
     fn file(&self, fh: u64) -> Result<Arc<Handle>> {
-        self.handles.get(fh)
+        self.handles.get(fh, |record| self.reopen_handle(record))
+    }
+
+    /// Reopens a handle a previous server opened, with its original flags less those that
+    /// acted at open time (O_CREAT, O_EXCL, O_TRUNC).
+    fn reopen_handle(&self, record: HandleRecord) -> Result<Handle> {
+        let inode = self.inodes.get(record.nodeid)?;
+        crate::creds::as_root(|| {
+            if record.is_dir {
+                let fd =
+                    self.reopen(&inode, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
+                Ok(Handle::Dir(Mutex::new(Dir::new(fd).map_err(sys)?)))
+            } else {
+                let flags = self.open_flags(record.flags) & !OFlags::TRUNC;
+                Ok(Handle::File { fd: self.reopen(&inode, flags)?, record })
+            }
+        })?
     }
 
     fn open_flags(&self, flags: i32) -> OFlags {
@@ -187,43 +224,56 @@ impl Passthrough {
     /// Wraps an open file of `inode` in a handle, using the inode's kernel passthrough
     /// backing id when passthrough is on (registering `fd` as the backing file if the inode
     /// has none yet).
-    fn open_handle(&self, ctx: &Context<'_>, inode: &Arc<Inode>, fd: OwnedFd) -> Result<Opened> {
+    fn open_handle(
+        &self,
+        ctx: &Context<'_>,
+        inode: &Inode,
+        fd: OwnedFd,
+        flags: i32,
+    ) -> Result<Opened> {
         let mut opened = Opened::default();
-        let mut backed = None;
+        let mut record = HandleRecord { nodeid: inode.nodeid, flags, is_dir: false, backed: false };
         if inode.kind == libc::S_IFREG
             && self.passthrough.load(std::sync::atomic::Ordering::Relaxed)
         {
-            let mut backing = inode.backing.lock().unwrap_or_else(|p| p.into_inner());
-            if backing.users == 0 {
-                become_root()?;
-                match ctx.backing_open(fd.as_fd()) {
-                    Ok(id) => backing.id = id,
-                    Err(errno) => tracing::debug!(%errno, "no kernel passthrough for this file"),
+            let backing = self.inodes.backing_acquire(inode, || {
+                match crate::creds::as_root(|| ctx.backing_open(fd.as_fd())) {
+                    Ok(Ok(id)) => Some(id),
+                    Ok(Err(errno)) | Err(errno) => {
+                        tracing::debug!(%errno, "no kernel passthrough for this file");
+                        None
+                    }
                 }
-            }
-            if backing.id > 0 {
-                backing.users += 1;
+            });
+            if let Some(id) = backing {
+                record.backed = true;
                 opened.open_flags |= FOPEN_PASSTHROUGH;
-                opened.backing_id = backing.id;
-                backed = Some(inode.clone());
+                opened.backing_id = id;
             }
         }
-        opened.fh = self.handles.insert(Handle::File { fd, backed });
+        match self.handles.insert(record, Handle::File { fd, record }) {
+            Ok(fh) => opened.fh = fh,
+            Err(errno) => {
+                self.release_backing(ctx, &record);
+                return Err(errno);
+            }
+        }
         Ok(opened)
     }
 
     /// Drops a handle's use of its inode's backing id; the last one closes it.
-    fn release_backing(&self, ctx: &Context<'_>, inode: &Inode) -> Result<()> {
-        let mut backing = inode.backing.lock().unwrap_or_else(|p| p.into_inner());
-        backing.users = backing.users.saturating_sub(1);
-        if backing.users == 0 && backing.id > 0 {
-            let id = std::mem::take(&mut backing.id);
-            become_root()?;
-            if let Err(errno) = ctx.backing_close(id) {
-                tracing::warn!(%errno, backing_id = id, "closing backing id");
+    fn release_backing(&self, ctx: &Context<'_>, record: &HandleRecord) {
+        if !record.backed {
+            return;
+        }
+        if let Some(id) = self.inodes.backing_release(record.nodeid) {
+            match crate::creds::as_root(|| ctx.backing_close(id)) {
+                Ok(Ok(())) => {}
+                Ok(Err(errno)) | Err(errno) => {
+                    tracing::warn!(%errno, backing_id = id, "closing backing id")
+                }
             }
         }
-        Ok(())
     }
 
     fn reopen(&self, inode: &Inode, flags: OFlags) -> Result<OwnedFd> {
@@ -427,7 +477,7 @@ impl Filesystem for Passthrough {
         become_caller(ctx)?;
         let inode = self.inodes.get(nodeid)?;
         let fd = self.reopen(&inode, self.open_flags(flags))?;
-        self.open_handle(ctx, &inode, fd)
+        self.open_handle(ctx, &inode, fd, flags)
     }
 
     fn read(
@@ -466,10 +516,8 @@ impl Filesystem for Passthrough {
     }
 
     fn release(&self, ctx: &Context<'_>, _nodeid: u64, fh: u64, _flags: i32) -> Result<()> {
-        if let Some(handle) = self.handles.remove(fh)
-            && let Handle::File { backed: Some(inode), .. } = &*handle
-        {
-            self.release_backing(ctx, inode)?;
+        if let Some(record) = self.handles.remove(fh) {
+            self.release_backing(ctx, &record);
         }
         Ok(())
     }
@@ -485,7 +533,9 @@ impl Filesystem for Passthrough {
         let inode = self.inodes.get(nodeid)?;
         let fd = self.reopen(&inode, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
         let dir = Dir::new(fd).map_err(sys)?;
-        Ok(Opened { fh: self.handles.insert(Handle::Dir(Mutex::new(dir))), ..Opened::default() })
+        let record = HandleRecord { nodeid, flags: 0, is_dir: true, backed: false };
+        let fh = self.handles.insert(record, Handle::Dir(Mutex::new(dir)))?;
+        Ok(Opened { fh, ..Opened::default() })
     }
 
     fn readdir(
@@ -496,7 +546,7 @@ impl Filesystem for Passthrough {
         offset: u64,
         out: &mut DirFiller<'_, '_>,
     ) -> Result<()> {
-        let handle = self.handles.get(fh)?;
+        let handle = self.file(fh)?;
         let Handle::Dir(dir) = &*handle else {
             return Err(Errno::ENOTDIR);
         };
@@ -554,7 +604,7 @@ impl Filesystem for Passthrough {
     }
 
     fn fsyncdir(&self, _ctx: &Context<'_>, _nodeid: u64, fh: u64, datasync: bool) -> Result<()> {
-        let handle = self.handles.get(fh)?;
+        let handle = self.file(fh)?;
         let Handle::Dir(dir) = &*handle else {
             return Err(Errno::ENOTDIR);
         };
@@ -641,7 +691,7 @@ impl Filesystem for Passthrough {
         let fd =
             rustix::fs::openat(&parent.fd, name, flags, Mode::from_bits_retain(args.mode & 0o7777))
                 .map_err(sys)?;
-        self.created(ctx, fd)
+        self.created(ctx, fd, args.flags)
     }
 
     fn tmpfile(&self, ctx: &Context<'_>, parent: u64, args: CreateArgs) -> Result<(Entry, Opened)> {
@@ -652,7 +702,7 @@ impl Filesystem for Passthrough {
         let fd =
             rustix::fs::openat(&parent.fd, ".", flags, Mode::from_bits_retain(args.mode & 0o7777))
                 .map_err(sys)?;
-        self.created(ctx, fd)
+        self.created(ctx, fd, args.flags)
     }
 
     fn fallocate(
@@ -714,7 +764,7 @@ impl Filesystem for Passthrough {
 
 impl Passthrough {
     /// The entry and handle for a file just created through `fd`.
-    fn created(&self, ctx: &Context<'_>, fd: OwnedFd) -> Result<(Entry, Opened)> {
+    fn created(&self, ctx: &Context<'_>, fd: OwnedFd, flags: i32) -> Result<(Entry, Opened)> {
         // An O_PATH fd of the very inode `fd` is open on: no second lookup by name, no race.
         let path_fd = rustix::fs::open(
             proc_path(fd.as_fd()).as_c_str(),
@@ -724,7 +774,7 @@ impl Passthrough {
         .map_err(sys)?;
         let entry = self.adopt(path_fd)?;
         let inode = self.inodes.get(entry.nodeid)?;
-        match self.open_handle(ctx, &inode, fd) {
+        match self.open_handle(ctx, &inode, fd, flags) {
             Ok(opened) => Ok((entry, opened)),
             Err(errno) => {
                 self.inodes.forget(entry.nodeid, 1);

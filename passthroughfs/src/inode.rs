@@ -1,16 +1,26 @@
-//! The inode table: nodeid -> open `O_PATH` fd of the source inode, with its lookup count.
+//! The inode table: nodeid -> source inode, with lookup counts, kept in the state store.
 //!
-//! Nodeids are counters, never pointers, so they mean the same thing to any process that
-//! holds the table. An inode is identified by (dev, ino, mnt_id); while the table holds its
-//! `O_PATH` fd the inode cannot be freed, so its number cannot be reused under us.
+//! Each inode the kernel knows is a record in the store's `inodes` table: its identity
+//! (dev, ino, mnt_id), its type, its file handle, its lookup count and its kernel passthrough
+//! backing id. The nodeid is the record's slot + 2 (1 is the root, which is not stored), so
+//! finding a record by nodeid costs nothing, and a hash index in the store finds it by
+//! identity. Open `O_PATH` fds live only in this process's cache; a restarted server starts
+//! with an empty cache and reopens each inode by its file handle the first time the kernel
+//! names it. Restoring is therefore constant time whatever the number of inodes, and an
+//! inode that cannot be reopened fails alone, with ESTALE.
 //!
-//! Lock order: the table's mutex is a leaf; no syscall runs under it.
+//! Lock order: the table's mutex is a leaf. The only syscall under it is reopening a
+//! forgotten-then-named inode after a restart.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use fuse_recovery::store::{HashIndex, Store, Table, TableSpec};
 use fuse_server::Errno;
+
+use crate::sys::{FileHandle, MAX_HANDLE, name_to_handle, open_by_handle};
 
 /// The identity of a source inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,166 +30,359 @@ pub struct InodeKey {
     pub mnt_id: u64,
 }
 
-/// A source inode the kernel knows by nodeid.
+impl InodeKey {
+    fn hash(&self) -> u64 {
+        // FNV-1a over the three words, then a final mix so the high bits (the index tag) vary.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for w in [self.dev, self.ino, self.mnt_id] {
+            h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^ (h >> 29) ^ (h << 31)
+    }
+
+    fn to_bytes(self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        b[..8].copy_from_slice(&self.dev.to_le_bytes());
+        b[8..16].copy_from_slice(&self.ino.to_le_bytes());
+        b[16..].copy_from_slice(&self.mnt_id.to_le_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8]) -> InodeKey {
+        let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
+        InodeKey { dev: word(0), ino: word(8), mnt_id: word(16) }
+    }
+}
+
+/// A source inode the kernel knows by nodeid, with its open `O_PATH` fd.
 #[derive(Debug)]
 pub struct Inode {
+    pub nodeid: u64,
     /// `O_PATH | O_NOFOLLOW` fd of the inode.
     pub fd: OwnedFd,
     pub key: InodeKey,
     /// The file type bits (`S_IFMT`) of its mode.
     pub kind: u32,
-    /// The kernel passthrough backing file shared by all its open handles: the kernel refuses
-    /// two different backing files for one inode.
-    pub backing: Mutex<Backing>,
-}
-
-/// A backing id and how many open handles use it.
-#[derive(Debug, Default)]
-pub struct Backing {
-    pub id: i32,
-    pub users: u32,
 }
 
 impl Inode {
-    /// An inode entry for the `O_PATH` fd `fd`.
-    pub fn new(fd: OwnedFd, key: InodeKey, kind: u32) -> Self {
-        Inode { fd, key, kind, backing: Mutex::new(Backing::default()) }
-    }
-
     /// True for symbolic links, which most path-based calls cannot reach through /proc.
     pub fn is_symlink(&self) -> bool {
         self.kind == libc::S_IFLNK
     }
 }
 
-struct Slot {
-    inode: Arc<Inode>,
-    nlookup: u64,
-}
+/// The root's nodeid (FUSE_ROOT_ID). The root is never forgotten and not stored.
+pub const ROOT: u64 = fuse_abi::FUSE_ROOT_ID;
+const FIRST: u64 = ROOT + 1;
 
-struct Tables {
-    by_id: HashMap<u64, Slot>,
-    by_key: HashMap<InodeKey, u64>,
-    next_id: u64,
-}
+const NLOOKUP: usize = 0;
+const BACKING: usize = 1;
+// Record payload: key (24) | kind u32 | handle kind i32 | handle len u32 | pad u32 | handle.
+const KIND: usize = 24;
+const HANDLE: usize = 40;
+const RECORD: usize = HANDLE + MAX_HANDLE;
+
+/// The store table holding inodes.
+pub const INODES: TableSpec =
+    TableSpec { name: "inodes", words: 2, bytes: RECORD as u32, capacity: 1 << 22, indexed: true };
 
 /// All inodes the kernel holds a reference to.
 pub struct InodeTable {
-    tables: Mutex<Tables>,
+    records: Table,
+    index: HashIndex,
+    root: Arc<Inode>,
+    /// An fd on the source filesystem for open_by_handle_at.
+    mount_fd: OwnedFd,
+    cache: Mutex<HashMap<u64, Arc<Inode>>>,
 }
 
-/// The root's nodeid (FUSE_ROOT_ID). The root is never forgotten.
-pub const ROOT: u64 = fuse_abi::FUSE_ROOT_ID;
-
 impl InodeTable {
-    /// A table holding just the root.
-    pub fn new(root: Inode) -> Self {
-        let mut by_key = HashMap::new();
-        by_key.insert(root.key, ROOT);
-        let mut by_id = HashMap::new();
-        by_id.insert(ROOT, Slot { inode: Arc::new(root), nlookup: 1 });
-        InodeTable { tables: Mutex::new(Tables { by_id, by_key, next_id: ROOT + 1 }) }
+    /// The table over table `i` of `store`; `root` is the source directory.
+    pub fn new(store: &Store, i: usize, root: OwnedFd, key: InodeKey, mount_fd: OwnedFd) -> Self {
+        let (records, index) = store.table(i);
+        let index = index.expect("the inodes table is indexed");
+        let root = Arc::new(Inode { nodeid: ROOT, fd: root, key, kind: libc::S_IFDIR });
+        InodeTable { records, index, root, mount_fd, cache: Mutex::new(HashMap::new()) }
     }
 
-    /// The inode for `nodeid`; ESTALE if the kernel names one we do not hold.
+    fn slot(nodeid: u64) -> Option<u64> {
+        nodeid.checked_sub(FIRST)
+    }
+
+    fn key_at(&self, slot: u64) -> Option<InodeKey> {
+        let mut b = [0u8; 24];
+        self.records.read(slot, &mut b).then(|| InodeKey::from_bytes(&b))
+    }
+
+    fn find(&self, key: &InodeKey) -> Option<u64> {
+        self.index.find(key.hash(), |slot| self.key_at(slot) == Some(*key))
+    }
+
+    /// The inode for `nodeid`, reopened by file handle if this process has not opened it yet;
+    /// ESTALE if the kernel names one we do not hold or that cannot be reopened.
     pub fn get(&self, nodeid: u64) -> Result<Arc<Inode>, Errno> {
-        self.lock().by_id.get(&nodeid).map(|slot| slot.inode.clone()).ok_or(Errno::ESTALE)
+        if nodeid == ROOT {
+            return Ok(self.root.clone());
+        }
+        let mut cache = self.lock();
+        if let Some(inode) = cache.get(&nodeid) {
+            return Ok(inode.clone());
+        }
+        let slot = Self::slot(nodeid).ok_or(Errno::ESTALE)?;
+        let mut record = [0u8; RECORD];
+        if !self.records.read(slot, &mut record) {
+            return Err(Errno::ESTALE);
+        }
+        let inode = Arc::new(self.reopen(nodeid, &record)?);
+        cache.insert(nodeid, inode.clone());
+        Ok(inode)
     }
 
-    /// Counts one lookup of the inode `fd` refers to, adding it if new. Returns its nodeid.
-    /// When the inode is already known, `fd` is dropped and the held one kept.
-    pub fn lookup(&self, fd: OwnedFd, key: InodeKey, kind: u32) -> u64 {
-        let mut t = self.lock();
-        if let Some(&nodeid) = t.by_key.get(&key)
-            && let Some(slot) = t.by_id.get_mut(&nodeid)
-        {
-            slot.nlookup += 1;
-            return nodeid;
+    fn reopen(&self, nodeid: u64, record: &[u8; RECORD]) -> Result<Inode, Errno> {
+        let key = InodeKey::from_bytes(record);
+        let u32_at = |i: usize| u32::from_le_bytes(record[i..i + 4].try_into().unwrap_or_default());
+        let mut handle = FileHandle {
+            kind: u32_at(KIND + 4) as i32,
+            len: u32_at(KIND + 8),
+            bytes: [0; MAX_HANDLE],
+        };
+        handle.bytes.copy_from_slice(&record[HANDLE..]);
+        let fd = crate::creds::as_root(|| {
+            open_by_handle(
+                self.mount_fd.as_fd(),
+                &handle,
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        })?
+        .map_err(|err| {
+            tracing::warn!(nodeid, %err, "cannot reopen inode by its file handle");
+            Errno::ESTALE
+        })?;
+        Ok(Inode { nodeid, fd, key, kind: u32_at(KIND) })
+    }
+
+    /// Counts one lookup of the inode `fd` (an `O_PATH` fd) refers to, adding it if new.
+    /// Returns its nodeid. When the inode is already known, `fd` is dropped or cached.
+    pub fn lookup(&self, fd: OwnedFd, key: InodeKey, kind: u32) -> Result<u64, Errno> {
+        if key == self.root.key {
+            return Ok(ROOT);
         }
-        let nodeid = t.next_id;
-        t.next_id += 1;
-        t.by_key.insert(key, nodeid);
-        t.by_id.insert(nodeid, Slot { inode: Arc::new(Inode::new(fd, key, kind)), nlookup: 1 });
+        {
+            let mut cache = self.lock();
+            if let Some(slot) = self.find(&key) {
+                return Ok(self.count(&mut cache, slot, fd, key, kind));
+            }
+        }
+        // New to us: its file handle is computed outside the lock.
+        let handle = name_to_handle(fd.as_fd()).ok();
+        let mut record = [0u8; RECORD];
+        record[..24].copy_from_slice(&key.to_bytes());
+        record[KIND..KIND + 4].copy_from_slice(&kind.to_le_bytes());
+        if let Some(h) = &handle {
+            record[KIND + 4..KIND + 8].copy_from_slice(&h.kind.to_le_bytes());
+            record[KIND + 8..KIND + 12].copy_from_slice(&h.len.to_le_bytes());
+            record[HANDLE..].copy_from_slice(&h.bytes);
+        }
+        let mut cache = self.lock();
+        if let Some(slot) = self.find(&key) {
+            return Ok(self.count(&mut cache, slot, fd, key, kind));
+        }
+        let slot = self.records.insert(&[1, 0], &record).map_err(|err| {
+            tracing::error!(%err, "inode table full");
+            Errno::ENOSPC
+        })?;
+        if !self.index.insert(key.hash(), slot) {
+            self.records.remove(slot);
+            return Err(Errno::ENOSPC);
+        }
+        let nodeid = slot + FIRST;
+        cache.insert(nodeid, Arc::new(Inode { nodeid, fd, key, kind }));
+        Ok(nodeid)
+    }
+
+    fn count(
+        &self,
+        cache: &mut HashMap<u64, Arc<Inode>>,
+        slot: u64,
+        fd: OwnedFd,
+        key: InodeKey,
+        kind: u32,
+    ) -> u64 {
+        let nlookup = self.records.word(slot, NLOOKUP);
+        nlookup.store(nlookup.load(Ordering::Relaxed) + 1, Ordering::Release);
+        let nodeid = slot + FIRST;
+        cache.entry(nodeid).or_insert_with(|| Arc::new(Inode { nodeid, fd, key, kind }));
         nodeid
     }
 
     /// Drops `n` lookups; the inode goes when none is left. The count is checked under the
     /// same lock that `lookup` increments it under, so a racing lookup always wins.
     pub fn forget(&self, nodeid: u64, n: u64) {
-        if nodeid == ROOT {
-            return;
-        }
-        let mut t = self.lock();
-        let Some(slot) = t.by_id.get_mut(&nodeid) else {
-            return;
-        };
-        slot.nlookup = slot.nlookup.saturating_sub(n);
-        if slot.nlookup == 0 {
-            let key = slot.inode.key;
-            t.by_id.remove(&nodeid);
-            if t.by_key.get(&key) == Some(&nodeid) {
-                t.by_key.remove(&key);
-            }
+        let Some(slot) = Self::slot(nodeid) else { return };
+        let mut cache = self.lock();
+        let Some(key) = self.key_at(slot) else { return };
+        let nlookup = self.records.word(slot, NLOOKUP);
+        let left = nlookup.load(Ordering::Relaxed).saturating_sub(n);
+        nlookup.store(left, Ordering::Release);
+        if left == 0 {
+            self.index.remove(key.hash(), slot);
+            self.records.remove(slot);
+            cache.remove(&nodeid);
         }
     }
 
-    /// The lookup count of `nodeid` (0 if unknown). For tests and diagnostics.
+    /// The lookup count of `nodeid` (0 if unknown).
     pub fn lookup_count(&self, nodeid: u64) -> u64 {
-        self.lock().by_id.get(&nodeid).map_or(0, |slot| slot.nlookup)
+        match Self::slot(nodeid) {
+            Some(slot) if self.records.is_valid(slot) => {
+                self.records.word(slot, NLOOKUP).load(Ordering::Acquire)
+            }
+            _ => 0,
+        }
     }
 
-    /// How many inodes are held, the root included.
-    pub fn len(&self) -> usize {
-        self.lock().by_id.len()
+    /// Takes a use of the inode's kernel passthrough backing id, registering one with
+    /// `open_backing` if the inode has none. None when no backing id can be had.
+    pub fn backing_acquire(
+        &self,
+        inode: &Inode,
+        open_backing: impl FnOnce() -> Option<i32>,
+    ) -> Option<i32> {
+        let slot = Self::slot(inode.nodeid)?;
+        let _guard = self.lock();
+        let word = self.records.word(slot, BACKING);
+        let (mut id, mut users) = split(word.load(Ordering::Acquire));
+        if users == 0 {
+            id = open_backing()?;
+        }
+        users += 1;
+        word.store(join(id, users), Ordering::Release);
+        Some(id)
     }
 
-    /// Never true: the root is always held.
-    pub fn is_empty(&self) -> bool {
-        false
+    /// Drops a use of the inode's backing id; returns the id to close when it was the last.
+    pub fn backing_release(&self, nodeid: u64) -> Option<i32> {
+        let slot = Self::slot(nodeid)?;
+        let _guard = self.lock();
+        let word = self.records.word(slot, BACKING);
+        let (id, users) = split(word.load(Ordering::Acquire));
+        let users = users.saturating_sub(1);
+        word.store(join(if users == 0 { 0 } else { id }, users), Ordering::Release);
+        (users == 0 && id > 0).then_some(id)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Tables> {
-        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// How many inodes this process has open (the root included). For diagnostics.
+    pub fn cached(&self) -> usize {
+        self.lock().len() + 1
     }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Inode>>> {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn split(word: u64) -> (i32, u32) {
+    ((word >> 32) as i32, word as u32)
+}
+
+fn join(id: i32, users: u32) -> u64 {
+    (u64::from(id as u32) << 32) | u64::from(users)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 
-    fn fd() -> OwnedFd {
-        rustix::fs::open("/", rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).unwrap()
+    fn path_fd(path: &std::path::Path) -> OwnedFd {
+        rustix::fs::open(path, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+            .unwrap()
     }
 
-    fn key(ino: u64) -> InodeKey {
-        InodeKey { dev: 1, ino, mnt_id: 1 }
+    fn key(fd: &OwnedFd) -> InodeKey {
+        let st = rustix::fs::statx(
+            fd,
+            "",
+            AtFlags::EMPTY_PATH,
+            StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
+        )
+        .unwrap();
+        InodeKey {
+            dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            mnt_id: st.stx_mnt_id,
+        }
+    }
+
+    fn table(store: &Store, dir: &std::path::Path) -> InodeTable {
+        let root = path_fd(dir);
+        let k = key(&root);
+        let mount_fd = rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        InodeTable::new(store, 0, root, k, mount_fd)
     }
 
     #[test]
-    fn lookups_of_one_inode_share_a_nodeid_and_count() {
-        let t = InodeTable::new(Inode::new(fd(), key(2), libc::S_IFDIR));
-        let a = t.lookup(fd(), key(10), libc::S_IFREG);
-        let b = t.lookup(fd(), key(10), libc::S_IFREG);
+    fn lookups_share_a_nodeid_count_and_forget() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let store = Store::create("t", &[INODES]).unwrap();
+        let t = table(&store, dir.path());
+        let f = dir.path().join("f");
+        let a = t.lookup(path_fd(&f), key(&path_fd(&f)), libc::S_IFREG).unwrap();
+        let b = t.lookup(path_fd(&f), key(&path_fd(&f)), libc::S_IFREG).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, ROOT);
         assert_eq!(t.lookup_count(a), 2);
+        assert_eq!(
+            t.lookup(path_fd(dir.path()), key(&path_fd(dir.path())), libc::S_IFDIR).unwrap(),
+            ROOT
+        );
         t.forget(a, 1);
         assert!(t.get(a).is_ok());
         t.forget(a, 1);
         assert_eq!(t.get(a).unwrap_err(), Errno::ESTALE);
-        let c = t.lookup(fd(), key(10), libc::S_IFREG);
-        assert_ne!(c, a, "a forgotten nodeid is never handed out again");
+        t.forget(ROOT, 100);
+        assert!(t.get(ROOT).is_ok(), "the root survives any forget");
     }
 
     #[test]
-    fn the_root_survives_any_forget() {
-        let t = InodeTable::new(Inode::new(fd(), key(2), libc::S_IFDIR));
-        t.forget(ROOT, 100);
-        assert!(t.get(ROOT).is_ok());
-        assert_eq!(
-            t.lookup(fd(), key(2), libc::S_IFDIR),
-            ROOT,
-            "looking up the root's inode finds the root"
-        );
+    fn a_new_process_reopens_inodes_by_handle_with_their_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/f"), b"x").unwrap();
+        let store = Store::create("t", &[INODES]).unwrap();
+        let (d, f);
+        {
+            let t = table(&store, dir.path());
+            let p = dir.path().join("d");
+            d = t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFDIR).unwrap();
+            let p = dir.path().join("d/f");
+            f = t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap();
+            t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap();
+        }
+        // A restarted server: the store reopened, nothing cached.
+        let again = Store::open(store.fd().try_clone_to_owned().unwrap(), &[INODES]).unwrap();
+        let t = table(&again, dir.path());
+        assert_eq!(t.cached(), 1);
+        let inode = t.get(f).unwrap();
+        assert_eq!(inode.key, key(&path_fd(&dir.path().join("d/f"))));
+        assert_eq!(inode.kind, libc::S_IFREG);
+        assert_eq!(t.lookup_count(f), 2);
+        assert_eq!(t.get(d).unwrap().kind, libc::S_IFDIR);
+        // Found again by identity: same nodeid, one more lookup.
+        let p = dir.path().join("d/f");
+        assert_eq!(t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap(), f);
+        assert_eq!(t.lookup_count(f), 3);
+        // An inode deleted while the server was down fails alone.
+        std::fs::remove_file(&p).unwrap();
+        t.forget(f, 3);
+        assert_eq!(t.get(f).unwrap_err(), Errno::ESTALE);
+        assert!(t.get(d).is_ok());
     }
 }

@@ -10,6 +10,7 @@ pub mod fs;
 pub mod handle;
 pub mod inode;
 pub mod options;
+mod sys;
 
 pub use fs::{FsConfig, Passthrough};
 pub use options::{Options, USAGE, UsageError};

@@ -90,7 +90,7 @@ fn start(options: &Options) -> anyhow::Result<Session<Passthrough>> {
     raise_fd_limit();
     // Modes arrive already masked by the caller's umask.
     rustix::process::umask(rustix::fs::Mode::empty());
-    let fs = Passthrough::new(&options.source, options.fs.clone())
+    let fs = Passthrough::new(&options.source, options.fs.clone(), None)
         .with_context(|| format!("opening source {}", options.source.display()))?;
     let channel = fuse_server::mount(&options.mountpoint, &options.mount, Arc::new(NoCustody))?;
     Session::start(fs, channel, options.session.clone()).map_err(|err| {

@@ -44,11 +44,6 @@ impl SharedMap {
         Ok(SharedMap { base, len })
     }
 
-    /// Size of the mapping.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     fn check(&self, offset: usize, len: usize) {
         let end = offset.checked_add(len).expect("offset overflow");
         assert!(end <= self.len, "store access {offset}+{len} beyond {}", self.len);
@@ -69,14 +64,22 @@ impl SharedMap {
         // SAFETY: in bounds (checked); the destination is a byte range no other thread reads
         // or writes now (an unpublished slot or header field, by the callers' protocol), and
         // it cannot overlap `src`, which is ordinary process memory.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(offset), src.len()) }
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(offset), src.len())
+        }
     }
 
     /// Copies bytes at `offset` out of the store into `dst`.
     pub(crate) fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
         self.check(offset, dst.len());
         // SAFETY: in bounds (checked); the source bytes are published and no longer written.
-        unsafe { std::ptr::copy_nonoverlapping(self.base.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) }
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.base.as_ptr().add(offset),
+                dst.as_mut_ptr(),
+                dst.len(),
+            )
+        }
     }
 }
 

@@ -117,7 +117,8 @@ impl Store {
             let mut name = [0u8; 24];
             name[..spec.name.len()].copy_from_slice(spec.name.as_bytes());
             map.write_bytes(at, &name);
-            map.word(at + 24).store(u64::from(spec.words) | (u64::from(spec.bytes) << 32), Ordering::Relaxed);
+            map.word(at + 24)
+                .store(u64::from(spec.words) | (u64::from(spec.bytes) << 32), Ordering::Relaxed);
             map.word(at + 32).store(spec.capacity, Ordering::Relaxed);
             map.word(at + 40).store(*region as u64, Ordering::Relaxed);
             map.word(at + 56).store(index.map_or(0, |x| x as u64), Ordering::Relaxed);
@@ -139,7 +140,9 @@ impl Store {
         if map.word(0).load(Ordering::Acquire) != MAGIC || head as u32 != VERSION {
             return Err(StoreError::NotAStore);
         }
-        if (head >> 32) as usize != specs.len() || map.word(16).load(Ordering::Relaxed) as usize != size {
+        if (head >> 32) as usize != specs.len()
+            || map.word(16).load(Ordering::Relaxed) as usize != size
+        {
             return Err(StoreError::Layout("table count or size differs".into()));
         }
         let (expected, _) = Store::layout(specs);

@@ -23,7 +23,13 @@ pub struct Table {
 }
 
 impl Table {
-    pub(super) fn new(map: Arc<SharedMap>, spec: TableSpec, region: usize, slot_size: usize, hwm: usize) -> Self {
+    pub(super) fn new(
+        map: Arc<SharedMap>,
+        spec: TableSpec,
+        region: usize,
+        slot_size: usize,
+        hwm: usize,
+    ) -> Self {
         Table { map, spec, region, slot_size, hwm, free: Mutex::new(Vec::new()) }
     }
 
@@ -63,12 +69,17 @@ impl Table {
         };
         let at = self.at(slot);
         for i in 0..self.spec.words as usize {
-            self.map.word(at + 8 + i * 8).store(words.get(i).copied().unwrap_or(0), Ordering::Relaxed);
+            self.map
+                .word(at + 8 + i * 8)
+                .store(words.get(i).copied().unwrap_or(0), Ordering::Relaxed);
         }
         let payload = at + 8 + self.spec.words as usize * 8;
         self.map.write_bytes(payload, bytes);
         if bytes.len() < self.spec.bytes as usize {
-            self.map.write_bytes(payload + bytes.len(), &vec![0; self.spec.bytes as usize - bytes.len()]);
+            self.map.write_bytes(
+                payload + bytes.len(),
+                &vec![0; self.spec.bytes as usize - bytes.len()],
+            );
         }
         self.state(slot).store(VALID, Ordering::Release);
         Ok(slot)

@@ -113,7 +113,13 @@ fn writer_child() {
 fn a_killed_writer_leaves_only_whole_records() {
     for round in 0..5u64 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "store::tests::writer_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "store::tests::writer_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("STORE_WRITER_CHILD", "1")
             .stdout(Stdio::piped())
             .spawn()
@@ -124,7 +130,8 @@ fn a_killed_writer_leaves_only_whole_records() {
             .expect("child fd");
         std::thread::sleep(std::time::Duration::from_millis(20 + 37 * round));
         let path = format!("/proc/{}/fd/{}", child.id(), fd_line.trim());
-        let fd: OwnedFd = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap().into();
+        let fd: OwnedFd =
+            std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap().into();
         child.kill().unwrap();
         child.wait().unwrap();
         let store = Store::open(fd, &SPECS).unwrap();
