@@ -66,6 +66,22 @@ impl Channel {
         Ok(devices[index].clone())
     }
 
+    /// Writes FUSE_NOTIFY_RESEND: the kernel re-queues every request that was read from any
+    /// of the connection's device fds and not answered, with bit 63 set in its unique
+    /// (DESIGN.md, kernel facts 2, 3, 5). Only for a server taking over a dead one's
+    /// connection: requests a live server is working on would be delivered twice.
+    pub fn notify_resend(&self) -> io::Result<()> {
+        let bytes =
+            fuse_proto::reply::notification(fuse_abi::fuse_notify_code::FUSE_NOTIFY_RESEND, &[]);
+        let master = self.master();
+        match fuse_transport::write_reply(master.as_fd(), &[io::IoSlice::new(&bytes)])
+            .map_err(crate::to_io)?
+        {
+            fuse_transport::WriteOutcome::Written => Ok(()),
+            other => Err(io::Error::other(format!("FUSE_NOTIFY_RESEND: {other:?}"))),
+        }
+    }
+
     /// How many device fds the channel holds.
     pub fn len(&self) -> usize {
         self.lock().len()

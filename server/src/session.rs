@@ -39,6 +39,10 @@ pub enum SessionError {
     KernelTooOld(u32),
     #[error("starting worker thread: {0}")]
     Spawn(io::Error),
+    #[error("saving the INIT negotiation: {0}")]
+    Save(io::Error),
+    #[error("the session's ready hook failed: {0}")]
+    Ready(io::Error),
 }
 
 /// Mounts `mountpoint` and returns the connection's channel, its device fd already adopted
@@ -66,6 +70,19 @@ pub struct Session<F: Filesystem> {
 impl<F: Filesystem> Session<F> {
     /// A fresh session: reads FUSE_INIT from the channel's master fd and answers it.
     pub fn start(fs: F, channel: Channel, config: SessionConfig) -> Result<Self, SessionError> {
+        Self::start_with(fs, channel, config, |_| Ok(()))
+    }
+
+    /// As [`Session::start`], calling `save` with the negotiation before the INIT reply is
+    /// written: a server that dies after replying must already have it saved, since the
+    /// kernel never sends INIT again. An error from `save` fails the start.
+    pub fn start_with(
+        fs: F,
+        channel: Channel,
+        config: SessionConfig,
+        save: impl FnOnce(&Negotiation) -> io::Result<()>,
+    ) -> Result<Self, SessionError> {
+        let mut save = Some(save);
         let master = channel.master();
         let mut buf = vec![0u8; 1 << 16];
         let mut reply = ReplyBuf::with_capacity(256);
@@ -90,6 +107,9 @@ impl<F: Filesystem> Session<F> {
             };
             match negotiate(&arg, &config) {
                 Ok(negotiation) => {
+                    if let Some(save) = save.take() {
+                        save(&negotiation).map_err(SessionError::Save)?;
+                    }
                     reply.clear();
                     reply.push_bytes(reply_bytes(&negotiation));
                     send(&master, reply.finish(req.unique, 0))?;
@@ -153,6 +173,16 @@ impl<F: Filesystem> Session<F> {
     /// the mount's own fd for worker 0, a FUSE_DEV_IOC_CLONE for the others, each adopted by
     /// the custody hook before its first read.
     pub fn run(&self) -> Result<(), SessionError> {
+        self.run_then(|_| Ok(()))
+    }
+
+    /// As [`Session::run`], calling `ready` once every worker is reading. A resumed session
+    /// writes FUSE_NOTIFY_RESEND there. An error from `ready` is returned once the workers
+    /// stop (the connection still ends only by unmount or abort).
+    pub fn run_then(
+        &self,
+        ready: impl FnOnce(&Channel) -> io::Result<()>,
+    ) -> Result<(), SessionError> {
         let threads = self.config.threads.max(1);
         let mut devices = Vec::with_capacity(threads);
         for index in 0..threads {
@@ -168,7 +198,7 @@ impl<F: Filesystem> Session<F> {
                     .map_err(SessionError::Spawn)?;
                 handles.push(handle);
             }
-            let mut result = Ok(());
+            let mut result = ready(&self.channel).map_err(SessionError::Ready);
             for handle in handles {
                 match handle.join() {
                     Ok(Ok(())) => {}

@@ -18,6 +18,8 @@ use fuse_transport::MountOptions;
 struct Hello {
     size: u64,
     inits: Arc<AtomicUsize>,
+    /// Uniques of the LOOKUPs it answered.
+    lookups: Arc<Mutex<Vec<u64>>>,
 }
 
 impl Hello {
@@ -38,6 +40,7 @@ impl Filesystem for Hello {
         self.inits.fetch_add(1, Ordering::SeqCst);
     }
     fn lookup(&self, _ctx: &Context<'_>, parent: u64, name: &OsStr) -> Result<Entry, Errno> {
+        self.lookups.lock().unwrap().push(_ctx.unique);
         if parent != 1 || name != "hello" {
             return Err(Errno::ENOENT);
         }
@@ -97,8 +100,12 @@ fn a_resumed_session_serves_the_connection_without_init() {
     // First server: a fresh session answers INIT, then dies before serving anything (its
     // fds are closed; only the holder's duplicates keep the connection).
     let channel = fuse_server::mount(&mnt, &options, holder.clone()).unwrap();
-    let first =
-        Session::start(Hello { size: 1, inits: inits.clone() }, channel, config.clone()).unwrap();
+    let first = Session::start(
+        Hello { size: 1, inits: inits.clone(), lookups: Arc::default() },
+        channel,
+        config.clone(),
+    )
+    .unwrap();
     let saved: Negotiation = *first.negotiation();
     assert!(saved.minor() >= fuse_server::MIN_MINOR);
     drop(first);
@@ -114,7 +121,7 @@ fn a_resumed_session_serves_the_connection_without_init() {
         .collect();
     assert_eq!(fds.len(), 1, "the mount's fd was adopted before INIT was read");
     let second = Session::resume(
-        Hello { size: 2, inits: inits.clone() },
+        Hello { size: 2, inits: inits.clone(), lookups: Arc::default() },
         Channel::new(fds, Arc::new(fuse_server::NoCustody)).unwrap(),
         saved,
         config,
@@ -128,4 +135,70 @@ fn a_resumed_session_serves_the_connection_without_init() {
         fuse_transport::force_unmount(&mnt).unwrap();
     });
     assert_eq!(inits.load(Ordering::SeqCst), 2, "each session initialised its filesystem once");
+}
+
+#[test]
+fn a_request_read_by_a_dead_server_is_resent_to_the_next_one() {
+    assert!(rustix::process::geteuid().is_root(), "mounting needs root");
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().to_path_buf();
+    let _cleanup = Cleanup(mnt.clone());
+    let holder = Arc::new(Holder::default());
+    let inits = Arc::new(AtomicUsize::new(0));
+    let options = MountOptions { fsname: Some("resend-test".into()), ..MountOptions::default() };
+    let config = SessionConfig { threads: 1, ..SessionConfig::default() };
+    let channel = fuse_server::mount(&mnt, &options, holder.clone()).unwrap();
+    let first = Session::start(
+        Hello { size: 1, inits: inits.clone(), lookups: Arc::default() },
+        channel,
+        config.clone(),
+    )
+    .unwrap();
+    let saved = *first.negotiation();
+
+    // An application looks the file up; the first server reads the request and dies
+    // before answering it.
+    let path = mnt.join("hello");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::metadata(&path).map(|m| m.len()));
+    });
+    let mut buf = vec![0u8; saved.max_payload() + 8192];
+    let n =
+        fuse_transport::read_request(first.channel().master().as_fd(), &mut buf).unwrap().unwrap();
+    let lost = fuse_proto::decode(&buf[..n], &Default::default()).unwrap();
+    assert_eq!(lost.opcode, fuse_abi::fuse_opcode::FUSE_LOOKUP);
+    let lost_unique = lost.unique;
+    drop(first);
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the application waits, no error"
+    );
+
+    // The next server resumes and asks for a resend: the application's stat completes.
+    let fds: Vec<OwnedFd> = holder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|fd| fd.as_fd().try_clone_to_owned().unwrap())
+        .collect();
+    let lookups = Arc::new(Mutex::new(Vec::new()));
+    let second = Session::resume(
+        Hello { size: 2, inits, lookups: lookups.clone() },
+        Channel::new(fds, Arc::new(fuse_server::NoCustody)).unwrap(),
+        saved,
+        config,
+    );
+    std::thread::scope(|s| {
+        s.spawn(|| second.run_then(|channel| channel.notify_resend()));
+        let size = rx.recv_timeout(Duration::from_secs(5)).expect("the resent LOOKUP was answered");
+        assert_eq!(size.unwrap(), 2);
+        fuse_transport::force_unmount(&mnt).unwrap();
+    });
+    let seen = lookups.lock().unwrap().clone();
+    assert!(
+        seen.contains(&(lost_unique | fuse_abi::FUSE_UNIQUE_RESEND)),
+        "the resent request carries bit 63: lost {lost_unique:#x}, seen {seen:x?}"
+    );
 }
