@@ -1,6 +1,9 @@
 /*
- * metaops DIR N: create N empty files in DIR (open O_CREAT|O_EXCL + close), then stat each
- * by path, then unlink each; times each phase with CLOCK_MONOTONIC and prints
+ * metaops DIR N [PAUSE]: create N empty files in DIR (open O_CREAT|O_EXCL + close), sleep
+ * PAUSE seconds (default 0; bench/run passes more than the FUSE entry/attr timeout, so every
+ * stat is a round trip to the server rather than a dcache hit whose share would depend on how
+ * long the create phase took), then stat each by path, then unlink each; times each phase
+ * with CLOCK_MONOTONIC and prints
  *   create <files/s>
  *   stat <files/s>
  *   unlink <files/s>
@@ -31,8 +34,8 @@ static void die(const char *what, const char *path)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: metaops DIR N\n");
+	if (argc != 3 && argc != 4) {
+		fprintf(stderr, "usage: metaops DIR N [PAUSE_SECONDS]\n");
 		return 2;
 	}
 	const char *dir = argv[1];
@@ -57,19 +60,26 @@ int main(int argc, char **argv)
 			die("close", paths + len * i);
 	}
 	double t1 = now();
+	double pause = argc == 4 ? strtod(argv[3], NULL) : 0;
+	if (pause > 0) {
+		struct timespec ts = { (time_t)pause, (long)((pause - (double)(time_t)pause) * 1e9) };
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+	}
+	double t2 = now();
 	struct stat st;
 	for (long i = 0; i < n; i++)
 		if (stat(paths + len * i, &st) != 0)
 			die("stat", paths + len * i);
-	double t2 = now();
+	double t3 = now();
 	for (long i = 0; i < n; i++)
 		if (unlink(paths + len * i) != 0)
 			die("unlink", paths + len * i);
-	double t3 = now();
+	double t4 = now();
 
 	printf("create %.0f\n", n / (t1 - t0));
-	printf("stat %.0f\n", n / (t2 - t1));
-	printf("unlink %.0f\n", n / (t3 - t2));
+	printf("stat %.0f\n", n / (t3 - t2));
+	printf("unlink %.0f\n", n / (t4 - t3));
 	free(paths);
 	return 0;
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fuse_abi::{FOPEN_PASSTHROUGH, fuse_attr, fuse_kstatfs};
+use fuse_abi::{FOPEN_NOFLUSH, FOPEN_PASSTHROUGH, fuse_attr, fuse_kstatfs};
 use fuse_server::{
     Attr, Context, CopyRange, CreateArgs, DirFiller, Entry, Errno, Filesystem, Opened, Result,
     SetAttr, SetTime, Statfs,
@@ -33,6 +33,9 @@ pub struct FsConfig {
     /// The page cache runs in writeback mode: the kernel may read from files opened
     /// write-only and does O_APPEND itself.
     pub writeback: bool,
+    /// Test switch (`PASSTHROUGHFS_TEST_READ_DELAY_MS`): every READ waits this long inside
+    /// the server before reading, so tests can kill a server with a READ in flight.
+    pub read_delay: Option<Duration>,
 }
 
 impl Default for FsConfig {
@@ -42,6 +45,7 @@ impl Default for FsConfig {
             attr_timeout: Duration::from_secs(1),
             passthrough: true,
             writeback: false,
+            read_delay: None,
         }
     }
 }
@@ -231,7 +235,11 @@ impl Passthrough {
         fd: OwnedFd,
         flags: i32,
     ) -> Result<Opened> {
-        let mut opened = Opened::default();
+        // No FLUSH on close: locks are the kernel's (no POSIX lock delegation) and writes reach
+        // the source synchronously, so FLUSH has nothing to do; without it a close costs no
+        // round trip and never waits on a server being restarted (an exec closing inherited
+        // fds would otherwise pause until the new server answers).
+        let mut opened = Opened { open_flags: FOPEN_NOFLUSH, ..Opened::default() };
         let mut record = HandleRecord { nodeid: inode.nodeid, flags, is_dir: false, backed: false };
         if inode.kind == libc::S_IFREG
             && self.passthrough.load(std::sync::atomic::Ordering::Relaxed)
@@ -489,6 +497,9 @@ impl Filesystem for Passthrough {
         buf: &mut [u8],
     ) -> Result<usize> {
         let handle = self.file(fh)?;
+        if let Some(delay) = self.config.read_delay {
+            std::thread::sleep(delay);
+        }
         rustix::io::pread(handle.file()?, buf, offset).map_err(sys)
     }
 
@@ -797,4 +808,10 @@ fn clears_only_suid_sgid(inode: &Inode, mode: u32) -> Result<bool> {
     let new = mode & 0o7777;
     let kill = libc::S_ISUID | libc::S_ISGID;
     Ok(new != old && new & !kill == old & !kill && new & kill == new & old & kill)
+}
+
+impl fuse_recovery::Recoverable for Passthrough {
+    fn state(&self) -> &Store {
+        &self.store
+    }
 }

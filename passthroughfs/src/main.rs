@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use fuse_recovery::RecoveryOptions;
 use fuse_server::{NoCustody, Session};
 use passthroughfs::daemon::{Ready, daemonize};
 use passthroughfs::{Options, Passthrough, USAGE};
@@ -25,13 +26,20 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    for path in [&mut options.source, &mut options.mountpoint] {
-        match std::fs::canonicalize(&*path) {
-            Ok(abs) => *path = abs,
-            Err(err) => {
-                eprintln!("passthroughfs: {}: {err}", path.display());
-                return ExitCode::FAILURE;
-            }
+    // The source is resolved; the mountpoint only made absolute: it may be a mount whose
+    // server is dead (a restart re-attaching to it), where any stat would block.
+    match std::fs::canonicalize(&options.source) {
+        Ok(abs) => options.source = abs,
+        Err(err) => {
+            eprintln!("passthroughfs: {}: {err}", options.source.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    match std::path::absolute(&options.mountpoint) {
+        Ok(abs) => options.mountpoint = abs,
+        Err(err) => {
+            eprintln!("passthroughfs: {}: {err}", options.mountpoint.display());
+            return ExitCode::FAILURE;
         }
     }
     let ready = if options.foreground {
@@ -55,6 +63,9 @@ fn main() -> ExitCode {
 }
 
 fn run(options: &Options, ready: Ready) -> anyhow::Result<()> {
+    if options.recovery.is_some() {
+        return run_recoverable(options, ready);
+    }
     let started = start(options);
     let session = match started {
         Ok(session) => {
@@ -66,7 +77,15 @@ fn run(options: &Options, ready: Ready) -> anyhow::Result<()> {
             return Err(err);
         }
     };
-    let mountpoint = options.mountpoint.clone();
+    let signals = unmount_on_signal(&options.mountpoint)?;
+    let result = session.run();
+    signals.close();
+    result.context("serving")
+}
+
+/// SIGINT and SIGTERM unmount (detached); the workers then see the connection end.
+fn unmount_on_signal(mountpoint: &Path) -> anyhow::Result<signal_hook::iterator::Handle> {
+    let mountpoint = mountpoint.to_path_buf();
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("installing signal handlers")?;
     let handle = signals.handle();
@@ -81,9 +100,46 @@ fn run(options: &Options, ready: Ready) -> anyhow::Result<()> {
             }
         })
         .context("starting the signal thread")?;
-    let result = session.run();
-    handle.close();
-    result.context("serving")
+    Ok(handle)
+}
+
+/// With `-o tag=`: re-attach to the keeper's connection for the tag, or mount fresh and
+/// register it.
+fn run_recoverable(options: &Options, ready: Ready) -> anyhow::Result<()> {
+    let recovery = options.recovery.as_ref().context("no tag")?;
+    let recovery = RecoveryOptions {
+        tag: recovery.tag.clone(),
+        rescue_uid: recovery.rescue_uid.unwrap_or_else(|| rustix::process::getuid().as_raw()),
+        recovery_timeout: recovery.recovery_timeout,
+        socket: recovery.socket.clone().unwrap_or_else(fuse_keeper::socket_path),
+        start_keeper: recovery.start_keeper,
+    };
+    raise_fd_limit();
+    rustix::process::umask(rustix::fs::Mode::empty());
+    let signals = unmount_on_signal(&options.mountpoint)?;
+    let mut ready = Some(ready);
+    let result = fuse_recovery::serve(
+        &options.mountpoint,
+        &options.mount,
+        options.session.clone(),
+        &recovery,
+        |state| Ok(Passthrough::new(&options.source, options.fs.clone(), state)?),
+        |started| {
+            tracing::info!(?started, "serving");
+            if let Some(ready) = ready.take()
+                && let Err(err) = ready.ok()
+            {
+                tracing::warn!(%err, "reporting readiness");
+            }
+        },
+    );
+    signals.close();
+    if let Err(err) = &result
+        && let Some(ready) = ready.take()
+    {
+        ready.failed(&err.to_string());
+    }
+    result.map(|_| ()).context("serving")
 }
 
 fn start(options: &Options) -> anyhow::Result<Session<Passthrough>> {

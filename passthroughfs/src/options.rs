@@ -21,6 +21,22 @@ pub struct Options {
     pub mount: MountOptions,
     pub fs: FsConfig,
     pub session: SessionConfig,
+    /// `-o tag=NAME`: recoverable through the keeper under this tag.
+    pub recovery: Option<Recovery>,
+}
+
+/// The recovery options (`tag=` and the options that only make sense with it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovery {
+    pub tag: String,
+    /// `rescue_uid=UID` (default: the mounting uid).
+    pub rescue_uid: Option<u32>,
+    /// `recovery_timeout=SECONDS` (default: wait for ever).
+    pub recovery_timeout: Option<Duration>,
+    /// `keeper=PATH`: the keeper's socket (default: FUSE_KEEPER_SOCKET or the standard path).
+    pub socket: Option<PathBuf>,
+    /// `nokeeper_start`: fail instead of starting a keeper when none answers.
+    pub start_keeper: bool,
 }
 
 /// A command line that cannot be used, with what is wrong.
@@ -34,6 +50,8 @@ pub enum UsageError {
     BadValue { option: String, value: String },
     #[error("-o needs an argument")]
     MissingOptionList,
+    #[error("-o {0} needs -o tag=NAME")]
+    NeedsTag(String),
 }
 
 /// The usage line.
@@ -42,7 +60,9 @@ pub const USAGE: &str = "usage: passthroughfs [-f] [-d] [-o OPTION[,OPTION...]] 
 options:
   allow_other, default_permissions, ro, fsname=NAME, subtype=NAME,
   entry_timeout=SECONDS, attr_timeout=SECONDS, writeback, threads=N,
-  nopassthrough, and mount flags (nosuid, nodev, noexec, noatime, ...)";
+  nopassthrough, and mount flags (nosuid, nodev, noexec, noatime, ...)
+recovery (the mount outlives the server; the same command line re-attaches):
+  tag=NAME, rescue_uid=UID, recovery_timeout=SECONDS, keeper=SOCKET, nokeeper_start";
 
 impl Options {
     /// Parses the arguments after the program name.
@@ -80,15 +100,37 @@ impl Options {
             },
             fs: FsConfig::default(),
             session: SessionConfig { passthrough: true, ..SessionConfig::default() },
+            recovery: None,
         };
+        let mut recovery = Recovery {
+            tag: String::new(),
+            rescue_uid: None,
+            recovery_timeout: None,
+            socket: None,
+            start_keeper: true,
+        };
+        let mut needs_tag = None;
         for list in &lists {
             for option in list.split(',').filter(|o| !o.is_empty()) {
-                opts.apply(option)?;
+                if !recovery.apply(option)? {
+                    opts.apply(option)?;
+                } else if !option.starts_with("tag=") {
+                    needs_tag = Some(option.to_string());
+                }
             }
+        }
+        if !recovery.tag.is_empty() {
+            opts.recovery = Some(recovery);
+        } else if let Some(option) = needs_tag {
+            return Err(UsageError::NeedsTag(option));
         }
         if opts.mount.fsname.is_none() {
             opts.mount.fsname = Some(opts.source.display().to_string());
         }
+        opts.fs.read_delay = std::env::var("PASSTHROUGHFS_TEST_READ_DELAY_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis);
         opts.fs.passthrough = opts.session.passthrough && !opts.session.writeback;
         opts.fs.writeback = opts.session.writeback;
         Ok(opts)
@@ -133,6 +175,30 @@ impl Options {
     }
 }
 
+impl Recovery {
+    /// Takes a recovery option; false if `option` is not one.
+    fn apply(&mut self, option: &str) -> Result<bool, UsageError> {
+        let (name, value) = option.split_once('=').unwrap_or((option, ""));
+        let bad = || UsageError::BadValue { option: name.to_string(), value: value.to_string() };
+        match name {
+            "tag" if !value.is_empty() && value.len() <= 255 && !value.contains('/') => {
+                self.tag = value.to_string()
+            }
+            "rescue_uid" => self.rescue_uid = Some(value.parse().map_err(|_| bad())?),
+            "recovery_timeout" => {
+                let s: f64 = value.parse().map_err(|_| bad())?;
+                let d = Duration::try_from_secs_f64(s).map_err(|_| bad())?;
+                self.recovery_timeout = (!d.is_zero()).then_some(d);
+            }
+            "keeper" if !value.is_empty() => self.socket = Some(PathBuf::from(value)),
+            "nokeeper_start" if value.is_empty() => self.start_keeper = false,
+            "tag" | "keeper" | "nokeeper_start" => return Err(bad()),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
 /// Mount flags passed through to mount(2) / fusermount3.
 const MOUNT_FLAGS: &[&str] = &[
     "nosuid",
@@ -172,6 +238,27 @@ mod tests {
         assert_eq!(o.source, PathBuf::from("/src"));
         assert_eq!(o.mountpoint, PathBuf::from("/mnt"));
         assert_eq!(o.mount.fsname.as_deref(), Some("/src"));
+    }
+
+    #[test]
+    fn recovery_options_need_a_tag() {
+        let o = parse("-o tag=db,rescue_uid=7,recovery_timeout=2,keeper=/k.sock a b").unwrap();
+        let r = o.recovery.unwrap();
+        assert_eq!(r.tag, "db");
+        assert_eq!(r.rescue_uid, Some(7));
+        assert_eq!(r.recovery_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(r.socket, Some(PathBuf::from("/k.sock")));
+        assert!(r.start_keeper);
+        assert!(parse("a b").unwrap().recovery.is_none(), "no tag, no keeper");
+        assert_eq!(
+            parse("-o rescue_uid=7 a b").unwrap_err(),
+            UsageError::NeedsTag("rescue_uid=7".into())
+        );
+        assert!(matches!(parse("-o tag=a/b x y").unwrap_err(), UsageError::BadValue { .. }));
+        assert!(matches!(
+            parse("-o tag=x,rescue_uid=me a b").unwrap_err(),
+            UsageError::BadValue { .. }
+        ));
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub struct Session<F: Filesystem> {
 impl<F: Filesystem> Session<F> {
     /// A fresh session: reads FUSE_INIT from the channel's master fd and answers it.
     pub fn start(fs: F, channel: Channel, config: SessionConfig) -> Result<Self, SessionError> {
-        Self::start_with(fs, channel, config, |_| Ok(()))
+        Self::start_with(fs, channel, config, |_, _| Ok(()))
     }
 
     /// As [`Session::start`], calling `save` with the negotiation before the INIT reply is
@@ -80,7 +80,7 @@ impl<F: Filesystem> Session<F> {
         fs: F,
         channel: Channel,
         config: SessionConfig,
-        save: impl FnOnce(&Negotiation) -> io::Result<()>,
+        save: impl FnOnce(&F, &Negotiation) -> io::Result<()>,
     ) -> Result<Self, SessionError> {
         let mut save = Some(save);
         let master = channel.master();
@@ -108,7 +108,7 @@ impl<F: Filesystem> Session<F> {
             match negotiate(&arg, &config) {
                 Ok(negotiation) => {
                     if let Some(save) = save.take() {
-                        save(&negotiation).map_err(SessionError::Save)?;
+                        save(&fs, &negotiation).map_err(SessionError::Save)?;
                     }
                     reply.clear();
                     reply.push_bytes(reply_bytes(&negotiation));

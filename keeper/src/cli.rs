@@ -1,0 +1,224 @@
+//! Command line: parse, run, map errors to exit codes (2 for usage).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use fuse_keeper::daemon::{self, Config};
+use fuse_keeper::{KeeperClient, KeeperError, Registration, socket_path};
+
+const USAGE: &str = "\
+usage: fuse-keeper serve [--root-may-attach]
+       fuse-keeper ls [--json]
+       fuse-keeper abort TAG|MOUNTPOINT
+       fuse-keeper umount TAG|MOUNTPOINT
+
+The socket is $FUSE_KEEPER_SOCKET if set, else /run/fuse-keeper/keeper.sock for root, else
+$XDG_RUNTIME_DIR/fuse-keeper.sock.";
+
+/// How long `umount` waits for the keeper.
+const UMOUNT_TIMEOUT: Duration = Duration::from_millis(900);
+
+struct Usage(String);
+
+pub fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let args: Vec<String> = match args.into_iter().map(OsString::into_string).collect() {
+        Ok(a) => a,
+        Err(bad) => return usage(&format!("argument is not UTF-8: {bad:?}")),
+    };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match run(&args) {
+        Ok(Ok(code)) => code,
+        Ok(Err(Usage(msg))) => usage(&msg),
+        Err(e) => {
+            eprintln!("fuse-keeper: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage(msg: &str) -> ExitCode {
+    if !msg.is_empty() {
+        eprintln!("fuse-keeper: {msg}");
+    }
+    eprintln!("{USAGE}");
+    ExitCode::from(2)
+}
+
+fn one_arg<'a>(cmd: &str, rest: &[&'a str]) -> Result<&'a str, Usage> {
+    match rest {
+        [arg] if !arg.starts_with('-') => Ok(arg),
+        _ => Err(Usage(format!("{cmd} takes exactly one TAG or MOUNTPOINT"))),
+    }
+}
+
+fn run(args: &[&str]) -> Result<Result<ExitCode, Usage>> {
+    let Some((&cmd, rest)) = args.split_first() else {
+        return Ok(Err(Usage(String::new())));
+    };
+    let code = match (cmd, rest) {
+        ("serve", []) => serve(false)?,
+        ("serve", ["--root-may-attach"]) => serve(true)?,
+        ("ls", []) => ls(false)?,
+        ("ls", ["--json"]) => ls(true)?,
+        ("abort", _) => match one_arg(cmd, rest) {
+            Ok(target) => abort(target)?,
+            Err(u) => return Ok(Err(u)),
+        },
+        ("umount", _) => match one_arg(cmd, rest) {
+            Ok(target) => umount(target)?,
+            Err(u) => return Ok(Err(u)),
+        },
+        ("attach-test", [tag]) => attach_test(tag)?,
+        ("register-test", [tag, opts @ ..]) => match register_test(tag, opts) {
+            Ok(r) => r?,
+            Err(u) => return Ok(Err(u)),
+        },
+        ("help" | "--help" | "-h", []) => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => return Ok(Err(Usage(format!("unknown command or arguments: {}", args.join(" "))))),
+    };
+    Ok(Ok(code))
+}
+
+fn serve(root_may_attach: bool) -> Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    daemon::serve(&Config { socket: socket_path(), root_may_attach })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn connect() -> Result<KeeperClient> {
+    let path = socket_path();
+    KeeperClient::connect(&path).with_context(|| "is the keeper running? (fuse-keeper serve)")
+}
+
+fn ls(json: bool) -> Result<ExitCode> {
+    let entries = connect()?.list()?;
+    let mut out = std::io::stdout().lock();
+    let text = if json { crate::table::json(&entries) } else { crate::table::text(&entries) };
+    out.write_all(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn abort(target: &str) -> Result<ExitCode> {
+    connect()?.abort(target)?;
+    println!("aborted {target}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ask the keeper; if none answers (or it does not hold the target) and the target is a FUSE
+/// mountpoint, abort and detach it ourselves.
+fn umount(target: &str) -> Result<ExitCode> {
+    let asked = KeeperClient::connect(&socket_path()).and_then(|mut c| {
+        c.set_timeout(Some(UMOUNT_TIMEOUT))?;
+        c.umount(target)
+    });
+    match asked {
+        Ok(()) => {
+            println!("unmounted {target}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) if fallback_allowed(&e, target) => {
+            eprintln!("fuse-keeper: keeper: {e}; unmounting {target} directly");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    fuse_transport::force_unmount(Path::new(target))?;
+    println!("unmounted {target}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fallback_allowed(e: &KeeperError, target: &str) -> bool {
+    let path = Path::new(target);
+    let keeper_gone = e.is_unavailable()
+        || matches!(e.errno(), Some(libc::EAGAIN | libc::ETIMEDOUT))
+        || matches!(e.errno(), Some(libc::ENOENT | libc::EPERM))
+            && matches!(e, KeeperError::Refused { .. });
+    keeper_gone && path.is_absolute() && fuse_transport::is_fuse_mount(path)
+}
+
+/// Hidden test helper: ATTACH `tag`, print the outcome. Exit 0 attached, 3 unknown tag, 1 error
+/// (`errno=N` on stdout).
+fn attach_test(tag: &str) -> Result<ExitCode> {
+    println!("pid={}", std::process::id());
+    match connect()?.attach(tag) {
+        Ok(Some(a)) => {
+            println!("attached devices={} negotiation={:?}", a.devices.len(), a.negotiation);
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(None) => {
+            println!("unknown");
+            Ok(ExitCode::from(3))
+        }
+        Err(e) => {
+            println!("errno={}", e.errno().unwrap_or(0));
+            println!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn parse_opt<T: std::str::FromStr>(name: &str, value: Option<&&str>) -> Result<T, Usage> {
+    value.and_then(|v| v.parse().ok()).ok_or_else(|| Usage(format!("{name} needs a number")))
+}
+
+/// Hidden test helper: REGISTER `tag` with stdin as the device (and stdout as device 1 with
+/// `--stdout-device`), a memfd holding `state:TAG` as the state; print `registered PID` on
+/// stderr, then sleep until killed.
+fn register_test(tag: &str, opts: &[&str]) -> Result<Result<ExitCode>, Usage> {
+    let mut reg = Registration {
+        tag: tag.to_owned(),
+        rescue_uid: rustix::process::getuid().as_raw(),
+        mountpoint: "/nonexistent".into(),
+        conn_id: 0,
+        recovery_timeout: None,
+        negotiation: format!("negotiation:{tag}").into_bytes(),
+    };
+    let mut stdout_device = false;
+    let mut it = opts.iter();
+    while let Some(&opt) = it.next() {
+        match opt {
+            "--rescue-uid" => reg.rescue_uid = parse_opt(opt, it.next())?,
+            "--conn-id" => reg.conn_id = parse_opt(opt, it.next())?,
+            "--timeout-ms" => {
+                reg.recovery_timeout = Some(Duration::from_millis(parse_opt(opt, it.next())?))
+            }
+            "--mountpoint" => {
+                reg.mountpoint =
+                    it.next().ok_or_else(|| Usage("--mountpoint needs a path".into()))?.into()
+            }
+            "--stdout-device" => stdout_device = true,
+            _ => return Err(Usage(format!("unknown option {opt}"))),
+        }
+    }
+    Ok(register_and_sleep(&reg, stdout_device))
+}
+
+fn register_and_sleep(reg: &Registration, stdout_device: bool) -> Result<ExitCode> {
+    let state =
+        rustix::fs::memfd_create("fuse-keeper-test-state", rustix::fs::MemfdFlags::CLOEXEC)?;
+    rustix::io::write(&state, format!("state:{}", reg.tag).as_bytes())?;
+    let stdin = std::io::stdin();
+    let mut client = connect()?;
+    client.register(reg, stdin.as_fd(), state.as_fd())?;
+    if stdout_device {
+        client.add_device(&reg.tag, 1, std::io::stdout().as_fd())?;
+    }
+    eprintln!("registered {}", std::process::id());
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}

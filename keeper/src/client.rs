@@ -1,0 +1,258 @@
+//! The keeper client used by servers (register, add devices, attach, unregister) and by the
+//! admin commands (list, abort, umount).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+
+use crate::KeeperError;
+use crate::protocol::{self, ConnState, ListEntry, MAX_FDS, MAX_MESSAGE, Register, Reply, Request};
+
+/// The environment variable naming the keeper socket, for the daemon and clients alike.
+pub const SOCKET_ENV: &str = "FUSE_KEEPER_SOCKET";
+/// Root's keeper socket.
+pub const ROOT_SOCKET: &str = "/run/fuse-keeper/keeper.sock";
+/// Name of a user's keeper socket in `$XDG_RUNTIME_DIR`.
+pub const USER_SOCKET_NAME: &str = "fuse-keeper.sock";
+/// How long a client waits for the keeper's reply by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The keeper socket: `$FUSE_KEEPER_SOCKET` if set and not empty; else
+/// `/run/fuse-keeper/keeper.sock` for root; else `$XDG_RUNTIME_DIR/fuse-keeper.sock`, with
+/// `/run/user/<uid>` standing in for an unset `XDG_RUNTIME_DIR` (never a world-writable
+/// directory, where another user could squat the name and receive our fds).
+pub fn socket_path() -> PathBuf {
+    if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
+        return PathBuf::from(ROOT_SOCKET);
+    }
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("/run/user/{}", uid.as_raw())));
+    dir.join(USER_SOCKET_NAME)
+}
+
+/// What a server hands to the keeper with REGISTER.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub tag: String,
+    pub rescue_uid: u32,
+    pub mountpoint: PathBuf,
+    pub conn_id: u32,
+    /// How long an orphaned connection is kept before the keeper aborts it; `None` = forever.
+    /// Rounded up to whole milliseconds.
+    pub recovery_timeout: Option<Duration>,
+    pub negotiation: Vec<u8>,
+}
+
+/// What ATTACH hands back.
+#[derive(Debug)]
+pub struct Attached {
+    pub mountpoint: PathBuf,
+    pub conn_id: u32,
+    pub negotiation: Vec<u8>,
+    pub state: OwnedFd,
+    /// Every device fd held, in index order (index 0, the mount's own fd, first).
+    pub devices: Vec<OwnedFd>,
+}
+
+/// One connection as LIST shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub tag: String,
+    pub owner_uid: u32,
+    pub rescue_uid: u32,
+    pub mountpoint: PathBuf,
+    pub conn_id: u32,
+    pub state: ConnState,
+    pub server_pid: Option<u32>,
+    /// Requests waiting in the connection (fusectl), if known.
+    pub waiting: Option<u32>,
+    /// How long the connection has had no server; `None` while serving.
+    pub orphaned_for: Option<Duration>,
+}
+
+impl From<ListEntry> for ConnInfo {
+    fn from(e: ListEntry) -> Self {
+        ConnInfo {
+            tag: e.tag,
+            owner_uid: e.owner_uid,
+            rescue_uid: e.rescue_uid,
+            mountpoint: e.mountpoint,
+            conn_id: e.conn_id,
+            state: e.state,
+            server_pid: (e.server_pid != 0).then_some(e.server_pid),
+            waiting: (e.waiting != u32::MAX).then_some(e.waiting),
+            orphaned_for: (e.state != ConnState::Serving)
+                .then(|| Duration::from_millis(e.orphaned_ms)),
+        }
+    }
+}
+
+/// A connection to the keeper. One request at a time: each call sends a request and waits for
+/// its reply.
+#[derive(Debug)]
+pub struct KeeperClient {
+    sock: OwnedFd,
+}
+
+fn timeout_ms(d: Option<Duration>) -> u64 {
+    match d {
+        None => 0,
+        Some(d) => {
+            let ms = d.as_nanos().div_ceil(1_000_000);
+            u64::try_from(ms).unwrap_or(u64::MAX).max(1)
+        }
+    }
+}
+
+impl KeeperClient {
+    /// Connect to the keeper socket at `path` (replies are awaited for at most
+    /// [`DEFAULT_TIMEOUT`]; see [`KeeperClient::set_timeout`]).
+    pub fn connect(path: &Path) -> Result<KeeperClient, KeeperError> {
+        let connect = || -> std::io::Result<OwnedFd> {
+            let sock = rustix::net::socket_with(
+                AddressFamily::UNIX,
+                SocketType::SEQPACKET,
+                SocketFlags::CLOEXEC,
+                None,
+            )?;
+            rustix::net::connect(&sock, &SocketAddrUnix::new(path)?)?;
+            Ok(sock)
+        };
+        let sock =
+            connect().map_err(|source| KeeperError::Connect { path: path.into(), source })?;
+        let mut client = KeeperClient { sock };
+        client.set_timeout(Some(DEFAULT_TIMEOUT))?;
+        Ok(client)
+    }
+
+    /// Wait at most `timeout` for a reply (and for room to send); `None` waits forever.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), KeeperError> {
+        use rustix::net::sockopt::{Timeout, set_socket_timeout};
+        set_socket_timeout(&self.sock, Timeout::Recv, timeout).map_err(std::io::Error::from)?;
+        set_socket_timeout(&self.sock, Timeout::Send, timeout).map_err(std::io::Error::from)?;
+        Ok(())
+    }
+
+    fn call(
+        &mut self,
+        req: &Request,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(Reply, Vec<OwnedFd>), KeeperError> {
+        let msg = protocol::encode_request(req);
+        if msg.len() > MAX_MESSAGE {
+            return Err(KeeperError::Protocol("request larger than 64 KiB".into()));
+        }
+        protocol::send_message(self.sock.as_fd(), &msg, fds)?;
+        let received = protocol::recv_message(self.sock.as_fd(), MAX_MESSAGE, MAX_FDS)?
+            .ok_or(KeeperError::Closed)?;
+        if received.truncated || received.fds_truncated {
+            return Err(KeeperError::Protocol("reply truncated".into()));
+        }
+        match protocol::decode_reply(&received.bytes, received.fds.len())? {
+            Reply::Error { errno, message } => Err(KeeperError::Refused { errno, message }),
+            reply => Ok((reply, received.fds)),
+        }
+    }
+
+    fn call_ok(&mut self, req: &Request, fds: &[BorrowedFd<'_>]) -> Result<(), KeeperError> {
+        match self.call(req, fds)? {
+            (Reply::Ok, _) => Ok(()),
+            (other, _) => Err(unexpected(&other)),
+        }
+    }
+
+    /// REGISTER a connection: the keeper keeps `device` (index 0) and `state`.
+    pub fn register(
+        &mut self,
+        reg: &Registration,
+        device: BorrowedFd<'_>,
+        state: BorrowedFd<'_>,
+    ) -> Result<(), KeeperError> {
+        let req = Request::Register(Register {
+            tag: reg.tag.clone(),
+            rescue_uid: reg.rescue_uid,
+            mountpoint: reg.mountpoint.clone(),
+            conn_id: reg.conn_id,
+            recovery_timeout_ms: timeout_ms(reg.recovery_timeout),
+            negotiation: reg.negotiation.clone(),
+        });
+        self.call_ok(&req, &[device, state])
+    }
+
+    /// ADD_DEVICE: hand a cloned device fd to the keeper before reading from it.
+    pub fn add_device(
+        &mut self,
+        tag: &str,
+        index: u32,
+        device: BorrowedFd<'_>,
+    ) -> Result<(), KeeperError> {
+        self.call_ok(&Request::AddDevice { tag: tag.into(), index }, &[device])
+    }
+
+    /// ATTACH to an orphaned connection. `Ok(None)`: the keeper holds no such tag (mount
+    /// fresh).
+    pub fn attach(&mut self, tag: &str) -> Result<Option<Attached>, KeeperError> {
+        let (reply, fds) = match self.call(&Request::Attach { tag: tag.into() }, &[]) {
+            Err(KeeperError::Refused { errno: libc::ENOENT, .. }) => return Ok(None),
+            other => other?,
+        };
+        let Reply::Attached { mountpoint, conn_id, negotiation, .. } = reply else {
+            return Err(unexpected(&reply));
+        };
+        let mut fds = fds.into_iter();
+        let state = fds.next().ok_or_else(|| KeeperError::Protocol("no state fd".into()))?;
+        Ok(Some(Attached { mountpoint, conn_id, negotiation, state, devices: fds.collect() }))
+    }
+
+    /// UNREGISTER: the keeper drops the connection (clean unmount).
+    pub fn unregister(&mut self, tag: &str) -> Result<(), KeeperError> {
+        self.call_ok(&Request::Unregister { tag: tag.into() }, &[])
+    }
+
+    /// LIST every connection visible to this uid (several requests if they do not fit in one
+    /// reply).
+    pub fn list(&mut self) -> Result<Vec<ConnInfo>, KeeperError> {
+        let mut out = Vec::new();
+        loop {
+            let skip = u32::try_from(out.len()).unwrap_or(u32::MAX);
+            let (reply, _) = self.call(&Request::List { skip }, &[])?;
+            let Reply::List { total, entries } = reply else {
+                return Err(unexpected(&reply));
+            };
+            let got = entries.len();
+            out.extend(entries.into_iter().map(ConnInfo::from));
+            if got == 0 || out.len() >= total as usize {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// ABORT the connection named by a tag or mountpoint, detach its mount, drop it.
+    pub fn abort(&mut self, target: &str) -> Result<(), KeeperError> {
+        self.call_ok(&Request::Abort { target: target.into() }, &[])
+    }
+
+    /// UMOUNT the connection named by a tag or mountpoint, promptly whatever its server's state.
+    pub fn umount(&mut self, target: &str) -> Result<(), KeeperError> {
+        self.call_ok(&Request::Umount { target: target.into() }, &[])
+    }
+}
+
+/// The socket, e.g. to watch it for the keeper's hangup.
+impl AsFd for KeeperClient {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+fn unexpected(reply: &Reply) -> KeeperError {
+    KeeperError::Protocol(format!("unexpected reply {reply:?}"))
+}

@@ -1,0 +1,313 @@
+//! One function per request: permission checks, registry changes, the reply.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::event_loop::{Keeper, Peer};
+use super::policy;
+use super::registry::{Entry, MAX_ENTRIES, MAX_TAGS_PER_UID, Server};
+use crate::protocol::{ConnState, ListEntry, MAX_DEVICES, MAX_PAYLOAD, Register, Reply, Request};
+
+/// What to send back, and what to change once it is sent.
+#[derive(Debug)]
+pub struct Response {
+    pub reply: Reply,
+    /// Sent with the reply, then closed (dups of what the keeper holds).
+    pub fds: Vec<OwnedFd>,
+    pub commit: Option<Commit>,
+}
+
+/// A change that must happen only if the reply reached the client.
+#[derive(Debug)]
+pub enum Commit {
+    /// The attacher becomes the entry's server.
+    Attach { id: u64, pid: u32, pidfd: OwnedFd },
+}
+
+impl Response {
+    pub fn ok() -> Response {
+        Response { reply: Reply::Ok, fds: Vec::new(), commit: None }
+    }
+
+    pub fn error(errno: i32, message: &str) -> Response {
+        Response {
+            reply: Reply::Error { errno, message: message.to_owned() },
+            fds: Vec::new(),
+            commit: None,
+        }
+    }
+}
+
+type Handled = Result<Response, Response>;
+
+fn fail(errno: i32, message: impl Into<String>) -> Response {
+    Response::error(errno, &message.into())
+}
+
+impl Keeper {
+    /// Answer one decoded request from `peer` that came with `fds` (counts already checked).
+    pub(super) fn handle(&mut self, peer: &Peer, req: Request, fds: Vec<OwnedFd>) -> Response {
+        let result = match req {
+            Request::Register(reg) => self.register(peer, reg, fds),
+            Request::AddDevice { tag, index } => self.add_device(peer, &tag, index, fds),
+            Request::Attach { tag } => self.attach(peer, &tag),
+            Request::Unregister { tag } => self.unregister(peer, &tag),
+            Request::List { skip } => Ok(self.list(peer, skip)),
+            Request::Abort { target } => self.abort_or_umount(peer, &target, true),
+            Request::Umount { target } => self.abort_or_umount(peer, &target, false),
+        };
+        result.unwrap_or_else(|e| e)
+    }
+
+    fn live_pidfd(peer: &Peer) -> Result<OwnedFd, Response> {
+        let pidfd = peer.pidfd.as_ref().ok_or_else(|| fail(libc::ESRCH, "peer process gone"))?;
+        policy::dup(pidfd).map_err(|e| fail(libc::EMFILE, format!("dup of the pidfd: {e}")))
+    }
+
+    /// True if the entry's server is `peer` and alive.
+    fn is_server(entry: &Entry, peer: &Peer) -> bool {
+        match (&entry.server, &peer.pidfd) {
+            (Some(s), Some(p)) => {
+                policy::is_alive(s.pidfd.as_fd())
+                    && policy::same_process((s.pid, s.pidfd.as_fd()), (peer.pid, p.as_fd()))
+            }
+            _ => false,
+        }
+    }
+
+    fn register(&mut self, peer: &Peer, reg: Register, fds: Vec<OwnedFd>) -> Handled {
+        let mut fds = fds.into_iter();
+        let (Some(device), Some(state)) = (fds.next(), fds.next()) else {
+            return Err(fail(libc::EBADF, "REGISTER needs a device and a state fd"));
+        };
+        if !policy::is_fuse_device(device.as_fd()) {
+            return Err(fail(libc::EBADF, "the device fd is not /dev/fuse (char 10:229)"));
+        }
+        if !policy::is_regular_file(state.as_fd()) {
+            return Err(fail(libc::EBADF, "the state fd is not a regular file or memfd"));
+        }
+        if let Some(id) = self.registry.find(peer.uid, &reg.tag) {
+            self.refresh(id);
+            let alive = self.registry.get(id).is_some_and(|e| e.server.is_some());
+            let why = if alive { "its server is alive" } else { "it is orphaned: ATTACH it" };
+            return Err(fail(libc::EEXIST, format!("tag {} is registered; {why}", reg.tag)));
+        }
+        if self.registry.count_owned(peer.uid) >= MAX_TAGS_PER_UID {
+            return Err(fail(libc::EDQUOT, format!("at most {MAX_TAGS_PER_UID} tags per uid")));
+        }
+        if self.registry.len() >= MAX_ENTRIES {
+            return Err(fail(libc::EDQUOT, "the keeper holds too many connections"));
+        }
+        let pidfd = Self::live_pidfd(peer)?;
+        let id = self.registry.allocate_id();
+        self.watch_server(id, &pidfd)
+            .map_err(|e| fail(libc::ENOMEM, format!("cannot watch the server: {e}")))?;
+        tracing::info!(
+            tag = %reg.tag, uid = peer.uid, pid = peer.pid, rescue_uid = reg.rescue_uid,
+            conn = reg.conn_id, mountpoint = %reg.mountpoint.display(),
+            timeout_ms = reg.recovery_timeout_ms, "registered"
+        );
+        self.registry.insert(Entry {
+            id,
+            owner_uid: peer.uid,
+            tag: reg.tag,
+            rescue_uid: reg.rescue_uid,
+            mountpoint: reg.mountpoint,
+            conn_id: reg.conn_id,
+            recovery_timeout: (reg.recovery_timeout_ms > 0)
+                .then(|| Duration::from_millis(reg.recovery_timeout_ms)),
+            negotiation: reg.negotiation,
+            state_fd: state,
+            devices: [(0, device)].into(),
+            server: Some(Server { pid: peer.pid, pidfd }),
+            orphaned_at: None,
+        });
+        Ok(Response::ok())
+    }
+
+    /// Notice a server death whose pidfd event is not processed yet.
+    fn refresh(&mut self, id: u64) {
+        if self
+            .registry
+            .get(id)
+            .and_then(|e| e.server.as_ref())
+            .is_some_and(|s| !policy::is_alive(s.pidfd.as_fd()))
+        {
+            self.server_exited(id);
+        }
+    }
+
+    /// The entry with `tag` whose server is `peer`, else an error saying why not.
+    fn served_by(&mut self, peer: &Peer, tag: &str) -> Result<u64, Response> {
+        let ids = self.registry.by_tag(tag, peer.uid);
+        if ids.is_empty() {
+            return Err(fail(libc::ENOENT, format!("unknown tag {tag}")));
+        }
+        ids.into_iter()
+            .find(|&id| self.registry.get(id).is_some_and(|e| Self::is_server(e, peer)))
+            .ok_or_else(|| fail(libc::EPERM, format!("not the server of tag {tag}")))
+    }
+
+    fn add_device(&mut self, peer: &Peer, tag: &str, index: u32, fds: Vec<OwnedFd>) -> Handled {
+        let id = self.served_by(peer, tag)?;
+        let device = fds.into_iter().next().ok_or_else(|| fail(libc::EBADF, "no device fd"))?;
+        if !policy::is_fuse_device(device.as_fd()) {
+            return Err(fail(libc::EBADF, "the device fd is not /dev/fuse (char 10:229)"));
+        }
+        let entry = self.registry.get_mut(id).ok_or_else(|| fail(libc::ENOENT, "gone"))?;
+        if entry.devices.contains_key(&index) {
+            return Err(fail(libc::EEXIST, format!("device {index} of tag {tag} is held")));
+        }
+        if entry.devices.len() >= MAX_DEVICES {
+            return Err(fail(libc::EDQUOT, format!("at most {MAX_DEVICES} devices")));
+        }
+        entry.devices.insert(index, device);
+        tracing::info!(tag, uid = entry.owner_uid, index, "device added");
+        Ok(Response::ok())
+    }
+
+    fn attach(&mut self, peer: &Peer, tag: &str) -> Handled {
+        let root_ok = self.root_may_attach && peer.uid == 0;
+        let candidates = self.registry.by_tag(tag, peer.uid);
+        // The peer's own entry first, but one it may attach before one it may not.
+        let allowed =
+            |id: &u64| self.registry.get(*id).is_some_and(|e| e.rescue_uid == peer.uid || root_ok);
+        let Some(id) = candidates.iter().copied().find(allowed).or(candidates.first().copied())
+        else {
+            return Err(fail(libc::ENOENT, format!("unknown tag {tag}: mount fresh")));
+        };
+        self.refresh(id);
+        let entry = self.registry.get(id).ok_or_else(|| fail(libc::ENOENT, "gone"))?;
+        if entry.rescue_uid != peer.uid && !root_ok {
+            tracing::warn!(
+                "refused attach of tag {tag} by pid {} uid {} gid {} (owner uid {}, rescue uid {})",
+                peer.pid,
+                peer.uid,
+                peer.gid,
+                entry.owner_uid,
+                entry.rescue_uid
+            );
+            return Err(fail(libc::EACCES, format!("uid {} may not attach tag {tag}", peer.uid)));
+        }
+        if let Some(server) = &entry.server {
+            return Err(fail(libc::EBUSY, format!("tag {tag} is served by pid {}", server.pid)));
+        }
+        let pidfd = Self::live_pidfd(peer)?;
+        let dup_err = |e| fail(libc::EMFILE, format!("dup: {e}"));
+        let mut fds = vec![policy::dup(&entry.state_fd).map_err(dup_err)?];
+        for device in entry.devices.values() {
+            fds.push(policy::dup(device).map_err(dup_err)?);
+        }
+        let reply = Reply::Attached {
+            mountpoint: entry.mountpoint.clone(),
+            conn_id: entry.conn_id,
+            negotiation: entry.negotiation.clone(),
+            device_count: entry.devices.len() as u32,
+        };
+        Ok(Response { reply, fds, commit: Some(Commit::Attach { id, pid: peer.pid, pidfd }) })
+    }
+
+    fn unregister(&mut self, peer: &Peer, tag: &str) -> Handled {
+        let id = self.served_by(peer, tag)?;
+        if let Some(e) = self.registry.get(id) {
+            tracing::info!(tag, uid = e.owner_uid, pid = peer.pid, "unregistered");
+        }
+        self.drop_entry(id);
+        Ok(Response::ok())
+    }
+
+    fn list(&mut self, peer: &Peer, skip: u32) -> Response {
+        for id in self.registry.ids() {
+            self.refresh(id);
+        }
+        let now = Instant::now();
+        let mut visible: Vec<&Entry> =
+            self.registry.iter().filter(|e| peer.uid == 0 || e.concerns(peer.uid)).collect();
+        visible.sort_by(|a, b| (a.owner_uid, &a.tag).cmp(&(b.owner_uid, &b.tag)));
+        let total = visible.len() as u32;
+        let mut size = 8;
+        let mut entries = Vec::new();
+        for e in visible.into_iter().skip(skip as usize) {
+            let item = ListEntry {
+                tag: e.tag.clone(),
+                owner_uid: e.owner_uid,
+                rescue_uid: e.rescue_uid,
+                mountpoint: e.mountpoint.clone(),
+                conn_id: e.conn_id,
+                state: e.state(),
+                server_pid: e.server.as_ref().map_or(0, |s| s.pid),
+                waiting: fuse_transport::waiting_requests(e.conn_id).unwrap_or(u32::MAX),
+                orphaned_ms: match e.state() {
+                    ConnState::Serving => 0,
+                    _ => e.orphaned_at.map_or(0, |t| (now - t).as_millis() as u64),
+                },
+            };
+            size += item.encoded_len();
+            if size > MAX_PAYLOAD {
+                break;
+            }
+            entries.push(item);
+        }
+        Response { reply: Reply::List { total, entries }, fds: Vec::new(), commit: None }
+    }
+
+    /// The entry a target names: a tag (the peer's own first), else a mountpoint.
+    fn resolve(&self, peer: &Peer, target: &str) -> Option<u64> {
+        let by_tag = self.registry.by_tag(target, peer.uid);
+        let ids = if by_tag.is_empty() {
+            self.registry.by_mountpoint(Path::new(target), peer.uid)
+        } else {
+            by_tag
+        };
+        // A permitted entry first, so that another user's same tag does not shadow ours.
+        let permitted = |id: &u64| {
+            self.registry.get(*id).is_some_and(|e| peer.uid == 0 || e.concerns(peer.uid))
+        };
+        ids.iter().copied().find(permitted).or_else(|| ids.first().copied())
+    }
+
+    fn abort_or_umount(&mut self, peer: &Peer, target: &str, abort: bool) -> Handled {
+        let what = if abort { "abort" } else { "umount" };
+        let Some(id) = self.resolve(peer, target) else {
+            return self.teardown_unknown(peer, target, what);
+        };
+        self.refresh(id);
+        let entry = self.registry.get(id).ok_or_else(|| fail(libc::ENOENT, "gone"))?;
+        if peer.uid != 0 && !entry.concerns(peer.uid) {
+            tracing::warn!(
+                "refused {what} of tag {} by pid {} uid {} gid {}",
+                entry.tag,
+                peer.pid,
+                peer.uid,
+                peer.gid
+            );
+            return Err(fail(libc::EACCES, format!("uid {} may not {what} {target}", peer.uid)));
+        }
+        // UMOUNT of a live server only detaches: the server sees the unmount and exits.
+        let do_abort = abort || entry.server.is_none();
+        let reason = format!("{what} by pid {} uid {}", peer.pid, peer.uid);
+        policy::teardown(entry, do_abort, &reason);
+        self.drop_entry(id);
+        Ok(Response::ok())
+    }
+
+    fn teardown_unknown(&mut self, peer: &Peer, target: &str, what: &str) -> Handled {
+        let path = Path::new(target);
+        if !path.is_absolute() || !fuse_transport::is_fuse_mount(path) {
+            return Err(fail(libc::ENOENT, format!("no connection or FUSE mount named {target}")));
+        }
+        if peer.uid != 0 {
+            return Err(fail(
+                libc::EPERM,
+                format!(
+                    "{target} is a FUSE mount the keeper does not hold: only root may {what} it"
+                ),
+            ));
+        }
+        policy::teardown_unknown(path)
+            .map_err(|e| fail(e.raw_os_error().unwrap_or(libc::EIO), e.to_string()))?;
+        tracing::info!(target, pid = peer.pid, "{what} of a FUSE mount the keeper did not hold");
+        Ok(Response::ok())
+    }
+}

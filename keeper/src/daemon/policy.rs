@@ -1,0 +1,103 @@
+//! Checks and teardown: fd types, liveness of a server, whether the mount at an entry's
+//! mountpoint really is its connection, abort and detach.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::fs::FileType;
+
+use super::registry::Entry;
+
+/// `/dev/fuse` is character device 10:229.
+const FUSE_MAJOR: u32 = 10;
+const FUSE_MINOR: u32 = 229;
+
+/// True if `fd` is an open `/dev/fuse` (char 10:229).
+pub fn is_fuse_device(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstat(fd).is_ok_and(|st| {
+        FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice
+            && rustix::fs::major(st.st_rdev) == FUSE_MAJOR
+            && rustix::fs::minor(st.st_rdev) == FUSE_MINOR
+    })
+}
+
+/// True if `fd` is a regular file (memfds are).
+pub fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstat(fd)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+}
+
+/// True while the process behind `pidfd` has not exited (a pidfd polls readable at exit).
+pub fn is_alive(pidfd: BorrowedFd<'_>) -> bool {
+    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+    let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+    match rustix::event::poll(&mut fds, Some(&zero)) {
+        Ok(0) => true,
+        Ok(_) => false,
+        // Cannot tell: do not declare a live server dead.
+        Err(_) => true,
+    }
+}
+
+/// True if two pidfds name the same process: same pid, and (where pidfds have per-process
+/// inodes, Linux >= 6.9) the same inode.
+pub fn same_process(a: (u32, BorrowedFd<'_>), b: (u32, BorrowedFd<'_>)) -> bool {
+    if a.0 != b.0 {
+        return false;
+    }
+    match (rustix::fs::fstat(a.1), rustix::fs::fstat(b.1)) {
+        (Ok(x), Ok(y)) => x.st_ino == y.st_ino && x.st_dev == y.st_dev,
+        _ => false,
+    }
+}
+
+/// True if the mount at `mountpoint` (per this process's mountinfo, without touching it) is FUSE
+/// connection `conn_id`, mounted for `owner_uid` (`user_id=` option) unless the owner is root.
+/// The keeper acts on a mount only then: a registrant cannot make it abort or unmount somebody
+/// else's connection by naming it.
+pub fn mount_matches(mountpoint: &Path, conn_id: u32, owner_uid: u32) -> bool {
+    let Ok(Some(m)) = fuse_transport::mount_entry(mountpoint) else {
+        return false;
+    };
+    let user_ok =
+        owner_uid == 0 || m.super_options.split(',').any(|o| o == format!("user_id={owner_uid}"));
+    m.is_fuse() && m.kernel_dev() == conn_id && user_ok
+}
+
+/// Tear down what `entry` holds: if its mount is really its connection, abort the connection
+/// through fusectl (when `abort`) and detach the mount. The caller then drops the entry, closing
+/// its fds. Failures are logged, never fatal.
+pub fn teardown(entry: &Entry, abort: bool, reason: &str) {
+    let (tag, uid, conn) = (&entry.tag, entry.owner_uid, entry.conn_id);
+    let mountpoint = &entry.mountpoint;
+    if !mount_matches(mountpoint, conn, uid) {
+        tracing::info!(
+            %tag, uid, conn, mountpoint = %mountpoint.display(), reason,
+            "mount is not this connection (or gone): only dropping the fds"
+        );
+        return;
+    }
+    if abort && let Err(e) = fuse_transport::abort_connection(conn) {
+        tracing::warn!(%tag, uid, conn, "abort through fusectl failed: {e}");
+    }
+    if let Err(e) = fuse_transport::unmount_detached(mountpoint) {
+        tracing::warn!(%tag, uid, mountpoint = %mountpoint.display(), "detach failed: {e}");
+    }
+    tracing::info!(
+        %tag, uid, conn, mountpoint = %mountpoint.display(), abort, reason,
+        "connection torn down"
+    );
+}
+
+/// Abort and detach a FUSE mount the keeper does not hold (root's UMOUNT of an unknown target).
+pub fn teardown_unknown(mountpoint: &Path) -> Result<(), fuse_transport::Error> {
+    let conn = fuse_transport::connection_id(mountpoint)?;
+    fuse_transport::abort_connection(conn)?;
+    fuse_transport::unmount_detached(mountpoint)
+}
+
+/// The keeper's copy of an fd, to send (closed after sending).
+pub fn dup(fd: impl AsFd) -> std::io::Result<std::os::fd::OwnedFd> {
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, 0)?)
+}

@@ -1,0 +1,141 @@
+//! The held connections, keyed by (owner uid, tag).
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::protocol::ConnState;
+
+/// Tags one uid may hold.
+pub const MAX_TAGS_PER_UID: usize = 64;
+/// Connections the keeper holds in all.
+pub const MAX_ENTRIES: usize = 16384;
+
+/// The process serving a connection.
+#[derive(Debug)]
+pub struct Server {
+    pub pid: u32,
+    /// Watched by the event loop; readable once the process has exited.
+    pub pidfd: OwnedFd,
+}
+
+/// One held connection.
+#[derive(Debug)]
+pub struct Entry {
+    /// Never reused; names the entry in epoll tokens.
+    pub id: u64,
+    pub owner_uid: u32,
+    pub tag: String,
+    pub rescue_uid: u32,
+    pub mountpoint: PathBuf,
+    pub conn_id: u32,
+    /// `None`: keep an orphaned connection forever.
+    pub recovery_timeout: Option<Duration>,
+    pub negotiation: Vec<u8>,
+    pub state_fd: OwnedFd,
+    /// Device fds by index (0 = the mount's own fd).
+    pub devices: BTreeMap<u32, OwnedFd>,
+    pub server: Option<Server>,
+    /// When the server was seen to die.
+    pub orphaned_at: Option<Instant>,
+}
+
+impl Entry {
+    /// Serving or orphaned.
+    pub fn state(&self) -> ConnState {
+        if self.server.is_some() { ConnState::Serving } else { ConnState::Orphaned }
+    }
+
+    /// When the grace period of an orphaned entry ends, if it has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.orphaned_at.zip(self.recovery_timeout).map(|(at, t)| at + t)
+    }
+
+    /// True if `uid` owns or rescues this entry.
+    pub fn concerns(&self, uid: u32) -> bool {
+        self.owner_uid == uid || self.rescue_uid == uid
+    }
+}
+
+/// Every held connection.
+#[derive(Debug, Default)]
+pub struct Registry {
+    entries: HashMap<u64, Entry>,
+    next_id: u64,
+}
+
+impl Registry {
+    /// A fresh id for [`Registry::insert`].
+    pub fn allocate_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub fn insert(&mut self, entry: Entry) {
+        self.entries.insert(entry.id, entry);
+    }
+
+    pub fn remove(&mut self, id: u64) -> Option<Entry> {
+        self.entries.remove(&id)
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Entry> {
+        self.entries.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Entry> {
+        self.entries.get_mut(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// All entries, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// All entry ids.
+    pub fn ids(&self) -> Vec<u64> {
+        self.entries.keys().copied().collect()
+    }
+
+    /// The entry (owner, tag).
+    pub fn find(&self, owner_uid: u32, tag: &str) -> Option<u64> {
+        self.iter().find(|e| e.owner_uid == owner_uid && e.tag == tag).map(|e| e.id)
+    }
+
+    /// How many tags `uid` owns.
+    pub fn count_owned(&self, uid: u32) -> usize {
+        self.iter().filter(|e| e.owner_uid == uid).count()
+    }
+
+    /// The entries with this tag, the one owned by `prefer_owner` first, then those `prefer_owner`
+    /// rescues, then the others by owner uid.
+    pub fn by_tag(&self, tag: &str, prefer_owner: u32) -> Vec<u64> {
+        let mut found: Vec<&Entry> = self.iter().filter(|e| e.tag == tag).collect();
+        found.sort_by_key(|e| {
+            (e.owner_uid != prefer_owner, e.rescue_uid != prefer_owner, e.owner_uid)
+        });
+        found.into_iter().map(|e| e.id).collect()
+    }
+
+    /// The entries mounted at `mountpoint`, owned by `prefer_owner` first.
+    pub fn by_mountpoint(&self, mountpoint: &std::path::Path, prefer_owner: u32) -> Vec<u64> {
+        let mut found: Vec<&Entry> = self.iter().filter(|e| e.mountpoint == mountpoint).collect();
+        found.sort_by_key(|e| (e.owner_uid != prefer_owner, e.owner_uid, e.id));
+        found.into_iter().map(|e| e.id).collect()
+    }
+
+    /// The nearest grace deadline of any orphaned entry.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.iter().filter_map(Entry::deadline).min()
+    }
+
+    /// The entries whose grace deadline is at or before `now`.
+    pub fn expired(&self, now: Instant) -> Vec<u64> {
+        self.iter().filter(|e| e.deadline().is_some_and(|d| d <= now)).map(|e| e.id).collect()
+    }
+}

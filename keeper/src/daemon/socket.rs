@@ -1,0 +1,66 @@
+//! The listening socket: path rules, stale sockets, permissions.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+
+use super::DaemonError;
+use crate::client::{KeeperClient, ROOT_SOCKET};
+
+/// The bound socket and the (dev, ino) of its file, to remove only our own at exit.
+pub struct Listener {
+    pub fd: OwnedFd,
+    pub identity: Option<(u64, u64)>,
+}
+
+/// Create, bind and listen on `path`. Root's default directory is created 0755. A socket file
+/// nobody answers on is stale and replaced; one a keeper answers on is an error. Root's socket
+/// is made 0666 (access control is by SO_PEERCRED), others' 0600.
+pub fn listen(path: &Path) -> Result<Listener, DaemonError> {
+    let err = |source: io::Error| DaemonError::Listen { path: path.into(), source };
+    let root = rustix::process::geteuid().is_root();
+    if root
+        && path == Path::new(ROOT_SOCKET)
+        && let Some(dir) = path.parent()
+    {
+        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(err)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_socket() => return Err(DaemonError::NotASocket(path.into())),
+        Ok(_) => {
+            if KeeperClient::connect(path).is_ok() {
+                return Err(DaemonError::AlreadyRunning(path.into()));
+            }
+            tracing::info!(path = %path.display(), "removing stale socket");
+            std::fs::remove_file(path).map_err(err)?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(|e| err(e.into()))?;
+    let addr = SocketAddrUnix::new(path).map_err(|e| err(e.into()))?;
+    rustix::net::bind(&fd, &addr).map_err(|e| err(e.into()))?;
+    let mode = if root { 0o666 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    rustix::net::listen(&fd, 128).map_err(|e| err(e.into()))?;
+    let identity = std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    tracing::info!(path = %path.display(), mode = format!("{mode:o}"), "listening");
+    Ok(Listener { fd, identity })
+}
+
+/// Remove the socket file at exit if it is still ours.
+pub fn remove(path: &Path, identity: Option<(u64, u64)>) {
+    let current = std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    if current.is_some() && current == identity {
+        let _ = std::fs::remove_file(path);
+    }
+}

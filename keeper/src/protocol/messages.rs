@@ -1,0 +1,378 @@
+//! Requests and replies: their payloads, fd counts and bounds.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::{Header, Kind, MAX_PAYLOAD, ProtocolError, Reader, Writer};
+
+/// Longest tag, in bytes.
+pub const MAX_TAG: usize = 255;
+/// Longest mountpoint or ABORT/UMOUNT target, in bytes.
+pub const MAX_PATH: usize = 4096;
+/// Largest saved INIT negotiation blob.
+pub const MAX_NEGOTIATION: usize = 4096;
+/// Longest message of an ERROR reply (longer ones are cut on encode).
+pub const MAX_ERROR_MESSAGE: usize = 1024;
+/// Most device fds per connection (indexes 0..16).
+pub const MAX_DEVICES: usize = 16;
+
+/// The REGISTER request's fields. Its fds are `[device, state]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Register {
+    /// Name of the connection, unique per owner uid.
+    pub tag: String,
+    /// The only uid that may ATTACH.
+    pub rescue_uid: u32,
+    /// Absolute path of the mount.
+    pub mountpoint: PathBuf,
+    /// The connection's number in `/sys/fs/fuse/connections`.
+    pub conn_id: u32,
+    /// Milliseconds an orphaned connection is kept before it is aborted; 0 = forever.
+    pub recovery_timeout_ms: u64,
+    /// The saved INIT negotiation, opaque to the keeper.
+    pub negotiation: Vec<u8>,
+}
+
+/// A request (client to keeper).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// fds: `[device, state]`.
+    Register(Register),
+    /// fds: `[device]`.
+    AddDevice { tag: String, index: u32 },
+    /// No fds.
+    Attach { tag: String },
+    /// No fds.
+    Unregister { tag: String },
+    /// No fds; `skip` entries are left out (paging).
+    List { skip: u32 },
+    /// Target is a tag or an absolute mountpoint. No fds.
+    Abort { target: String },
+    /// Target is a tag or an absolute mountpoint. No fds.
+    Umount { target: String },
+}
+
+/// State of a held connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum ConnState {
+    /// Its server is alive.
+    Serving = 0,
+    /// Its server died; the keeper holds the connection until a server attaches.
+    Orphaned = 1,
+    /// A server is taking it over (reserved: this keeper hands over atomically and never
+    /// reports it).
+    Attaching = 2,
+}
+
+impl ConnState {
+    /// Lower-case name, as printed by `fuse-keeper ls`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnState::Serving => "serving",
+            ConnState::Orphaned => "orphaned",
+            ConnState::Attaching => "attaching",
+        }
+    }
+
+    fn from_u32(v: u32) -> Result<ConnState, ProtocolError> {
+        match v {
+            0 => Ok(ConnState::Serving),
+            1 => Ok(ConnState::Orphaned),
+            2 => Ok(ConnState::Attaching),
+            _ => Err(ProtocolError::Invalid { field: "state", reason: "unknown state" }),
+        }
+    }
+}
+
+/// One entry of a LIST_REPLY, as on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    pub tag: String,
+    pub owner_uid: u32,
+    pub rescue_uid: u32,
+    pub mountpoint: PathBuf,
+    pub conn_id: u32,
+    pub state: ConnState,
+    /// 0 if no server.
+    pub server_pid: u32,
+    /// `u32::MAX` if unknown.
+    pub waiting: u32,
+    /// 0 while serving.
+    pub orphaned_ms: u64,
+}
+
+impl ListEntry {
+    /// Bytes this entry takes in a LIST_REPLY payload.
+    pub fn encoded_len(&self) -> usize {
+        4 + self.tag.len() + 4 + 4 + 4 + self.mountpoint.as_os_str().len() + 4 + 4 + 4 + 4 + 8
+    }
+
+    fn encode(&self, w: &mut Writer) {
+        w.bytes(self.tag.as_bytes()).u32(self.owner_uid).u32(self.rescue_uid);
+        w.bytes(self.mountpoint.as_os_str().as_bytes()).u32(self.conn_id);
+        w.u32(self.state as u32).u32(self.server_pid).u32(self.waiting).u64(self.orphaned_ms);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<ListEntry, ProtocolError> {
+        Ok(ListEntry {
+            tag: r.string("tag", MAX_TAG)?.to_owned(),
+            owner_uid: r.u32("owner_uid")?,
+            rescue_uid: r.u32("rescue_uid")?,
+            mountpoint: path_field(r, "mountpoint")?,
+            conn_id: r.u32("conn_id")?,
+            state: ConnState::from_u32(r.u32("state")?)?,
+            server_pid: r.u32("server_pid")?,
+            waiting: r.u32("waiting")?,
+            orphaned_ms: r.u64("orphaned_ms")?,
+        })
+    }
+}
+
+/// A reply (keeper to client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// No fds.
+    Ok,
+    /// No fds.
+    Error { errno: i32, message: String },
+    /// fds: `[state, device0, ..]`, `1 + device_count` in all.
+    Attached { mountpoint: PathBuf, conn_id: u32, negotiation: Vec<u8>, device_count: u32 },
+    /// `total` entries are visible; `entries` are those after the requested `skip` that fit in
+    /// one message. No fds.
+    List { total: u32, entries: Vec<ListEntry> },
+}
+
+/// A tag is 1 to 255 bytes of UTF-8 without control characters and does not start with `/`
+/// (so that an ABORT/UMOUNT target is either a tag or a path).
+pub fn validate_tag(tag: &str) -> Result<(), ProtocolError> {
+    let invalid = |reason| Err(ProtocolError::Invalid { field: "tag", reason });
+    if tag.is_empty() {
+        return invalid("empty");
+    }
+    if tag.len() > MAX_TAG {
+        return Err(ProtocolError::TooLong { field: "tag", len: tag.len(), max: MAX_TAG });
+    }
+    if tag.starts_with('/') {
+        return invalid("starts with '/'");
+    }
+    if tag.chars().any(char::is_control) {
+        return invalid("contains a control character");
+    }
+    Ok(())
+}
+
+fn tag_field(r: &mut Reader<'_>) -> Result<String, ProtocolError> {
+    let tag = r.string("tag", MAX_TAG)?;
+    validate_tag(tag)?;
+    Ok(tag.to_owned())
+}
+
+fn path_field(r: &mut Reader<'_>, field: &'static str) -> Result<PathBuf, ProtocolError> {
+    let bytes = r.bytes(field, MAX_PATH)?;
+    if bytes.first() != Some(&b'/') {
+        return Err(ProtocolError::Invalid { field, reason: "not an absolute path" });
+    }
+    if bytes.contains(&0) {
+        return Err(ProtocolError::Invalid { field, reason: "contains NUL" });
+    }
+    Ok(Path::new(OsStr::from_bytes(bytes)).to_owned())
+}
+
+fn target_field(r: &mut Reader<'_>) -> Result<String, ProtocolError> {
+    let target = r.string("target", MAX_PATH)?;
+    if target.is_empty() || target.contains('\0') {
+        return Err(ProtocolError::Invalid { field: "target", reason: "empty or contains NUL" });
+    }
+    Ok(target.to_owned())
+}
+
+fn message(kind: Kind, payload: &[u8], fd_count: usize) -> Vec<u8> {
+    let header = Header {
+        kind: kind as u16,
+        payload_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+        fd_count: u16::try_from(fd_count).unwrap_or(u16::MAX),
+    };
+    let mut out = Vec::with_capacity(super::HEADER_LEN + payload.len());
+    out.extend_from_slice(&header.encode());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn expect_fds(what: &'static str, expected: usize, actual: usize) -> Result<(), ProtocolError> {
+    if expected == actual { Ok(()) } else { Err(ProtocolError::FdCount { what, expected, actual }) }
+}
+
+impl Request {
+    /// This request's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Request::Register(_) => Kind::Register,
+            Request::AddDevice { .. } => Kind::AddDevice,
+            Request::Attach { .. } => Kind::Attach,
+            Request::Unregister { .. } => Kind::Unregister,
+            Request::List { .. } => Kind::List,
+            Request::Abort { .. } => Kind::Abort,
+            Request::Umount { .. } => Kind::Umount,
+        }
+    }
+
+    /// How many fds this kind of request carries.
+    pub fn fd_count(&self) -> usize {
+        match self {
+            Request::Register(_) => 2,
+            Request::AddDevice { .. } => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// The whole message (header and payload) for `req`; send it with `req.fd_count()` fds.
+pub fn encode_request(req: &Request) -> Vec<u8> {
+    let mut w = Writer::new();
+    match req {
+        Request::Register(r) => {
+            w.bytes(r.tag.as_bytes()).u32(r.rescue_uid);
+            w.bytes(r.mountpoint.as_os_str().as_bytes()).u32(r.conn_id);
+            w.u64(r.recovery_timeout_ms).bytes(&r.negotiation);
+        }
+        Request::AddDevice { tag, index } => {
+            w.bytes(tag.as_bytes()).u32(*index);
+        }
+        Request::Attach { tag } | Request::Unregister { tag } => {
+            w.bytes(tag.as_bytes());
+        }
+        Request::List { skip } => {
+            w.u32(*skip);
+        }
+        Request::Abort { target } | Request::Umount { target } => {
+            w.bytes(target.as_bytes());
+        }
+    }
+    message(req.kind(), &w.into_bytes(), req.fd_count())
+}
+
+/// Decode a whole received request message that came with `fds` file descriptors.
+pub fn decode_request(msg: &[u8], fds: usize) -> Result<Request, ProtocolError> {
+    let (header, payload) = Header::decode(msg, fds)?;
+    let kind = Kind::from_u16(header.kind).ok_or(ProtocolError::UnknownKind(header.kind))?;
+    let mut r = Reader::new(payload);
+    let req = match kind {
+        Kind::Register => {
+            let tag = tag_field(&mut r)?;
+            let rescue_uid = r.u32("rescue_uid")?;
+            let mountpoint = path_field(&mut r, "mountpoint")?;
+            let conn_id = r.u32("conn_id")?;
+            let recovery_timeout_ms = r.u64("recovery_timeout_ms")?;
+            let negotiation = r.bytes("negotiation", MAX_NEGOTIATION)?.to_vec();
+            Request::Register(Register {
+                tag,
+                rescue_uid,
+                mountpoint,
+                conn_id,
+                recovery_timeout_ms,
+                negotiation,
+            })
+        }
+        Kind::AddDevice => {
+            let tag = tag_field(&mut r)?;
+            let index = r.u32("index")?;
+            if index as usize >= MAX_DEVICES {
+                return Err(ProtocolError::Invalid { field: "index", reason: "at least 16" });
+            }
+            Request::AddDevice { tag, index }
+        }
+        Kind::Attach => Request::Attach { tag: tag_field(&mut r)? },
+        Kind::Unregister => Request::Unregister { tag: tag_field(&mut r)? },
+        Kind::List => Request::List { skip: r.u32("skip")? },
+        Kind::Abort => Request::Abort { target: target_field(&mut r)? },
+        Kind::Umount => Request::Umount { target: target_field(&mut r)? },
+        Kind::Ok | Kind::Error | Kind::Attached | Kind::ListReply => {
+            return Err(ProtocolError::UnexpectedKind(header.kind));
+        }
+    };
+    r.finish()?;
+    expect_fds("request", req.fd_count(), fds)?;
+    Ok(req)
+}
+
+/// Cut `s` to at most `max` bytes on a character boundary.
+fn truncate_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The whole message for `reply`, and how many fds go with it.
+pub fn encode_reply(reply: &Reply) -> (Vec<u8>, usize) {
+    let mut w = Writer::new();
+    let (kind, fds) = match reply {
+        Reply::Ok => (Kind::Ok, 0),
+        Reply::Error { errno, message } => {
+            w.i32(*errno).bytes(truncate_str(message, MAX_ERROR_MESSAGE).as_bytes());
+            (Kind::Error, 0)
+        }
+        Reply::Attached { mountpoint, conn_id, negotiation, device_count } => {
+            w.bytes(mountpoint.as_os_str().as_bytes()).u32(*conn_id);
+            w.bytes(negotiation).u32(*device_count);
+            (Kind::Attached, 1 + *device_count as usize)
+        }
+        Reply::List { total, entries } => {
+            w.u32(*total).u32(u32::try_from(entries.len()).unwrap_or(u32::MAX));
+            for e in entries {
+                e.encode(&mut w);
+            }
+            (Kind::ListReply, 0)
+        }
+    };
+    debug_assert!(w.len() <= MAX_PAYLOAD);
+    (message(kind, &w.into_bytes(), fds), fds)
+}
+
+/// Decode a whole received reply message that came with `fds` file descriptors.
+pub fn decode_reply(msg: &[u8], fds: usize) -> Result<Reply, ProtocolError> {
+    let (header, payload) = Header::decode(msg, fds)?;
+    let kind = Kind::from_u16(header.kind).ok_or(ProtocolError::UnknownKind(header.kind))?;
+    let mut r = Reader::new(payload);
+    let (reply, expected) = match kind {
+        Kind::Ok => (Reply::Ok, 0),
+        Kind::Error => {
+            let errno = r.i32("errno")?;
+            let message = r.string("message", MAX_ERROR_MESSAGE)?.to_owned();
+            (Reply::Error { errno, message }, 0)
+        }
+        Kind::Attached => {
+            let mountpoint = path_field(&mut r, "mountpoint")?;
+            let conn_id = r.u32("conn_id")?;
+            let negotiation = r.bytes("negotiation", MAX_NEGOTIATION)?.to_vec();
+            let device_count = r.u32("device_count")?;
+            if device_count == 0 || device_count as usize > MAX_DEVICES {
+                return Err(ProtocolError::Invalid {
+                    field: "device_count",
+                    reason: "not in 1..=16",
+                });
+            }
+            let fds = 1 + device_count as usize;
+            (Reply::Attached { mountpoint, conn_id, negotiation, device_count }, fds)
+        }
+        Kind::ListReply => {
+            let total = r.u32("total")?;
+            let count = r.u32("count")?;
+            let mut entries = Vec::new();
+            for _ in 0..count {
+                entries.push(ListEntry::decode(&mut r)?);
+            }
+            (Reply::List { total, entries }, 0)
+        }
+        _ => return Err(ProtocolError::UnexpectedKind(header.kind)),
+    };
+    r.finish()?;
+    expect_fds("reply", expected, fds)?;
+    Ok(reply)
+}

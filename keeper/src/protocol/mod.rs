@@ -1,0 +1,25 @@
+//! The keeper's wire protocol (see `docs/keeper-protocol.md`): a 16-byte header, a payload of
+//! little-endian fields, and file descriptors passed with `SCM_RIGHTS` on the same
+//! `SOCK_SEQPACKET` message. Decoding never panics: every malformed input is a
+//! [`ProtocolError`].
+
+mod codec;
+mod error;
+mod header;
+mod messages;
+mod wire;
+
+pub use codec::{Reader, Writer};
+pub use error::ProtocolError;
+pub use header::{
+    HEADER_LEN, Header, Kind, MAGIC, MAX_FDS, MAX_MESSAGE, MAX_PAYLOAD, MAX_REQUEST_FDS, VERSION,
+};
+pub use messages::{
+    ConnState, ListEntry, MAX_DEVICES, MAX_ERROR_MESSAGE, MAX_NEGOTIATION, MAX_PATH, MAX_TAG,
+    Register, Reply, Request, decode_reply, decode_request, encode_reply, encode_request,
+    validate_tag,
+};
+pub use wire::{Received, recv_message, send_message};
+
+#[cfg(test)]
+mod tests;

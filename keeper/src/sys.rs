@@ -1,0 +1,76 @@
+//! The crate's only `unsafe` code: calls that rustix lacks (`SO_PEERPIDFD`, `kcmp`) and the
+//! `pre_exec` hook that detaches the spawned keeper.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// `SO_PEERPIDFD` (Linux 6.5): a pidfd of the process that connected the peer socket.
+const SO_PEERPIDFD: libc::c_int = 77;
+/// `KCMP_FILE` from `<linux/kcmp.h>`.
+const KCMP_FILE: libc::c_int = 0;
+
+/// A pidfd of the peer of the connected unix socket `sock` (`SO_PEERPIDFD`), close-on-exec.
+pub(crate) fn peer_pidfd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` and `len` are valid for writes and `len` holds the size of `fd`; the kernel
+    // writes at most `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERPIDFD,
+            (&raw mut fd).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if fd < 0 || len as usize != std::mem::size_of::<libc::c_int>() {
+        return Err(io::Error::other("SO_PEERPIDFD returned no fd"));
+    }
+    // SAFETY: the kernel just installed `fd` (O_CLOEXEC) in our table and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// True if `a` and `b` are the same open file description (`kcmp(KCMP_FILE)` within this
+/// process): how tests and servers check that the keeper handed back the very fds it was given.
+pub fn same_open_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
+    let pid = std::process::id() as libc::c_long;
+    // SAFETY: kcmp only reads its integer arguments; the fds are borrowed for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid,
+            pid,
+            KCMP_FILE as libc::c_long,
+            a.as_raw_fd() as libc::c_long,
+            b.as_raw_fd() as libc::c_long,
+        )
+    };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc == 0) }
+}
+
+/// Make `cmd` start its program detached: in the forked child, `setsid()` (a new session and
+/// process group), then fork again and let the intermediate exit, so that the program is not a
+/// session leader, is not the caller's child (it is reparented to init or the nearest
+/// subreaper) and the caller only has to reap the intermediate.
+pub(crate) fn detach_on_spawn(cmd: &mut Command) {
+    // SAFETY: the hook runs in the forked child before exec and calls only async-signal-safe
+    // functions (setsid, fork, _exit); it allocates nothing and takes no locks.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            match libc::fork() {
+                -1 => Err(io::Error::last_os_error()),
+                0 => Ok(()),
+                _ => libc::_exit(0),
+            }
+        });
+    }
+}

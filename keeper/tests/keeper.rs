@@ -1,0 +1,272 @@
+//! The keeper daemon as a process: register, orphan detection by pidfd, attach and its
+//! permission checks, unregister, limits.
+
+mod common;
+
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use common::{Keeper, dup, memfd, open_fuse, read_all, wait_until};
+use fuse_keeper::{ConnState, KeeperError, Registration, same_open_file};
+
+fn registration(tag: &str) -> Registration {
+    Registration {
+        tag: tag.into(),
+        rescue_uid: 0,
+        mountpoint: "/nonexistent/keeper-test".into(),
+        conn_id: 0,
+        recovery_timeout: None,
+        negotiation: b"init".to_vec(),
+    }
+}
+
+fn refused(r: Result<impl std::fmt::Debug, KeeperError>) -> i32 {
+    match r {
+        Err(KeeperError::Refused { errno, .. }) => errno,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn register_shows_serving_with_our_pid() {
+    let keeper = Keeper::start();
+    let (dev, state) = (open_fuse(), memfd(b"s"));
+    let mut client = keeper.client();
+    client.register(&registration("mine"), dev.as_fd(), state.as_fd()).unwrap();
+    let e = keeper.entry("mine").expect("listed");
+    assert_eq!(e.state, ConnState::Serving);
+    assert_eq!(e.server_pid, Some(std::process::id()));
+    assert_eq!(e.owner_uid, rustix::process::getuid().as_raw());
+    assert_eq!(e.mountpoint, std::path::Path::new("/nonexistent/keeper-test"));
+    assert_eq!(e.orphaned_for, None);
+
+    // The same (uid, tag) again: EEXIST while the server lives.
+    let again = client.register(&registration("mine"), dev.as_fd(), state.as_fd());
+    assert_eq!(refused(again), libc::EEXIST);
+    // A live server cannot be attached to.
+    assert_eq!(refused(keeper.client().attach("mine")), libc::EBUSY);
+    // Devices from the server are accepted; indexes are unique.
+    client.add_device("mine", 1, open_fuse().as_fd()).unwrap();
+    // From another connection of the same process too (a reconnecting server).
+    keeper.client().add_device("mine", 3, open_fuse().as_fd()).unwrap();
+    assert_eq!(refused(client.add_device("mine", 1, open_fuse().as_fd())), libc::EEXIST);
+    // A state fd is not a device.
+    assert_eq!(refused(client.add_device("mine", 2, state.as_fd())), libc::EBADF);
+    // Unregister drops it.
+    client.unregister("mine").unwrap();
+    assert!(keeper.entry("mine").is_none());
+    assert_eq!(refused(client.unregister("mine")), libc::ENOENT);
+}
+
+#[test]
+fn register_checks_fd_types() {
+    let keeper = Keeper::start();
+    let mut client = keeper.client();
+    let (dev, state) = (open_fuse(), memfd(b"s"));
+    let bad_dev = client.register(&registration("t"), state.as_fd(), state.as_fd());
+    assert_eq!(refused(bad_dev), libc::EBADF);
+    let bad_state = client.register(&registration("t"), dev.as_fd(), dev.as_fd());
+    assert_eq!(refused(bad_state), libc::EBADF);
+    let mut relative = registration("t");
+    relative.mountpoint = "relative".into();
+    assert_eq!(refused(client.register(&relative, dev.as_fd(), state.as_fd())), libc::EINVAL);
+    assert!(keeper.list().is_empty());
+}
+
+#[test]
+fn unknown_tag_attaches_to_nothing() {
+    let keeper = Keeper::start();
+    assert!(keeper.client().attach("nothing-here").unwrap().is_none());
+}
+
+#[test]
+fn killed_server_is_orphaned_at_once_and_attach_returns_its_fds() {
+    let keeper = Keeper::start();
+    let (dev0, dev1) = (open_fuse(), open_fuse());
+    let mut server = keeper.registrant("crash", &[], dup(&dev0), Some(dup(&dev1)));
+    assert_eq!(keeper.entry("crash").unwrap().server_pid, Some(server.pid()));
+
+    server.kill();
+    let killed = Instant::now();
+    let orphaned = wait_until(Duration::from_millis(100), || {
+        keeper.entry("crash").is_some_and(|e| e.state == ConnState::Orphaned)
+    });
+    assert!(orphaned, "not orphaned within 100 ms: {:?}", keeper.entry("crash"));
+    let info = keeper.entry("crash").unwrap();
+    assert_eq!(info.server_pid, None);
+    assert!(info.orphaned_for.is_some_and(|d| d <= killed.elapsed()));
+
+    let attached = keeper.client().attach("crash").unwrap().expect("held");
+    assert_eq!(attached.negotiation, b"negotiation:crash");
+    assert_eq!(attached.mountpoint, std::path::Path::new("/nonexistent"));
+    assert_eq!(read_all(&attached.state), b"state:crash");
+    assert_eq!(attached.devices.len(), 2);
+    assert!(same_open_file(attached.devices[0].as_fd(), dev0.as_fd()).unwrap());
+    assert!(same_open_file(attached.devices[1].as_fd(), dev1.as_fd()).unwrap());
+    assert!(!same_open_file(attached.devices[0].as_fd(), dev1.as_fd()).unwrap());
+
+    // We are its server now.
+    let e = keeper.entry("crash").unwrap();
+    assert_eq!((e.state, e.server_pid), (ConnState::Serving, Some(std::process::id())));
+    assert_eq!(refused(keeper.client().attach("crash")), libc::EBUSY);
+    keeper.client().unregister("crash").unwrap();
+}
+
+#[test]
+fn dead_server_tag_cannot_be_registered_again() {
+    let keeper = Keeper::start();
+    let mut server = keeper.registrant("dead", &[], open_fuse(), None);
+    server.kill();
+    assert!(keeper.wait_state("dead", ConnState::Orphaned, Duration::from_secs(2)));
+    let (dev, state) = (open_fuse(), memfd(b""));
+    let mut reg = registration("dead");
+    reg.mountpoint = "/nonexistent".into();
+    assert_eq!(refused(keeper.client().register(&reg, dev.as_fd(), state.as_fd())), libc::EEXIST);
+}
+
+/// Run the hidden `attach-test TAG` helper as uid/gid 65534.
+fn attach_as_nobody(keeper: &Keeper, tag: &str) -> (String, Option<i32>) {
+    let out = keeper.command(&["attach-test", tag]).uid(65534).gid(65534).output().unwrap();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code())
+}
+
+#[test]
+fn attach_by_another_uid_is_refused_and_logged() {
+    let keeper = Keeper::start();
+    let mut server = keeper.registrant("secret", &[], open_fuse(), None);
+    server.kill();
+    assert!(keeper.wait_state("secret", ConnState::Orphaned, Duration::from_secs(2)));
+
+    let (stdout, code) = attach_as_nobody(&keeper, "secret");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains(&format!("errno={}", libc::EACCES)), "{stdout}");
+    let pid: u32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .expect("helper pid");
+    let line = format!("refused attach of tag secret by pid {pid} uid 65534 gid 65534");
+    assert!(wait_until(Duration::from_secs(2), || keeper.log_text().contains(&line)));
+
+    // Nobody may not abort or unmount it either; the entry is still held.
+    let out = keeper.command(&["abort", "secret"]).uid(65534).gid(65534).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(keeper.entry("secret").unwrap().state, ConnState::Orphaned);
+    // And it cannot see it.
+    let out = keeper.command(&["ls", "--json"]).uid(65534).gid(65534).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    // An unknown tag for nobody: "mount fresh".
+    assert_eq!(attach_as_nobody(&keeper, "other").1, Some(3));
+}
+
+#[test]
+fn rescue_uid_may_attach_and_root_only_with_the_flag() {
+    let keeper = Keeper::start();
+    let mut server = keeper.registrant("rescued", &["--rescue-uid", "65534"], open_fuse(), None);
+    server.kill();
+    assert!(keeper.wait_state("rescued", ConnState::Orphaned, Duration::from_secs(2)));
+    // Root (the owner here) is not the rescue uid and gets no bypass by default.
+    assert_eq!(refused(keeper.client().attach("rescued")), libc::EACCES);
+    let (stdout, code) = attach_as_nobody(&keeper, "rescued");
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("attached devices=1"), "{stdout}");
+
+    let keeper = Keeper::start_with(&["--root-may-attach"]);
+    let mut server = keeper.registrant("rescued", &["--rescue-uid", "65534"], open_fuse(), None);
+    server.kill();
+    assert!(keeper.wait_state("rescued", ConnState::Orphaned, Duration::from_secs(2)));
+    assert!(keeper.client().attach("rescued").unwrap().is_some());
+}
+
+#[test]
+fn add_device_only_from_the_server() {
+    let keeper = Keeper::start();
+    let _server = keeper.registrant("theirs", &[], open_fuse(), None);
+    let r = keeper.client().add_device("theirs", 1, open_fuse().as_fd());
+    assert_eq!(refused(r), libc::EPERM);
+    assert_eq!(refused(keeper.client().unregister("theirs")), libc::EPERM);
+}
+
+#[test]
+fn at_most_64_tags_per_uid() {
+    let keeper = Keeper::start();
+    let (dev, state) = (open_fuse(), memfd(b""));
+    let mut client = keeper.client();
+    for i in 0..64 {
+        client.register(&registration(&format!("t{i}")), dev.as_fd(), state.as_fd()).unwrap();
+    }
+    let r = client.register(&registration("t64"), dev.as_fd(), state.as_fd());
+    assert_eq!(refused(r), libc::EDQUOT);
+    assert_eq!(keeper.list().len(), 64);
+}
+
+#[test]
+fn ls_prints_table_and_json() {
+    let keeper = Keeper::start();
+    let server = keeper.registrant("shown", &[], open_fuse(), None);
+    let out = keeper.command(&["ls"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("TAG"), "{text}");
+    assert!(text.contains("shown") && text.contains("serving"), "{text}");
+    assert!(text.contains(&server.pid().to_string()), "{text}");
+    let out = keeper.command(&["ls", "--json"]).output().unwrap();
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert!(json.starts_with("[{\"tag\":\"shown\""), "{json}");
+    assert!(json.contains(&format!("\"server_pid\":{}", server.pid())), "{json}");
+    assert!(json.contains("\"state\":\"serving\""), "{json}");
+
+    let out = keeper.command(&["ls", "--bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = keeper.command(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn second_keeper_on_the_same_socket_refuses() {
+    let keeper = Keeper::start();
+    let out = keeper.command(&["serve"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    assert!(keeper.client().list().is_ok());
+}
+
+#[test]
+fn sigterm_stops_the_keeper_cleanly() {
+    let mut keeper = Keeper::start();
+    let pid = rustix::process::Pid::from_raw(keeper.proc.pid() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = keeper.proc.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!keeper.socket.exists(), "socket file left behind");
+}
+
+/// Sends SIGTERM to a pid we started (indirectly) when dropped.
+struct KillOnDrop(rustix::process::Pid);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = rustix::process::kill_process(self.0, rustix::process::Signal::TERM);
+    }
+}
+
+#[test]
+fn spawn_detached_starts_a_keeper_that_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("k.sock");
+    fuse_keeper::spawn_detached(std::path::Path::new(common::BIN), &socket).unwrap();
+    let mut client = fuse_keeper::KeeperClient::connect(&socket).unwrap();
+    // Its pid is the peer of our connection.
+    let pid = rustix::net::sockopt::socket_peercred(client.as_fd()).unwrap().pid;
+    let guard = KillOnDrop(pid);
+    assert!(client.list().unwrap().is_empty());
+    let session = rustix::process::getsid(Some(pid)).unwrap();
+    assert_ne!(Some(session), rustix::process::getsid(None).ok(), "not in its own session");
+    let parent = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())).unwrap();
+    let ppid = parent.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap();
+    assert_ne!(ppid, std::process::id().to_string(), "still our child");
+    drop(guard);
+    assert!(wait_until(Duration::from_secs(2), || !socket.exists()));
+    assert!(std::fs::metadata(dir.path().join("k.sock.log")).is_ok());
+}

@@ -1,0 +1,328 @@
+//! Recovery on real mounts with real SIGKILLs: a keeper holds the connection, the server is
+//! killed and restarted with the same command line, and applications see no error.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::{Mounted, within};
+use rustix::process::Signal;
+
+/// A binary of the workspace, built by `cargo build --workspace` next to this test's profile.
+fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join(name);
+    assert!(bin.exists(), "{} missing: run `cargo build --workspace` first", bin.display());
+    bin
+}
+
+/// A keeper daemon on a private socket, killed by pid when dropped.
+struct Keeper {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Keeper {
+    fn start(dir: &Path) -> Keeper {
+        let socket = dir.join("keeper.sock");
+        let log = dir.join("keeper.log");
+        let child = Command::new(workspace_bin("fuse-keeper"))
+            .arg("serve")
+            .env("FUSE_KEEPER_SOCKET", &socket)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "keeper did not create its socket");
+            sleep(Duration::from_millis(10));
+        }
+        Keeper { child, socket, log }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn ls_json(&self) -> String {
+        let out = Command::new(workspace_bin("fuse-keeper"))
+            .args(["ls", "--json"])
+            .env("FUSE_KEEPER_SOCKET", &self.socket)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "fuse-keeper ls: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A recoverable mount: keeper, source, mountpoint, and the current server.
+struct Recoverable {
+    m: Mounted,
+    keeper: Keeper,
+    options: String,
+}
+
+impl Recoverable {
+    fn new(options: &str) -> Recoverable {
+        let m = Mounted::dirs();
+        let keeper = Keeper::start(m.dir.path());
+        Recoverable { m, keeper, options: format!("tag=test,nokeeper_start{options}") }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(common::BIN);
+        cmd.arg("-f")
+            .arg("-o")
+            .arg(&self.options)
+            .arg(&self.m.source)
+            .arg(&self.m.mountpoint)
+            .env("FUSE_KEEPER_SOCKET", &self.keeper.socket)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts a server (fresh or re-attaching) and waits until it serves.
+    fn start(&mut self, env: &[(&str, &str)]) {
+        let mut cmd = self.command();
+        cmd.envs(env.iter().copied());
+        self.m.server = Some(cmd.spawn().unwrap());
+        self.m.wait_mounted();
+        self.wait_serving();
+    }
+
+    /// Waits until the keeper lists the tag as served by the current server.
+    fn wait_serving(&mut self) {
+        let pid = self.m.pid();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ls = self.keeper.ls_json();
+            if ls.contains(&format!("\"server_pid\":{pid}"))
+                || ls.contains(&format!("\"server_pid\": {pid}"))
+            {
+                return;
+            }
+            if let Some(status) = self.m.server.as_mut().unwrap().try_wait().unwrap() {
+                panic!("server exited ({status}); keeper log:\n{}", self.keeper.log());
+            }
+            assert!(Instant::now() < deadline, "server {pid} never registered: {ls}");
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        self.m.signal(Signal::KILL);
+        self.m.wait_exit(Duration::from_secs(5)).expect("killed server reaped");
+    }
+}
+
+fn data(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+        .collect()
+}
+
+fn in_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx
+}
+
+#[test]
+fn reads_in_flight_and_requests_during_the_outage_complete_after_a_restart() {
+    let mut r = Recoverable::new(",nopassthrough,threads=2");
+    let content = data(3 << 20, 1);
+    fs::write(r.m.src("big"), &content).unwrap();
+    fs::write(r.m.src("other"), &content[..1 << 20]).unwrap();
+    fs::write(r.m.src("unvisited"), b"12345").unwrap();
+    r.start(&[("PASSTHROUGHFS_TEST_READ_DELAY_MS", "1500")]);
+
+    // Two reads, one per worker (so one is on the cloned fd), both inside the server.
+    let reads: Vec<_> = ["big", "other"]
+        .into_iter()
+        .map(|name| {
+            let path = r.m.mnt(name);
+            in_thread(move || fs::read(path))
+        })
+        .collect();
+    sleep(Duration::from_millis(500));
+    r.kill();
+    // While no server runs: a stat (of a name the kernel has not cached) and a statfs wait
+    // instead of failing.
+    let stat = {
+        let path = r.m.mnt("unvisited");
+        in_thread(move || fs::metadata(path).map(|m| m.len()))
+    };
+    let statfs = {
+        let path = r.m.mountpoint.clone();
+        in_thread(move || rustix::fs::statvfs(&path).map(|s| s.f_bsize))
+    };
+    sleep(Duration::from_millis(300));
+    assert!(stat.try_recv().is_err(), "stat returned while no server ran");
+    assert!(statfs.try_recv().is_err(), "statfs returned while no server ran");
+    r.start(&[]);
+    for (rx, want) in reads.into_iter().zip([&content[..], &content[..1 << 20]]) {
+        let got = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("read completed")
+            .expect("read succeeded");
+        assert!(got == want, "read returned wrong data ({} bytes)", got.len());
+    }
+    assert_eq!(stat.recv_timeout(Duration::from_secs(5)).unwrap().unwrap(), 5);
+    assert!(statfs.recv_timeout(Duration::from_secs(5)).unwrap().unwrap() > 0);
+    assert!(r.keeper.log().contains("attach"), "the second server attached: {}", r.keeper.log());
+}
+
+#[test]
+fn open_files_and_directory_streams_survive_three_crashes() {
+    for mode in ["", ",nopassthrough"] {
+        let mut r = Recoverable::new(mode);
+        for i in 0..50 {
+            fs::write(r.m.src(&format!("entry{i:02}")), b"x").unwrap();
+        }
+        r.start(&[]);
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(r.m.mnt("held"))
+            .unwrap();
+        let mut dir = rustix::fs::Dir::read_from(fs::File::open(&r.m.mountpoint).unwrap()).unwrap();
+        let mut listed = Vec::new();
+        let mut expected = Vec::new();
+        for round in 0..3u8 {
+            let chunk = data(100_000, u32::from(round));
+            file.write_all(&chunk).unwrap();
+            expected.extend_from_slice(&chunk);
+            for _ in 0..10 {
+                if let Some(entry) = dir.read() {
+                    listed.push(entry.unwrap().file_name().to_string_lossy().into_owned());
+                }
+            }
+            r.kill();
+            r.start(&[]);
+            let mut back = Vec::new();
+            file.seek(SeekFrom::Start(0)).unwrap();
+            file.read_to_end(&mut back).unwrap();
+            assert!(back == expected, "{mode}: contents after crash {round} differ");
+        }
+        while let Some(entry) = dir.read() {
+            listed.push(entry.unwrap().file_name().to_string_lossy().into_owned());
+        }
+        listed.sort();
+        listed.dedup();
+        assert_eq!(
+            listed.len(),
+            50 + 3,
+            "{mode}: every entry listed once (. .. held entry*): {listed:?}"
+        );
+        file.sync_all().unwrap();
+        assert_eq!(fs::read(r.m.src("held")).unwrap(), expected);
+    }
+}
+
+#[test]
+fn only_the_rescue_uid_may_attach() {
+    let mut r = Recoverable::new(",rescue_uid=0");
+    r.start(&[]);
+    r.kill();
+    // nobody runs the same command line: refused, logged, and the mount still waits.
+    let out = r.command().uid(65534).gid(65534).output().unwrap();
+    assert!(!out.status.success(), "an attach by uid 65534 succeeded");
+    let log = r.keeper.log();
+    assert!(
+        log.contains("refused") && log.contains("65534"),
+        "no audit line for the refused attach:\n{log}"
+    );
+    assert!(r.m.is_mounted());
+    // The rescue uid's attach then succeeds.
+    r.start(&[]);
+    fs::write(r.m.mnt("after"), b"ok").unwrap();
+    assert_eq!(fs::read(r.m.src("after")).unwrap(), b"ok");
+}
+
+#[test]
+fn recovery_timeout_fails_waiting_applications_and_removes_the_mount() {
+    let mut r = Recoverable::new(",recovery_timeout=2");
+    r.start(&[]);
+    fs::write(r.m.mnt("f"), b"x").unwrap();
+    r.kill();
+    let started = Instant::now();
+    let path = r.m.mnt("f");
+    let err = within(Duration::from_secs(4), "stat on an orphaned mount", move || {
+        fs::metadata(path).unwrap_err()
+    });
+    assert!(started.elapsed() < Duration::from_secs(3), "the error took {:?}", started.elapsed());
+    assert!(
+        matches!(err.raw_os_error(), Some(libc::ENOTCONN) | Some(libc::ECONNABORTED)),
+        "unexpected error {err}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while r.m.is_mounted() {
+        assert!(Instant::now() < deadline, "the mount is still there");
+        sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn keeper_umount_of_a_dead_servers_mount_returns_at_once() {
+    let mut r = Recoverable::new("");
+    r.start(&[]);
+    r.kill();
+    let blocked = {
+        let path = r.m.mnt("x");
+        in_thread(move || fs::metadata(path).map(|_| ()))
+    };
+    let started = Instant::now();
+    let out = Command::new(workspace_bin("fuse-keeper"))
+        .arg("umount")
+        .arg("test")
+        .env("FUSE_KEEPER_SOCKET", &r.keeper.socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "fuse-keeper umount: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(1), "umount took {:?}", started.elapsed());
+    assert!(!r.m.is_mounted());
+    assert!(
+        blocked
+            .recv_timeout(Duration::from_secs(2))
+            .expect("the waiting stat was released")
+            .is_err()
+    );
+}
+
+#[test]
+fn a_clean_unmount_unregisters_and_the_next_start_mounts_fresh() {
+    let mut r = Recoverable::new("");
+    r.start(&[]);
+    fuse_transport::unmount_detached(&r.m.mountpoint).unwrap();
+    let status = r.m.wait_exit(Duration::from_secs(5)).expect("server exits after unmount");
+    assert!(status.success(), "{status}");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while r.keeper.ls_json().contains("\"test\"") {
+        assert!(Instant::now() < deadline, "the tag is still registered: {}", r.keeper.ls_json());
+        sleep(Duration::from_millis(20));
+    }
+    r.start(&[]);
+    assert!(r.keeper.log().matches("register").count() >= 2, "{}", r.keeper.log());
+}
