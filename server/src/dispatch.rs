@@ -5,7 +5,7 @@ use std::time::Duration;
 use fuse_abi::*;
 use fuse_proto::reply::ReplyBuf;
 use fuse_proto::{Errno, Operation, Request, dirent::DirentBuf};
-use tracing::trace;
+use tracing::{info, trace};
 
 use crate::channel::{Channel, Context};
 use crate::filesystem::*;
@@ -35,6 +35,14 @@ pub(crate) fn dispatch<F: Filesystem>(
     let ctx = Context { unique: req.unique, uid: req.uid, gid: req.gid, pid: req.pid, channel };
     reply.clear();
     let unique = req.unique;
+    if unique & fuse_abi::FUSE_UNIQUE_RESEND != 0 {
+        info!(
+            unique = format_args!("{unique:#x}"),
+            op = req.opcode.name(),
+            nodeid = req.nodeid,
+            "resent request"
+        );
+    }
     let result = serve(fs, &ctx, negotiation, req.nodeid, req.op, reply, data);
     match result {
         Ok(Outcome::Reply) => {
