@@ -139,8 +139,15 @@ impl Passthrough {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
+        let mut inodes = InodeTable::new(&store, 0, fd, key_of(&st), mount_fd);
+        if rustix::process::geteuid().is_root() {
+            // Half the open-file limit for inode fds, the rest for open files; beyond it
+            // inodes are reopened by file handle (which needs root).
+            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+            inodes = inodes.with_max_cached(limit.map_or(1 << 20, |l| (l / 2) as usize));
+        }
         Ok(Passthrough {
-            inodes: InodeTable::new(&store, 0, fd, key_of(&st), mount_fd),
+            inodes,
             handles: HandleTable::new(&store, 1),
             store,
             passthrough: std::sync::atomic::AtomicBool::new(false),

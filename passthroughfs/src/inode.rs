@@ -95,6 +95,9 @@ pub struct InodeTable {
     /// An fd on the source filesystem for open_by_handle_at.
     mount_fd: OwnedFd,
     cache: Mutex<HashMap<u64, Arc<Inode>>>,
+    /// Most `O_PATH` fds kept open; beyond it, unused ones are closed and reopened by file
+    /// handle when next needed (the process's open-file limit would be reached otherwise).
+    max_cached: usize,
 }
 
 impl InodeTable {
@@ -103,7 +106,46 @@ impl InodeTable {
         let (records, index) = store.table(i);
         let index = index.expect("the inodes table is indexed");
         let root = Arc::new(Inode { nodeid: ROOT, fd: root, key, kind: libc::S_IFDIR });
-        InodeTable { records, index, root, mount_fd, cache: Mutex::new(HashMap::new()) }
+        InodeTable {
+            records,
+            index,
+            root,
+            mount_fd,
+            cache: Mutex::new(HashMap::new()),
+            max_cached: usize::MAX,
+        }
+    }
+
+    /// Keeps at most `max` inode fds open (at least 64). Only for a server that can reopen by
+    /// file handle (CAP_DAC_READ_SEARCH).
+    pub fn with_max_cached(mut self, max: usize) -> Self {
+        self.max_cached = max.max(64);
+        self
+    }
+
+    /// Closes the fds of about an eighth of the cached inodes that no request is using.
+    fn evict(&self, cache: &mut HashMap<u64, Arc<Inode>>) {
+        if cache.len() <= self.max_cached {
+            return;
+        }
+        let target = cache.len() / 8 + 1;
+        let unused: Vec<u64> = cache
+            .iter()
+            .filter(|(_, i)| Arc::strong_count(i) == 1)
+            .map(|(&n, _)| n)
+            .take(target)
+            .collect();
+        for nodeid in unused {
+            cache.remove(&nodeid);
+        }
+    }
+
+    fn handle_at(&self, slot: u64) -> Option<FileHandle> {
+        let mut record = [0u8; RECORD];
+        if !self.records.read(slot, &mut record) {
+            return None;
+        }
+        Some(handle_of(&record))
     }
 
     fn slot(nodeid: u64) -> Option<u64> {
@@ -115,8 +157,21 @@ impl InodeTable {
         self.records.read(slot, &mut b).then(|| InodeKey::from_bytes(&b))
     }
 
-    fn find(&self, key: &InodeKey) -> Option<u64> {
-        self.index.find(key.hash(), |slot| self.key_at(slot) == Some(*key))
+    /// The record of the inode `fd` refers to. A record whose fd is cached is that inode
+    /// (the open fd keeps its number from being reused); one whose fd was closed must also
+    /// have the same file handle, or it is an older inode that had the same number.
+    fn find(&self, cache: &HashMap<u64, Arc<Inode>>, key: &InodeKey, fd: &OwnedFd) -> Option<u64> {
+        let mut handle = None;
+        self.index.find(key.hash(), |slot| {
+            if self.key_at(slot) != Some(*key) {
+                return false;
+            }
+            if cache.contains_key(&(slot + FIRST)) {
+                return true;
+            }
+            let theirs = handle.get_or_insert_with(|| name_to_handle(fd.as_fd()).ok());
+            theirs.is_some() && self.handle_at(slot) == *theirs
+        })
     }
 
     /// The inode for `nodeid`, reopened by file handle if this process has not opened it yet;
@@ -136,6 +191,7 @@ impl InodeTable {
         }
         let inode = Arc::new(self.reopen(nodeid, &record)?);
         cache.insert(nodeid, inode.clone());
+        self.evict(&mut cache);
         Ok(inode)
     }
 
@@ -159,7 +215,8 @@ impl InodeTable {
             tracing::warn!(nodeid, %err, "cannot reopen inode by its file handle");
             Errno::ESTALE
         })?;
-        Ok(Inode { nodeid, fd, key, kind: u32_at(KIND) })
+        let kind = u32::from_le_bytes(record[KIND..KIND + 4].try_into().unwrap_or_default());
+        Ok(Inode { nodeid, fd, key, kind })
     }
 
     /// Counts one lookup of the inode `fd` (an `O_PATH` fd) refers to, adding it if new.
@@ -170,7 +227,7 @@ impl InodeTable {
         }
         {
             let mut cache = self.lock();
-            if let Some(slot) = self.find(&key) {
+            if let Some(slot) = self.find(&cache, &key, &fd) {
                 return Ok(self.count(&mut cache, slot, fd, key, kind));
             }
         }
@@ -185,7 +242,7 @@ impl InodeTable {
             record[HANDLE..].copy_from_slice(&h.bytes);
         }
         let mut cache = self.lock();
-        if let Some(slot) = self.find(&key) {
+        if let Some(slot) = self.find(&cache, &key, &fd) {
             return Ok(self.count(&mut cache, slot, fd, key, kind));
         }
         let slot = self.records.insert(&[1, 0], &record).map_err(|err| {
@@ -198,6 +255,7 @@ impl InodeTable {
         }
         let nodeid = slot + FIRST;
         cache.insert(nodeid, Arc::new(Inode { nodeid, fd, key, kind }));
+        self.evict(&mut cache);
         Ok(nodeid)
     }
 
@@ -212,7 +270,10 @@ impl InodeTable {
         let nlookup = self.records.word(slot, NLOOKUP);
         nlookup.store(nlookup.load(Ordering::Relaxed) + 1, Ordering::Release);
         let nodeid = slot + FIRST;
-        cache.entry(nodeid).or_insert_with(|| Arc::new(Inode { nodeid, fd, key, kind }));
+        if !cache.contains_key(&nodeid) {
+            cache.insert(nodeid, Arc::new(Inode { nodeid, fd, key, kind }));
+            self.evict(cache);
+        }
         nodeid
     }
 
@@ -282,6 +343,14 @@ impl InodeTable {
     }
 }
 
+fn handle_of(record: &[u8; RECORD]) -> FileHandle {
+    let u32_at = |i: usize| u32::from_le_bytes(record[i..i + 4].try_into().unwrap_or_default());
+    let mut handle =
+        FileHandle { kind: u32_at(KIND + 4) as i32, len: u32_at(KIND + 8), bytes: [0; MAX_HANDLE] };
+    handle.bytes.copy_from_slice(&record[HANDLE..]);
+    handle
+}
+
 fn split(word: u64) -> (i32, u32) {
     ((word >> 32) as i32, word as u32)
 }
@@ -349,6 +418,42 @@ mod tests {
         assert_eq!(t.get(a).unwrap_err(), Errno::ESTALE);
         t.forget(ROOT, 100);
         assert!(t.get(ROOT).is_ok(), "the root survives any forget");
+    }
+
+    #[test]
+    fn evicted_inodes_are_reopened_and_a_reused_number_is_a_new_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create("t", &[INODES]).unwrap();
+        let t = table(&store, dir.path()).with_max_cached(64);
+        let mut ids = Vec::new();
+        for i in 0..300 {
+            let p = dir.path().join(format!("f{i}"));
+            std::fs::write(&p, b"x").unwrap();
+            ids.push((p.clone(), t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap()));
+        }
+        assert!(t.cached() <= 65, "at most 64 fds kept, {} cached", t.cached());
+        for (p, id) in &ids {
+            assert_eq!(t.get(*id).unwrap().key, key(&path_fd(p)), "reopened by handle");
+        }
+        // Delete a file whose fd was evicted and create files until its inode number comes
+        // back: the new file must get a new nodeid, not the old one's.
+        let (p, old) = ids[0].clone();
+        let old_key = t.get(old).unwrap().key;
+        t.cache.lock().unwrap().remove(&old);
+        std::fs::remove_file(&p).unwrap();
+        for i in 0..2000 {
+            let q = dir.path().join(format!("g{i}"));
+            std::fs::write(&q, b"y").unwrap();
+            let k = key(&path_fd(&q));
+            let id = t.lookup(path_fd(&q), k, libc::S_IFREG).unwrap();
+            if k == old_key {
+                assert_ne!(id, old, "a reused inode number got the deleted inode's nodeid");
+                return;
+            }
+            std::fs::remove_file(&q).unwrap();
+            t.forget(id, 1);
+        }
+        panic!("the source filesystem never reused the inode number: the case was not exercised");
     }
 
     #[test]
