@@ -270,8 +270,8 @@ impl InodeTable {
         let nlookup = self.records.word(slot, NLOOKUP);
         nlookup.store(nlookup.load(Ordering::Relaxed) + 1, Ordering::Release);
         let nodeid = slot + FIRST;
-        if !cache.contains_key(&nodeid) {
-            cache.insert(nodeid, Arc::new(Inode { nodeid, fd, key, kind }));
+        if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(nodeid) {
+            slot.insert(Arc::new(Inode { nodeid, fd, key, kind }));
             self.evict(cache);
         }
         nodeid
