@@ -326,3 +326,65 @@ fn a_clean_unmount_unregisters_and_the_next_start_mounts_fresh() {
     r.start(&[]);
     assert!(r.keeper.log().matches("register").count() >= 2, "{}", r.keeper.log());
 }
+
+/// The pid of the process serving the unix socket at `path` (SO_PEERCRED).
+fn socket_owner(path: &Path) -> i32 {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketType, connect, socket, sockopt};
+    let fd = socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
+    connect(&fd, &SocketAddrUnix::new(path).unwrap()).unwrap();
+    sockopt::socket_peercred(&fd).unwrap().pid.as_raw_nonzero().get()
+}
+
+#[test]
+fn a_server_starts_a_detached_keeper_when_none_answers() {
+    let mut m = Mounted::dirs();
+    let socket = m.dir.path().join("auto.sock");
+    let mut server = Command::new(common::BIN)
+        .args(["-f", "-o", "tag=auto"])
+        .arg(&m.source)
+        .arg(&m.mountpoint)
+        .env("FUSE_KEEPER_SOCKET", &socket)
+        .env("FUSE_KEEPER_BIN", workspace_bin("fuse-keeper"))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server_pid = server.id() as i32;
+    m.server = Some(server);
+    m.wait_mounted();
+    let keeper = rustix::process::Pid::from_raw(socket_owner(&socket)).unwrap();
+    struct KillKeeper(rustix::process::Pid);
+    impl Drop for KillKeeper {
+        fn drop(&mut self) {
+            let _ = rustix::process::kill_process(self.0, Signal::TERM);
+        }
+    }
+    let _keeper = KillKeeper(keeper);
+    assert_ne!(keeper.as_raw_nonzero().get(), server_pid);
+    let keeper_sid = rustix::process::getsid(Some(keeper)).unwrap();
+    let server_sid = rustix::process::getsid(rustix::process::Pid::from_raw(server_pid)).unwrap();
+    assert_ne!(keeper_sid, server_sid, "the keeper runs in its own session");
+    let stat = fs::read_to_string(format!("/proc/{}/stat", keeper.as_raw_nonzero())).unwrap();
+    let ppid: i32 =
+        stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_ne!(ppid, server_pid, "the keeper is not the server's child");
+    // It holds the connection: kill the server, and a new one re-attaches.
+    fs::write(m.mnt("f"), b"kept").unwrap();
+    m.signal(Signal::KILL);
+    m.wait_exit(Duration::from_secs(5)).unwrap();
+    server = Command::new(common::BIN)
+        .args(["-f", "-o", "tag=auto"])
+        .arg(&m.source)
+        .arg(&m.mountpoint)
+        .env("FUSE_KEEPER_SOCKET", &socket)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    m.server = Some(server);
+    assert_eq!(
+        within(Duration::from_secs(10), "read after restart", {
+            let p = m.mnt("f");
+            move || fs::read(p).unwrap()
+        }),
+        b"kept"
+    );
+}
