@@ -60,8 +60,8 @@ pub struct Passthrough {
     store: Store,
 }
 
-/// The state store's tables: inodes, then handles.
-pub const STORE_TABLES: [TableSpec; 2] = [INODES, HANDLES];
+/// The state store's tables: inodes, handles, and the journal of in-flight requests.
+pub const STORE_TABLES: [TableSpec; 3] = [INODES, HANDLES, fuse_recovery::journal::JOURNAL];
 
 fn sys(e: SysErrno) -> Errno {
     Errno::new(e.raw_os_error())

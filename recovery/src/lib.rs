@@ -4,6 +4,7 @@
 //! INIT negotiation and the filesystem's own tables, consistent after the server dies at any
 //! instruction, and opened in constant time whatever it holds.
 
+pub mod journal;
 pub mod serve;
 pub mod store;
 

@@ -151,7 +151,9 @@ pub fn serve<F: Recoverable>(
                 Some(bytes) => {
                     let negotiation = Negotiation::read_from_bytes(&bytes)
                         .map_err(|_| RecoveryError::BadNegotiation)?;
-                    let session = Session::resume(fs, channel, negotiation, config);
+                    let journal = journal_of(&fs);
+                    let session =
+                        with_journal(Session::resume(fs, channel, negotiation, config), journal);
                     let mut ready = Some(ready);
                     session.run_then(|channel| {
                         channel.notify_resend()?;
@@ -164,7 +166,11 @@ pub fn serve<F: Recoverable>(
                 None => {
                     // The previous server died before answering INIT: it comes again.
                     channel.notify_resend().map_err(fuse_server::SessionError::Custody)?;
-                    let session = Session::start_with(fs, channel, config, save_negotiation)?;
+                    let journal = journal_of(&fs);
+                    let session = with_journal(
+                        Session::start_with(fs, channel, config, save_negotiation)?,
+                        journal,
+                    );
                     ready(started);
                     session.run()?;
                 }
@@ -193,8 +199,9 @@ pub fn serve<F: Recoverable>(
                 register: Mutex::new(Some((registration, state))),
             });
             let channel = fuse_server::mount(mountpoint, mount_options, custody)?;
+            let journal = journal_of(&fs);
             let session = match Session::start_with(fs, channel, config, save_negotiation) {
-                Ok(session) => session,
+                Ok(session) => with_journal(session, journal),
                 Err(err) => {
                     let _ = fuse_transport::force_unmount(mountpoint);
                     let _ =
@@ -213,6 +220,21 @@ pub fn serve<F: Recoverable>(
         info!(%err, "unregister after unmount");
     }
     Ok(started)
+}
+
+fn journal_of<F: Recoverable>(fs: &F) -> Option<Arc<dyn fuse_server::Journal>> {
+    crate::journal::StoreJournal::open(fs.state())
+        .map(|j| Arc::new(j) as Arc<dyn fuse_server::Journal>)
+}
+
+fn with_journal<F: Recoverable>(
+    session: Session<F>,
+    journal: Option<Arc<dyn fuse_server::Journal>>,
+) -> Session<F> {
+    match journal {
+        Some(journal) => session.with_journal(journal),
+        None => session,
+    }
 }
 
 fn save_negotiation<F: Recoverable>(fs: &F, negotiation: &Negotiation) -> io::Result<()> {

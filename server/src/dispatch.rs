@@ -10,6 +10,9 @@ use tracing::{info, trace};
 use crate::channel::{Channel, Context};
 use crate::filesystem::*;
 use crate::init::Negotiation;
+use crate::journal::{
+    CrashPoint, Journal, JournalRecord, is_non_idempotent, maybe_crash, original_unique,
+};
 
 /// What the worker sends after dispatch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +28,230 @@ pub(crate) enum Outcome {
 /// Serves one request: calls `fs` and leaves the reply in `reply`. `data` is the worker's
 /// scratch buffer for READ data and xattr values.
 pub(crate) fn dispatch<F: Filesystem>(
+    fs: &F,
+    channel: &Channel,
+    negotiation: &Negotiation,
+    journal: Option<&dyn Journal>,
+    req: Request<'_>,
+    reply: &mut ReplyBuf,
+    data: &mut [u8],
+) -> (Outcome, Option<u64>) {
+    let journal = journal.filter(|_| is_non_idempotent(&req.op));
+    let Some(journal) = journal else {
+        return (dispatch_plain(fs, channel, negotiation, req, reply, data), None);
+    };
+    let unique = req.unique;
+    let opcode = req.opcode;
+    let original = original_unique(unique);
+    let ctx = Context { unique, uid: req.uid, gid: req.gid, pid: req.pid, channel };
+    if unique != original
+        && let Some(JournalRecord { entry, intent, reply: recorded }) = journal.find(original)
+    {
+        if let Some(bytes) = recorded {
+            // Executed and answered before the crash, the answer never delivered: send it again.
+            info!(
+                unique = format_args!("{unique:#x}"),
+                op = opcode.name(),
+                "replaying the journaled reply"
+            );
+            reply.clear();
+            reply.push_bytes(bytes.get(16..).unwrap_or_default());
+            let error =
+                bytes.get(4..8).map_or(0, |e| i32::from_le_bytes(e.try_into().unwrap_or_default()));
+            if error < 0 {
+                reply.error(unique, Errno::new(-error));
+            } else {
+                reply.finish(unique, 0);
+            }
+            return (Outcome::Reply, Some(entry));
+        }
+        // Begun, never answered: look at the filesystem before doing anything.
+        reply.clear();
+        match settle(fs, &ctx, req.nodeid, &req.op, intent, reply) {
+            Ok(Some(())) => {
+                info!(
+                    unique = format_args!("{unique:#x}"),
+                    op = opcode.name(),
+                    "settled: it had taken effect"
+                );
+                reply.finish(unique, 0);
+                journal.record(entry, reply.bytes());
+                return (Outcome::Reply, Some(entry));
+            }
+            Ok(None) => {
+                info!(
+                    unique = format_args!("{unique:#x}"),
+                    op = opcode.name(),
+                    "settled: it had not taken effect"
+                );
+                let outcome = dispatch_plain(fs, channel, negotiation, req, reply, data);
+                journal.record(entry, reply.bytes());
+                return (outcome, Some(entry));
+            }
+            Err(errno) => {
+                reply.error(unique, errno);
+                journal.record(entry, reply.bytes());
+                return (Outcome::Reply, Some(entry));
+            }
+        }
+    }
+    // An appending write lands at the end: its intent is where the end was.
+    let intent = match &req.op {
+        Operation::Write { arg, .. } => {
+            fs.getattr(&ctx, req.nodeid, Some(arg.fh)).map_or(u64::MAX, |a| a.attr.size)
+        }
+        _ => 0,
+    };
+    let entry = journal.begin(original, intent);
+    maybe_crash(opcode, CrashPoint::Before);
+    let outcome = dispatch_plain(fs, channel, negotiation, req, reply, data);
+    maybe_crash(opcode, CrashPoint::Executed);
+    if let Some(entry) = entry {
+        journal.record(entry, reply.bytes());
+    }
+    maybe_crash(opcode, CrashPoint::Journaled);
+    (outcome, entry)
+}
+
+/// Settles a resent request whose intent, but no result, is journaled: decides from the
+/// filesystem whether it had taken effect. `Ok(Some(()))`: it had; its reply is in `reply`.
+/// `Ok(None)`: it had not; execute it. The rules, per operation:
+///
+/// - MKDIR, MKNOD, SYMLINK: the name exists (with the right type for MKDIR) -> taken effect,
+///   answered with its entry. Otherwise not.
+/// - LINK: the new name is the same inode -> taken effect.
+/// - CREATE: the name exists -> taken effect: opened again without O_CREAT, O_EXCL, O_TRUNC.
+/// - UNLINK, RMDIR: the name is gone -> taken effect.
+/// - RENAME (plain, NOREPLACE): the old name is gone and the new one exists -> taken effect.
+/// - appending WRITE: the file has grown past where its end was at the intent, and holds
+///   the request's bytes there -> taken effect.
+/// - SETXATTR with XATTR_CREATE: the attribute exists with the request's value -> taken
+///   effect. REMOVEXATTR: the attribute is gone -> taken effect.
+/// - RENAME_EXCHANGE, TMPFILE, FALLOCATE, COPY_FILE_RANGE, SETATTR, SETXATTR without
+///   XATTR_CREATE: executed again: absolute arguments make them idempotent, except EXCHANGE
+///   and TMPFILE (see docs/EXACTLY_ONCE.md).
+fn settle<F: Filesystem>(
+    fs: &F,
+    ctx: &Context<'_>,
+    nodeid: u64,
+    op: &Operation<'_>,
+    intent: u64,
+    reply: &mut ReplyBuf,
+) -> Result<Option<()>> {
+    let found = |parent, name| match fs.lookup(ctx, parent, name) {
+        Ok(entry) => Ok(Some(entry)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(errno) => Err(errno),
+    };
+    Ok(match op {
+        Operation::Mkdir { name, .. }
+        | Operation::Mknod { name, .. }
+        | Operation::Symlink { name, .. } => match found(nodeid, name)? {
+            Some(entry) => {
+                let want = match op {
+                    Operation::Mkdir { .. } => Some(S_IFDIR),
+                    Operation::Symlink { .. } => Some(S_IFLNK),
+                    _ => None,
+                };
+                if want.is_some_and(|w| entry.attr.mode & S_IFMT != w) {
+                    fs.forget(entry.nodeid, 1);
+                    None
+                } else {
+                    push_entry(reply, &entry);
+                    Some(())
+                }
+            }
+            None => None,
+        },
+        Operation::Link { oldnodeid, name } => match found(nodeid, name)? {
+            Some(entry) if entry.nodeid == *oldnodeid => {
+                push_entry(reply, &entry);
+                Some(())
+            }
+            Some(entry) => {
+                fs.forget(entry.nodeid, 1);
+                None
+            }
+            None => None,
+        },
+        Operation::Create { arg, name } => match found(nodeid, name)? {
+            Some(entry) => {
+                let flags = arg.flags as i32 & !(O_CREAT | O_EXCL | O_TRUNC);
+                match fs.open(ctx, entry.nodeid, flags) {
+                    Ok(opened) => {
+                        push_entry(reply, &entry);
+                        push_open(reply, &opened);
+                        Some(())
+                    }
+                    Err(errno) => {
+                        fs.forget(entry.nodeid, 1);
+                        return Err(errno);
+                    }
+                }
+            }
+            None => None,
+        },
+        Operation::Unlink { name } | Operation::Rmdir { name } => match found(nodeid, name)? {
+            Some(entry) => {
+                fs.forget(entry.nodeid, 1);
+                None
+            }
+            None => Some(()),
+        },
+        Operation::Write { arg, data } if intent != u64::MAX => {
+            let size = fs.getattr(ctx, nodeid, Some(arg.fh))?.attr.size;
+            if size < intent + data.len() as u64 {
+                return Ok(None);
+            }
+            // Compare the bytes when the handle can read; a write-only handle has grown by
+            // the request's length, which is all that can be known.
+            let mut there = vec![0u8; data.len()];
+            let landed = match fs.read(ctx, nodeid, arg.fh, intent, &mut there) {
+                Ok(n) => n == data.len() && there == *data,
+                Err(Errno::EBADF) => true,
+                Err(errno) => return Err(errno),
+            };
+            if landed {
+                reply.push(&fuse_write_out { size: data.len() as u32, padding: 0 });
+                Some(())
+            } else {
+                None
+            }
+        }
+        Operation::Setxattr { arg, name, value } if arg.flags as i32 & XATTR_CREATE != 0 => {
+            let mut there = vec![0u8; value.len()];
+            match fs.getxattr(ctx, nodeid, name, &mut there) {
+                Ok(n) if n == value.len() && there == *value => Some(()),
+                _ => None,
+            }
+        }
+        Operation::Removexattr { name } => match fs.getxattr(ctx, nodeid, name, &mut []) {
+            Err(Errno::ENODATA) => Some(()),
+            _ => None,
+        },
+        Operation::Rename { newdir, flags, name, newname } if flags & RENAME_EXCHANGE == 0 => {
+            let old = found(nodeid, name)?;
+            let new = found(*newdir, newname)?;
+            for entry in old.iter().chain(new.iter()) {
+                fs.forget(entry.nodeid, 1);
+            }
+            (old.is_none() && new.is_some()).then_some(())
+        }
+        _ => None,
+    })
+}
+
+const S_IFMT: u32 = 0o170000;
+const S_IFDIR: u32 = 0o040000;
+const S_IFLNK: u32 = 0o120000;
+const O_CREAT: i32 = 0o100;
+const O_EXCL: i32 = 0o200;
+const O_TRUNC: i32 = 0o1000;
+const RENAME_EXCHANGE: u32 = 2;
+const XATTR_CREATE: i32 = 1;
+
+/// Serves one request without the journal.
+fn dispatch_plain<F: Filesystem>(
     fs: &F,
     channel: &Channel,
     negotiation: &Negotiation,

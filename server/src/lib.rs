@@ -5,12 +5,14 @@ mod channel;
 mod dispatch;
 mod filesystem;
 mod init;
+pub mod journal;
 mod session;
 
 pub use channel::{Channel, Context, DeviceCustody, NoCustody};
 pub use filesystem::*;
 pub use fuse_proto::Errno;
 pub use init::{MIN_MINOR, Negotiation, SessionConfig, negotiate};
+pub use journal::Journal;
 pub use session::{Session, SessionError, mount};
 
 /// The transport's error as an `io::Error`, keeping the errno where there is one.

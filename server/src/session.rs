@@ -21,6 +21,7 @@ use crate::channel::{Channel, DeviceCustody};
 use crate::dispatch::{Outcome, dispatch};
 use crate::filesystem::Filesystem;
 use crate::init::{InitError, Negotiation, SessionConfig, negotiate, reply_bytes};
+use crate::journal::Journal;
 
 /// Why a session could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,7 @@ pub struct Session<F: Filesystem> {
     channel: Arc<Channel>,
     negotiation: Negotiation,
     config: SessionConfig,
+    journal: Option<Arc<dyn Journal>>,
 }
 
 impl<F: Filesystem> Session<F> {
@@ -151,7 +153,14 @@ impl<F: Filesystem> Session<F> {
         config: SessionConfig,
     ) -> Self {
         fs.init(negotiation.flags());
-        Session { fs: Arc::new(fs), channel: Arc::new(channel), negotiation, config }
+        Session { fs: Arc::new(fs), channel: Arc::new(channel), negotiation, config, journal: None }
+    }
+
+    /// Journals non-idempotent requests, so that each has exactly one effect across a crash
+    /// (see [`crate::journal`]).
+    pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {
+        self.journal = Some(journal);
+        self
     }
 
     /// The INIT negotiation in force.
@@ -261,10 +270,11 @@ impl<'s, F: Filesystem> Worker<'s, F> {
             );
             let _enter = span.enter();
             let is_destroy = req.opcode == fuse_opcode::FUSE_DESTROY;
-            let outcome = dispatch(
+            let (outcome, journaled) = dispatch(
                 &*self.session.fs,
                 &self.session.channel,
                 &self.session.negotiation,
+                self.session.journal.as_deref(),
                 req,
                 &mut self.reply,
                 &mut self.data,
@@ -277,6 +287,9 @@ impl<'s, F: Filesystem> Worker<'s, F> {
                     let iov = [IoSlice::new(header_and_payload), IoSlice::new(&self.data[..n])];
                     send_iov(&self.device, &iov)?;
                 }
+            }
+            if let (Some(journal), Some(entry)) = (self.session.journal.as_deref(), journaled) {
+                journal.end(entry);
             }
             if is_destroy {
                 return Ok(());

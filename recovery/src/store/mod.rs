@@ -213,6 +213,11 @@ impl Store {
         Some(bytes)
     }
 
+    /// The number of the table named `name`, if the layout has one.
+    pub fn find_table(&self, name: &str) -> Option<usize> {
+        self.tables.iter().position(|(spec, _, _)| spec.name == name)
+    }
+
     /// Table number `i` of the layout, with its index if it has one.
     pub fn table(&self, i: usize) -> (Table, Option<HashIndex>) {
         let (spec, region, index) = self.tables[i];

@@ -106,6 +106,14 @@ impl Table {
         true
     }
 
+    /// Overwrites payload bytes of a published record at `offset`. Only for bytes no reader
+    /// looks at until a later store of an atomic word says they are complete (a journal
+    /// entry's result, behind its state word).
+    pub fn write_payload(&self, slot: u64, offset: usize, bytes: &[u8]) {
+        assert!(slot < self.spec.capacity && offset + bytes.len() <= self.spec.bytes as usize);
+        self.map.write_bytes(self.at(slot) + 8 + self.spec.words as usize * 8 + offset, bytes);
+    }
+
     /// Drops the record at `slot` (one store) and keeps the slot for reuse.
     pub fn remove(&self, slot: u64) {
         if self.is_valid(slot) {

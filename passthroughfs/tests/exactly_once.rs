@@ -1,0 +1,263 @@
+//! Exactly once across crashes: for every non-idempotent operation and every crash point
+//! (after the intent is journaled, after execution, after the result is journaled), the
+//! server aborts itself there, a new server takes over, and the application's syscall
+//! returns what it would have returned with no crash, leaving the filesystem in the same
+//! state.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::Mounted;
+
+fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join(name);
+    assert!(bin.exists(), "{} missing: run `cargo build --workspace` first", bin.display());
+    bin
+}
+
+struct Case {
+    opcode: &'static str,
+    /// Prepares the source directory.
+    setup: fn(&Path),
+    /// Python statements run in a separate process; `m` is the mountpoint.
+    action: &'static str,
+    /// Checks the source directory afterwards.
+    check: fn(&Path),
+}
+
+const CASES: &[Case] = &[
+    Case {
+        opcode: "MKDIR",
+        setup: |_| {},
+        action: "os.mkdir(m + '/d')",
+        check: |s| assert!(s.join("d").is_dir()),
+    },
+    Case {
+        opcode: "MKNOD",
+        setup: |_| {},
+        action: "os.mkfifo(m + '/p')",
+        check: |s| assert!(fs::symlink_metadata(s.join("p")).unwrap().file_type().is_fifo()),
+    },
+    Case {
+        opcode: "SYMLINK",
+        setup: |_| {},
+        action: "os.symlink('target', m + '/l')",
+        check: |s| assert_eq!(fs::read_link(s.join("l")).unwrap(), Path::new("target")),
+    },
+    Case {
+        opcode: "LINK",
+        setup: |s| fs::write(s.join("f"), b"f").unwrap(),
+        action: "os.link(m + '/f', m + '/f2')",
+        check: |s| {
+            assert_eq!(
+                fs::metadata(s.join("f2")).unwrap().ino(),
+                fs::metadata(s.join("f")).unwrap().ino()
+            );
+            assert_eq!(fs::metadata(s.join("f")).unwrap().nlink(), 2);
+        },
+    },
+    Case {
+        opcode: "CREATE",
+        setup: |_| {},
+        action: "fd = os.open(m + '/c', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640); os.write(fd, b'x'); os.close(fd)",
+        check: |s| {
+            assert_eq!(fs::read(s.join("c")).unwrap(), b"x");
+            assert_eq!(fs::metadata(s.join("c")).unwrap().mode() & 0o777, 0o640);
+        },
+    },
+    Case {
+        opcode: "UNLINK",
+        setup: |s| fs::write(s.join("u"), b"u").unwrap(),
+        action: "os.unlink(m + '/u')",
+        check: |s| assert!(!s.join("u").exists()),
+    },
+    Case {
+        opcode: "RMDIR",
+        setup: |s| fs::create_dir(s.join("r")).unwrap(),
+        action: "os.rmdir(m + '/r')",
+        check: |s| assert!(!s.join("r").exists()),
+    },
+    Case {
+        opcode: "RENAME",
+        setup: |s| fs::write(s.join("a"), b"moved").unwrap(),
+        action: "os.rename(m + '/a', m + '/b')",
+        check: |s| {
+            assert!(!s.join("a").exists());
+            assert_eq!(fs::read(s.join("b")).unwrap(), b"moved");
+        },
+    },
+    Case {
+        opcode: "SETATTR",
+        setup: |s| fs::write(s.join("t"), b"0123456789").unwrap(),
+        action: "os.truncate(m + '/t', 3)",
+        check: |s| assert_eq!(fs::read(s.join("t")).unwrap(), b"012"),
+    },
+    Case {
+        opcode: "WRITE",
+        setup: |s| fs::write(s.join("log"), b"first\n").unwrap(),
+        action: "fd = os.open(m + '/log', os.O_WRONLY | os.O_APPEND); os.write(fd, b'second\\n'); os.close(fd)",
+        check: |s| assert_eq!(fs::read_to_string(s.join("log")).unwrap(), "first\nsecond\n"),
+    },
+    Case {
+        opcode: "FALLOCATE",
+        setup: |s| fs::write(s.join("fa"), b"").unwrap(),
+        action: "fd = os.open(m + '/fa', os.O_RDWR); os.posix_fallocate(fd, 0, 8192); os.close(fd)",
+        check: |s| assert_eq!(fs::metadata(s.join("fa")).unwrap().len(), 8192),
+    },
+    Case {
+        opcode: "SETXATTR",
+        setup: |s| fs::write(s.join("x"), b"").unwrap(),
+        action: "os.setxattr(m + '/x', 'user.k', b'v', os.XATTR_CREATE)",
+        check: |s| {
+            let out = Command::new("getfattr")
+                .args(["--only-values", "-n", "user.k"])
+                .arg(s.join("x"))
+                .output()
+                .unwrap();
+            assert_eq!(out.stdout, b"v");
+        },
+    },
+    Case {
+        opcode: "REMOVEXATTR",
+        setup: |s| {
+            fs::write(s.join("x"), b"").unwrap();
+            assert!(
+                Command::new("setfattr")
+                    .args(["-n", "user.k", "-v", "v"])
+                    .arg(s.join("x"))
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        },
+        action: "os.removexattr(m + '/x', 'user.k')",
+        check: |s| {
+            let out =
+                Command::new("getfattr").args(["-n", "user.k"]).arg(s.join("x")).output().unwrap();
+            assert!(!out.status.success(), "the attribute is still there");
+        },
+    },
+    Case {
+        opcode: "COPY_FILE_RANGE_64",
+        setup: |s| {
+            fs::write(s.join("in"), b"copied bytes").unwrap();
+            fs::write(s.join("out"), b"").unwrap();
+        },
+        action: "i = os.open(m + '/in', os.O_RDONLY); o = os.open(m + '/out', os.O_WRONLY); n = os.copy_file_range(i, o, 100); assert n == 12, n",
+        check: |s| assert_eq!(fs::read(s.join("out")).unwrap(), b"copied bytes"),
+    },
+];
+
+/// Waits until the keeper lists the tag as served by `pid`.
+fn wait_serving(socket: &Path, pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new(workspace_bin("fuse-keeper"))
+            .args(["ls", "--json"])
+            .env("FUSE_KEEPER_SOCKET", socket)
+            .output()
+            .unwrap();
+        let ls = String::from_utf8_lossy(&out.stdout);
+        if ls.contains(&format!("\"server_pid\":{pid}")) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "server {pid} never served: {ls}");
+        sleep(Duration::from_millis(10));
+    }
+}
+
+fn run_case(case: &Case, point: &str) {
+    let mut m = Mounted::dirs();
+    (case.setup)(&m.source);
+    let socket = m.dir.path().join("keeper.sock");
+    let mut keeper = Command::new(workspace_bin("fuse-keeper"))
+        .arg("serve")
+        .env("FUSE_KEEPER_SOCKET", &socket)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Reap<'a>(&'a mut std::process::Child);
+    impl Drop for Reap<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _keeper = Reap(&mut keeper);
+    while !socket.exists() {
+        sleep(Duration::from_millis(5));
+    }
+    // Server-side writes (no kernel passthrough) so WRITE reaches the server.
+    let (source, mountpoint) = (m.source.clone(), m.mountpoint.clone());
+    let server = |crash: Option<String>| {
+        let mut cmd = Command::new(common::BIN);
+        cmd.args([
+            "-f",
+            "-o",
+            "tag=once,nokeeper_start,nopassthrough,entry_timeout=0,attr_timeout=0",
+        ])
+        .arg(&source)
+        .arg(&mountpoint)
+        .env("FUSE_KEEPER_SOCKET", &socket)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null());
+        if let Some(crash) = crash {
+            cmd.env("FUSE_CRASH_AT", crash);
+        }
+        cmd.spawn().unwrap()
+    };
+    m.server = Some(server(Some(format!("{}:{point}", case.opcode))));
+    m.wait_mounted();
+    wait_serving(&socket, m.pid());
+    let app = Command::new("python3")
+        .arg("-c")
+        .arg(format!("import os, sys\nm = sys.argv[1]\ntry:\n    {}\n    print('ok')\nexcept OSError as e:\n    print(e.strerror)", case.action.replace("; ", "\n    ")))
+        .arg(&m.mountpoint)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = m
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("{} {point}: the server did not crash", case.opcode));
+    assert!(
+        !status.success(),
+        "{} {point}: the server exited cleanly instead of crashing",
+        case.opcode
+    );
+    m.server = Some(server(None));
+    let out = app.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(said, "ok", "{} crashed {point}: the application saw an error", case.opcode);
+    (case.check)(&m.source);
+}
+
+#[test]
+fn every_non_idempotent_operation_has_one_effect_whatever_the_crash_point() {
+    let mut failures = Vec::new();
+    for case in CASES {
+        for point in ["before", "executed", "journaled"] {
+            if let Err(panic) = std::panic::catch_unwind(|| run_case(case, point)) {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                failures.push(format!("{} {point}: {message}", case.opcode));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len() * 3,
+        failures.join("\n")
+    );
+}
