@@ -38,7 +38,14 @@ pub(crate) fn dispatch<F: Filesystem>(
 ) -> (Outcome, Option<u64>) {
     let journal = journal.filter(|_| is_non_idempotent(&req.op));
     let Some(journal) = journal else {
-        return (dispatch_plain(fs, channel, negotiation, req, reply, data), None);
+        // Unjournaled requests honour the fault-injection switch too (a TMPFILE, say, whose
+        // resend is simply executed).
+        let opcode = req.opcode;
+        maybe_crash(opcode, CrashPoint::Before);
+        let outcome = dispatch_plain(fs, channel, negotiation, req, reply, data);
+        maybe_crash(opcode, CrashPoint::Executed);
+        maybe_crash(opcode, CrashPoint::Journaled);
+        return (outcome, None);
     };
     let unique = req.unique;
     let opcode = req.opcode;
@@ -95,10 +102,17 @@ pub(crate) fn dispatch<F: Filesystem>(
             }
         }
     }
-    // An appending write lands at the end: its intent is where the end was.
+    // An appending WRITE's intent is where the end of the file was; RENAME_EXCHANGE's is the
+    // inode number at the old name (it changes when the exchange is done).
     let intent = match &req.op {
         Operation::Write { arg, .. } => {
             fs.getattr(&ctx, req.nodeid, Some(arg.fh)).map_or(u64::MAX, |a| a.attr.size)
+        }
+        Operation::Rename { flags, name, .. } if flags & RENAME_EXCHANGE != 0 => {
+            fs.lookup(&ctx, req.nodeid, name).map_or(u64::MAX, |entry| {
+                fs.forget(entry.nodeid, 1);
+                entry.attr.ino
+            })
         }
         _ => 0,
     };
@@ -127,9 +141,9 @@ pub(crate) fn dispatch<F: Filesystem>(
 ///   the request's bytes there -> taken effect.
 /// - SETXATTR with XATTR_CREATE: the attribute exists with the request's value -> taken
 ///   effect. REMOVEXATTR: the attribute is gone -> taken effect.
-/// - RENAME_EXCHANGE, TMPFILE, FALLOCATE, COPY_FILE_RANGE, SETATTR, SETXATTR without
-///   XATTR_CREATE: executed again: absolute arguments make them idempotent, except EXCHANGE
-///   and TMPFILE (see docs/EXACTLY_ONCE.md).
+/// - RENAME_EXCHANGE: the old name holds another inode than at the intent -> taken effect.
+/// - TMPFILE, FALLOCATE, COPY_FILE_RANGE, SETATTR, SETXATTR without XATTR_CREATE: executed
+///   again; see docs/EXACTLY_ONCE.md for why each is safe to.
 fn settle<F: Filesystem>(
     fs: &F,
     ctx: &Context<'_>,
@@ -229,6 +243,17 @@ fn settle<F: Filesystem>(
             Err(Errno::ENODATA) => Some(()),
             _ => None,
         },
+        Operation::Rename { flags, name, .. }
+            if flags & RENAME_EXCHANGE != 0 && intent != u64::MAX =>
+        {
+            match found(nodeid, name)? {
+                Some(entry) => {
+                    fs.forget(entry.nodeid, 1);
+                    (entry.attr.ino != intent).then_some(())
+                }
+                None => None,
+            }
+        }
         Operation::Rename { newdir, flags, name, newname } if flags & RENAME_EXCHANGE == 0 => {
             let old = found(nodeid, name)?;
             let new = found(*newdir, newname)?;

@@ -40,7 +40,9 @@ pub struct JournalRecord {
     pub reply: Option<Vec<u8>>,
 }
 
-/// Whether executing `op` twice could differ from executing it once.
+/// Whether executing `op` twice could differ from executing it once. TMPFILE is not
+/// journaled: the unnamed file a crashed attempt made died with the server's fds, so a
+/// resent TMPFILE is simply executed (a replayed reply would name a file that is gone).
 pub fn is_non_idempotent(op: &Operation<'_>) -> bool {
     match op {
         Operation::Mkdir { .. }
@@ -48,7 +50,6 @@ pub fn is_non_idempotent(op: &Operation<'_>) -> bool {
         | Operation::Symlink { .. }
         | Operation::Link { .. }
         | Operation::Create { .. }
-        | Operation::Tmpfile { .. }
         | Operation::Unlink { .. }
         | Operation::Rmdir { .. }
         | Operation::Rename { .. }
@@ -112,8 +113,11 @@ pub fn crash_at() -> Option<(fuse_opcode, CrashPoint)> {
 }
 
 /// Aborts the process if the switch names this opcode and point.
+#[inline]
 pub fn maybe_crash(opcode: fuse_opcode, point: CrashPoint) {
-    if crash_at() == Some((opcode, point)) {
+    if let Some(armed) = crash_at()
+        && armed == (opcode, point)
+    {
         tracing::warn!(?opcode, ?point, "fault injection: aborting");
         std::process::abort();
     }
