@@ -20,7 +20,7 @@ pub struct ReplyBuf {
 impl ReplyBuf {
     /// A buffer with room for `capacity` payload bytes, its pages already touched.
     pub fn with_capacity(capacity: usize) -> Self {
-        let mut buf = vec![0u8; HEADER + capacity];
+        let mut buf = prefaulted(HEADER + capacity);
         buf.truncate(HEADER);
         ReplyBuf { buf }
     }
@@ -76,6 +76,19 @@ impl ReplyBuf {
         self.buf.copy_from_slice(header.as_bytes());
         &self.buf
     }
+}
+
+/// A zeroed buffer whose every page has been written once, so that the kernel never faults a
+/// page of it in while copying a request in or a reply out (a fault with SIGKILL pending
+/// fails the copy and the kernel ends that request with EIO: DESIGN.md, kernel fact 12).
+/// `vec![0; n]` alone would map untouched zero pages.
+pub fn prefaulted(len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    for page in buf.chunks_mut(4096) {
+        // black_box: the store must happen even though the page is known to be zero.
+        page[0] = std::hint::black_box(0);
+    }
+    buf
 }
 
 /// The bytes of a notification: a header with unique 0 and the notify code in `error`.

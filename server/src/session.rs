@@ -86,7 +86,7 @@ impl<F: Filesystem> Session<F> {
     ) -> Result<Self, SessionError> {
         let mut save = Some(save);
         let master = channel.master();
-        let mut buf = vec![0u8; 1 << 16];
+        let mut buf = fuse_proto::reply::prefaulted(1 << 16);
         let mut reply = ReplyBuf::with_capacity(256);
         let negotiation = loop {
             let n = match fuse_transport::read_request(master.as_fd(), &mut buf) {
@@ -237,8 +237,8 @@ impl<'s, F: Filesystem> Worker<'s, F> {
             session,
             device,
             // Header, the largest argument struct and a name before the payload.
-            input: vec![0u8; payload + 8192],
-            data: vec![0u8; payload],
+            input: fuse_proto::reply::prefaulted(payload + 8192),
+            data: fuse_proto::reply::prefaulted(payload),
             reply: ReplyBuf::with_capacity(payload.max(8192)),
         }
     }
