@@ -42,7 +42,7 @@ pub enum SessionError {
     Spawn(io::Error),
     #[error("saving the INIT negotiation: {0}")]
     Save(io::Error),
-    #[error("the session's ready hook failed: {0}")]
+    #[error("preparing the session before serving: {0}")]
     Ready(io::Error),
 }
 
@@ -185,29 +185,33 @@ impl<F: Filesystem> Session<F> {
         self.run_then(|_| Ok(()))
     }
 
-    /// As [`Session::run`], calling `ready` once every worker is reading. A resumed session
-    /// writes FUSE_NOTIFY_RESEND there. An error from `ready` is returned once the workers
-    /// stop (the connection still ends only by unmount or abort).
+    /// As [`Session::run`], calling `before_reading` once every device fd is in place and
+    /// before any worker reads. A resumed session writes FUSE_NOTIFY_RESEND there: written
+    /// once workers read, it would also re-queue requests the new server is already working
+    /// on, and those would run twice (DESIGN.md, kernel fact 5). An error from it stops the
+    /// session before it serves.
     pub fn run_then(
         &self,
-        ready: impl FnOnce(&Channel) -> io::Result<()>,
+        before_reading: impl FnOnce(&Channel) -> io::Result<()>,
     ) -> Result<(), SessionError> {
         let threads = self.config.threads.max(1);
         let mut devices = Vec::with_capacity(threads);
         for index in 0..threads {
             devices.push(self.channel.device(index).map_err(SessionError::Custody)?);
         }
+        // Buffers are allocated (and prefaulted) before anything is read.
+        let workers: Vec<_> = devices.into_iter().map(|device| Worker::new(self, device)).collect();
+        before_reading(&self.channel).map_err(SessionError::Ready)?;
         thread::scope(|scope| {
             let mut handles = Vec::new();
-            for (index, device) in devices.into_iter().enumerate() {
-                let worker = Worker::new(self, device);
+            for (index, worker) in workers.into_iter().enumerate() {
                 let handle = thread::Builder::new()
                     .name(format!("fuse-worker-{index}"))
                     .spawn_scoped(scope, move || worker.run())
                     .map_err(SessionError::Spawn)?;
                 handles.push(handle);
             }
-            let mut result = ready(&self.channel).map_err(SessionError::Ready);
+            let mut result = Ok(());
             for handle in handles {
                 match handle.join() {
                     Ok(Ok(())) => {}
