@@ -113,6 +113,7 @@ fn run_recoverable(options: &Options, ready: Ready) -> anyhow::Result<()> {
         recovery_timeout: recovery.recovery_timeout,
         socket: recovery.socket.clone().unwrap_or_else(fuse_keeper::socket_path),
         start_keeper: recovery.start_keeper,
+        journal: recovery.journal,
     };
     raise_fd_limit();
     rustix::process::umask(rustix::fs::Mode::empty());

@@ -37,6 +37,9 @@ pub struct Recovery {
     pub socket: Option<PathBuf>,
     /// `nokeeper_start`: fail instead of starting a keeper when none answers.
     pub start_keeper: bool,
+    /// `nojournal`: do not journal non-idempotent requests (for measuring its cost only: a
+    /// resent MKDIR may then answer EEXIST).
+    pub journal: bool,
 }
 
 /// A command line that cannot be used, with what is wrong.
@@ -62,7 +65,8 @@ options:
   entry_timeout=SECONDS, attr_timeout=SECONDS, writeback, threads=N,
   nopassthrough, and mount flags (nosuid, nodev, noexec, noatime, ...)
 recovery (the mount outlives the server; the same command line re-attaches):
-  tag=NAME, rescue_uid=UID, recovery_timeout=SECONDS, keeper=SOCKET, nokeeper_start";
+  tag=NAME, rescue_uid=UID, recovery_timeout=SECONDS, keeper=SOCKET, nokeeper_start,
+  nojournal (measurement only)";
 
 impl Options {
     /// Parses the arguments after the program name.
@@ -108,6 +112,7 @@ impl Options {
             recovery_timeout: None,
             socket: None,
             start_keeper: true,
+            journal: true,
         };
         let mut needs_tag = None;
         for list in &lists {
@@ -192,7 +197,8 @@ impl Recovery {
             }
             "keeper" if !value.is_empty() => self.socket = Some(PathBuf::from(value)),
             "nokeeper_start" if value.is_empty() => self.start_keeper = false,
-            "tag" | "keeper" | "nokeeper_start" => return Err(bad()),
+            "nojournal" if value.is_empty() => self.journal = false,
+            "tag" | "keeper" | "nokeeper_start" | "nojournal" => return Err(bad()),
             _ => return Ok(false),
         }
         Ok(true)

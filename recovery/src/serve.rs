@@ -33,6 +33,9 @@ pub struct RecoveryOptions {
     pub socket: PathBuf,
     /// Start a keeper (detached, outliving us) if none answers.
     pub start_keeper: bool,
+    /// Journal non-idempotent requests (exactly once across crashes). Off only to measure
+    /// what the journal costs.
+    pub journal: bool,
 }
 
 /// Why a recoverable session could not start.
@@ -151,7 +154,7 @@ pub fn serve<F: Recoverable>(
                 Some(bytes) => {
                     let negotiation = Negotiation::read_from_bytes(&bytes)
                         .map_err(|_| RecoveryError::BadNegotiation)?;
-                    let journal = journal_of(&fs);
+                    let journal = journal_of(&fs, options.journal);
                     let session =
                         with_journal(Session::resume(fs, channel, negotiation, config), journal);
                     let mut ready = Some(ready);
@@ -166,7 +169,7 @@ pub fn serve<F: Recoverable>(
                 None => {
                     // The previous server died before answering INIT: it comes again.
                     channel.notify_resend().map_err(fuse_server::SessionError::Custody)?;
-                    let journal = journal_of(&fs);
+                    let journal = journal_of(&fs, options.journal);
                     let session = with_journal(
                         Session::start_with(fs, channel, config, save_negotiation)?,
                         journal,
@@ -199,7 +202,7 @@ pub fn serve<F: Recoverable>(
                 register: Mutex::new(Some((registration, state))),
             });
             let channel = fuse_server::mount(mountpoint, mount_options, custody)?;
-            let journal = journal_of(&fs);
+            let journal = journal_of(&fs, options.journal);
             let session = match Session::start_with(fs, channel, config, save_negotiation) {
                 Ok(session) => with_journal(session, journal),
                 Err(err) => {
@@ -222,7 +225,10 @@ pub fn serve<F: Recoverable>(
     Ok(started)
 }
 
-fn journal_of<F: Recoverable>(fs: &F) -> Option<Arc<dyn fuse_server::Journal>> {
+fn journal_of<F: Recoverable>(fs: &F, enabled: bool) -> Option<Arc<dyn fuse_server::Journal>> {
+    if !enabled {
+        return None;
+    }
     crate::journal::StoreJournal::open(fs.state())
         .map(|j| Arc::new(j) as Arc<dyn fuse_server::Journal>)
 }
