@@ -66,6 +66,8 @@ pub enum Started {
     Attached { devices: usize },
 }
 
+const EBUSY: i32 = 16;
+
 /// Gives every device fd to the keeper before the first read from it.
 struct KeeperCustody {
     client: Arc<Mutex<KeeperClient>>,
@@ -130,7 +132,17 @@ pub fn serve<F: Recoverable>(
     let socket = options.socket.display().to_string();
     let keeper_err = |source| RecoveryError::Keeper { socket: socket.clone(), source };
     let mut client = connect(options)?;
-    let attached = client.attach(&options.tag).map_err(keeper_err)?;
+    // A server killed an instant ago may still be exiting (freeing its memory) when its
+    // successor starts: the keeper sees it alive until its pidfd fires. Wait for that, briefly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let attached = loop {
+        match client.attach(&options.tag) {
+            Err(err) if err.errno() == Some(EBUSY) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            other => break other.map_err(keeper_err)?,
+        }
+    };
     let client = Arc::new(Mutex::new(client));
     let started = match attached {
         Some(attached) => {

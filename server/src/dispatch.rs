@@ -14,6 +14,10 @@ use crate::journal::{
     CrashPoint, Journal, JournalRecord, is_non_idempotent, maybe_crash, original_unique,
 };
 
+/// Room in a worker's reply buffer: headers, entries, directory listings (capped to it), with
+/// margin. READ data and xattr values go out from the worker's data buffer instead.
+pub(crate) const REPLY_CAPACITY: usize = 128 * 1024;
+
 /// What the worker sends after dispatch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -506,7 +510,7 @@ fn readdir<F: Filesystem>(
 ) -> Result<()> {
     let mut entries = Vec::new();
     let result = {
-        let mut buf = DirentBuf::new(reply, arg.size as usize);
+        let mut buf = DirentBuf::new(reply, (arg.size as usize).min(REPLY_CAPACITY));
         let mut filler = DirFiller { buf: &mut buf, plus, entries: &mut entries };
         fs.readdir(ctx, nodeid, arg.fh, arg.offset, &mut filler)
     };

@@ -86,7 +86,7 @@ impl<F: Filesystem> Session<F> {
     ) -> Result<Self, SessionError> {
         let mut save = Some(save);
         let master = channel.master();
-        let mut buf = fuse_proto::reply::prefaulted(1 << 16);
+        let mut buf = fuse_transport::prefaulted_buffer(1 << 16);
         let mut reply = ReplyBuf::with_capacity(256);
         let negotiation = loop {
             let n = match fuse_transport::read_request(master.as_fd(), &mut buf) {
@@ -241,9 +241,11 @@ impl<'s, F: Filesystem> Worker<'s, F> {
             session,
             device,
             // Header, the largest argument struct and a name before the payload.
-            input: fuse_proto::reply::prefaulted(payload + 8192),
-            data: fuse_proto::reply::prefaulted(payload),
-            reply: ReplyBuf::with_capacity(payload.max(8192)),
+            input: fuse_transport::prefaulted_buffer(payload + 8192),
+            data: fuse_transport::prefaulted_buffer(payload),
+            // Headers, entries, directory listings: READ data and xattr values are sent from
+            // `data`, so the reply buffer needs no room for a whole payload.
+            reply: ReplyBuf::with_capacity(crate::dispatch::REPLY_CAPACITY),
         }
     }
 

@@ -102,3 +102,25 @@ pub fn backing_close(dev: BorrowedFd<'_>, backing_id: u32) -> Result<()> {
     sys::backing_close_ioctl(dev, backing_id)
         .map_err(|source| Error::BackingClose { id: backing_id, source })
 }
+
+/// A zeroed buffer for requests or replies with every page already faulted in, so that the
+/// kernel never faults a page of it while copying a request in or a reply out: with SIGKILL
+/// pending such a fault fails the copy and the kernel ends that request with EIO (DESIGN.md,
+/// kernel fact 12). `vec![0; n]` alone would map untouched zero pages.
+pub fn prefaulted_buffer(len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    if crate::sys::populate_write(&mut buf).is_err() {
+        for page in buf.chunks_mut(4096) {
+            // black_box: the store must happen although the page is known to be zero.
+            page[0] = std::hint::black_box(0);
+        }
+    }
+    // The partial pages at either end, which the populated range leaves out.
+    if let Some(byte) = buf.first_mut() {
+        *byte = std::hint::black_box(0);
+    }
+    if let Some(byte) = buf.last_mut() {
+        *byte = std::hint::black_box(0);
+    }
+    buf
+}

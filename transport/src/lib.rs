@@ -21,7 +21,7 @@ mod sys;
 
 pub use device::{
     DEVICE_PATH, FUSE_MIN_READ_BUFFER, WriteOutcome, backing_close, backing_open, clone_device,
-    open_device, read_request, write_reply,
+    open_device, prefaulted_buffer, read_request, write_reply,
 };
 pub use error::{Error, Result};
 pub use fusectl::{

@@ -1,5 +1,5 @@
-//! The only module of this crate with `unsafe` code: the three `/dev/fuse` ioctls and keeping a
-//! socket open across `exec` in a spawned `fusermount3`.
+//! The only module of this crate with `unsafe` code: the three `/dev/fuse` ioctls, keeping a
+//! socket open across `exec` in a spawned `fusermount3`, and populating request buffers.
 //!
 //! Everything here is `pub(crate)` and typed: no caller can choose an ioctl number or an argument
 //! type.
@@ -118,4 +118,27 @@ mod tests {
         assert_eq!(op(FUSE_DEV_IOC_BACKING_OPEN), opcode::write::<fuse_backing_map>(229, 1));
         assert_eq!(op(FUSE_DEV_IOC_BACKING_CLOSE), opcode::write::<u32>(229, 2));
     }
+}
+
+/// Asks the kernel to fault in every whole page of `buf` for writing (MADV_POPULATE_WRITE):
+/// one syscall instead of a page fault per page.
+pub(crate) fn populate_write(buf: &mut [u8]) -> io::Result<()> {
+    const PAGE: usize = 4096;
+    let start = buf.as_mut_ptr() as usize;
+    let first = start.next_multiple_of(PAGE);
+    let end = (start + buf.len()) & !(PAGE - 1);
+    if end <= first {
+        return Ok(());
+    }
+    // SAFETY: [first, end) lies inside `buf`, which we borrow mutably, and is page aligned;
+    // MADV_POPULATE_WRITE only faults pages in (their contents stay as they are) and never
+    // changes the mapping.
+    unsafe {
+        rustix::mm::madvise(
+            first as *mut core::ffi::c_void,
+            end - first,
+            rustix::mm::Advice::LinuxPopulateWrite,
+        )
+    }?;
+    Ok(())
 }
