@@ -107,19 +107,6 @@ pub(crate) fn inherit_fd_in_child(cmd: &mut Command, fd: RawFd) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn abi_ioctl_numbers_match_rustix_encoding() {
-        use rustix::ioctl::opcode;
-        assert_eq!(op(FUSE_DEV_IOC_CLONE), opcode::read::<u32>(229, 0));
-        assert_eq!(op(FUSE_DEV_IOC_BACKING_OPEN), opcode::write::<fuse_backing_map>(229, 1));
-        assert_eq!(op(FUSE_DEV_IOC_BACKING_CLOSE), opcode::write::<u32>(229, 2));
-    }
-}
-
 /// Asks the kernel to fault in every whole page of `buf` for writing (MADV_POPULATE_WRITE):
 /// one syscall instead of a page fault per page.
 pub(crate) fn populate_write(buf: &mut [u8]) -> io::Result<()> {
@@ -141,4 +128,17 @@ pub(crate) fn populate_write(buf: &mut [u8]) -> io::Result<()> {
         )
     }?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_ioctl_numbers_match_rustix_encoding() {
+        use rustix::ioctl::opcode;
+        assert_eq!(op(FUSE_DEV_IOC_CLONE), opcode::read::<u32>(229, 0));
+        assert_eq!(op(FUSE_DEV_IOC_BACKING_OPEN), opcode::write::<fuse_backing_map>(229, 1));
+        assert_eq!(op(FUSE_DEV_IOC_BACKING_CLOSE), opcode::write::<u32>(229, 2));
+    }
 }
