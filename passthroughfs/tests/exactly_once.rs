@@ -64,6 +64,15 @@ const CASES: &[Case] = &[
         },
     },
     Case {
+        opcode: "RENAME2",
+        setup: |s| fs::write(s.join("n1"), b"noreplace").unwrap(),
+        action: "import ctypes; libc = ctypes.CDLL(None, use_errno=True); r = libc.renameat2(-100, (m + '/n1').encode(), -100, (m + '/n2').encode(), 1); assert r == 0, os.strerror(ctypes.get_errno())",
+        check: |s| {
+            assert!(!s.join("n1").exists());
+            assert_eq!(fs::read(s.join("n2")).unwrap(), b"noreplace");
+        },
+    },
+    Case {
         opcode: "CREATE",
         setup: |_| {},
         action: "fd = os.open(m + '/c', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640); os.write(fd, b'x'); os.close(fd)",

@@ -245,3 +245,20 @@ fn link_max_is_unknowable_through_any_fuse_mount() {
     let native = getconf(&m.source);
     assert_ne!(native, "127", "the source filesystem has a known limit ({native})");
 }
+
+#[test]
+fn without_a_tag_no_keeper_is_involved() {
+    let mut m = Mounted::dirs();
+    let socket = m.dir.path().join("keeper.sock");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("-f").arg(&m.source).arg(&m.mountpoint).env("FUSE_KEEPER_SOCKET", &socket);
+    m.server = Some(cmd.spawn().unwrap());
+    m.wait_mounted();
+    fs::write(m.mnt("f"), b"x").unwrap();
+    assert!(!socket.exists(), "a server without a tag started or asked for a keeper");
+    m.signal(Signal::KILL);
+    m.wait_exit(Duration::from_secs(5)).unwrap();
+    let path = m.mnt("f");
+    let err = within(Duration::from_secs(5), "stat", move || fs::metadata(path).unwrap_err());
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "nobody held the connection: {err}");
+}
