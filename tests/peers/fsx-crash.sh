@@ -8,7 +8,6 @@ cd "$(dirname "$0")/../.."
 . tests/peers/lib.sh
 ops=${1:-100000}
 min_kills=${2:-50}
-KEEPER_BIN=${KEEPER_BIN:-${CARGO_TARGET_DIR:-target}/release/fuse-keeper}
 work=$(mktemp -d /tmp/pfs-fsx-crash.XXXXXX)
 mkdir -p "$work/src" "$work/mnt" "$work/artifacts"
 export FUSE_KEEPER_SOCKET=$work/keeper.sock
@@ -16,13 +15,11 @@ PFS_PID= KEEPER_PID= FSX_PID=
 cleanup() {
   [ -n "$FSX_PID" ] && kill -KILL "$FSX_PID" 2>/dev/null || true
   teardown "$work/mnt" "$PFS_PID"
-  [ -n "$KEEPER_PID" ] && { kill -KILL "$KEEPER_PID" 2>/dev/null; wait "$KEEPER_PID" 2>/dev/null; } || true
+  stop_keeper
   rm -rf "$work"
 }
 trap cleanup EXIT
-"$KEEPER_BIN" serve 2> "$work/keeper.log" &
-KEEPER_PID=$!
-for _ in $(seq 1 100); do [ -S "$FUSE_KEEPER_SOCKET" ] && break; sleep 0.05; done
+start_keeper "$work"
 
 failed=0
 for mode in passthrough nopassthrough; do
@@ -31,15 +28,8 @@ for mode in passthrough nopassthrough; do
   start_pfs "$work/src" "$work/mnt" "$opts"
   fsx -N "$ops" -S 11 -P "$work/artifacts" "$work/mnt/fsx-$mode" > "$work/fsx.log" 2>&1 &
   FSX_PID=$!
-  kills=0
-  while kill -0 "$FSX_PID" 2>/dev/null; do
-    sleep "0.$(( RANDOM % 400 + 100 ))"
-    kill -0 "$FSX_PID" 2>/dev/null || break
-    kill -KILL "$PFS_PID"; wait "$PFS_PID" 2>/dev/null || true
-    kills=$((kills + 1))
-    "$PFS_BIN" -f -o "$opts" "$work/src" "$work/mnt" 2>> "$work/server.log" &
-    PFS_PID=$!
-  done
+  crash_while "$FSX_PID" 100 500 "$work/src" "$work/mnt" "$opts" "$work/server.log"
+  kills=$KILLS
   status=0; wait "$FSX_PID" || status=$?
   FSX_PID=
   if [ "$status" -eq 0 ] && grep -q 'A-OK' "$work/fsx.log" && [ "$kills" -ge "$min_kills" ]; then

@@ -42,3 +42,41 @@ start_pfs() {
   echo "passthroughfs did not mount $mnt within 10 s" >&2
   return 1
 }
+
+KEEPER_BIN=${KEEPER_BIN:-${CARGO_TARGET_DIR:-target}/release/fuse-keeper}
+
+# start_keeper DIR: a keeper serving $FUSE_KEEPER_SOCKET, logging to DIR/keeper.log; sets
+# KEEPER_PID once its socket is there.
+start_keeper() {
+  "$KEEPER_BIN" serve 2> "$1/keeper.log" &
+  KEEPER_PID=$!
+  for _ in $(seq 1 100); do [ -S "$FUSE_KEEPER_SOCKET" ] && return 0; sleep 0.05; done
+  echo "the keeper did not create $FUSE_KEEPER_SOCKET" >&2
+  return 1
+}
+
+# stop_keeper: kills the keeper started by start_keeper, by pid.
+stop_keeper() {
+  if [ -n "${KEEPER_PID:-}" ]; then
+    kill -KILL "$KEEPER_PID" 2>/dev/null || true
+    wait "$KEEPER_PID" 2>/dev/null || true
+  fi
+  KEEPER_PID=
+}
+
+# crash_while WATCH_PID MIN_MS MAX_MS SOURCE MOUNTPOINT OPTIONS LOG: until WATCH_PID exits,
+# SIGKILL the server (PFS_PID) every MIN_MS to MAX_MS milliseconds and start it again with the
+# same command line, its stderr to LOG. Leaves the number of kills in KILLS.
+crash_while() {
+  local watch=$1 min=$2 max=$3 src=$4 mnt=$5 opts=$6 log=$7 ms
+  KILLS=0
+  while kill -0 "$watch" 2>/dev/null; do
+    ms=$(( min + RANDOM % (max - min + 1) ))
+    sleep "$(printf '%d.%03d' $(( ms / 1000 )) $(( ms % 1000 )))"
+    kill -0 "$watch" 2>/dev/null || break
+    kill -KILL "$PFS_PID"; wait "$PFS_PID" 2>/dev/null || true
+    KILLS=$((KILLS + 1))
+    "$PFS_BIN" -f -o "$opts" "$src" "$mnt" 2>> "$log" &
+    PFS_PID=$!
+  done
+}

@@ -9,7 +9,6 @@ cd "$(dirname "$0")/../.."
 . tests/peers/lib.sh
 seconds=${1:-60}
 procs=${2:-4}
-KEEPER_BIN=${KEEPER_BIN:-${CARGO_TARGET_DIR:-target}/release/fuse-keeper}
 work=$(mktemp -d /tmp/pfs-meta-crash.XXXXXX)
 mkdir -p "$work/src" "$work/mnt" "$work/replay"
 export FUSE_KEEPER_SOCKET=$work/keeper.sock
@@ -17,26 +16,17 @@ PFS_PID= KEEPER_PID= APP_PID=
 cleanup() {
   [ -n "$APP_PID" ] && kill -KILL "$APP_PID" 2>/dev/null || true
   teardown "$work/mnt" "$PFS_PID"
-  [ -n "$KEEPER_PID" ] && { kill -KILL "$KEEPER_PID" 2>/dev/null; wait "$KEEPER_PID" 2>/dev/null; } || true
+  stop_keeper
   rm -rf "$work"
 }
 trap cleanup EXIT
-"$KEEPER_BIN" serve 2> "$work/keeper.log" &
-KEEPER_PID=$!
-for _ in $(seq 1 100); do [ -S "$FUSE_KEEPER_SOCKET" ] && break; sleep 0.05; done
+start_keeper "$work"
 opts=tag=meta,nokeeper_start,nopassthrough
 start_pfs "$work/src" "$work/mnt" "$opts"
 python3 tests/peers/meta-workload.py run "$work/mnt" "$procs" "$seconds" "$work/counts.json" > "$work/app.log" 2>&1 &
 APP_PID=$!
-kills=0
-while kill -0 "$APP_PID" 2>/dev/null; do
-  sleep "0.$(printf '%03d' $(( RANDOM % 250 + 50 )))"
-  kill -0 "$APP_PID" 2>/dev/null || break
-  kill -KILL "$PFS_PID"; wait "$PFS_PID" 2>/dev/null || true
-  kills=$((kills + 1))
-  "$PFS_BIN" -f -o "$opts" "$work/src" "$work/mnt" 2>> "$work/server.log" &
-  PFS_PID=$!
-done
+crash_while "$APP_PID" 50 300 "$work/src" "$work/mnt" "$opts" "$work/server.log"
+kills=$KILLS
 status=0; wait "$APP_PID" || status=$?
 APP_PID=
 cat "$work/app.log"

@@ -4,7 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/peers/lib.sh
-KEEPER_BIN=${KEEPER_BIN:-${CARGO_TARGET_DIR:-target}/release/fuse-keeper}
 work=$(mktemp -d /tmp/pfs-pjd-crash.XXXXXX)
 chmod 755 "$work"
 mkdir -p "$work/src" "$work/mnt" "$work/secondary"
@@ -13,29 +12,20 @@ PFS_PID= KEEPER_PID= SUITE_PID=
 cleanup() {
   [ -n "$SUITE_PID" ] && kill -KILL "$SUITE_PID" 2>/dev/null || true
   teardown "$work/mnt" "$PFS_PID"
-  [ -n "$KEEPER_PID" ] && { kill -KILL "$KEEPER_PID" 2>/dev/null; wait "$KEEPER_PID" 2>/dev/null; } || true
+  stop_keeper
   umount -l "$work/secondary" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 mount -t tmpfs -o size=64m tmpfs "$work/secondary"
-"$KEEPER_BIN" serve 2> "$work/keeper.log" &
-KEEPER_PID=$!
-for _ in $(seq 1 100); do [ -S "$FUSE_KEEPER_SOCKET" ] && break; sleep 0.05; done
+start_keeper "$work"
 conf=$PWD/tests/peers/pjdfstest.toml
 opts=allow_other,tag=pjd,nokeeper_start
 start_pfs "$work/src" "$work/mnt" "$opts"
 (cd "$work/mnt" && exec pjdfstest -c "$conf" -p "$work/mnt" -s "$work/secondary") > "$work/out.txt" 2>&1 &
 SUITE_PID=$!
-kills=0
-while kill -0 "$SUITE_PID" 2>/dev/null; do
-  sleep "0.$(( RANDOM % 400 + 100 ))"
-  kill -0 "$SUITE_PID" 2>/dev/null || break
-  kill -KILL "$PFS_PID"; wait "$PFS_PID" 2>/dev/null || true
-  kills=$((kills + 1))
-  "$PFS_BIN" -f -o "$opts" "$work/src" "$work/mnt" 2>> "$work/server.log" &
-  PFS_PID=$!
-done
+crash_while "$SUITE_PID" 100 500 "$work/src" "$work/mnt" "$opts" "$work/server.log"
+kills=$KILLS
 wait "$SUITE_PID" || true
 SUITE_PID=
 summary=$(grep '^Summary:' "$work/out.txt" || true)
