@@ -199,15 +199,25 @@ impl<F: Filesystem> Session<F> {
         for index in 0..threads {
             devices.push(self.channel.device(index).map_err(SessionError::Custody)?);
         }
-        // Buffers are allocated (and prefaulted) before anything is read.
-        let workers: Vec<_> = devices.into_iter().map(|device| Worker::new(self, device)).collect();
+        // Every worker's buffers are prefaulted before it reads. The first worker's are made
+        // here, before `before_reading`; the others' in their own threads, in parallel, so
+        // that a restarted server serves as soon as one worker is ready.
+        let mut devices = devices.into_iter();
+        let first = devices.next().map(|device| Worker::new(self, device));
         before_reading(&self.channel).map_err(SessionError::Ready)?;
         thread::scope(|scope| {
             let mut handles = Vec::new();
-            for (index, worker) in workers.into_iter().enumerate() {
+            if let Some(worker) = first {
                 let handle = thread::Builder::new()
-                    .name(format!("fuse-worker-{index}"))
+                    .name("fuse-worker-0".into())
                     .spawn_scoped(scope, move || worker.run())
+                    .map_err(SessionError::Spawn)?;
+                handles.push(handle);
+            }
+            for (index, device) in devices.enumerate() {
+                let handle = thread::Builder::new()
+                    .name(format!("fuse-worker-{}", index + 1))
+                    .spawn_scoped(scope, move || Worker::new(self, device).run())
                     .map_err(SessionError::Spawn)?;
                 handles.push(handle);
             }
