@@ -235,7 +235,8 @@ impl<F: Filesystem> Session<F> {
 }
 
 /// One thread's loop: read a request, dispatch it, write the reply. Its buffers are
-/// allocated and touched once, before the first read (DESIGN.md, kernel fact 12).
+/// allocated once and reused; the one the kernel copies requests into is populated before
+/// the first read (DESIGN.md, kernel fact 12).
 struct Worker<'s, F: Filesystem> {
     session: &'s Session<F>,
     device: Arc<OwnedFd>,
@@ -251,8 +252,11 @@ impl<'s, F: Filesystem> Worker<'s, F> {
             session,
             device,
             // Header, the largest argument struct and a name before the payload.
+            // The kernel copies requests into `input`: it is prefaulted. `data` and the reply
+            // buffer are written by this thread before the kernel copies from them, so their
+            // pages are always present by then.
             input: fuse_transport::prefaulted_buffer(payload + 8192),
-            data: fuse_transport::prefaulted_buffer(payload),
+            data: vec![0u8; payload],
             // Headers, entries, directory listings: READ data and xattr values are sent from
             // `data`, so the reply buffer needs no room for a whole payload.
             reply: ReplyBuf::with_capacity(crate::dispatch::REPLY_CAPACITY),
