@@ -8,19 +8,11 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Mounted;
-
-fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join(name);
-    assert!(bin.exists(), "{} missing: run `cargo build --workspace` first", bin.display());
-    bin
-}
+use common::{Keeper, Mounted};
 
 struct Case {
     opcode: &'static str,
@@ -209,45 +201,11 @@ const CASES: &[Case] = &[
     },
 ];
 
-/// Waits until the keeper lists the tag as served by `pid`.
-fn wait_serving(socket: &Path, pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = Command::new(workspace_bin("fuse-keeper"))
-            .args(["ls", "--json"])
-            .env("FUSE_KEEPER_SOCKET", socket)
-            .output()
-            .unwrap();
-        let ls = String::from_utf8_lossy(&out.stdout);
-        if ls.contains(&format!("\"server_pid\":{pid}")) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "server {pid} never served: {ls}");
-        sleep(Duration::from_millis(10));
-    }
-}
-
 fn run_case(case: &Case, point: &str) {
     let mut m = Mounted::dirs();
     (case.setup)(&m.source);
-    let socket = m.dir.path().join("keeper.sock");
-    let mut keeper = Command::new(workspace_bin("fuse-keeper"))
-        .arg("serve")
-        .env("FUSE_KEEPER_SOCKET", &socket)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    struct Reap<'a>(&'a mut std::process::Child);
-    impl Drop for Reap<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _keeper = Reap(&mut keeper);
-    while !socket.exists() {
-        sleep(Duration::from_millis(5));
-    }
+    let keeper = Keeper::start(m.dir.path());
+    let socket = keeper.socket.clone();
     // Server-side writes (no kernel passthrough) so WRITE reaches the server.
     let (source, mountpoint) = (m.source.clone(), m.mountpoint.clone());
     let server = |crash: Option<String>| {
@@ -269,7 +227,7 @@ fn run_case(case: &Case, point: &str) {
     };
     m.server = Some(server(Some(format!("{}:{point}", case.opcode))));
     m.wait_mounted();
-    wait_serving(&socket, m.pid());
+    keeper.wait_serving(m.pid());
     let app = Command::new("python3")
         .arg("-c")
         .arg(format!("import os, sys\nm = sys.argv[1]\ntry:\n    {}\n    print('ok')\nexcept OSError as e:\n    print(e.strerror)", case.action.replace("; ", "\n    ")))

@@ -6,72 +6,14 @@ mod common;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{Mounted, within};
+use common::{Keeper, Mounted, within, workspace_bin};
 use rustix::process::Signal;
-
-/// A binary of the workspace, built by `cargo build --workspace` next to this test's profile.
-fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join(name);
-    assert!(bin.exists(), "{} missing: run `cargo build --workspace` first", bin.display());
-    bin
-}
-
-/// A keeper daemon on a private socket, killed by pid when dropped.
-struct Keeper {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Keeper {
-    fn start(dir: &Path) -> Keeper {
-        let socket = dir.join("keeper.sock");
-        let log = dir.join("keeper.log");
-        let child = Command::new(workspace_bin("fuse-keeper"))
-            .arg("serve")
-            .env("FUSE_KEEPER_SOCKET", &socket)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "keeper did not create its socket");
-            sleep(Duration::from_millis(10));
-        }
-        Keeper { child, socket, log }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn ls_json(&self) -> String {
-        let out = Command::new(workspace_bin("fuse-keeper"))
-            .args(["ls", "--json"])
-            .env("FUSE_KEEPER_SOCKET", &self.socket)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "fuse-keeper ls: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for Keeper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A recoverable mount: keeper, source, mountpoint, and the current server.
 struct Recoverable {

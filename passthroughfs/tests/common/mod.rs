@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -154,4 +155,77 @@ pub fn within<T: Send + 'static>(
         let _ = tx.send(f());
     });
     rx.recv_timeout(timeout).unwrap_or_else(|_| panic!("{what} did not finish within {timeout:?}"))
+}
+
+/// A binary of the workspace, built by `cargo build --workspace` next to this test's profile.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join(name);
+    assert!(bin.exists(), "{} missing: run `cargo build --workspace` first", bin.display());
+    bin
+}
+
+/// A keeper daemon on a private socket, killed by pid when dropped.
+pub struct Keeper {
+    child: Child,
+    pub socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Keeper {
+    pub fn start(dir: &Path) -> Keeper {
+        let socket = dir.join("keeper.sock");
+        let log = dir.join("keeper.log");
+        let child = Command::new(workspace_bin("fuse-keeper"))
+            .arg("serve")
+            .env("FUSE_KEEPER_SOCKET", &socket)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "keeper did not create its socket");
+            sleep(Duration::from_millis(10));
+        }
+        Keeper { child, socket, log }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn ls_json(&self) -> String {
+        let out = Command::new(workspace_bin("fuse-keeper"))
+            .args(["ls", "--json"])
+            .env("FUSE_KEEPER_SOCKET", &self.socket)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "fuse-keeper ls: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Keeper {
+    /// Waits until the keeper lists a connection served by `pid`.
+    pub fn wait_serving(&self, pid: u32) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ls = self.ls_json();
+            if ls.contains(&format!("\"server_pid\":{pid}")) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "server {pid} never served: {ls}");
+            sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
