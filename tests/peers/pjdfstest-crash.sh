@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # pjdfstest against a recoverable passthroughfs while the server is SIGKILLed and restarted
-# every 100-500 ms: must report 0 failed, as without crashes.
+# every 50-300 ms: must report 0 failed, as without crashes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/peers/lib.sh
@@ -24,7 +24,7 @@ opts=allow_other,tag=pjd,nokeeper_start
 start_pfs "$work/src" "$work/mnt" "$opts"
 (cd "$work/mnt" && exec pjdfstest -c "$conf" -p "$work/mnt" -s "$work/secondary") > "$work/out.txt" 2>&1 &
 SUITE_PID=$!
-crash_while "$SUITE_PID" 100 500 "$work/src" "$work/mnt" "$opts" "$work/server.log"
+crash_while "$SUITE_PID" 50 300 "$work/src" "$work/mnt" "$opts" "$work/server.log"
 kills=$KILLS
 wait "$SUITE_PID" || true
 SUITE_PID=
