@@ -40,21 +40,28 @@ pub(crate) fn dispatch<F: Filesystem>(
     reply: &mut ReplyBuf,
     data: &mut [u8],
 ) -> (Outcome, Option<u64>) {
+    let unique = req.unique;
+    let opcode = req.opcode;
+    let original = original_unique(unique);
+    if unique != original {
+        info!(
+            unique = format_args!("{unique:#x}"),
+            op = opcode.name(),
+            nodeid = req.nodeid,
+            "resent request"
+        );
+    }
+    let ctx = Context { unique, uid: req.uid, gid: req.gid, pid: req.pid, channel };
     let journal = journal.filter(|_| is_non_idempotent(&req.op));
     let Some(journal) = journal else {
         // Unjournaled requests honour the fault-injection switch too (a TMPFILE, say, whose
         // resend is simply executed).
-        let opcode = req.opcode;
         maybe_crash(opcode, CrashPoint::Before);
-        let outcome = dispatch_plain(fs, channel, negotiation, req, reply, data);
+        let outcome = dispatch_plain(fs, &ctx, negotiation, req, reply, data);
         maybe_crash(opcode, CrashPoint::Executed);
         maybe_crash(opcode, CrashPoint::Journaled);
         return (outcome, None);
     };
-    let unique = req.unique;
-    let opcode = req.opcode;
-    let original = original_unique(unique);
-    let ctx = Context { unique, uid: req.uid, gid: req.gid, pid: req.pid, channel };
     if unique != original
         && let Some(JournalRecord { entry, intent, reply: recorded }) = journal.find(original)
     {
@@ -95,7 +102,7 @@ pub(crate) fn dispatch<F: Filesystem>(
                     op = opcode.name(),
                     "settled: it had not taken effect"
                 );
-                let outcome = dispatch_plain(fs, channel, negotiation, req, reply, data);
+                let outcome = dispatch_plain(fs, &ctx, negotiation, req, reply, data);
                 journal.record(entry, reply.bytes());
                 return (outcome, Some(entry));
             }
@@ -122,7 +129,7 @@ pub(crate) fn dispatch<F: Filesystem>(
     };
     let entry = journal.begin(original, intent);
     maybe_crash(opcode, CrashPoint::Before);
-    let outcome = dispatch_plain(fs, channel, negotiation, req, reply, data);
+    let outcome = dispatch_plain(fs, &ctx, negotiation, req, reply, data);
     maybe_crash(opcode, CrashPoint::Executed);
     if let Some(entry) = entry {
         journal.record(entry, reply.bytes());
@@ -282,24 +289,15 @@ const XATTR_CREATE: i32 = 1;
 /// Serves one request without the journal.
 fn dispatch_plain<F: Filesystem>(
     fs: &F,
-    channel: &Channel,
+    ctx: &Context<'_>,
     negotiation: &Negotiation,
     req: Request<'_>,
     reply: &mut ReplyBuf,
     data: &mut [u8],
 ) -> Outcome {
-    let ctx = Context { unique: req.unique, uid: req.uid, gid: req.gid, pid: req.pid, channel };
     reply.clear();
     let unique = req.unique;
-    if unique & fuse_abi::FUSE_UNIQUE_RESEND != 0 {
-        info!(
-            unique = format_args!("{unique:#x}"),
-            op = req.opcode.name(),
-            nodeid = req.nodeid,
-            "resent request"
-        );
-    }
-    let result = serve(fs, &ctx, negotiation, req.nodeid, req.op, reply, data);
+    let result = serve(fs, ctx, negotiation, req.nodeid, req.op, reply, data);
     match result {
         Ok(Outcome::Reply) => {
             reply.finish(unique, 0);
