@@ -166,9 +166,8 @@ pub fn serve<F: Recoverable>(
                 Some(bytes) => {
                     let negotiation = Negotiation::read_from_bytes(&bytes)
                         .map_err(|_| RecoveryError::BadNegotiation)?;
-                    let journal = journal_of(&fs, options.journal);
                     let session =
-                        with_journal(Session::resume(fs, channel, negotiation, config), journal);
+                        journaled(Session::resume(fs, channel, negotiation, config), options);
                     let mut ready = Some(ready);
                     session.run_then(|channel| {
                         channel.notify_resend()?;
@@ -181,10 +180,9 @@ pub fn serve<F: Recoverable>(
                 None => {
                     // The previous server died before answering INIT: it comes again.
                     channel.notify_resend().map_err(fuse_server::SessionError::Custody)?;
-                    let journal = journal_of(&fs, options.journal);
-                    let session = with_journal(
+                    let session = journaled(
                         Session::start_with(fs, channel, config, save_negotiation)?,
-                        journal,
+                        options,
                     );
                     ready(started);
                     session.run()?;
@@ -214,9 +212,8 @@ pub fn serve<F: Recoverable>(
                 register: Mutex::new(Some((registration, state))),
             });
             let channel = fuse_server::mount(mountpoint, mount_options, custody)?;
-            let journal = journal_of(&fs, options.journal);
             let session = match Session::start_with(fs, channel, config, save_negotiation) {
-                Ok(session) => with_journal(session, journal),
+                Ok(session) => journaled(session, options),
                 Err(err) => {
                     let _ = fuse_transport::force_unmount(mountpoint);
                     let _ =
@@ -237,20 +234,15 @@ pub fn serve<F: Recoverable>(
     Ok(started)
 }
 
-fn journal_of<F: Recoverable>(fs: &F, enabled: bool) -> Option<Arc<dyn fuse_server::Journal>> {
-    if !enabled {
-        return None;
-    }
-    crate::journal::StoreJournal::open(fs.state())
-        .map(|j| Arc::new(j) as Arc<dyn fuse_server::Journal>)
-}
-
-fn with_journal<F: Recoverable>(
-    session: Session<F>,
-    journal: Option<Arc<dyn fuse_server::Journal>>,
-) -> Session<F> {
+/// The session with its filesystem store's journal, when the options want one and the
+/// store has a journal table.
+fn journaled<F: Recoverable>(session: Session<F>, options: &RecoveryOptions) -> Session<F> {
+    let journal = options
+        .journal
+        .then(|| crate::journal::StoreJournal::open(session.filesystem().state()))
+        .flatten();
     match journal {
-        Some(journal) => session.with_journal(journal),
+        Some(journal) => session.with_journal(Arc::new(journal)),
         None => session,
     }
 }
