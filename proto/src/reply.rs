@@ -1,8 +1,8 @@
 //! Encoding replies: a reusable buffer that holds `fuse_out_header` and the payload.
 //!
-//! One [`ReplyBuf`] belongs to one worker and is reused for every reply it sends, so its pages
-//! are allocated and touched once (DESIGN.md, kernel fact 12: a reply copied from a page that
-//! faults while the server is being killed can fail the request with EIO).
+//! One [`ReplyBuf`] belongs to one worker and is reused for every reply it sends. Every byte
+//! the kernel copies out of it was written by the worker just before, so its pages are present
+//! when the kernel reads them (DESIGN.md, kernel fact 12).
 
 use fuse_abi::{fuse_notify_code, fuse_out_header};
 use zerocopy::{Immutable, IntoBytes};
@@ -18,10 +18,10 @@ pub struct ReplyBuf {
 }
 
 impl ReplyBuf {
-    /// A buffer with room for `capacity` payload bytes, its pages already touched.
+    /// A buffer with room for `capacity` payload bytes.
     pub fn with_capacity(capacity: usize) -> Self {
-        let mut buf = prefaulted(HEADER + capacity);
-        buf.truncate(HEADER);
+        let mut buf = Vec::with_capacity(HEADER + capacity);
+        buf.resize(HEADER, 0);
         ReplyBuf { buf }
     }
 
@@ -76,19 +76,6 @@ impl ReplyBuf {
         self.buf.copy_from_slice(header.as_bytes());
         &self.buf
     }
-}
-
-/// A zeroed buffer whose every page has been written once, so that the kernel never faults a
-/// page of it in while copying a request in or a reply out (a fault with SIGKILL pending
-/// fails the copy and the kernel ends that request with EIO: DESIGN.md, kernel fact 12).
-/// `vec![0; n]` alone would map untouched zero pages.
-pub fn prefaulted(len: usize) -> Vec<u8> {
-    let mut buf = vec![0u8; len];
-    for page in buf.chunks_mut(4096) {
-        // black_box: the store must happen even though the page is known to be zero.
-        page[0] = std::hint::black_box(0);
-    }
-    buf
 }
 
 /// The bytes of a notification: a header with unique 0 and the notify code in `error`.
