@@ -3,7 +3,9 @@
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,47 +80,58 @@ impl Drop for Cleanup {
     }
 }
 
-fn stat_size(path: std::path::PathBuf) -> std::io::Result<u64> {
-    let (tx, rx) = std::sync::mpsc::channel();
+/// Stats `path` on another thread; the size arrives on the receiver.
+fn stat_in_thread(path: PathBuf) -> mpsc::Receiver<std::io::Result<u64>> {
+    let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(std::fs::metadata(&path).map(|m| m.len()));
     });
-    rx.recv_timeout(Duration::from_secs(5)).expect("stat did not complete in 5 s")
+    rx
+}
+
+fn stat_size(path: PathBuf) -> std::io::Result<u64> {
+    stat_in_thread(path).recv_timeout(Duration::from_secs(5)).expect("stat did not complete in 5 s")
+}
+
+/// Mounts `mnt` with `holder` keeping a duplicate of its fd, and answers INIT with a fresh
+/// session serving a `Hello` of size 1.
+fn first_server(
+    mnt: &Path,
+    holder: &Arc<Holder>,
+    inits: &Arc<AtomicUsize>,
+    config: &SessionConfig,
+) -> Session<Hello> {
+    assert!(rustix::process::geteuid().is_root(), "mounting needs root");
+    let options = MountOptions { fsname: Some("resume-test".into()), ..MountOptions::default() };
+    let channel = fuse_server::mount(mnt, &options, holder.clone()).unwrap();
+    let fs = Hello { size: 1, inits: inits.clone(), lookups: Arc::default() };
+    Session::start(fs, channel, config.clone()).unwrap()
+}
+
+/// Duplicates of the device fds the holder kept, for the next server.
+fn held_fds(holder: &Holder) -> Vec<OwnedFd> {
+    holder.0.lock().unwrap().iter().map(|fd| fd.as_fd().try_clone_to_owned().unwrap()).collect()
 }
 
 #[test]
 fn a_resumed_session_serves_the_connection_without_init() {
-    assert!(rustix::process::geteuid().is_root(), "mounting needs root");
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().to_path_buf();
     let _cleanup = Cleanup(mnt.clone());
     let holder = Arc::new(Holder::default());
     let inits = Arc::new(AtomicUsize::new(0));
-    let options = MountOptions { fsname: Some("resume-test".into()), ..MountOptions::default() };
     let config = SessionConfig { threads: 2, ..SessionConfig::default() };
 
     // First server: a fresh session answers INIT, then dies before serving anything (its
     // fds are closed; only the holder's duplicates keep the connection).
-    let channel = fuse_server::mount(&mnt, &options, holder.clone()).unwrap();
-    let first = Session::start(
-        Hello { size: 1, inits: inits.clone(), lookups: Arc::default() },
-        channel,
-        config.clone(),
-    )
-    .unwrap();
+    let first = first_server(&mnt, &holder, &inits, &config);
     let saved: Negotiation = *first.negotiation();
     assert!(saved.minor() >= fuse_server::MIN_MINOR);
     drop(first);
 
     // The holder kept the connection alive. A new server resumes it from the saved
     // negotiation: no INIT is read (the kernel sends only one), yet requests are answered.
-    let fds: Vec<OwnedFd> = holder
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|fd| fd.as_fd().try_clone_to_owned().unwrap())
-        .collect();
+    let fds = held_fds(&holder);
     assert_eq!(fds.len(), 1, "the mount's fd was adopted before INIT was read");
     let second = Session::resume(
         Hello { size: 2, inits: inits.clone(), lookups: Arc::default() },
@@ -139,30 +152,18 @@ fn a_resumed_session_serves_the_connection_without_init() {
 
 #[test]
 fn a_request_read_by_a_dead_server_is_resent_to_the_next_one() {
-    assert!(rustix::process::geteuid().is_root(), "mounting needs root");
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().to_path_buf();
     let _cleanup = Cleanup(mnt.clone());
     let holder = Arc::new(Holder::default());
     let inits = Arc::new(AtomicUsize::new(0));
-    let options = MountOptions { fsname: Some("resend-test".into()), ..MountOptions::default() };
     let config = SessionConfig { threads: 1, ..SessionConfig::default() };
-    let channel = fuse_server::mount(&mnt, &options, holder.clone()).unwrap();
-    let first = Session::start(
-        Hello { size: 1, inits: inits.clone(), lookups: Arc::default() },
-        channel,
-        config.clone(),
-    )
-    .unwrap();
+    let first = first_server(&mnt, &holder, &inits, &config);
     let saved = *first.negotiation();
 
     // An application looks the file up; the first server reads the request and dies
     // before answering it.
-    let path = mnt.join("hello");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::fs::metadata(&path).map(|m| m.len()));
-    });
+    let rx = stat_in_thread(mnt.join("hello"));
     let mut buf = vec![0u8; saved.max_payload() + 8192];
     let n =
         fuse_transport::read_request(first.channel().master().as_fd(), &mut buf).unwrap().unwrap();
@@ -176,13 +177,7 @@ fn a_request_read_by_a_dead_server_is_resent_to_the_next_one() {
     );
 
     // The next server resumes and asks for a resend: the application's stat completes.
-    let fds: Vec<OwnedFd> = holder
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|fd| fd.as_fd().try_clone_to_owned().unwrap())
-        .collect();
+    let fds = held_fds(&holder);
     let lookups = Arc::new(Mutex::new(Vec::new()));
     let second = Session::resume(
         Hello { size: 2, inits, lookups: lookups.clone() },
