@@ -155,16 +155,6 @@ impl Passthrough {
         })
     }
 
-    /// The state store (its fd goes to the keeper; the negotiation is saved in it).
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// The inode table (for diagnostics and tests).
-    pub fn inodes(&self) -> &InodeTable {
-        &self.inodes
-    }
-
     fn entry(&self, nodeid: u64, st: &Statx) -> Entry {
         Entry {
             nodeid,
