@@ -177,6 +177,15 @@ impl Passthrough {
         self.adopt(fd)
     }
 
+    /// The entry for `name`, which this request has just made in `parent`; its lookup count
+    /// is noted in the request's journal entry, so a resend after a crash does not count it
+    /// again.
+    fn made(&self, ctx: &Context<'_>, parent: &Inode, name: &OsStr) -> Result<Entry> {
+        let entry = self.do_lookup(parent, name)?;
+        ctx.entry_counted(entry.nodeid);
+        Ok(entry)
+    }
+
     /// Counts a lookup of the inode `fd` (an `O_PATH` fd) refers to.
     fn adopt(&self, fd: OwnedFd) -> Result<Entry> {
         let st = statx_fd(fd.as_fd())?;
@@ -388,7 +397,7 @@ impl Filesystem for Passthrough {
         become_caller(ctx)?;
         let parent = self.inodes.get(parent)?;
         rustix::fs::symlinkat(target, &parent.fd, name).map_err(sys)?;
-        self.do_lookup(&parent, name)
+        self.made(ctx, &parent, name)
     }
 
     fn mknod(
@@ -411,7 +420,7 @@ impl Filesystem for Passthrough {
             u64::from(rdev),
         )
         .map_err(sys)?;
-        self.do_lookup(&parent, name)
+        self.made(ctx, &parent, name)
     }
 
     fn mkdir(
@@ -426,7 +435,7 @@ impl Filesystem for Passthrough {
         let parent = self.inodes.get(parent)?;
         rustix::fs::mkdirat(&parent.fd, name, Mode::from_bits_retain(mode & 0o7777))
             .map_err(sys)?;
-        self.do_lookup(&parent, name)
+        self.made(ctx, &parent, name)
     }
 
     fn unlink(&self, ctx: &Context<'_>, parent: u64, name: &OsStr) -> Result<()> {
@@ -475,7 +484,7 @@ impl Filesystem for Passthrough {
             AtFlags::SYMLINK_FOLLOW,
         )
         .map_err(sys)?;
-        self.do_lookup(&parent, newname)
+        self.made(ctx, &parent, newname)
     }
 
     fn open(&self, ctx: &Context<'_>, nodeid: u64, flags: i32) -> Result<Opened> {
@@ -781,10 +790,17 @@ impl Passthrough {
         )
         .map_err(sys)?;
         let entry = self.adopt(path_fd)?;
+        ctx.entry_counted(entry.nodeid);
         let inode = self.inodes.get(entry.nodeid)?;
         match self.open_handle(ctx, &inode, fd, flags) {
-            Ok(opened) => Ok((entry, opened)),
+            Ok(opened) => {
+                ctx.handle_opened(opened.fh);
+                Ok((entry, opened))
+            }
             Err(errno) => {
+                // Unnoted first: a crash between the two leaves one count too many (a record
+                // kept longer), never one too few.
+                ctx.entry_counted(0);
                 self.inodes.forget(entry.nodeid, 1);
                 Err(errno)
             }

@@ -108,6 +108,15 @@ impl HandleTable {
         })
     }
 
+    /// Every open handle recorded in `store`, by fh (for inspection and tests).
+    pub fn census(store: &Store) -> Vec<(u64, HandleRecord)> {
+        let Some(i) = store.find_table(HANDLES.name) else { return Vec::new() };
+        let table = HandleTable::new(store, i);
+        (0..table.records.high_water())
+            .filter_map(|slot| table.record(slot + 1).map(|record| (slot + 1, record)))
+            .collect()
+    }
+
     /// Forgets `fh`; returns its record.
     pub fn remove(&self, fh: u64) -> Option<HandleRecord> {
         let record = self.record(fh)?;

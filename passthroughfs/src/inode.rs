@@ -293,6 +293,24 @@ impl InodeTable {
         }
     }
 
+    /// Every inode record in `store` with its lookup count, read without changing anything
+    /// (for inspection and tests; a live server may change them meanwhile).
+    pub fn census(store: &Store) -> Vec<(InodeKey, u64)> {
+        let Some(i) = store.find_table(INODES.name) else { return Vec::new() };
+        let (records, _) = store.table(i);
+        (0..records.high_water())
+            .filter_map(|slot| {
+                let mut key = [0u8; KIND];
+                records.read(slot, &mut key).then(|| {
+                    (
+                        InodeKey::from_bytes(&key),
+                        records.word(slot, NLOOKUP).load(Ordering::Acquire),
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// The lookup count of `nodeid` (0 if unknown).
     pub fn lookup_count(&self, nodeid: u64) -> u64 {
         match Self::slot(nodeid) {

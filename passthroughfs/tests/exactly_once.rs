@@ -8,11 +8,15 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Keeper, Mounted};
+use fuse_recovery::store::Store;
+use passthroughfs::fs::STORE_TABLES;
+use passthroughfs::handle::HandleTable;
+use passthroughfs::inode::InodeTable;
 
 struct Case {
     opcode: &'static str,
@@ -248,6 +252,44 @@ fn run_case(case: &Case, point: &str) {
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(said, "ok", "{} crashed {point}: the application saw an error", case.opcode);
     (case.check)(&m.source);
+    counts_drain(&keeper, &format!("{} {point}", case.opcode));
+}
+
+/// Lookup counts and handles are exact: once the kernel has forgotten every inode (the
+/// application is gone and the dentry cache is dropped), the state store holds no inode
+/// record and no open handle. A count taken twice for one entry reply leaves a record
+/// behind for ever; a handle opened twice for one CREATE leaves a handle.
+fn counts_drain(keeper: &Keeper, what: &str) {
+    let store = state_store(keeper);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+        let inodes = InodeTable::census(&store);
+        let handles = HandleTable::census(&store);
+        if inodes.is_empty() && handles.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the kernel forgot everything, the store still holds inodes {inodes:?} \
+             and handles {handles:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The state store the keeper holds for the mount, opened through /proc.
+fn state_store(keeper: &Keeper) -> Store {
+    let fds = PathBuf::from(format!("/proc/{}/fd", keeper.pid()));
+    for fd in fs::read_dir(&fds).unwrap() {
+        let path = fd.unwrap().path();
+        let target = fs::read_link(&path).unwrap_or_default();
+        if target.to_string_lossy().contains("memfd:passthroughfs-state") {
+            let file = fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+            return Store::open(file.into(), &STORE_TABLES).unwrap();
+        }
+    }
+    panic!("the keeper holds no state store");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The journal of in-flight non-idempotent requests, in the state store.
 //!
-//! One record per request between its intent and its reply: words [unique, state, intent], payload
+//! One record per request between its intent and its reply: words [unique, state, intent,
+//! counted nodeid, opened fh], payload
 //! [reply length u32, pad u32, reply bytes]. The reply bytes are written while the state
 //! says "intent", then the state word flips to "done" in one store: a reader after a crash
 //! sees either the intent alone or the whole reply.
@@ -16,11 +17,16 @@ use crate::store::{HashIndex, Store, Table, TableSpec};
 const MAX_REPLY: usize = 248;
 const INTENT: u64 = 1;
 const DONE: u64 = 2;
+const UNIQUE: usize = 0;
+const STATE: usize = 1;
+const INTENT_WORD: usize = 2;
+const COUNTED: usize = 3;
+const OPENED: usize = 4;
 
 /// The store table a journal needs; include it in the filesystem's store layout.
 pub const JOURNAL: TableSpec = TableSpec {
     name: "journal",
-    words: 3,
+    words: 5,
     bytes: 8 + MAX_REPLY as u32,
     capacity: 1 << 14,
     indexed: true,
@@ -54,12 +60,20 @@ impl StoreJournal {
 impl Journal for StoreJournal {
     fn begin(&self, unique: u64, intent: u64) -> Option<u64> {
         let _guard = self.locked();
-        let slot = self.table.insert(&[unique, INTENT, intent], &[]).ok()?;
+        let slot = self.table.insert(&[unique, INTENT, intent, 0, 0], &[]).ok()?;
         if !self.index.insert(hash(unique), slot) {
             self.table.remove(slot);
             return None;
         }
         Some(slot)
+    }
+
+    fn counted(&self, entry: u64, nodeid: u64) {
+        self.table.word(entry, COUNTED).store(nodeid, Ordering::Release);
+    }
+
+    fn opened(&self, entry: u64, fh: u64) {
+        self.table.word(entry, OPENED).store(fh, Ordering::Release);
     }
 
     fn record(&self, entry: u64, reply: &[u8]) {
@@ -72,12 +86,12 @@ impl Journal for StoreJournal {
         head[..4].copy_from_slice(&(reply.len() as u32).to_le_bytes());
         self.table.write_payload(entry, 0, &head);
         self.table.write_payload(entry, 8, reply);
-        self.table.word(entry, 1).store(DONE, Ordering::Release);
+        self.table.word(entry, STATE).store(DONE, Ordering::Release);
     }
 
     fn end(&self, entry: u64) {
         let _guard = self.locked();
-        let unique = self.table.word(entry, 0).load(Ordering::Relaxed);
+        let unique = self.table.word(entry, UNIQUE).load(Ordering::Relaxed);
         self.index.remove(hash(unique), entry);
         self.table.remove(entry);
     }
@@ -85,17 +99,26 @@ impl Journal for StoreJournal {
     fn find(&self, unique: u64) -> Option<JournalRecord> {
         let _guard = self.locked();
         let slot = self.index.find(hash(unique), |slot| {
-            self.table.is_valid(slot) && self.table.word(slot, 0).load(Ordering::Relaxed) == unique
+            self.table.is_valid(slot)
+                && self.table.word(slot, UNIQUE).load(Ordering::Relaxed) == unique
         })?;
-        let intent = self.table.word(slot, 2).load(Ordering::Relaxed);
-        if self.table.word(slot, 1).load(Ordering::Acquire) != DONE {
-            return Some(JournalRecord { entry: slot, intent, reply: None });
+        let word = |i| self.table.word(slot, i).load(Ordering::Acquire);
+        let mut record = JournalRecord {
+            entry: slot,
+            intent: word(INTENT_WORD),
+            reply: None,
+            counted: word(COUNTED),
+            opened: word(OPENED),
+        };
+        if word(STATE) != DONE {
+            return Some(record);
         }
         let mut payload = vec![0u8; 8 + MAX_REPLY];
         self.table.read(slot, &mut payload);
         let len = (u32::from_le_bytes(payload[..4].try_into().unwrap_or_default()) as usize)
             .min(MAX_REPLY);
-        Some(JournalRecord { entry: slot, intent, reply: Some(payload[8..8 + len].to_vec()) })
+        record.reply = Some(payload[8..8 + len].to_vec());
+        Some(record)
     }
 }
 
@@ -110,9 +133,12 @@ mod tests {
         let e = j.begin(42, 7).unwrap();
         assert_eq!(
             j.find(42),
-            Some(JournalRecord { entry: e, intent: 7, reply: None }),
+            Some(JournalRecord { entry: e, intent: 7, reply: None, counted: 0, opened: 0 }),
             "an intent alone"
         );
+        j.counted(e, 9);
+        j.opened(e, 3);
+        assert_eq!((j.find(42).unwrap().counted, j.find(42).unwrap().opened), (9, 3));
         j.record(e, b"0123456789abcdefREPLY");
         // A restarted server sees the reply.
         let again = Store::open(store.fd().try_clone_to_owned().unwrap(), &[JOURNAL]).unwrap();

@@ -105,9 +105,31 @@ pub struct Context<'a> {
     pub gid: u32,
     pub pid: u32,
     pub(crate) channel: &'a Channel,
+    /// The journal and this request's entry in it, for a journaled request.
+    pub(crate) journal: Option<(&'a dyn crate::Journal, u64)>,
 }
 
 impl Context<'_> {
+    /// Tells the library that this request has just taken a lookup count of `nodeid` for the
+    /// entry it will return. Call it right after counting, in every method that returns an
+    /// [`Entry`](crate::Entry) for a non-idempotent request (mkdir, mknod, symlink, link,
+    /// create): if the server dies before the reply is journaled, the resent request is then
+    /// answered without counting that entry a second time. A no-op for other requests.
+    pub fn entry_counted(&self, nodeid: u64) {
+        if let Some((journal, entry)) = self.journal {
+            journal.counted(entry, nodeid);
+        }
+    }
+
+    /// Tells the library that this request has just opened `fh` for its reply (create): if
+    /// the server dies before the reply is journaled, the resent request releases it instead
+    /// of leaving it open for ever. A no-op for other requests.
+    pub fn handle_opened(&self, fh: u64) {
+        if let Some((journal, entry)) = self.journal {
+            journal.opened(entry, fh);
+        }
+    }
+
     /// Registers `file` as a kernel passthrough backing file; returns its backing id for
     /// `Opened::backing_id` (with FOPEN_PASSTHROUGH). Needs CAP_SYS_ADMIN.
     pub fn backing_open(&self, file: BorrowedFd<'_>) -> Result<i32, Errno> {

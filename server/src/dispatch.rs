@@ -51,11 +51,12 @@ pub(crate) fn dispatch<F: Filesystem>(
             "resent request"
         );
     }
-    let ctx = Context { unique, uid: req.uid, gid: req.gid, pid: req.pid, channel };
+    let mut ctx =
+        Context { unique, uid: req.uid, gid: req.gid, pid: req.pid, channel, journal: None };
     let journal = journal.filter(|_| is_non_idempotent(&req.op));
     let Some(journal) = journal else {
-        // Unjournaled requests honour the fault-injection switch too (a TMPFILE, say, whose
-        // resend is simply executed).
+        // Unjournaled requests honour the fault-injection switch too (a resent one is simply
+        // executed).
         maybe_crash(opcode, CrashPoint::Before);
         let outcome = dispatch_plain(fs, &ctx, negotiation, req, reply, data);
         maybe_crash(opcode, CrashPoint::Executed);
@@ -63,9 +64,11 @@ pub(crate) fn dispatch<F: Filesystem>(
         return (outcome, None);
     };
     if unique != original
-        && let Some(JournalRecord { entry, intent, reply: recorded }) = journal.find(original)
+        && let Some(record) = journal.find(original)
     {
-        if let Some(bytes) = recorded {
+        let JournalRecord { entry, intent, reply: recorded, .. } = record;
+        let replayable = !matches!(req.op, Operation::Tmpfile { .. });
+        if let Some(bytes) = recorded.filter(|_| replayable) {
             // Executed and answered before the crash, the answer never delivered: send it again.
             info!(
                 unique = format_args!("{unique:#x}"),
@@ -84,8 +87,10 @@ pub(crate) fn dispatch<F: Filesystem>(
             return (Outcome::Reply, Some(entry));
         }
         // Begun, never answered: look at the filesystem before doing anything.
+        ctx.journal = Some((journal, entry));
         reply.clear();
-        match settle(fs, &ctx, req.nodeid, &req.op, intent, reply) {
+        let begun = Begun { intent, counted: record.counted, opened: record.opened };
+        match settle(fs, &ctx, req.nodeid, &req.op, &begun, reply) {
             Ok(Some(())) => {
                 info!(
                     unique = format_args!("{unique:#x}"),
@@ -128,6 +133,7 @@ pub(crate) fn dispatch<F: Filesystem>(
         _ => 0,
     };
     let entry = journal.begin(original, intent);
+    ctx.journal = entry.map(|entry| (journal, entry));
     maybe_crash(opcode, CrashPoint::Before);
     let outcome = dispatch_plain(fs, &ctx, negotiation, req, reply, data);
     maybe_crash(opcode, CrashPoint::Executed);
@@ -153,20 +159,35 @@ pub(crate) fn dispatch<F: Filesystem>(
 /// - SETXATTR with XATTR_CREATE: the attribute exists with the request's value -> taken
 ///   effect. REMOVEXATTR: the attribute is gone -> taken effect.
 /// - RENAME_EXCHANGE: the old name holds another inode than at the intent -> taken effect.
-/// - TMPFILE, FALLOCATE, COPY_FILE_RANGE, SETATTR, SETXATTR without XATTR_CREATE: executed
+/// - TMPFILE: the crashed attempt's count and handle are dropped (its file died with it); then
+///   executed again.
+/// - MKDIR, MKNOD, SYMLINK, LINK, CREATE answered from the filesystem: the lookup that found
+///   the entry counted it; when the crashed attempt had counted it too (`Context::
+///   entry_counted`), one count goes, and a handle it had opened is released.
+/// - FALLOCATE, COPY_FILE_RANGE, SETATTR, SETXATTR without XATTR_CREATE: executed
 ///   again; see docs/EXACTLY_ONCE.md for why each is safe to.
 fn settle<F: Filesystem>(
     fs: &F,
     ctx: &Context<'_>,
     nodeid: u64,
     op: &Operation<'_>,
-    intent: u64,
+    begun: &Begun,
     reply: &mut ReplyBuf,
 ) -> Result<Option<()>> {
+    let intent = begun.intent;
     let found = |parent, name| match fs.lookup(ctx, parent, name) {
         Ok(entry) => Ok(Some(entry)),
         Err(Errno::ENOENT) => Ok(None),
         Err(errno) => Err(errno),
+    };
+    // The entry a request that had taken effect answers with: the lookup that found it counted
+    // it, and so had the crashed execution if it got as far as `entry_counted`; the kernel
+    // gets one reply, so one of the two counts goes.
+    let answer = |reply: &mut ReplyBuf, entry: &Entry| {
+        if begun.counted == entry.nodeid {
+            fs.forget(entry.nodeid, 1);
+        }
+        push_entry(reply, entry);
     };
     Ok(match op {
         Operation::Mkdir { name, .. }
@@ -182,7 +203,7 @@ fn settle<F: Filesystem>(
                     fs.forget(entry.nodeid, 1);
                     None
                 } else {
-                    push_entry(reply, &entry);
+                    answer(reply, &entry);
                     Some(())
                 }
             }
@@ -190,7 +211,7 @@ fn settle<F: Filesystem>(
         },
         Operation::Link { oldnodeid, name } => match found(nodeid, name)? {
             Some(entry) if entry.nodeid == *oldnodeid => {
-                push_entry(reply, &entry);
+                answer(reply, &entry);
                 Some(())
             }
             Some(entry) => {
@@ -204,12 +225,21 @@ fn settle<F: Filesystem>(
                 let flags = arg.flags as i32 & !(O_CREAT | O_EXCL | O_TRUNC);
                 match fs.open(ctx, entry.nodeid, flags) {
                     Ok(opened) => {
-                        push_entry(reply, &entry);
+                        // The crashed execution's handle never reached the kernel.
+                        if begun.opened != 0 {
+                            let _ = fs.release(ctx, entry.nodeid, begun.opened, flags);
+                        }
+                        answer(reply, &entry);
                         push_open(reply, &opened);
                         Some(())
                     }
                     Err(errno) => {
-                        fs.forget(entry.nodeid, 1);
+                        // The kernel gets an error: neither lookup count stays.
+                        let counts = 1 + u64::from(begun.counted == entry.nodeid);
+                        fs.forget(entry.nodeid, counts);
+                        if begun.opened != 0 {
+                            let _ = fs.release(ctx, entry.nodeid, begun.opened, flags);
+                        }
                         return Err(errno);
                     }
                 }
@@ -250,6 +280,17 @@ fn settle<F: Filesystem>(
                 _ => None,
             }
         }
+        Operation::Tmpfile { .. } => {
+            // The crashed attempt's file is gone with its fds; drop what it left counted and
+            // open, and make a new one.
+            if begun.counted != 0 {
+                fs.forget(begun.counted, 1);
+            }
+            if begun.opened != 0 {
+                let _ = fs.release(ctx, begun.counted, begun.opened, 0);
+            }
+            None
+        }
         Operation::Removexattr { name } => match fs.getxattr(ctx, nodeid, name, &mut []) {
             Err(Errno::ENODATA) => Some(()),
             _ => None,
@@ -275,6 +316,16 @@ fn settle<F: Filesystem>(
         }
         _ => None,
     })
+}
+
+/// What the journal knew of a resent request the dead server had begun.
+struct Begun {
+    /// What `Journal::begin` was given.
+    intent: u64,
+    /// The nodeid the execution counted a lookup of (0: none).
+    counted: u64,
+    /// The handle the execution opened (0: none).
+    opened: u64,
 }
 
 const S_IFMT: u32 = 0o170000;

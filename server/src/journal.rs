@@ -22,6 +22,12 @@ pub trait Journal: Send + Sync {
     /// will need (`intent`: the file size before an appending WRITE). None if the journal is
     /// full: the request then runs unjournaled.
     fn begin(&self, unique: u64, intent: u64) -> Option<u64>;
+    /// Notes that executing the request took a lookup count of `nodeid` for the entry its
+    /// reply will carry (see [`Context::entry_counted`](crate::Context::entry_counted)).
+    fn counted(&self, entry: u64, nodeid: u64);
+    /// Notes that executing the request opened `fh` for its reply (see
+    /// [`Context::handle_opened`](crate::Context::handle_opened)).
+    fn opened(&self, entry: u64, fh: u64);
     /// Records the reply about to be written for the entry (its unique field is ignored).
     fn record(&self, entry: u64, reply: &[u8]);
     /// Drops the entry: its reply was written.
@@ -38,14 +44,20 @@ pub struct JournalRecord {
     pub intent: u64,
     /// The reply, if it was recorded before the crash.
     pub reply: Option<Vec<u8>>,
+    /// The nodeid whose lookup count the execution took, if it got that far (0: none).
+    pub counted: u64,
+    /// The handle the execution opened, if it got that far (0: none).
+    pub opened: u64,
 }
 
-/// Whether executing `op` twice could differ from executing it once. TMPFILE is not
-/// journaled: the unnamed file a crashed attempt made died with the server's fds, so a
-/// resent TMPFILE is simply executed (a replayed reply would name a file that is gone).
+/// Whether `op` is journaled: executing it twice could differ from executing it once.
+/// TMPFILE is journaled but never replayed: the unnamed file a crashed attempt made died
+/// with the server's fds (a replayed reply would name a file that is gone), so a resent
+/// TMPFILE releases what the crashed attempt counted and opened, then executes again.
 pub fn is_non_idempotent(op: &Operation<'_>) -> bool {
     match op {
         Operation::Mkdir { .. }
+        | Operation::Tmpfile { .. }
         | Operation::Mknod { .. }
         | Operation::Symlink { .. }
         | Operation::Link { .. }

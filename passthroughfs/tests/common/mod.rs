@@ -209,6 +209,10 @@ impl Keeper {
 }
 
 impl Keeper {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits until the keeper lists a connection served by `pid`.
     pub fn wait_serving(&self, pid: u32) {
         let deadline = Instant::now() + Duration::from_secs(10);
