@@ -111,7 +111,11 @@ fn run_recoverable(options: &Options, ready: Ready) -> anyhow::Result<()> {
         tag: recovery.tag.clone(),
         rescue_uid: recovery.rescue_uid.unwrap_or_else(|| rustix::process::getuid().as_raw()),
         recovery_timeout: recovery.recovery_timeout,
-        socket: recovery.socket.clone().unwrap_or_else(fuse_keeper::socket_path),
+        sockets: if recovery.sockets.is_empty() {
+            vec![fuse_keeper::socket_path()]
+        } else {
+            recovery.sockets.clone()
+        },
         start_keeper: recovery.start_keeper,
         journal: recovery.journal,
     };

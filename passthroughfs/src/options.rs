@@ -33,8 +33,9 @@ pub struct Recovery {
     pub rescue_uid: Option<u32>,
     /// `recovery_timeout=SECONDS` (default: wait for ever).
     pub recovery_timeout: Option<Duration>,
-    /// `keeper=PATH`: the keeper's socket (default: FUSE_KEEPER_SOCKET or the standard path).
-    pub socket: Option<PathBuf>,
+    /// `keeper=PATH[:PATH...]`: the keepers' sockets (default: FUSE_KEEPER_SOCKET or the
+    /// standard path). With several, each keeper holds the connection.
+    pub sockets: Vec<PathBuf>,
     /// `nokeeper_start`: fail instead of starting a keeper when none answers.
     pub start_keeper: bool,
     /// `nojournal`: do not journal non-idempotent requests (for measuring its cost only: a
@@ -65,8 +66,8 @@ options:
   entry_timeout=SECONDS, attr_timeout=SECONDS, writeback, threads=N,
   nopassthrough, and mount flags (nosuid, nodev, noexec, noatime, ...)
 recovery (the mount outlives the server; the same command line re-attaches):
-  tag=NAME, rescue_uid=UID, recovery_timeout=SECONDS, keeper=SOCKET, nokeeper_start,
-  nojournal (measurement only)";
+  tag=NAME, rescue_uid=UID, recovery_timeout=SECONDS, keeper=SOCKET[:SOCKET...],
+  nokeeper_start, nojournal (measurement only)";
 
 impl Options {
     /// Parses the arguments after the program name.
@@ -110,7 +111,7 @@ impl Options {
             tag: String::new(),
             rescue_uid: None,
             recovery_timeout: None,
-            socket: None,
+            sockets: Vec::new(),
             start_keeper: true,
             journal: true,
         };
@@ -195,7 +196,9 @@ impl Recovery {
                 let d = Duration::try_from_secs_f64(s).map_err(|_| bad())?;
                 self.recovery_timeout = (!d.is_zero()).then_some(d);
             }
-            "keeper" if !value.is_empty() => self.socket = Some(PathBuf::from(value)),
+            "keeper" if !value.is_empty() && value.split(':').all(|p| p.starts_with('/')) => {
+                self.sockets = value.split(':').map(PathBuf::from).collect()
+            }
             "nokeeper_start" if value.is_empty() => self.start_keeper = false,
             "nojournal" if value.is_empty() => self.journal = false,
             "tag" | "keeper" | "nokeeper_start" | "nojournal" => return Err(bad()),
@@ -253,7 +256,11 @@ mod tests {
         assert_eq!(r.tag, "db");
         assert_eq!(r.rescue_uid, Some(7));
         assert_eq!(r.recovery_timeout, Some(Duration::from_secs(2)));
-        assert_eq!(r.socket, Some(PathBuf::from("/k.sock")));
+        assert_eq!(r.sockets, [PathBuf::from("/k.sock")]);
+        let two = parse("-o tag=db,keeper=/a.sock:/b.sock a b").unwrap();
+        let sockets = two.recovery.unwrap().sockets;
+        assert_eq!(sockets, [PathBuf::from("/a.sock"), PathBuf::from("/b.sock")]);
+        assert!(parse("-o tag=db,keeper=/a.sock:rel.sock a b").is_err(), "relative socket path");
         assert!(r.start_keeper);
         assert!(parse("a b").unwrap().recovery.is_none(), "no tag, no keeper");
         assert_eq!(

@@ -5,6 +5,7 @@
 //! instruction, and opened in constant time whatever it holds.
 
 pub mod journal;
+mod links;
 pub mod serve;
 pub mod store;
 

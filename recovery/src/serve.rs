@@ -2,17 +2,19 @@
 //! tag if it holds one, mount fresh and register otherwise.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use fuse_keeper::client::{KeeperClient, Registration};
-use fuse_server::{Channel, DeviceCustody, Filesystem, Negotiation, Session, SessionConfig};
+use fuse_keeper::KeeperError;
+use fuse_keeper::client::{Attached, KeeperClient, Registration};
+use fuse_server::{Channel, Filesystem, Negotiation, Session, SessionConfig};
 use fuse_transport::MountOptions;
 use tracing::{info, warn};
 use zerocopy::{FromBytes, IntoBytes};
 
+use crate::links::{Custody, Link, Links};
 use crate::store::Store;
 
 /// A filesystem whose state lives in a [`Store`] (the store's memfd goes to the keeper).
@@ -29,9 +31,10 @@ pub struct RecoveryOptions {
     pub rescue_uid: u32,
     /// How long the keeper keeps an orphaned connection; `None`: for ever.
     pub recovery_timeout: Option<Duration>,
-    /// The keeper's socket.
-    pub socket: PathBuf,
-    /// Start a keeper (detached, outliving us) if none answers.
+    /// The keepers' sockets (at least one): each holds the connection, so one of them may
+    /// die at the same time as the server and nothing is lost.
+    pub sockets: Vec<PathBuf>,
+    /// Start a keeper (detached, outliving us) if none answers on a socket.
     pub start_keeper: bool,
     /// Journal non-idempotent requests (exactly once across crashes). Off only to measure
     /// what the journal costs.
@@ -47,8 +50,8 @@ pub enum RecoveryError {
         #[source]
         source: fuse_keeper::KeeperError,
     },
-    #[error("starting a keeper: {0}")]
-    StartKeeper(String),
+    #[error("no keeper socket given")]
+    NoKeeper,
     #[error("the filesystem")]
     Filesystem(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the FUSE session")]
@@ -68,59 +71,77 @@ pub enum Started {
 
 const EBUSY: i32 = 16;
 
-/// Gives every device fd to the keeper before the first read from it.
-struct KeeperCustody {
-    client: Arc<Mutex<KeeperClient>>,
-    tag: String,
-    /// Device fds the keeper already holds (those it handed back on ATTACH).
-    held: usize,
-    /// For a fresh mount: REGISTER, sent with the first fd.
-    register: Mutex<Option<(Registration, OwnedFd)>>,
-}
-
-impl DeviceCustody for KeeperCustody {
-    fn adopt(&self, fd: BorrowedFd<'_>, index: usize) -> io::Result<()> {
-        if index < self.held {
-            return Ok(());
-        }
-        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        let pending = self.register.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let result = match pending {
-            Some((mut registration, state)) => {
-                // The mount exists now: its connection number can be read.
-                registration.conn_id = fuse_transport::connection_id(&registration.mountpoint)
-                    .map_err(|e| io::Error::other(e.to_string()))?;
-                client.register(&registration, fd, state.as_fd())
+/// ATTACH the tag at one keeper. A server killed an instant ago may still be exiting
+/// (freeing its memory) when its successor starts: the keeper sees it alive (EBUSY) until its
+/// pidfd fires. Wait for that, briefly.
+fn attach(client: &mut KeeperClient, tag: &str) -> Result<Option<Attached>, KeeperError> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match client.attach(tag) {
+            Err(err) if err.errno() == Some(EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
             }
-            None => client.add_device(&self.tag, index as u32, fd),
-        };
-        result.map_err(|e| io::Error::other(format!("keeper refused device fd {index}: {e}")))
-    }
-}
-
-/// Connects to the keeper at `options.socket`, starting one if none answers and allowed.
-pub fn connect(options: &RecoveryOptions) -> Result<KeeperClient, RecoveryError> {
-    let socket = options.socket.display().to_string();
-    match KeeperClient::connect(&options.socket) {
-        Ok(client) => return Ok(client),
-        Err(err) if !options.start_keeper => {
-            return Err(RecoveryError::Keeper { socket, source: err });
+            other => return other,
         }
-        Err(err) => info!(%err, "no keeper answers; starting one"),
     }
-    let bin = fuse_keeper::find_keeper_binary().ok_or_else(|| {
-        RecoveryError::StartKeeper("fuse-keeper binary not found (set FUSE_KEEPER_BIN)".into())
-    })?;
-    fuse_keeper::spawn_detached(&bin, &options.socket)
-        .map_err(|e| RecoveryError::StartKeeper(format!("{}: {e}", bin.display())))?;
-    KeeperClient::connect(&options.socket)
-        .map_err(|source| RecoveryError::Keeper { socket, source })
 }
 
-/// Serves `mountpoint` until it is unmounted: re-attaches to the keeper's orphaned
+/// Connects to every keeper (starting those that do not answer, if allowed) and attaches to
+/// the first one holding an orphaned connection for the tag; the others that hold it too are
+/// attached as well (they then know the new server), the rest will be given it.
+fn connect_and_attach(
+    options: &RecoveryOptions,
+) -> Result<(Vec<Link>, Option<Attached>), RecoveryError> {
+    let mut links = Vec::new();
+    let mut first_error = None;
+    for socket in &options.sockets {
+        let (link, err) = Link::connect(socket, options.start_keeper);
+        if let Some(err) = err {
+            warn!(%err, socket = %socket.display(), "keeper unreachable; will retry");
+            first_error.get_or_insert((socket.clone(), err));
+        }
+        links.push(link);
+    }
+    if links.iter_mut().all(|l| l.client().is_none()) {
+        return Err(match first_error {
+            Some((socket, source)) => {
+                RecoveryError::Keeper { socket: socket.display().to_string(), source }
+            }
+            None => RecoveryError::NoKeeper,
+        });
+    }
+    let mut attached: Option<Attached> = None;
+    for link in &mut links {
+        let socket = link.socket.display().to_string();
+        let Some(client) = link.client() else { continue };
+        let found = attach(client, &options.tag)
+            .map_err(|source| RecoveryError::Keeper { socket: socket.clone(), source })?;
+        match (found, &attached) {
+            (Some(found), None) => {
+                link.attached(found.devices.len());
+                attached = Some(found);
+            }
+            (Some(found), Some(first)) if found.conn_id == first.conn_id => {
+                // The same connection, held here too: its fds are dups of those in hand.
+                link.attached(found.devices.len());
+            }
+            (Some(found), Some(first)) => warn!(
+                socket,
+                held = found.conn_id,
+                serving = first.conn_id,
+                "this keeper holds another connection under the tag; leaving it there"
+            ),
+            (None, _) => {}
+        }
+    }
+    Ok((links, attached))
+}
+
+/// Serves `mountpoint` until it is unmounted: re-attaches to the keepers' orphaned
 /// connection for the tag if there is one, mounts fresh and registers otherwise. `make_fs`
 /// gets the saved state store fd when attaching. `ready` is called once requests are being
-/// served (for daemon readiness).
+/// served (for daemon readiness). While serving, a keeper that restarts is given the
+/// connection again ([`crate::links`]).
 pub fn serve<F: Recoverable>(
     mountpoint: &Path,
     mount_options: &MountOptions,
@@ -129,74 +150,25 @@ pub fn serve<F: Recoverable>(
     make_fs: impl FnOnce(Option<OwnedFd>) -> Result<F, Box<dyn std::error::Error + Send + Sync>>,
     ready: impl FnOnce(Started),
 ) -> Result<Started, RecoveryError> {
-    let socket = options.socket.display().to_string();
-    let keeper_err = |source| RecoveryError::Keeper { socket: socket.clone(), source };
-    let mut client = connect(options)?;
-    // A server killed an instant ago may still be exiting (freeing its memory) when its
-    // successor starts: the keeper sees it alive until its pidfd fires. Wait for that, briefly.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    let attached = loop {
-        match client.attach(&options.tag) {
-            Err(err) if err.errno() == Some(EBUSY) && std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            other => break other.map_err(keeper_err)?,
-        }
-    };
-    let client = Arc::new(Mutex::new(client));
-    let started = match attached {
+    let (links, attached) = connect_and_attach(options)?;
+    let (fs, registration, devices) = match attached {
         Some(attached) => {
             if attached.mountpoint != mountpoint {
                 warn!(held = %attached.mountpoint.display(), asked = %mountpoint.display(), "tag held for another mountpoint; serving it");
             }
-            let devices = attached.devices.len();
             let fs = make_fs(Some(attached.state)).map_err(RecoveryError::Filesystem)?;
-            let custody = Arc::new(KeeperCustody {
-                client: client.clone(),
+            let registration = Registration {
                 tag: options.tag.clone(),
-                held: devices,
-                register: Mutex::new(None),
-            });
-            let channel = Channel::new(attached.devices, custody)
-                .map_err(fuse_server::SessionError::Custody)?;
-            let saved = fs.state().negotiation();
-            info!(tag = %options.tag, devices, negotiated = saved.is_some(), "attached to an orphaned connection");
-            let started = Started::Attached { devices };
-            match saved {
-                Some(bytes) => {
-                    let negotiation = Negotiation::read_from_bytes(&bytes)
-                        .map_err(|_| RecoveryError::BadNegotiation)?;
-                    let session =
-                        journaled(Session::resume(fs, channel, negotiation, config), options);
-                    let mut ready = Some(ready);
-                    session.run_then(|channel| {
-                        channel.notify_resend()?;
-                        if let Some(ready) = ready.take() {
-                            ready(started);
-                        }
-                        Ok(())
-                    })?;
-                }
-                None => {
-                    // The previous server died before answering INIT: it comes again.
-                    channel.notify_resend().map_err(fuse_server::SessionError::Custody)?;
-                    let session = journaled(
-                        Session::start_with(fs, channel, config, save_negotiation)?,
-                        options,
-                    );
-                    ready(started);
-                    session.run()?;
-                }
-            }
-            started
+                rescue_uid: options.rescue_uid,
+                mountpoint: attached.mountpoint,
+                conn_id: attached.conn_id,
+                recovery_timeout: options.recovery_timeout,
+                negotiation: Vec::new(),
+            };
+            (fs, registration, Some(attached.devices))
         }
         None => {
             let fs = make_fs(None).map_err(RecoveryError::Filesystem)?;
-            let state = fs
-                .state()
-                .fd()
-                .try_clone_to_owned()
-                .map_err(|e| RecoveryError::Filesystem(Box::new(e)))?;
             let registration = Registration {
                 tag: options.tag.clone(),
                 rescue_uid: options.rescue_uid,
@@ -205,33 +177,93 @@ pub fn serve<F: Recoverable>(
                 recovery_timeout: options.recovery_timeout,
                 negotiation: Vec::new(),
             };
-            let custody = Arc::new(KeeperCustody {
-                client: client.clone(),
-                tag: options.tag.clone(),
-                held: 0,
-                register: Mutex::new(Some((registration, state))),
-            });
-            let channel = fuse_server::mount(mountpoint, mount_options, custody)?;
-            let session = match Session::start_with(fs, channel, config, save_negotiation) {
-                Ok(session) => journaled(session, options),
-                Err(err) => {
-                    let _ = fuse_transport::force_unmount(mountpoint);
-                    let _ =
-                        client.lock().unwrap_or_else(|p| p.into_inner()).unregister(&options.tag);
-                    return Err(err.into());
-                }
-            };
-            info!(tag = %options.tag, "mounted fresh and registered with the keeper");
-            ready(Started::Fresh);
-            session.run()?;
-            Started::Fresh
+            (fs, registration, None)
         }
     };
-    // Unmounted: the connection is over; the keeper lets it go.
-    if let Err(err) = client.lock().unwrap_or_else(|p| p.into_inner()).unregister(&options.tag) {
-        info!(%err, "unregister after unmount");
+    let state =
+        fs.state().fd().try_clone_to_owned().map_err(|e| RecoveryError::Filesystem(Box::new(e)))?;
+    let links = Arc::new(Links::new(links, registration, state));
+    let custody = Arc::new(Custody(links.clone()));
+    let (stop_read, stop_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| {
+            RecoveryError::Session(fuse_server::SessionError::Custody(io::Error::from(e)))
+        })?;
+    let watcher = links.watch(stop_read);
+    let result = match devices {
+        Some(devices) => serve_attached(fs, devices, custody, config, options, ready),
+        None => serve_fresh(fs, mountpoint, mount_options, custody, config, options, ready),
+    };
+    drop(stop_write);
+    let _ = watcher.join();
+    if result.is_ok() {
+        // Unmounted: the connection is over; the keepers let it go.
+        links.unregister(&options.tag);
+    }
+    result
+}
+
+fn serve_attached<F: Recoverable>(
+    fs: F,
+    devices: Vec<OwnedFd>,
+    custody: Arc<Custody>,
+    config: SessionConfig,
+    options: &RecoveryOptions,
+    ready: impl FnOnce(Started),
+) -> Result<Started, RecoveryError> {
+    let count = devices.len();
+    let channel = Channel::new(devices, custody).map_err(fuse_server::SessionError::Custody)?;
+    let saved = fs.state().negotiation();
+    info!(tag = %options.tag, devices = count, negotiated = saved.is_some(), "attached to an orphaned connection");
+    let started = Started::Attached { devices: count };
+    match saved {
+        Some(bytes) => {
+            let negotiation =
+                Negotiation::read_from_bytes(&bytes).map_err(|_| RecoveryError::BadNegotiation)?;
+            let session = journaled(Session::resume(fs, channel, negotiation, config), options);
+            let mut ready = Some(ready);
+            session.run_then(|channel| {
+                channel.notify_resend()?;
+                if let Some(ready) = ready.take() {
+                    ready(started);
+                }
+                Ok(())
+            })?;
+        }
+        None => {
+            // The previous server died before answering INIT: it comes again.
+            channel.notify_resend().map_err(fuse_server::SessionError::Custody)?;
+            let session =
+                journaled(Session::start_with(fs, channel, config, save_negotiation)?, options);
+            ready(started);
+            session.run()?;
+        }
     }
     Ok(started)
+}
+
+fn serve_fresh<F: Recoverable>(
+    fs: F,
+    mountpoint: &Path,
+    mount_options: &MountOptions,
+    custody: Arc<Custody>,
+    config: SessionConfig,
+    options: &RecoveryOptions,
+    ready: impl FnOnce(Started),
+) -> Result<Started, RecoveryError> {
+    let links = custody.0.clone();
+    let channel = fuse_server::mount(mountpoint, mount_options, custody)?;
+    let session = match Session::start_with(fs, channel, config, save_negotiation) {
+        Ok(session) => journaled(session, options),
+        Err(err) => {
+            let _ = fuse_transport::force_unmount(mountpoint);
+            links.unregister(&options.tag);
+            return Err(err.into());
+        }
+    };
+    info!(tag = %options.tag, "mounted fresh and registered with the keeper");
+    ready(Started::Fresh);
+    session.run()?;
+    Ok(Started::Fresh)
 }
 
 /// The session with its filesystem store's journal, when the options want one and the

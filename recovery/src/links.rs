@@ -1,0 +1,318 @@
+//! The server's links to its keepers: each keeper is given every device fd before the server
+//! reads from it, and is given them all again when it restarts.
+//!
+//! A server may register with several keepers (`-o keeper=PATH1:PATH2`), so that one keeper
+//! dying while the server dies too loses nothing. The server holds a dup of every device fd
+//! and of its state store; a watcher thread sees a keeper's hangup at once (the keeper socket
+//! turns readable with EOF), reconnects with backoff (10 ms doubling to 200 ms, so a restarted
+//! keeper knows the mount within about 200 ms) and sends REGISTER and ADD_DEVICE again. A
+//! keeper that never answered is retried the same way.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use fuse_keeper::KeeperError;
+use fuse_keeper::client::{KeeperClient, Registration};
+use fuse_server::DeviceCustody;
+use rustix::event::{PollFd, PollFlags};
+use tracing::{info, warn};
+
+const EEXIST: i32 = 17;
+const FIRST_RETRY: Duration = Duration::from_millis(10);
+const MAX_RETRY: Duration = Duration::from_millis(200);
+
+/// One keeper.
+pub(crate) struct Link {
+    pub socket: PathBuf,
+    /// May this server start the keeper when none answers?
+    start: bool,
+    client: Option<KeeperClient>,
+    /// How many of the connection's device fds this keeper holds (index order).
+    held: usize,
+    /// Whether the keeper holds the registration (REGISTER accepted or ATTACH done).
+    registered: bool,
+    /// When to try again after a failure.
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+impl Link {
+    /// A link to the keeper at `socket`, connected if it answers (or once started).
+    pub fn connect(socket: &Path, start: bool) -> (Link, Option<KeeperError>) {
+        let mut link = Link {
+            socket: socket.to_path_buf(),
+            start,
+            client: None,
+            held: 0,
+            registered: false,
+            retry_at: Instant::now(),
+            backoff: FIRST_RETRY,
+        };
+        let err = link.try_connect().err();
+        (link, err)
+    }
+
+    fn try_connect(&mut self) -> Result<(), KeeperError> {
+        let client = match KeeperClient::connect(&self.socket) {
+            Ok(client) => client,
+            Err(err) if !self.start => return Err(err),
+            Err(err) => {
+                info!(%err, socket = %self.socket.display(), "no keeper answers; starting one");
+                start_keeper(&self.socket)?;
+                KeeperClient::connect(&self.socket)?
+            }
+        };
+        self.client = Some(client);
+        Ok(())
+    }
+
+    pub fn client(&mut self) -> Option<&mut KeeperClient> {
+        self.client.as_mut()
+    }
+
+    /// The keeper handed back `devices` device fds on ATTACH: it holds them and the
+    /// registration.
+    pub fn attached(&mut self, devices: usize) {
+        self.held = devices;
+        self.registered = true;
+    }
+
+    /// Whether the keeper has closed our socket. Called with the links locked, so no request
+    /// is in flight: the keeper never speaks first, and a readable socket (a reply another
+    /// thread was about to read woke the watcher) is a hangup only once no reply is left.
+    fn hung_up(&self) -> bool {
+        let Some(client) = &self.client else { return false };
+        let mut byte = [0u8; 1];
+        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+        match rustix::net::recv(client, &mut byte, flags) {
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => false,
+            // EOF, an error, or bytes nobody asked for: start again with a new socket.
+            Ok(_) | Err(_) => true,
+        }
+    }
+
+    fn lost(&mut self, why: &dyn std::fmt::Display) {
+        if self.client.take().is_some() {
+            warn!(socket = %self.socket.display(), %why, "lost the keeper; reconnecting");
+        }
+        self.held = 0;
+        self.registered = false;
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_RETRY);
+    }
+}
+
+fn start_keeper(socket: &Path) -> Result<(), KeeperError> {
+    let bin = fuse_keeper::find_keeper_binary().ok_or_else(|| {
+        KeeperError::Protocol("fuse-keeper binary not found (set FUSE_KEEPER_BIN)".into())
+    })?;
+    fuse_keeper::spawn_detached(&bin, socket)
+        .map_err(|source| KeeperError::Connect { path: socket.into(), source })
+}
+
+/// Every keeper of one connection, with what each must be given.
+pub(crate) struct Links {
+    links: Mutex<Vec<Link>>,
+    registration: Mutex<Registration>,
+    state: OwnedFd,
+    /// Dups of every device fd, in index order, to give a restarted keeper.
+    devices: Mutex<Vec<OwnedFd>>,
+}
+
+impl Links {
+    pub fn new(links: Vec<Link>, registration: Registration, state: OwnedFd) -> Links {
+        Links {
+            links: Mutex::new(links),
+            registration: Mutex::new(registration),
+            state,
+            devices: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Link>> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives device `index` to every connected keeper that does not hold it yet. With
+    /// `strict`, the first keeper's refusal is an error (the server must not read from an fd
+    /// its keeper does not hold); otherwise a refusal is logged and healed by the watcher.
+    fn give(
+        &self,
+        links: &mut [Link],
+        fd: BorrowedFd<'_>,
+        index: usize,
+        strict: bool,
+    ) -> io::Result<()> {
+        let mut registration = self.registration.lock().unwrap_or_else(|p| p.into_inner());
+        if index == 0 && registration.conn_id == 0 {
+            // A fresh mount exists now: its connection number can be read.
+            registration.conn_id = fuse_transport::connection_id(&registration.mountpoint)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+        }
+        for (i, link) in links.iter_mut().enumerate() {
+            if link.held > index {
+                continue;
+            }
+            let Some(client) = link.client.as_mut() else { continue };
+            let result = if link.registered {
+                client.add_device(&registration.tag, index as u32, fd)
+            } else if index == 0 {
+                client.register(&registration, fd, self.state.as_fd())
+            } else {
+                continue;
+            };
+            // EEXIST: the keeper still holds it, and only our socket to it was lost (it keys
+            // registrations by our pidfd, not by the socket).
+            let result = match result {
+                Err(err) if err.errno() == Some(EEXIST) => Ok(()),
+                other => other,
+            };
+            match result {
+                Ok(()) => {
+                    link.registered = true;
+                    link.held = index + 1;
+                    link.backoff = FIRST_RETRY;
+                }
+                Err(err) if strict && i == 0 => {
+                    return Err(io::Error::other(format!(
+                        "keeper refused device fd {index}: {err}"
+                    )));
+                }
+                Err(err) => link.lost(&err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives everything again to each keeper that has lost it (restarted, or never reached).
+    fn heal(&self) {
+        let devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        let mut links = self.lock();
+        let now = Instant::now();
+        for i in 0..links.len() {
+            let link = &mut links[i];
+            if link.client.is_some() && link.registered || link.retry_at > now {
+                continue;
+            }
+            if link.client.is_none()
+                && let Err(err) = link.try_connect()
+            {
+                link.lost(&err);
+                continue;
+            }
+            link.held = 0;
+            for (index, fd) in devices.iter().enumerate() {
+                let _ = self.give(&mut links[i..=i], fd.as_fd(), index, false);
+                if links[i].client.is_none() {
+                    break;
+                }
+            }
+            if links[i].registered && links[i].held == devices.len() {
+                info!(
+                    socket = %links[i].socket.display(),
+                    devices = devices.len(),
+                    "registered again with the keeper"
+                );
+            }
+        }
+    }
+
+    /// Watches every keeper until `stop` reads EOF (its write end closed): a keeper's hangup
+    /// is seen at once and healed.
+    pub fn watch(self: &Arc<Self>, stop: OwnedFd) -> std::thread::JoinHandle<()> {
+        let links = self.clone();
+        std::thread::Builder::new()
+            .name("keeper-watch".into())
+            .spawn(move || links.watch_loop(stop))
+            .expect("spawning the keeper watcher")
+    }
+
+    fn watch_loop(&self, stop: OwnedFd) {
+        loop {
+            // Sockets to watch, and the nearest retry.
+            let (socks, next_retry) = {
+                let links = self.lock();
+                let socks: Vec<Option<OwnedFd>> = links
+                    .iter()
+                    .map(|l| l.client.as_ref().and_then(|c| c.as_fd().try_clone_to_owned().ok()))
+                    .collect();
+                let retry = links
+                    .iter()
+                    .filter(|l| l.client.is_none() || !l.registered)
+                    .map(|l| l.retry_at)
+                    .min();
+                (socks, retry)
+            };
+            let mut fds = vec![PollFd::new(&stop, PollFlags::IN)];
+            let watched: Vec<usize> =
+                socks.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|_| i)).collect();
+            for s in socks.iter().flatten() {
+                fds.push(PollFd::new(s, PollFlags::IN | PollFlags::RDHUP));
+            }
+            let timeout = next_retry.map(|at| {
+                let ms = at.saturating_duration_since(Instant::now()).as_millis();
+                rustix::event::Timespec { tv_sec: 0, tv_nsec: (ms.min(999) as i64) * 1_000_000 }
+            });
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(err) => {
+                    warn!(%err, "keeper watcher: poll failed; stopping");
+                    return;
+                }
+            }
+            if !fds[0].revents().is_empty() {
+                return;
+            }
+            let hung: Vec<usize> = fds[1..]
+                .iter()
+                .zip(&watched)
+                .filter(|(fd, _)| !fd.revents().is_empty())
+                .map(|(_, &i)| i)
+                .collect();
+            drop(fds);
+            if !hung.is_empty() {
+                let mut links = self.lock();
+                for i in hung {
+                    if links[i].hung_up() {
+                        links[i].backoff = FIRST_RETRY;
+                        links[i].lost(&"the keeper closed its socket");
+                    }
+                }
+            }
+            self.heal();
+        }
+    }
+
+    /// Tells every keeper the connection is over (clean unmount).
+    pub fn unregister(&self, tag: &str) {
+        for link in self.lock().iter_mut() {
+            if let Some(client) = link.client.as_mut()
+                && let Err(err) = client.unregister(tag)
+            {
+                info!(%err, socket = %link.socket.display(), "unregister after unmount");
+            }
+        }
+    }
+}
+
+/// The [`DeviceCustody`] of a recoverable session: every device fd goes to the keepers
+/// before the server reads from it, and a dup stays here for a restarted keeper.
+pub(crate) struct Custody(pub Arc<Links>);
+
+impl DeviceCustody for Custody {
+    fn adopt(&self, fd: BorrowedFd<'_>, index: usize) -> io::Result<()> {
+        let links = &self.0;
+        {
+            let mut devices = links.devices.lock().unwrap_or_else(|p| p.into_inner());
+            if devices.len() == index {
+                devices.push(fd.try_clone_to_owned()?);
+            }
+        }
+        let mut all = links.lock();
+        links.give(&mut all, fd, index, true)
+    }
+}
