@@ -150,7 +150,9 @@ pub fn serve<F: Recoverable>(
     make_fs: impl FnOnce(Option<OwnedFd>) -> Result<F, Box<dyn std::error::Error + Send + Sync>>,
     ready: impl FnOnce(Started),
 ) -> Result<Started, RecoveryError> {
+    let asked = Instant::now();
     let (links, attached) = connect_and_attach(options)?;
+    let attach_time = asked.elapsed();
     let (fs, registration, devices) = match attached {
         Some(attached) => {
             if attached.mountpoint != mountpoint {
@@ -190,7 +192,7 @@ pub fn serve<F: Recoverable>(
         })?;
     let watcher = links.watch(stop_read);
     let result = match devices {
-        Some(devices) => serve_attached(fs, devices, custody, config, options, ready),
+        Some(devices) => serve_attached(fs, devices, custody, config, options, attach_time, ready),
         None => serve_fresh(fs, mountpoint, mount_options, custody, config, options, ready),
     };
     drop(stop_write);
@@ -208,12 +210,19 @@ fn serve_attached<F: Recoverable>(
     custody: Arc<Custody>,
     config: SessionConfig,
     options: &RecoveryOptions,
+    attach_time: Duration,
     ready: impl FnOnce(Started),
 ) -> Result<Started, RecoveryError> {
     let count = devices.len();
     let channel = Channel::new(devices, custody).map_err(fuse_server::SessionError::Custody)?;
     let saved = fs.state().negotiation();
-    info!(tag = %options.tag, devices = count, negotiated = saved.is_some(), "attached to an orphaned connection");
+    info!(
+        tag = %options.tag,
+        devices = count,
+        negotiated = saved.is_some(),
+        attach_us = attach_time.as_micros() as u64,
+        "attached to an orphaned connection"
+    );
     let started = Started::Attached { devices: count };
     match saved {
         Some(bytes) => {

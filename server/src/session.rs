@@ -67,6 +67,8 @@ pub struct Session<F: Filesystem> {
     negotiation: Negotiation,
     config: SessionConfig,
     journal: Option<Arc<dyn Journal>>,
+    /// Stops the workers between requests (planned handover).
+    stop: fuse_transport::ReadStop,
 }
 
 impl<F: Filesystem> Session<F> {
@@ -153,7 +155,18 @@ impl<F: Filesystem> Session<F> {
         config: SessionConfig,
     ) -> Self {
         fs.init(negotiation.flags());
-        Session { fs: Arc::new(fs), channel: Arc::new(channel), negotiation, config, journal: None }
+        let stop = fuse_transport::ReadStop::new().unwrap_or_else(|err| {
+            warn!(%err, "no interrupt signal handler: a stop waits for each worker's next request");
+            fuse_transport::ReadStop::default()
+        });
+        Session {
+            fs: Arc::new(fs),
+            channel: Arc::new(channel),
+            negotiation,
+            config,
+            journal: None,
+            stop,
+        }
     }
 
     /// Journals non-idempotent requests, so that each has exactly one effect across a crash
@@ -176,6 +189,14 @@ impl<F: Filesystem> Session<F> {
     /// The filesystem being served.
     pub fn filesystem(&self) -> &Arc<F> {
         &self.fs
+    }
+
+    /// The switch that stops this session's workers: after [`ReadStop::stop`]
+    /// (fuse_transport::ReadStop) returns, every request a worker had read is answered, no
+    /// worker reads again, and [`Session::run`] returns `Ok`; requests not read yet stay
+    /// queued in the kernel for the next server of the connection.
+    pub fn stop_handle(&self) -> fuse_transport::ReadStop {
+        self.stop.clone()
     }
 
     /// Serves until the connection ends (unmount or abort). Worker `i` reads device fd `i`:
@@ -265,11 +286,15 @@ impl<'s, F: Filesystem> Worker<'s, F> {
 
     fn run(mut self) -> Result<(), SessionError> {
         let context = self.session.negotiation.decode_context();
+        let stop = &self.session.stop;
+        let _reader = stop.reader();
         loop {
-            let n = match fuse_transport::read_request(self.device.as_fd(), &mut self.input) {
+            let read =
+                fuse_transport::read_request_stoppable(self.device.as_fd(), &mut self.input, stop);
+            let n = match read {
                 Ok(Some(n)) => n,
                 Ok(None) => {
-                    debug!("connection ended");
+                    debug!(stopped = stop.is_stopped(), "worker done");
                     return Ok(());
                 }
                 Err(e) => return Err(SessionError::Read(crate::to_io(e))),

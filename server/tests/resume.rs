@@ -22,6 +22,8 @@ struct Hello {
     inits: Arc<AtomicUsize>,
     /// Uniques of the LOOKUPs it answered.
     lookups: Arc<Mutex<Vec<u64>>>,
+    /// How long each LOOKUP takes.
+    delay: Duration,
 }
 
 impl Hello {
@@ -42,6 +44,7 @@ impl Filesystem for Hello {
         self.inits.fetch_add(1, Ordering::SeqCst);
     }
     fn lookup(&self, _ctx: &Context<'_>, parent: u64, name: &OsStr) -> Result<Entry, Errno> {
+        std::thread::sleep(self.delay);
         self.lookups.lock().unwrap().push(_ctx.unique);
         if parent != 1 || name != "hello" {
             return Err(Errno::ENOENT);
@@ -104,7 +107,8 @@ fn first_server(
     assert!(rustix::process::geteuid().is_root(), "mounting needs root");
     let options = MountOptions { fsname: Some("resume-test".into()), ..MountOptions::default() };
     let channel = fuse_server::mount(mnt, &options, holder.clone()).unwrap();
-    let fs = Hello { size: 1, inits: inits.clone(), lookups: Arc::default() };
+    let fs =
+        Hello { size: 1, inits: inits.clone(), lookups: Arc::default(), delay: Duration::ZERO };
     Session::start(fs, channel, config.clone()).unwrap()
 }
 
@@ -134,7 +138,7 @@ fn a_resumed_session_serves_the_connection_without_init() {
     let fds = held_fds(&holder);
     assert_eq!(fds.len(), 1, "the mount's fd was adopted before INIT was read");
     let second = Session::resume(
-        Hello { size: 2, inits: inits.clone(), lookups: Arc::default() },
+        Hello { size: 2, inits: inits.clone(), lookups: Arc::default(), delay: Duration::ZERO },
         Channel::new(fds, Arc::new(fuse_server::NoCustody)).unwrap(),
         saved,
         config,
@@ -180,7 +184,7 @@ fn a_request_read_by_a_dead_server_is_resent_to_the_next_one() {
     let fds = held_fds(&holder);
     let lookups = Arc::new(Mutex::new(Vec::new()));
     let second = Session::resume(
-        Hello { size: 2, inits, lookups: lookups.clone() },
+        Hello { size: 2, inits, lookups: lookups.clone(), delay: Duration::ZERO },
         Channel::new(fds, Arc::new(fuse_server::NoCustody)).unwrap(),
         saved,
         config,
@@ -195,5 +199,72 @@ fn a_request_read_by_a_dead_server_is_resent_to_the_next_one() {
     assert!(
         seen.contains(&(lost_unique | fuse_abi::FUSE_UNIQUE_RESEND)),
         "the resent request carries bit 63: lost {lost_unique:#x}, seen {seen:x?}"
+    );
+}
+
+#[test]
+fn a_stopped_session_answers_what_it_read_and_leaves_the_rest_to_the_next_without_resend() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().to_path_buf();
+    let _cleanup = Cleanup(mnt.clone());
+    let holder = Arc::new(Holder::default());
+    let inits = Arc::new(AtomicUsize::new(0));
+    let config = SessionConfig { threads: 3, ..SessionConfig::default() };
+    let options = MountOptions { fsname: Some("stop-test".into()), ..MountOptions::default() };
+    let channel = fuse_server::mount(&mnt, &options, holder.clone()).unwrap();
+    let first_lookups = Arc::new(Mutex::new(Vec::new()));
+    let slow = Hello {
+        size: 1,
+        inits: inits.clone(),
+        lookups: first_lookups.clone(),
+        delay: Duration::from_millis(400),
+    };
+    let first = Session::start(slow, channel, config.clone()).unwrap();
+    let saved = *first.negotiation();
+    let stop = first.stop_handle();
+
+    let (in_flight, queued) = std::thread::scope(|s| {
+        let run = s.spawn(|| first.run());
+        // A LOOKUP inside the first server (it takes 400 ms) when the stop comes: the stop
+        // waits for its answer. Two workers are idle in read(2): the stop interrupts them.
+        let in_flight = stat_in_thread(mnt.join("hello"));
+        std::thread::sleep(Duration::from_millis(100));
+        let asked = std::time::Instant::now();
+        stop.stop();
+        let took = asked.elapsed();
+        assert!(took < Duration::from_secs(2), "stopping took {took:?}");
+        run.join().unwrap().expect("a stopped session returns Ok");
+        assert_eq!(first_lookups.lock().unwrap().len(), 1, "the LOOKUP in flight was answered");
+        // No server reads now: a new request waits in the kernel.
+        let queued = stat_in_thread(mnt.join("hello"));
+        assert!(queued.recv_timeout(Duration::from_millis(300)).is_err(), "nobody answers it");
+        (in_flight, queued)
+    });
+    drop(first);
+
+    // The next server resumes without FUSE_NOTIFY_RESEND and gets the queued request.
+    let lookups = Arc::new(Mutex::new(Vec::new()));
+    let second = Session::resume(
+        Hello { size: 2, inits, lookups: lookups.clone(), delay: Duration::ZERO },
+        Channel::new(held_fds(&holder), Arc::new(fuse_server::NoCustody)).unwrap(),
+        saved,
+        config,
+    );
+    std::thread::scope(|s| {
+        s.spawn(|| second.run());
+        let size = queued.recv_timeout(Duration::from_secs(5)).expect("the queued stat completed");
+        assert_eq!(size.unwrap(), 2, "the next server answered it");
+        // The stat whose LOOKUP the first server answered goes on with a GETATTR (attributes
+        // are valid for 0 s), which the next server answers.
+        let size =
+            in_flight.recv_timeout(Duration::from_secs(5)).expect("the other stat completed");
+        assert_eq!(size.unwrap(), 2);
+        fuse_transport::force_unmount(&mnt).unwrap();
+    });
+    let seen = lookups.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the next server saw the queued LOOKUP");
+    assert!(
+        seen.iter().all(|u| u & fuse_abi::FUSE_UNIQUE_RESEND == 0),
+        "nothing was resent: {seen:x?}"
     );
 }

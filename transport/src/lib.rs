@@ -16,6 +16,7 @@ mod error;
 mod fusectl;
 mod mount;
 mod mountinfo;
+mod stop;
 #[allow(unsafe_code)]
 mod sys;
 
@@ -34,3 +35,4 @@ pub use mountinfo::{
     MOUNTINFO_PATH, MountInfoEntry, connection_id, connection_id_in, find_top_mount,
     is_fuse_fstype, is_fuse_mount, mount_entry, parse_mountinfo, read_mountinfo, unescape,
 };
+pub use stop::{ReadStop, Reader, read_request_stoppable};

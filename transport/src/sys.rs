@@ -1,5 +1,6 @@
 //! The only module of this crate with `unsafe` code: the three `/dev/fuse` ioctls, keeping a
-//! socket open across `exec` in a spawned `fusermount3`, and populating request buffers.
+//! socket open across `exec` in a spawned `fusermount3`, populating request buffers, and the
+//! signal that interrupts a worker's blocking read.
 //!
 //! Everything here is `pub(crate)` and typed: no caller can choose an ioctl number or an argument
 //! type.
@@ -128,6 +129,53 @@ pub(crate) fn populate_write(buf: &mut [u8]) -> io::Result<()> {
         )
     }?;
     Ok(())
+}
+
+/// A thread that may be blocked in a read of `/dev/fuse`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ThreadHandle(libc::pthread_t);
+
+/// The calling thread.
+pub(crate) fn current_thread() -> ThreadHandle {
+    // SAFETY: pthread_self has no preconditions and cannot fail.
+    ThreadHandle(unsafe { libc::pthread_self() })
+}
+
+/// The signal that interrupts a blocking read (a real-time signal the C library does not use).
+fn interrupt_signal() -> libc::c_int {
+    // glibc keeps the first two real-time signals for itself; SIGRTMIN is above them.
+    libc::SIGRTMIN() + 5
+}
+
+extern "C" fn on_interrupt(_: libc::c_int) {}
+
+/// Installs a handler that does nothing for [`interrupt_signal`], without SA_RESTART: a
+/// blocking read the signal lands in fails with EINTR instead of being restarted.
+pub(crate) fn install_interrupt_handler() -> io::Result<()> {
+    // SAFETY: an all-zero sigaction is a valid value (empty mask, no flags) that we fill in.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_interrupt as *const () as libc::sighandler_t;
+    action.sa_flags = 0;
+    // SAFETY: `action.sa_mask` is a valid sigset_t owned by us; sigemptyset only writes it.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // SAFETY: the handler is an async-signal-safe no-op that lives for the whole program;
+    // `action` is fully initialized; the old action is not asked for.
+    if unsafe { libc::sigaction(interrupt_signal(), &action, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends [`interrupt_signal`] to `thread`. The caller must know the thread is still running
+/// (a pthread_t of an exited thread may name another one, or nothing).
+pub(crate) fn interrupt(thread: ThreadHandle) -> io::Result<()> {
+    // SAFETY: the caller guarantees `thread` is a live thread of this process (see
+    // `stop::ReadStop`, which signals only registered threads, under the lock they
+    // deregister under before exiting).
+    match unsafe { libc::pthread_kill(thread.0, interrupt_signal()) } {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
 }
 
 #[cfg(test)]
