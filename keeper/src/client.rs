@@ -100,6 +100,17 @@ impl From<ListEntry> for ConnInfo {
 #[derive(Debug)]
 pub struct KeeperClient {
     sock: OwnedFd,
+    /// HANDOVER_ASKs that arrived while a reply was awaited.
+    asks: Vec<HandoverAsk>,
+}
+
+/// Another server asks for a connection this client serves (HANDOVER_ASK).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoverAsk {
+    pub tag: String,
+    /// The asking process, as the keeper sees it.
+    pub pid: u32,
+    pub uid: u32,
 }
 
 fn timeout_ms(d: Option<Duration>) -> u64 {
@@ -128,7 +139,7 @@ impl KeeperClient {
         };
         let sock =
             connect().map_err(|source| KeeperError::Connect { path: path.into(), source })?;
-        let mut client = KeeperClient { sock };
+        let mut client = KeeperClient { sock, asks: Vec::new() };
         client.set_timeout(Some(DEFAULT_TIMEOUT))?;
         Ok(client)
     }
@@ -151,14 +162,43 @@ impl KeeperClient {
             return Err(KeeperError::Protocol("request larger than 64 KiB".into()));
         }
         protocol::send_message(self.sock.as_fd(), &msg, fds)?;
+        loop {
+            match self.receive()? {
+                (Reply::Error { errno, message }, _) => {
+                    return Err(KeeperError::Refused { errno, message });
+                }
+                // Unasked, it may come before our reply: keep it for `next_ask`.
+                (Reply::HandoverAsk { tag, pid, uid }, _) => {
+                    self.asks.push(HandoverAsk { tag, pid, uid })
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    fn receive(&mut self) -> Result<(Reply, Vec<OwnedFd>), KeeperError> {
         let received = protocol::recv_message(self.sock.as_fd(), MAX_MESSAGE, MAX_FDS)?
             .ok_or(KeeperError::Closed)?;
         if received.truncated || received.fds_truncated {
             return Err(KeeperError::Protocol("reply truncated".into()));
         }
-        match protocol::decode_reply(&received.bytes, received.fds.len())? {
-            Reply::Error { errno, message } => Err(KeeperError::Refused { errno, message }),
-            reply => Ok((reply, received.fds)),
+        Ok((protocol::decode_reply(&received.bytes, received.fds.len())?, received.fds))
+    }
+
+    /// The next HANDOVER_ASK, without waiting: one kept while a reply was awaited, else one
+    /// waiting on the socket. `Err(KeeperError::Closed)` once the keeper has closed it.
+    pub fn next_ask(&mut self) -> Result<Option<HandoverAsk>, KeeperError> {
+        if !self.asks.is_empty() {
+            return Ok(Some(self.asks.remove(0)));
+        }
+        let mut fds = [rustix::event::PollFd::new(&self.sock, rustix::event::PollFlags::IN)];
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        if rustix::event::poll(&mut fds, Some(&zero)).map_err(std::io::Error::from)? == 0 {
+            return Ok(None);
+        }
+        match self.receive()? {
+            (Reply::HandoverAsk { tag, pid, uid }, _) => Ok(Some(HandoverAsk { tag, pid, uid })),
+            (other, _) => Err(unexpected(&other)),
         }
     }
 
@@ -200,7 +240,23 @@ impl KeeperClient {
     /// ATTACH to an orphaned connection. `Ok(None)`: the keeper holds no such tag (mount
     /// fresh).
     pub fn attach(&mut self, tag: &str) -> Result<Option<Attached>, KeeperError> {
-        let (reply, fds) = match self.call(&Request::Attach { tag: tag.into() }, &[]) {
+        self.take_over(&Request::Attach { tag: tag.into() })
+    }
+
+    /// HANDOVER: as [`KeeperClient::attach`], and if the connection's server is alive, it is
+    /// asked to stop and hand it over (refused: `EPERM`-like errors from the keeper).
+    pub fn handover(&mut self, tag: &str) -> Result<Option<Attached>, KeeperError> {
+        self.take_over(&Request::Handover { tag: tag.into() })
+    }
+
+    /// HANDOVER_DONE: the answer to a [`HandoverAsk`]; `errno` 0 once stopped, else the
+    /// reason for refusing. `Ok` means the keeper has taken the connection back (for 0).
+    pub fn handover_done(&mut self, tag: &str, errno: i32) -> Result<(), KeeperError> {
+        self.call_ok(&Request::HandoverDone { tag: tag.into(), errno }, &[])
+    }
+
+    fn take_over(&mut self, req: &Request) -> Result<Option<Attached>, KeeperError> {
+        let (reply, fds) = match self.call(req, &[]) {
             Err(KeeperError::Refused { errno: libc::ENOENT, .. }) => return Ok(None),
             other => other?,
         };

@@ -118,6 +118,8 @@ fn run_recoverable(options: &Options, ready: Ready) -> anyhow::Result<()> {
         },
         start_keeper: recovery.start_keeper,
         journal: recovery.journal,
+        handover: recovery.handover,
+        allow_handover: recovery.allow_handover,
     };
     raise_fd_limit();
     rustix::process::umask(rustix::fs::Mode::empty());

@@ -41,6 +41,10 @@ pub struct Recovery {
     /// `nojournal`: do not journal non-idempotent requests (for measuring its cost only: a
     /// resent MKDIR may then answer EEXIST).
     pub journal: bool,
+    /// `handover`: take the connection over from a live server too (planned upgrade).
+    pub handover: bool,
+    /// `nohandover`: refuse to hand the connection over to another server while alive.
+    pub allow_handover: bool,
 }
 
 /// A command line that cannot be used, with what is wrong.
@@ -67,7 +71,8 @@ options:
   nopassthrough, and mount flags (nosuid, nodev, noexec, noatime, ...)
 recovery (the mount outlives the server; the same command line re-attaches):
   tag=NAME, rescue_uid=UID, recovery_timeout=SECONDS, keeper=SOCKET[:SOCKET...],
-  nokeeper_start, nojournal (measurement only)";
+  nokeeper_start, handover (take over from a live server), nohandover (refuse to),
+  nojournal (measurement only)";
 
 impl Options {
     /// Parses the arguments after the program name.
@@ -114,6 +119,8 @@ impl Options {
             sockets: Vec::new(),
             start_keeper: true,
             journal: true,
+            handover: false,
+            allow_handover: true,
         };
         let mut needs_tag = None;
         for list in &lists {
@@ -201,7 +208,11 @@ impl Recovery {
             }
             "nokeeper_start" if value.is_empty() => self.start_keeper = false,
             "nojournal" if value.is_empty() => self.journal = false,
-            "tag" | "keeper" | "nokeeper_start" | "nojournal" => return Err(bad()),
+            "handover" if value.is_empty() => self.handover = true,
+            "nohandover" if value.is_empty() => self.allow_handover = false,
+            "tag" | "keeper" | "nokeeper_start" | "nojournal" | "handover" | "nohandover" => {
+                return Err(bad());
+            }
             _ => return Ok(false),
         }
         Ok(true)

@@ -11,16 +11,17 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fuse_keeper::KeeperError;
-use fuse_keeper::client::{KeeperClient, Registration};
+use fuse_keeper::client::{HandoverAsk, KeeperClient, Registration};
 use fuse_server::DeviceCustody;
 use rustix::event::{PollFd, PollFlags};
 use tracing::{info, warn};
 
 const EEXIST: i32 = 17;
+const EPERM: i32 = 1;
 const FIRST_RETRY: Duration = Duration::from_millis(10);
 const MAX_RETRY: Duration = Duration::from_millis(200);
 
@@ -80,17 +81,17 @@ impl Link {
         self.registered = true;
     }
 
-    /// Whether the keeper has closed our socket. Called with the links locked, so no request
-    /// is in flight: the keeper never speaks first, and a readable socket (a reply another
-    /// thread was about to read woke the watcher) is a hangup only once no reply is left.
-    fn hung_up(&self) -> bool {
-        let Some(client) = &self.client else { return false };
-        let mut byte = [0u8; 1];
-        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
-        match rustix::net::recv(client, &mut byte, flags) {
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => false,
-            // EOF, an error, or bytes nobody asked for: start again with a new socket.
-            Ok(_) | Err(_) => true,
+    /// What woke the watcher on this keeper's socket. Called with the links locked, so no
+    /// request is in flight: the keeper speaks first only to ask for a handover, and a
+    /// readable socket with nothing to read (a reply another thread was about to read woke
+    /// the watcher) is nothing.
+    fn event(&mut self) -> Event {
+        let Some(client) = &mut self.client else { return Event::Nothing };
+        match client.next_ask() {
+            Ok(Some(ask)) => Event::Ask(ask),
+            Ok(None) => Event::Nothing,
+            // EOF, an error, or a message nobody asked for: start again with a new socket.
+            Err(err) => Event::Hangup(err.to_string()),
         }
     }
 
@@ -113,6 +114,20 @@ fn start_keeper(socket: &Path) -> Result<(), KeeperError> {
         .map_err(|source| KeeperError::Connect { path: socket.into(), source })
 }
 
+enum Event {
+    Nothing,
+    Hangup(String),
+    Ask(HandoverAsk),
+}
+
+/// How this server answers a keeper asking it to hand its connection over.
+pub(crate) struct HandoverPolicy {
+    /// Stops the session's workers between requests.
+    pub stop: fuse_transport::ReadStop,
+    /// Whether to agree at all.
+    pub allow: bool,
+}
+
 /// Every keeper of one connection, with what each must be given.
 pub(crate) struct Links {
     links: Mutex<Vec<Link>>,
@@ -120,6 +135,12 @@ pub(crate) struct Links {
     state: OwnedFd,
     /// Dups of every device fd, in index order, to give a restarted keeper.
     devices: Mutex<Vec<OwnedFd>>,
+    /// Set once the session runs.
+    handover: Mutex<Option<HandoverPolicy>>,
+    /// After the workers were stopped for a handover: `Some(true)` once the keeper took the
+    /// connection back, `Some(false)` if the handover fell through (serve again).
+    verdict: Mutex<Option<bool>>,
+    verdict_ready: Condvar,
 }
 
 impl Links {
@@ -129,6 +150,66 @@ impl Links {
             registration: Mutex::new(registration),
             state,
             devices: Mutex::new(Vec::new()),
+            handover: Mutex::new(None),
+            verdict: Mutex::new(None),
+            verdict_ready: Condvar::new(),
+        }
+    }
+
+    /// How to answer a handover request from now on.
+    pub fn set_handover(&self, policy: HandoverPolicy) {
+        *self.handover.lock().unwrap_or_else(|p| p.into_inner()) = Some(policy);
+    }
+
+    /// Called once the session's workers have stopped because of a handover: waits for the
+    /// keeper's verdict. True: the connection is handed over (exit without unregistering);
+    /// false: serve again.
+    pub fn handed_over(&self) -> bool {
+        let mut verdict = self.verdict.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(v) = verdict.take() {
+                return v;
+            }
+            verdict = self.verdict_ready.wait(verdict).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn set_verdict(&self, handed_over: bool) {
+        *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = Some(handed_over);
+        self.verdict_ready.notify_all();
+    }
+
+    /// Answers a keeper's HANDOVER_ASK (on the watcher thread): refuse, or stop the workers
+    /// (every request they read is answered first), tell the keeper, and pass its verdict to
+    /// the thread that ran the session.
+    fn answer_ask(&self, i: usize, ask: HandoverAsk) {
+        let policy = self.handover.lock().unwrap_or_else(|p| p.into_inner());
+        let tag = ask.tag.clone();
+        let done = |errno| {
+            let mut links = self.lock();
+            match links[i].client() {
+                Some(client) => client.handover_done(&tag, errno),
+                None => Err(KeeperError::Closed),
+            }
+        };
+        let Some(policy) = policy.as_ref().filter(|p| p.allow) else {
+            warn!(tag, pid = ask.pid, uid = ask.uid, "handover asked: refused (not allowed)");
+            let _ = done(EPERM);
+            return;
+        };
+        info!(tag, pid = ask.pid, uid = ask.uid, "handover asked: stopping the workers");
+        let asked = Instant::now();
+        policy.stop.stop();
+        match done(0) {
+            Ok(()) => {
+                info!(tag, stop_us = asked.elapsed().as_micros() as u64, "handed over");
+                self.set_verdict(true);
+            }
+            Err(err) => {
+                warn!(tag, %err, "the handover fell through: serving again");
+                policy.stop.resume();
+                self.set_verdict(false);
+            }
         }
     }
 
@@ -274,13 +355,16 @@ impl Links {
                 .map(|(_, &i)| i)
                 .collect();
             drop(fds);
-            if !hung.is_empty() {
-                let mut links = self.lock();
-                for i in hung {
-                    if links[i].hung_up() {
+            for i in hung {
+                let event = self.lock()[i].event();
+                match event {
+                    Event::Nothing => {}
+                    Event::Hangup(why) => {
+                        let mut links = self.lock();
                         links[i].backoff = FIRST_RETRY;
-                        links[i].lost(&"the keeper closed its socket");
+                        links[i].lost(&why);
                     }
+                    Event::Ask(ask) => self.answer_ask(i, ask),
                 }
             }
             self.heal();

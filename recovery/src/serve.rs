@@ -14,7 +14,7 @@ use fuse_transport::MountOptions;
 use tracing::{info, warn};
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::links::{Custody, Link, Links};
+use crate::links::{Custody, HandoverPolicy, Link, Links};
 use crate::store::Store;
 
 /// A filesystem whose state lives in a [`Store`] (the store's memfd goes to the keeper).
@@ -39,6 +39,11 @@ pub struct RecoveryOptions {
     /// Journal non-idempotent requests (exactly once across crashes). Off only to measure
     /// what the journal costs.
     pub journal: bool,
+    /// Take the connection over even from a live server, which is asked to hand it over
+    /// (planned upgrade). Without it, a live server's tag is refused (EBUSY).
+    pub handover: bool,
+    /// Agree when another server asks this one to hand its connection over.
+    pub allow_handover: bool,
 }
 
 /// Why a recoverable session could not start.
@@ -74,10 +79,15 @@ const EBUSY: i32 = 16;
 /// ATTACH the tag at one keeper. A server killed an instant ago may still be exiting
 /// (freeing its memory) when its successor starts: the keeper sees it alive (EBUSY) until its
 /// pidfd fires. Wait for that, briefly.
-fn attach(client: &mut KeeperClient, tag: &str) -> Result<Option<Attached>, KeeperError> {
+fn attach(
+    client: &mut KeeperClient,
+    tag: &str,
+    handover: bool,
+) -> Result<Option<Attached>, KeeperError> {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        match client.attach(tag) {
+        let attached = if handover { client.handover(tag) } else { client.attach(tag) };
+        match attached {
             Err(err) if err.errno() == Some(EBUSY) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -114,7 +124,7 @@ fn connect_and_attach(
     for link in &mut links {
         let socket = link.socket.display().to_string();
         let Some(client) = link.client() else { continue };
-        let found = attach(client, &options.tag)
+        let found = attach(client, &options.tag, options.handover && attached.is_none())
             .map_err(|source| RecoveryError::Keeper { socket: socket.clone(), source })?;
         match (found, &attached) {
             (Some(found), None) => {
@@ -197,11 +207,50 @@ pub fn serve<F: Recoverable>(
     };
     drop(stop_write);
     let _ = watcher.join();
-    if result.is_ok() {
-        // Unmounted: the connection is over; the keepers let it go.
-        links.unregister(&options.tag);
+    match result {
+        Ok((started, Ended::HandedOver)) => {
+            info!(tag = %options.tag, "the connection is handed over; exiting");
+            Ok(started)
+        }
+        Ok((started, Ended::Unmounted)) => {
+            // The connection is over; the keepers let it go.
+            links.unregister(&options.tag);
+            Ok(started)
+        }
+        Err(err) => Err(err),
     }
-    result
+}
+
+/// Why a session stopped serving.
+enum Ended {
+    Unmounted,
+    HandedOver,
+}
+
+/// Runs `session` until the connection ends or is handed over; `before_reading` is called
+/// before the first worker reads. Workers stopped for a handover that falls through serve
+/// again.
+fn run_session<F: Recoverable>(
+    session: &Session<F>,
+    links: &Links,
+    options: &RecoveryOptions,
+    before_reading: impl FnOnce(&Channel) -> io::Result<()>,
+) -> Result<Ended, RecoveryError> {
+    let stop = session.stop_handle();
+    links.set_handover(HandoverPolicy { stop: stop.clone(), allow: options.allow_handover });
+    let mut before_reading = Some(before_reading);
+    loop {
+        session.run_then(|channel| match before_reading.take() {
+            Some(f) => f(channel),
+            None => Ok(()),
+        })?;
+        if !stop.is_stopped() {
+            return Ok(Ended::Unmounted);
+        }
+        if links.handed_over() {
+            return Ok(Ended::HandedOver);
+        }
+    }
 }
 
 fn serve_attached<F: Recoverable>(
@@ -212,7 +261,8 @@ fn serve_attached<F: Recoverable>(
     options: &RecoveryOptions,
     attach_time: Duration,
     ready: impl FnOnce(Started),
-) -> Result<Started, RecoveryError> {
+) -> Result<(Started, Ended), RecoveryError> {
+    let links = custody.0.clone();
     let count = devices.len();
     let channel = Channel::new(devices, custody).map_err(fuse_server::SessionError::Custody)?;
     let saved = fs.state().negotiation();
@@ -224,19 +274,18 @@ fn serve_attached<F: Recoverable>(
         "attached to an orphaned connection"
     );
     let started = Started::Attached { devices: count };
-    match saved {
+    let ended = match saved {
         Some(bytes) => {
             let negotiation =
                 Negotiation::read_from_bytes(&bytes).map_err(|_| RecoveryError::BadNegotiation)?;
             let session = journaled(Session::resume(fs, channel, negotiation, config), options);
-            let mut ready = Some(ready);
-            session.run_then(|channel| {
+            // After a clean handover nothing waits to be resent, and RESEND re-queues nothing;
+            // after a crash it brings back what the dead server had read.
+            run_session(&session, &links, options, |channel| {
                 channel.notify_resend()?;
-                if let Some(ready) = ready.take() {
-                    ready(started);
-                }
+                ready(started);
                 Ok(())
-            })?;
+            })?
         }
         None => {
             // The previous server died before answering INIT: it comes again.
@@ -244,10 +293,10 @@ fn serve_attached<F: Recoverable>(
             let session =
                 journaled(Session::start_with(fs, channel, config, save_negotiation)?, options);
             ready(started);
-            session.run()?;
+            run_session(&session, &links, options, |_| Ok(()))?
         }
-    }
-    Ok(started)
+    };
+    Ok((started, ended))
 }
 
 fn serve_fresh<F: Recoverable>(
@@ -258,7 +307,7 @@ fn serve_fresh<F: Recoverable>(
     config: SessionConfig,
     options: &RecoveryOptions,
     ready: impl FnOnce(Started),
-) -> Result<Started, RecoveryError> {
+) -> Result<(Started, Ended), RecoveryError> {
     let links = custody.0.clone();
     let channel = fuse_server::mount(mountpoint, mount_options, custody)?;
     let session = match Session::start_with(fs, channel, config, save_negotiation) {
@@ -271,8 +320,8 @@ fn serve_fresh<F: Recoverable>(
     };
     info!(tag = %options.tag, "mounted fresh and registered with the keeper");
     ready(Started::Fresh);
-    session.run()?;
-    Ok(Started::Fresh)
+    let ended = run_session(&session, &links, options, |_| Ok(()))?;
+    Ok((Started::Fresh, ended))
 }
 
 /// The session with its filesystem store's journal, when the options want one and the

@@ -70,6 +70,11 @@ impl ReadStop {
         self.inner.stopped.load(Ordering::Acquire)
     }
 
+    /// Lets readers read again (after a stop, for a new set of readers).
+    pub fn resume(&self) {
+        self.inner.stopped.store(false, Ordering::Release);
+    }
+
     /// Stops every reader: none reads again, and one blocked in a read is interrupted.
     /// Returns once every registered reader has dropped its guard (each finishes the request
     /// it is serving first).

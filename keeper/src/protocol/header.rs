@@ -36,6 +36,10 @@ pub enum Kind {
     Abort = 6,
     /// Unmount promptly whatever the server's state.
     Umount = 7,
+    /// Take over a connection, from its live server if it agrees (planned handover).
+    Handover = 8,
+    /// A server's answer to HANDOVER_ASK: stopped and handing over, or refused.
+    HandoverDone = 9,
     /// Success without data.
     Ok = 0x8000,
     /// Failure: errno and message.
@@ -44,6 +48,8 @@ pub enum Kind {
     Attached = 0x8002,
     /// Answer to LIST.
     ListReply = 0x8003,
+    /// Keeper to a live server, unasked: another server wants the connection.
+    HandoverAsk = 0x8004,
 }
 
 impl Kind {
@@ -57,10 +63,13 @@ impl Kind {
             5 => Kind::List,
             6 => Kind::Abort,
             7 => Kind::Umount,
+            8 => Kind::Handover,
+            9 => Kind::HandoverDone,
             0x8000 => Kind::Ok,
             0x8001 => Kind::Error,
             0x8002 => Kind::Attached,
             0x8003 => Kind::ListReply,
+            0x8004 => Kind::HandoverAsk,
             _ => return None,
         })
     }

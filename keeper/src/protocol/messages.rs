@@ -51,6 +51,12 @@ pub enum Request {
     Abort { target: String },
     /// Target is a tag or an absolute mountpoint. No fds.
     Umount { target: String },
+    /// As ATTACH, but a live server is asked to hand the connection over (HANDOVER_ASK);
+    /// the reply (ATTACHED or ERROR) waits for its answer. No fds.
+    Handover { tag: String },
+    /// A live server's answer to HANDOVER_ASK: `errno` 0 = it has stopped reading and
+    /// answered every request it read; otherwise it refuses and goes on serving. No fds.
+    HandoverDone { tag: String, errno: i32 },
 }
 
 /// State of a held connection.
@@ -142,6 +148,9 @@ pub enum Reply {
     /// `total` entries are visible; `entries` are those after the requested `skip` that fit in
     /// one message. No fds.
     List { total: u32, entries: Vec<ListEntry> },
+    /// Sent unasked to the server of `tag`: the process `pid` (uid `uid`) asks for the
+    /// connection. The server answers with HANDOVER_DONE. No fds.
+    HandoverAsk { tag: String, pid: u32, uid: u32 },
 }
 
 /// A tag is 1 to 255 bytes of UTF-8 without control characters and does not start with `/`
@@ -215,6 +224,8 @@ impl Request {
             Request::List { .. } => Kind::List,
             Request::Abort { .. } => Kind::Abort,
             Request::Umount { .. } => Kind::Umount,
+            Request::Handover { .. } => Kind::Handover,
+            Request::HandoverDone { .. } => Kind::HandoverDone,
         }
     }
 
@@ -240,8 +251,11 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
         Request::AddDevice { tag, index } => {
             w.bytes(tag.as_bytes()).u32(*index);
         }
-        Request::Attach { tag } | Request::Unregister { tag } => {
+        Request::Attach { tag } | Request::Unregister { tag } | Request::Handover { tag } => {
             w.bytes(tag.as_bytes());
+        }
+        Request::HandoverDone { tag, errno } => {
+            w.bytes(tag.as_bytes()).i32(*errno);
         }
         Request::List { skip } => {
             w.u32(*skip);
@@ -288,7 +302,12 @@ pub fn decode_request(msg: &[u8], fds: usize) -> Result<Request, ProtocolError> 
         Kind::List => Request::List { skip: r.u32("skip")? },
         Kind::Abort => Request::Abort { target: target_field(&mut r)? },
         Kind::Umount => Request::Umount { target: target_field(&mut r)? },
-        Kind::Ok | Kind::Error | Kind::Attached | Kind::ListReply => {
+        Kind::Handover => Request::Handover { tag: tag_field(&mut r)? },
+        Kind::HandoverDone => {
+            let tag = tag_field(&mut r)?;
+            Request::HandoverDone { tag, errno: r.i32("errno")? }
+        }
+        Kind::Ok | Kind::Error | Kind::Attached | Kind::ListReply | Kind::HandoverAsk => {
             return Err(ProtocolError::UnexpectedKind(header.kind));
         }
     };
@@ -330,6 +349,10 @@ pub fn encode_reply(reply: &Reply) -> (Vec<u8>, usize) {
             }
             (Kind::ListReply, 0)
         }
+        Reply::HandoverAsk { tag, pid, uid } => {
+            w.bytes(tag.as_bytes()).u32(*pid).u32(*uid);
+            (Kind::HandoverAsk, 0)
+        }
     };
     debug_assert!(w.len() <= MAX_PAYLOAD);
     (message(kind, &w.into_bytes(), fds), fds)
@@ -369,6 +392,10 @@ pub fn decode_reply(msg: &[u8], fds: usize) -> Result<Reply, ProtocolError> {
                 entries.push(ListEntry::decode(&mut r)?);
             }
             (Reply::List { total, entries }, 0)
+        }
+        Kind::HandoverAsk => {
+            let tag = tag_field(&mut r)?;
+            (Reply::HandoverAsk { tag, pid: r.u32("pid")?, uid: r.u32("uid")? }, 0)
         }
         _ => return Err(ProtocolError::UnexpectedKind(header.kind)),
     };
