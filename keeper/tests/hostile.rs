@@ -1066,3 +1066,31 @@ fn soak_10000_hostile_attempts_leak_no_fd_and_no_memory() {
     assert_eq!(entries[0].state, ConnState::Serving);
     assert!(keeper.proc.pid() == pid);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Peers the keeper cannot name
+
+/// A keeper in its own pid namespace sees every client of the host as pid 0 (`SO_PEERCRED`
+/// cannot name it): it still serves them, identifies a server by its pidfd, and logs refusals
+/// with pid 0.
+#[test]
+fn peers_outside_the_keepers_pid_namespace_are_served_as_pid_0() {
+    let keeper = Keeper::start_wrapped(&["unshare", "--pid", "--fork", "--kill-child", "--"], &[]);
+    let (dev, state) = (open_fuse(), memfd(b""));
+    let sock = connect(&keeper);
+    let reg = encode_request(&register_request("outside"));
+    assert!(matches!(exchange(&sock, &reg, &[dev.as_fd(), state.as_fd()]), Reply::Ok));
+    let e = keeper.entry("outside").expect("registered");
+    assert_eq!((e.state, e.server_pid), (ConnState::Serving, None));
+    let nobody = connect_as(&keeper, NOBODY).unwrap();
+    let attach = encode_request(&Request::Attach { tag: "outside".into() });
+    assert_eq!(errno_of(exchange(&nobody, &attach, &[])), libc::EACCES);
+    assert_log(
+        &keeper,
+        &format!("refused attach of tag outside by pid 0 uid {NOBODY} gid {NOBODY}"),
+    );
+    // Its server (this process, by pidfd) may unregister it; another connection of ours too.
+    let unregister = encode_request(&Request::Unregister { tag: "outside".into() });
+    assert!(matches!(exchange(&connect(&keeper), &unregister, &[]), Reply::Ok));
+    assert!(list_ok(&sock).is_empty());
+}

@@ -65,12 +65,15 @@ impl Keeper {
         policy::dup(pidfd).map_err(|e| fail(libc::EMFILE, format!("dup of the pidfd: {e}")))
     }
 
-    /// True if the entry's server is `peer` and alive.
+    /// True if the entry's server is `peer` and alive. A peer outside the keeper's pid namespace
+    /// has pid 0, and before Linux 6.9 every pidfd has the same inode: then only a process of the
+    /// owner's uid (which could ptrace the server anyway) passes for it.
     fn is_server(entry: &Entry, peer: &Peer) -> bool {
         match (&entry.server, &peer.pidfd) {
             (Some(s), Some(p)) => {
                 policy::is_alive(s.pidfd.as_fd())
                     && policy::same_process((s.pid, s.pidfd.as_fd()), (peer.pid, p.as_fd()))
+                    && (peer.pid != 0 || peer.uid == entry.owner_uid)
             }
             _ => false,
         }
