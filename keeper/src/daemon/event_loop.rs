@@ -326,6 +326,8 @@ impl Keeper {
                 let (pid, uid, gid) = (c.peer.pid, c.peer.uid, c.peer.gid);
                 tracing::info!(pid, uid, gid, left_out, "closed a client that sent no request");
             }
+            // Out of the set first, whatever happens to the client, so that the loop ends.
+            self.silent.remove(&(deadline, id));
             self.remove_client(id);
         }
     }
