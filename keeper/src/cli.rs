@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use fuse_keeper::daemon::{self, Config};
+use fuse_keeper::daemon::{self, Config, Limits};
 use fuse_keeper::{KeeperClient, KeeperError, Registration, socket_path};
 
 const USAGE: &str = "\
-usage: fuse-keeper serve [--root-may-attach]
+usage: fuse-keeper serve [--root-may-attach] [--max-tags-per-uid N] [--max-clients N]
+                         [--max-clients-per-uid N] [--first-request-timeout-ms MS]
        fuse-keeper ls [--json]
        fuse-keeper abort TAG|MOUNTPOINT
        fuse-keeper umount TAG|MOUNTPOINT
@@ -62,8 +63,10 @@ fn run(args: &[&str]) -> Result<Result<ExitCode, Usage>> {
         return Ok(Err(Usage(String::new())));
     };
     let code = match (cmd, rest) {
-        ("serve", []) => serve(false)?,
-        ("serve", ["--root-may-attach"]) => serve(true)?,
+        ("serve", opts) => match serve_config(opts) {
+            Ok(config) => serve(&config)?,
+            Err(u) => return Ok(Err(u)),
+        },
         ("ls", []) => ls(false)?,
         ("ls", ["--json"]) => ls(true)?,
         ("abort", _) => match one_arg(cmd, rest) {
@@ -88,7 +91,33 @@ fn run(args: &[&str]) -> Result<Result<ExitCode, Usage>> {
     Ok(Ok(code))
 }
 
-fn serve(root_may_attach: bool) -> Result<ExitCode> {
+/// `serve`'s options (defaults: docs/keeper-protocol.md, "Limits and hostile clients").
+fn serve_config(opts: &[&str]) -> Result<Config, Usage> {
+    let mut config =
+        Config { socket: socket_path(), root_may_attach: false, limits: Limits::default() };
+    let limits = &mut config.limits;
+    let mut it = opts.iter();
+    while let Some(&opt) = it.next() {
+        let positive = |v: Option<&&str>| {
+            parse_opt::<usize>(opt, v)
+                .and_then(|n| if n > 0 { Ok(n) } else { Err(Usage(format!("{opt} must be > 0"))) })
+        };
+        match opt {
+            "--root-may-attach" => config.root_may_attach = true,
+            "--max-tags-per-uid" => limits.max_tags_per_uid = positive(it.next())?,
+            "--max-clients" => limits.max_clients = positive(it.next())?,
+            "--max-clients-per-uid" => limits.max_clients_per_uid = positive(it.next())?,
+            "--first-request-timeout-ms" => {
+                let ms = positive(it.next())?;
+                limits.first_request_timeout = Duration::from_millis(ms as u64);
+            }
+            _ => return Err(Usage(format!("unknown option for serve: {opt}"))),
+        }
+    }
+    Ok(config)
+}
+
+fn serve(config: &Config) -> Result<ExitCode> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -96,7 +125,7 @@ fn serve(root_may_attach: bool) -> Result<ExitCode> {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    daemon::serve(&Config { socket: socket_path(), root_may_attach })?;
+    daemon::serve(config)?;
     Ok(ExitCode::SUCCESS)
 }
 

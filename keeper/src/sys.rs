@@ -1,5 +1,5 @@
-//! The crate's only `unsafe` code: calls that rustix lacks (`SO_PEERPIDFD`, `kcmp`) and the
-//! `pre_exec` hook that detaches the spawned keeper.
+//! The crate's only `unsafe` code: calls that rustix lacks (`SO_PEERPIDFD`, `kcmp`, an
+//! `SO_PEERCRED` that accepts pid 0) and the `pre_exec` hook that detaches the spawned keeper.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -34,6 +34,32 @@ pub(crate) fn peer_pidfd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     }
     // SAFETY: the kernel just installed `fd` (O_CLOEXEC) in our table and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The credentials of the process that connected the peer of `sock` (`SO_PEERCRED`): pid, uid,
+/// gid. The pid is 0 when that process is outside the keeper's pid namespace (rustix's `UCred`
+/// stores the pid as a non-zero type, so a zero from the kernel must not go through it).
+pub(crate) fn peer_cred(sock: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes and `len` holds the size of `cred`; the
+    // kernel writes at most `len` bytes, and every bit pattern is a valid `ucred`.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if len as usize != std::mem::size_of::<libc::ucred>() {
+        return Err(io::Error::other("SO_PEERCRED returned a short answer"));
+    }
+    Ok((u32::try_from(cred.pid).unwrap_or(0), cred.uid, cred.gid))
 }
 
 /// True if `a` and `b` are the same open file description (`kcmp(KCMP_FILE)` within this

@@ -189,19 +189,6 @@ fn add_device_only_from_the_server() {
 }
 
 #[test]
-fn at_most_64_tags_per_uid() {
-    let keeper = Keeper::start();
-    let (dev, state) = (open_fuse(), memfd(b""));
-    let mut client = keeper.client();
-    for i in 0..64 {
-        client.register(&registration(&format!("t{i}")), dev.as_fd(), state.as_fd()).unwrap();
-    }
-    let r = client.register(&registration("t64"), dev.as_fd(), state.as_fd());
-    assert_eq!(refused(r), libc::EDQUOT);
-    assert_eq!(keeper.list().len(), 64);
-}
-
-#[test]
 fn ls_prints_table_and_json() {
     let keeper = Keeper::start();
     let server = keeper.registrant("shown", &[], open_fuse(), None);

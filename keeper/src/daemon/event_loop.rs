@@ -1,7 +1,7 @@
 //! The epoll loop: accept clients, read one request per readiness, answer it, watch server
-//! pidfds, expire grace deadlines, stop on SIGTERM/SIGINT.
+//! pidfds, expire grace deadlines and silent clients, stop on SIGTERM/SIGINT.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use rustix::process::{Pid, PidfdFlags};
 
 use super::handlers::{Commit, Response};
 use super::registry::Registry;
-use super::{DaemonError, MAX_CLIENTS, policy};
+use super::{DaemonError, Limits, policy};
 use crate::protocol::{self, MAX_MESSAGE, MAX_REQUEST_FDS, Reply};
 
 const TOKEN_LISTENER: u64 = 0;
@@ -23,11 +23,19 @@ const CLIENT_BIT: u64 = 1 << 62;
 const PIDFD_BIT: u64 = 1 << 63;
 const ID_MASK: u64 = CLIENT_BIT - 1;
 
+/// How long the listener rests when the keeper is out of fds even after freeing its reserve
+/// (so that a full fd table does not turn the level-triggered listener into a busy loop).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Refused or timed-out clients are logged at most this often (with a count of the others), so
+/// that a flood of connections cannot flood the log.
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
 /// Who is at the other end of a client connection (the process that connected).
 #[derive(Debug)]
 pub struct Peer {
     pub uid: u32,
     pub gid: u32,
+    /// 0 if the process is outside the keeper's pid namespace.
     pub pid: u32,
     /// `SO_PEERPIDFD`, else `pidfd_open(pid)`; `None` if the peer was already gone.
     pub pidfd: Option<OwnedFd>,
@@ -37,6 +45,27 @@ pub struct Peer {
 struct Client {
     fd: OwnedFd,
     peer: Peer,
+    /// Until its first well-formed request: when it is closed if none came.
+    silent_until: Option<Instant>,
+}
+
+/// A log line at most every [`LOG_EVERY`], counting the ones left out.
+#[derive(Debug, Default)]
+struct Throttle {
+    last: Option<Instant>,
+    left_out: u64,
+}
+
+impl Throttle {
+    /// `Some(lines left out since the last one)` if this one is to be logged.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_some_and(|t| now.saturating_duration_since(t) < LOG_EVERY) {
+            self.left_out += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.left_out))
+    }
 }
 
 /// The daemon's state.
@@ -47,7 +76,20 @@ pub struct Keeper {
     /// Held for epoll: readable once SIGTERM or SIGINT arrived.
     _signal_rx: OwnedFd,
     clients: HashMap<u64, Client>,
+    /// Connections by uid, for [`Limits::max_clients_per_uid`].
+    clients_per_uid: HashMap<u32, usize>,
+    /// (deadline, client id) of the clients that have not spoken yet, soonest first.
+    silent: BTreeSet<(Instant, u64)>,
     next_client: u64,
+    /// An open `/dev/null`, closed to make room for accepting (and refusing) a client when the
+    /// keeper is out of fds.
+    reserve_fd: Option<OwnedFd>,
+    /// Set while the listener is out of epoll after an accept that failed for want of fds.
+    accept_paused_until: Option<Instant>,
+    refusals: Throttle,
+    timeouts: Throttle,
+    own_uid: u32,
+    pub(super) limits: Limits,
     pub(super) registry: Registry,
     pub(super) root_may_attach: bool,
 }
@@ -70,6 +112,7 @@ impl Keeper {
         listener: OwnedFd,
         signal_rx: OwnedFd,
         root_may_attach: bool,
+        limits: Limits,
     ) -> Result<Keeper, DaemonError> {
         let setup = || -> io::Result<Keeper> {
             let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
@@ -81,7 +124,15 @@ impl Keeper {
                 listener,
                 _signal_rx: signal_rx,
                 clients: HashMap::new(),
+                clients_per_uid: HashMap::new(),
+                silent: BTreeSet::new(),
                 next_client: 0,
+                reserve_fd: open_reserve(),
+                accept_paused_until: None,
+                refusals: Throttle::default(),
+                timeouts: Throttle::default(),
+                own_uid: rustix::process::geteuid().as_raw(),
+                limits,
                 registry: Registry::default(),
                 root_may_attach,
             })
@@ -91,10 +142,22 @@ impl Keeper {
 
     /// Serve until SIGTERM or SIGINT.
     pub fn run(mut self) -> Result<(), DaemonError> {
-        tracing::info!(root_may_attach = self.root_may_attach, "keeper started");
+        tracing::info!(
+            root_may_attach = self.root_may_attach,
+            max_tags_per_uid = self.limits.max_tags_per_uid,
+            max_clients = self.limits.max_clients,
+            max_clients_per_uid = self.limits.max_clients_per_uid,
+            first_request_timeout_ms = self.limits.first_request_timeout.as_millis() as u64,
+            "keeper started"
+        );
         let mut events = Vec::with_capacity(64);
         loop {
-            let timeout = self.registry.next_deadline().map(|d| {
+            let deadlines = [
+                self.registry.next_deadline(),
+                self.silent.first().map(|&(d, _)| d),
+                self.accept_paused_until,
+            ];
+            let timeout = deadlines.into_iter().flatten().min().map(|d| {
                 let wait = d.saturating_duration_since(Instant::now());
                 Timespec::try_from(wait).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 })
             });
@@ -119,7 +182,10 @@ impl Keeper {
                     t => self.client_ready(t & ID_MASK, flags),
                 }
             }
-            self.expire(Instant::now());
+            let now = Instant::now();
+            self.expire(now);
+            self.close_silent(now);
+            self.resume_accept(now);
         }
     }
 
@@ -132,6 +198,10 @@ impl Keeper {
                 Ok(fd) => self.add_client(fd),
                 Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN) => return,
+                Err(Errno::MFILE | Errno::NFILE) => {
+                    self.accept_without_fds();
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
                     return;
@@ -140,28 +210,81 @@ impl Keeper {
         }
     }
 
-    fn add_client(&mut self, fd: OwnedFd) {
-        if self.clients.len() >= MAX_CLIENTS {
-            let reply = Reply::Error { errno: libc::EMFILE, message: "too many clients".into() };
-            let _ = protocol::send_message(fd.as_fd(), &protocol::encode_reply(&reply).0, &[]);
-            tracing::warn!("refused a client: {MAX_CLIENTS} connections already");
-            return;
+    /// Out of fds: free the reserve to accept one client and tell it so, then take the reserve
+    /// back. If even that fails, take the listener out of epoll for [`ACCEPT_PAUSE`] instead of
+    /// spinning on it.
+    fn accept_without_fds(&mut self) {
+        let now = Instant::now();
+        if let Some(left_out) = self.refusals.allow(now) {
+            tracing::warn!(left_out, "out of file descriptors: refusing clients");
         }
-        let cred = match rustix::net::sockopt::socket_peercred(&fd) {
+        self.reserve_fd = None;
+        let accepted =
+            rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK);
+        if let Ok(fd) = &accepted {
+            refuse(fd, "the keeper is out of file descriptors");
+        }
+        drop(accepted);
+        self.reserve_fd = open_reserve();
+        if self.reserve_fd.is_none() {
+            let _ = epoll::modify(
+                &self.epoll,
+                &self.listener,
+                epoll::EventData::new_u64(TOKEN_LISTENER),
+                epoll::EventFlags::empty(),
+            );
+            self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+        }
+    }
+
+    fn resume_accept(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some_and(|t| t <= now) {
+            self.accept_paused_until = None;
+            self.reserve_fd = self.reserve_fd.take().or_else(open_reserve);
+            let _ = epoll::modify(
+                &self.epoll,
+                &self.listener,
+                epoll::EventData::new_u64(TOKEN_LISTENER),
+                epoll::EventFlags::IN,
+            );
+        }
+    }
+
+    fn add_client(&mut self, fd: OwnedFd) {
+        let now = Instant::now();
+        let (pid, uid, gid) = match crate::sys::peer_cred(fd.as_fd()) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("SO_PEERCRED failed: {e}");
                 return;
             }
         };
-        let pid = cred.pid.as_raw_nonzero().get();
+        let limited = uid != 0 && uid != self.own_uid;
+        let of_uid = self.clients_per_uid.get(&uid).copied().unwrap_or(0);
+        let refusal = if self.clients.len() >= self.limits.max_clients {
+            Some(format!("too many clients ({} connections)", self.limits.max_clients))
+        } else if limited && of_uid >= self.limits.max_clients_per_uid {
+            Some(format!(
+                "too many clients for uid {uid} ({} connections)",
+                self.limits.max_clients_per_uid
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            refuse(&fd, &why);
+            if let Some(left_out) = self.refusals.allow(now) {
+                tracing::warn!(pid, uid, gid, left_out, "refused a client: {why}");
+            }
+            return;
+        }
         let pidfd = crate::sys::peer_pidfd(fd.as_fd())
             .or_else(|_| {
-                let pid = Pid::from_raw(pid).ok_or(Errno::SRCH)?;
+                let pid = Pid::from_raw(pid as i32).ok_or(Errno::SRCH)?;
                 rustix::process::pidfd_open(pid, PidfdFlags::empty()).map_err(io::Error::from)
             })
             .ok();
-        let peer = Peer { uid: cred.uid.as_raw(), gid: cred.gid.as_raw(), pid: pid as u32, pidfd };
+        let peer = Peer { uid, gid, pid, pidfd };
         self.next_client += 1;
         let id = self.next_client;
         let flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
@@ -170,56 +293,101 @@ impl Keeper {
             tracing::warn!("epoll add of a client failed: {e}");
             return;
         }
-        self.clients.insert(id, Client { fd, peer });
+        let silent_until = now + self.limits.first_request_timeout;
+        self.silent.insert((silent_until, id));
+        *self.clients_per_uid.entry(uid).or_default() += 1;
+        self.clients.insert(id, Client { fd, peer, silent_until: Some(silent_until) });
     }
 
-    fn client_ready(&mut self, id: u64, flags: epoll::EventFlags) {
+    /// Forget client `id` and close its socket.
+    fn remove_client(&mut self, id: u64) {
         let Some(client) = self.clients.remove(&id) else { return };
-        if self.serve_one(&client, flags) {
-            self.clients.insert(id, client);
-        } else {
-            let _ = epoll::delete(&self.epoll, &client.fd);
+        let _ = epoll::delete(&self.epoll, &client.fd);
+        if let Some(deadline) = client.silent_until {
+            self.silent.remove(&(deadline, id));
+        }
+        if let Some(n) = self.clients_per_uid.get_mut(&client.peer.uid) {
+            *n -= 1;
+            if *n == 0 {
+                self.clients_per_uid.remove(&client.peer.uid);
+            }
         }
     }
 
-    /// Read and answer one request. False when the client is to be closed.
-    fn serve_one(&mut self, client: &Client, flags: epoll::EventFlags) -> bool {
+    /// Close the clients that have not sent a well-formed request in time.
+    fn close_silent(&mut self, now: Instant) {
+        while let Some(&(deadline, id)) = self.silent.first() {
+            if deadline > now {
+                return;
+            }
+            if let Some(c) = self.clients.get(&id)
+                && let Some(left_out) = self.timeouts.allow(now)
+            {
+                let (pid, uid, gid) = (c.peer.pid, c.peer.uid, c.peer.gid);
+                tracing::info!(pid, uid, gid, left_out, "closed a client that sent no request");
+            }
+            // Out of the set first, whatever happens to the client, so that the loop ends.
+            self.silent.remove(&(deadline, id));
+            self.remove_client(id);
+        }
+    }
+
+    fn client_ready(&mut self, id: u64, flags: epoll::EventFlags) {
+        // Out of the map while it is served (the handlers borrow the keeper mutably).
+        let Some(client) = self.clients.remove(&id) else { return };
+        let served = self.serve_one(&client, flags);
+        let spoke = served == Served::Spoke;
+        self.clients.insert(id, client);
+        if served == Served::Close {
+            self.remove_client(id);
+        } else if spoke
+            && let Some(client) = self.clients.get_mut(&id)
+            && let Some(deadline) = client.silent_until.take()
+        {
+            self.silent.remove(&(deadline, id));
+        }
+    }
+
+    /// Read and answer one request.
+    fn serve_one(&mut self, client: &Client, flags: epoll::EventFlags) -> Served {
         if !flags.contains(epoll::EventFlags::IN) {
-            return false;
+            return Served::Close;
         }
         let received = match protocol::recv_message(client.fd.as_fd(), MAX_MESSAGE, MAX_REQUEST_FDS)
         {
             Ok(Some(r)) => r,
-            Ok(None) => return false,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return true,
-            Err(_) => return false,
+            Ok(None) => return Served::Close,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Served::Keep,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Served::Keep,
+            Err(_) => return Served::Close,
         };
-        let Response { reply, fds, commit } = self.respond(&client.peer, received);
+        let (Response { reply, fds, commit }, well_formed) = self.respond(&client.peer, received);
         let (bytes, _) = protocol::encode_reply(&reply);
         let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
         if let Err(e) = protocol::send_message(client.fd.as_fd(), &bytes, &borrowed) {
             tracing::debug!(pid = client.peer.pid, "reply not sent, closing the client: {e}");
-            return false;
+            return Served::Close;
         }
         if let Some(commit) = commit {
             self.apply(commit);
         }
-        true
+        if well_formed { Served::Spoke } else { Served::Keep }
     }
 
-    fn respond(&mut self, peer: &Peer, received: protocol::Received) -> Response {
+    /// The response, and whether the request was well-formed. The received fds are closed
+    /// here unless a handler keeps them.
+    fn respond(&mut self, peer: &Peer, received: protocol::Received) -> (Response, bool) {
         if received.truncated {
-            return Response::error(libc::EMSGSIZE, "message larger than 65536 bytes");
+            return (Response::error(libc::EMSGSIZE, "message larger than 65536 bytes"), false);
         }
         if received.fds_truncated {
-            return Response::error(libc::EBADF, "more than 16 file descriptors");
+            return (Response::error(libc::EBADF, "more than 16 file descriptors"), false);
         }
         match protocol::decode_request(&received.bytes, received.fds.len()) {
-            Ok(req) => self.handle(peer, req, received.fds),
+            Ok(req) => (self.handle(peer, req, received.fds), true),
             Err(e) => {
                 tracing::debug!(pid = peer.pid, uid = peer.uid, "malformed request: {e}");
-                Response::error(e.errno(), &e.to_string())
+                (Response::error(e.errno(), &e.to_string()), false)
             }
         }
     }
@@ -276,7 +444,8 @@ impl Keeper {
     fn expire(&mut self, now: Instant) {
         for id in self.registry.expired(now) {
             if let Some(entry) = self.registry.get(id) {
-                let since = entry.orphaned_at.map(|t| now - t).unwrap_or(Duration::ZERO);
+                let since =
+                    entry.orphaned_at.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
                 tracing::info!(
                     tag = %entry.tag, uid = entry.owner_uid, orphaned_ms = since.as_millis() as u64,
                     "recovery timeout passed: aborting"
@@ -286,4 +455,36 @@ impl Keeper {
             self.drop_entry(id);
         }
     }
+}
+
+/// What serving one readiness of a client came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// Nothing read, or a malformed request answered: keep the connection.
+    Keep,
+    /// A well-formed request answered: keep the connection, which has now spoken.
+    Spoke,
+    /// End of stream, a hangup, or a reply that could not be sent: close it.
+    Close,
+}
+
+/// Answer a client the keeper will not serve with an EMFILE ERROR (without blocking: the socket
+/// is non-blocking); the caller then closes it. A request it already sent is read and dropped
+/// first (with any fds): closing a socket with unread messages would make the client's next
+/// read fail with ECONNRESET before it could see the ERROR.
+fn refuse(fd: &OwnedFd, why: &str) {
+    let reply = Reply::Error { errno: libc::EMFILE, message: why.into() };
+    let _ = protocol::send_message(fd.as_fd(), &protocol::encode_reply(&reply).0, &[]);
+    for _ in 0..4 {
+        match protocol::recv_message(fd.as_fd(), MAX_MESSAGE, MAX_REQUEST_FDS) {
+            Ok(Some(_)) => {}
+            _ => return,
+        }
+    }
+}
+
+/// The fd given up when the keeper runs out of fds, so that it can still accept and refuse.
+fn open_reserve() -> Option<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open("/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::event_loop::{Keeper, Peer};
 use super::policy;
-use super::registry::{Entry, MAX_ENTRIES, MAX_TAGS_PER_UID, Server};
+use super::registry::{Entry, MAX_ENTRIES, Server};
 use crate::protocol::{ConnState, ListEntry, MAX_DEVICES, MAX_PAYLOAD, Register, Reply, Request};
 
 /// What to send back, and what to change once it is sent.
@@ -68,12 +68,15 @@ impl Keeper {
         policy::dup(pidfd).map_err(|e| fail(libc::EMFILE, format!("dup of the pidfd: {e}")))
     }
 
-    /// True if the entry's server is `peer` and alive.
+    /// True if the entry's server is `peer` and alive. A peer outside the keeper's pid namespace
+    /// has pid 0, and before Linux 6.9 every pidfd has the same inode: then only a process of the
+    /// owner's uid (which could ptrace the server anyway) passes for it.
     fn is_server(entry: &Entry, peer: &Peer) -> bool {
         match (&entry.server, &peer.pidfd) {
             (Some(s), Some(p)) => {
                 policy::is_alive(s.pidfd.as_fd())
                     && policy::same_process((s.pid, s.pidfd.as_fd()), (peer.pid, p.as_fd()))
+                    && (peer.pid != 0 || peer.uid == entry.owner_uid)
             }
             _ => false,
         }
@@ -96,21 +99,33 @@ impl Keeper {
             let why = if alive { "its server is alive" } else { "it is orphaned: ATTACH it" };
             return Err(fail(libc::EEXIST, format!("tag {} is registered; {why}", reg.tag)));
         }
-        if self.registry.count_owned(peer.uid) >= MAX_TAGS_PER_UID {
-            return Err(fail(libc::EDQUOT, format!("at most {MAX_TAGS_PER_UID} tags per uid")));
+        let max_tags = self.limits.max_tags_per_uid;
+        if self.registry.count_owned(peer.uid) >= max_tags {
+            tracing::debug!(tag = %reg.tag, pid = peer.pid, uid = peer.uid, "tag quota reached");
+            return Err(fail(libc::EDQUOT, format!("at most {max_tags} tags per uid")));
         }
         if self.registry.len() >= MAX_ENTRIES {
             return Err(fail(libc::EDQUOT, "the keeper holds too many connections"));
         }
-        let pidfd = Self::live_pidfd(peer)?;
         let id = self.registry.allocate_id();
-        self.watch_server(id, &pidfd)
-            .map_err(|e| fail(libc::ENOMEM, format!("cannot watch the server: {e}")))?;
+        // A registrant that died after sending (its process is gone, or it exits before we
+        // watch it) leaves a connection that only the keeper holds now: keep it, orphaned, for
+        // its next server to attach, as if it had died a moment later.
+        let server = match peer.pidfd.as_ref().map(policy::dup) {
+            Some(Ok(pidfd)) => {
+                self.watch_server(id, &pidfd)
+                    .map_err(|e| fail(libc::ENOMEM, format!("cannot watch the server: {e}")))?;
+                Some(Server { pid: peer.pid, pidfd })
+            }
+            Some(Err(e)) => return Err(fail(libc::EMFILE, format!("dup of the pidfd: {e}"))),
+            None => None,
+        };
         tracing::info!(
             tag = %reg.tag, uid = peer.uid, pid = peer.pid, rescue_uid = reg.rescue_uid,
-            conn = reg.conn_id, mountpoint = %reg.mountpoint.display(),
-            timeout_ms = reg.recovery_timeout_ms, "registered"
+            conn = reg.conn_id, mountpoint = ?reg.mountpoint,
+            timeout_ms = reg.recovery_timeout_ms, orphaned = server.is_none(), "registered"
         );
+        let orphaned_at = server.is_none().then(Instant::now);
         self.registry.insert(Entry {
             id,
             owner_uid: peer.uid,
@@ -123,8 +138,8 @@ impl Keeper {
             negotiation: reg.negotiation,
             state_fd: state,
             devices: [(0, device)].into(),
-            server: Some(Server { pid: peer.pid, pidfd }),
-            orphaned_at: None,
+            server,
+            orphaned_at,
         });
         Ok(Response::ok())
     }
@@ -152,8 +167,22 @@ impl Keeper {
             .ok_or_else(|| fail(libc::EPERM, format!("not the server of tag {tag}")))
     }
 
+    /// [`Keeper::served_by`], with an audit line when the peer is refused.
+    fn served_by_or_log(&mut self, peer: &Peer, tag: &str, what: &str) -> Result<u64, Response> {
+        self.served_by(peer, tag).inspect_err(|refusal| {
+            if matches!(refusal.reply, Reply::Error { errno: libc::EPERM, .. }) {
+                tracing::warn!(
+                    "refused {what} of tag {tag} by pid {} uid {} gid {}: not its server",
+                    peer.pid,
+                    peer.uid,
+                    peer.gid
+                );
+            }
+        })
+    }
+
     fn add_device(&mut self, peer: &Peer, tag: &str, index: u32, fds: Vec<OwnedFd>) -> Handled {
-        let id = self.served_by(peer, tag)?;
+        let id = self.served_by_or_log(peer, tag, "add_device")?;
         let device = fds.into_iter().next().ok_or_else(|| fail(libc::EBADF, "no device fd"))?;
         if !policy::is_fuse_device(device.as_fd()) {
             return Err(fail(libc::EBADF, "the device fd is not /dev/fuse (char 10:229)"));
@@ -212,7 +241,7 @@ impl Keeper {
     }
 
     fn unregister(&mut self, peer: &Peer, tag: &str) -> Handled {
-        let id = self.served_by(peer, tag)?;
+        let id = self.served_by_or_log(peer, tag, "unregister")?;
         if let Some(e) = self.registry.get(id) {
             tracing::info!(tag, uid = e.owner_uid, pid = peer.pid, "unregistered");
         }
@@ -243,7 +272,9 @@ impl Keeper {
                 waiting: fuse_transport::waiting_requests(e.conn_id).unwrap_or(u32::MAX),
                 orphaned_ms: match e.state() {
                     ConnState::Serving => 0,
-                    _ => e.orphaned_at.map_or(0, |t| (now - t).as_millis() as u64),
+                    _ => e
+                        .orphaned_at
+                        .map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64),
                 },
             };
             size += item.encoded_len();

@@ -9,11 +9,9 @@ mod socket;
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
-pub use registry::{MAX_ENTRIES, MAX_TAGS_PER_UID};
-
-/// Most client connections at once; more are answered EMFILE and closed.
-pub const MAX_CLIENTS: usize = 1024;
+pub use registry::MAX_ENTRIES;
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -22,7 +20,50 @@ pub struct Config {
     pub socket: PathBuf,
     /// Let root ATTACH whatever the entry's rescue uid.
     pub root_may_attach: bool,
+    /// Bounds on what clients may hold.
+    pub limits: Limits,
 }
+
+/// What one client, or one uid, may make the keeper hold (docs/keeper-protocol.md, "Limits and
+/// hostile clients"). Every bound is answered with an ERROR, never by blocking or dying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Entries one owner uid may hold (EDQUOT beyond). Root's servers on a dense node may own
+    /// a thousand mounts, hence a default well above that.
+    pub max_tags_per_uid: usize,
+    /// Client connections at once, all uids together: the next one is answered EMFILE and
+    /// closed.
+    pub max_clients: usize,
+    /// Client connections at once for one uid other than root and the keeper's own uid (who
+    /// could stop the keeper anyway): the next one is answered EMFILE and closed. Every server
+    /// keeps one connection open for its whole life, so this also bounds how many servers of
+    /// one uid can be connected at once.
+    pub max_clients_per_uid: usize,
+    /// A connection that has not sent a well-formed request this long after connecting is
+    /// closed (silent clients, or clients that only send garbage). A connection that has
+    /// spoken may then stay idle for ever: servers keep theirs open to notice the keeper's exit.
+    pub first_request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_tags_per_uid: DEFAULT_MAX_TAGS_PER_UID,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_clients_per_uid: DEFAULT_MAX_CLIENTS_PER_UID,
+            first_request_timeout: DEFAULT_FIRST_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// Default of [`Limits::max_tags_per_uid`].
+pub const DEFAULT_MAX_TAGS_PER_UID: usize = 4096;
+/// Default of [`Limits::max_clients`].
+pub const DEFAULT_MAX_CLIENTS: usize = 8192;
+/// Default of [`Limits::max_clients_per_uid`].
+pub const DEFAULT_MAX_CLIENTS_PER_UID: usize = 1024;
+/// Default of [`Limits::first_request_timeout`].
+pub const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the daemon could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +90,11 @@ pub enum DaemonError {
 /// register again with the next keeper.
 pub fn serve(config: &Config) -> Result<(), DaemonError> {
     warn_request_timeout();
+    raise_fd_limit();
     let signals = event_loop::setup_signals().map_err(DaemonError::Setup)?;
     let listener = socket::listen(&config.socket)?;
-    let result = event_loop::Keeper::new(listener.fd, signals, config.root_may_attach)?.run();
+    let result =
+        event_loop::Keeper::new(listener.fd, signals, config.root_may_attach, config.limits)?.run();
     socket::remove(&config.socket, listener.identity);
     result
 }
@@ -67,5 +110,23 @@ fn warn_request_timeout() {
              stays dead that long, whatever the keeper holds",
             text.trim()
         );
+    }
+}
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard limit: the keeper holds at least three fds per
+/// connection (device, state, server pidfd) and two per client (socket, pidfd), far more than
+/// the usual soft limit of 1024.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        tracing::info!(nofile = ?limit.current, "fd limit");
+        return;
+    }
+    let from = limit.current;
+    limit.current = limit.maximum;
+    match setrlimit(Resource::Nofile, limit) {
+        Ok(()) => tracing::info!(from = ?from, to = ?limit.current, "raised the fd limit"),
+        Err(e) => tracing::warn!(nofile = ?from, "cannot raise the fd limit: {e}"),
     }
 }

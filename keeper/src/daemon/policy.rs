@@ -73,7 +73,7 @@ pub fn teardown(entry: &Entry, abort: bool, reason: &str) {
     let mountpoint = &entry.mountpoint;
     if !mount_matches(mountpoint, conn, uid) {
         tracing::info!(
-            %tag, uid, conn, mountpoint = %mountpoint.display(), reason,
+            %tag, uid, conn, mountpoint = ?mountpoint, reason,
             "mount is not this connection (or gone): only dropping the fds"
         );
         return;
@@ -82,10 +82,10 @@ pub fn teardown(entry: &Entry, abort: bool, reason: &str) {
         tracing::warn!(%tag, uid, conn, "abort through fusectl failed: {e}");
     }
     if let Err(e) = fuse_transport::unmount_detached(mountpoint) {
-        tracing::warn!(%tag, uid, mountpoint = %mountpoint.display(), "detach failed: {e}");
+        tracing::warn!(%tag, uid, mountpoint = ?mountpoint, "detach failed: {e}");
     }
     tracing::info!(
-        %tag, uid, conn, mountpoint = %mountpoint.display(), abort, reason,
+        %tag, uid, conn, mountpoint = ?mountpoint, abort, reason,
         "connection torn down"
     );
 }

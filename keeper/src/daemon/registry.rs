@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::ConnState;
 
-/// Tags one uid may hold.
-pub const MAX_TAGS_PER_UID: usize = 64;
-/// Connections the keeper holds in all.
+/// Connections the keeper holds in all (each costs at least three fds: device, state, pidfd).
 pub const MAX_ENTRIES: usize = 16384;
 
 /// The process serving a connection.
@@ -62,6 +60,11 @@ impl Entry {
 #[derive(Debug, Default)]
 pub struct Registry {
     entries: HashMap<u64, Entry>,
+    /// The key: (owner uid, tag) to entry id. Another uid's same tag is another key, so it never
+    /// touches this entry.
+    keys: HashMap<(u32, String), u64>,
+    /// Entries per owner uid.
+    owned: HashMap<u32, usize>,
     next_id: u64,
 }
 
@@ -72,12 +75,28 @@ impl Registry {
         self.next_id
     }
 
+    /// Add `entry`, whose (owner uid, tag) must not be held ([`Registry::find`] first).
     pub fn insert(&mut self, entry: Entry) {
+        let key = (entry.owner_uid, entry.tag.clone());
+        debug_assert!(!self.keys.contains_key(&key));
+        self.keys.insert(key, entry.id);
+        *self.owned.entry(entry.owner_uid).or_default() += 1;
         self.entries.insert(entry.id, entry);
     }
 
     pub fn remove(&mut self, id: u64) -> Option<Entry> {
-        self.entries.remove(&id)
+        let entry = self.entries.remove(&id)?;
+        let key = (entry.owner_uid, entry.tag.clone());
+        if self.keys.get(&key) == Some(&id) {
+            self.keys.remove(&key);
+        }
+        if let Some(n) = self.owned.get_mut(&entry.owner_uid) {
+            *n -= 1;
+            if *n == 0 {
+                self.owned.remove(&entry.owner_uid);
+            }
+        }
+        Some(entry)
     }
 
     pub fn get(&self, id: u64) -> Option<&Entry> {
@@ -104,12 +123,12 @@ impl Registry {
 
     /// The entry (owner, tag).
     pub fn find(&self, owner_uid: u32, tag: &str) -> Option<u64> {
-        self.iter().find(|e| e.owner_uid == owner_uid && e.tag == tag).map(|e| e.id)
+        self.keys.get(&(owner_uid, tag.to_owned())).copied()
     }
 
     /// How many tags `uid` owns.
     pub fn count_owned(&self, uid: u32) -> usize {
-        self.iter().filter(|e| e.owner_uid == uid).count()
+        self.owned.get(&uid).copied().unwrap_or(0)
     }
 
     /// The entries with this tag, the one owned by `prefer_owner` first, then those `prefer_owner`

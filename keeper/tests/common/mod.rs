@@ -55,12 +55,42 @@ impl Keeper {
     }
 
     pub fn start_with(args: &[&str]) -> Keeper {
+        Keeper::spawn(&[], None, args)
+    }
+
+    /// `serve ARGS` run through `wrapper` (e.g. `prlimit --nofile=64:64 --`, which execs the
+    /// keeper in its own process, so that the pid is still the keeper's).
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Keeper {
+        Keeper::spawn(wrapper, None, args)
+    }
+
+    /// `serve ARGS` as `uid` (and gid `uid`), in a directory that uid owns.
+    pub fn start_as(uid: u32, args: &[&str]) -> Keeper {
+        Keeper::spawn(&[], Some(uid), args)
+    }
+
+    fn spawn(wrapper: &[&str], uid: Option<u32>, args: &[&str]) -> Keeper {
+        use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().expect("tempdir");
         // Other uids (the 65534 helper) must reach the socket.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        if let Some(uid) = uid {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid)).unwrap();
+        }
         let socket = dir.path().join("keeper.sock");
         let log = dir.path().join("keeper.log");
-        let child = Command::new(BIN)
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(BIN);
+                cmd
+            }
+            None => Command::new(BIN),
+        };
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
+        let child = cmd
             .arg("serve")
             .args(args)
             .env("FUSE_KEEPER_SOCKET", &socket)
