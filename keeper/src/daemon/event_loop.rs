@@ -13,6 +13,7 @@ use rustix::net::SocketFlags;
 use rustix::process::{Pid, PidfdFlags};
 
 use super::handlers::{Commit, Response};
+use super::handover::Pending;
 use super::registry::Registry;
 use super::{DaemonError, Limits, policy};
 use crate::protocol::{self, MAX_MESSAGE, MAX_REQUEST_FDS, Reply};
@@ -91,6 +92,8 @@ pub struct Keeper {
     own_uid: u32,
     pub(super) limits: Limits,
     pub(super) registry: Registry,
+    /// HANDOVERs waiting for the live server's answer, by entry id.
+    pub(super) handovers: HashMap<u64, Pending>,
     pub(super) root_may_attach: bool,
 }
 
@@ -134,6 +137,7 @@ impl Keeper {
                 own_uid: rustix::process::geteuid().as_raw(),
                 limits,
                 registry: Registry::default(),
+                handovers: HashMap::new(),
                 root_may_attach,
             })
         };
@@ -156,6 +160,7 @@ impl Keeper {
                 self.registry.next_deadline(),
                 self.silent.first().map(|&(d, _)| d),
                 self.accept_paused_until,
+                self.handovers.values().map(|p| p.deadline).min(),
             ];
             let timeout = deadlines.into_iter().flatten().min().map(|d| {
                 let wait = d.saturating_duration_since(Instant::now());
@@ -184,6 +189,7 @@ impl Keeper {
             }
             let now = Instant::now();
             self.expire(now);
+            self.expire_handovers(now);
             self.close_silent(now);
             self.resume_accept(now);
         }
@@ -301,6 +307,7 @@ impl Keeper {
 
     /// Forget client `id` and close its socket.
     fn remove_client(&mut self, id: u64) {
+        self.requester_gone(id);
         let Some(client) = self.clients.remove(&id) else { return };
         let _ = epoll::delete(&self.epoll, &client.fd);
         if let Some(deadline) = client.silent_until {
@@ -335,7 +342,7 @@ impl Keeper {
     fn client_ready(&mut self, id: u64, flags: epoll::EventFlags) {
         // Out of the map while it is served (the handlers borrow the keeper mutably).
         let Some(client) = self.clients.remove(&id) else { return };
-        let served = self.serve_one(&client, flags);
+        let served = self.serve_one(id, &client, flags);
         let spoke = served == Served::Spoke;
         self.clients.insert(id, client);
         if served == Served::Close {
@@ -349,7 +356,7 @@ impl Keeper {
     }
 
     /// Read and answer one request.
-    fn serve_one(&mut self, client: &Client, flags: epoll::EventFlags) -> Served {
+    fn serve_one(&mut self, id: u64, client: &Client, flags: epoll::EventFlags) -> Served {
         if !flags.contains(epoll::EventFlags::IN) {
             return Served::Close;
         }
@@ -361,7 +368,11 @@ impl Keeper {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Served::Keep,
             Err(_) => return Served::Close,
         };
-        let (Response { reply, fds, commit }, well_formed) = self.respond(&client.peer, received);
+        let (Response { reply, fds, commit }, well_formed) =
+            self.respond(id, &client.peer, received);
+        if matches!(commit, Some(Commit::Deferred)) {
+            return Served::Spoke;
+        }
         let (bytes, _) = protocol::encode_reply(&reply);
         let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
         if let Err(e) = protocol::send_message(client.fd.as_fd(), &bytes, &borrowed) {
@@ -376,7 +387,12 @@ impl Keeper {
 
     /// The response, and whether the request was well-formed. The received fds are closed
     /// here unless a handler keeps them.
-    fn respond(&mut self, peer: &Peer, received: protocol::Received) -> (Response, bool) {
+    fn respond(
+        &mut self,
+        client: u64,
+        peer: &Peer,
+        received: protocol::Received,
+    ) -> (Response, bool) {
         if received.truncated {
             return (Response::error(libc::EMSGSIZE, "message larger than 65536 bytes"), false);
         }
@@ -384,7 +400,7 @@ impl Keeper {
             return (Response::error(libc::EBADF, "more than 16 file descriptors"), false);
         }
         match protocol::decode_request(&received.bytes, received.fds.len()) {
-            Ok(req) => (self.handle(peer, req, received.fds), true),
+            Ok(req) => (self.handle(client, peer, req, received.fds), true),
             Err(e) => {
                 tracing::debug!(pid = peer.pid, uid = peer.uid, "malformed request: {e}");
                 (Response::error(e.errno(), &e.to_string()), false)
@@ -394,21 +410,42 @@ impl Keeper {
 
     fn apply(&mut self, commit: Commit) {
         match commit {
-            Commit::Attach { id, pid, pidfd } => {
-                let data = epoll::EventData::new_u64(PIDFD_BIT | id);
-                if let Err(e) = epoll::add(&self.epoll, &pidfd, data, epoll::EventFlags::IN) {
-                    tracing::warn!(pid, "cannot watch the attached server's pidfd: {e}");
-                }
-                if let Some(entry) = self.registry.get_mut(id) {
-                    entry.server = Some(super::registry::Server { pid, pidfd });
-                    entry.orphaned_at = None;
+            Commit::Attach { id, pid, pidfd, client } => {
+                self.become_server(id, pid, pidfd, client);
+                if let Some(entry) = self.registry.get(id) {
                     tracing::info!(
                         tag = %entry.tag, uid = entry.owner_uid, pid,
                         devices = entry.devices.len(), "attached: serving again"
                     );
                 }
             }
+            Commit::Deferred => {}
         }
+    }
+
+    /// Process `pid` (watched through `pidfd`), on client connection `client`, serves entry
+    /// `id` from now on, in place of any previous server (no longer watched).
+    pub(super) fn become_server(&mut self, id: u64, pid: u32, pidfd: OwnedFd, client: u64) {
+        let data = epoll::EventData::new_u64(PIDFD_BIT | id);
+        if let Err(e) = epoll::add(&self.epoll, &pidfd, data, epoll::EventFlags::IN) {
+            tracing::warn!(pid, "cannot watch the new server's pidfd: {e}");
+        }
+        if let Some(entry) = self.registry.get_mut(id) {
+            if let Some(old) = entry.server.take() {
+                let _ = epoll::delete(&self.epoll, &old.pidfd);
+            }
+            entry.server = Some(super::registry::Server { pid, pidfd });
+            entry.server_client = Some(client);
+            entry.orphaned_at = None;
+        }
+    }
+
+    /// Sends `reply` with `fds` to client `id` (without blocking), if it is connected.
+    pub(super) fn send_to(&self, id: u64, reply: &Reply, fds: &[OwnedFd]) -> io::Result<()> {
+        let client = self.clients.get(&id).ok_or(io::ErrorKind::NotConnected)?;
+        let (bytes, _) = protocol::encode_reply(reply);
+        let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+        protocol::send_message(client.fd.as_fd(), &bytes, &borrowed)
     }
 
     /// Watch `pidfd` as the server of entry `id`.
@@ -430,10 +467,12 @@ impl Keeper {
             timeout_ms = entry.recovery_timeout.map(|t| t.as_millis() as u64),
             "server exited: connection orphaned"
         );
+        self.server_died_during_handover(id);
     }
 
     /// Remove entry `id`, closing its fds.
     pub(super) fn drop_entry(&mut self, id: u64) {
+        self.cancel_handover(id, libc::ENOENT, "the connection is gone");
         if let Some(entry) = self.registry.remove(id)
             && let Some(server) = &entry.server
         {

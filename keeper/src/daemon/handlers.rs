@@ -21,8 +21,10 @@ pub struct Response {
 /// A change that must happen only if the reply reached the client.
 #[derive(Debug)]
 pub enum Commit {
-    /// The attacher becomes the entry's server.
-    Attach { id: u64, pid: u32, pidfd: OwnedFd },
+    /// The attacher (on client connection `client`) becomes the entry's server.
+    Attach { id: u64, pid: u32, pidfd: OwnedFd, client: u64 },
+    /// No reply now: it is sent later (a HANDOVER waiting for the live server's answer).
+    Deferred,
 }
 
 impl Response {
@@ -39,31 +41,37 @@ impl Response {
     }
 }
 
-type Handled = Result<Response, Response>;
+pub(super) type Handled = Result<Response, Response>;
 
-fn fail(errno: i32, message: impl Into<String>) -> Response {
+pub(super) fn fail(errno: i32, message: impl Into<String>) -> Response {
     Response::error(errno, &message.into())
 }
 
 impl Keeper {
     /// Answer one decoded request from `peer` that came with `fds` (counts already checked).
-    pub(super) fn handle(&mut self, peer: &Peer, req: Request, fds: Vec<OwnedFd>) -> Response {
+    /// `client` names the connection it came on.
+    pub(super) fn handle(
+        &mut self,
+        client: u64,
+        peer: &Peer,
+        req: Request,
+        fds: Vec<OwnedFd>,
+    ) -> Response {
         let result = match req {
-            Request::Register(reg) => self.register(peer, reg, fds),
-            Request::AddDevice { tag, index } => self.add_device(peer, &tag, index, fds),
-            Request::Attach { tag } => self.attach(peer, &tag),
+            Request::Register(reg) => self.register(client, peer, reg, fds),
+            Request::AddDevice { tag, index } => self.add_device(client, peer, &tag, index, fds),
+            Request::Attach { tag } => self.attach(client, peer, &tag),
             Request::Unregister { tag } => self.unregister(peer, &tag),
             Request::List { skip } => Ok(self.list(peer, skip)),
             Request::Abort { target } => self.abort_or_umount(peer, &target, true),
             Request::Umount { target } => self.abort_or_umount(peer, &target, false),
-            Request::Handover { .. } | Request::HandoverDone { .. } => {
-                Err(fail(libc::ENOSYS, "handover is not built yet"))
-            }
+            Request::Handover { tag } => self.handover(client, peer, &tag),
+            Request::HandoverDone { tag, errno } => self.handover_done(peer, &tag, errno),
         };
         result.unwrap_or_else(|e| e)
     }
 
-    fn live_pidfd(peer: &Peer) -> Result<OwnedFd, Response> {
+    pub(super) fn live_pidfd(peer: &Peer) -> Result<OwnedFd, Response> {
         let pidfd = peer.pidfd.as_ref().ok_or_else(|| fail(libc::ESRCH, "peer process gone"))?;
         policy::dup(pidfd).map_err(|e| fail(libc::EMFILE, format!("dup of the pidfd: {e}")))
     }
@@ -71,7 +79,7 @@ impl Keeper {
     /// True if the entry's server is `peer` and alive. A peer outside the keeper's pid namespace
     /// has pid 0, and before Linux 6.9 every pidfd has the same inode: then only a process of the
     /// owner's uid (which could ptrace the server anyway) passes for it.
-    fn is_server(entry: &Entry, peer: &Peer) -> bool {
+    pub(super) fn is_server(entry: &Entry, peer: &Peer) -> bool {
         match (&entry.server, &peer.pidfd) {
             (Some(s), Some(p)) => {
                 policy::is_alive(s.pidfd.as_fd())
@@ -82,7 +90,7 @@ impl Keeper {
         }
     }
 
-    fn register(&mut self, peer: &Peer, reg: Register, fds: Vec<OwnedFd>) -> Handled {
+    fn register(&mut self, client: u64, peer: &Peer, reg: Register, fds: Vec<OwnedFd>) -> Handled {
         let mut fds = fds.into_iter();
         let (Some(device), Some(state)) = (fds.next(), fds.next()) else {
             return Err(fail(libc::EBADF, "REGISTER needs a device and a state fd"));
@@ -95,6 +103,13 @@ impl Keeper {
         }
         if let Some(id) = self.registry.find(peer.uid, &reg.tag) {
             self.refresh(id);
+            // Its own server registering again (it lost its socket to us): HANDOVER_ASKs go
+            // to the new socket from now on.
+            if let Some(entry) = self.registry.get_mut(id)
+                && Self::is_server(entry, peer)
+            {
+                entry.server_client = Some(client);
+            }
             let alive = self.registry.get(id).is_some_and(|e| e.server.is_some());
             let why = if alive { "its server is alive" } else { "it is orphaned: ATTACH it" };
             return Err(fail(libc::EEXIST, format!("tag {} is registered; {why}", reg.tag)));
@@ -139,6 +154,7 @@ impl Keeper {
             state_fd: state,
             devices: [(0, device)].into(),
             server,
+            server_client: Some(client),
             orphaned_at,
         });
         Ok(Response::ok())
@@ -157,7 +173,7 @@ impl Keeper {
     }
 
     /// The entry with `tag` whose server is `peer`, else an error saying why not.
-    fn served_by(&mut self, peer: &Peer, tag: &str) -> Result<u64, Response> {
+    pub(super) fn served_by(&mut self, peer: &Peer, tag: &str) -> Result<u64, Response> {
         let ids = self.registry.by_tag(tag, peer.uid);
         if ids.is_empty() {
             return Err(fail(libc::ENOENT, format!("unknown tag {tag}")));
@@ -181,8 +197,18 @@ impl Keeper {
         })
     }
 
-    fn add_device(&mut self, peer: &Peer, tag: &str, index: u32, fds: Vec<OwnedFd>) -> Handled {
+    fn add_device(
+        &mut self,
+        client: u64,
+        peer: &Peer,
+        tag: &str,
+        index: u32,
+        fds: Vec<OwnedFd>,
+    ) -> Handled {
         let id = self.served_by_or_log(peer, tag, "add_device")?;
+        if let Some(entry) = self.registry.get_mut(id) {
+            entry.server_client = Some(client);
+        }
         let device = fds.into_iter().next().ok_or_else(|| fail(libc::EBADF, "no device fd"))?;
         if !policy::is_fuse_device(device.as_fd()) {
             return Err(fail(libc::EBADF, "the device fd is not /dev/fuse (char 10:229)"));
@@ -199,7 +225,16 @@ impl Keeper {
         Ok(Response::ok())
     }
 
-    fn attach(&mut self, peer: &Peer, tag: &str) -> Handled {
+    fn attach(&mut self, client: u64, peer: &Peer, tag: &str) -> Handled {
+        let id = self.attachable(peer, tag)?;
+        if let Some(server) = self.registry.get(id).and_then(|e| e.server.as_ref()) {
+            return Err(fail(libc::EBUSY, format!("tag {tag} is served by pid {}", server.pid)));
+        }
+        self.attached(id, client, peer)
+    }
+
+    /// The entry `peer` may take over under `tag` (ATTACH or HANDOVER), else why not.
+    pub(super) fn attachable(&mut self, peer: &Peer, tag: &str) -> Result<u64, Response> {
         let root_ok = self.root_may_attach && peer.uid == 0;
         let candidates = self.registry.by_tag(tag, peer.uid);
         // The peer's own entry first, but one it may attach before one it may not.
@@ -222,10 +257,21 @@ impl Keeper {
             );
             return Err(fail(libc::EACCES, format!("uid {} may not attach tag {tag}", peer.uid)));
         }
-        if let Some(server) = &entry.server {
-            return Err(fail(libc::EBUSY, format!("tag {tag} is served by pid {}", server.pid)));
-        }
+        Ok(id)
+    }
+
+    /// The ATTACHED response for entry `id` (its fds dup'ed), making `peer` on `client` its
+    /// server once sent.
+    pub(super) fn attached(&mut self, id: u64, client: u64, peer: &Peer) -> Handled {
         let pidfd = Self::live_pidfd(peer)?;
+        let (reply, fds) = self.attached_reply(id)?;
+        let commit = Commit::Attach { id, pid: peer.pid, pidfd, client };
+        Ok(Response { reply, fds, commit: Some(commit) })
+    }
+
+    /// ATTACHED for entry `id`, with dups of its state and device fds.
+    pub(super) fn attached_reply(&self, id: u64) -> Result<(Reply, Vec<OwnedFd>), Response> {
+        let entry = self.registry.get(id).ok_or_else(|| fail(libc::ENOENT, "gone"))?;
         let dup_err = |e| fail(libc::EMFILE, format!("dup: {e}"));
         let mut fds = vec![policy::dup(&entry.state_fd).map_err(dup_err)?];
         for device in entry.devices.values() {
@@ -237,7 +283,7 @@ impl Keeper {
             negotiation: entry.negotiation.clone(),
             device_count: entry.devices.len() as u32,
         };
-        Ok(Response { reply, fds, commit: Some(Commit::Attach { id, pid: peer.pid, pidfd }) })
+        Ok((reply, fds))
     }
 
     fn unregister(&mut self, peer: &Peer, tag: &str) -> Handled {
@@ -267,7 +313,11 @@ impl Keeper {
                 rescue_uid: e.rescue_uid,
                 mountpoint: e.mountpoint.clone(),
                 conn_id: e.conn_id,
-                state: e.state(),
+                state: if self.handovers.contains_key(&e.id) {
+                    ConnState::Attaching
+                } else {
+                    e.state()
+                },
                 server_pid: e.server.as_ref().map_or(0, |s| s.pid),
                 waiting: fuse_transport::waiting_requests(e.conn_id).unwrap_or(u32::MAX),
                 orphaned_ms: match e.state() {

@@ -3,6 +3,7 @@
 
 mod event_loop;
 mod handlers;
+mod handover;
 mod policy;
 mod registry;
 mod socket;

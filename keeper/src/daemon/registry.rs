@@ -35,6 +35,9 @@ pub struct Entry {
     /// Device fds by index (0 = the mount's own fd).
     pub devices: BTreeMap<u32, OwnedFd>,
     pub server: Option<Server>,
+    /// The client connection the server registered or attached on: where a HANDOVER_ASK
+    /// goes. It may be closed since (then no handover can be asked).
+    pub server_client: Option<u64>,
     /// When the server was seen to die.
     pub orphaned_at: Option<Instant>,
 }

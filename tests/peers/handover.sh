@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# fsx across planned handovers: while fsx runs on a recoverable mount, a new server is
+# started HANDOVERS times with -o handover; each time the running server stops reading,
+# answers what it read, hands the connection over through the keeper and exits 0. fsx must
+# end A-OK, the keeper must log every handover as clean ("nothing to resend"), and no new
+# server may see a resent request. With kernel passthrough on and off.
+# Usage: tests/peers/handover.sh [NUM_OPS] [HANDOVERS]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. tests/peers/lib.sh
+ops=${1:-100000}
+handovers=${2:-5}
+work=$(mktemp -d /tmp/pfs-handover.XXXXXX)
+mkdir -p "$work/src" "$work/mnt" "$work/artifacts"
+export FUSE_KEEPER_SOCKET=$work/keeper.sock
+PFS_PID= KEEPER_PID= FSX_PID=
+cleanup() {
+  [ -n "$FSX_PID" ] && kill -KILL "$FSX_PID" 2>/dev/null || true
+  teardown "$work/mnt" "$PFS_PID"
+  stop_keeper
+  rm -rf "$work"
+}
+trap cleanup EXIT
+start_keeper "$work"
+
+failed=0
+for mode in passthrough nopassthrough; do
+  opts=tag=ho-$mode,nokeeper_start
+  [ "$mode" = nopassthrough ] && opts=$opts,nopassthrough
+  RUST_LOG=info "$PFS_BIN" -f -o "$opts" "$work/src" "$work/mnt" 2> "$work/server-0.log" &
+  PFS_PID=$!
+  for _ in $(seq 1 200); do [ -n "$(conn_id "$work/mnt")" ] && break; sleep 0.05; done
+  fsx -N "$ops" -S 23 -P "$work/artifacts" "$work/mnt/fsx-$mode" > "$work/fsx.log" 2>&1 &
+  FSX_PID=$!
+  done_count=0 bad_exit=0
+  for n in $(seq 1 "$handovers"); do
+    sleep "0.$(( 3 + RANDOM % 5 ))"
+    kill -0 "$FSX_PID" 2>/dev/null || break
+    old=$PFS_PID
+    RUST_LOG=info "$PFS_BIN" -f -o "$opts,handover" "$work/src" "$work/mnt" 2> "$work/server-$n.log" &
+    PFS_PID=$!
+    status=0; wait "$old" || status=$?
+    if [ "$status" -ne 0 ]; then
+      echo "handover $n: the old server exited with status $status" >&2
+      bad_exit=1
+    fi
+    done_count=$n
+  done
+  status=0; wait "$FSX_PID" || status=$?
+  FSX_PID=
+  clean=$(grep -c 'handed over: the new server serves, nothing to resend' "$work/keeper.log" || true)
+  resent=$(cat "$work"/server-*.log | grep -c 'resent request' || true)
+  if [ "$status" -eq 0 ] && grep -q 'A-OK' "$work/fsx.log" && [ "$done_count" -eq "$handovers" ] \
+    && [ "$bad_exit" -eq 0 ] && [ "$clean" -eq "$handovers" ] && [ "$resent" -eq 0 ]; then
+    echo "fsx across $handovers handovers, $mode: A-OK ($ops operations; $clean clean" \
+      "handovers in the keeper's log, 0 resent requests)"
+  else
+    echo "fsx across handovers, $mode: FAILED (fsx status $status, $done_count handovers," \
+      "$clean clean, $resent resent requests, old servers' exits ok: $((1 - bad_exit)))"
+    tail -20 "$work/fsx.log"; tail -20 "$work/keeper.log"
+    failed=1
+  fi
+  umount "$work/mnt" 2>/dev/null || teardown "$work/mnt" "$PFS_PID"
+  wait "$PFS_PID" 2>/dev/null || true
+  PFS_PID=
+  rm -f "$work"/server-*.log
+  # Count the next mode's handovers from a fresh log.
+  stop_keeper
+  start_keeper "$work"
+done
+exit $failed
