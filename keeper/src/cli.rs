@@ -215,6 +215,7 @@ fn register_test(tag: &str, opts: &[&str]) -> Result<Result<ExitCode>, Usage> {
         conn_id: 0,
         recovery_timeout: None,
         negotiation: format!("negotiation:{tag}").into_bytes(),
+        fail_on_timeout: false,
     };
     let mut stdout_device = false;
     let mut it = opts.iter();

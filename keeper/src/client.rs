@@ -49,6 +49,9 @@ pub struct Registration {
     /// Rounded up to whole milliseconds.
     pub recovery_timeout: Option<Duration>,
     pub negotiation: Vec<u8>,
+    /// When the recovery timeout passes, keep the mount and have the keeper answer its
+    /// requests with EIO until a server attaches (instead of aborting it).
+    pub fail_on_timeout: bool,
 }
 
 /// What ATTACH hands back.
@@ -223,6 +226,7 @@ impl KeeperClient {
             conn_id: reg.conn_id,
             recovery_timeout_ms: timeout_ms(reg.recovery_timeout),
             negotiation: reg.negotiation.clone(),
+            flags: if reg.fail_on_timeout { protocol::REGISTER_FAIL_ON_TIMEOUT } else { 0 },
         });
         self.call_ok(&req, &[device, state])
     }

@@ -135,6 +135,7 @@ fn register_request(tag: &str) -> Request {
         conn_id: 0,
         recovery_timeout_ms: 0,
         negotiation: b"init".to_vec(),
+        flags: 0,
     })
 }
 

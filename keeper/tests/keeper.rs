@@ -18,6 +18,7 @@ fn registration(tag: &str) -> Registration {
         conn_id: 0,
         recovery_timeout: None,
         negotiation: b"init".to_vec(),
+        fail_on_timeout: false,
     }
 }
 

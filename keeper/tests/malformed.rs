@@ -119,6 +119,7 @@ fn fds_of_refused_messages_are_closed() {
         conn_id: 0,
         recovery_timeout_ms: 0,
         negotiation: Vec::new(),
+        flags: 0,
     }));
     assert_eq!(errno_of(exchange(&sock, &reg, &borrowed[..2])), libc::EBADF);
     let dev = open_fuse();

@@ -120,6 +120,7 @@ fn run_recoverable(options: &Options, ready: Ready) -> anyhow::Result<()> {
         journal: recovery.journal,
         handover: recovery.handover,
         allow_handover: recovery.allow_handover,
+        fail_on_timeout: recovery.fail_on_timeout,
     };
     raise_fd_limit();
     rustix::process::umask(rustix::fs::Mode::empty());

@@ -45,6 +45,9 @@ pub struct Recovery {
     pub handover: bool,
     /// `nohandover`: refuse to hand the connection over to another server while alive.
     pub allow_handover: bool,
+    /// `timeout_policy=fail`: when `recovery_timeout` passes, keep the mount and answer its
+    /// requests with EIO until a server attaches (`abort`, the default, aborts the mount).
+    pub fail_on_timeout: bool,
 }
 
 /// A command line that cannot be used, with what is wrong.
@@ -70,7 +73,8 @@ options:
   entry_timeout=SECONDS, attr_timeout=SECONDS, writeback, threads=N,
   nopassthrough, and mount flags (nosuid, nodev, noexec, noatime, ...)
 recovery (the mount outlives the server; the same command line re-attaches):
-  tag=NAME, rescue_uid=UID, recovery_timeout=SECONDS, keeper=SOCKET[:SOCKET...],
+  tag=NAME, rescue_uid=UID, recovery_timeout=SECONDS, timeout_policy=abort|fail,
+  keeper=SOCKET[:SOCKET...],
   nokeeper_start, handover (take over from a live server), nohandover (refuse to),
   nojournal (measurement only)";
 
@@ -121,6 +125,7 @@ impl Options {
             journal: true,
             handover: false,
             allow_handover: true,
+            fail_on_timeout: false,
         };
         let mut needs_tag = None;
         for list in &lists {
@@ -209,8 +214,12 @@ impl Recovery {
             "nokeeper_start" if value.is_empty() => self.start_keeper = false,
             "nojournal" if value.is_empty() => self.journal = false,
             "handover" if value.is_empty() => self.handover = true,
+            "timeout_policy" if value == "fail" || value == "abort" => {
+                self.fail_on_timeout = value == "fail"
+            }
             "nohandover" if value.is_empty() => self.allow_handover = false,
-            "tag" | "keeper" | "nokeeper_start" | "nojournal" | "handover" | "nohandover" => {
+            "tag" | "keeper" | "nokeeper_start" | "nojournal" | "handover" | "nohandover"
+            | "timeout_policy" => {
                 return Err(bad());
             }
             _ => return Ok(false),

@@ -227,6 +227,46 @@ fn recovery_timeout_fails_waiting_applications_and_removes_the_mount() {
 }
 
 #[test]
+fn with_the_fail_policy_waiting_applications_get_eio_the_mount_stays_and_a_new_server_serves() {
+    let mut r = Recoverable::new(",recovery_timeout=1,timeout_policy=fail,nopassthrough");
+    r.start(&[]);
+    fs::write(r.m.mnt("f"), b"kept").unwrap();
+    let mut held = fs::File::open(r.m.mnt("f")).unwrap();
+    r.kill();
+    let started = Instant::now();
+    let path = r.m.mnt("never-looked-up");
+    let err = within(Duration::from_secs(4), "stat on an orphaned mount", move || {
+        fs::metadata(path).unwrap_err()
+    });
+    let waited = started.elapsed();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "unexpected error {err}");
+    assert!(waited >= Duration::from_millis(900), "failed before the deadline: {waited:?}");
+    assert!(waited < Duration::from_secs(3), "the error took {waited:?}");
+    assert!(r.m.is_mounted(), "the mount stays");
+    assert!(r.keeper.ls_json().contains("\"state\":\"failing\""), "{}", r.keeper.ls_json());
+    // Past the deadline, new requests fail at once.
+    let asked = Instant::now();
+    let path = r.m.mnt("another");
+    let err = within(Duration::from_secs(2), "a stat while failing", move || {
+        fs::metadata(path).unwrap_err()
+    });
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    assert!(asked.elapsed() < Duration::from_millis(500), "took {:?}", asked.elapsed());
+
+    // A server started afterwards re-attaches and serves, the held fd included.
+    r.start(&[]);
+    assert_eq!(fs::read(r.m.mnt("f")).unwrap(), b"kept");
+    let mut back = Vec::new();
+    held.seek(SeekFrom::Start(0)).unwrap();
+    held.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"kept", "the fd opened before the crash reads again");
+    assert!(
+        fs::metadata(r.m.mnt("never-looked-up")).unwrap_err().kind()
+            == std::io::ErrorKind::NotFound
+    );
+}
+
+#[test]
 fn keeper_umount_of_a_dead_servers_mount_returns_at_once() {
     let mut r = Recoverable::new("");
     r.start(&[]);

@@ -44,6 +44,9 @@ pub struct RecoveryOptions {
     pub handover: bool,
     /// Agree when another server asks this one to hand its connection over.
     pub allow_handover: bool,
+    /// When `recovery_timeout` passes with no server, keep the mount and have the keeper
+    /// answer its requests with EIO until a server attaches (instead of aborting it).
+    pub fail_on_timeout: bool,
 }
 
 /// Why a recoverable session could not start.
@@ -176,6 +179,7 @@ pub fn serve<F: Recoverable>(
                 conn_id: attached.conn_id,
                 recovery_timeout: options.recovery_timeout,
                 negotiation: Vec::new(),
+                fail_on_timeout: options.fail_on_timeout,
             };
             (fs, registration, Some(attached.devices))
         }
@@ -188,6 +192,7 @@ pub fn serve<F: Recoverable>(
                 conn_id: 0,
                 recovery_timeout: options.recovery_timeout,
                 negotiation: Vec::new(),
+                fail_on_timeout: options.fail_on_timeout,
             };
             (fs, registration, None)
         }

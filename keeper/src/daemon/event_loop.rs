@@ -22,6 +22,8 @@ const TOKEN_LISTENER: u64 = 0;
 const TOKEN_SIGNAL: u64 = 1;
 const CLIENT_BIT: u64 = 1 << 62;
 const PIDFD_BIT: u64 = 1 << 63;
+/// Both bits: the keeper's device clone of a failing entry.
+pub(super) const FAILING_BITS: u64 = CLIENT_BIT | PIDFD_BIT;
 const ID_MASK: u64 = CLIENT_BIT - 1;
 
 /// How long the listener rests when the keeper is out of fds even after freeing its reserve
@@ -94,6 +96,8 @@ pub struct Keeper {
     pub(super) registry: Registry,
     /// HANDOVERs waiting for the live server's answer, by entry id.
     pub(super) handovers: HashMap<u64, Pending>,
+    /// Where failing entries' requests are read (allocated while any entry fails).
+    pub(super) fail_buf: Vec<u8>,
     pub(super) root_may_attach: bool,
 }
 
@@ -138,6 +142,7 @@ impl Keeper {
                 limits,
                 registry: Registry::default(),
                 handovers: HashMap::new(),
+                fail_buf: Vec::new(),
                 root_may_attach,
             })
         };
@@ -183,6 +188,7 @@ impl Keeper {
                         );
                         return Ok(());
                     }
+                    t if t & FAILING_BITS == FAILING_BITS => self.fail_requests(t & ID_MASK),
                     t if t & PIDFD_BIT != 0 => self.server_exited(t & ID_MASK),
                     t => self.client_ready(t & ID_MASK, flags),
                 }
@@ -430,6 +436,7 @@ impl Keeper {
         if let Err(e) = epoll::add(&self.epoll, &pidfd, data, epoll::EventFlags::IN) {
             tracing::warn!(pid, "cannot watch the new server's pidfd: {e}");
         }
+        self.stop_failing(id);
         if let Some(entry) = self.registry.get_mut(id) {
             if let Some(old) = entry.server.take() {
                 let _ = epoll::delete(&self.epoll, &old.pidfd);
@@ -446,6 +453,17 @@ impl Keeper {
         let (bytes, _) = protocol::encode_reply(reply);
         let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
         protocol::send_message(client.fd.as_fd(), &bytes, &borrowed)
+    }
+
+    /// Watch `fd` (readable when requests wait) under `token`.
+    pub(super) fn watch_fd(&self, fd: &OwnedFd, token: u64) -> io::Result<()> {
+        let data = epoll::EventData::new_u64(token);
+        Ok(epoll::add(&self.epoll, fd, data, epoll::EventFlags::IN)?)
+    }
+
+    /// Stop watching `fd`.
+    pub(super) fn unwatch_fd(&self, fd: &OwnedFd) {
+        let _ = epoll::delete(&self.epoll, fd);
     }
 
     /// Watch `pidfd` as the server of entry `id`.
@@ -473,6 +491,7 @@ impl Keeper {
     /// Remove entry `id`, closing its fds.
     pub(super) fn drop_entry(&mut self, id: u64) {
         self.cancel_handover(id, libc::ENOENT, "the connection is gone");
+        self.stop_failing(id);
         if let Some(entry) = self.registry.remove(id)
             && let Some(server) = &entry.server
         {
@@ -482,17 +501,27 @@ impl Keeper {
 
     fn expire(&mut self, now: Instant) {
         for id in self.registry.expired(now) {
-            if let Some(entry) = self.registry.get(id) {
-                let since =
-                    entry.orphaned_at.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-                tracing::info!(
-                    tag = %entry.tag, uid = entry.owner_uid, orphaned_ms = since.as_millis() as u64,
-                    "recovery timeout passed: aborting"
-                );
-                policy::teardown(entry, true, "recovery timeout");
+            if self.registry.get(id).is_some_and(|e| e.fail_on_timeout) {
+                self.start_failing(id);
+            } else {
+                self.abort_expired(id);
             }
-            self.drop_entry(id);
         }
+    }
+
+    /// Entry `id`'s recovery timeout passed: abort its connection, detach its mount, drop it.
+    pub(super) fn abort_expired(&mut self, id: u64) {
+        if let Some(entry) = self.registry.get(id) {
+            let since = entry
+                .orphaned_at
+                .map_or(Duration::ZERO, |t| Instant::now().saturating_duration_since(t));
+            tracing::info!(
+                tag = %entry.tag, uid = entry.owner_uid, orphaned_ms = since.as_millis() as u64,
+                "recovery timeout passed: aborting"
+            );
+            policy::teardown(entry, true, "recovery timeout");
+        }
+        self.drop_entry(id);
     }
 }
 

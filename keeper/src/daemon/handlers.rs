@@ -150,6 +150,8 @@ impl Keeper {
             conn_id: reg.conn_id,
             recovery_timeout: (reg.recovery_timeout_ms > 0)
                 .then(|| Duration::from_millis(reg.recovery_timeout_ms)),
+            fail_on_timeout: reg.flags & crate::protocol::REGISTER_FAIL_ON_TIMEOUT != 0,
+            failing: None,
             negotiation: reg.negotiation,
             state_fd: state,
             devices: [(0, device)].into(),

@@ -2,6 +2,7 @@
 //! socket, the clients, every server's pidfd and a signal pipe.
 
 mod event_loop;
+mod failing;
 mod handlers;
 mod handover;
 mod policy;

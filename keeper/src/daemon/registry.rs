@@ -30,6 +30,11 @@ pub struct Entry {
     pub conn_id: u32,
     /// `None`: keep an orphaned connection forever.
     pub recovery_timeout: Option<Duration>,
+    /// When the timeout passes: answer requests with EIO (true) instead of aborting.
+    pub fail_on_timeout: bool,
+    /// While failing: the keeper's own clone of the device (non-blocking), which it reads
+    /// requests from and answers EIO on.
+    pub failing: Option<OwnedFd>,
     pub negotiation: Vec<u8>,
     pub state_fd: OwnedFd,
     /// Device fds by index (0 = the mount's own fd).
@@ -43,13 +48,21 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Serving or orphaned.
+    /// Serving, orphaned or failing.
     pub fn state(&self) -> ConnState {
-        if self.server.is_some() { ConnState::Serving } else { ConnState::Orphaned }
+        match (&self.server, &self.failing) {
+            (Some(_), _) => ConnState::Serving,
+            (None, Some(_)) => ConnState::Failing,
+            (None, None) => ConnState::Orphaned,
+        }
     }
 
-    /// When the grace period of an orphaned entry ends, if it has one.
+    /// When the grace period of an orphaned entry ends, if it has one (and it is not
+    /// failing already).
     pub fn deadline(&self) -> Option<Instant> {
+        if self.failing.is_some() {
+            return None;
+        }
         self.orphaned_at.zip(self.recovery_timeout).map(|(at, t)| at + t)
     }
 

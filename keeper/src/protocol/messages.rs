@@ -32,7 +32,13 @@ pub struct Register {
     pub recovery_timeout_ms: u64,
     /// The saved INIT negotiation, opaque to the keeper.
     pub negotiation: Vec<u8>,
+    /// [`REGISTER_FAIL_ON_TIMEOUT`], or 0.
+    pub flags: u32,
 }
+
+/// REGISTER flag: when the recovery timeout passes, keep the mount and answer its requests
+/// with EIO until a server attaches, instead of aborting the connection.
+pub const REGISTER_FAIL_ON_TIMEOUT: u32 = 1;
 
 /// A request (client to keeper).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,9 +73,11 @@ pub enum ConnState {
     Serving = 0,
     /// Its server died; the keeper holds the connection until a server attaches.
     Orphaned = 1,
-    /// A server is taking it over (reserved: this keeper hands over atomically and never
-    /// reports it).
+    /// A HANDOVER waits for the live server's answer.
     Attaching = 2,
+    /// Orphaned past its recovery timeout with the fail policy: the keeper answers its
+    /// requests with EIO until a server attaches.
+    Failing = 3,
 }
 
 impl ConnState {
@@ -79,6 +87,7 @@ impl ConnState {
             ConnState::Serving => "serving",
             ConnState::Orphaned => "orphaned",
             ConnState::Attaching => "attaching",
+            ConnState::Failing => "failing",
         }
     }
 
@@ -87,6 +96,7 @@ impl ConnState {
             0 => Ok(ConnState::Serving),
             1 => Ok(ConnState::Orphaned),
             2 => Ok(ConnState::Attaching),
+            3 => Ok(ConnState::Failing),
             _ => Err(ProtocolError::Invalid { field: "state", reason: "unknown state" }),
         }
     }
@@ -246,7 +256,7 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
         Request::Register(r) => {
             w.bytes(r.tag.as_bytes()).u32(r.rescue_uid);
             w.bytes(r.mountpoint.as_os_str().as_bytes()).u32(r.conn_id);
-            w.u64(r.recovery_timeout_ms).bytes(&r.negotiation);
+            w.u64(r.recovery_timeout_ms).bytes(&r.negotiation).u32(r.flags);
         }
         Request::AddDevice { tag, index } => {
             w.bytes(tag.as_bytes()).u32(*index);
@@ -280,6 +290,10 @@ pub fn decode_request(msg: &[u8], fds: usize) -> Result<Request, ProtocolError> 
             let conn_id = r.u32("conn_id")?;
             let recovery_timeout_ms = r.u64("recovery_timeout_ms")?;
             let negotiation = r.bytes("negotiation", MAX_NEGOTIATION)?.to_vec();
+            let flags = r.u32("flags")?;
+            if flags & !REGISTER_FAIL_ON_TIMEOUT != 0 {
+                return Err(ProtocolError::Invalid { field: "flags", reason: "unknown flag" });
+            }
             Request::Register(Register {
                 tag,
                 rescue_uid,
@@ -287,6 +301,7 @@ pub fn decode_request(msg: &[u8], fds: usize) -> Result<Request, ProtocolError> 
                 conn_id,
                 recovery_timeout_ms,
                 negotiation,
+                flags,
             })
         }
         Kind::AddDevice => {

@@ -16,8 +16,8 @@ pub use header::{
 };
 pub use messages::{
     ConnState, ListEntry, MAX_DEVICES, MAX_ERROR_MESSAGE, MAX_NEGOTIATION, MAX_PATH, MAX_TAG,
-    Register, Reply, Request, decode_reply, decode_request, encode_reply, encode_request,
-    validate_tag,
+    REGISTER_FAIL_ON_TIMEOUT, Register, Reply, Request, decode_reply, decode_request, encode_reply,
+    encode_request, validate_tag,
 };
 pub use wire::{Received, recv_message, send_message};
 

@@ -13,6 +13,7 @@ fn requests() -> Vec<Request> {
             conn_id: 57,
             recovery_timeout_ms: 30_000,
             negotiation: (0..=255).collect(),
+            flags: REGISTER_FAIL_ON_TIMEOUT,
         }),
         Request::Register(Register {
             tag: "t".into(),
@@ -21,6 +22,7 @@ fn requests() -> Vec<Request> {
             conn_id: 0,
             recovery_timeout_ms: 0,
             negotiation: Vec::new(),
+            flags: 0,
         }),
         Request::AddDevice { tag: "web-cache".into(), index: 15 },
         Request::Attach { tag: "ünïcode".into() },
