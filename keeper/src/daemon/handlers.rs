@@ -101,6 +101,14 @@ impl Keeper {
         if !policy::is_regular_file(state.as_fd()) {
             return Err(fail(libc::EBADF, "the state fd is not a regular file or memfd"));
         }
+        // The registrant names its rescue uid in its own user namespace (a container's).
+        let rescue_uid = policy::uid_in_keeper_ns(peer.pid, reg.rescue_uid)
+            .map_err(|e| fail(libc::EINVAL, format!("rescue uid: {e}")))?;
+        if rescue_uid != reg.rescue_uid {
+            tracing::info!(tag = %reg.tag, pid = peer.pid, given = reg.rescue_uid, rescue_uid,
+                "rescue uid translated from the server's user namespace");
+        }
+        let reg = Register { rescue_uid, ..reg };
         if let Some(id) = self.registry.find(peer.uid, &reg.tag) {
             self.refresh(id);
             // Its own server registering again (it lost its socket to us): HANDOVER_ASKs go

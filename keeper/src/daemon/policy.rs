@@ -101,3 +101,54 @@ pub fn teardown_unknown(mountpoint: &Path) -> Result<(), fuse_transport::Error> 
 pub fn dup(fd: impl AsFd) -> std::io::Result<std::os::fd::OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(fd, 0)?)
 }
+
+/// `uid` as the process `pid` sees it, translated into the keeper's user namespace through
+/// `/proc/PID/uid_map` (which the kernel shows relative to the reader's namespace). A server
+/// in a container names its rescue uid in its own namespace; SO_PEERCRED shows the keeper
+/// uids in the keeper's, so the registry must hold the keeper's view. Identity when the
+/// process shares the keeper's user namespace; an error if `uid` is not mapped.
+pub fn uid_in_keeper_ns(pid: u32, uid: u32) -> std::io::Result<u32> {
+    let ns = |p: &str| {
+        std::fs::metadata(p).map(|m| {
+            (std::os::unix::fs::MetadataExt::dev(&m), std::os::unix::fs::MetadataExt::ino(&m))
+        })
+    };
+    if pid == 0 || ns("/proc/self/ns/user")? == ns(&format!("/proc/{pid}/ns/user"))? {
+        return Ok(uid);
+    }
+    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map"))?;
+    map_id(&map, uid).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("uid {uid} of pid {pid} has no mapping in the keeper's user namespace"),
+        )
+    })
+}
+
+/// Maps `id` through a uid_map/gid_map text: lines "inside outside count".
+fn map_id(map: &str, id: u32) -> Option<u32> {
+    map.lines().find_map(|line| {
+        let mut f = line.split_whitespace().map(|w| w.parse::<u64>().ok());
+        let (inside, outside, count) = (f.next()??, f.next()??, f.next()??);
+        let id = u64::from(id);
+        (id >= inside && id - inside < count)
+            .then(|| u32::try_from(outside + (id - inside)).ok())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::map_id;
+
+    #[test]
+    fn ids_map_through_the_lines_that_cover_them() {
+        let map = "         0      65534          1\n      1000     100000      65536\n";
+        assert_eq!(map_id(map, 0), Some(65534));
+        assert_eq!(map_id(map, 1000), Some(100000));
+        assert_eq!(map_id(map, 1001), Some(100001));
+        assert_eq!(map_id(map, 500), None, "between the ranges");
+        assert_eq!(map_id(map, 66536), None, "past the end");
+        assert_eq!(map_id("0 0 4294967295\n", 7), Some(7), "the initial namespace");
+        assert_eq!(map_id("garbage\n", 0), None);
+    }
+}
