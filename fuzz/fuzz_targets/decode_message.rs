@@ -1,0 +1,23 @@
+//! The keeper's message decoders on arbitrary bytes. Input: one byte giving the number of fds
+//! that "arrived" with the message (0..=255, so counts past the 16/17 limits are tried too),
+//! then the message. Both decoders must return an error or a value, never panic, and whatever
+//! decodes must encode back to the very same bytes (the encoding is canonical).
+
+#![no_main]
+
+use fuse_keeper::protocol::{decode_reply, decode_request, encode_reply, encode_request};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&fds, msg)) = data.split_first() else { return };
+    let fds = usize::from(fds);
+    if let Ok(req) = decode_request(msg, fds) {
+        assert_eq!(encode_request(&req), msg, "request {req:?} does not re-encode");
+        assert_eq!(req.fd_count(), fds);
+    }
+    if let Ok(reply) = decode_reply(msg, fds) {
+        let (bytes, count) = encode_reply(&reply);
+        assert_eq!(bytes, msg, "reply {reply:?} does not re-encode");
+        assert_eq!(count, fds);
+    }
+});
