@@ -670,13 +670,22 @@ impl Filesystem for Passthrough {
     ) -> Result<usize> {
         become_caller(ctx)?;
         let inode = self.xattr_inode(nodeid)?;
-        rustix::fs::getxattr(proc_path(inode.fd.as_fd()).as_c_str(), name, buf).map_err(sys)
+        let path = proc_path(inode.fd.as_fd());
+        // An empty buffer is a size query (rustix answers 0 for it through `getxattr`).
+        if buf.is_empty() {
+            return rustix::fs::getxattr_query(path.as_c_str(), name).map_err(sys);
+        }
+        rustix::fs::getxattr(path.as_c_str(), name, buf).map_err(sys)
     }
 
     fn listxattr(&self, ctx: &Context<'_>, nodeid: u64, buf: &mut [u8]) -> Result<usize> {
         become_caller(ctx)?;
         let inode = self.xattr_inode(nodeid)?;
-        rustix::fs::listxattr(proc_path(inode.fd.as_fd()).as_c_str(), buf).map_err(sys)
+        let path = proc_path(inode.fd.as_fd());
+        if buf.is_empty() {
+            return rustix::fs::listxattr_query(path.as_c_str()).map_err(sys);
+        }
+        rustix::fs::listxattr(path.as_c_str(), buf).map_err(sys)
     }
 
     fn removexattr(&self, ctx: &Context<'_>, nodeid: u64, name: &OsStr) -> Result<()> {

@@ -262,3 +262,37 @@ fn without_a_tag_no_keeper_is_involved() {
     let err = within(Duration::from_secs(5), "stat", move || fs::metadata(path).unwrap_err());
     assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "nobody held the connection: {err}");
 }
+
+#[test]
+fn extended_attributes_read_back_with_size_queries_and_errors() {
+    let m = Mounted::start(&[]);
+    fs::write(m.src("x"), b"").unwrap();
+    rustix::fs::setxattr(m.src("x"), "user.k", b"value", rustix::fs::XattrFlags::empty()).unwrap();
+    let path = m.mnt("x");
+    let mut buf = [0u8; 64];
+    let n = rustix::fs::getxattr(&path, "user.k", &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"value");
+    assert_eq!(rustix::fs::getxattr_query(&path, "user.k").unwrap(), 5, "a size query");
+    assert_eq!(rustix::fs::listxattr_query(&path).unwrap(), "user.k\0".len(), "a list size query");
+    let mut list = [0u8; 64];
+    let n = rustix::fs::listxattr(&path, &mut list).unwrap();
+    assert_eq!(&list[..n], b"user.k\0");
+    let mut small = [0u8; 2];
+    assert_eq!(
+        rustix::fs::getxattr(&path, "user.k", &mut small).unwrap_err(),
+        rustix::io::Errno::RANGE
+    );
+    assert_eq!(
+        rustix::fs::getxattr(&path, "user.missing", &mut buf).unwrap_err(),
+        rustix::io::Errno::NODATA
+    );
+    let long = "user.".to_string() + &"n".repeat(251);
+    assert_eq!(
+        rustix::fs::getxattr(&path, long.as_str(), &mut buf).unwrap_err(),
+        rustix::io::Errno::RANGE
+    );
+    // Through a directory too (the root's own fd is not an O_PATH of a file).
+    rustix::fs::setxattr(&m.source, "user.d", b"dir", rustix::fs::XattrFlags::empty()).unwrap();
+    let n = rustix::fs::getxattr(&m.mountpoint, "user.d", &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"dir");
+}
