@@ -670,6 +670,19 @@ impl Filesystem for Passthrough {
     ) -> Result<usize> {
         become_caller(ctx)?;
         let inode = self.xattr_inode(nodeid)?;
+        // The name as a C string, on the stack (names are at most 255 bytes).
+        let mut cname = [0u8; 256];
+        let bytes = name.as_encoded_bytes();
+        let cname = cname
+            .get_mut(..bytes.len() + 1)
+            .and_then(|c| {
+                c[..bytes.len()].copy_from_slice(bytes);
+                std::ffi::CStr::from_bytes_with_nul(c).ok()
+            })
+            .ok_or(Errno::new(libc::ERANGE))?;
+        if let Some(result) = crate::sys::getxattr_fd(inode.fd.as_fd(), cname, buf) {
+            return result.map_err(|e| Errno::new(e.raw_os_error().unwrap_or(libc::EIO)));
+        }
         let path = proc_path(inode.fd.as_fd());
         // An empty buffer is a size query (rustix answers 0 for it through `getxattr`).
         if buf.is_empty() {

@@ -1,7 +1,8 @@
-//! File handles: `name_to_handle_at` and `open_by_handle_at`, which rustix lacks.
+//! File handles (`name_to_handle_at`, `open_by_handle_at`) and `getxattrat`, which rustix
+//! lacks.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Largest file handle the kernel hands out (MAX_HANDLE_SZ).
 pub const MAX_HANDLE: usize = 128;
@@ -71,4 +72,79 @@ pub fn open_by_handle(
     }
     // SAFETY: open_by_handle_at returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `getxattrat(2)` (Linux 6.13): 464 in every architecture's syscall table.
+const SYS_GETXATTRAT: libc::c_long = 464;
+
+/// `struct xattr_args` of getxattrat.
+#[repr(C)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+/// `/proc/self/fd` of this process, opened once: a magic link of an `O_PATH` fd is then one
+/// path component away, instead of four (`/proc`, `self`, its pid's `fd`, the number).
+fn proc_fd_dir() -> Option<BorrowedFd<'static>> {
+    static DIR: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let flags =
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+        rustix::fs::open("/proc/self/fd", flags, rustix::fs::Mode::empty()).ok()
+    })
+    .as_ref()
+    .map(|fd| fd.as_fd())
+}
+
+static NO_GETXATTRAT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The extended attribute `name` of the inode `fd` (an `O_PATH` fd) refers to, into `buf`
+/// (a size query when empty): `getxattrat(/proc/self/fd, "N")`, which follows the magic link
+/// `N` to the inode. `None` when that is unavailable (a kernel before 6.13, no /proc): use
+/// the `/proc/self/fd/N` path. (getxattrat on the `O_PATH` fd itself with `AT_EMPTY_PATH` is
+/// refused, EBADF, as fgetxattr is.)
+pub fn getxattr_fd(
+    fd: BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    buf: &mut [u8],
+) -> Option<io::Result<usize>> {
+    use std::sync::atomic::Ordering;
+    if NO_GETXATTRAT.load(Ordering::Relaxed) {
+        return None;
+    }
+    let dir = proc_fd_dir()?;
+    let mut number = [0u8; 16];
+    let digits = fd.as_raw_fd().to_string();
+    number[..digits.len()].copy_from_slice(digits.as_bytes());
+    let mut args = XattrArgs {
+        value: if buf.is_empty() { 0 } else { buf.as_mut_ptr() as u64 },
+        size: u32::try_from(buf.len()).unwrap_or(u32::MAX),
+        flags: 0,
+    };
+    // SAFETY: `number` is a NUL-terminated decimal (at most 11 digits in 16 bytes), `name` a
+    // C string; `args` points to `buf`, writable for `args.size` bytes (or is null with size
+    // 0, a size query), and its own size is the last argument. The kernel reads `args` and
+    // writes at most `args.size` bytes of `buf`.
+    let rc = unsafe {
+        libc::syscall(
+            SYS_GETXATTRAT,
+            dir.as_raw_fd(),
+            number.as_ptr(),
+            0 as libc::c_uint,
+            name.as_ptr(),
+            &raw mut args,
+            std::mem::size_of::<XattrArgs>(),
+        )
+    };
+    if rc >= 0 {
+        return Some(Ok(rc as usize));
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ENOSYS) {
+        NO_GETXATTRAT.store(true, Ordering::Relaxed);
+        return None;
+    }
+    Some(Err(err))
 }
