@@ -8,18 +8,7 @@ cd "$(dirname "$0")/../.."
 . tests/peers/lib.sh
 ops=${1:-100000}
 min_kills=${2:-50}
-work=$(mktemp -d /tmp/pfs-fsx-crash.XXXXXX)
-mkdir -p "$work/src" "$work/mnt" "$work/artifacts"
-export FUSE_KEEPER_SOCKET=$work/keeper.sock
-PFS_PID= KEEPER_PID= FSX_PID=
-cleanup() {
-  [ -n "$FSX_PID" ] && kill -KILL "$FSX_PID" 2>/dev/null || true
-  teardown "$work/mnt" "$PFS_PID"
-  stop_keeper
-  rm -rf "$work"
-}
-trap cleanup EXIT
-start_keeper "$work"
+keeper_work fsx-crash artifacts
 
 failed=0
 for mode in passthrough nopassthrough; do
@@ -27,11 +16,11 @@ for mode in passthrough nopassthrough; do
   [ "$mode" = nopassthrough ] && opts=$opts,nopassthrough
   start_pfs "$work/src" "$work/mnt" "$opts"
   fsx -N "$ops" -S 11 -P "$work/artifacts" "$work/mnt/fsx-$mode" > "$work/fsx.log" 2>&1 &
-  FSX_PID=$!
-  crash_while "$FSX_PID" 100 500 "$work/src" "$work/mnt" "$opts" "$work/server.log"
+  WORKLOAD_PID=$!
+  crash_while "$WORKLOAD_PID" 100 500 "$work/src" "$work/mnt" "$opts" "$work/server.log"
   kills=$KILLS
-  status=0; wait "$FSX_PID" || status=$?
-  FSX_PID=
+  status=0; wait "$WORKLOAD_PID" || status=$?
+  WORKLOAD_PID=
   if [ "$status" -eq 0 ] && grep -q 'A-OK' "$work/fsx.log" && [ "$kills" -ge "$min_kills" ]; then
     echo "fsx with SIGKILLs, $mode: A-OK ($ops operations, $kills kills)"
   else

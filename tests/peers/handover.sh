@@ -10,18 +10,7 @@ cd "$(dirname "$0")/../.."
 . tests/peers/lib.sh
 ops=${1:-100000}
 handovers=${2:-5}
-work=$(mktemp -d /tmp/pfs-handover.XXXXXX)
-mkdir -p "$work/src" "$work/mnt" "$work/artifacts"
-export FUSE_KEEPER_SOCKET=$work/keeper.sock
-PFS_PID= KEEPER_PID= FSX_PID=
-cleanup() {
-  [ -n "$FSX_PID" ] && kill -KILL "$FSX_PID" 2>/dev/null || true
-  teardown "$work/mnt" "$PFS_PID"
-  stop_keeper
-  rm -rf "$work"
-}
-trap cleanup EXIT
-start_keeper "$work"
+keeper_work handover artifacts
 
 failed=0
 for mode in passthrough nopassthrough; do
@@ -31,11 +20,11 @@ for mode in passthrough nopassthrough; do
   PFS_PID=$!
   for _ in $(seq 1 200); do [ -n "$(conn_id "$work/mnt")" ] && break; sleep 0.05; done
   fsx -N "$ops" -S 23 -P "$work/artifacts" "$work/mnt/fsx-$mode" > "$work/fsx.log" 2>&1 &
-  FSX_PID=$!
+  WORKLOAD_PID=$!
   done_count=0 bad_exit=0
   for n in $(seq 1 "$handovers"); do
     sleep "0.$(( 3 + RANDOM % 5 ))"
-    kill -0 "$FSX_PID" 2>/dev/null || break
+    kill -0 "$WORKLOAD_PID" 2>/dev/null || break
     old=$PFS_PID
     RUST_LOG=info "$PFS_BIN" -f -o "$opts,handover" "$work/src" "$work/mnt" 2> "$work/server-$n.log" &
     PFS_PID=$!
@@ -46,8 +35,8 @@ for mode in passthrough nopassthrough; do
     fi
     done_count=$n
   done
-  status=0; wait "$FSX_PID" || status=$?
-  FSX_PID=
+  status=0; wait "$WORKLOAD_PID" || status=$?
+  WORKLOAD_PID=
   clean=$(grep -c 'handed over: the new server serves, nothing to resend' "$work/keeper.log" || true)
   resent=$(cat "$work"/server-*.log | grep -c 'resent request' || true)
   if [ "$status" -eq 0 ] && grep -q 'A-OK' "$work/fsx.log" && [ "$done_count" -eq "$handovers" ] \

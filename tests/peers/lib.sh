@@ -80,3 +80,28 @@ crash_while() {
     PFS_PID=$!
   done
 }
+
+# keeper_work NAME [DIR...]: sets $work to a new /tmp/pfs-NAME.XXXXXX (mode 0755) holding
+# src, mnt and the given subdirectories, exports FUSE_KEEPER_SOCKET into it, starts a keeper
+# there, and installs an EXIT trap that kills the workload ($WORKLOAD_PID), tears the mount
+# down, stops the keeper, runs $ON_CLEANUP if set, and removes the directory.
+keeper_work() {
+  local name=$1
+  shift
+  work=$(mktemp -d "/tmp/pfs-$name.XXXXXX")
+  chmod 755 "$work"
+  mkdir -p "$work/src" "$work/mnt"
+  for dir in "$@"; do mkdir -p "$work/$dir"; done
+  export FUSE_KEEPER_SOCKET=$work/keeper.sock
+  PFS_PID= KEEPER_PID= WORKLOAD_PID=
+  trap keeper_work_cleanup EXIT
+  start_keeper "$work"
+}
+
+keeper_work_cleanup() {
+  if [ -n "${WORKLOAD_PID:-}" ]; then kill -KILL "$WORKLOAD_PID" 2>/dev/null || true; fi
+  teardown "$work/mnt" "$PFS_PID"
+  stop_keeper
+  if [ -n "${ON_CLEANUP:-}" ]; then $ON_CLEANUP; fi
+  rm -rf "$work"
+}

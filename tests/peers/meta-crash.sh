@@ -9,26 +9,15 @@ cd "$(dirname "$0")/../.."
 . tests/peers/lib.sh
 seconds=${1:-60}
 procs=${2:-4}
-work=$(mktemp -d /tmp/pfs-meta-crash.XXXXXX)
-mkdir -p "$work/src" "$work/mnt" "$work/replay"
-export FUSE_KEEPER_SOCKET=$work/keeper.sock
-PFS_PID= KEEPER_PID= APP_PID=
-cleanup() {
-  [ -n "$APP_PID" ] && kill -KILL "$APP_PID" 2>/dev/null || true
-  teardown "$work/mnt" "$PFS_PID"
-  stop_keeper
-  rm -rf "$work"
-}
-trap cleanup EXIT
-start_keeper "$work"
+keeper_work meta-crash replay
 opts=tag=meta,nokeeper_start,nopassthrough
 start_pfs "$work/src" "$work/mnt" "$opts"
 python3 tests/peers/meta-workload.py run "$work/mnt" "$procs" "$seconds" "$work/counts.json" > "$work/app.log" 2>&1 &
-APP_PID=$!
-crash_while "$APP_PID" 50 300 "$work/src" "$work/mnt" "$opts" "$work/server.log"
+WORKLOAD_PID=$!
+crash_while "$WORKLOAD_PID" 50 300 "$work/src" "$work/mnt" "$opts" "$work/server.log"
 kills=$KILLS
-status=0; wait "$APP_PID" || status=$?
-APP_PID=
+status=0; wait "$WORKLOAD_PID" || status=$?
+WORKLOAD_PID=
 cat "$work/app.log"
 python3 tests/peers/meta-workload.py replay "$work/replay" "$work/counts.json"
 python3 tests/peers/meta-workload.py tree "$work/mnt" > "$work/tree.mnt"
