@@ -1,66 +1,141 @@
-//! Writes the seed corpus of `decode_message`: one valid message of every kind (requests and
-//! replies), each prefixed by its fd count, into the directory given as the only argument.
-//! `cargo run --release --bin seed_corpus -- corpus/decode_message`
+//! Writes the seed corpus of `decode_message`: at least one valid message of every kind
+//! (requests and replies), each prefixed by its fd count, into the directory given as the only
+//! argument. `cargo run --release --bin seed_corpus -- corpus/decode_message`
+//!
+//! The kinds are taken from the decoder (`Kind::from_u16` over every u16), and `seeds` matches
+//! on `Kind` without a wildcard, so a new kind does not compile until it has a seed. Every seed
+//! is checked to decode as its kind and to re-encode to the same bytes before it is written.
 
 use std::path::PathBuf;
 
 use fuse_keeper::ConnState;
-use fuse_keeper::protocol::{ListEntry, Register, Reply, Request, encode_reply, encode_request};
+use fuse_keeper::protocol::{
+    Header, Kind, ListEntry, REGISTER_FAIL_ON_TIMEOUT, Register, Reply, Request, decode_reply,
+    decode_request, encode_reply, encode_request,
+};
+
+/// A seed: its file-name suffix and the message.
+enum Seed {
+    Request(&'static str, Request),
+    Reply(&'static str, Reply),
+}
+
+fn register(flags: u32) -> Request {
+    Request::Register(Register {
+        tag: "web".into(),
+        rescue_uid: 1000,
+        mountpoint: "/mnt/web".into(),
+        conn_id: 57,
+        recovery_timeout_ms: 30_000,
+        negotiation: vec![7; 24],
+        flags,
+    })
+}
+
+fn entry(tag: &str, state: ConnState, server_pid: u32, orphaned_ms: u64) -> ListEntry {
+    ListEntry {
+        tag: tag.into(),
+        owner_uid: 0,
+        rescue_uid: 1000,
+        mountpoint: format!("/mnt/{tag}").into(),
+        conn_id: 57,
+        state,
+        server_pid,
+        waiting: 3,
+        orphaned_ms,
+    }
+}
+
+/// The seeds of one kind.
+fn seeds(kind: Kind) -> Vec<Seed> {
+    match kind {
+        Kind::Register => vec![
+            Seed::Request("flags-0", register(0)),
+            Seed::Request("fail-on-timeout", register(REGISTER_FAIL_ON_TIMEOUT)),
+        ],
+        Kind::AddDevice => {
+            vec![Seed::Request("", Request::AddDevice { tag: "web".into(), index: 3 })]
+        }
+        Kind::Attach => vec![Seed::Request("", Request::Attach { tag: "web".into() })],
+        Kind::Unregister => vec![Seed::Request("", Request::Unregister { tag: "web".into() })],
+        Kind::List => vec![Seed::Request("", Request::List { skip: 2 })],
+        Kind::Abort => vec![Seed::Request("", Request::Abort { target: "/mnt/web".into() })],
+        Kind::Umount => vec![Seed::Request("", Request::Umount { target: "web".into() })],
+        Kind::Handover => vec![Seed::Request("", Request::Handover { tag: "web".into() })],
+        Kind::HandoverDone => vec![
+            Seed::Request("agreed", Request::HandoverDone { tag: "web".into(), errno: 0 }),
+            Seed::Request("refused", Request::HandoverDone { tag: "web".into(), errno: 16 }),
+        ],
+        Kind::Ok => vec![Seed::Reply("", Reply::Ok)],
+        Kind::Error => {
+            vec![Seed::Reply("", Reply::Error { errno: 13, message: "refused".into() })]
+        }
+        Kind::Attached => vec![Seed::Reply(
+            "",
+            Reply::Attached {
+                mountpoint: "/mnt/web".into(),
+                conn_id: 57,
+                negotiation: vec![7; 24],
+                device_count: 2,
+            },
+        )],
+        Kind::ListReply => vec![Seed::Reply(
+            "",
+            Reply::List {
+                total: 5,
+                entries: vec![
+                    entry("a", ConnState::Serving, 4242, 0),
+                    entry("o", ConnState::Orphaned, 0, 1500),
+                    entry("h", ConnState::Attaching, 4242, 0),
+                    entry("f", ConnState::Failing, 0, 90_000),
+                ],
+            },
+        )],
+        Kind::HandoverAsk => {
+            vec![Seed::Reply("", Reply::HandoverAsk { tag: "web".into(), pid: 4243, uid: 1000 })]
+        }
+    }
+}
+
+/// The file name and contents (fd count, then the message) of `seed`, after checking that it
+/// decodes as `kind` and re-encodes to the same bytes.
+fn file(kind: Kind, seed: &Seed) -> (String, Vec<u8>) {
+    let (direction, suffix, fds, msg) = match seed {
+        Seed::Request(suffix, req) => {
+            let msg = encode_request(req);
+            let fds = req.fd_count();
+            assert_eq!(decode_request(&msg, fds).as_ref(), Ok(req), "{kind:?} seed");
+            ("request", suffix, fds, msg)
+        }
+        Seed::Reply(suffix, reply) => {
+            let (msg, fds) = encode_reply(reply);
+            assert_eq!(decode_reply(&msg, fds).as_ref(), Ok(reply), "{kind:?} seed");
+            ("reply", suffix, fds, msg)
+        }
+    };
+    let (header, _) = Header::decode(&msg, fds).expect("a seed's header decodes");
+    assert_eq!(header.kind, kind as u16, "seed of {kind:?} has another kind");
+    let mut bytes = vec![u8::try_from(fds).expect("at most 17 fds")];
+    bytes.extend(msg);
+    let name = if suffix.is_empty() {
+        format!("seed-{direction}-{kind:?}")
+    } else {
+        format!("seed-{direction}-{kind:?}-{suffix}")
+    };
+    (name, bytes)
+}
 
 fn main() {
     let dir = PathBuf::from(std::env::args_os().nth(1).expect("usage: seed_corpus DIR"));
     std::fs::create_dir_all(&dir).expect("create the corpus directory");
-    let requests = [
-        Request::Register(Register {
-            tag: "web".into(),
-            rescue_uid: 1000,
-            mountpoint: "/mnt/web".into(),
-            conn_id: 57,
-            recovery_timeout_ms: 30_000,
-            negotiation: vec![7; 24],
-        }),
-        Request::AddDevice { tag: "web".into(), index: 3 },
-        Request::Attach { tag: "web".into() },
-        Request::Unregister { tag: "web".into() },
-        Request::List { skip: 2 },
-        Request::Abort { target: "/mnt/web".into() },
-        Request::Umount { target: "web".into() },
-    ];
-    let entry = ListEntry {
-        tag: "web".into(),
-        owner_uid: 0,
-        rescue_uid: 1000,
-        mountpoint: "/mnt/web".into(),
-        conn_id: 57,
-        state: ConnState::Orphaned,
-        server_pid: 0,
-        waiting: 3,
-        orphaned_ms: 1500,
-    };
-    let replies = [
-        Reply::Ok,
-        Reply::Error { errno: 13, message: "refused".into() },
-        Reply::Attached {
-            mountpoint: "/mnt/web".into(),
-            conn_id: 57,
-            negotiation: vec![7; 24],
-            device_count: 2,
-        },
-        Reply::List { total: 1, entries: vec![entry] },
-    ];
-    let mut seeds: Vec<(String, Vec<u8>)> = Vec::new();
-    for req in &requests {
-        let mut bytes = vec![req.fd_count() as u8];
-        bytes.extend(encode_request(req));
-        seeds.push((format!("request-{:?}", req.kind()), bytes));
+    let kinds: Vec<Kind> = (0..=u16::MAX).filter_map(Kind::from_u16).collect();
+    let mut written = 0;
+    for &kind in &kinds {
+        for seed in seeds(kind) {
+            let (name, bytes) = file(kind, &seed);
+            std::fs::write(dir.join(name), bytes).expect("write a seed");
+            written += 1;
+        }
     }
-    for reply in &replies {
-        let (msg, fds) = encode_reply(reply);
-        let mut bytes = vec![fds as u8];
-        bytes.extend(msg);
-        seeds.push((format!("reply-{}", u16::from_le_bytes([bytes[7], bytes[8]])), bytes));
-    }
-    for (name, bytes) in seeds {
-        std::fs::write(dir.join(format!("seed-{name}")), bytes).expect("write a seed");
-    }
+    println!("{written} seeds for {} kinds in {}", kinds.len(), dir.display());
 }
