@@ -106,17 +106,28 @@ pub fn dup(fd: impl AsFd) -> std::io::Result<std::os::fd::OwnedFd> {
 /// `/proc/PID/uid_map` (which the kernel shows relative to the reader's namespace). A server
 /// in a container names its rescue uid in its own namespace; SO_PEERCRED shows the keeper
 /// uids in the keeper's, so the registry must hold the keeper's view. Identity when the
-/// process shares the keeper's user namespace; an error if `uid` is not mapped.
+/// process shares the keeper's user namespace, is outside its pid namespace (pid 0) or has
+/// exited; an error if `uid` is not mapped.
 pub fn uid_in_keeper_ns(pid: u32, uid: u32) -> std::io::Result<u32> {
-    let ns = |p: &str| {
-        std::fs::metadata(p).map(|m| {
-            (std::os::unix::fs::MetadataExt::dev(&m), std::os::unix::fs::MetadataExt::ino(&m))
-        })
-    };
-    if pid == 0 || ns("/proc/self/ns/user")? == ns(&format!("/proc/{pid}/ns/user"))? {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    // A registrant that has exited (its REGISTER read after it died) leaves nothing to
+    // translate through: its uid is taken as given.
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    if pid == 0 {
         return Ok(uid);
     }
-    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map"))?;
+    match ns(&format!("/proc/{pid}/ns/user")) {
+        Ok(theirs) if theirs == ns("/proc/self/ns/user")? => return Ok(uid),
+        Ok(_) => {}
+        Err(e) if gone(&e) => return Ok(uid),
+        Err(e) => return Err(e),
+    }
+    let map = match std::fs::read_to_string(format!("/proc/{pid}/uid_map")) {
+        Ok(map) => map,
+        Err(e) if gone(&e) => return Ok(uid),
+        Err(e) => return Err(e),
+    };
     map_id(&map, uid).ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
