@@ -19,6 +19,11 @@ for mode in passthrough nopassthrough; do
   RUST_LOG=info "$PFS_BIN" -f -o "$opts" "$work/src" "$work/mnt" 2> "$work/server-0.log" &
   PFS_PID=$!
   for _ in $(seq 1 200); do [ -n "$(conn_id "$work/mnt")" ] && break; sleep 0.05; done
+  if [ -z "$(conn_id "$work/mnt")" ]; then
+    echo "fsx across handovers, $mode: FAILED (the first server did not mount)"
+    tail -5 "$work/server-0.log"
+    exit 1
+  fi
   fsx -N "$ops" -S 23 -P "$work/artifacts" "$work/mnt/fsx-$mode" > "$work/fsx.log" 2>&1 &
   WORKLOAD_PID=$!
   done_count=0 bad_exit=0

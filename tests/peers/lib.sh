@@ -46,12 +46,15 @@ start_pfs() {
 KEEPER_BIN=${KEEPER_BIN:-${CARGO_TARGET_DIR:-target}/release/fuse-keeper}
 
 # start_keeper DIR: a keeper serving $FUSE_KEEPER_SOCKET, logging to DIR/keeper.log; sets
-# KEEPER_PID once its socket is there.
+# KEEPER_PID once it answers (a socket file alone may be a dead keeper's).
 start_keeper() {
   "$KEEPER_BIN" serve 2> "$1/keeper.log" &
   KEEPER_PID=$!
-  for _ in $(seq 1 100); do [ -S "$FUSE_KEEPER_SOCKET" ] && return 0; sleep 0.05; done
-  echo "the keeper did not create $FUSE_KEEPER_SOCKET" >&2
+  for _ in $(seq 1 200); do
+    "$KEEPER_BIN" ls > /dev/null 2>&1 && return 0
+    sleep 0.025
+  done
+  echo "the keeper did not answer on $FUSE_KEEPER_SOCKET" >&2
   return 1
 }
 
