@@ -113,7 +113,11 @@ impl Options {
                 ..MountOptions::default()
             },
             fs: FsConfig::default(),
-            session: SessionConfig { passthrough: true, ..SessionConfig::default() },
+            // 8 workers: on a 2-vCPU VM a single-threaded `ls -lR` (two GETXATTRs per file,
+            // each a round trip) ran 10% faster than with 4, and 1.7x faster than with 1: a
+            // worker already waiting on the idle CPU answers sooner than one that has just
+            // written its reply. Each costs a cloned device fd and its buffers.
+            session: SessionConfig { passthrough: true, threads: 8, ..SessionConfig::default() },
             recovery: None,
         };
         let mut recovery = Recovery {
