@@ -166,36 +166,29 @@ pub fn serve<F: Recoverable>(
     let asked = Instant::now();
     let (links, attached) = connect_and_attach(options)?;
     let attach_time = asked.elapsed();
-    let (fs, registration, devices) = match attached {
+    // Where the connection is, and its number: as the keeper holds it, or (0) read once the
+    // fresh mount exists.
+    let (fs, mountpoint, conn_id, devices) = match attached {
         Some(attached) => {
             if attached.mountpoint != mountpoint {
                 warn!(held = %attached.mountpoint.display(), asked = %mountpoint.display(), "tag held for another mountpoint; serving it");
             }
             let fs = make_fs(Some(attached.state)).map_err(RecoveryError::Filesystem)?;
-            let registration = Registration {
-                tag: options.tag.clone(),
-                rescue_uid: options.rescue_uid,
-                mountpoint: attached.mountpoint,
-                conn_id: attached.conn_id,
-                recovery_timeout: options.recovery_timeout,
-                negotiation: Vec::new(),
-                fail_on_timeout: options.fail_on_timeout,
-            };
-            (fs, registration, Some(attached.devices))
+            (fs, attached.mountpoint, attached.conn_id, Some(attached.devices))
         }
         None => {
             let fs = make_fs(None).map_err(RecoveryError::Filesystem)?;
-            let registration = Registration {
-                tag: options.tag.clone(),
-                rescue_uid: options.rescue_uid,
-                mountpoint: mountpoint.to_path_buf(),
-                conn_id: 0,
-                recovery_timeout: options.recovery_timeout,
-                negotiation: Vec::new(),
-                fail_on_timeout: options.fail_on_timeout,
-            };
-            (fs, registration, None)
+            (fs, mountpoint.to_path_buf(), 0, None)
         }
+    };
+    let registration = Registration {
+        tag: options.tag.clone(),
+        rescue_uid: options.rescue_uid,
+        mountpoint: mountpoint.clone(),
+        conn_id,
+        recovery_timeout: options.recovery_timeout,
+        negotiation: Vec::new(),
+        fail_on_timeout: options.fail_on_timeout,
     };
     let state =
         fs.state().fd().try_clone_to_owned().map_err(|e| RecoveryError::Filesystem(Box::new(e)))?;
@@ -208,7 +201,7 @@ pub fn serve<F: Recoverable>(
     let watcher = links.watch(stop_read);
     let result = match devices {
         Some(devices) => serve_attached(fs, devices, custody, config, options, attach_time, ready),
-        None => serve_fresh(fs, mountpoint, mount_options, custody, config, options, ready),
+        None => serve_fresh(fs, &mountpoint, mount_options, custody, config, options, ready),
     };
     drop(stop_write);
     let _ = watcher.join();
