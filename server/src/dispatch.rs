@@ -66,9 +66,9 @@ pub(crate) fn dispatch<F: Filesystem>(
     if unique != original
         && let Some(record) = journal.find(original)
     {
-        let JournalRecord { entry, intent, reply: recorded, .. } = record;
+        let entry = record.entry;
         let replayable = !matches!(req.op, Operation::Tmpfile { .. });
-        if let Some(bytes) = recorded.filter(|_| replayable) {
+        if let Some(bytes) = record.reply.as_deref().filter(|_| replayable) {
             // Executed and answered before the crash, the answer never delivered: send it again.
             info!(
                 unique = format_args!("{unique:#x}"),
@@ -89,8 +89,7 @@ pub(crate) fn dispatch<F: Filesystem>(
         // Begun, never answered: look at the filesystem before doing anything.
         ctx.journal = Some((journal, entry));
         reply.clear();
-        let begun = Begun { intent, counted: record.counted, opened: record.opened };
-        match settle(fs, &ctx, req.nodeid, &req.op, &begun, reply) {
+        match settle(fs, &ctx, req.nodeid, &req.op, &record, reply) {
             Ok(Some(())) => {
                 info!(
                     unique = format_args!("{unique:#x}"),
@@ -171,7 +170,7 @@ fn settle<F: Filesystem>(
     ctx: &Context<'_>,
     nodeid: u64,
     op: &Operation<'_>,
-    begun: &Begun,
+    begun: &JournalRecord,
     reply: &mut ReplyBuf,
 ) -> Result<Option<()>> {
     let intent = begun.intent;
@@ -316,16 +315,6 @@ fn settle<F: Filesystem>(
         }
         _ => None,
     })
-}
-
-/// What the journal knew of a resent request the dead server had begun.
-struct Begun {
-    /// What `Journal::begin` was given.
-    intent: u64,
-    /// The nodeid the execution counted a lookup of (0: none).
-    counted: u64,
-    /// The handle the execution opened (0: none).
-    opened: u64,
 }
 
 const S_IFMT: u32 = 0o170000;
