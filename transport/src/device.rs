@@ -53,10 +53,23 @@ pub fn clone_device(master: BorrowedFd<'_>) -> Result<OwnedFd> {
 /// request was interrupted before it was read) are retried. EAGAIN, which only a nonblocking fd
 /// returns, is an error ([`Error::is_would_block`]).
 pub fn read_request(dev: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>> {
+    read_until(dev, buf, || false)
+}
+
+/// [`read_request`], returning `Ok(None)` as soon as `stopped()` says so: it is asked before
+/// every read and after every interrupted one.
+pub(crate) fn read_until(
+    dev: BorrowedFd<'_>,
+    buf: &mut [u8],
+    stopped: impl Fn() -> bool,
+) -> Result<Option<usize>> {
     if buf.len() < FUSE_MIN_READ_BUFFER {
         return Err(Error::BufferTooSmall { len: buf.len(), min: FUSE_MIN_READ_BUFFER });
     }
     loop {
+        if stopped() {
+            return Ok(None);
+        }
         match rustix::io::read(dev, &mut *buf) {
             Ok(n) => return Ok(Some(n)),
             Err(Errno::INTR | Errno::NOENT) => continue,

@@ -10,10 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use rustix::io::Errno;
-
+use crate::Result;
 use crate::sys::{self, ThreadHandle};
-use crate::{Error, FUSE_MIN_READ_BUFFER, Result};
 
 /// A stop switch shared by a connection's reader threads. Cloning shares it.
 #[derive(Clone, Default)]
@@ -104,18 +102,5 @@ pub fn read_request_stoppable(
     buf: &mut [u8],
     stop: &ReadStop,
 ) -> Result<Option<usize>> {
-    if buf.len() < FUSE_MIN_READ_BUFFER {
-        return Err(Error::BufferTooSmall { len: buf.len(), min: FUSE_MIN_READ_BUFFER });
-    }
-    loop {
-        if stop.is_stopped() {
-            return Ok(None);
-        }
-        match rustix::io::read(dev, &mut *buf) {
-            Ok(n) => return Ok(Some(n)),
-            Err(Errno::INTR | Errno::NOENT) => continue,
-            Err(Errno::NODEV | Errno::CONNABORTED) => return Ok(None),
-            Err(e) => return Err(Error::Read(e.into())),
-        }
-    }
+    crate::device::read_until(dev, buf, || stop.is_stopped())
 }
