@@ -14,7 +14,8 @@
 use std::io::IoSlice;
 use std::os::fd::AsFd;
 
-use fuse_abi::fuse_opcode;
+use fuse_abi::{fuse_in_header, fuse_opcode, fuse_out_header};
+use zerocopy::{FromBytes, IntoBytes};
 
 use super::event_loop::{FAILING_BITS, Keeper};
 
@@ -24,21 +25,24 @@ const READ_BUFFER: usize = (1 << 20) + (64 << 10);
 /// Requests answered per readiness, so that one busy connection cannot starve the others.
 const BATCH: usize = 256;
 
+/// Writes a bare reply header: an error answer to `unique`, or a notification (`unique` 0).
+fn write_header(
+    dev: std::os::fd::BorrowedFd<'_>,
+    error: i32,
+    unique: u64,
+) -> Result<fuse_transport::WriteOutcome, fuse_transport::Error> {
+    let len = size_of::<fuse_out_header>() as u32;
+    let header = fuse_out_header { len, error, unique };
+    fuse_transport::write_reply(dev, &[IoSlice::new(header.as_bytes())])
+}
+
 fn resend(dev: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
-    let header = out_header(16, fuse_abi::fuse_notify_code::FUSE_NOTIFY_RESEND as i32, 0);
-    match fuse_transport::write_reply(dev, &[IoSlice::new(&header)]) {
+    let resend = fuse_abi::fuse_notify_code::FUSE_NOTIFY_RESEND as i32;
+    match write_header(dev, resend, 0) {
         Ok(fuse_transport::WriteOutcome::Written) => Ok(()),
         Ok(other) => Err(std::io::Error::other(format!("{other:?}"))),
         Err(e) => Err(std::io::Error::other(e.to_string())),
     }
-}
-
-fn out_header(len: u32, error: i32, unique: u64) -> [u8; 16] {
-    let mut h = [0u8; 16];
-    h[..4].copy_from_slice(&len.to_le_bytes());
-    h[4..8].copy_from_slice(&error.to_le_bytes());
-    h[8..].copy_from_slice(&unique.to_le_bytes());
-    h
 }
 
 impl Keeper {
@@ -94,20 +98,21 @@ impl Keeper {
                     break;
                 }
             };
-            let Some(head) = self.fail_buf.get(..16).filter(|_| n >= 16) else { continue };
-            let word =
-                |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().unwrap_or_default());
-            let opcode = word(4);
-            let unique = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
-            let no_answer = [fuse_opcode::FUSE_FORGET, fuse_opcode::FUSE_BATCH_FORGET]
-                .iter()
-                .chain([fuse_opcode::FUSE_INTERRUPT, fuse_opcode::FUSE_INIT].iter())
-                .any(|&op| op as u32 == opcode);
+            let Ok((head, _)) = fuse_in_header::read_from_prefix(&self.fail_buf[..n]) else {
+                continue;
+            };
+            let no_answer = [
+                fuse_opcode::FUSE_FORGET,
+                fuse_opcode::FUSE_BATCH_FORGET,
+                fuse_opcode::FUSE_INTERRUPT,
+                fuse_opcode::FUSE_INIT,
+            ]
+            .iter()
+            .any(|&op| op as u32 == head.opcode);
             if no_answer {
                 continue;
             }
-            let reply = out_header(16, -libc::EIO, unique);
-            let _ = fuse_transport::write_reply(clone.as_fd(), &[IoSlice::new(&reply)]);
+            let _ = write_header(clone.as_fd(), -libc::EIO, head.unique);
             answered += 1;
         }
         if answered > 0 {
