@@ -10,37 +10,20 @@
 mod common;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Keeper, Proc, dup, fd_count, memfd, open_fuse, read_all, wait_until};
+use common::{Keeper, Proc, connect_raw, dup, fd_count, memfd, open_fuse, read_all, wait_until};
 use fuse_keeper::protocol::{
     self, HEADER_LEN, Header, Kind, MAX_MESSAGE, MAX_PAYLOAD, Register, Reply, Request,
     decode_reply, encode_request,
 };
 use fuse_keeper::{ConnState, same_open_file};
-use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use rustix::process::{Pid, Signal};
 
 const NOBODY: u32 = 65534;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn connect_raw(path: &Path) -> rustix::io::Result<OwnedFd> {
-    let sock = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
-    rustix::net::connect(&sock, &SocketAddrUnix::new(path)?)?;
-    let timeout = Some(Duration::from_secs(5));
-    for dir in [rustix::net::sockopt::Timeout::Recv, rustix::net::sockopt::Timeout::Send] {
-        rustix::net::sockopt::set_socket_timeout(&sock, dir, timeout)?;
-    }
-    Ok(sock)
-}
 
 /// A connection of this process as root.
 fn connect(keeper: &Keeper) -> OwnedFd {

@@ -10,21 +10,9 @@ use common::{Keeper, fd_count, memfd, open_fuse, wait_until};
 use fuse_keeper::protocol::{
     self, Header, Kind, MAX_MESSAGE, Reply, Request, decode_reply, encode_request,
 };
-use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 fn raw_connect(keeper: &Keeper) -> OwnedFd {
-    let sock = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
-    rustix::net::connect(&sock, &SocketAddrUnix::new(&keeper.socket).unwrap()).unwrap();
-    let timeout = Some(Duration::from_secs(5));
-    rustix::net::sockopt::set_socket_timeout(&sock, rustix::net::sockopt::Timeout::Recv, timeout)
-        .unwrap();
-    sock
+    common::connect_raw(&keeper.socket).expect("connect to the keeper")
 }
 
 /// Send raw bytes with fds, return the decoded reply.

@@ -262,3 +262,21 @@ pub fn stat_in_thread(path: &Path) -> std::sync::mpsc::Receiver<std::io::Result<
 pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
+
+/// A raw SEQPACKET connection to the keeper at `path`, with 5 s send and receive timeouts (for
+/// tests that write bytes the client library would never send).
+pub fn connect_raw(path: &Path) -> rustix::io::Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let sock = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    rustix::net::connect(&sock, &SocketAddrUnix::new(path)?)?;
+    let timeout = Some(Duration::from_secs(5));
+    for dir in [rustix::net::sockopt::Timeout::Recv, rustix::net::sockopt::Timeout::Send] {
+        rustix::net::sockopt::set_socket_timeout(&sock, dir, timeout)?;
+    }
+    Ok(sock)
+}
