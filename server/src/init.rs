@@ -99,8 +99,12 @@ pub fn negotiate(kernel: &fuse_init_in, config: &SessionConfig) -> Result<Negoti
     if offered & FUSE_INIT_EXT != 0 {
         offered |= u64::from(kernel.flags2) << 32;
     }
+    // Not FUSE_ATOMIC_O_TRUNC: with it, open(O_RDONLY | O_TRUNC) truncates in the
+    // filesystem's OPEN, before the VFS finds the file is a running program and answers
+    // ETXTBSY - the program loses its text and dies of SIGBUS. Without it the VFS checks
+    // first and then truncates with a SETATTR (one more round trip for a truncating open of
+    // an existing file). A filesystem may still ask for it through `extra_flags`.
     let mut want = FUSE_ASYNC_READ
-        | FUSE_ATOMIC_O_TRUNC
         | FUSE_BIG_WRITES
         | FUSE_AUTO_INVAL_DATA
         | FUSE_DO_READDIRPLUS
