@@ -121,8 +121,11 @@ impl HandleTable {
     pub fn remove(&self, fh: u64) -> Option<HandleRecord> {
         let record = self.record(fh)?;
         let mut cache = self.lock();
-        cache.remove(&fh);
+        let gone = cache.remove(&fh);
         self.records.remove(fh - 1);
+        drop(cache);
+        // The file is closed outside the lock.
+        drop(gone);
         Some(record)
     }
 

@@ -228,7 +228,10 @@ impl InodeTable {
         {
             let mut cache = self.lock();
             if let Some(slot) = self.find(&cache, &key, &fd) {
-                return Ok(self.count(&mut cache, slot, fd, key, kind));
+                let (nodeid, spare) = self.count(&mut cache, slot, fd, key, kind);
+                drop(cache);
+                drop(spare);
+                return Ok(nodeid);
             }
         }
         // New to us: its file handle is computed outside the lock.
@@ -243,7 +246,10 @@ impl InodeTable {
         }
         let mut cache = self.lock();
         if let Some(slot) = self.find(&cache, &key, &fd) {
-            return Ok(self.count(&mut cache, slot, fd, key, kind));
+            let (nodeid, spare) = self.count(&mut cache, slot, fd, key, kind);
+            drop(cache);
+            drop(spare);
+            return Ok(nodeid);
         }
         let slot = self.records.insert(&[1, 0], &record).map_err(|err| {
             tracing::error!(%err, "inode table full");
@@ -259,6 +265,8 @@ impl InodeTable {
         Ok(nodeid)
     }
 
+    /// Counts one more lookup of the inode in `slot`, caching `fd` for it if none is; returns
+    /// its nodeid and `fd` when not needed, for the caller to close once the lock is released.
     fn count(
         &self,
         cache: &mut HashMap<u64, Arc<Inode>>,
@@ -266,19 +274,25 @@ impl InodeTable {
         fd: OwnedFd,
         key: InodeKey,
         kind: u32,
-    ) -> u64 {
+    ) -> (u64, Option<OwnedFd>) {
         let nlookup = self.records.word(slot, NLOOKUP);
         nlookup.store(nlookup.load(Ordering::Relaxed) + 1, Ordering::Release);
         let nodeid = slot + FIRST;
-        if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(nodeid) {
-            slot.insert(Arc::new(Inode { nodeid, fd, key, kind }));
-            self.evict(cache);
+        match cache.entry(nodeid) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(Arc::new(Inode { nodeid, fd, key, kind }));
+                self.evict(cache);
+                (nodeid, None)
+            }
+            std::collections::hash_map::Entry::Occupied(_) => (nodeid, Some(fd)),
         }
-        nodeid
     }
 
     /// Drops `n` lookups; the inode goes when none is left. The count is checked under the
-    /// same lock that `lookup` increments it under, so a racing lookup always wins.
+    /// same lock that `lookup` increments it under, so a racing lookup always wins. The
+    /// inode's fd is closed after the lock is released: for an unlinked file that close is
+    /// the source filesystem's whole eviction of the inode, which must not stall every other
+    /// request on the table.
     pub fn forget(&self, nodeid: u64, n: u64) {
         let Some(slot) = Self::slot(nodeid) else { return };
         let mut cache = self.lock();
@@ -289,7 +303,9 @@ impl InodeTable {
         if left == 0 {
             self.index.remove(key.hash(), slot);
             self.records.remove(slot);
-            cache.remove(&nodeid);
+            let gone = cache.remove(&nodeid);
+            drop(cache);
+            drop(gone);
         }
     }
 
