@@ -304,7 +304,7 @@ fn extended_attributes_read_back_with_size_queries_and_errors() {
 /// open::etxtbsy failed ~0.6% of runs (22% with nopassthrough).
 #[test]
 fn truncating_open_of_a_running_program_is_refused_and_truncates_nothing() {
-    for args in [&[][..], &["-o", "nopassthrough"][..]] {
+    for args in [&[][..], &["-o", "nopassthrough"][..], &["-o", "writeback"][..]] {
         let m = Mounted::start(args);
         let program = fs::read("/usr/bin/sleep").unwrap();
         fs::write(m.src("prog"), &program).unwrap();
