@@ -118,6 +118,16 @@ fn time(t: Option<SetTime>) -> Timespec {
     }
 }
 
+/// Whether `t` is an explicit time within the last minute (a request may wait out a server
+/// restart) and not in the future: what the writeback-cache kernel sends for "now".
+fn is_recent(t: Option<SetTime>) -> bool {
+    let Some(SetTime::At { sec, .. }) = t else { return false };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    (now - 60..=now + 1).contains(&sec)
+}
+
 impl Passthrough {
     /// A filesystem mirroring `source`. With `store` (a restarted server's state, from the
     /// keeper) it continues where the previous server stopped; without, it starts empty in a
@@ -294,6 +304,26 @@ impl Passthrough {
         rustix::fs::open(proc_path(inode.fd.as_fd()).as_c_str(), flags, Mode::empty()).map_err(sys)
     }
 
+    fn set_times(
+        &self,
+        inode: &Inode,
+        handle: Option<&Handle>,
+        atime: Option<SetTime>,
+        mtime: Option<SetTime>,
+    ) -> Result<()> {
+        let times = Timestamps { last_access: time(atime), last_modification: time(mtime) };
+        match handle.map(Handle::file) {
+            Some(Ok(fd)) => rustix::fs::futimens(fd, &times).map_err(sys),
+            _ => rustix::fs::utimensat(
+                &inode.fd,
+                "",
+                &times,
+                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(sys),
+        }
+    }
+
     fn set_mode(&self, inode: &Inode, handle: Option<&Handle>, mode: u32) -> Result<()> {
         let mode = Mode::from_bits_retain(mode & 0o7777);
         match handle.map(Handle::file) {
@@ -364,17 +394,23 @@ impl Filesystem for Passthrough {
             }
         }
         if set.atime.is_some() || set.mtime.is_some() {
-            let times =
-                Timestamps { last_access: time(set.atime), last_modification: time(set.mtime) };
-            match handle.as_deref().map(Handle::file) {
-                Some(Ok(fd)) => rustix::fs::futimens(fd, &times).map_err(sys)?,
-                _ => rustix::fs::utimensat(
-                    &inode.fd,
-                    "",
-                    &times,
-                    AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(sys)?,
+            match self.set_times(&inode, handle.as_deref(), set.atime, set.mtime) {
+                // With the writeback cache the kernel keeps mtime itself and sends a "now"
+                // mtime as an explicit time, without FATTR_MTIME_NOW; only an owner may set
+                // explicit times. What the caller asked for was "now":
+                Err(Errno::EPERM) if self.config.writeback && is_recent(set.mtime) => {
+                    if set.size.is_some() && set.atime.is_none() {
+                        // a truncate, which stamped mtime and ctime on the source itself;
+                    } else if matches!(set.atime, Some(SetTime::Now)) {
+                        // a touch: both "now", for which the source filesystem checks write
+                        // permission (EACCES without it), as it would have.
+                        let now = Some(SetTime::Now);
+                        self.set_times(&inode, handle.as_deref(), now, now)?
+                    } else {
+                        return Err(Errno::EPERM);
+                    }
+                }
+                other => other?,
             }
         }
         self.attr(&inode)

@@ -4,7 +4,7 @@ mod common;
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
@@ -327,5 +327,65 @@ fn truncating_open_of_a_running_program_is_refused_and_truncates_nothing() {
         assert_eq!(child.try_wait().unwrap(), None, "{args:?}: the program died");
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+}
+
+/// What a user who does not own a file but may write it can do to its times, as on the
+/// source filesystem: touch it and truncate it, but not set explicit times; and without write
+/// permission not even touch it. With `-o writeback` the kernel sends a touch's or a
+/// truncate's "now" mtime as an explicit time, which only an owner may set.
+#[test]
+fn a_writer_who_is_not_the_owner_may_touch_and_truncate_in_every_mode() {
+    const SCRIPT: &str = r#"
+import errno, os, sys
+d = sys.argv[1]
+def attempt(name, f):
+    try:
+        f()
+        print(name, "ok")
+    except OSError as e:
+        print(name, errno.errorcode[e.errno])
+attempt("touch", lambda: os.utime(d + "/shared"))
+attempt("truncate", lambda: os.truncate(d + "/shared", 2))
+def ftruncate():
+    fd = os.open(d + "/shared", os.O_WRONLY)
+    try:
+        os.ftruncate(fd, 1)
+    finally:
+        os.close(fd)
+attempt("ftruncate", ftruncate)
+attempt("explicit", lambda: os.utime(d + "/shared", (1000000000, 1000000000)))
+attempt("touch-readonly", lambda: os.utime(d + "/private"))
+"#;
+    let run_as_nobody = |dir: &std::path::Path| {
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(dir)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let expected = "touch ok\ntruncate ok\nftruncate ok\nexplicit EPERM\ntouch-readonly EACCES\n";
+    for args in [&["-o", "allow_other"][..], &["-o", "allow_other,writeback"][..]] {
+        let m = Mounted::start(args);
+        let setup = || {
+            fs::write(m.src("shared"), b"data").unwrap();
+            fs::set_permissions(m.src("shared"), PermissionsExt::from_mode(0o666)).unwrap();
+            fs::write(m.src("private"), b"data").unwrap();
+            fs::set_permissions(m.src("private"), PermissionsExt::from_mode(0o644)).unwrap();
+        };
+        setup();
+        assert_eq!(run_as_nobody(&m.source), expected, "the source filesystem itself");
+        setup();
+        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        fs::File::options().write(true).open(m.src("shared")).unwrap().set_modified(old).unwrap();
+        assert_eq!(run_as_nobody(&m.mountpoint), expected, "{args:?}");
+        let meta = fs::metadata(m.src("shared")).unwrap();
+        assert_eq!(meta.len(), 1, "{args:?}");
+        assert!(meta.modified().unwrap() > old, "{args:?}: mtime not updated");
     }
 }
