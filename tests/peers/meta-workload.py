@@ -9,7 +9,7 @@ Each process works in ROOT/pN with unique names: mkdir, create O_EXCL + write, r
 link, unlink, an append to its log, and every second iteration rmdir of the previous
 directory. Any result other than success is an unexpected result.
 """
-import json, os, sys, time
+import json, os, sys, time, traceback
 from multiprocessing import Process, Queue
 
 
@@ -39,7 +39,9 @@ def worker(root, p, stop, out):
         try:
             iteration(base, p, i)
         except OSError as e:
-            unexpected.append(f"p{p} iteration {i}: {e}")
+            # Which call failed, and when (to find it in the servers' and keeper's logs).
+            call = traceback.extract_tb(e.__traceback__)[-1].line
+            unexpected.append(f"p{p} iteration {i}: {e} in `{call}` at {time.time():.6f}")
             break
         i += 1
     out.put((p, i, unexpected))
