@@ -182,11 +182,22 @@ fn settle<F: Filesystem>(
     // The entry a request that had taken effect answers with: the lookup that found it counted
     // it, and so had the crashed execution if it got as far as `entry_counted`; the kernel
     // gets one reply, so one of the two counts goes.
+    // (Settling again after another crash does the same: its own lookup counts once more.)
     let answer = |reply: &mut ReplyBuf, entry: &Entry| {
         if begun.counted == entry.nodeid {
             fs.forget(entry.nodeid, 1);
         }
         push_entry(reply, entry);
+    };
+    // Undoing what the crashed execution did (a count it took, a handle it opened) must not
+    // happen twice: this process may reuse the freed nodeid or fh at once, and a settle cut
+    // short by another crash is settled again from the same record. So the record forgets it
+    // first; a crash in between leaves a count or a handle too many, never one too few.
+    let release_orphan = |nodeid: u64, flags: i32| {
+        if begun.opened != 0 {
+            ctx.handle_opened(0);
+            let _ = fs.release(ctx, nodeid, begun.opened, flags);
+        }
     };
     Ok(match op {
         Operation::Mkdir { name, .. }
@@ -225,20 +236,17 @@ fn settle<F: Filesystem>(
                 match fs.open(ctx, entry.nodeid, flags) {
                     Ok(opened) => {
                         // The crashed execution's handle never reached the kernel.
-                        if begun.opened != 0 {
-                            let _ = fs.release(ctx, entry.nodeid, begun.opened, flags);
-                        }
+                        release_orphan(entry.nodeid, flags);
                         answer(reply, &entry);
                         push_open(reply, &opened);
                         Some(())
                     }
                     Err(errno) => {
                         // The kernel gets an error: neither lookup count stays.
-                        let counts = 1 + u64::from(begun.counted == entry.nodeid);
-                        fs.forget(entry.nodeid, counts);
-                        if begun.opened != 0 {
-                            let _ = fs.release(ctx, entry.nodeid, begun.opened, flags);
-                        }
+                        let crashed = u64::from(begun.counted == entry.nodeid);
+                        ctx.entry_counted(0);
+                        fs.forget(entry.nodeid, 1 + crashed);
+                        release_orphan(entry.nodeid, flags);
                         return Err(errno);
                     }
                 }
@@ -282,12 +290,11 @@ fn settle<F: Filesystem>(
         Operation::Tmpfile { .. } => {
             // The crashed attempt's file is gone with its fds; drop what it left counted and
             // open, and make a new one.
+            ctx.entry_counted(0);
             if begun.counted != 0 {
                 fs.forget(begun.counted, 1);
             }
-            if begun.opened != 0 {
-                let _ = fs.release(ctx, begun.counted, begun.opened, 0);
-            }
+            release_orphan(begun.counted, 0);
             None
         }
         Operation::Removexattr { name } => match fs.getxattr(ctx, nodeid, name, &mut []) {
