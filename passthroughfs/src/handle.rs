@@ -2,12 +2,17 @@
 //! store so that a restarted server can reopen them.
 //!
 //! A handle's record holds its inode's nodeid, its open flags and whether it uses the inode's
-//! kernel passthrough backing id; fh = slot + 1. The open fd lives only in this process's
+//! kernel passthrough backing id, and a generation; fh = generation << 32 | (slot + 1). The
+//! generation makes a stale fh unrecognizable once its slot holds another handle: a RELEASE
+//! that a crashed server had executed but not answered comes back to the next server, and by
+//! then the slot may have been freed and reused (a server reuses the slots it frees itself).
+//! The open fd lives only in this process's
 //! cache; after a restart the first request naming the fh reopens the inode with the
 //! original flags (less O_CREAT, O_EXCL and O_TRUNC, which already did their work).
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use fuse_recovery::store::{Store, Table, TableSpec};
@@ -20,6 +25,14 @@ pub const HANDLES: TableSpec =
 
 const IS_DIR: u32 = 1;
 const BACKED: u32 = 2;
+/// The generation is in the info word's bits 2-31 (0 in records of older servers, whose fh
+/// had no generation either).
+const GEN_SHIFT: u32 = 2;
+
+fn split(fh: u64) -> Option<(u64, u32)> {
+    let slot = (fh & 0xffff_ffff).checked_sub(1)?;
+    Some((slot, (fh >> 32) as u32))
+}
 
 /// What a handle's record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +66,22 @@ impl Handle {
 pub struct HandleTable {
     records: Table,
     cache: Mutex<HashMap<u64, Arc<Handle>>>,
+    /// The next generation; seeded from the clock, so that servers in turn do not repeat
+    /// each other's.
+    next_gen: AtomicU32,
 }
 
 impl HandleTable {
     /// The table over table `i` of `store`.
     pub fn new(store: &Store, i: usize) -> Self {
-        HandleTable { records: store.table(i).0, cache: Mutex::new(HashMap::new()) }
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.subsec_nanos() ^ d.as_secs() as u32);
+        HandleTable {
+            records: store.table(i).0,
+            cache: Mutex::new(HashMap::new()),
+            next_gen: AtomicU32::new(seed),
+        }
     }
 
     /// Records and caches `handle`; returns its fh (never 0).
@@ -66,13 +89,16 @@ impl HandleTable {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&record.nodeid.to_le_bytes());
         bytes[8..12].copy_from_slice(&record.flags.to_le_bytes());
-        let info =
-            (if record.is_dir { IS_DIR } else { 0 }) | (if record.backed { BACKED } else { 0 });
+        let generation = self.next_gen.fetch_add(1, Ordering::Relaxed) & (u32::MAX >> GEN_SHIFT);
+        let info = (if record.is_dir { IS_DIR } else { 0 })
+            | (if record.backed { BACKED } else { 0 })
+            | generation << GEN_SHIFT;
         bytes[12..].copy_from_slice(&info.to_le_bytes());
         let mut cache = self.lock();
         let slot = self.records.insert(&[], &bytes).map_err(|_| Errno::new(libc::ENFILE))?;
-        cache.insert(slot + 1, Arc::new(handle));
-        Ok(slot + 1)
+        let fh = u64::from(generation) << 32 | (slot + 1);
+        cache.insert(fh, Arc::new(handle));
+        Ok(fh)
     }
 
     /// The handle for `fh`, reopened with `reopen` if this process has not opened it yet;
@@ -92,20 +118,25 @@ impl HandleTable {
         Ok(handle)
     }
 
-    /// The record of `fh`.
+    /// The record of `fh`; None if its slot is free or holds a handle of another generation.
     pub fn record(&self, fh: u64) -> Option<HandleRecord> {
-        let slot = fh.checked_sub(1)?;
+        let (slot, generation) = split(fh)?;
+        self.record_at(slot).filter(|&(g, _)| g == generation).map(|(_, record)| record)
+    }
+
+    fn record_at(&self, slot: u64) -> Option<(u32, HandleRecord)> {
         let mut b = [0u8; 16];
         if !self.records.read(slot, &mut b) {
             return None;
         }
         let info = u32::from_le_bytes(b[12..].try_into().unwrap_or_default());
-        Some(HandleRecord {
+        let record = HandleRecord {
             nodeid: u64::from_le_bytes(b[..8].try_into().unwrap_or_default()),
             flags: i32::from_le_bytes(b[8..12].try_into().unwrap_or_default()),
             is_dir: info & IS_DIR != 0,
             backed: info & BACKED != 0,
-        })
+        };
+        Some((info >> GEN_SHIFT, record))
     }
 
     /// Every open handle recorded in `store`, by fh (for inspection and tests).
@@ -113,16 +144,20 @@ impl HandleTable {
         let Some(i) = store.find_table(HANDLES.name) else { return Vec::new() };
         let table = HandleTable::new(store, i);
         (0..table.records.high_water())
-            .filter_map(|slot| table.record(slot + 1).map(|record| (slot + 1, record)))
+            .filter_map(|slot| {
+                let (generation, record) = table.record_at(slot)?;
+                Some((u64::from(generation) << 32 | (slot + 1), record))
+            })
             .collect()
     }
 
     /// Forgets `fh`; returns its record.
     pub fn remove(&self, fh: u64) -> Option<HandleRecord> {
         let record = self.record(fh)?;
+        let (slot, _) = split(fh)?;
         let mut cache = self.lock();
         let gone = cache.remove(&fh);
-        self.records.remove(fh - 1);
+        self.records.remove(slot);
         drop(cache);
         // The file is closed outside the lock.
         drop(gone);
@@ -131,5 +166,47 @@ impl HandleTable {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Handle>>> {
         self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> Handle {
+        Handle::File {
+            fd: rustix::fs::open(
+                "/dev/null",
+                rustix::fs::OFlags::RDONLY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap(),
+            record: RECORD,
+        }
+    }
+
+    const RECORD: HandleRecord = HandleRecord { nodeid: 7, flags: 1, is_dir: false, backed: true };
+
+    #[test]
+    fn a_stale_fh_does_not_name_the_handle_that_reuses_its_slot() {
+        let store = Store::create("t", &[HANDLES]).unwrap();
+        let table = HandleTable::new(&store, 0);
+        let old = table.insert(RECORD, file()).unwrap();
+        assert_eq!(table.record(old), Some(RECORD));
+        assert_eq!(table.remove(old), Some(RECORD));
+        let new = table.insert(RECORD, file()).unwrap();
+        assert_eq!(new & 0xffff_ffff, old & 0xffff_ffff, "the freed slot is reused");
+        assert_ne!(new, old);
+        // A resent RELEASE of the old fh finds nothing and leaves the new handle alone.
+        assert_eq!(table.remove(old), None);
+        assert_eq!(table.record(new), Some(RECORD));
+        assert!(table.get(new, |_| unreachable!("cached")).is_ok());
+        assert_eq!(table.get(old, |_| unreachable!("no such record")).unwrap_err(), Errno::EBADF);
+        // A restarted server (same store, empty cache) knows the new fh and not the old one.
+        let again = Store::open(store.fd().try_clone_to_owned().unwrap(), &[HANDLES]).unwrap();
+        let table = HandleTable::new(&again, 0);
+        assert_eq!(table.record(new), Some(RECORD));
+        assert_eq!(table.record(old), None);
+        assert_eq!(HandleTable::census(&again), vec![(new, RECORD)]);
     }
 }
