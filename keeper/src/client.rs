@@ -126,22 +126,25 @@ fn timeout_ms(d: Option<Duration>) -> u64 {
     }
 }
 
+/// A bare SOCK_SEQPACKET connection to the keeper socket at `path` (what
+/// [`KeeperClient::connect`] speaks the protocol over).
+pub fn connect_socket(path: &Path) -> std::io::Result<OwnedFd> {
+    let sock = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    rustix::net::connect(&sock, &SocketAddrUnix::new(path)?)?;
+    Ok(sock)
+}
+
 impl KeeperClient {
     /// Connect to the keeper socket at `path` (replies are awaited for at most
     /// [`DEFAULT_TIMEOUT`]; see [`KeeperClient::set_timeout`]).
     pub fn connect(path: &Path) -> Result<KeeperClient, KeeperError> {
-        let connect = || -> std::io::Result<OwnedFd> {
-            let sock = rustix::net::socket_with(
-                AddressFamily::UNIX,
-                SocketType::SEQPACKET,
-                SocketFlags::CLOEXEC,
-                None,
-            )?;
-            rustix::net::connect(&sock, &SocketAddrUnix::new(path)?)?;
-            Ok(sock)
-        };
-        let sock =
-            connect().map_err(|source| KeeperError::Connect { path: path.into(), source })?;
+        let sock = connect_socket(path)
+            .map_err(|source| KeeperError::Connect { path: path.into(), source })?;
         let mut client = KeeperClient { sock, asks: Vec::new() };
         client.set_timeout(Some(DEFAULT_TIMEOUT))?;
         Ok(client)

@@ -31,7 +31,7 @@ fn connect(keeper: &Keeper) -> OwnedFd {
 }
 
 /// A connection whose peer credentials are `uid`/`uid` (made on a thread that dropped to them).
-fn connect_as(keeper: &Keeper, uid: u32) -> rustix::io::Result<OwnedFd> {
+fn connect_as(keeper: &Keeper, uid: u32) -> std::io::Result<OwnedFd> {
     let path = keeper.socket.clone();
     std::thread::spawn(move || {
         rustix::thread::set_thread_res_gid(
@@ -903,8 +903,8 @@ fn user_keeper_socket_is_0600_and_other_uids_cannot_connect() {
     let mode = std::fs::metadata(&keeper.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     assert!(list_ok(&connect_as(&keeper, NOBODY).unwrap()).is_empty());
-    let denied = connect_as(&keeper, 1000).map(drop);
-    assert_eq!(denied, Err(rustix::io::Errno::ACCESS));
+    let denied = connect_as(&keeper, 1000).map(drop).map_err(|e| e.raw_os_error());
+    assert_eq!(denied, Err(Some(rustix::io::Errno::ACCESS.raw_os_error())));
 }
 
 // ---------------------------------------------------------------------------------------------

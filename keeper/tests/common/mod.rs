@@ -265,15 +265,8 @@ pub fn fd_count(pid: u32) -> usize {
 
 /// A raw SEQPACKET connection to the keeper at `path`, with 5 s send and receive timeouts (for
 /// tests that write bytes the client library would never send).
-pub fn connect_raw(path: &Path) -> rustix::io::Result<OwnedFd> {
-    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-    let sock = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
-    rustix::net::connect(&sock, &SocketAddrUnix::new(path)?)?;
+pub fn connect_raw(path: &Path) -> std::io::Result<OwnedFd> {
+    let sock = fuse_keeper::client::connect_socket(path)?;
     let timeout = Some(Duration::from_secs(5));
     for dir in [rustix::net::sockopt::Timeout::Recv, rustix::net::sockopt::Timeout::Send] {
         rustix::net::sockopt::set_socket_timeout(&sock, dir, timeout)?;
