@@ -29,6 +29,10 @@ const BACKED: u32 = 2;
 /// had no generation either).
 const GEN_SHIFT: u32 = 2;
 
+fn join(slot: u64, generation: u32) -> u64 {
+    u64::from(generation) << 32 | (slot + 1)
+}
+
 fn split(fh: u64) -> Option<(u64, u32)> {
     let slot = (fh & 0xffff_ffff).checked_sub(1)?;
     Some((slot, (fh >> 32) as u32))
@@ -96,7 +100,7 @@ impl HandleTable {
         bytes[12..].copy_from_slice(&info.to_le_bytes());
         let mut cache = self.lock();
         let slot = self.records.insert(&[], &bytes).map_err(|_| Errno::new(libc::ENFILE))?;
-        let fh = u64::from(generation) << 32 | (slot + 1);
+        let fh = join(slot, generation);
         cache.insert(fh, Arc::new(handle));
         Ok(fh)
     }
@@ -146,7 +150,7 @@ impl HandleTable {
         (0..table.records.high_water())
             .filter_map(|slot| {
                 let (generation, record) = table.record_at(slot)?;
-                Some((u64::from(generation) << 32 | (slot + 1), record))
+                Some((join(slot, generation), record))
             })
             .collect()
     }

@@ -226,12 +226,9 @@ impl InodeTable {
             return Ok(ROOT);
         }
         {
-            let mut cache = self.lock();
+            let cache = self.lock();
             if let Some(slot) = self.find(&cache, &key, &fd) {
-                let (nodeid, spare) = self.count(&mut cache, slot, fd, key, kind);
-                drop(cache);
-                drop(spare);
-                return Ok(nodeid);
+                return Ok(self.count(cache, slot, fd, key, kind));
             }
         }
         // New to us: its file handle is computed outside the lock.
@@ -246,10 +243,7 @@ impl InodeTable {
         }
         let mut cache = self.lock();
         if let Some(slot) = self.find(&cache, &key, &fd) {
-            let (nodeid, spare) = self.count(&mut cache, slot, fd, key, kind);
-            drop(cache);
-            drop(spare);
-            return Ok(nodeid);
+            return Ok(self.count(cache, slot, fd, key, kind));
         }
         let slot = self.records.insert(&[1, 0], &record).map_err(|err| {
             tracing::error!(%err, "inode table full");
@@ -265,27 +259,30 @@ impl InodeTable {
         Ok(nodeid)
     }
 
-    /// Counts one more lookup of the inode in `slot`, caching `fd` for it if none is; returns
-    /// its nodeid and `fd` when not needed, for the caller to close once the lock is released.
+    /// Counts one more lookup of the inode in `slot`, caching `fd` for it if none is, and
+    /// releases the lock; `fd`, when not needed, is closed after that. Returns the nodeid.
     fn count(
         &self,
-        cache: &mut HashMap<u64, Arc<Inode>>,
+        mut cache: MutexGuard<'_, HashMap<u64, Arc<Inode>>>,
         slot: u64,
         fd: OwnedFd,
         key: InodeKey,
         kind: u32,
-    ) -> (u64, Option<OwnedFd>) {
+    ) -> u64 {
         let nlookup = self.records.word(slot, NLOOKUP);
         nlookup.store(nlookup.load(Ordering::Relaxed) + 1, Ordering::Release);
         let nodeid = slot + FIRST;
-        match cache.entry(nodeid) {
+        let spare = match cache.entry(nodeid) {
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(Arc::new(Inode { nodeid, fd, key, kind }));
-                self.evict(cache);
-                (nodeid, None)
+                self.evict(&mut cache);
+                None
             }
-            std::collections::hash_map::Entry::Occupied(_) => (nodeid, Some(fd)),
-        }
+            std::collections::hash_map::Entry::Occupied(_) => Some(fd),
+        };
+        drop(cache);
+        drop(spare);
+        nodeid
     }
 
     /// Drops `n` lookups; the inode goes when none is left. The count is checked under the
