@@ -221,6 +221,36 @@ fn second_keeper_on_the_same_socket_refuses() {
 }
 
 #[test]
+fn the_socket_file_appears_only_once_the_keeper_accepts_connections() {
+    // A client that sees the socket file and connects at once must not be refused: a socket
+    // bound but not yet listening refuses. The test switch holds the keeper 300 ms between
+    // bind and listen, so a socket file published at bind would be seen and refused.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("keeper.sock");
+    let child = std::process::Command::new(common::BIN)
+        .arg("serve")
+        .env("FUSE_KEEPER_SOCKET", &socket)
+        .env("FUSE_KEEPER_TEST_LISTEN_DELAY_MS", "300")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut keeper = common::Proc { child };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "no socket file");
+        assert!(keeper.is_running(), "the keeper exited");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if let Err(e) = fuse_keeper::KeeperClient::connect(&socket) {
+        panic!("the socket file exists but connect failed: {e}");
+    }
+    let names: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["keeper.sock"], "only the socket is left in the directory");
+}
+
+#[test]
 fn sigterm_stops_the_keeper_cleanly() {
     let mut keeper = Keeper::start();
     let pid = rustix::process::Pid::from_raw(keeper.proc.pid() as i32).unwrap();

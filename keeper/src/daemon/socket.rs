@@ -47,14 +47,39 @@ pub fn listen(path: &Path) -> Result<Listener, DaemonError> {
         None,
     )
     .map_err(|e| err(e.into()))?;
-    let addr = SocketAddrUnix::new(path).map_err(|e| err(e.into()))?;
+    // Bound and listening under a private name first, then linked to `path`: a client that
+    // sees the socket file can connect (a bound socket refuses connections until listen), and
+    // link, unlike rename, fails if another keeper took the path meanwhile.
+    let staging = staging_path(path);
+    let _ = std::fs::remove_file(&staging);
+    let addr = SocketAddrUnix::new(&staging).map_err(|e| err(e.into()))?;
     rustix::net::bind(&fd, &addr).map_err(|e| err(e.into()))?;
     let mode = if root { 0o666 } else { 0o600 };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
-    rustix::net::listen(&fd, 128).map_err(|e| err(e.into()))?;
+    if let Some(ms) =
+        std::env::var("FUSE_KEEPER_TEST_LISTEN_DELAY_MS").ok().and_then(|v| v.parse().ok())
+    {
+        // Test switch: widens the bound-but-not-listening window (see keeper.rs tests).
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    let published = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode))
+        .and_then(|()| rustix::net::listen(&fd, 128).map_err(io::Error::from))
+        .and_then(|()| std::fs::hard_link(&staging, path));
+    let _ = std::fs::remove_file(&staging);
+    match published {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(DaemonError::AlreadyRunning(path.into()));
+        }
+        result => result.map_err(err)?,
+    }
     let identity = std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
     tracing::info!(path = %path.display(), mode = format!("{mode:o}"), "listening");
     Ok(Listener { fd, identity })
+}
+
+/// `path` with its file name as `.NAME.PID`, in the same directory (so a hard link works).
+fn staging_path(path: &Path) -> std::path::PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}", std::process::id()))
 }
 
 /// Remove the socket file at exit if it is still ours.
