@@ -530,6 +530,21 @@ impl Filesystem for Passthrough {
         self.open_handle(ctx, &inode, fd, flags)
     }
 
+    fn reopen_created(&self, ctx: &Context<'_>, nodeid: u64, flags: i32) -> Result<Opened> {
+        become_caller(ctx)?;
+        let inode = self.inodes.get(nodeid)?;
+        let fd = match self.reopen(&inode, self.open_flags(flags)) {
+            // The mode the caller gave its new file may not let it open the file again
+            // (`open(O_CREAT | O_RDWR, 0)`). Its owner may change that mode anyway, so
+            // opening it as root grants nothing more: only for the owner.
+            Err(Errno::EACCES) if statx_fd(inode.fd.as_fd())?.stx_uid == ctx.uid => {
+                crate::creds::as_root(|| self.reopen(&inode, self.open_flags(flags)))??
+            }
+            result => result?,
+        };
+        self.open_handle(ctx, &inode, fd, flags)
+    }
+
     fn read(
         &self,
         _ctx: &Context<'_>,

@@ -7,7 +7,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -96,6 +96,18 @@ const CASES: &[Case] = &[
         check: |s| {
             assert!(!s.join("a").exists());
             assert_eq!(fs::read(s.join("b")).unwrap(), b"moved");
+        },
+    },
+    Case {
+        // By an unprivileged user, with mode 0: creating grants the access asked for, a
+        // plain open of the same file would not (pjdfstest's ftruncate cases do this).
+        opcode: "CREATE",
+        setup: |s| fs::set_permissions(s, fs::Permissions::from_mode(0o777)).unwrap(),
+        action: "os.setgid(65534); os.setuid(65534); fd = os.open(m + '/zero', os.O_CREAT | os.O_EXCL | os.O_RDWR, 0); os.write(fd, b'z'); os.lseek(fd, 0, 0); assert os.read(fd, 1) == b'z'; os.close(fd)",
+        check: |s| {
+            let meta = fs::metadata(s.join("zero")).unwrap();
+            assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0, 65534, 65534));
+            assert_eq!(fs::read(s.join("zero")).unwrap(), b"z");
         },
     },
     Case {
@@ -217,7 +229,7 @@ fn run_case(case: &Case, point: &str) {
         cmd.args([
             "-f",
             "-o",
-            "tag=once,nokeeper_start,nopassthrough,entry_timeout=0,attr_timeout=0",
+            "tag=once,nokeeper_start,nopassthrough,allow_other,entry_timeout=0,attr_timeout=0",
         ])
         .arg(&source)
         .arg(&mountpoint)

@@ -150,7 +150,8 @@ pub(crate) fn dispatch<F: Filesystem>(
 /// - MKDIR, MKNOD, SYMLINK: the name exists (with the right type for MKDIR) -> taken effect,
 ///   answered with its entry. Otherwise not.
 /// - LINK: the new name is the same inode -> taken effect.
-/// - CREATE: the name exists -> taken effect: opened again without O_CREAT, O_EXCL, O_TRUNC.
+/// - CREATE: the name exists -> taken effect: opened again without O_CREAT, O_EXCL, O_TRUNC
+///   (`Filesystem::reopen_created`: the creator may open it whatever its mode).
 /// - UNLINK, RMDIR: the name is gone -> taken effect.
 /// - RENAME (plain, NOREPLACE): the old name is gone and the new one exists -> taken effect.
 /// - appending WRITE: the file has grown past where its end was at the intent, and holds
@@ -233,7 +234,7 @@ fn settle<F: Filesystem>(
         Operation::Create { arg, name } => match found(nodeid, name)? {
             Some(entry) => {
                 let flags = arg.flags as i32 & !(O_CREAT | O_EXCL | O_TRUNC);
-                match fs.open(ctx, entry.nodeid, flags) {
+                match fs.reopen_created(ctx, entry.nodeid, flags) {
                     Ok(opened) => {
                         // The crashed execution's handle never reached the kernel.
                         release_orphan(entry.nodeid, flags);

@@ -222,6 +222,14 @@ pub trait Filesystem: Send + Sync + 'static {
     fn open(&self, ctx: &Context<'_>, nodeid: u64, flags: i32) -> Result<Opened> {
         Err(Errno::ENOSYS)
     }
+    /// Opens, for a resent CREATE that had taken effect before a crash, the file that CREATE
+    /// made (`flags` without O_CREAT, O_EXCL, O_TRUNC). Creating a file grants its creator the
+    /// access asked for whatever the new file's mode (`open(O_CREAT | O_RDWR, 0)` succeeds),
+    /// so a filesystem that checks permissions in `open` should not refuse its owner here for
+    /// the mode bits. Default: `open`.
+    fn reopen_created(&self, ctx: &Context<'_>, nodeid: u64, flags: i32) -> Result<Opened> {
+        self.open(ctx, nodeid, flags)
+    }
     /// Reads into `buf` (its length is the size asked for); returns the bytes read.
     fn read(
         &self,
