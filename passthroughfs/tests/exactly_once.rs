@@ -162,6 +162,29 @@ const CASES: &[Case] = &[
         },
     },
     Case {
+        // The attribute is absent: the answer is ENODATA, crash or not (a settle that took
+        // "it is gone" for "it was removed" would answer success).
+        opcode: "REMOVEXATTR",
+        setup: |s| fs::write(s.join("nx"), b"").unwrap(),
+        action: "import ctypes; libc = ctypes.CDLL(None, use_errno=True); r = libc.removexattr((m + '/nx').encode(), b'user.none'); assert (r, ctypes.get_errno()) == (-1, 61), (r, os.strerror(ctypes.get_errno()))",
+        check: |s| assert!(s.join("nx").exists()),
+    },
+    Case {
+        // The attribute exists with the same value: XATTR_CREATE fails with EEXIST, crash or not.
+        opcode: "SETXATTR",
+        setup: |s| {
+            fs::write(s.join("ex"), b"").unwrap();
+            rustix::fs::setxattr(&s.join("ex"), "user.k", b"v", rustix::fs::XattrFlags::CREATE)
+                .unwrap();
+        },
+        action: "import ctypes; libc = ctypes.CDLL(None, use_errno=True); r = libc.setxattr((m + '/ex').encode(), b'user.k', b'v', 1, 1); assert (r, ctypes.get_errno()) == (-1, 17), (r, os.strerror(ctypes.get_errno()))",
+        check: |s| {
+            let mut value = [0u8; 8];
+            let n = rustix::fs::getxattr(&s.join("ex"), "user.k", &mut value).unwrap();
+            assert_eq!(&value[..n], b"v");
+        },
+    },
+    Case {
         opcode: "COPY_FILE_RANGE_64",
         setup: |s| {
             fs::write(s.join("in"), b"copied bytes").unwrap();
@@ -262,7 +285,7 @@ fn run_case(case: &Case, point: &str) {
     m.server = Some(server(None));
     let out = app.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(said, "ok", "{} crashed {point}: the application saw an error", case.opcode);
+    assert_eq!(said, "ok", "{} crashed {point}: the application did not get the result of a run with no crash", case.opcode);
     (case.check)(&m.source);
     counts_drain(&keeper, &format!("{} {point}", case.opcode));
 }

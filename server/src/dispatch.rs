@@ -1,5 +1,6 @@
 //! From a decoded request to a filesystem call and its reply bytes.
 
+use std::ffi::OsStr;
 use std::time::Duration;
 
 use fuse_abi::*;
@@ -118,8 +119,14 @@ pub(crate) fn dispatch<F: Filesystem>(
         }
     }
     // An appending WRITE's intent is where the end of the file was; RENAME_EXCHANGE's is the
-    // inode number at the old name (it changes when the exchange is done).
+    // inode number at the old name (it changes when the exchange is done); an exclusive
+    // SETXATTR's and a REMOVEXATTR's whether the attribute existed (`XATTR_WAS_THERE`), since
+    // the state that means "done" is also the state in which they fail.
     let intent = match &req.op {
+        Operation::Setxattr { arg, name, .. } if arg.flags as i32 & XATTR_CREATE != 0 => {
+            xattr_was_there(fs, &ctx, req.nodeid, name)
+        }
+        Operation::Removexattr { name } => xattr_was_there(fs, &ctx, req.nodeid, name),
         Operation::Write { arg, .. } => {
             fs.getattr(&ctx, req.nodeid, Some(arg.fh)).map_or(u64::MAX, |a| a.attr.size)
         }
@@ -282,6 +289,10 @@ fn settle<F: Filesystem>(
             }
         }
         Operation::Setxattr { arg, name, value } if arg.flags as i32 & XATTR_CREATE != 0 => {
+            if intent == XATTR_WAS_THERE {
+                // It failed (EEXIST) or would: executing again gives that answer.
+                return Ok(None);
+            }
             let mut there = vec![0u8; value.len()];
             match fs.getxattr(ctx, nodeid, name, &mut there) {
                 Ok(n) if n == value.len() && there == *value => Some(()),
@@ -298,6 +309,8 @@ fn settle<F: Filesystem>(
             release_orphan(begun.counted, 0);
             None
         }
+        // Absent at the intent: it failed (ENODATA) or would; executing again gives that.
+        Operation::Removexattr { .. } if intent == XATTR_WAS_ABSENT => None,
         Operation::Removexattr { name } => match fs.getxattr(ctx, nodeid, name, &mut []) {
             Err(Errno::ENODATA) => Some(()),
             _ => None,
@@ -323,6 +336,18 @@ fn settle<F: Filesystem>(
         }
         _ => None,
     })
+}
+
+/// An xattr operation's intent: the attribute existed, did not, or could not be probed (0).
+const XATTR_WAS_THERE: u64 = 1;
+const XATTR_WAS_ABSENT: u64 = 2;
+
+fn xattr_was_there<F: Filesystem>(fs: &F, ctx: &Context<'_>, nodeid: u64, name: &OsStr) -> u64 {
+    match fs.getxattr(ctx, nodeid, name, &mut []) {
+        Ok(_) | Err(Errno::ERANGE) => XATTR_WAS_THERE,
+        Err(Errno::ENODATA) => XATTR_WAS_ABSENT,
+        Err(_) => 0,
+    }
 }
 
 const S_IFMT: u32 = 0o170000;
