@@ -174,13 +174,13 @@ const CASES: &[Case] = &[
         opcode: "SETXATTR",
         setup: |s| {
             fs::write(s.join("ex"), b"").unwrap();
-            rustix::fs::setxattr(&s.join("ex"), "user.k", b"v", rustix::fs::XattrFlags::CREATE)
+            rustix::fs::setxattr(s.join("ex"), "user.k", b"v", rustix::fs::XattrFlags::CREATE)
                 .unwrap();
         },
         action: "import ctypes; libc = ctypes.CDLL(None, use_errno=True); r = libc.setxattr((m + '/ex').encode(), b'user.k', b'v', 1, 1); assert (r, ctypes.get_errno()) == (-1, 17), (r, os.strerror(ctypes.get_errno()))",
         check: |s| {
             let mut value = [0u8; 8];
-            let n = rustix::fs::getxattr(&s.join("ex"), "user.k", &mut value).unwrap();
+            let n = rustix::fs::getxattr(s.join("ex"), "user.k", &mut value).unwrap();
             assert_eq!(&value[..n], b"v");
         },
     },
@@ -285,7 +285,11 @@ fn run_case(case: &Case, point: &str) {
     m.server = Some(server(None));
     let out = app.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(said, "ok", "{} crashed {point}: the application did not get the result of a run with no crash", case.opcode);
+    assert_eq!(
+        said, "ok",
+        "{} crashed {point}: the application did not get the result of a run with no crash",
+        case.opcode
+    );
     (case.check)(&m.source);
     counts_drain(&keeper, &format!("{} {point}", case.opcode));
 }
