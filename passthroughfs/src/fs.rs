@@ -80,6 +80,12 @@ fn statx_fd(fd: BorrowedFd<'_>) -> Result<Statx> {
         .map_err(sys)
 }
 
+/// `inode` is a regular file owned by `uid`.
+fn owns_regular_file(inode: &Inode, uid: u32) -> Result<bool> {
+    let st = statx_fd(inode.fd.as_fd())?;
+    Ok(st.stx_uid == uid && u32::from(st.stx_mode) & libc::S_IFMT == libc::S_IFREG)
+}
+
 /// The kernel's view of a source inode's attributes.
 pub fn attr_of(st: &Statx) -> fuse_attr {
     fuse_attr {
@@ -536,8 +542,8 @@ impl Filesystem for Passthrough {
         let fd = match self.reopen(&inode, self.open_flags(flags)) {
             // The mode the caller gave its new file may not let it open the file again
             // (`open(O_CREAT | O_RDWR, 0)`). Its owner may change that mode anyway, so
-            // opening it as root grants nothing more: only for the owner.
-            Err(Errno::EACCES) if statx_fd(inode.fd.as_fd())?.stx_uid == ctx.uid => {
+            // opening it as root grants nothing more: only a regular file, only its owner.
+            Err(Errno::EACCES) if owns_regular_file(&inode, ctx.uid)? => {
                 crate::creds::as_root(|| self.reopen(&inode, self.open_flags(flags)))??
             }
             result => result?,
