@@ -76,10 +76,10 @@ pub fn listen(path: &Path) -> Result<Listener, DaemonError> {
     Ok(Listener { fd, identity })
 }
 
-/// `path` with its file name as `.NAME.PID`, in the same directory (so a hard link works).
+/// `.k<pid>` beside `path` (the same directory, so a hard link works). Short, so that it fits
+/// in a socket address whenever `path` does, unless `path`'s own name is shorter still.
 fn staging_path(path: &Path) -> std::path::PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}", std::process::id()))
+    path.with_file_name(format!(".k{}", std::process::id()))
 }
 
 /// Remove the socket file at exit if it is still ours.
