@@ -124,9 +124,9 @@ pub(crate) fn dispatch<F: Filesystem>(
     // the state that means "done" is also the state in which they fail.
     let intent = match &req.op {
         Operation::Setxattr { arg, name, .. } if arg.flags as i32 & XATTR_CREATE != 0 => {
-            xattr_was_there(fs, &ctx, req.nodeid, name)
+            xattr_intent(fs, &ctx, req.nodeid, name)
         }
-        Operation::Removexattr { name } => xattr_was_there(fs, &ctx, req.nodeid, name),
+        Operation::Removexattr { name } => xattr_intent(fs, &ctx, req.nodeid, name),
         Operation::Write { arg, .. } => {
             fs.getattr(&ctx, req.nodeid, Some(arg.fh)).map_or(u64::MAX, |a| a.attr.size)
         }
@@ -342,7 +342,7 @@ fn settle<F: Filesystem>(
 const XATTR_WAS_THERE: u64 = 1;
 const XATTR_WAS_ABSENT: u64 = 2;
 
-fn xattr_was_there<F: Filesystem>(fs: &F, ctx: &Context<'_>, nodeid: u64, name: &OsStr) -> u64 {
+fn xattr_intent<F: Filesystem>(fs: &F, ctx: &Context<'_>, nodeid: u64, name: &OsStr) -> u64 {
     match fs.getxattr(ctx, nodeid, name, &mut []) {
         Ok(_) | Err(Errno::ERANGE) => XATTR_WAS_THERE,
         Err(Errno::ENODATA) => XATTR_WAS_ABSENT,
