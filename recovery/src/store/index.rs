@@ -11,7 +11,8 @@ const EMPTY: u64 = 0;
 const TOMBSTONE: u64 = u64::MAX;
 const SLOT_BITS: u64 = (1 << 48) - 1;
 
-/// Entries are `hash_high16 << 48 | (slot + 1)`. Linear probing; removal leaves a tombstone.
+/// Entries are `hash_high16 << 48 | (slot + 1)`. Linear probing; removal leaves a tombstone
+/// only where a probe may need to pass it (`clear`).
 /// Callers serialize changes (one writer at a time).
 #[derive(Debug)]
 pub struct HashIndex {
@@ -63,6 +64,33 @@ impl HashIndex {
         false
     }
 
+    /// Empties entry `at`. A probe ends at an empty entry, so the entry becomes a tombstone
+    /// unless the next one is empty: then no probe needs it, nor the tombstones just before
+    /// it, and they all become empty again. (Tombstones never cleared would, over a long
+    /// mount's millions of lookups and forgets, leave no empty entry, and every miss would
+    /// probe the whole index.) Each store leaves a valid index, so a crash between them
+    /// only leaves tombstones.
+    fn clear(&self, at: u64) {
+        if self.entry(at.wrapping_add(1)).load(Ordering::Acquire) != EMPTY {
+            self.entry(at).store(TOMBSTONE, Ordering::Release);
+            return;
+        }
+        self.entry(at).store(EMPTY, Ordering::Release);
+        for back in 1..=self.mask {
+            let entry = self.entry(at.wrapping_sub(back));
+            if entry.load(Ordering::Acquire) != TOMBSTONE {
+                return;
+            }
+            entry.store(EMPTY, Ordering::Release);
+        }
+    }
+
+    /// Entries that are tombstones (for tests).
+    #[cfg(test)]
+    pub fn tombstones(&self) -> usize {
+        (0..=self.mask).filter(|&i| self.entry(i).load(Ordering::Relaxed) == TOMBSTONE).count()
+    }
+
     /// Removes `slot`'s entry under `hash`.
     pub fn remove(&self, hash: u64, slot: u64) {
         let wanted = Self::tag(hash) | (slot + 1);
@@ -73,7 +101,7 @@ impl HashIndex {
                 return;
             }
             if e == wanted {
-                entry.store(TOMBSTONE, Ordering::Release);
+                self.clear(hash.wrapping_add(probe));
                 return;
             }
         }

@@ -8,10 +8,14 @@ use super::{StoreError, TableSpec};
 
 const FREE: u64 = 0;
 const VALID: u64 = 1;
+/// Taken by an insert that has not published its record yet. A writer killed in between
+/// leaves the slot claimed: one slot lost per such crash, never one used twice.
+const CLAIMED: u64 = 2;
 
 /// Fixed-size records addressed by slot number. Slots are claimed from a high-water mark kept
-/// in the store, or reused from the slots this process freed. Callers serialize `insert`
-/// with `read` of the same slot (a slot freed and reused while being read could tear).
+/// in the store, or reused from free slots: those this process freed, and those an earlier
+/// process freed (found by a scan, see `claim`). Callers serialize `insert` with `read` of
+/// the same slot (a slot freed and reused while being read could tear).
 #[derive(Debug)]
 pub struct Table {
     map: Arc<SharedMap>,
@@ -19,7 +23,17 @@ pub struct Table {
     region: usize,
     slot_size: usize,
     hwm: usize,
-    free: Mutex<Vec<u64>>,
+    free: Mutex<FreeSlots>,
+}
+
+/// Slots known free; slots below `inherited` (the high-water mark when this table was
+/// opened) were claimed by earlier processes and not yet scanned for free ones; `fresh`
+/// counts slots taken from the high-water mark since the opening.
+#[derive(Debug, Default)]
+struct FreeSlots {
+    slots: Vec<u64>,
+    inherited: u64,
+    fresh: u64,
 }
 
 impl Table {
@@ -30,7 +44,10 @@ impl Table {
         slot_size: usize,
         hwm: usize,
     ) -> Self {
-        Table { map, spec, region, slot_size, hwm, free: Mutex::new(Vec::new()) }
+        let table = Table { map, spec, region, slot_size, hwm, free: Mutex::default() };
+        let inherited = table.high_water();
+        table.free.lock().unwrap_or_else(|p| p.into_inner()).inherited = inherited;
+        table
     }
 
     /// Most records the table holds.
@@ -55,18 +72,7 @@ impl Table {
     /// record; the rest is zero.
     pub fn insert(&self, words: &[u64], bytes: &[u8]) -> Result<u64, StoreError> {
         assert!(words.len() <= self.spec.words as usize && bytes.len() <= self.spec.bytes as usize);
-        let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let slot = match reused {
-            Some(slot) => slot,
-            None => {
-                let slot = self.map.word(self.hwm).fetch_add(1, Ordering::AcqRel);
-                if slot >= self.spec.capacity {
-                    self.map.word(self.hwm).fetch_sub(1, Ordering::AcqRel);
-                    return Err(StoreError::Full(self.spec.name));
-                }
-                slot
-            }
-        };
+        let slot = self.claim()?;
         let at = self.at(slot);
         for i in 0..self.spec.words as usize {
             self.map
@@ -83,6 +89,52 @@ impl Table {
         }
         self.state(slot).store(VALID, Ordering::Release);
         Ok(slot)
+    }
+
+    /// A slot for a new record, marked CLAIMED: one this process knows free, else a new one
+    /// from the high-water mark. Slots that earlier processes freed are known to nobody: one
+    /// scan of the inherited slots (`0..` the high-water mark at opening) lists them, when
+    /// the table is full or once this process has taken a quarter as many new slots (so a
+    /// restarted server's store grows by at most a quarter before reusing what its
+    /// predecessors freed, and the scan costs O(1) per insert amortized). Slots above that
+    /// mark that this process frees are on its list already. Every claim is a
+    /// compare-and-swap from FREE, so a slot listed twice (two tables on one region), or by
+    /// two processes at once (a handover), is still given to one insert only.
+    fn claim(&self) -> Result<u64, StoreError> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            while let Some(slot) = free.slots.pop() {
+                if self.try_claim(slot) {
+                    return Ok(slot);
+                }
+            }
+            let inherited = free.inherited;
+            if inherited > 0
+                && (self.high_water() >= self.spec.capacity || free.fresh * 4 >= inherited)
+            {
+                free.inherited = 0;
+                free.slots = (0..inherited)
+                    .rev()
+                    .filter(|&slot| self.state(slot).load(Ordering::Acquire) == FREE)
+                    .collect();
+                continue;
+            }
+            let slot = self.map.word(self.hwm).fetch_add(1, Ordering::AcqRel);
+            if slot >= self.spec.capacity {
+                self.map.word(self.hwm).fetch_sub(1, Ordering::AcqRel);
+                return Err(StoreError::Full(self.spec.name));
+            }
+            free.fresh += 1;
+            if self.try_claim(slot) {
+                return Ok(slot);
+            }
+        }
+    }
+
+    fn try_claim(&self, slot: u64) -> bool {
+        self.state(slot)
+            .compare_exchange(FREE, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     /// Whether `slot` holds a record.
@@ -118,7 +170,7 @@ impl Table {
     pub fn remove(&self, slot: u64) {
         if self.is_valid(slot) {
             self.state(slot).store(FREE, Ordering::Release);
-            self.free.lock().unwrap_or_else(|p| p.into_inner()).push(slot);
+            self.free.lock().unwrap_or_else(|p| p.into_inner()).slots.push(slot);
         }
     }
 }

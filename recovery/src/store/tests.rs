@@ -49,6 +49,70 @@ fn freed_slots_are_reused_and_full_tables_refuse() {
 }
 
 #[test]
+fn slots_an_earlier_process_freed_are_reused_once_the_table_is_full() {
+    let store = Store::create("test", &SPECS).unwrap();
+    let (small, _) = store.table(1);
+    let slots: Vec<u64> = (0..10).map(|i| small.insert(&[i], &[]).unwrap()).collect();
+    for &slot in &slots[..7] {
+        small.remove(slot);
+    }
+    drop(small);
+    // The next server: the seven slots are free, but on nobody's list.
+    let again = reopen(&store).unwrap();
+    let (small, _) = again.table(1);
+    let mut reused: Vec<u64> = (0..7).map(|i| small.insert(&[100 + i], &[]).unwrap()).collect();
+    reused.sort();
+    assert_eq!(reused, slots[..7], "each freed slot reused once");
+    assert!(matches!(small.insert(&[0], &[]), Err(StoreError::Full("other"))));
+    for &slot in &slots[7..] {
+        assert_eq!(small.word(slot, 0).load(Ordering::Relaxed), slot, "a live record kept");
+    }
+}
+
+#[test]
+fn a_restarted_writer_grows_the_table_by_at_most_a_quarter_before_reusing_freed_slots() {
+    let store = Store::create("test", &SPECS).unwrap();
+    let (things, _) = store.table(0);
+    let slots: Vec<u64> = (0..4000).map(|i| things.insert(&[i], &[]).unwrap()).collect();
+    for &slot in &slots {
+        things.remove(slot);
+    }
+    let again = reopen(&store).unwrap();
+    let (things, _) = again.table(0);
+    for i in 0..4000 {
+        things.insert(&[i], &[]).unwrap();
+    }
+    assert!(
+        things.high_water() <= 5000,
+        "4,000 records after 4,000 were freed took {} slots",
+        things.high_water()
+    );
+}
+
+#[test]
+fn two_writers_on_one_table_never_share_a_slot() {
+    // Two tables on one region (two processes during a handover) both list the slots an
+    // earlier process freed; each slot still goes to one insert only.
+    let store = Store::create("test", &SPECS).unwrap();
+    let (first, _) = store.table(1);
+    let slots: Vec<u64> = (0..10).map(|i| first.insert(&[i], &[]).unwrap()).collect();
+    for &slot in &slots {
+        first.remove(slot);
+    }
+    let again = reopen(&store).unwrap();
+    let ((a, _), (b, _)) = (store.table(1), again.table(1));
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(a.insert(&[1], &[]).unwrap());
+        got.push(b.insert(&[2], &[]).unwrap());
+    }
+    got.sort();
+    assert_eq!(got, slots, "ten inserts, ten different slots");
+    assert!(matches!(a.insert(&[1], &[]), Err(StoreError::Full("other"))));
+    assert!(matches!(b.insert(&[2], &[]), Err(StoreError::Full("other"))));
+}
+
+#[test]
 fn negotiation_is_saved_whole() {
     let store = Store::create("test", &SPECS).unwrap();
     assert_eq!(store.negotiation(), None);
@@ -83,6 +147,31 @@ fn index_finds_colliding_hashes_by_key() {
     index.remove(h, 1);
     assert_eq!(index.find(h, |s| s == 1), None);
     assert_eq!(index.find(h, |s| s == 2), Some(2), "found past the tombstone");
+}
+
+#[test]
+fn removals_leave_no_tombstone_no_probe_needs() {
+    let store = Store::create("test", &SPECS).unwrap();
+    let (_, index) = store.table(0);
+    let index = index.unwrap();
+    // A long mount: a million lookups and forgets of different inodes, a few live at once.
+    let mut live = std::collections::VecDeque::new();
+    for i in 0..1_000_000u64 {
+        let hash = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        assert!(index.insert(hash, i % 1000));
+        live.push_back((hash, i % 1000));
+        if live.len() > 64 {
+            let (hash, slot) = live.pop_front().unwrap();
+            index.remove(hash, slot);
+        }
+    }
+    for &(hash, slot) in &live {
+        assert_eq!(index.find(hash, |s| s == slot), Some(slot), "a live entry is still found");
+    }
+    while let Some((hash, slot)) = live.pop_front() {
+        index.remove(hash, slot);
+    }
+    assert_eq!(index.tombstones(), 0, "an empty index holds tombstones");
 }
 
 fn pattern(seq: u64) -> Vec<u8> {
