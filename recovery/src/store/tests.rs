@@ -48,18 +48,23 @@ fn freed_slots_are_reused_and_full_tables_refuse() {
     assert_eq!(small.insert(&[99], &[]).unwrap(), slots[3]);
 }
 
+/// The store as the next process opens it, after a writer inserted `n` records in table `i`
+/// and removed the first `freed`; and the records' slots.
+fn freed_by_an_earlier_writer(i: usize, n: u64, freed: usize) -> (Store, Vec<u64>) {
+    let store = Store::create("test", &SPECS).unwrap();
+    let (table, _) = store.table(i);
+    let slots: Vec<u64> = (0..n).map(|v| table.insert(&[v], &[]).unwrap()).collect();
+    for &slot in &slots[..freed] {
+        table.remove(slot);
+    }
+    (reopen(&store).unwrap(), slots)
+}
+
 #[test]
 fn slots_an_earlier_process_freed_are_reused_once_the_table_is_full() {
-    let store = Store::create("test", &SPECS).unwrap();
+    // Seven slots free, but on nobody's list.
+    let (store, slots) = freed_by_an_earlier_writer(1, 10, 7);
     let (small, _) = store.table(1);
-    let slots: Vec<u64> = (0..10).map(|i| small.insert(&[i], &[]).unwrap()).collect();
-    for &slot in &slots[..7] {
-        small.remove(slot);
-    }
-    drop(small);
-    // The next server: the seven slots are free, but on nobody's list.
-    let again = reopen(&store).unwrap();
-    let (small, _) = again.table(1);
     let mut reused: Vec<u64> = (0..7).map(|i| small.insert(&[100 + i], &[]).unwrap()).collect();
     reused.sort();
     assert_eq!(reused, slots[..7], "each freed slot reused once");
@@ -71,14 +76,8 @@ fn slots_an_earlier_process_freed_are_reused_once_the_table_is_full() {
 
 #[test]
 fn a_restarted_writer_grows_the_table_by_at_most_a_quarter_before_reusing_freed_slots() {
-    let store = Store::create("test", &SPECS).unwrap();
+    let (store, _) = freed_by_an_earlier_writer(0, 4000, 4000);
     let (things, _) = store.table(0);
-    let slots: Vec<u64> = (0..4000).map(|i| things.insert(&[i], &[]).unwrap()).collect();
-    for &slot in &slots {
-        things.remove(slot);
-    }
-    let again = reopen(&store).unwrap();
-    let (things, _) = again.table(0);
     for i in 0..4000 {
         things.insert(&[i], &[]).unwrap();
     }
@@ -93,12 +92,7 @@ fn a_restarted_writer_grows_the_table_by_at_most_a_quarter_before_reusing_freed_
 fn two_writers_on_one_table_never_share_a_slot() {
     // Two tables on one region (two processes during a handover) both list the slots an
     // earlier process freed; each slot still goes to one insert only.
-    let store = Store::create("test", &SPECS).unwrap();
-    let (first, _) = store.table(1);
-    let slots: Vec<u64> = (0..10).map(|i| first.insert(&[i], &[]).unwrap()).collect();
-    for &slot in &slots {
-        first.remove(slot);
-    }
+    let (store, slots) = freed_by_an_earlier_writer(1, 10, 10);
     let again = reopen(&store).unwrap();
     let ((a, _), (b, _)) = (store.table(1), again.table(1));
     let mut got = Vec::new();
