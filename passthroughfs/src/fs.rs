@@ -539,12 +539,13 @@ impl Filesystem for Passthrough {
     fn reopen_created(&self, ctx: &Context<'_>, nodeid: u64, flags: i32) -> Result<Opened> {
         become_caller(ctx)?;
         let inode = self.inodes.get(nodeid)?;
-        let fd = match self.reopen(&inode, self.open_flags(flags)) {
+        let open_flags = self.open_flags(flags);
+        let fd = match self.reopen(&inode, open_flags) {
             // The mode the caller gave its new file may not let it open the file again
             // (`open(O_CREAT | O_RDWR, 0)`). Its owner may change that mode anyway, so
             // opening it as root grants nothing more: only a regular file, only its owner.
             Err(Errno::EACCES) if owns_regular_file(&inode, ctx.uid)? => {
-                crate::creds::as_root(|| self.reopen(&inode, self.open_flags(flags)))??
+                crate::creds::as_root(|| self.reopen(&inode, open_flags))??
             }
             result => result?,
         };

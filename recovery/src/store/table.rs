@@ -44,9 +44,9 @@ impl Table {
         slot_size: usize,
         hwm: usize,
     ) -> Self {
-        let table = Table { map, spec, region, slot_size, hwm, free: Mutex::default() };
+        let mut table = Table { map, spec, region, slot_size, hwm, free: Mutex::default() };
         let inherited = table.high_water();
-        table.free.lock().unwrap_or_else(|p| p.into_inner()).inherited = inherited;
+        table.free.get_mut().unwrap_or_else(|p| p.into_inner()).inherited = inherited;
         table
     }
 
