@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
-use common::{Keeper, dup, memfd, open_fuse, read_all, wait_until};
+use common::{Keeper, PATIENCE, PROMPT, dup, memfd, open_fuse, read_all, wait_until};
 use fuse_keeper::{ConnState, KeeperError, Registration, same_open_file};
 
 fn registration(tag: &str) -> Registration {
@@ -90,10 +90,11 @@ fn killed_server_is_orphaned_at_once_and_attach_returns_its_fds() {
 
     server.kill();
     let killed = Instant::now();
-    let orphaned = wait_until(Duration::from_millis(100), || {
+    // The keeper learns of the death from a pidfd, not from a later client or a sweep.
+    let orphaned = wait_until(PROMPT, || {
         keeper.entry("crash").is_some_and(|e| e.state == ConnState::Orphaned)
     });
-    assert!(orphaned, "not orphaned within 100 ms: {:?}", keeper.entry("crash"));
+    assert!(orphaned, "not orphaned within {PROMPT:?}: {:?}", keeper.entry("crash"));
     let info = keeper.entry("crash").unwrap();
     assert_eq!(info.server_pid, None);
     assert!(info.orphaned_for.is_some_and(|d| d <= killed.elapsed()));
@@ -119,7 +120,7 @@ fn dead_server_tag_cannot_be_registered_again() {
     let keeper = Keeper::start();
     let mut server = keeper.registrant("dead", &[], open_fuse(), None);
     server.kill();
-    assert!(keeper.wait_state("dead", ConnState::Orphaned, Duration::from_secs(2)));
+    assert!(keeper.wait_state("dead", ConnState::Orphaned, PATIENCE));
     let (dev, state) = (open_fuse(), memfd(b""));
     let mut reg = registration("dead");
     reg.mountpoint = "/nonexistent".into();
@@ -137,7 +138,7 @@ fn attach_by_another_uid_is_refused_and_logged() {
     let keeper = Keeper::start();
     let mut server = keeper.registrant("secret", &[], open_fuse(), None);
     server.kill();
-    assert!(keeper.wait_state("secret", ConnState::Orphaned, Duration::from_secs(2)));
+    assert!(keeper.wait_state("secret", ConnState::Orphaned, PATIENCE));
 
     let (stdout, code) = attach_as_nobody(&keeper, "secret");
     assert_eq!(code, Some(1), "{stdout}");
@@ -148,7 +149,7 @@ fn attach_by_another_uid_is_refused_and_logged() {
         .and_then(|p| p.parse().ok())
         .expect("helper pid");
     let line = format!("refused attach of tag secret by pid {pid} uid 65534 gid 65534");
-    assert!(wait_until(Duration::from_secs(2), || keeper.log_text().contains(&line)));
+    assert!(wait_until(PATIENCE, || keeper.log_text().contains(&line)));
 
     // Nobody may not abort or unmount it either; the entry is still held.
     let out = keeper.command(&["abort", "secret"]).uid(65534).gid(65534).output().unwrap();
@@ -166,7 +167,7 @@ fn rescue_uid_may_attach_and_root_only_with_the_flag() {
     let keeper = Keeper::start();
     let mut server = keeper.registrant("rescued", &["--rescue-uid", "65534"], open_fuse(), None);
     server.kill();
-    assert!(keeper.wait_state("rescued", ConnState::Orphaned, Duration::from_secs(2)));
+    assert!(keeper.wait_state("rescued", ConnState::Orphaned, PATIENCE));
     // Root (the owner here) is not the rescue uid and gets no bypass by default.
     assert_eq!(refused(keeper.client().attach("rescued")), libc::EACCES);
     let (stdout, code) = attach_as_nobody(&keeper, "rescued");
@@ -176,7 +177,7 @@ fn rescue_uid_may_attach_and_root_only_with_the_flag() {
     let keeper = Keeper::start_with(&["--root-may-attach"]);
     let mut server = keeper.registrant("rescued", &["--rescue-uid", "65534"], open_fuse(), None);
     server.kill();
-    assert!(keeper.wait_state("rescued", ConnState::Orphaned, Duration::from_secs(2)));
+    assert!(keeper.wait_state("rescued", ConnState::Orphaned, PATIENCE));
     assert!(keeper.client().attach("rescued").unwrap().is_some());
 }
 
@@ -236,7 +237,7 @@ fn the_socket_file_appears_only_once_the_keeper_accepts_connections() {
         .spawn()
         .unwrap();
     let mut keeper = common::Proc { child };
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + PATIENCE;
     while !socket.exists() {
         assert!(Instant::now() < deadline, "no socket file");
         assert!(keeper.is_running(), "the keeper exited");
@@ -285,6 +286,6 @@ fn spawn_detached_starts_a_keeper_that_answers() {
     let ppid = parent.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap();
     assert_ne!(ppid, std::process::id().to_string(), "still our child");
     drop(guard);
-    assert!(wait_until(Duration::from_secs(2), || !socket.exists()));
+    assert!(wait_until(PATIENCE, || !socket.exists()));
     assert!(std::fs::metadata(dir.path().join("k.sock.log")).is_ok());
 }

@@ -4,9 +4,8 @@
 mod common;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
 
-use common::{Keeper, fd_count, memfd, open_fuse, wait_until};
+use common::{Keeper, PATIENCE, fd_count, memfd, open_fuse, wait_until};
 use fuse_keeper::protocol::{
     self, Header, Kind, MAX_MESSAGE, Reply, Request, decode_reply, encode_request,
 };
@@ -81,7 +80,7 @@ fn fds_of_refused_messages_are_closed() {
     let keeper = Keeper::start();
     let sock = raw_connect(&keeper);
     list_works(&sock);
-    let before = fd_count(keeper.proc.pid());
+    let before = keeper.settled_fds();
     let files: Vec<OwnedFd> = (0..17).map(|_| memfd(b"x")).collect();
     let borrowed: Vec<BorrowedFd<'_>> = files.iter().map(AsFd::as_fd).collect();
 
@@ -114,7 +113,7 @@ fn fds_of_refused_messages_are_closed() {
     assert_eq!(errno_of(exchange(&sock, &reg, &[borrowed[0], dev.as_fd()])), libc::EBADF);
 
     assert!(
-        wait_until(Duration::from_secs(1), || fd_count(keeper.proc.pid()) == before),
+        wait_until(PATIENCE, || fd_count(keeper.proc.pid()) == before),
         "keeper leaked fds: {} before, {} after",
         before,
         fd_count(keeper.proc.pid())

@@ -28,7 +28,7 @@ impl Drop for Reaped {
 
 /// The pid of the first child of `pid`, waiting up to 5 s for it.
 fn child_of(pid: u32) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + common::PATIENCE;
     loop {
         let children =
             fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
@@ -84,7 +84,7 @@ fn a_server_in_a_user_and_pid_namespace_recovers_through_a_host_keeper() {
         Reaped(cmd)
     };
     let listed = |want: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + common::PATIENCE;
         loop {
             let ls = keeper.ls_json();
             if ls.contains(want) {
@@ -127,7 +127,7 @@ fn a_server_in_a_user_and_pid_namespace_recovers_through_a_host_keeper() {
     let nsenter = server();
     let second = child_of(nsenter.0.id());
     listed(&format!("\"server_pid\":{second}"));
-    let out = common::within(Duration::from_secs(10), "the waiting read", move || {
+    let out = common::within(common::PATIENCE, "the waiting read", move || {
         waiting.wait_with_output().unwrap()
     });
     assert!(out.status.success(), "the application in the pod saw an error");

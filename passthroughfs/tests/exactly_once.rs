@@ -275,7 +275,7 @@ fn run_case(case: &Case, point: &str) {
         .spawn()
         .unwrap();
     let status = m
-        .wait_exit(Duration::from_secs(10))
+        .wait_exit(common::PATIENCE)
         .unwrap_or_else(|| panic!("{} {point}: the server did not crash", case.opcode));
     assert!(
         !status.success(),
@@ -300,7 +300,7 @@ fn run_case(case: &Case, point: &str) {
 /// behind for ever; a handle opened twice for one CREATE leaves a handle.
 fn counts_drain(keeper: &Keeper, what: &str) {
     let store = state_store(keeper);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + common::PATIENCE;
     loop {
         fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
         let inodes = InodeTable::census(&store);

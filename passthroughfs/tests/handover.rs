@@ -45,7 +45,7 @@ fn log_of(m: &Mounted, log: &str) -> String {
 
 /// Waits until the keeper's listing contains `what`.
 fn wait_listed(keeper: &Keeper, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + common::PATIENCE;
     loop {
         let ls = keeper.ls_json();
         if ls.contains(what) {
@@ -66,7 +66,7 @@ fn a_server_started_with_nohandover_refuses_and_serves_on() {
     keeper.wait_serving(m.pid());
 
     let mut refused = server(&m, &keeper, ",handover", "new.log");
-    let status = wait_exit(&mut refused, Duration::from_secs(10));
+    let status = wait_exit(&mut refused, common::PATIENCE);
     assert!(!status.success(), "a refused handover must fail the new server");
     let log = log_of(&m, "new.log");
     assert!(log.contains("refused to hand over"), "the reason is given: {log}");
@@ -83,16 +83,28 @@ fn a_live_server_hands_over_under_reads_exits_zero_and_nothing_is_resent() {
     m.server = Some(server(&m, &keeper, ",nopassthrough", "old.log"));
     m.wait_mounted();
     keeper.wait_serving(m.pid());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let reader = {
-        let path = m.mnt("f");
+        let (path, done) = (m.mnt("f"), done.clone());
         std::thread::spawn(move || {
-            (0..3000).map(|_| fs::read(&path).map(|d| d.len())).collect::<Vec<_>>()
+            (0..3000)
+                .map(|_| {
+                    let read = fs::read(&path).map(|d| d.len());
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    read
+                })
+                .collect::<Vec<_>>()
         })
     };
-    sleep(Duration::from_millis(20));
+    // The handover starts under reads: the first one has been answered.
+    let deadline = Instant::now() + common::PATIENCE;
+    while done.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the first read never completed");
+        sleep(Duration::from_millis(1));
+    }
     let mut old = m.server.take().unwrap();
     m.server = Some(server(&m, &keeper, ",nopassthrough,handover", "new.log"));
-    let status = wait_exit(&mut old, Duration::from_secs(10));
+    let status = wait_exit(&mut old, common::PATIENCE);
     assert!(status.success(), "the old server exits 0 after handing over: {status}");
     assert!(log_of(&m, "old.log").contains("handed over"), "{}", log_of(&m, "old.log"));
     keeper.wait_serving(m.pid());
@@ -119,7 +131,7 @@ fn a_frozen_server_leaves_the_connection_attaching_and_one_that_dies_hands_it_ov
 
     // It dies without answering: the new server gets the connection as after a crash.
     m.signal(Signal::KILL);
-    m.wait_exit(Duration::from_secs(5)).expect("killed server reaped");
+    m.wait_exit(common::PATIENCE).expect("killed server reaped");
     m.server = Some(new);
     keeper.wait_serving(m.pid());
     assert_eq!(fs::read(m.mnt("f")).unwrap(), b"hello", "the new server serves");

@@ -16,6 +16,9 @@ use fuse_server::{
 };
 use fuse_transport::MountOptions;
 
+/// How long a test waits for what must happen: only a hang takes this long.
+const PATIENCE: Duration = Duration::from_secs(60);
+
 /// One file, `hello`, whose size says which server answered.
 struct Hello {
     size: u64,
@@ -24,6 +27,8 @@ struct Hello {
     lookups: Arc<Mutex<Vec<u64>>>,
     /// How long each LOOKUP takes.
     delay: Duration,
+    /// LOOKUPs that have started.
+    entered: Arc<AtomicUsize>,
 }
 
 impl Hello {
@@ -44,6 +49,7 @@ impl Filesystem for Hello {
         self.inits.fetch_add(1, Ordering::SeqCst);
     }
     fn lookup(&self, _ctx: &Context<'_>, parent: u64, name: &OsStr) -> Result<Entry, Errno> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(self.delay);
         self.lookups.lock().unwrap().push(_ctx.unique);
         if parent != 1 || name != "hello" {
@@ -93,7 +99,7 @@ fn stat_in_thread(path: PathBuf) -> mpsc::Receiver<std::io::Result<u64>> {
 }
 
 fn stat_size(path: PathBuf) -> std::io::Result<u64> {
-    stat_in_thread(path).recv_timeout(Duration::from_secs(5)).expect("stat did not complete in 5 s")
+    stat_in_thread(path).recv_timeout(PATIENCE).expect("stat did not complete")
 }
 
 /// Mounts `mnt` with `holder` keeping a duplicate of its fd, and answers INIT with a fresh
@@ -107,8 +113,13 @@ fn first_server(
     assert!(rustix::process::geteuid().is_root(), "mounting needs root");
     let options = MountOptions { fsname: Some("resume-test".into()), ..MountOptions::default() };
     let channel = fuse_server::mount(mnt, &options, holder.clone()).unwrap();
-    let fs =
-        Hello { size: 1, inits: inits.clone(), lookups: Arc::default(), delay: Duration::ZERO };
+    let fs = Hello {
+        size: 1,
+        inits: inits.clone(),
+        lookups: Arc::default(),
+        delay: Duration::ZERO,
+        entered: Arc::default(),
+    };
     Session::start(fs, channel, config.clone()).unwrap()
 }
 
@@ -138,7 +149,13 @@ fn a_resumed_session_serves_the_connection_without_init() {
     let fds = held_fds(&holder);
     assert_eq!(fds.len(), 1, "the mount's fd was adopted before INIT was read");
     let second = Session::resume(
-        Hello { size: 2, inits: inits.clone(), lookups: Arc::default(), delay: Duration::ZERO },
+        Hello {
+            size: 2,
+            inits: inits.clone(),
+            lookups: Arc::default(),
+            delay: Duration::ZERO,
+            entered: Arc::default(),
+        },
         Channel::new(fds, Arc::new(fuse_server::NoCustody)).unwrap(),
         saved,
         config,
@@ -184,14 +201,20 @@ fn a_request_read_by_a_dead_server_is_resent_to_the_next_one() {
     let fds = held_fds(&holder);
     let lookups = Arc::new(Mutex::new(Vec::new()));
     let second = Session::resume(
-        Hello { size: 2, inits, lookups: lookups.clone(), delay: Duration::ZERO },
+        Hello {
+            size: 2,
+            inits,
+            lookups: lookups.clone(),
+            delay: Duration::ZERO,
+            entered: Arc::default(),
+        },
         Channel::new(fds, Arc::new(fuse_server::NoCustody)).unwrap(),
         saved,
         config,
     );
     std::thread::scope(|s| {
         s.spawn(|| second.run_then(|channel| channel.notify_resend()));
-        let size = rx.recv_timeout(Duration::from_secs(5)).expect("the resent LOOKUP was answered");
+        let size = rx.recv_timeout(PATIENCE).expect("the resent LOOKUP was answered");
         assert_eq!(size.unwrap(), 2);
         fuse_transport::force_unmount(&mnt).unwrap();
     });
@@ -213,11 +236,13 @@ fn a_stopped_session_answers_what_it_read_and_leaves_the_rest_to_the_next_withou
     let options = MountOptions { fsname: Some("stop-test".into()), ..MountOptions::default() };
     let channel = fuse_server::mount(&mnt, &options, holder.clone()).unwrap();
     let first_lookups = Arc::new(Mutex::new(Vec::new()));
+    let entered = Arc::new(AtomicUsize::new(0));
     let slow = Hello {
         size: 1,
         inits: inits.clone(),
         lookups: first_lookups.clone(),
         delay: Duration::from_millis(400),
+        entered: entered.clone(),
     };
     let first = Session::start(slow, channel, config.clone()).unwrap();
     let saved = *first.negotiation();
@@ -228,11 +253,16 @@ fn a_stopped_session_answers_what_it_read_and_leaves_the_rest_to_the_next_withou
         // A LOOKUP inside the first server (it takes 400 ms) when the stop comes: the stop
         // waits for its answer. Two workers are idle in read(2): the stop interrupts them.
         let in_flight = stat_in_thread(mnt.join("hello"));
-        std::thread::sleep(Duration::from_millis(100));
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while entered.load(Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the LOOKUP never reached the server");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Only a stop that waited for an idle reader forever would take this long.
         let asked = std::time::Instant::now();
         stop.stop();
         let took = asked.elapsed();
-        assert!(took < Duration::from_secs(2), "stopping took {took:?}");
+        assert!(took < PATIENCE, "stopping took {took:?}");
         run.join().unwrap().expect("a stopped session returns Ok");
         assert_eq!(first_lookups.lock().unwrap().len(), 1, "the LOOKUP in flight was answered");
         // No server reads now: a new request waits in the kernel.
@@ -245,19 +275,24 @@ fn a_stopped_session_answers_what_it_read_and_leaves_the_rest_to_the_next_withou
     // The next server resumes without FUSE_NOTIFY_RESEND and gets the queued request.
     let lookups = Arc::new(Mutex::new(Vec::new()));
     let second = Session::resume(
-        Hello { size: 2, inits, lookups: lookups.clone(), delay: Duration::ZERO },
+        Hello {
+            size: 2,
+            inits,
+            lookups: lookups.clone(),
+            delay: Duration::ZERO,
+            entered: Arc::default(),
+        },
         Channel::new(held_fds(&holder), Arc::new(fuse_server::NoCustody)).unwrap(),
         saved,
         config,
     );
     std::thread::scope(|s| {
         s.spawn(|| second.run());
-        let size = queued.recv_timeout(Duration::from_secs(5)).expect("the queued stat completed");
+        let size = queued.recv_timeout(PATIENCE).expect("the queued stat completed");
         assert_eq!(size.unwrap(), 2, "the next server answered it");
         // The stat whose LOOKUP the first server answered goes on with a GETATTR (attributes
         // are valid for 0 s), which the next server answers.
-        let size =
-            in_flight.recv_timeout(Duration::from_secs(5)).expect("the other stat completed");
+        let size = in_flight.recv_timeout(PATIENCE).expect("the other stat completed");
         assert_eq!(size.unwrap(), 2);
         fuse_transport::force_unmount(&mnt).unwrap();
     });

@@ -18,8 +18,7 @@ for mode in passthrough nopassthrough; do
   [ "$mode" = nopassthrough ] && opts=$opts,nopassthrough
   RUST_LOG=info "$PFS_BIN" -f -o "$opts" "$work/src" "$work/mnt" 2> "$work/server-0.log" &
   PFS_PID=$!
-  for _ in $(seq 1 200); do [ -n "$(conn_id "$work/mnt")" ] && break; sleep 0.05; done
-  if [ -z "$(conn_id "$work/mnt")" ]; then
+  if ! wait_for "$PATIENCE_S" mounted "$work/mnt"; then
     echo "fsx across handovers, $mode: FAILED (the first server did not mount)"
     tail -5 "$work/server-0.log"
     exit 1

@@ -4,6 +4,24 @@
 
 PFS_BIN=${PFS_BIN:-${CARGO_TARGET_DIR:-target}/release/passthroughfs}
 
+# How long a script waits for something that must happen (a mount, a keeper answering): only a
+# hang takes this long, however loaded the machine is.
+PATIENCE_S=${PATIENCE_S:-60}
+
+# wait_for SECONDS COMMAND...: runs COMMAND every 20 ms until it succeeds (status 0) or
+# SECONDS have passed (status 1).
+wait_for() {
+  local until=$(( $(date +%s%N) + $1 * 1000000000 ))
+  shift
+  until "$@"; do
+    [ "$(date +%s%N)" -lt "$until" ] || return 1
+    sleep 0.02
+  done
+}
+
+# mounted MOUNTPOINT: whether MOUNTPOINT is a FUSE connection's mount (from mountinfo).
+mounted() { [ -n "$(conn_id "$1")" ]; }
+
 # conn_id MOUNTPOINT: the FUSE connection number, from mountinfo (never stat the mount).
 conn_id() {
   awk -v mp="$1" '$5 == mp { split($3, d, ":"); id = d[2] } END { if (id != "") print id }' /proc/self/mountinfo
@@ -34,14 +52,15 @@ start_pfs() {
     "$PFS_BIN" -f "$src" "$mnt" &
   fi
   PFS_PID=$!
-  for _ in $(seq 1 200); do
-    [ -n "$(conn_id "$mnt")" ] && return 0
-    kill -0 "$PFS_PID" 2>/dev/null || { echo "passthroughfs exited before mounting" >&2; return 1; }
-    sleep 0.05
-  done
-  echo "passthroughfs did not mount $mnt within 10 s" >&2
-  return 1
+  wait_for "$PATIENCE_S" mounted_or_exited "$mnt" "$PFS_PID" || {
+    echo "passthroughfs did not mount $mnt within $PATIENCE_S s" >&2
+    return 1
+  }
+  mounted "$mnt" || { echo "passthroughfs exited before mounting" >&2; return 1; }
 }
+
+# mounted_or_exited MOUNTPOINT PID: whether MOUNTPOINT is mounted or PID has exited.
+mounted_or_exited() { mounted "$1" || ! kill -0 "$2" 2>/dev/null; }
 
 KEEPER_BIN=${KEEPER_BIN:-${CARGO_TARGET_DIR:-target}/release/fuse-keeper}
 
@@ -50,13 +69,14 @@ KEEPER_BIN=${KEEPER_BIN:-${CARGO_TARGET_DIR:-target}/release/fuse-keeper}
 start_keeper() {
   "$KEEPER_BIN" serve 2> "$1/keeper.log" &
   KEEPER_PID=$!
-  for _ in $(seq 1 200); do
-    "$KEEPER_BIN" ls > /dev/null 2>&1 && return 0
-    sleep 0.025
-  done
-  echo "the keeper did not answer on $FUSE_KEEPER_SOCKET" >&2
-  return 1
+  wait_for "$PATIENCE_S" keeper_answers || {
+    echo "the keeper did not answer on $FUSE_KEEPER_SOCKET within $PATIENCE_S s" >&2
+    return 1
+  }
 }
+
+# keeper_answers: whether the keeper at $FUSE_KEEPER_SOCKET answers a LIST.
+keeper_answers() { "$KEEPER_BIN" ls > /dev/null 2>&1; }
 
 # stop_keeper: kills the keeper started by start_keeper, by pid.
 stop_keeper() {

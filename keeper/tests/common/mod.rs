@@ -14,6 +14,15 @@ use fuse_keeper::{ConnInfo, KeeperClient};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fuse-keeper");
 
+/// How long a test waits for something that must happen (a state, a log line, a released
+/// application): only a hang takes this long, however loaded the machine is.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The bound on an answer that must not wait for anything (a umount of a dead server's mount,
+/// an orphaning noticed by a pidfd): far above what a loaded 2-core machine takes, far below
+/// the hang it tells apart. Never a speed target: speed is measured in bench/.
+pub const PROMPT: Duration = Duration::from_secs(10);
+
 /// A child process killed (SIGKILL) and reaped when dropped.
 pub struct Proc {
     pub child: Child,
@@ -47,6 +56,8 @@ pub struct Keeper {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub log: PathBuf,
+    /// Connections kept open until the keeper is dropped (see [`Keeper::settled_fds`]).
+    probes: std::cell::RefCell<Vec<KeeperClient>>,
 }
 
 impl Keeper {
@@ -100,9 +111,8 @@ impl Keeper {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawn fuse-keeper serve");
-        let keeper = Keeper { proc: Proc { child }, dir, socket, log };
-        let up =
-            wait_until(Duration::from_secs(5), || KeeperClient::connect(&keeper.socket).is_ok());
+        let keeper = Keeper { proc: Proc { child }, dir, socket, log, probes: Default::default() };
+        let up = wait_until(PATIENCE, || KeeperClient::connect(&keeper.socket).is_ok());
         assert!(up, "keeper did not listen; log:\n{}", keeper.log_text());
         keeper
     }
@@ -154,6 +164,20 @@ impl Keeper {
             self.log_text()
         );
         proc
+    }
+
+    /// The keeper's fd count once every connection closed before this call has been processed.
+    ///
+    /// Two LIST round trips on a new connection: the keeper handles every event one
+    /// `epoll_wait` returned before it waits again, so once the second reply is here, the
+    /// hangups queued before the first request are handled. The probe stays open (and counted)
+    /// until the keeper is dropped, so that its own hangup never changes a later count.
+    pub fn settled_fds(&self) -> usize {
+        let mut probe = KeeperClient::connect(&self.socket).expect("connect to keeper");
+        probe.list().expect("list");
+        probe.list().expect("list");
+        self.probes.borrow_mut().push(probe);
+        fd_count(self.proc.pid())
     }
 
     /// Wait for `tag` to be listed in `state`.
@@ -263,11 +287,11 @@ pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
 
-/// A raw SEQPACKET connection to the keeper at `path`, with 5 s send and receive timeouts (for
-/// tests that write bytes the client library would never send).
+/// A raw SEQPACKET connection to the keeper at `path`, with send and receive timeouts of
+/// [`PATIENCE`] (for tests that write bytes the client library would never send).
 pub fn connect_raw(path: &Path) -> std::io::Result<OwnedFd> {
     let sock = fuse_keeper::client::connect_socket(path)?;
-    let timeout = Some(Duration::from_secs(5));
+    let timeout = Some(PATIENCE);
     for dir in [rustix::net::sockopt::Timeout::Recv, rustix::net::sockopt::Timeout::Send] {
         rustix::net::sockopt::set_socket_timeout(&sock, dir, timeout)?;
     }

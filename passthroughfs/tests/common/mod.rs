@@ -15,6 +15,15 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_passthroughfs");
 
+/// How long a test waits for something that must happen (a mount, an exit, a released
+/// application): only a hang takes this long, however loaded the machine is.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The bound on an answer that must not wait for anything (a umount of a dead server's
+/// mount): far above what a loaded 2-core machine takes, far below the hang it tells apart.
+/// Never a speed target: speed is measured in bench/.
+pub const PROMPT: Duration = Duration::from_secs(10);
+
 /// Fails the test loudly unless it runs as root with /dev/fuse: CI always has both.
 pub fn require_root_and_fuse() {
     assert!(
@@ -70,20 +79,36 @@ impl Mounted {
     }
 
     pub fn wait_mounted(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         while !fuse_transport::is_fuse_mount(&self.mountpoint) {
             if let Some(child) = self.server.as_mut()
                 && let Some(status) = child.try_wait().unwrap()
             {
                 panic!("passthroughfs exited before mounting: {status}");
             }
-            assert!(Instant::now() < deadline, "no mount after 10 s");
+            assert!(Instant::now() < deadline, "no mount after {PATIENCE:?}");
             sleep(Duration::from_millis(20));
         }
     }
 
     pub fn is_mounted(&self) -> bool {
         fuse_transport::is_fuse_mount(&self.mountpoint)
+    }
+
+    /// The number of the server's threads asleep in nanosleep(2) or clock_nanosleep(2): with
+    /// `PASSTHROUGHFS_TEST_READ_DELAY_MS`, the reads it holds (its workers otherwise wait in
+    /// read(2) on the device or in other calls).
+    pub fn threads_sleeping(&self) -> usize {
+        threads_in_syscall(self.pid(), &[libc::SYS_nanosleep, libc::SYS_clock_nanosleep])
+    }
+
+    /// Waits until `n` of the server's threads hold a delayed read ([`Self::threads_sleeping`]).
+    pub fn wait_reads_inside(&self, n: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.threads_sleeping() < n {
+            assert!(Instant::now() < deadline, "the server never held {n} reads");
+            sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits up to `timeout` for the server to exit by itself.
@@ -157,6 +182,22 @@ pub fn within<T: Send + 'static>(
     rx.recv_timeout(timeout).unwrap_or_else(|_| panic!("{what} did not finish within {timeout:?}"))
 }
 
+/// How many threads of `pid` are blocked in one of `syscalls` (from /proc/PID/task/*/syscall).
+pub fn threads_in_syscall(pid: u32, syscalls: &[libc::c_long]) -> usize {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| fs::read_to_string(t.ok()?.path().join("syscall")).ok())
+        .filter(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|nr| nr.parse::<libc::c_long>().ok())
+                .is_some_and(|nr| syscalls.contains(&nr))
+        })
+        .count()
+}
+
 /// A binary of the workspace, built by `cargo build --workspace` next to this test's profile.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -185,7 +226,7 @@ impl Keeper {
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + PATIENCE;
         while !socket.exists() {
             assert!(Instant::now() < deadline, "keeper did not create its socket");
             sleep(Duration::from_millis(10));
@@ -215,7 +256,7 @@ impl Keeper {
 
     /// Waits until the keeper lists a connection served by `pid`.
     pub fn wait_serving(&self, pid: u32) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             let ls = self.ls_json();
             if ls.contains(&format!("\"server_pid\":{pid}")) {
