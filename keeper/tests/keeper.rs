@@ -88,8 +88,9 @@ fn killed_server_is_orphaned_at_once_and_attach_returns_its_fds() {
     let mut server = keeper.registrant("crash", &[], dup(&dev0), Some(dup(&dev1)));
     assert_eq!(keeper.entry("crash").unwrap().server_pid, Some(server.pid()));
 
-    server.kill();
+    // Taken before the kill: the keeper sees the death after this.
     let killed = Instant::now();
+    server.kill();
     // The keeper learns of the death from a pidfd, not from a later client or a sweep.
     let orphaned = wait_until(PROMPT, || {
         keeper.entry("crash").is_some_and(|e| e.state == ConnState::Orphaned)
