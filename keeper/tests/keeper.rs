@@ -262,12 +262,18 @@ fn sigterm_stops_the_keeper_cleanly() {
     assert!(!keeper.socket.exists(), "socket file left behind");
 }
 
-/// Sends SIGTERM to a pid we started (indirectly) when dropped.
-struct KillOnDrop(rustix::process::Pid);
+/// Sends SIGTERM, when dropped, to the process serving the socket at its path (found by
+/// SO_PEERCRED, so a keeper we started indirectly is stopped even if the test failed before
+/// it learnt the pid).
+struct StopKeeperAt(std::path::PathBuf);
 
-impl Drop for KillOnDrop {
+impl Drop for StopKeeperAt {
     fn drop(&mut self) {
-        let _ = rustix::process::kill_process(self.0, rustix::process::Signal::TERM);
+        if let Ok(client) = fuse_keeper::KeeperClient::connect(&self.0)
+            && let Ok(cred) = rustix::net::sockopt::socket_peercred(client.as_fd())
+        {
+            let _ = rustix::process::kill_process(cred.pid, rustix::process::Signal::TERM);
+        }
     }
 }
 
@@ -275,11 +281,11 @@ impl Drop for KillOnDrop {
 fn spawn_detached_starts_a_keeper_that_answers() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("k.sock");
+    let guard = StopKeeperAt(socket.clone());
     fuse_keeper::spawn_detached(std::path::Path::new(common::BIN), &socket).unwrap();
     let mut client = fuse_keeper::KeeperClient::connect(&socket).unwrap();
     // Its pid is the peer of our connection.
     let pid = rustix::net::sockopt::socket_peercred(client.as_fd()).unwrap().pid;
-    let guard = KillOnDrop(pid);
     assert!(client.list().unwrap().is_empty());
     let session = rustix::process::getsid(Some(pid)).unwrap();
     assert_ne!(Some(session), rustix::process::getsid(None).ok(), "not in its own session");

@@ -310,16 +310,31 @@ fn a_clean_unmount_unregisters_and_the_next_start_mounts_fresh() {
 
 /// The pid of the process serving the unix socket at `path` (SO_PEERCRED).
 fn socket_owner(path: &Path) -> i32 {
+    socket_peer(path).expect("connect to the socket").as_raw_nonzero().get()
+}
+
+fn socket_peer(path: &Path) -> rustix::io::Result<rustix::process::Pid> {
     use rustix::net::{AddressFamily, SocketAddrUnix, SocketType, connect, socket, sockopt};
-    let fd = socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
-    connect(&fd, &SocketAddrUnix::new(path).unwrap()).unwrap();
-    sockopt::socket_peercred(&fd).unwrap().pid.as_raw_nonzero().get()
+    let fd = socket(AddressFamily::UNIX, SocketType::SEQPACKET, None)?;
+    connect(&fd, &SocketAddrUnix::new(path)?)?;
+    Ok(sockopt::socket_peercred(&fd)?.pid)
 }
 
 #[test]
 fn a_server_starts_a_detached_keeper_when_none_answers() {
+    /// Stops, when dropped, the process serving the socket at its path (by SO_PEERCRED: the
+    /// keeper the server started is stopped even if the test fails before it learns the pid).
+    struct StopKeeperAt(std::path::PathBuf);
+    impl Drop for StopKeeperAt {
+        fn drop(&mut self) {
+            if let Ok(pid) = socket_peer(&self.0) {
+                let _ = rustix::process::kill_process(pid, Signal::TERM);
+            }
+        }
+    }
     let mut m = Mounted::dirs();
     let socket = m.dir.path().join("auto.sock");
+    let _keeper = StopKeeperAt(socket.clone());
     let mut server = Command::new(common::BIN)
         .args(["-f", "-o", "tag=auto"])
         .arg(&m.source)
@@ -333,13 +348,6 @@ fn a_server_starts_a_detached_keeper_when_none_answers() {
     m.server = Some(server);
     m.wait_mounted();
     let keeper = rustix::process::Pid::from_raw(socket_owner(&socket)).unwrap();
-    struct KillKeeper(rustix::process::Pid);
-    impl Drop for KillKeeper {
-        fn drop(&mut self) {
-            let _ = rustix::process::kill_process(self.0, Signal::TERM);
-        }
-    }
-    let _keeper = KillKeeper(keeper);
     assert_ne!(keeper.as_raw_nonzero().get(), server_pid);
     let keeper_sid = rustix::process::getsid(Some(keeper)).unwrap();
     let server_sid = rustix::process::getsid(rustix::process::Pid::from_raw(server_pid)).unwrap();
