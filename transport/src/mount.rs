@@ -39,9 +39,16 @@ pub struct MountOptions {
     pub blksize: Option<u32>,
     /// Other options, passed to mount(2) as flags (`nosuid`, `nodev`, `noexec`, `noatime`, ...)
     /// or appended to the mount data; passed through to fusermount3 as is. An entry may hold
-    /// several comma-separated options.
+    /// several comma-separated options; of two opposite flags, the later wins.
+    ///
+    /// As with libfuse, every mount is `nosuid,nodev` unless `suid` or `dev` is asked for here:
+    /// a setuid binary or a device node on the source must not gain its powers through a
+    /// mount that other users reach (`allow_other`) when nobody asked for them.
     pub extra: Vec<String>,
 }
+
+/// What every mount starts from, before [`MountOptions::extra`]: libfuse's defaults.
+const DEFAULT_FLAG_OPTIONS: [&str; 2] = ["nosuid", "nodev"];
 
 /// Mount flags that generic mount options (as in mount(8)) set or clear.
 const FLAG_OPTIONS: &[(&str, MountFlags, bool)] = &[
@@ -146,7 +153,7 @@ impl MountOptions {
         if let Some(n) = self.blksize {
             data.push(format!("blksize={n}"));
         }
-        for option in self.extra_options()? {
+        for option in DEFAULT_FLAG_OPTIONS.into_iter().chain(self.extra_options()?) {
             if let Some((_, flag, set)) = FLAG_OPTIONS.iter().find(|(name, ..)| *name == option) {
                 flags.set(*flag, *set);
             } else if !data.iter().any(|d| d == option) {
@@ -156,10 +163,10 @@ impl MountOptions {
         Ok((source, fstype, flags, data))
     }
 
-    /// The `-o` argument for fusermount3 (empty when there is nothing to pass).
+    /// The `-o` argument for fusermount3: libfuse's defaults, then what is asked.
     fn for_fusermount(&self) -> Result<String> {
         self.check_names()?;
-        let mut opts: Vec<String> = Vec::new();
+        let mut opts: Vec<String> = DEFAULT_FLAG_OPTIONS.map(str::to_owned).to_vec();
         if self.read_only {
             opts.push("ro".to_owned());
         }
@@ -459,8 +466,14 @@ mod tests {
         let (source, fstype, flags, data) = MountOptions::default().for_mount_syscall().unwrap();
         assert_eq!(source, "/dev/fuse");
         assert_eq!(fstype, "fuse");
-        assert_eq!(flags, MountFlags::empty());
+        // libfuse's defaults.
+        assert_eq!(flags, MountFlags::NOSUID | MountFlags::NODEV);
         assert!(data.is_empty());
+        // Asked for, suid and dev are kept.
+        let opts = MountOptions { extra: vec!["suid,dev".into()], ..Default::default() };
+        assert_eq!(opts.for_mount_syscall().unwrap().2, MountFlags::empty());
+        let opts = MountOptions { extra: vec!["dev".into()], ..Default::default() };
+        assert_eq!(opts.for_mount_syscall().unwrap().2, MountFlags::NOSUID);
         let opts = MountOptions { subtype: Some("x".into()), ..Default::default() };
         assert_eq!(opts.for_mount_syscall().unwrap().0, "x");
     }
@@ -477,9 +490,11 @@ mod tests {
         };
         assert_eq!(
             opts.for_fusermount().unwrap(),
-            "ro,fsname=a\\,b\\\\c,subtype=t,default_permissions,nosuid"
+            "nosuid,nodev,ro,fsname=a\\,b\\\\c,subtype=t,default_permissions,nosuid"
         );
-        assert_eq!(MountOptions::default().for_fusermount().unwrap(), "");
+        assert_eq!(MountOptions::default().for_fusermount().unwrap(), "nosuid,nodev");
+        let opts = MountOptions { extra: vec!["suid".into()], ..Default::default() };
+        assert_eq!(opts.for_fusermount().unwrap(), "nosuid,nodev,suid");
     }
 
     #[test]
