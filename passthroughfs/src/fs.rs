@@ -368,9 +368,14 @@ impl Filesystem for Passthrough {
         let handle = set.fh.map(|fh| self.file(fh)).transpose()?;
         if let Some(mode) = set.mode {
             match self.set_mode(&inode, handle.as_deref(), mode) {
-                Err(Errno::EPERM) if ctx.uid != 0 && clears_only_suid_sgid(&inode, mode)? => {
+                Err(Errno::EPERM)
+                    if ctx.uid != 0
+                        && clears_only_suid_sgid(&inode, mode)?
+                        && may_write(&inode) =>
+                {
                     // The kernel drops setuid/setgid itself before a write or truncate by a
-                    // caller who need not own the file (file_remove_privs).
+                    // caller who need not own the file (file_remove_privs). Only for a caller
+                    // who may write it: anyone else asking is a chmod they may not do.
                     become_root()?;
                     self.set_mode(&inode, handle.as_deref(), mode)?;
                     become_caller(ctx)?;
@@ -892,6 +897,13 @@ impl Passthrough {
         let inode = self.inodes.get(nodeid)?;
         if inode.is_symlink() { Err(Errno::ENOTSUP) } else { Ok(inode) }
     }
+}
+
+/// Whether the caller (whose credentials the thread has) may write `inode`.
+fn may_write(inode: &Inode) -> bool {
+    let path = proc_path(inode.fd.as_fd());
+    rustix::fs::accessat(CWD, path.as_c_str(), rustix::fs::Access::WRITE_OK, AtFlags::EACCESS)
+        .is_ok()
 }
 
 /// Whether setting `mode` on `inode` only clears its setuid/setgid bits.
