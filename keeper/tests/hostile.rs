@@ -784,7 +784,8 @@ fn clients_past_the_global_bound_are_refused_until_one_leaves() {
     // hangups: retry until 8 new ones are all served.
     let mut socks: Vec<OwnedFd> = Vec::new();
     let all_served = wait_until(PATIENCE, || {
-        socks = (0..8).map(|_| connect(&keeper)).collect();
+        socks.clear();
+        socks.extend((0..8).map(|_| connect(&keeper)));
         socks.iter().all(|s| try_list(s) == Fate::Served)
     });
     assert!(all_served, "8 clients were never served together");
