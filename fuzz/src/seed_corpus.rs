@@ -77,6 +77,7 @@ fn seeds(kind: Kind) -> Vec<Seed> {
                 conn_id: 57,
                 negotiation: vec![7; 24],
                 device_count: 2,
+                owner_uid: 1000,
             },
         )],
         Kind::ListReply => vec![Seed::Reply(

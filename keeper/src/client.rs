@@ -57,8 +57,13 @@ pub struct Registration {
 /// What ATTACH hands back.
 #[derive(Debug)]
 pub struct Attached {
+    /// Where the registrant said the connection is mounted (its own mount namespace's path).
     pub mountpoint: PathBuf,
+    /// The FUSE connection number (the mount's device minor).
     pub conn_id: u32,
+    /// The uid that registered the connection (and wrote its state): the attacher's own uid,
+    /// or root when root registered it for this rescue uid; never another uid.
+    pub owner_uid: u32,
     pub negotiation: Vec<u8>,
     pub state: OwnedFd,
     /// Every device fd held, in index order (index 0, the mount's own fd, first).
@@ -267,12 +272,13 @@ impl KeeperClient {
             Err(KeeperError::Refused { errno: libc::ENOENT, .. }) => return Ok(None),
             other => other?,
         };
-        let Reply::Attached { mountpoint, conn_id, negotiation, .. } = reply else {
+        let Reply::Attached { mountpoint, conn_id, negotiation, owner_uid, .. } = reply else {
             return Err(unexpected(&reply));
         };
         let mut fds = fds.into_iter();
         let state = fds.next().ok_or_else(|| KeeperError::Protocol("no state fd".into()))?;
-        Ok(Some(Attached { mountpoint, conn_id, negotiation, state, devices: fds.collect() }))
+        let devices = fds.collect();
+        Ok(Some(Attached { mountpoint, conn_id, owner_uid, negotiation, state, devices }))
     }
 
     /// UNREGISTER: the keeper drops the connection (clean unmount).

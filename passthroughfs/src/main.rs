@@ -1,6 +1,6 @@
 //! `passthroughfs [-f] [-d] [-o OPTIONS] SOURCE MOUNTPOINT`
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -26,8 +26,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    // The source is resolved; the mountpoint only made absolute: it may be a mount whose
-    // server is dead (a restart re-attaching to it), where any stat would block.
+    // The source is resolved; of the mountpoint only the directory it is in (the mountpoint
+    // may be a mount whose server is dead, a restart re-attaching to it, where any stat would
+    // block): the keeper refuses a path with `..` or a symlink in it.
     match std::fs::canonicalize(&options.source) {
         Ok(abs) => options.source = abs,
         Err(err) => {
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match std::path::absolute(&options.mountpoint) {
+    match resolve_mountpoint(&options.mountpoint) {
         Ok(abs) => options.mountpoint = abs,
         Err(err) => {
             eprintln!("passthroughfs: {}: {err}", options.mountpoint.display());
@@ -84,6 +85,16 @@ fn run(options: &Options, ready: Ready) -> anyhow::Result<()> {
 }
 
 /// SIGINT and SIGTERM unmount (detached); the workers then see the connection end.
+/// `path` made absolute, its directory resolved (symlinks, `..`) but not its last component.
+fn resolve_mountpoint(path: &Path) -> std::io::Result<PathBuf> {
+    let abs = std::path::absolute(path)?;
+    match (abs.parent(), abs.file_name()) {
+        (Some(dir), Some(name)) => Ok(std::fs::canonicalize(dir)?.join(name)),
+        // `/`, or a path ending in `..`: no last component to spare.
+        _ => std::fs::canonicalize(&abs),
+    }
+}
+
 fn unmount_on_signal(mountpoint: &Path) -> anyhow::Result<signal_hook::iterator::Handle> {
     let mountpoint = mountpoint.to_path_buf();
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])

@@ -96,3 +96,100 @@ fn mounts_are_nosuid_and_nodev_unless_asked() {
     make_dev_null(&m.src("null"));
     fs::File::open(m.mnt("null")).expect("-o dev: the device opens");
 }
+
+/// A recoverable passthroughfs command line on `m` against `keeper`, with `-o OPTIONS`.
+fn recoverable(m: &Mounted, keeper: &common::Keeper, options: &str) -> Command {
+    let mut cmd = Command::new(common::BIN);
+    cmd.args(["-f", "-o", options])
+        .arg(&m.source)
+        .arg(&m.mountpoint)
+        .env("FUSE_KEEPER_SOCKET", &keeper.socket)
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Waits until the keeper lists a connection in state `state`.
+fn wait_listed_state(keeper: &common::Keeper, state: &str) {
+    let want = format!("\"state\":\"{state}\"");
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while !keeper.ls_json().contains(&want) {
+        assert!(std::time::Instant::now() < deadline, "never {state}: {}", keeper.ls_json());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Attack 1, the poisoned tag: uid 65534 registers tag `data` naming root as the rescue uid
+/// (with a state store it wrote) and dies, leaving the entry orphaned. Root's server for tag
+/// `data`, started afterwards, must not attach it (it would serve nobody's connection from
+/// nobody's store, reopening as root whatever file handles that store names): it mounts
+/// fresh, and root's own ATTACH of the tag finds nothing.
+#[test]
+fn a_tag_another_user_registered_for_root_is_never_attached_by_root() {
+    let mut attacker = Mounted::dirs();
+    let keeper = common::Keeper::start(attacker.dir.path());
+    for dir in [&attacker.source, &attacker.mountpoint] {
+        std::os::unix::fs::chown(dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    fs::write(attacker.src("bait"), b"nobody's").unwrap();
+    let mut cmd = recoverable(&attacker, &keeper, "tag=data,rescue_uid=0,nokeeper_start");
+    attacker.server = Some(cmd.uid(NOBODY).gid(NOBODY).spawn().unwrap());
+    attacker.wait_mounted();
+    keeper.wait_serving(attacker.pid());
+    attacker.signal(rustix::process::Signal::KILL);
+    attacker.wait_exit(common::PATIENCE).expect("the attacker's server reaped");
+    wait_listed_state(&keeper, "orphaned");
+    let ls = keeper.ls_json();
+    assert!(ls.contains("\"owner_uid\":65534,\"rescue_uid\":0"), "{ls}");
+
+    // Root's ATTACH of the tag: nothing to attach.
+    let mut client = fuse_keeper::KeeperClient::connect(&keeper.socket).unwrap();
+    assert!(client.attach("data").unwrap().is_none(), "root was handed nobody's connection");
+
+    // Root's server with the same tag mounts fresh on its own mountpoint and serves its own
+    // source.
+    let mut victim = Mounted::dirs();
+    fs::write(victim.src("mine"), b"root's").unwrap();
+    victim.server = Some(recoverable(&victim, &keeper, "tag=data,nokeeper_start").spawn().unwrap());
+    victim.wait_mounted();
+    keeper.wait_serving(victim.pid());
+    assert_eq!(fs::read(victim.mnt("mine")).unwrap(), b"root's");
+    assert!(!victim.mnt("bait").exists());
+    let ls = keeper.ls_json();
+    assert_eq!(ls.matches("\"tag\":\"data\"").count(), 2, "{ls}");
+    assert!(ls.contains("\"owner_uid\":0,\"rescue_uid\":0"), "{ls}");
+    assert!(!keeper.log().contains("attached"), "{}", keeper.log());
+}
+
+/// The library's own check: a connection the keeper holds under our tag but registered for
+/// another mountpoint is refused, not served (it used to be served with a warning).
+#[test]
+fn a_server_refuses_a_connection_registered_for_another_mountpoint() {
+    let mut m = Mounted::dirs();
+    let keeper = common::Keeper::start(m.dir.path());
+    fs::write(m.src("f"), b"kept").unwrap();
+    m.server = Some(recoverable(&m, &keeper, "tag=moved,nokeeper_start").spawn().unwrap());
+    m.wait_mounted();
+    keeper.wait_serving(m.pid());
+    m.signal(rustix::process::Signal::KILL);
+    m.wait_exit(common::PATIENCE).expect("reaped");
+    wait_listed_state(&keeper, "orphaned");
+
+    // The same tag for another mountpoint (a Mounted, so that it is cleaned up whatever it
+    // does; its server must exit by itself, with the reason).
+    let mut refused = Mounted::dirs();
+    let log = refused.dir.path().join("refused.log");
+    let mut cmd = recoverable(&refused, &keeper, "tag=moved,nokeeper_start");
+    refused.server = Some(cmd.stderr(fs::File::create(&log).unwrap()).spawn().unwrap());
+    let status = refused.wait_exit(common::PATIENCE);
+    let stderr = fs::read_to_string(&log).unwrap();
+    let status = status.unwrap_or_else(|| panic!("it serves a connection mounted elsewhere"));
+    assert!(!status.success(), "a server served a connection mounted elsewhere: {stderr}");
+    assert!(stderr.contains("is mounted at") && stderr.contains("not at"), "{stderr}");
+    assert!(!refused.is_mounted());
+
+    // The connection still waits for its own mountpoint's server, which attaches.
+    wait_listed_state(&keeper, "orphaned");
+    m.server = Some(recoverable(&m, &keeper, "tag=moved,nokeeper_start").spawn().unwrap());
+    keeper.wait_serving(m.pid());
+    assert_eq!(fs::read(m.mnt("f")).unwrap(), b"kept");
+}

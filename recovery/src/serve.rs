@@ -66,6 +66,10 @@ pub enum RecoveryError {
     Session(#[from] fuse_server::SessionError),
     #[error("the saved negotiation is damaged")]
     BadNegotiation,
+    /// The keeper handed over a connection that is not the one asked for: registered by
+    /// another uid, or mounted somewhere else. Nothing of it was used.
+    #[error("refusing the connection the keeper holds under tag {tag}: {why}")]
+    NotOurs { tag: String, why: String },
 }
 
 /// How the session started.
@@ -170,9 +174,8 @@ pub fn serve<F: Recoverable>(
     // fresh mount exists.
     let (fs, mountpoint, conn_id, devices) = match attached {
         Some(attached) => {
-            if attached.mountpoint != mountpoint {
-                warn!(held = %attached.mountpoint.display(), asked = %mountpoint.display(), "tag held for another mountpoint; serving it");
-            }
+            check_ours(&attached, mountpoint)
+                .map_err(|why| RecoveryError::NotOurs { tag: options.tag.clone(), why })?;
             let fs = make_fs(Some(attached.state)).map_err(RecoveryError::Filesystem)?;
             (fs, attached.mountpoint, attached.conn_id, Some(attached.devices))
         }
@@ -217,6 +220,54 @@ pub fn serve<F: Recoverable>(
         }
         Err(err) => Err(err),
     }
+}
+
+/// Refuses a connection that is not the one this server was asked to serve: one registered by
+/// a uid other than ours or root's (the keeper hands out no other, but its word is checked),
+/// one registered for another mountpoint, or one whose mountpoint holds another mount. The
+/// mount is looked up in mountinfo, never stat'ed (an orphaned connection would not answer).
+fn check_ours(attached: &Attached, mountpoint: &Path) -> Result<(), String> {
+    let euid = rustix::process::geteuid().as_raw();
+    let owner = attached.owner_uid;
+    if owner != 0 && owner != euid && Some(owner) != uid_in_parent_ns(euid) {
+        return Err(format!("it was registered by uid {owner}, not by uid {euid} or root"));
+    }
+    if attached.mountpoint != mountpoint {
+        return Err(format!(
+            "it is mounted at {}, not at {} (unmount it with `fuse-keeper umount`, or serve \
+             that mountpoint)",
+            attached.mountpoint.display(),
+            mountpoint.display()
+        ));
+    }
+    match fuse_transport::mount_entry(mountpoint) {
+        Ok(Some(m)) if m.is_fuse() && m.kernel_dev() == attached.conn_id => Ok(()),
+        Ok(Some(m)) => Err(format!(
+            "{} holds {} (device {}:{}), not FUSE connection {}",
+            mountpoint.display(),
+            m.fstype,
+            m.major,
+            m.minor,
+            attached.conn_id
+        )),
+        // Mounted in a mount namespace we cannot see: nothing to compare.
+        Ok(None) | Err(_) => {
+            warn!(mountpoint = %mountpoint.display(), conn = attached.conn_id,
+                "the attached connection's mount is not visible here; serving it");
+            Ok(())
+        }
+    }
+}
+
+/// `uid` of this process's user namespace as its parent namespace sees it (the keeper's, for a
+/// server in a container), from /proc/self/uid_map.
+fn uid_in_parent_ns(uid: u32) -> Option<u32> {
+    let map = std::fs::read_to_string("/proc/self/uid_map").ok()?;
+    map.lines().find_map(|line| {
+        let mut f = line.split_whitespace().map(|v| v.parse::<u32>().ok());
+        let (inside, outside, count) = (f.next()??, f.next()??, f.next()??);
+        (uid >= inside && uid - inside < count).then(|| outside + (uid - inside))
+    })
 }
 
 /// Why a session stopped serving.

@@ -243,20 +243,40 @@ impl Keeper {
         self.attached(id, client, peer)
     }
 
+    /// Whether `peer` may take `entry` over: it is the entry's rescue uid (or root, with
+    /// `--root-may-attach`), and the entry was registered by the peer's own uid or by root. An
+    /// entry another unprivileged uid registered never is: its state store and mountpoint are
+    /// that uid's word, and a server that trusted them (a root server reopening the file
+    /// handles a forged store names) would work for that uid.
+    fn may_attach(&self, entry: &Entry, peer: &Peer) -> bool {
+        let registered_by = entry.owner_uid == peer.uid || entry.owner_uid == 0;
+        let rescues = entry.rescue_uid == peer.uid || (self.root_may_attach && peer.uid == 0);
+        registered_by && rescues
+    }
+
     /// The entry `peer` may take over under `tag` (ATTACH or HANDOVER), else why not.
+    ///
+    /// Entries another unprivileged uid registered under the tag are not the peer's business:
+    /// they are passed over (ENOENT when nothing else is there: mount fresh), so that nobody can
+    /// keep a server from starting by registering its tag first. Refused (EACCES, audited) are
+    /// the peer's own entries and root's that it does not rescue.
     pub(super) fn attachable(&mut self, peer: &Peer, tag: &str) -> Result<u64, Response> {
-        let root_ok = self.root_may_attach && peer.uid == 0;
-        let candidates = self.registry.by_tag(tag, peer.uid);
-        // The peer's own entry first, but one it may attach before one it may not.
-        let allowed =
-            |id: &u64| self.registry.get(*id).is_some_and(|e| e.rescue_uid == peer.uid || root_ok);
+        let candidates: Vec<u64> = self
+            .registry
+            .by_tag(tag, peer.uid)
+            .into_iter()
+            .filter(|id| {
+                self.registry.get(*id).is_some_and(|e| e.owner_uid == peer.uid || e.owner_uid == 0)
+            })
+            .collect();
+        let allowed = |id: &u64| self.registry.get(*id).is_some_and(|e| self.may_attach(e, peer));
         let Some(id) = candidates.iter().copied().find(allowed).or(candidates.first().copied())
         else {
             return Err(fail(libc::ENOENT, format!("unknown tag {tag}: mount fresh")));
         };
         self.refresh(id);
         let entry = self.registry.get(id).ok_or_else(|| fail(libc::ENOENT, "gone"))?;
-        if entry.rescue_uid != peer.uid && !root_ok {
+        if !self.may_attach(entry, peer) {
             tracing::warn!(
                 "refused attach of tag {tag} by pid {} uid {} gid {} (owner uid {}, rescue uid {})",
                 peer.pid,
@@ -292,6 +312,7 @@ impl Keeper {
             conn_id: entry.conn_id,
             negotiation: entry.negotiation.clone(),
             device_count: entry.devices.len() as u32,
+            owner_uid: entry.owner_uid,
         };
         Ok((reply, fds))
     }

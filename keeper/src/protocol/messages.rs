@@ -153,8 +153,15 @@ pub enum Reply {
     Ok,
     /// No fds.
     Error { errno: i32, message: String },
-    /// fds: `[state, device0, ..]`, `1 + device_count` in all.
-    Attached { mountpoint: PathBuf, conn_id: u32, negotiation: Vec<u8>, device_count: u32 },
+    /// fds: `[state, device0, ..]`, `1 + device_count` in all. `owner_uid` registered the
+    /// connection; `mountpoint` is where it said the connection is mounted.
+    Attached {
+        mountpoint: PathBuf,
+        conn_id: u32,
+        negotiation: Vec<u8>,
+        device_count: u32,
+        owner_uid: u32,
+    },
     /// `total` entries are visible; `entries` are those after the requested `skip` that fit in
     /// one message. No fds.
     List { total: u32, entries: Vec<ListEntry> },
@@ -352,9 +359,9 @@ pub fn encode_reply(reply: &Reply) -> (Vec<u8>, usize) {
             w.i32(*errno).bytes(truncate_str(message, MAX_ERROR_MESSAGE).as_bytes());
             (Kind::Error, 0)
         }
-        Reply::Attached { mountpoint, conn_id, negotiation, device_count } => {
+        Reply::Attached { mountpoint, conn_id, negotiation, device_count, owner_uid } => {
             w.bytes(mountpoint.as_os_str().as_bytes()).u32(*conn_id);
-            w.bytes(negotiation).u32(*device_count);
+            w.bytes(negotiation).u32(*device_count).u32(*owner_uid);
             (Kind::Attached, 1 + *device_count as usize)
         }
         Reply::List { total, entries } => {
@@ -396,8 +403,9 @@ pub fn decode_reply(msg: &[u8], fds: usize) -> Result<Reply, ProtocolError> {
                     reason: "not in 1..=16",
                 });
             }
+            let owner_uid = r.u32("owner_uid")?;
             let fds = 1 + device_count as usize;
-            (Reply::Attached { mountpoint, conn_id, negotiation, device_count }, fds)
+            (Reply::Attached { mountpoint, conn_id, negotiation, device_count, owner_uid }, fds)
         }
         Kind::ListReply => {
             let total = r.u32("total")?;

@@ -42,6 +42,7 @@ fn replies() -> Vec<Reply> {
             conn_id: 42,
             negotiation: vec![1, 2, 3],
             device_count: 16,
+            owner_uid: 65534,
         },
         Reply::List { total: 0, entries: Vec::new() },
         Reply::List {
