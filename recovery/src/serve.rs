@@ -64,8 +64,8 @@ pub enum RecoveryError {
     Filesystem(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the FUSE session")]
     Session(#[from] fuse_server::SessionError),
-    #[error("the saved negotiation is damaged")]
-    BadNegotiation,
+    #[error("the saved negotiation is damaged: {0}")]
+    BadNegotiation(String),
     /// The keeper handed over a connection that is not the one asked for: registered by
     /// another uid, or mounted somewhere else. Nothing of it was used.
     #[error("refusing the connection the keeper holds under tag {tag}: {why}")]
@@ -325,8 +325,9 @@ fn serve_attached<F: Recoverable>(
     let started = Started::Attached { devices: count };
     let ended = match saved {
         Some(bytes) => {
-            let negotiation =
-                Negotiation::read_from_bytes(&bytes).map_err(|_| RecoveryError::BadNegotiation)?;
+            let negotiation = Negotiation::read_from_bytes(&bytes)
+                .map_err(|_| RecoveryError::BadNegotiation(format!("{} bytes", bytes.len())))?;
+            negotiation.check_saved(&config).map_err(RecoveryError::BadNegotiation)?;
             let session = journaled(Session::resume(fs, channel, negotiation, config), options);
             // After a clean handover nothing waits to be resent, and RESEND re-queues nothing;
             // after a crash it brings back what the dead server had read.

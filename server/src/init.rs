@@ -72,6 +72,31 @@ impl Negotiation {
         (self.reply.max_write as usize).max(pages * 4096)
     }
 
+    /// Whether this saved negotiation is one [`negotiate`] could have made for `config`: the
+    /// protocol and sizes a resumed session sizes its buffers by, checked before they are
+    /// trusted (the state store it comes from is input: a `max_write` of 4 GiB would be
+    /// allocated by every worker).
+    pub fn check_saved(&self, config: &SessionConfig) -> Result<(), String> {
+        let r = &self.reply;
+        if r.major != FUSE_KERNEL_VERSION || self.kernel.major != FUSE_KERNEL_VERSION {
+            return Err(format!("protocol major {} (kernel {})", r.major, self.kernel.major));
+        }
+        if !(MIN_MINOR..=FUSE_KERNEL_MINOR_VERSION).contains(&r.minor)
+            || r.minor > self.kernel.minor
+        {
+            return Err(format!("protocol minor {} (kernel {})", r.minor, self.kernel.minor));
+        }
+        let max_pages = config.max_write.div_ceil(4096).max(FUSE_MAX_PAGES_PER_REQ);
+        if u32::from(r.max_pages) > max_pages {
+            return Err(format!("max_pages {} above {max_pages}", r.max_pages));
+        }
+        let max_write = config.max_write.max(4096);
+        if !(4096..=max_write).contains(&r.max_write) {
+            return Err(format!("max_write {} outside 4096..={max_write}", r.max_write));
+        }
+        Ok(())
+    }
+
     /// What decoding needs of the negotiation.
     pub fn decode_context(&self) -> fuse_proto::Negotiated {
         fuse_proto::Negotiated { setxattr_ext: self.has(FUSE_SETXATTR_EXT) }
@@ -232,5 +257,26 @@ mod tests {
         let back = Negotiation::read_from_bytes(&bytes).unwrap();
         assert_eq!(back.reply.as_bytes(), n.reply.as_bytes());
         assert_eq!(back.kernel.as_bytes(), n.kernel.as_bytes());
+    }
+
+    #[test]
+    fn a_saved_negotiation_is_checked_before_its_sizes_are_trusted() {
+        let cfg = SessionConfig::default();
+        for (minor, flags) in [(45, FUSE_MAX_PAGES | FUSE_INIT_EXT), (38, 0), (31, 0)] {
+            let n = negotiate(&offer(minor, flags), &cfg).unwrap();
+            assert_eq!(n.check_saved(&cfg), Ok(()), "minor {minor}");
+        }
+        let good = negotiate(&offer(45, FUSE_MAX_PAGES | FUSE_INIT_EXT), &cfg).unwrap();
+        let bad = |f: &dyn Fn(&mut Negotiation)| {
+            let mut n = good;
+            f(&mut n);
+            n.check_saved(&cfg).unwrap_err()
+        };
+        assert!(bad(&|n| n.reply.max_write = u32::MAX).contains("max_write"));
+        assert!(bad(&|n| n.reply.max_write = 0).contains("max_write"));
+        assert!(bad(&|n| n.reply.max_pages = u16::MAX).contains("max_pages"));
+        assert!(bad(&|n| n.reply.minor = 99).contains("minor"));
+        assert!(bad(&|n| n.reply.minor = 46.min(n.kernel.minor + 1)).contains("minor"));
+        assert!(bad(&|n| n.reply.major = 8).contains("major"));
     }
 }

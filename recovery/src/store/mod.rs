@@ -21,6 +21,13 @@
 //!
 //! Opening a store maps it and reads the directory: no work per record. The file is sparse:
 //! pages are allocated only when a slot on them is first written.
+//!
+//! The store is input, not trusted memory: another holder of the memfd (the keeper, the
+//! owner's other processes) could write anything in it. Its size cannot change: it is sealed
+//! against shrinking and growing when created, and a store without those seals is refused
+//! (a shrunk file would kill the server with SIGBUS on its next access). The layout is checked
+//! against the filesystem's specs on open; every access is bounds-checked and an out-of-range
+//! slot reads as no record; what records say is checked by their users.
 
 mod index;
 mod map;
@@ -77,7 +84,14 @@ pub enum StoreError {
     Full(&'static str),
     #[error("negotiation of {0} bytes exceeds {MAX_NEGOTIATION}")]
     NegotiationTooLarge(usize),
+    #[error("the store is not sealed against resizing (a memfd from an earlier version?)")]
+    Unsealed,
 }
+
+/// The seals every store carries: its size is fixed for good.
+pub const SEALS: rustix::fs::SealFlags = rustix::fs::SealFlags::SHRINK
+    .union(rustix::fs::SealFlags::GROW)
+    .union(rustix::fs::SealFlags::SEAL);
 
 /// A mapped state store.
 #[derive(Debug)]
@@ -106,9 +120,10 @@ impl Store {
             return Err(StoreError::Layout("too many tables or a name too long".into()));
         }
         let (tables, offset) = Store::layout(specs);
-        let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)
-            .map_err(|e| StoreError::Create(e.into()))?;
+        let flags = rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING;
+        let fd = rustix::fs::memfd_create(name, flags).map_err(|e| StoreError::Create(e.into()))?;
         rustix::fs::ftruncate(&fd, offset as u64).map_err(|e| StoreError::Create(e.into()))?;
+        rustix::fs::fcntl_add_seals(&fd, SEALS).map_err(|e| StoreError::Create(e.into()))?;
         let map = Arc::new(SharedMap::new(fd.as_fd(), offset).map_err(StoreError::Map)?);
         map.word(8).store(u64::from(VERSION) | ((specs.len() as u64) << 32), Ordering::Relaxed);
         map.word(16).store(offset as u64, Ordering::Relaxed);
@@ -128,10 +143,16 @@ impl Store {
         Ok(Store { fd, map, tables })
     }
 
-    /// Maps an existing store (from the keeper) and checks it has exactly `specs`' layout.
-    /// Costs the same whatever the number of records.
+    /// Maps an existing store (from the keeper) and checks it has exactly `specs`' layout and
+    /// is sealed against resizing. Costs the same whatever the number of records.
     pub fn open(fd: OwnedFd, specs: &[TableSpec]) -> Result<Store, StoreError> {
-        let size = rustix::fs::fstat(&fd).map_err(|e| StoreError::Map(e.into()))?.st_size as usize;
+        // Seals first: once they hold, the size read next is the size for good.
+        match rustix::fs::fcntl_get_seals(&fd) {
+            Ok(seals) if seals.contains(rustix::fs::SealFlags::SHRINK) => {}
+            _ => return Err(StoreError::Unsealed),
+        }
+        let size = rustix::fs::fstat(&fd).map_err(|e| StoreError::Map(e.into()))?.st_size;
+        let size = usize::try_from(size).map_err(|_| StoreError::NotAStore)?;
         if size < PAGE {
             return Err(StoreError::NotAStore);
         }

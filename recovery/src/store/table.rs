@@ -142,7 +142,9 @@ impl Table {
         slot < self.spec.capacity && self.state(slot).load(Ordering::Acquire) == VALID
     }
 
-    /// Atomic word `i` of the record at `slot`.
+    /// Atomic word `i` of the record at `slot`. Panics if `slot` is not below the capacity or
+    /// `i` not below the spec's word count: callers pass slots they found valid
+    /// ([`Table::is_valid`] is false for any slot out of range, whatever the store says).
     pub fn word(&self, slot: u64, i: usize) -> &AtomicU64 {
         assert!(slot < self.spec.capacity && i < self.spec.words as usize);
         self.map.word(self.at(slot) + 8 + i * 8)

@@ -122,11 +122,43 @@ fn other_layouts_and_other_files_are_refused() {
     specs[1].bytes = 16;
     let fd = store.fd().try_clone_to_owned().unwrap();
     assert!(matches!(Store::open(fd, &specs), Err(StoreError::Layout(_))));
-    let junk = rustix::fs::memfd_create("junk", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
-    rustix::fs::ftruncate(&junk, 8192).unwrap();
+    let junk = sealed_memfd(8192);
     assert!(matches!(Store::open(junk, &SPECS), Err(StoreError::NotAStore)));
-    let empty = rustix::fs::memfd_create("empty", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let empty = sealed_memfd(0);
     assert!(matches!(Store::open(empty, &SPECS), Err(StoreError::NotAStore)));
+}
+
+/// A memfd of `len` zero bytes, sealed as stores are.
+fn sealed_memfd(len: u64) -> OwnedFd {
+    let flags = rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING;
+    let fd = rustix::fs::memfd_create("junk", flags).unwrap();
+    rustix::fs::ftruncate(&fd, len).unwrap();
+    rustix::fs::fcntl_add_seals(&fd, super::SEALS).unwrap();
+    fd
+}
+
+/// A store whose size another holder could change is refused: shrunk under the server, it
+/// would kill it with SIGBUS. A store's own seals forbid resizing, whoever holds it.
+#[test]
+fn stores_are_sealed_against_resizing_and_unsealed_files_are_refused() {
+    let store = Store::create("test", &SPECS).unwrap();
+    let holder = store.fd().try_clone_to_owned().unwrap();
+    assert_eq!(rustix::fs::ftruncate(&holder, 4096), Err(rustix::io::Errno::PERM));
+    assert_eq!(rustix::fs::ftruncate(&holder, 1 << 30), Err(rustix::io::Errno::PERM));
+    let seals = rustix::fs::fcntl_get_seals(&holder).unwrap();
+    assert!(seals.contains(super::SEALS), "{seals:?}");
+    assert!(reopen(&store).is_ok());
+
+    // The same bytes in a memfd without seals: refused before anything is read.
+    let copy = rustix::fs::memfd_create("copy", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let size = rustix::fs::fstat(&holder).unwrap().st_size as usize;
+    let mut bytes = vec![0u8; size];
+    rustix::io::pread(&holder, &mut bytes, 0).unwrap();
+    rustix::io::write(&copy, &bytes).unwrap();
+    assert!(matches!(Store::open(copy, &SPECS), Err(StoreError::Unsealed)));
+    // Nor is a file that is not a memfd.
+    let file: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
+    assert!(matches!(Store::open(file, &SPECS), Err(StoreError::Unsealed)));
 }
 
 #[test]
