@@ -234,9 +234,23 @@ impl Passthrough {
         })?
     }
 
+    /// The flags to open the source file with, from the flags of a FUSE OPEN or CREATE (or a
+    /// handle record, after a restart): what the file's I/O needs, nothing that steers path
+    /// resolution. Opens go through `/proc/self/fd/N` or an `O_PATH` parent, where O_NOFOLLOW
+    /// would fail on the magic link (ELOOP: CREATE passes the application's O_NOFOLLOW on;
+    /// the kernel already resolved the name), and O_PATH, O_TMPFILE or O_DIRECTORY would make
+    /// another kind of open than the one the kernel made.
     fn open_flags(&self, flags: i32) -> OFlags {
-        let mut flags = OFlags::from_bits_retain(flags as u32)
-            & !(OFlags::CREATE | OFlags::EXCL | OFlags::NOCTTY);
+        let io = OFlags::RWMODE
+            | OFlags::APPEND
+            | OFlags::NONBLOCK
+            | OFlags::DSYNC
+            | OFlags::SYNC
+            | OFlags::DIRECT
+            | OFlags::NOATIME
+            | OFlags::LARGEFILE
+            | OFlags::TRUNC;
+        let mut flags = OFlags::from_bits_retain(flags as u32) & io;
         if self.config.writeback {
             // The kernel reads pages of files opened write-only and appends by itself.
             if flags & OFlags::RWMODE == OFlags::WRONLY {

@@ -216,6 +216,21 @@ impl InodeTable {
             Errno::ESTALE
         })?;
         let kind = u32::from_le_bytes(record[KIND..KIND + 4].try_into().unwrap_or_default());
+        // The record is the store's word: the file its handle opens must be the inode it
+        // describes (same device, inode number and type), or it is not served.
+        let st = rustix::fs::statx(
+            &fd,
+            "",
+            rustix::fs::AtFlags::EMPTY_PATH,
+            rustix::fs::StatxFlags::TYPE | rustix::fs::StatxFlags::INO,
+        )
+        .map_err(|_| Errno::ESTALE)?;
+        let dev = libc::makedev(st.stx_dev_major, st.stx_dev_minor);
+        let found = (dev, st.stx_ino, u32::from(st.stx_mode) & libc::S_IFMT);
+        if found != (key.dev, key.ino, kind) {
+            tracing::warn!(nodeid, ?found, ?key, kind, "a file handle opened another inode");
+            return Err(Errno::ESTALE);
+        }
         Ok(Inode { nodeid, fd, key, kind })
     }
 
@@ -354,9 +369,13 @@ impl InodeTable {
     }
 
     /// Drops a use of the inode's backing id; returns the id to close when it was the last.
+    /// Nothing for a nodeid with no record (a handle record naming one is stale or forged).
     pub fn backing_release(&self, nodeid: u64) -> Option<i32> {
         let slot = Self::slot(nodeid)?;
         let _guard = self.lock();
+        if !self.records.is_valid(slot) {
+            return None;
+        }
         let word = self.records.word(slot, BACKING);
         let (id, users) = split(word.load(Ordering::Acquire));
         let users = users.saturating_sub(1);
@@ -520,5 +539,43 @@ mod tests {
         t.forget(f, 3);
         assert_eq!(t.get(f).unwrap_err(), Errno::ESTALE);
         assert!(t.get(d).is_ok());
+    }
+
+    /// The store is input: a record whose file handle opens another inode than the one it
+    /// describes (a forged or damaged record) is not served, and a nodeid or handle record
+    /// naming a slot out of range is no inode, never a panic.
+    #[test]
+    fn a_record_whose_handle_opens_another_inode_is_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"a").unwrap();
+        std::fs::write(dir.path().join("secret"), b"s").unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let store = Store::create("t", &[INODES]).unwrap();
+        let (a, secret, d) = {
+            let t = table(&store, dir.path());
+            let id = |name: &str, kind| {
+                let p = dir.path().join(name);
+                t.lookup(path_fd(&p), key(&path_fd(&p)), kind).unwrap()
+            };
+            (id("a", libc::S_IFREG), id("secret", libc::S_IFREG), id("d", libc::S_IFDIR))
+        };
+        let t = table(&store, dir.path());
+        let slot = |nodeid: u64| InodeTable::slot(nodeid).unwrap();
+        let mut record = [0u8; RECORD];
+        assert!(t.records.read(slot(secret), &mut record));
+        // a's record now carries secret's file handle; d's record says it is a file.
+        t.records.write_payload(slot(a), HANDLE, &record[HANDLE..]);
+        t.records.write_payload(slot(d), KIND, &libc::S_IFREG.to_le_bytes());
+        let again = Store::open(store.fd().try_clone_to_owned().unwrap(), &[INODES]).unwrap();
+        let t = table(&again, dir.path());
+        assert_eq!(t.get(a).unwrap_err(), Errno::ESTALE, "secret served as a");
+        assert_eq!(t.get(d).unwrap_err(), Errno::ESTALE, "a directory served as a file");
+        assert_eq!(t.get(secret).unwrap().key, key(&path_fd(&dir.path().join("secret"))));
+        for nodeid in [u64::MAX, INODES.capacity + FIRST, INODES.capacity + FIRST + 1] {
+            assert_eq!(t.get(nodeid).unwrap_err(), Errno::ESTALE);
+            assert_eq!(t.backing_release(nodeid), None);
+            assert_eq!(t.lookup_count(nodeid), 0);
+            t.forget(nodeid, 1);
+        }
     }
 }
