@@ -126,7 +126,32 @@ fn file(kind: Kind, seed: &Seed) -> (String, Vec<u8>) {
     (name, bytes)
 }
 
+/// `seed_corpus store DIR`: the seed of the `store_open` target, a store of its layout with a
+/// saved negotiation and a record in every table.
+fn store_seed(dir: &std::path::Path) {
+    use fuse_recovery::store::Store;
+    use fuse_recovery::store::untrusted::SPECS;
+    std::fs::create_dir_all(dir).expect("create the corpus directory");
+    let store = Store::create("seed", &SPECS).expect("a store");
+    store.set_negotiation(&[7; 144]).expect("a negotiation");
+    for (i, spec) in SPECS.iter().enumerate() {
+        let words = [3u64, 1, 2, 5, 8];
+        store.table(i).0.insert(&words[..spec.words as usize], b"seed record").expect("insert");
+    }
+    let size = rustix::fs::fstat(store.fd()).expect("fstat").st_size as usize;
+    let mut bytes = vec![0u8; size];
+    rustix::io::pread(store.fd(), &mut bytes, 0).expect("read the store");
+    // Trailing zeros are what a fresh store holds anyway.
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    std::fs::write(dir.join("seed-store"), &bytes[..end]).expect("write the seed");
+    println!("store seed of {end} bytes in {}", dir.display());
+}
+
 fn main() {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "store") {
+        let dir = std::env::args_os().nth(2).expect("usage: seed_corpus store DIR");
+        return store_seed(std::path::Path::new(&dir));
+    }
     let dir = PathBuf::from(std::env::args_os().nth(1).expect("usage: seed_corpus DIR"));
     std::fs::create_dir_all(&dir).expect("create the corpus directory");
     let kinds: Vec<Kind> = (0..=u16::MAX).filter_map(Kind::from_u16).collect();

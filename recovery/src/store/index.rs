@@ -42,8 +42,10 @@ impl HashIndex {
                 return None;
             }
             if e != TOMBSTONE && e & !SLOT_BITS == Self::tag(hash) {
-                let slot = (e & SLOT_BITS) - 1;
-                if is_match(slot) {
+                // Slot bits 0 (slot "-1") is no entry this code writes: a damaged index.
+                if let Some(slot) = (e & SLOT_BITS).checked_sub(1)
+                    && is_match(slot)
+                {
                     return Some(slot);
                 }
             }

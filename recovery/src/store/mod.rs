@@ -32,6 +32,8 @@
 mod index;
 mod map;
 mod table;
+#[doc(hidden)]
+pub mod untrusted;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
