@@ -33,6 +33,11 @@ impl Identity {
 /// through fusermount3) serves only its own user and cannot change identity.
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
+/// Whether requests run as their callers (a root server); otherwise as the server itself.
+pub fn switching() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 /// Turns switching on when the process runs as root. Call once at start.
 pub fn init() {
     ENABLED.store(rustix::process::geteuid().is_root(), Ordering::Relaxed);

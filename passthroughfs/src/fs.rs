@@ -555,6 +555,11 @@ impl Filesystem for Passthrough {
         self.open_handle(ctx, &inode, fd, flags)
     }
 
+    fn creator_uid(&self, ctx: &Context<'_>) -> u32 {
+        // A root server creates as the caller; an unprivileged one as itself.
+        if crate::creds::switching() { ctx.uid } else { rustix::process::geteuid().as_raw() }
+    }
+
     fn reopen_created(&self, ctx: &Context<'_>, nodeid: u64, flags: i32) -> Result<Opened> {
         become_caller(ctx)?;
         let inode = self.inodes.get(nodeid)?;

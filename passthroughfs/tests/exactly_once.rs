@@ -357,3 +357,71 @@ fn every_non_idempotent_operation_has_one_effect_whatever_the_crash_point() {
         failures.join("\n")
     );
 }
+
+/// Issue 14: a request whose server crashed before executing it, resent, must not be answered
+/// with an entry another user made under its name meanwhile (in a sticky, world-writable
+/// directory: the O_EXCL race O_EXCL exists to close). Executed again, it meets that entry as
+/// it would have without a crash: EEXIST.
+#[test]
+fn a_name_another_user_took_while_the_server_was_down_is_not_the_resends() {
+    use std::os::unix::process::CommandExt;
+    let cases: [(&str, &str, &str); 3] = [
+        ("MKDIR", "os.mkdir(m + '/tmp/x')", "mkdir"),
+        (
+            "CREATE",
+            "os.close(os.open(m + '/tmp/x', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))",
+            "touch",
+        ),
+        ("SYMLINK", "os.symlink('target', m + '/tmp/x')", "ln -s elsewhere"),
+    ];
+    for (opcode, action, attacker) in cases {
+        let mut m = Mounted::dirs();
+        fs::create_dir(m.src("tmp")).unwrap();
+        fs::set_permissions(m.src("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+        let keeper = Keeper::start(m.dir.path());
+        let (source, mountpoint, socket) =
+            (m.source.clone(), m.mountpoint.clone(), keeper.socket.clone());
+        let server = |crash: Option<&str>| {
+            let mut cmd = Command::new(common::BIN);
+            cmd.args(["-f", "-o", "tag=race,nokeeper_start,allow_other,entry_timeout=0"])
+                .arg(&source)
+                .arg(&mountpoint)
+                .env("FUSE_KEEPER_SOCKET", &socket)
+                .stdin(Stdio::null())
+                .stderr(Stdio::null());
+            if let Some(crash) = crash {
+                cmd.env("FUSE_CRASH_AT", crash);
+            }
+            cmd.spawn().unwrap()
+        };
+        m.server = Some(server(Some(&format!("{opcode}:before"))));
+        m.wait_mounted();
+        keeper.wait_serving(m.pid());
+        let app = Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import os, sys\nm = sys.argv[1]\ntry:\n    {action}\n    print('ok')\nexcept OSError as e:\n    print(e.strerror)"
+            ))
+            .arg(&m.mountpoint)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        m.wait_exit(common::PATIENCE).unwrap_or_else(|| panic!("{opcode}: no crash"));
+        // While no server runs, uid 65534 takes the name in the source.
+        let target = m.src("tmp/x");
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{attacker} '{}'", target.display()))
+            .uid(65534)
+            .gid(65534)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{opcode}: the attacker could not take the name");
+        m.server = Some(server(None));
+        let out = app.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(said, "File exists", "{opcode}: the resend was handed nobody's entry");
+        assert_eq!(fs::symlink_metadata(&target).unwrap().uid(), 65534, "{opcode}");
+        counts_drain(&keeper, opcode);
+    }
+}

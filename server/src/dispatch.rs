@@ -154,10 +154,12 @@ pub(crate) fn dispatch<F: Filesystem>(
 /// filesystem whether it had taken effect. `Ok(Some(()))`: it had; its reply is in `reply`.
 /// `Ok(None)`: it had not; execute it. The rules, per operation:
 ///
-/// - MKDIR, MKNOD, SYMLINK: the name exists (with the right type for MKDIR) -> taken effect,
-///   answered with its entry. Otherwise not.
+/// - MKDIR, MKNOD, SYMLINK: the name exists (with the right type for MKDIR and SYMLINK), owned
+///   by the uid the caller's entries get (`Filesystem::creator_uid`) -> taken effect, answered
+///   with its entry. Otherwise not (an entry another user made while the server was down is
+///   theirs: executed again, the request gets EEXIST).
 /// - LINK: the new name is the same inode -> taken effect.
-/// - CREATE: the name exists -> taken effect: opened again without O_CREAT, O_EXCL, O_TRUNC
+/// - CREATE: the name exists, owned as for MKDIR -> taken effect: opened again without O_CREAT, O_EXCL, O_TRUNC
 ///   (`Filesystem::reopen_created`: the creator may open it whatever its mode).
 /// - UNLINK, RMDIR: the name is gone -> taken effect.
 /// - RENAME (plain, NOREPLACE): the old name is gone and the new one exists -> taken effect.
@@ -207,6 +209,9 @@ fn settle<F: Filesystem>(
             let _ = fs.release(ctx, nodeid, begun.opened, flags);
         }
     };
+    // An entry someone else made under the name while the server was down is not the crashed
+    // request's: executed again, the request meets it as it would have without a crash.
+    let not_ours = |entry: &Entry| entry.attr.uid != fs.creator_uid(ctx);
     Ok(match op {
         Operation::Mkdir { name, .. }
         | Operation::Mknod { name, .. }
@@ -217,7 +222,7 @@ fn settle<F: Filesystem>(
                     Operation::Symlink { .. } => Some(S_IFLNK),
                     _ => None,
                 };
-                if want.is_some_and(|w| entry.attr.mode & S_IFMT != w) {
+                if want.is_some_and(|w| entry.attr.mode & S_IFMT != w) || not_ours(&entry) {
                     fs.forget(entry.nodeid, 1);
                     None
                 } else {
@@ -239,6 +244,10 @@ fn settle<F: Filesystem>(
             None => None,
         },
         Operation::Create { arg, name } => match found(nodeid, name)? {
+            Some(entry) if not_ours(&entry) => {
+                fs.forget(entry.nodeid, 1);
+                None
+            }
             Some(entry) => {
                 let flags = arg.flags as i32 & !(O_CREAT | O_EXCL | O_TRUNC);
                 match fs.reopen_created(ctx, entry.nodeid, flags) {

@@ -222,6 +222,15 @@ pub trait Filesystem: Send + Sync + 'static {
     fn open(&self, ctx: &Context<'_>, nodeid: u64, flags: i32) -> Result<Opened> {
         Err(Errno::ENOSYS)
     }
+    /// The uid that a file, directory, node or symlink made for this caller belongs to: how a
+    /// resent MKDIR, MKNOD, SYMLINK or CREATE tells its own entry (made before the crash) from
+    /// one another user made under the same name while the server was down (in a sticky
+    /// directory such as /tmp, the classic O_EXCL race), which must not be handed to the
+    /// caller. Default: the caller's uid (a filesystem that creates as the caller). A server
+    /// that creates everything as itself answers its own uid.
+    fn creator_uid(&self, ctx: &Context<'_>) -> u32 {
+        ctx.uid
+    }
     /// Opens, for a resent CREATE that had taken effect before a crash, the file that CREATE
     /// made (`flags` without O_CREAT, O_EXCL, O_TRUNC). Creating a file grants its creator the
     /// access asked for whatever the new file's mode (`open(O_CREAT | O_RDWR, 0)` succeeds),
