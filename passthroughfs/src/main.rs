@@ -19,6 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    options.secure_defaults(rustix::process::geteuid().is_root());
     let filter = if options.debug { "debug" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -23,6 +23,9 @@ pub struct Options {
     pub session: SessionConfig,
     /// `-o tag=NAME`: recoverable through the keeper under this tag.
     pub recovery: Option<Recovery>,
+    /// `nodefault_permissions`: leave the kernel's permission checks off even for a root
+    /// server with `allow_other` (see [`Options::secure_defaults`]).
+    pub no_default_permissions: bool,
 }
 
 /// The recovery options (`tag=` and the options that only make sense with it).
@@ -69,7 +72,8 @@ pub enum UsageError {
 pub const USAGE: &str = "usage: passthroughfs [-f] [-d] [-o OPTION[,OPTION...]] SOURCE MOUNTPOINT
 
 options:
-  allow_other, default_permissions, ro, fsname=NAME, subtype=NAME,
+  allow_other, default_permissions (on with allow_other as root, unless nodefault_permissions),
+  ro, fsname=NAME, subtype=NAME,
   entry_timeout=SECONDS, attr_timeout=SECONDS, writeback, threads=N,
   nopassthrough, and mount flags (nosuid, nodev, noexec, noatime, ...)
 recovery (the mount outlives the server; the same command line re-attaches):
@@ -119,6 +123,7 @@ impl Options {
             // written its reply. Each costs a cloned device fd and its buffers.
             session: SessionConfig { passthrough: true, threads: 8, ..SessionConfig::default() },
             recovery: None,
+            no_default_permissions: false,
         };
         let mut recovery = Recovery {
             tag: String::new(),
@@ -174,6 +179,7 @@ impl Options {
         match (name, value) {
             ("allow_other", None) => self.mount.allow_other = true,
             ("default_permissions", None) => self.mount.default_permissions = true,
+            ("nodefault_permissions", None) => self.no_default_permissions = true,
             ("ro", None) => self.mount.read_only = true,
             ("rw", None) => self.mount.read_only = false,
             ("fsname", Some(v)) => self.mount.fsname = Some(v.to_string()),
@@ -194,6 +200,21 @@ impl Options {
             _ => return Err(UsageError::Unexpected(format!("-o {option}"))),
         }
         Ok(())
+    }
+}
+
+impl Options {
+    /// What a server run as root (`root`) with `allow_other` must add: the kernel's permission
+    /// checks (`default_permissions`), unless `nodefault_permissions`. Every request already
+    /// runs as its caller, but a path the kernel has cached is walked without asking the
+    /// server: without the kernel's checks, a user could open a file under another user's
+    /// 0700 directory once its owner had looked it up. The kernel then checks mode bits
+    /// (POSIX ACLs on the source can still refuse, through the caller's own syscall, but not
+    /// grant beyond the mode).
+    pub fn secure_defaults(&mut self, root: bool) {
+        if root && self.mount.allow_other && !self.no_default_permissions {
+            self.mount.default_permissions = true;
+        }
     }
 }
 

@@ -193,3 +193,30 @@ fn a_server_refuses_a_connection_registered_for_another_mountpoint() {
     keeper.wait_serving(m.pid());
     assert_eq!(fs::read(m.mnt("f")).unwrap(), b"kept");
 }
+
+/// Suspected attack (issue 14): without `default_permissions`, a path the kernel has cached is
+/// walked without asking the server, so a user could open a file under another user's 0700
+/// directory once that user had looked it up. A root server with `allow_other` has the
+/// kernel check permissions; `nodefault_permissions` turns that off (and shows the attack).
+#[test]
+fn a_cached_path_under_another_users_private_directory_stays_closed() {
+    for (options, closed) in [("allow_other", true), ("allow_other,nodefault_permissions", false)] {
+        let m = Mounted::start(&["-o", options]);
+        fs::create_dir(m.src("private")).unwrap();
+        fs::write(m.src("private/f"), b"secret").unwrap();
+        fs::set_permissions(m.src("private/f"), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(m.src("private"), fs::Permissions::from_mode(0o700)).unwrap();
+        let path = m.mnt("private/f");
+        // Root, the owner, reads it: the kernel caches both names.
+        assert_eq!(fs::read(&path).unwrap(), b"secret");
+        let out = as_nobody(&format!("cat '{}'", path.display()));
+        if closed {
+            assert!(!out.status.success(), "{options}: nobody read a file under a 0700 dir");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+            let out = as_nobody(&format!("stat '{}'", path.display()));
+            assert!(!out.status.success(), "{options}: nobody stat'ed under a 0700 dir");
+        } else {
+            assert_eq!(out.stdout, b"secret", "{options}: the attack this test guards against");
+        }
+    }
+}
