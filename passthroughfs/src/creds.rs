@@ -79,6 +79,33 @@ pub fn as_root<T>(f: impl FnOnce() -> T) -> Result<T, Errno> {
     Ok(result)
 }
 
+/// Runs `f` as `ctx`'s caller with CAP_SYS_ADMIN raised in the thread's effective set, then
+/// lowers it again: for FUSE_DEV_IOC_BACKING_OPEN, which needs CAP_SYS_ADMIN and records the
+/// calling thread's credentials for all the I/O the kernel does on the backing file. Recorded
+/// as root, a user's writes through kernel passthrough would be root's: into the blocks ext4
+/// reserves for root, past the user's disk quota. Recorded as the caller with only
+/// CAP_SYS_ADMIN (which neither reserved blocks nor quotas honour), they are the caller's.
+pub fn as_caller_with_sys_admin<T>(ctx: &Context<'_>, f: impl FnOnce() -> T) -> Result<T, Errno> {
+    if !ENABLED.load(Ordering::Relaxed) || ctx.uid == 0 {
+        return as_root(f);
+    }
+    become_caller(ctx)?;
+    let mut caps = rustix::thread::capabilities(None).map_err(errno)?;
+    let lowered = caps.effective;
+    caps.effective |= rustix::thread::CapabilitySet::SYS_ADMIN;
+    rustix::thread::set_capabilities(None, caps).map_err(errno)?;
+    let result = f();
+    caps.effective = lowered;
+    if let Err(e) = rustix::thread::set_capabilities(None, caps) {
+        // Never leave a caller's identity with CAP_SYS_ADMIN: back to root (which clears the
+        // raised set on the next switch) or fail the request.
+        tracing::error!(%e, "cannot lower CAP_SYS_ADMIN; returning to root");
+        switch(Identity::root())?;
+        return Err(errno(e));
+    }
+    Ok(result)
+}
+
 fn switch(wanted: Identity) -> Result<(), Errno> {
     CURRENT.with(|current| {
         let mut current = current.borrow_mut();

@@ -280,15 +280,19 @@ impl Passthrough {
         if inode.kind == libc::S_IFREG
             && self.passthrough.load(std::sync::atomic::Ordering::Relaxed)
         {
-            let backing = self.inodes.backing_acquire(inode, || {
-                match crate::creds::as_root(|| ctx.backing_open(fd.as_fd())) {
-                    Ok(Ok(id)) => Some(id),
-                    Ok(Err(errno)) | Err(errno) => {
-                        tracing::debug!(%errno, "no kernel passthrough for this file");
-                        None
-                    }
-                }
-            });
+            let backing =
+                self.inodes.backing_acquire(
+                    inode,
+                    || match crate::creds::as_caller_with_sys_admin(ctx, || {
+                        ctx.backing_open(fd.as_fd())
+                    }) {
+                        Ok(Ok(id)) => Some(id),
+                        Ok(Err(errno)) | Err(errno) => {
+                            tracing::debug!(%errno, "no kernel passthrough for this file");
+                            None
+                        }
+                    },
+                );
             if let Some(id) = backing {
                 record.backed = true;
                 opened.open_flags |= FOPEN_PASSTHROUGH;
@@ -593,7 +597,7 @@ impl Filesystem for Passthrough {
 
     fn write(
         &self,
-        _ctx: &Context<'_>,
+        ctx: &Context<'_>,
         _nodeid: u64,
         fh: u64,
         offset: u64,
@@ -601,6 +605,9 @@ impl Filesystem for Passthrough {
         _wf: u32,
         _flags: i32,
     ) -> Result<u32> {
+        // As the caller: the blocks ext4 reserves for root and disk quotas go by the writing
+        // thread's credentials, not by the open file's.
+        become_caller(ctx)?;
         let handle = self.file(fh)?;
         let n = rustix::io::pwrite(handle.file()?, data, offset).map_err(sys)?;
         Ok(n as u32)
@@ -828,13 +835,14 @@ impl Filesystem for Passthrough {
 
     fn fallocate(
         &self,
-        _ctx: &Context<'_>,
+        ctx: &Context<'_>,
         _nodeid: u64,
         fh: u64,
         offset: u64,
         length: u64,
         mode: u32,
     ) -> Result<()> {
+        become_caller(ctx)?;
         let handle = self.file(fh)?;
         let mode = FallocateFlags::from_bits_retain(mode);
         rustix::fs::fallocate(handle.file()?, mode, offset, length).map_err(sys)
@@ -860,7 +868,8 @@ impl Filesystem for Passthrough {
         rustix::fs::seek(handle.file()?, seek).map_err(sys)
     }
 
-    fn copy_file_range(&self, _ctx: &Context<'_>, r: &CopyRange) -> Result<u64> {
+    fn copy_file_range(&self, ctx: &Context<'_>, r: &CopyRange) -> Result<u64> {
+        become_caller(ctx)?;
         let input = self.file(r.fh_in)?;
         let output = self.file(r.fh_out)?;
         let (mut off_in, mut off_out) = (r.off_in, r.off_out);

@@ -220,3 +220,84 @@ fn a_cached_path_under_another_users_private_directory_stays_closed() {
         }
     }
 }
+
+/// An ext4 image mounted through a loop device on `dir/fs`, with half its blocks reserved for
+/// root and a world-writable sticky `src` directory; lazily unmounted when dropped.
+struct ReservedFs {
+    fs: std::path::PathBuf,
+}
+
+impl ReservedFs {
+    fn new(dir: &std::path::Path) -> ReservedFs {
+        let image = dir.join("ext4.img");
+        let fs = dir.join("fs");
+        fs::create_dir(&fs).unwrap();
+        std::fs::File::create(&image).unwrap().set_len(32 << 20).unwrap();
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(Command::new("mkfs.ext4").args(["-q", "-m", "50"]).arg(&image));
+        run(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&fs));
+        let reserved = ReservedFs { fs };
+        fs::create_dir(reserved.fs.join("src")).unwrap();
+        fs::set_permissions(reserved.fs.join("src"), fs::Permissions::from_mode(0o1777)).unwrap();
+        reserved
+    }
+
+    /// (free blocks, blocks available to others than root).
+    fn blocks(&self) -> (u64, u64) {
+        let st = rustix::fs::statvfs(&self.fs).unwrap();
+        (st.f_bfree, st.f_bavail)
+    }
+}
+
+impl Drop for ReservedFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.fs).status();
+    }
+}
+
+/// Suspected attack (issue 14): writes through kernel passthrough were done with the
+/// credentials recorded when the server registered the backing file (root's), and server-side
+/// writes with whatever identity the worker thread had last: a user could fill the blocks
+/// ext4 reserves for root (and write past its quota). Filling a filesystem through the mount
+/// as uid 65534 must leave root's reserve as writing on it directly does.
+#[test]
+fn a_user_cannot_write_into_the_blocks_reserved_for_root() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let ext4 = ReservedFs::new(dir.path());
+    let fill = |path: &std::path::Path| {
+        let out = as_nobody(&format!("dd if=/dev/zero of='{}' bs=64k 2>&1", path.display()));
+        assert!(!out.status.success(), "dd did not run out of space");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains("No space left"), "{said}");
+    };
+    // On the filesystem itself: what the reserve leaves root.
+    fill(&ext4.fs.join("src/direct"));
+    let (direct_free, direct_avail) = ext4.blocks();
+    fs::remove_file(ext4.fs.join("src/direct")).unwrap();
+    assert!(direct_free > 1000, "the reserve: {direct_free} blocks");
+    for mode in ["allow_other", "allow_other,nopassthrough"] {
+        let mnt = dir.path().join("mnt");
+        let _ = fs::create_dir(&mnt);
+        let m = Mounted {
+            dir: tempfile::tempdir().unwrap(),
+            source: ext4.fs.join("src"),
+            mountpoint: mnt.clone(),
+            server: None,
+        };
+        let mut m = m;
+        m.spawn(&["-o", mode], None);
+        fill(&m.mnt("fill"));
+        let (free, avail) = ext4.blocks();
+        assert!(
+            free + 64 >= direct_free,
+            "{mode}: uid 65534 left {free} free blocks (avail {avail}); writing directly \
+             leaves {direct_free} (avail {direct_avail})"
+        );
+        fs::remove_file(m.src("fill")).unwrap();
+        drop(m);
+    }
+}
