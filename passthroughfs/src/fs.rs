@@ -669,26 +669,37 @@ impl Filesystem for Passthrough {
             let name = OsStr::from_bytes(item.file_name().to_bytes());
             let next = item.offset() as u64;
             let typ = item.file_type().as_raw_mode() >> 12;
+            // An entry without attributes (nodeid 0): the kernel lists it and looks it up
+            // when it is used.
+            let bare = || {
+                let mut entry = Entry {
+                    nodeid: 0,
+                    generation: 0,
+                    attr: fuse_attr::default(),
+                    entry_valid: Duration::ZERO,
+                    attr_valid: Duration::ZERO,
+                };
+                entry.attr.ino = item.ino();
+                entry.attr.mode = typ << 12;
+                entry
+            };
             let added = match &parent {
                 None => out.add(item.ino(), next, typ, name),
-                Some(_) if name == "." || name == ".." => {
-                    let mut entry = Entry {
-                        nodeid: 0,
-                        generation: 0,
-                        attr: fuse_attr::default(),
-                        entry_valid: Duration::ZERO,
-                        attr_valid: Duration::ZERO,
-                    };
-                    entry.attr.ino = item.ino();
-                    entry.attr.mode = typ << 12;
-                    out.add_plus(&entry, next, typ, name)
-                }
+                Some(_) if name == "." || name == ".." => out.add_plus(&bare(), next, typ, name),
                 Some(parent) => {
                     let entry = match self.do_lookup(parent, name) {
                         Ok(entry) => entry,
                         // Gone since getdents read it: list the others.
                         Err(Errno::ENOENT) => continue,
-                        Err(errno) => return Err(errno),
+                        // One entry the caller cannot stat (another user's FUSE mount on it,
+                        // which refuses everyone else) does not make the directory unlistable:
+                        // getdents lists it, so do we, and its own lookup fails later.
+                        Err(_) => {
+                            if !out.add_plus(&bare(), next, typ, name) {
+                                break;
+                            }
+                            continue;
+                        }
                     };
                     let added = out.add_plus(&entry, next, typ, name);
                     if !added {

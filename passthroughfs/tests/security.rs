@@ -301,3 +301,70 @@ fn a_user_cannot_write_into_the_blocks_reserved_for_root() {
         drop(m);
     }
 }
+
+/// Suspected attacks (issue 14) with a FUSE mount of uid 65534's own inside a world-writable
+/// directory of the source, its server stopped (SIGSTOP): (1) listing the directory through
+/// the mount failed for everyone (READDIRPLUS failed whole when one entry could not be
+/// stat'ed: that mount refuses all but its owner); (2) requests under it could hold every
+/// worker, stalling the mount for all. Each name is still listed, and root's requests are
+/// served while uid 65534 piles requests on its stalled mount (the server, running as root,
+/// is refused by a mount without `allow_other` at once, before any request reaches it).
+#[test]
+fn another_users_stalled_fuse_mount_inside_the_source_stalls_nothing() {
+    let m = Mounted::start(&["-o", "allow_other,threads=2"]);
+    fs::set_permissions(&m.source, fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::write(m.src("f"), b"data").unwrap();
+    let inner_src = m.dir.path().join("inner");
+    fs::create_dir(&inner_src).unwrap();
+    std::os::unix::fs::chown(&inner_src, Some(NOBODY), Some(NOBODY)).unwrap();
+    let mut inner = Vec::new();
+    for name in ["n1", "n2", "n3"] {
+        let at = m.src(name);
+        fs::create_dir(&at).unwrap();
+        std::os::unix::fs::chown(&at, Some(NOBODY), Some(NOBODY)).unwrap();
+        let mut mounted = Mounted {
+            dir: tempfile::tempdir().unwrap(),
+            source: inner_src.clone(),
+            mountpoint: at,
+            server: None,
+        };
+        mounted.spawn(&[], Some(NOBODY));
+        mounted.signal(rustix::process::Signal::STOP);
+        inner.push(mounted);
+    }
+    let listed: Vec<String> = fs::read_dir(&m.mountpoint)
+        .expect("the directory lists")
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    for name in ["f", "n1", "n2", "n3"] {
+        assert!(listed.iter().any(|l| l == name), "{name} not listed: {listed:?}");
+    }
+    let mut waiting = Vec::new();
+    for name in ["n1", "n2", "n3"] {
+        let path = m.mnt(&format!("{name}/x"));
+        let child = Command::new("cat")
+            .arg(path)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        waiting.push(child);
+    }
+    let read = {
+        let path = m.mnt("f");
+        common::within(common::PROMPT, "root's read beside the stalled mounts", move || {
+            fs::read(path).unwrap()
+        })
+    };
+    assert_eq!(read, b"data");
+    for mounted in &inner {
+        mounted.signal(rustix::process::Signal::CONT);
+    }
+    for mut child in waiting {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    drop(inner);
+}
