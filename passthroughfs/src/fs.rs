@@ -251,6 +251,12 @@ impl Passthrough {
             | OFlags::LARGEFILE
             | OFlags::TRUNC;
         let mut flags = OFlags::from_bits_retain(flags as u32) & io;
+        if !self.passthrough.load(std::sync::atomic::Ordering::Relaxed) {
+            // Served by the server, O_DIRECT I/O would need the request's data aligned in
+            // the server's buffers (it is not: EINVAL). The kernel already bypasses its page
+            // cache for the application's O_DIRECT; the server's own I/O need not.
+            flags &= !OFlags::DIRECT;
+        }
         if self.config.writeback {
             // The kernel reads pages of files opened write-only and appends by itself.
             if flags & OFlags::RWMODE == OFlags::WRONLY {

@@ -377,3 +377,90 @@ fn a_server_starts_a_detached_keeper_when_none_answers() {
         b"kept"
     );
 }
+
+/// What an application holding an fd opened with this flag does after the server's crash:
+/// each handle is opened before the SIGKILL and used after the restart, with every operation
+/// it allows (issue 17: sqlite's fdatasync failed with ELOOP on a file created O_NOFOLLOW).
+const FLAGS_APP: &str = r#"
+import mmap, os, sys
+m = sys.argv[1]
+W, R = os.O_WRONLY, os.O_RDONLY
+fds = {
+    'create_nofollow': (os.open(m + '/new', os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, 0o644), 'rw'),
+    'nofollow': (os.open(m + '/f_nofollow', os.O_RDWR | os.O_NOFOLLOW), 'rw'),
+    'append': (os.open(m + '/f_append', W | os.O_APPEND), 'append'),
+    'direct': (os.open(m + '/f_direct', os.O_RDWR | os.O_DIRECT), 'direct'),
+    'sync': (os.open(m + '/f_sync', os.O_RDWR | os.O_SYNC), 'rw'),
+    'dsync': (os.open(m + '/f_dsync', os.O_RDWR | os.O_DSYNC), 'rw'),
+    'noatime': (os.open(m + '/f_noatime', R | os.O_NOATIME), 'r'),
+    'nonblock': (os.open(m + '/f_nonblock', os.O_RDWR | os.O_NONBLOCK), 'rw'),
+    'wronly_mode_0': (os.open(m + '/f_wronly', W), 'w'),
+    'directory': (os.open(m + '/d', R | os.O_DIRECTORY), 'dir'),
+}
+os.chmod(m + '/f_wronly', 0)
+print('ready', flush=True)
+sys.stdin.readline()
+for name, (fd, kind) in fds.items():
+    try:
+        if kind in ('rw', 'w'):
+            assert os.pwrite(fd, b'after', 0) == 5
+            os.fsync(fd); os.fdatasync(fd); os.ftruncate(fd, 5)
+        if kind in ('rw', 'r'):
+            os.pread(fd, 5, 0)
+        if kind == 'append':
+            before = os.fstat(fd).st_size
+            os.write(fd, b'tail'); os.fsync(fd)
+            assert os.fstat(fd).st_size == before + 4, 'O_APPEND did not append'
+        if kind == 'direct':
+            buf = mmap.mmap(-1, 4096)
+            buf.write(b'd' * 4096)
+            assert os.pwritev(fd, [buf], 0) == 4096
+            back = mmap.mmap(-1, 4096)
+            assert os.preadv(fd, [back], 0) == 4096 and back[:] == buf[:]
+            os.fdatasync(fd)
+        if kind == 'dir':
+            assert sorted(os.listdir(fd)) == ['inside'], os.listdir(fd)
+            os.fsync(fd)
+        os.fstat(fd)
+        os.close(fd)
+        print(name, 'ok')
+    except (OSError, AssertionError) as e:
+        print(name, getattr(e, 'strerror', None) or e)
+"#;
+
+#[test]
+fn handles_opened_with_every_open_flag_work_after_a_restart() {
+    for mode in ["", ",nopassthrough"] {
+        let mut r = Recoverable::new(mode);
+        for name in
+            ["nofollow", "append", "direct", "sync", "dsync", "noatime", "nonblock", "wronly"]
+        {
+            fs::write(r.m.src(&format!("f_{name}")), vec![b'x'; 8192]).unwrap();
+        }
+        fs::create_dir(r.m.src("d")).unwrap();
+        fs::write(r.m.src("d/inside"), b"").unwrap();
+        r.start(&[]);
+        let mut app = Command::new("python3")
+            .arg("-c")
+            .arg(FLAGS_APP)
+            .arg(&r.m.mountpoint)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(app.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "{mode}: the application could not open its files");
+        r.kill();
+        r.start(&[]);
+        app.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let mut said = String::new();
+        stdout.read_to_string(&mut said).unwrap();
+        let status = app.wait().unwrap();
+        assert!(status.success(), "{mode}: {status}");
+        let failed: Vec<&str> = said.lines().filter(|l| !l.ends_with(" ok")).collect();
+        assert!(failed.is_empty(), "{mode}: after the restart: {failed:?}\n{said}");
+        assert_eq!(said.lines().count(), 10, "{mode}: {said}");
+    }
+}
