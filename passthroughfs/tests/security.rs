@@ -108,6 +108,20 @@ fn recoverable(m: &Mounted, keeper: &common::Keeper, options: &str) -> Command {
     cmd
 }
 
+/// Root's `fuse-keeper ls` answers within a second while an attack is in place (issue 14:
+/// nothing an attacker does may stall the keeper for everyone).
+fn assert_ls_answers_at_once(keeper: &common::Keeper) {
+    let asked = std::time::Instant::now();
+    let out = Command::new(common::workspace_bin("fuse-keeper"))
+        .arg("ls")
+        .env("FUSE_KEEPER_SOCKET", &keeper.socket)
+        .output()
+        .unwrap();
+    let took = asked.elapsed();
+    assert!(out.status.success(), "ls: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(took < std::time::Duration::from_secs(1), "root's ls took {took:?}");
+}
+
 /// Waits until the keeper lists a connection in state `state`.
 fn wait_listed_state(keeper: &common::Keeper, state: &str) {
     let want = format!("\"state\":\"{state}\"");
@@ -141,6 +155,7 @@ fn a_tag_another_user_registered_for_root_is_never_attached_by_root() {
     let ls = keeper.ls_json();
     assert!(ls.contains("\"owner_uid\":65534,\"rescue_uid\":0"), "{ls}");
 
+    assert_ls_answers_at_once(&keeper);
     // Root's ATTACH of the tag: nothing to attach.
     let mut client = fuse_keeper::KeeperClient::connect(&keeper.socket).unwrap();
     assert!(client.attach("data").unwrap().is_none(), "root was handed nobody's connection");
@@ -158,6 +173,7 @@ fn a_tag_another_user_registered_for_root_is_never_attached_by_root() {
     assert_eq!(ls.matches("\"tag\":\"data\"").count(), 2, "{ls}");
     assert!(ls.contains("\"owner_uid\":0,\"rescue_uid\":0"), "{ls}");
     assert!(!keeper.log().contains("attached"), "{}", keeper.log());
+    assert_ls_answers_at_once(&keeper);
 }
 
 /// The library's own check: a connection the keeper holds under our tag but registered for
@@ -186,6 +202,7 @@ fn a_server_refuses_a_connection_registered_for_another_mountpoint() {
     assert!(!status.success(), "a server served a connection mounted elsewhere: {stderr}");
     assert!(stderr.contains("is mounted at") && stderr.contains("not at"), "{stderr}");
     assert!(!refused.is_mounted());
+    assert_ls_answers_at_once(&keeper);
 
     // The connection still waits for its own mountpoint's server, which attaches.
     wait_listed_state(&keeper, "orphaned");
