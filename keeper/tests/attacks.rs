@@ -1,0 +1,111 @@
+//! Attacks on a root keeper by a hostile uid (65534), against real FUSE mounts: each test
+//! mounts the attack, checks that it is refused, and checks that while it is in place root's
+//! `fuse-keeper ls` answers within 1 s. The attacker is a thread that drops to uid 65534 with a
+//! per-thread `setresuid` (the keeper sees the credentials of the thread that connected), or a
+//! child process run as 65534.
+
+mod common;
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Keeper, PATIENCE, connect_raw, wait_until};
+use fuse_keeper::protocol::{self, MAX_MESSAGE, Reply, Request, decode_reply, encode_request};
+
+const NOBODY: u32 = 65534;
+
+/// The bound the issue sets on root's `fuse-keeper ls` while an attack is in place.
+const LS_BOUND: Duration = Duration::from_secs(1);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// Run `f` on a thread whose real, effective and saved uid and gid are `uid` (the raw syscalls
+/// change the calling thread only), and return its result.
+fn as_uid<T: Send + 'static>(uid: u32, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        let id = rustix::process::Gid::from_raw(uid);
+        rustix::thread::set_thread_res_gid(id, id, id).expect("setresgid");
+        let id = rustix::process::Uid::from_raw(uid);
+        rustix::thread::set_thread_res_uid(id, id, id).expect("setresuid");
+        f()
+    })
+    .join()
+    .expect("the attacker thread")
+}
+
+/// A raw connection to `keeper` made by uid `uid`.
+fn connect_as(keeper: &Keeper, uid: u32) -> OwnedFd {
+    let path = keeper.socket.clone();
+    as_uid(uid, move || connect_raw(&path)).expect("connect as another uid")
+}
+
+fn exchange(sock: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Reply {
+    protocol::send_message(sock.as_fd(), bytes, fds).expect("send");
+    let r = protocol::recv_message(sock.as_fd(), MAX_MESSAGE, 17).expect("recv").expect("a reply");
+    decode_reply(&r.bytes, r.fds.len()).expect("a well-formed reply")
+}
+
+fn errno_of(reply: Reply) -> i32 {
+    match reply {
+        Reply::Error { errno, .. } => errno,
+        other => panic!("expected ERROR, got {other:?}"),
+    }
+}
+
+/// Root's `fuse-keeper ls` against `keeper`: it must exit successfully within [`LS_BOUND`]
+/// (measured from the spawn; killed and the test failed otherwise). Returns its stdout.
+fn ls_answers_promptly(keeper: &Keeper, what: &str) -> Vec<u8> {
+    let started = Instant::now();
+    let mut child = keeper
+        .command(&["ls"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fuse-keeper ls");
+    let done = wait_until(LS_BOUND, || matches!(child.try_wait(), Ok(Some(_))));
+    let elapsed = started.elapsed();
+    if !done {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what}: root's `fuse-keeper ls` did not answer within {LS_BOUND:?}");
+    }
+    let out = child.wait_with_output().expect("ls output");
+    assert!(out.status.success(), "{what}: ls failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(elapsed < LS_BOUND, "{what}: ls took {elapsed:?}");
+    out.stdout
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. Test-only subcommands in the production binary
+
+#[test]
+fn production_binary_has_no_test_subcommands() {
+    let keeper = Keeper::start();
+    let help = keeper.command(&["--help"]).output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("fuse-keeper ls"), "{text}");
+    for hidden in ["register-test", "attach-test"] {
+        assert!(!text.contains(hidden), "--help lists {hidden}: {text}");
+        // Refused as an unknown command (usage error), as root and as nobody.
+        let out = keeper.command(&[hidden, "tag"]).stdin(Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{hidden} accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("unknown command"), "{hidden}: {stderr}");
+        let out = keeper.command(&[hidden, "tag"]).uid(NOBODY).gid(NOBODY).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{hidden} accepted for nobody");
+        ls_answers_promptly(&keeper, hidden);
+    }
+    // Nothing was registered by them.
+    assert!(keeper.list().is_empty());
+}
+
+/// This binary re-run as a helper process (common::run_helper); does nothing when run as a test.
+#[test]
+#[ignore = "a helper process that other tests start"]
+fn keeper_test_helper() {
+    common::run_helper();
+}
