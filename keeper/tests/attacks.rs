@@ -109,3 +109,69 @@ fn production_binary_has_no_test_subcommands() {
 fn keeper_test_helper() {
     common::run_helper();
 }
+
+// ---------------------------------------------------------------------------------------------
+// 9. Terminal injection through `fuse-keeper ls`
+
+/// A REGISTER request of `tag` at `mountpoint`, rescued by its owner.
+fn register_request(tag: &str, mountpoint: &[u8], rescue_uid: u32) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    encode_request(&Request::Register(protocol::Register {
+        tag: tag.into(),
+        rescue_uid,
+        mountpoint: std::ffi::OsStr::from_bytes(mountpoint).into(),
+        conn_id: 0,
+        recovery_timeout_ms: 0,
+        negotiation: Vec::new(),
+        flags: 0,
+    }))
+}
+
+/// True if `out` holds a byte that a terminal may act on: C0 controls other than the line
+/// ends, DEL, or a UTF-8 encoded C1 control (U+0080..U+009F, bytes C2 80..C2 9F).
+fn has_raw_control(out: &[u8]) -> bool {
+    out.iter().any(|&b| (b < 0x20 && b != b'\n') || b == 0x7f)
+        || out.windows(2).any(|w| w[0] == 0xc2 && (0x80..0xa0).contains(&w[1]))
+}
+
+#[test]
+fn ls_escapes_registrant_chosen_tags_and_mountpoints() {
+    let keeper = Keeper::start();
+    let attacker = connect_as(&keeper, NOBODY);
+    let (dev, state) = (common::open_fuse(), common::memfd(b""));
+    let fds = [dev.as_fd(), state.as_fd()];
+    // Control characters in a tag are refused outright.
+    for tag in ["evil\x1b[2J", "line\nbreak", "c1\u{9b}2J"] {
+        let reply = exchange(&attacker, &register_request(tag, b"/nonexistent/x", NOBODY), &fds);
+        assert_eq!(errno_of(reply), libc::EINVAL, "tag {tag:?}");
+    }
+    // A mountpoint may hold any byte but NUL: it is registered, and shown escaped.
+    let mountpoint = b"/nonexistent/\x1b[2J\x1b]0;owned\x07\nfake-tag  0  0  /  serving\\\xff";
+    let reply = exchange(&attacker, &register_request("evil\u{202e}txt", mountpoint, NOBODY), &fds);
+    assert!(matches!(reply, Reply::Ok), "{reply:?}");
+
+    let out = ls_answers_promptly(&keeper, "an escape-laden mountpoint is registered");
+    let text = String::from_utf8(out.clone()).expect("ls prints UTF-8");
+    assert!(!has_raw_control(&out), "raw control bytes reach the terminal: {text:?}");
+    assert_eq!(text.lines().count(), 2, "one header and one entry: {text}");
+    assert!(
+        text.contains(
+            "/nonexistent/\\x1b[2J\\x1b]0;owned\\x07\\nfake-tag  0  0  /  serving\\\\\\xff"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("evil\\u{202e}txt"), "{text}");
+
+    let json = keeper.command(&["ls", "--json"]).output().unwrap();
+    assert!(json.status.success());
+    assert!(!has_raw_control(json.stdout.trim_ascii_end()), "{:?}", json.stdout);
+    let json = String::from_utf8(json.stdout).unwrap();
+    assert_eq!(json.lines().count(), 1, "{json}");
+    assert!(json.contains("\\u001b[2J\\u001b]0;owned\\u0007\\nfake-tag"), "{json}");
+    assert!(json.contains("\"tag\":\"evil\\u202etxt\""), "{json}");
+
+    // Nor does the keeper's log carry them raw.
+    let log = keeper.log_text();
+    assert!(log.contains("registered"), "{log}");
+    assert!(!has_raw_control(log.as_bytes()), "raw control bytes in the log: {log:?}");
+}

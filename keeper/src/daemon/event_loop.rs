@@ -420,7 +420,7 @@ impl Keeper {
                 self.become_server(id, pid, pidfd, client);
                 if let Some(entry) = self.registry.get(id) {
                     tracing::info!(
-                        tag = %entry.tag, uid = entry.owner_uid, pid,
+                        tag = %crate::text::escape(&entry.tag), uid = entry.owner_uid, pid,
                         devices = entry.devices.len(), "attached: serving again"
                     );
                 }
@@ -481,7 +481,8 @@ impl Keeper {
         let _ = epoll::delete(&self.epoll, &server.pidfd);
         entry.orphaned_at = Some(Instant::now());
         tracing::info!(
-            tag = %entry.tag, uid = entry.owner_uid, pid = server.pid, conn = entry.conn_id,
+            tag = %crate::text::escape(&entry.tag),
+            uid = entry.owner_uid, pid = server.pid, conn = entry.conn_id,
             timeout_ms = entry.recovery_timeout.map(|t| t.as_millis() as u64),
             "server exited: connection orphaned"
         );
@@ -516,7 +517,8 @@ impl Keeper {
                 .orphaned_at
                 .map_or(Duration::ZERO, |t| Instant::now().saturating_duration_since(t));
             tracing::info!(
-                tag = %entry.tag, uid = entry.owner_uid, orphaned_ms = since.as_millis() as u64,
+                tag = %crate::text::escape(&entry.tag),
+                uid = entry.owner_uid, orphaned_ms = since.as_millis() as u64,
                 "recovery timeout passed: aborting"
             );
             policy::teardown(entry, true, "recovery timeout");

@@ -105,8 +105,10 @@ impl Keeper {
         let rescue_uid = policy::uid_in_keeper_ns(peer.pid, reg.rescue_uid)
             .map_err(|e| fail(libc::EINVAL, format!("rescue uid: {e}")))?;
         if rescue_uid != reg.rescue_uid {
-            tracing::info!(tag = %reg.tag, pid = peer.pid, given = reg.rescue_uid, rescue_uid,
-                "rescue uid translated from the server's user namespace");
+            tracing::info!(
+                tag = %crate::text::escape(&reg.tag), pid = peer.pid, given = reg.rescue_uid,
+                rescue_uid, "rescue uid translated from the server's user namespace"
+            );
         }
         let reg = Register { rescue_uid, ..reg };
         if let Some(id) = self.registry.find(peer.uid, &reg.tag) {
@@ -124,7 +126,10 @@ impl Keeper {
         }
         let max_tags = self.limits.max_tags_per_uid;
         if self.registry.count_owned(peer.uid) >= max_tags {
-            tracing::debug!(tag = %reg.tag, pid = peer.pid, uid = peer.uid, "tag quota reached");
+            tracing::debug!(
+                tag = %crate::text::escape(&reg.tag), pid = peer.pid, uid = peer.uid,
+                "tag quota reached"
+            );
             return Err(fail(libc::EDQUOT, format!("at most {max_tags} tags per uid")));
         }
         if self.registry.len() >= MAX_ENTRIES {
@@ -144,7 +149,8 @@ impl Keeper {
             None => None,
         };
         tracing::info!(
-            tag = %reg.tag, uid = peer.uid, pid = peer.pid, rescue_uid = reg.rescue_uid,
+            tag = %crate::text::escape(&reg.tag),
+            uid = peer.uid, pid = peer.pid, rescue_uid = reg.rescue_uid,
             conn = reg.conn_id, mountpoint = ?reg.mountpoint,
             timeout_ms = reg.recovery_timeout_ms, orphaned = server.is_none(), "registered"
         );
@@ -198,7 +204,8 @@ impl Keeper {
         self.served_by(peer, tag).inspect_err(|refusal| {
             if matches!(refusal.reply, Reply::Error { errno: libc::EPERM, .. }) {
                 tracing::warn!(
-                    "refused {what} of tag {tag} by pid {} uid {} gid {}: not its server",
+                    "refused {what} of tag {} by pid {} uid {} gid {}: not its server",
+                    crate::text::escape(tag),
                     peer.pid,
                     peer.uid,
                     peer.gid
@@ -371,7 +378,7 @@ impl Keeper {
         if peer.uid != 0 && !entry.concerns(peer.uid) {
             tracing::warn!(
                 "refused {what} of tag {} by pid {} uid {} gid {}",
-                entry.tag,
+                crate::text::escape(&entry.tag),
                 peer.pid,
                 peer.uid,
                 peer.gid

@@ -73,19 +73,23 @@ pub fn teardown(entry: &Entry, abort: bool, reason: &str) {
     let mountpoint = &entry.mountpoint;
     if !mount_matches(mountpoint, conn, uid) {
         tracing::info!(
-            %tag, uid, conn, mountpoint = ?mountpoint, reason,
+            tag = %crate::text::escape(tag), uid, conn, mountpoint = ?mountpoint, reason,
             "mount is not this connection (or gone): only dropping the fds"
         );
         return;
     }
     if abort && let Err(e) = fuse_transport::abort_connection(conn) {
-        tracing::warn!(%tag, uid, conn, "abort through fusectl failed: {e}");
+        tracing::warn!(
+            tag = %crate::text::escape(tag), uid, conn, "abort through fusectl failed: {e}",
+        );
     }
     if let Err(e) = fuse_transport::unmount_detached(mountpoint) {
-        tracing::warn!(%tag, uid, mountpoint = ?mountpoint, "detach failed: {e}");
+        tracing::warn!(
+            tag = %crate::text::escape(tag), uid, mountpoint = ?mountpoint, "detach failed: {e}",
+        );
     }
     tracing::info!(
-        %tag, uid, conn, mountpoint = ?mountpoint, abort, reason,
+        tag = %crate::text::escape(tag), uid, conn, mountpoint = ?mountpoint, abort, reason,
         "connection torn down"
     );
 }
