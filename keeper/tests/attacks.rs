@@ -7,8 +7,10 @@
 mod common;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Keeper, PATIENCE, connect_raw, wait_until};
@@ -174,4 +176,131 @@ fn ls_escapes_registrant_chosen_tags_and_mountpoints() {
     let log = keeper.log_text();
     assert!(log.contains("registered"), "{log}");
     assert!(!has_raw_control(log.as_bytes()), "raw control bytes in the log: {log:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Socket takeover through the socket's directory or the log file
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// SIGTERMs the keeper serving `socket` (by the pid of its peer) when dropped, and waits until
+/// it has removed its socket.
+struct StopKeeperAt(PathBuf);
+
+impl Drop for StopKeeperAt {
+    fn drop(&mut self) {
+        if let Ok(client) = fuse_keeper::KeeperClient::connect(&self.0)
+            && let Ok(cred) = rustix::net::sockopt::socket_peercred(client.as_fd())
+        {
+            let _ = rustix::process::kill_process(cred.pid, rustix::process::Signal::TERM);
+            drop(client);
+            let gone = wait_until(PATIENCE, || !self.0.exists());
+            assert!(gone || std::thread::panicking(), "the spawned keeper did not exit");
+        }
+    }
+}
+
+#[test]
+fn keeper_started_on_demand_under_umask_0_makes_its_directory_0755() {
+    let base = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = base.path().join("run/fuse-keeper/keeper.sock");
+    let stop = StopKeeperAt(socket.clone());
+    // The spawning process runs with umask 0, as passthroughfs does.
+    let out = common::helper_command(&[], "spawn", &[socket.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    for dir in [base.path().join("run"), base.path().join("run/fuse-keeper")] {
+        assert_eq!(mode_of(&dir), 0o755, "{}", dir.display());
+    }
+    assert_eq!(mode_of(&socket), 0o666, "root's socket");
+    assert_eq!(mode_of(&base.path().join("run/fuse-keeper/keeper.sock.log")), 0o600);
+    // Nobody cannot put a name of its own there.
+    let squat = socket.with_file_name("squat");
+    let created = as_uid(NOBODY, move || std::fs::File::create(&squat).map(drop));
+    assert_eq!(created.unwrap_err().kind(), std::io::ErrorKind::PermissionDenied);
+    let mut cmd = Command::new(common::BIN);
+    cmd.arg("ls").env("FUSE_KEEPER_SOCKET", &socket);
+    let started = Instant::now();
+    let out = cmd.output().unwrap();
+    assert!(out.status.success() && started.elapsed() < LS_BOUND, "{:?}", started.elapsed());
+    drop(stop);
+}
+
+#[test]
+fn keeper_refuses_a_socket_directory_others_can_write() {
+    let keeper = Keeper::start();
+    let base = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let open = base.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let theirs = base.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
+    for (dir, why) in [(&open, "writable by others"), (&theirs, "owned by uid 65534")] {
+        let socket = dir.join("keeper.sock");
+        let _stop = StopKeeperAt(socket.clone());
+        let out = Command::new(common::BIN)
+            .arg("serve")
+            .env("FUSE_KEEPER_SOCKET", &socket)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "served in {}: {stderr}", dir.display());
+        assert!(stderr.contains("refusing to serve in") && stderr.contains(why), "{stderr}");
+        assert!(!socket.exists());
+        // Starting one on demand there is refused too, before any log is opened.
+        let out =
+            common::helper_command(&[], "spawn", &[socket.to_str().unwrap()]).output().unwrap();
+        assert!(!out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("refusing to serve in"), "{stdout}");
+        assert!(!dir.join("keeper.sock.log").exists());
+        ls_answers_promptly(&keeper, why);
+    }
+    // A sticky world-writable directory (/tmp's mode) is fine: only a name's owner may
+    // replace it.
+    let sticky = base.path().join("sticky");
+    std::fs::create_dir(&sticky).unwrap();
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let socket = sticky.join("keeper.sock");
+    let _stop = StopKeeperAt(socket.clone());
+    let out = common::helper_command(&[], "spawn", &[socket.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn the_keeper_log_is_not_opened_through_a_symlink() {
+    let keeper = Keeper::start();
+    let base = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let victim = base.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let socket = base.path().join("keeper.sock");
+    std::os::unix::fs::symlink(&victim, base.path().join("keeper.sock.log")).unwrap();
+    let _stop = StopKeeperAt(socket.clone());
+    let out = common::helper_command(&[], "spawn", &[socket.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "spawned with a symlinked log: {stdout}");
+    assert!(stdout.contains("is a symlink"), "{stdout}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(mode_of(&victim), 0o644);
+    assert!(!socket.exists());
+    // A FIFO in its place is refused as well (and opening it does not block).
+    std::fs::remove_file(base.path().join("keeper.sock.log")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        base.path().join("keeper.sock.log"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let out = common::helper_command(&[], "spawn", &[socket.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && stdout.contains("not a regular file"), "{stdout}");
+    ls_answers_promptly(&keeper, "a symlinked log");
 }

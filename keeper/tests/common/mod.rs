@@ -263,6 +263,8 @@ fn hand_fds(sock: &std::os::unix::net::UnixStream, fds: &[OwnedFd]) {
 ///   with the first, a memfd holding `state:TAG` (grown to BYTES if given); ADD_DEVICE the
 ///   second as index 1 if any; print `registered PID` on stderr; sleep until killed. On
 ///   failure print the error (and `errno=N`) on stderr and exit 1.
+/// - `spawn SOCKET`: with umask 0 (as passthroughfs runs), start a keeper on demand
+///   (`spawn_detached`) at SOCKET; exit 0 once it answers, else print the error and exit 1.
 /// - `attach TAG`: print `pid=PID`, ATTACH, print `attached devices=N negotiation=...` (exit
 ///   0), `unknown` (exit 3) or `errno=N` and the error (exit 1), on stdout.
 pub fn run_helper() {
@@ -282,12 +284,24 @@ pub fn run_helper() {
     let code = match role.as_str() {
         "register" => helper_register(&args),
         "attach" => helper_attach(&args),
+        "spawn" => helper_spawn(&args),
         other => {
             eprintln!("unknown helper role {other}");
             2
         }
     };
     std::process::exit(code)
+}
+
+fn helper_spawn(args: &[String]) -> i32 {
+    rustix::process::umask(rustix::fs::Mode::empty());
+    match fuse_keeper::spawn_detached(Path::new(BIN), Path::new(&args[0])) {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("\nspawn failed: {e}");
+            1
+        }
+    }
 }
 
 fn helper_attach(args: &[String]) -> i32 {
