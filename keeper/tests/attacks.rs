@@ -304,3 +304,166 @@ fn the_keeper_log_is_not_opened_through_a_symlink() {
     assert!(!out.status.success() && stdout.contains("not a regular file"), "{stdout}");
     ls_answers_promptly(&keeper, "a symlinked log");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Mounts for the attacks
+
+/// A FUSE mount at `path` mounted by root for `uid` (`user_id=`), whose INIT is never answered;
+/// aborted and detached when dropped. The device fd is returned beside it.
+struct UserFuse {
+    path: PathBuf,
+    conn_id: u32,
+}
+
+impl UserFuse {
+    fn new(path: &Path, uid: u32) -> (UserFuse, OwnedFd) {
+        let dev = common::open_fuse();
+        let data = format!(
+            "fd={},rootmode=40000,user_id={uid},group_id={uid}",
+            std::os::fd::AsRawFd::as_raw_fd(&dev)
+        );
+        rustix::mount::mount(
+            "attack-test",
+            path,
+            "fuse.attack-test",
+            rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+            std::ffi::CString::new(data).unwrap().as_c_str(),
+        )
+        .expect("mount fuse");
+        let conn_id = fuse_transport::connection_id(path).expect("connection id");
+        (UserFuse { path: path.to_owned(), conn_id }, dev)
+    }
+
+    fn is_mounted(&self) -> bool {
+        fuse_transport::is_fuse_mount(&self.path)
+    }
+}
+
+impl Drop for UserFuse {
+    fn drop(&mut self) {
+        let _ = fuse_transport::force_unmount(&self.path);
+    }
+}
+
+/// A root-owned tmpfs mounted at `path` (a stand-in for a system mount such as /boot), detached
+/// when dropped.
+struct Victim(PathBuf);
+
+impl Victim {
+    fn new(path: &Path) -> Victim {
+        std::fs::create_dir(path).unwrap();
+        rustix::mount::mount(
+            "victim",
+            path,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            c"mode=0755",
+        )
+        .expect("mount tmpfs");
+        std::fs::write(path.join("kernel"), b"precious").unwrap();
+        Victim(path.to_owned())
+    }
+
+    fn is_mounted(&self) -> bool {
+        std::fs::read(self.0.join("kernel")).is_ok_and(|c| c == b"precious")
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Unmounting something else through `..` or a symlink
+
+#[test]
+fn mountpoints_with_dot_dot_or_symlinks_cannot_aim_teardown_elsewhere() {
+    let keeper = Keeper::start();
+    let base = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let b = base.path();
+    // base/boot: the victim. base/home: the attacker's home, with its own FUSE mount at
+    // home/boot and home/l -> base/sub, so that home/l/../boot is home/boot as text (what
+    // mountinfo shows) but base/boot as a path walk (what umount2 follows).
+    let victim = Victim::new(&b.join("boot"));
+    std::fs::create_dir(b.join("sub")).unwrap();
+    let home = b.join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::create_dir(home.join("boot")).unwrap();
+    std::os::unix::fs::chown(&home, Some(NOBODY), Some(NOBODY)).unwrap();
+    std::os::unix::fs::chown(home.join("boot"), Some(NOBODY), Some(NOBODY)).unwrap();
+    std::os::unix::fs::symlink(b.join("sub"), home.join("l")).unwrap();
+    let (theirs, dev) = UserFuse::new(&home.join("boot"), NOBODY);
+    let state = common::memfd(b"");
+    let fds = [dev.as_fd(), state.as_fd()];
+    let attacker = connect_as(&keeper, NOBODY);
+    let path = |s: &str| format!("{}/{s}", b.display()).into_bytes();
+    let register = |tag: &str, mountpoint: &[u8]| {
+        let request = register_request_for(tag, mountpoint, NOBODY, theirs.conn_id);
+        exchange(&attacker, &request, &fds)
+    };
+    for (tag, bad) in [
+        ("dotdot", path("home/l/../boot")),
+        ("dot", path("home/./boot")),
+        ("empty", path("home//boot")),
+        ("trailing", path("home/boot/")),
+        ("relative", b"home/boot".to_vec()),
+    ] {
+        let reply = register(tag, &bad);
+        let Reply::Error { errno, message } = reply else { panic!("{tag}: registered") };
+        assert_eq!(errno, libc::EINVAL, "{tag}: {message}");
+        assert!(message.contains("absolute"), "{tag}: {message}");
+    }
+    // A symlink anywhere in the path: refused too, saying which component.
+    std::fs::create_dir(b.join("sub/boot")).unwrap();
+    let Reply::Error { errno, message } = register("link", &path("home/l/boot")) else {
+        panic!("registered through a symlink")
+    };
+    assert_eq!(errno, libc::EINVAL, "{message}");
+    assert!(message.contains("symlink") && message.contains("home/l"), "{message}");
+    assert!(keeper.list().is_empty());
+
+    // ABORT/UMOUNT of those paths as targets: nothing the keeper holds, and not (as text) a
+    // FUSE mount: ENOENT, for the attacker and for root alike.
+    let root = connect_raw(&keeper.socket).unwrap();
+    for target in [path("home/l/../boot"), path("home/l/boot"), path("boot")] {
+        let target = String::from_utf8(target).unwrap();
+        for kind in
+            [Request::Abort { target: target.clone() }, Request::Umount { target: target.clone() }]
+        {
+            let reply = exchange(&attacker, &encode_request(&kind), &[]);
+            assert!(matches!(errno_of(reply), libc::ENOENT | libc::EPERM), "{target}");
+        }
+        let reply =
+            exchange(&root, &encode_request(&Request::Umount { target: target.clone() }), &[]);
+        assert_eq!(errno_of(reply), libc::ENOENT, "{target}");
+    }
+    assert!(victim.is_mounted(), "the victim was unmounted");
+    ls_answers_promptly(&keeper, "the attacker's registrations were refused");
+
+    // Its real mountpoint registers; its UMOUNT detaches its own mount, and only that.
+    let reply = register("own", &path("home/boot"));
+    assert!(matches!(reply, Reply::Ok), "{reply:?}");
+    let reply =
+        exchange(&attacker, &encode_request(&Request::Umount { target: "own".into() }), &[]);
+    assert!(matches!(reply, Reply::Ok), "{reply:?}");
+    assert!(!theirs.is_mounted(), "its own mount was not detached");
+    assert!(victim.is_mounted(), "the victim was unmounted");
+    assert!(keeper.log_text().contains("connection torn down"), "{}", keeper.log_text());
+}
+
+/// [`register_request`] with a connection number.
+fn register_request_for(tag: &str, mountpoint: &[u8], rescue_uid: u32, conn_id: u32) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    encode_request(&Request::Register(protocol::Register {
+        tag: tag.into(),
+        rescue_uid,
+        mountpoint: std::ffi::OsStr::from_bytes(mountpoint).into(),
+        conn_id,
+        recovery_timeout_ms: 0,
+        negotiation: Vec::new(),
+        flags: 0,
+    }))
+}

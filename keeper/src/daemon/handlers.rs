@@ -101,6 +101,7 @@ impl Keeper {
         if !policy::is_regular_file(state.as_fd()) {
             return Err(fail(libc::EBADF, "the state fd is not a regular file or memfd"));
         }
+        check_mountpoint(&reg.mountpoint)?;
         // The registrant names its rescue uid in its own user namespace (a container's).
         let rescue_uid = policy::uid_in_keeper_ns(peer.pid, reg.rescue_uid)
             .map_err(|e| fail(libc::EINVAL, format!("rescue uid: {e}")))?;
@@ -395,9 +396,14 @@ impl Keeper {
 
     fn teardown_unknown(&mut self, peer: &Peer, target: &str, what: &str) -> Handled {
         let path = Path::new(target);
-        if !path.is_absolute() || !fuse_transport::is_fuse_mount(path) {
+        // Found in mountinfo by its text alone: nothing is resolved, so a target under a stalled
+        // mount cannot block the keeper.
+        let mount = policy::is_normal_absolute(target.as_bytes())
+            .then(|| policy::unknown_fuse_mount(path))
+            .flatten();
+        let Some(mount) = mount else {
             return Err(fail(libc::ENOENT, format!("no connection or FUSE mount named {target}")));
-        }
+        };
         if peer.uid != 0 {
             return Err(fail(
                 libc::EPERM,
@@ -406,9 +412,38 @@ impl Keeper {
                 ),
             ));
         }
-        policy::teardown_unknown(path)
-            .map_err(|e| fail(e.raw_os_error().unwrap_or(libc::EIO), e.to_string()))?;
+        policy::teardown_unknown(path, &mount)
+            .map_err(|e| fail(libc::EIO, format!("{target}: {e}")))?;
         tracing::info!(target, pid = peer.pid, "{what} of a FUSE mount the keeper did not hold");
         Ok(Response::ok())
+    }
+}
+
+/// REGISTER's mountpoint rule: absolute and normal ([`policy::is_normal_absolute`]), and no
+/// component a symlink in the keeper's view. A path that does not resolve here (the server's
+/// own mount namespace, a mount gone already) or that lies inside another FUSE mount (which is
+/// not resolved: its server may be stalled) is accepted: teardown verifies the mount again
+/// through an fd before acting on it.
+fn check_mountpoint(mountpoint: &Path) -> Result<(), Response> {
+    use std::os::unix::ffi::OsStrExt;
+    if !policy::is_normal_absolute(mountpoint.as_os_str().as_bytes()) {
+        return Err(fail(
+            libc::EINVAL,
+            format!(
+                "mountpoint {:?} must be an absolute path without ., .. or empty components or a \
+                 trailing slash",
+                mountpoint
+            ),
+        ));
+    }
+    let mounts = fuse_transport::read_mountinfo().unwrap_or_default();
+    match policy::open_mount_root(mountpoint, &mounts) {
+        Err(policy::Walk::Symlink(at)) => Err(fail(
+            libc::EINVAL,
+            format!(
+                "mountpoint {mountpoint:?} goes through a symlink ({at:?}): name the real path"
+            ),
+        )),
+        _ => Ok(()),
     }
 }
