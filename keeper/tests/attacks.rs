@@ -467,3 +467,216 @@ fn register_request_for(tag: &str, mountpoint: &[u8], rescue_uid: u32, conn_id: 
         flags: 0,
     }))
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. Freezing the keeper with a stalled FUSE mount
+
+/// A FUSE mount (root's) whose server answers INIT, the LOOKUP of `f` (a regular file, its
+/// attributes valid for no time) and its OPEN, and then nothing: no GETATTR (an `fstat` of the
+/// file waits), no FLUSH (every `close` of it waits), no LOOKUP of anything else (a path walk
+/// under it waits). Aborted and detached when dropped, which releases every waiter.
+struct Stalled {
+    mount: UserFuse,
+    _dir: tempfile::TempDir,
+    server: Option<std::thread::JoinHandle<()>>,
+    /// The opened file (closed only after the abort: its close waits for a FLUSH answer).
+    file: Option<OwnedFd>,
+}
+
+impl Stalled {
+    fn file(&self) -> BorrowedFd<'_> {
+        self.file.as_ref().unwrap().as_fd()
+    }
+
+    fn new() -> Stalled {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("stalled");
+        std::fs::create_dir(&path).unwrap();
+        let (mount, dev) = UserFuse::new(&path, 0);
+        let server = std::thread::spawn(move || serve_then_stall(dev));
+        let file = std::fs::File::open(path.join("f")).expect("open the file on the mount");
+        Stalled { mount, _dir: dir, server: Some(server), file: Some(file.into()) }
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        let _ = fuse_transport::abort_connection(self.mount.conn_id);
+        self.file = None;
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
+        }
+    }
+}
+
+fn serve_then_stall(dev: OwnedFd) {
+    use fuse_abi::{fuse_entry_out, fuse_in_header, fuse_init_out, fuse_opcode, fuse_open_out};
+    use zerocopy::{FromBytes, IntoBytes};
+    let mut buf = vec![0u8; 1 << 20];
+    let reply = |unique: u64, payload: &[u8]| {
+        let header =
+            fuse_abi::fuse_out_header { len: (16 + payload.len()) as u32, error: 0, unique };
+        let iov = [std::io::IoSlice::new(header.as_bytes()), std::io::IoSlice::new(payload)];
+        let _ = fuse_transport::write_reply(dev.as_fd(), &iov);
+    };
+    // Until the connection is aborted (the read fails).
+    while let Ok(Some(n)) = fuse_transport::read_request(dev.as_fd(), &mut buf) {
+        let Ok((h, body)) = fuse_in_header::read_from_prefix(&buf[..n]) else { continue };
+        match fuse_opcode::try_from(h.opcode) {
+            Ok(fuse_opcode::FUSE_INIT) => {
+                let init = fuse_init_out {
+                    major: 7,
+                    minor: 31,
+                    max_readahead: 65536,
+                    max_write: 65536,
+                    time_gran: 1,
+                    ..Default::default()
+                };
+                reply(h.unique, init.as_bytes());
+            }
+            Ok(fuse_opcode::FUSE_LOOKUP) if h.nodeid == 1 && body.starts_with(b"f\0") => {
+                let mut entry =
+                    fuse_entry_out { nodeid: 2, entry_valid: 86400, ..Default::default() };
+                entry.attr.ino = 2;
+                entry.attr.mode = libc::S_IFREG | 0o644;
+                entry.attr.nlink = 1;
+                reply(h.unique, entry.as_bytes());
+            }
+            Ok(fuse_opcode::FUSE_OPEN) if h.nodeid == 2 => {
+                reply(h.unique, fuse_open_out { fh: 1, ..Default::default() }.as_bytes());
+            }
+            // Everything else is left unanswered.
+            _ => {}
+        }
+    }
+}
+
+/// A message the decoder refuses, with fds.
+fn garbage() -> Vec<u8> {
+    b"not a keeper message at all".to_vec()
+}
+
+/// Runs root's `fuse-keeper ls` from a helper process started before this process held any fd
+/// on the stalled mount (this process cannot start programs then: exec would close that fd, and
+/// the close waits for a FLUSH answer).
+struct LsRunner {
+    proc: common::Proc,
+    stdin: std::process::ChildStdin,
+    answers: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+}
+
+impl LsRunner {
+    fn new(keeper: &Keeper) -> LsRunner {
+        let mut cmd = keeper.helper(&[], "ls-runner", &[]);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut proc = common::Proc { child: cmd.spawn().expect("spawn the ls runner") };
+        let stdin = proc.child.stdin.take().unwrap();
+        let stderr = proc.child.stderr.take().unwrap();
+        use std::io::BufRead;
+        LsRunner { proc, stdin, answers: std::io::BufReader::new(stderr).lines() }
+    }
+
+    /// As [`ls_answers_promptly`]: root's `ls` exits 0 within [`LS_BOUND`], measured here
+    /// around the whole round trip.
+    fn answers_promptly(&mut self, what: &str) {
+        use std::io::Write;
+        let started = Instant::now();
+        writeln!(self.stdin, "ls").expect("ask the ls runner");
+        let line = loop {
+            let line = self.answers.next().expect("the ls runner answers").unwrap();
+            if line.starts_with("ls ") {
+                break line;
+            }
+        };
+        let elapsed = started.elapsed();
+        assert!(line.starts_with("ls 0 "), "{what}: ls failed: {line}");
+        assert!(elapsed < LS_BOUND, "{what}: ls took {elapsed:?} ({line})");
+    }
+}
+
+#[test]
+fn a_stalled_fuse_mount_cannot_freeze_the_keeper() {
+    let keeper = Keeper::start();
+    // Started while this process may still start programs (see LsRunner).
+    let mut ls = LsRunner::new(&keeper);
+    let mut others = keeper.registrant("others", &[], common::open_fuse(), None);
+    let stalled = Stalled::new();
+    let mnt = stalled.mount.path.clone();
+    let attacker = connect_as(&keeper, NOBODY);
+    let dev = common::open_fuse();
+    let f = stalled.file();
+    // The file on the stalled mount as the device, as the state, as a clone, on garbage: each is
+    // refused (or, as a state file, held then dropped), and each close the keeper makes of it
+    // waits for a FLUSH that never comes.
+    let register = |tag: &str| register_request_for(tag, b"/nonexistent/stalled", NOBODY, 0);
+    let add = encode_request(&Request::AddDevice { tag: "none".into(), index: 1 });
+    let unregister = encode_request(&Request::Unregister { tag: "as-state".into() });
+    for round in 0..4 {
+        let what = format!("round {round}");
+        assert_eq!(errno_of(exchange(&attacker, &register("as-device"), &[f, f])), libc::EBADF);
+        assert_eq!(errno_of(exchange(&attacker, &add, &[f])), libc::ENOENT);
+        assert_eq!(errno_of(exchange(&attacker, &garbage(), &[f])), libc::EPROTO);
+        let reply = exchange(&attacker, &register("as-state"), &[dev.as_fd(), f]);
+        assert!(matches!(reply, Reply::Ok), "{what}: {reply:?}");
+        assert!(matches!(exchange(&attacker, &unregister, &[]), Reply::Ok), "{what}");
+        ls.answers_promptly(&what);
+    }
+    // Far more stuck closes than one uid may have pending: refused (EAGAIN) once there is no
+    // room, never blocking; every message is answered.
+    let sixteen = [f; 16];
+    let mut refused = 0;
+    for _ in 0..16 {
+        match exchange(&attacker, &garbage(), &sixteen) {
+            Reply::Error { errno: libc::EAGAIN, .. } => refused += 1,
+            Reply::Error { errno: libc::EPROTO, .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(refused > 0, "the closer queue never filled");
+    ls.answers_promptly("with the closer saturated");
+
+    // Paths under the stalled mount, where a lookup would wait: as ABORT/UMOUNT targets and as
+    // a REGISTER mountpoint, answered at once.
+    for target in [mnt.join("f/x"), mnt.join("sub/deeper"), mnt.join("f")] {
+        let target = target.to_str().unwrap().to_owned();
+        let kinds = [Request::Abort { target: target.clone() }, Request::Umount { target }];
+        for kind in kinds {
+            let reply = exchange(&attacker, &encode_request(&kind), &[]);
+            assert_eq!(errno_of(reply), libc::ENOENT);
+            let root = connect_raw(&keeper.socket).unwrap();
+            assert_eq!(errno_of(exchange(&root, &encode_request(&kind), &[])), libc::ENOENT);
+        }
+    }
+    let under = mnt.join("sub/mnt");
+    let request = register_request_for("under", under.as_os_str().as_encoded_bytes(), NOBODY, 0);
+    let state = common::memfd(b"");
+    let reply = exchange(&attacker, &request, &[dev.as_fd(), state.as_fd()]);
+    assert!(matches!(reply, Reply::Ok), "{reply:?}");
+    ls.answers_promptly("paths under the stalled mount");
+
+    // Others still register (fds that close at once: no closer room needed) and attach.
+    let (dev, state) = (common::open_fuse(), common::memfd(b""));
+    let mut root = keeper.client();
+    let reg = fuse_keeper::Registration {
+        tag: "root's".into(),
+        rescue_uid: 0,
+        mountpoint: "/nonexistent/root".into(),
+        conn_id: 0,
+        recovery_timeout: None,
+        negotiation: Vec::new(),
+        fail_on_timeout: false,
+    };
+    root.register(&reg, dev.as_fd(), state.as_fd()).expect("root registers");
+    others.kill();
+    assert!(keeper.wait_state("others", fuse_keeper::ConnState::Orphaned, PATIENCE));
+    assert!(keeper.client().attach("others").unwrap().is_some());
+    ls.answers_promptly("after others registered and attached");
+    drop(ls.proc);
+    // Aborting the stalled connection releases every stuck close.
+    drop(stalled);
+    let settled = wait_until(PATIENCE, || {
+        common::fd_count(keeper.proc.pid()) < 64 && keeper.client().list().is_ok()
+    });
+    assert!(settled, "keeper fds after the abort: {}", common::fd_count(keeper.proc.pid()));
+}

@@ -49,13 +49,14 @@ pub(super) fn fail(errno: i32, message: impl Into<String>) -> Response {
 
 impl Keeper {
     /// Answer one decoded request from `peer` that came with `fds` (counts already checked).
-    /// `client` names the connection it came on.
+    /// `client` names the connection it came on. A handler takes out of `fds` what it keeps;
+    /// the caller closes the rest off the loop (their close may wait for a FUSE server).
     pub(super) fn handle(
         &mut self,
         client: u64,
         peer: &Peer,
         req: Request,
-        fds: Vec<OwnedFd>,
+        fds: &mut Vec<OwnedFd>,
     ) -> Response {
         let result = match req {
             Request::Register(reg) => self.register(client, peer, reg, fds),
@@ -90,9 +91,14 @@ impl Keeper {
         }
     }
 
-    fn register(&mut self, client: u64, peer: &Peer, reg: Register, fds: Vec<OwnedFd>) -> Handled {
-        let mut fds = fds.into_iter();
-        let (Some(device), Some(state)) = (fds.next(), fds.next()) else {
+    fn register(
+        &mut self,
+        client: u64,
+        peer: &Peer,
+        reg: Register,
+        fds: &mut Vec<OwnedFd>,
+    ) -> Handled {
+        let [device, state] = &fds[..] else {
             return Err(fail(libc::EBADF, "REGISTER needs a device and a state fd"));
         };
         if !policy::is_fuse_device(device.as_fd()) {
@@ -156,6 +162,8 @@ impl Keeper {
             timeout_ms = reg.recovery_timeout_ms, orphaned = server.is_none(), "registered"
         );
         let orphaned_at = server.is_none().then(Instant::now);
+        let state = fds.remove(1);
+        let device = fds.remove(0);
         self.registry.insert(Entry {
             id,
             owner_uid: peer.uid,
@@ -221,13 +229,13 @@ impl Keeper {
         peer: &Peer,
         tag: &str,
         index: u32,
-        fds: Vec<OwnedFd>,
+        fds: &mut Vec<OwnedFd>,
     ) -> Handled {
         let id = self.served_by_or_log(peer, tag, "add_device")?;
         if let Some(entry) = self.registry.get_mut(id) {
             entry.server_client = Some(client);
         }
-        let device = fds.into_iter().next().ok_or_else(|| fail(libc::EBADF, "no device fd"))?;
+        let device = fds.first().ok_or_else(|| fail(libc::EBADF, "no device fd"))?;
         if !policy::is_fuse_device(device.as_fd()) {
             return Err(fail(libc::EBADF, "the device fd is not /dev/fuse (char 10:229)"));
         }
@@ -238,7 +246,7 @@ impl Keeper {
         if entry.devices.len() >= MAX_DEVICES {
             return Err(fail(libc::EDQUOT, format!("at most {MAX_DEVICES} devices")));
         }
-        entry.devices.insert(index, device);
+        entry.devices.insert(index, fds.remove(0));
         tracing::info!(tag, uid = entry.owner_uid, index, "device added");
         Ok(Response::ok())
     }

@@ -1,6 +1,7 @@
 //! The keeper daemon (`fuse-keeper serve`): one thread, one epoll loop over the listening
 //! socket, the clients, every server's pidfd and a signal pipe.
 
+mod closer;
 mod event_loop;
 mod failing;
 mod handlers;

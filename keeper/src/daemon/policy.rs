@@ -14,19 +14,34 @@ use super::registry::Entry;
 const FUSE_MAJOR: u32 = 10;
 const FUSE_MINOR: u32 = 229;
 
-/// True if `fd` is an open `/dev/fuse` (char 10:229).
+/// `statx` of `fd` itself with `AT_STATX_DONT_SYNC`: a file on a FUSE mount is answered from
+/// the kernel's cache (or refused), never with a GETATTR that a stalled server would not answer.
+fn statx_cached(fd: BorrowedFd<'_>, mask: rustix::fs::StatxFlags) -> Option<rustix::fs::Statx> {
+    use rustix::fs::AtFlags;
+    rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC, mask).ok()
+}
+
+/// True if `fd` is an open `/dev/fuse` (char 10:229). Never waits for a FUSE server.
 pub fn is_fuse_device(fd: BorrowedFd<'_>) -> bool {
-    rustix::fs::fstat(fd).is_ok_and(|st| {
-        FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice
-            && rustix::fs::major(st.st_rdev) == FUSE_MAJOR
-            && rustix::fs::minor(st.st_rdev) == FUSE_MINOR
+    statx_cached(fd, rustix::fs::StatxFlags::TYPE).is_some_and(|st| {
+        FileType::from_raw_mode(st.stx_mode.into()) == FileType::CharacterDevice
+            && st.stx_rdev_major == FUSE_MAJOR
+            && st.stx_rdev_minor == FUSE_MINOR
     })
 }
 
-/// True if `fd` is a regular file (memfds are).
+/// True if `fd` is a regular file (memfds are). Never waits for a FUSE server.
 pub fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
-    rustix::fs::fstat(fd)
-        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+    statx_cached(fd, rustix::fs::StatxFlags::TYPE)
+        .is_some_and(|st| FileType::from_raw_mode(st.stx_mode.into()) == FileType::RegularFile)
+}
+
+/// True if closing `fd` cannot wait for anybody: a `/dev/fuse` device (its release sends no
+/// request) or a shmem file such as a memfd (`F_GET_SEALS` works only there; no flush). Any
+/// other fd, a file on a FUSE mount in particular (close sends FLUSH and waits), is closed on
+/// a closer thread.
+pub fn closes_at_once(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fcntl_get_seals(fd).is_ok() || is_fuse_device(fd)
 }
 
 /// True while the process behind `pidfd` has not exited (a pidfd polls readable at exit).

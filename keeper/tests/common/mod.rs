@@ -265,6 +265,10 @@ fn hand_fds(sock: &std::os::unix::net::UnixStream, fds: &[OwnedFd]) {
 ///   failure print the error (and `errno=N`) on stderr and exit 1.
 /// - `spawn SOCKET`: with umask 0 (as passthroughfs runs), start a keeper on demand
 ///   (`spawn_detached`) at SOCKET; exit 0 once it answers, else print the error and exit 1.
+/// - `ls-runner`: for each line on stdin, run `fuse-keeper ls` (the keeper of
+///   `$FUSE_KEEPER_SOCKET`) and print `ls CODE MILLISECONDS` on stderr. For tests whose own
+///   process cannot start programs (it holds an fd on a stalled FUSE mount: exec would close
+///   it, and that close waits for the FLUSH answer).
 /// - `attach TAG`: print `pid=PID`, ATTACH, print `attached devices=N negotiation=...` (exit
 ///   0), `unknown` (exit 3) or `errno=N` and the error (exit 1), on stdout.
 pub fn run_helper() {
@@ -285,6 +289,7 @@ pub fn run_helper() {
         "register" => helper_register(&args),
         "attach" => helper_attach(&args),
         "spawn" => helper_spawn(&args),
+        "ls-runner" => helper_ls_runner(),
         other => {
             eprintln!("unknown helper role {other}");
             2
@@ -302,6 +307,23 @@ fn helper_spawn(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+fn helper_ls_runner() -> i32 {
+    for line in std::io::stdin().lines() {
+        if line.is_err() {
+            break;
+        }
+        let started = Instant::now();
+        let code = Command::new(BIN)
+            .arg("ls")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .map_or(-1, |s| s.code().unwrap_or(-1));
+        eprintln!("ls {code} {}", started.elapsed().as_millis());
+    }
+    0
 }
 
 fn helper_attach(args: &[String]) -> i32 {
