@@ -2,14 +2,13 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use fuse_keeper::daemon::{self, Config, Limits};
-use fuse_keeper::{KeeperClient, KeeperError, Registration, socket_path};
+use fuse_keeper::{KeeperClient, KeeperError, socket_path};
 
 const USAGE: &str = "\
 usage: fuse-keeper serve [--root-may-attach] [--max-tags-per-uid N] [--max-clients N]
@@ -75,11 +74,6 @@ fn run(args: &[&str]) -> Result<Result<ExitCode, Usage>> {
         },
         ("umount", _) => match one_arg(cmd, rest) {
             Ok(target) => umount(target)?,
-            Err(u) => return Ok(Err(u)),
-        },
-        ("attach-test", [tag]) => attach_test(tag)?,
-        ("register-test", [tag, opts @ ..]) => match register_test(tag, opts) {
-            Ok(r) => r?,
             Err(u) => return Ok(Err(u)),
         },
         ("help" | "--help" | "-h", []) => {
@@ -179,76 +173,6 @@ fn fallback_allowed(e: &KeeperError, target: &str) -> bool {
     keeper_gone && path.is_absolute() && fuse_transport::is_fuse_mount(path)
 }
 
-/// Hidden test helper: ATTACH `tag`, print the outcome. Exit 0 attached, 3 unknown tag, 1 error
-/// (`errno=N` on stdout).
-fn attach_test(tag: &str) -> Result<ExitCode> {
-    println!("pid={}", std::process::id());
-    match connect()?.attach(tag) {
-        Ok(Some(a)) => {
-            println!("attached devices={} negotiation={:?}", a.devices.len(), a.negotiation);
-            Ok(ExitCode::SUCCESS)
-        }
-        Ok(None) => {
-            println!("unknown");
-            Ok(ExitCode::from(3))
-        }
-        Err(e) => {
-            println!("errno={}", e.errno().unwrap_or(0));
-            println!("{e}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
 fn parse_opt<T: std::str::FromStr>(name: &str, value: Option<&&str>) -> Result<T, Usage> {
     value.and_then(|v| v.parse().ok()).ok_or_else(|| Usage(format!("{name} needs a number")))
-}
-
-/// Hidden test helper: REGISTER `tag` with stdin as the device (and stdout as device 1 with
-/// `--stdout-device`), a memfd holding `state:TAG` as the state; print `registered PID` on
-/// stderr, then sleep until killed.
-fn register_test(tag: &str, opts: &[&str]) -> Result<Result<ExitCode>, Usage> {
-    let mut reg = Registration {
-        tag: tag.to_owned(),
-        rescue_uid: rustix::process::getuid().as_raw(),
-        mountpoint: "/nonexistent".into(),
-        conn_id: 0,
-        recovery_timeout: None,
-        negotiation: format!("negotiation:{tag}").into_bytes(),
-        fail_on_timeout: false,
-    };
-    let mut stdout_device = false;
-    let mut it = opts.iter();
-    while let Some(&opt) = it.next() {
-        match opt {
-            "--rescue-uid" => reg.rescue_uid = parse_opt(opt, it.next())?,
-            "--conn-id" => reg.conn_id = parse_opt(opt, it.next())?,
-            "--timeout-ms" => {
-                reg.recovery_timeout = Some(Duration::from_millis(parse_opt(opt, it.next())?))
-            }
-            "--mountpoint" => {
-                reg.mountpoint =
-                    it.next().ok_or_else(|| Usage("--mountpoint needs a path".into()))?.into()
-            }
-            "--stdout-device" => stdout_device = true,
-            _ => return Err(Usage(format!("unknown option {opt}"))),
-        }
-    }
-    Ok(register_and_sleep(&reg, stdout_device))
-}
-
-fn register_and_sleep(reg: &Registration, stdout_device: bool) -> Result<ExitCode> {
-    let state =
-        rustix::fs::memfd_create("fuse-keeper-test-state", rustix::fs::MemfdFlags::CLOEXEC)?;
-    rustix::io::write(&state, format!("state:{}", reg.tag).as_bytes())?;
-    let stdin = std::io::stdin();
-    let mut client = connect()?;
-    client.register(reg, stdin.as_fd(), state.as_fd())?;
-    if stdout_device {
-        client.add_device(&reg.tag, 1, std::io::stdout().as_fd())?;
-    }
-    eprintln!("registered {}", std::process::id());
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
 }

@@ -6,6 +6,7 @@
 //! - [`client`]: what servers and admin commands use: [`KeeperClient`], [`socket_path`],
 //!   [`spawn_detached`], [`find_keeper_binary`].
 //! - [`daemon`]: the event loop behind `fuse-keeper serve`.
+//! - [`text`]: escaping client-chosen strings for terminals and logs.
 //!
 //! All `unsafe` code is in the private `sys` module.
 
@@ -18,6 +19,7 @@ pub mod protocol;
 mod spawn;
 #[allow(unsafe_code)]
 mod sys;
+pub mod text;
 
 pub use client::{Attached, ConnInfo, KeeperClient, Registration, socket_path};
 pub use error::KeeperError;

@@ -15,20 +15,21 @@ pub const BIN_ENV: &str = "FUSE_KEEPER_BIN";
 pub const SPAWN_WAIT: Duration = Duration::from_secs(2);
 
 /// Start `keeper_bin serve` with `FUSE_KEEPER_SOCKET=socket` so that it outlives the caller: its
-/// own session, not the caller's child, stdin on /dev/null, stdout and stderr appended to
-/// `<socket>.log` (or /dev/null if that cannot be opened). Returns once the socket accepts
+/// own session, not the caller's child, umask 022 whatever the caller's, stdin on /dev/null,
+/// stdout and stderr appended to `<socket>.log` (or /dev/null if that cannot be opened). The
+/// socket's directory is created if missing (0755 for root, 0700 otherwise) and must not be
+/// writable by other users; the log is opened without following a symlink and must be a regular
+/// file; either failing is an error and no keeper is started. Returns once the socket accepts
 /// connections, or fails after 2 s.
 pub fn spawn_detached(keeper_bin: &Path, socket: &Path) -> io::Result<()> {
-    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // Best effort: the daemon creates root's default directory itself.
-        let _ = std::fs::create_dir_all(dir);
-    }
+    // The directory is created with an explicit mode and checked as the daemon checks it: the
+    // log must not land in (nor the keeper start in) a directory others can write.
+    crate::daemon::prepare_socket_dir(socket)?;
     let mut log_name = socket.as_os_str().to_owned();
     log_name.push(".log");
-    let log = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_name);
-    let (stdout, stderr) = match log.and_then(|f| Ok((f.try_clone()?, f))) {
-        Ok((a, b)) => (Stdio::from(a), Stdio::from(b)),
-        Err(_) => (Stdio::null(), Stdio::null()),
+    let (stdout, stderr) = match open_log(Path::new(&log_name))? {
+        Some(f) => (Stdio::from(f.try_clone()?), Stdio::from(f)),
+        None => (Stdio::null(), Stdio::null()),
     };
     let mut cmd = Command::new(keeper_bin);
     cmd.arg("serve").env(SOCKET_ENV, socket).stdin(Stdio::null()).stdout(stdout).stderr(stderr);
@@ -54,6 +55,42 @@ pub fn spawn_detached(keeper_bin: &Path, socket: &Path) -> io::Result<()> {
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
+}
+
+/// The log file `path` opened for appending (created 0600), never through a symlink
+/// (`O_NOFOLLOW`) and only if it is a regular file: a symlink or another kind of file there is an
+/// error (someone aims the keeper's output at something else). `None` if it cannot be opened for
+/// another reason (then the keeper logs nowhere).
+fn open_log(path: &Path) -> io::Result<Option<std::fs::File>> {
+    let opened = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refusing the keeper log {}: it is a symlink", path.display()),
+            ));
+        }
+        // A FIFO without a reader (O_NONBLOCK makes its open fail instead of waiting).
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(not_regular(path)),
+        Err(_) => return Ok(None),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(not_regular(path));
+    }
+    Ok(Some(file))
+}
+
+fn not_regular(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("refusing the keeper log {}: not a regular file", path.display()),
+    )
 }
 
 fn is_executable(p: &Path) -> bool {

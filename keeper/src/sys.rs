@@ -80,15 +80,16 @@ pub fn same_open_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> 
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc == 0) }
 }
 
-/// Make `cmd` start its program detached: in the forked child, `setsid()` (a new session and
-/// process group), then fork again and let the intermediate exit, so that the program is not a
+/// Make `cmd` start its program detached, with umask 022: in the forked child, `umask(022)`
+/// (the caller's may be 0), `setsid()` (a new session and process group), then fork again and let the intermediate exit, so that the program is not a
 /// session leader, is not the caller's child (it is reparented to init or the nearest
 /// subreaper) and the caller only has to reap the intermediate.
 pub(crate) fn detach_on_spawn(cmd: &mut Command) {
     // SAFETY: the hook runs in the forked child before exec and calls only async-signal-safe
-    // functions (setsid, fork, _exit); it allocates nothing and takes no locks.
+    // functions (umask, setsid, fork, _exit); it allocates nothing and takes no locks.
     unsafe {
         cmd.pre_exec(|| {
+            libc::umask(0o022);
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }

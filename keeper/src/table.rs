@@ -2,7 +2,10 @@
 
 use std::fmt::Write;
 
+use std::os::unix::ffi::OsStrExt;
+
 use fuse_keeper::ConnInfo;
+use fuse_keeper::text::{escape, escape_bytes, needs_escape};
 
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
@@ -12,16 +15,17 @@ fn orphaned(info: &ConnInfo) -> String {
     info.orphaned_for.map_or_else(|| "-".to_owned(), |d| format!("{:.1}s", d.as_secs_f64()))
 }
 
-/// One line per connection under a header, columns aligned.
+/// One line per connection under a header, columns aligned. Tags and mountpoints are
+/// registrant-chosen: printed through [`escape`], so no control character reaches the terminal.
 pub fn text(entries: &[ConnInfo]) -> String {
     let header = ["TAG", "OWNER", "RESCUE", "MOUNTPOINT", "STATE", "PID", "WAITING", "ORPHANED"];
     let mut rows: Vec<[String; 8]> = vec![header.map(str::to_owned)];
     for e in entries {
         rows.push([
-            e.tag.clone(),
+            escape(&e.tag).into_owned(),
             e.owner_uid.to_string(),
             e.rescue_uid.to_string(),
-            e.mountpoint.display().to_string(),
+            escape_bytes(e.mountpoint.as_os_str().as_bytes()).into_owned(),
             e.state.name().to_owned(),
             opt(e.server_pid),
             opt(e.waiting),
@@ -60,7 +64,10 @@ fn json_str(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
+            // Every control or invisible character, not only those JSON requires: the output
+            // may be shown on a terminal.
+            c if needs_escape(c) => {
+                // Every such character is in the BMP: one \uXXXX.
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),

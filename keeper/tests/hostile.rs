@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use common::{
-    Keeper, PATIENCE, Proc, connect_raw, dup, fd_count, memfd, open_fuse, read_all, wait_until,
+    Keeper, PATIENCE, connect_raw, dup, fd_count, memfd, open_fuse, read_all, wait_until,
 };
 use fuse_keeper::protocol::{
     self, HEADER_LEN, Header, Kind, MAX_MESSAGE, MAX_PAYLOAD, Register, Reply, Request,
@@ -784,6 +784,7 @@ fn clients_past_the_global_bound_are_refused_until_one_leaves() {
     // hangups: retry until 8 new ones are all served.
     let mut socks: Vec<OwnedFd> = Vec::new();
     let all_served = wait_until(PATIENCE, || {
+        // The last round's connections are closed before the next round connects.
         socks.clear();
         socks.extend((0..8).map(|_| connect(&keeper)));
         socks.iter().all(|s| try_list(s) == Fate::Served)
@@ -801,10 +802,16 @@ fn clients_past_the_global_bound_are_refused_until_one_leaves() {
 // ---------------------------------------------------------------------------------------------
 // Clients that die mid-exchange
 
-/// True once `pid` sits in recvmsg (syscall 47 on x86_64): it has sent its request and waits.
+/// True once a thread of `pid` sits in recvmsg (syscall 47 on x86_64) on an fd other than its
+/// stdin (where the registrant helper gets its devices): it has sent its request and waits.
 fn waits_in_recvmsg(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .is_ok_and(|s| s.split_whitespace().next() == Some("47"))
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().any(|task| {
+        std::fs::read_to_string(task.path().join("syscall")).is_ok_and(|s| {
+            let mut words = s.split_whitespace();
+            words.next() == Some("47") && words.next().is_some_and(|fd| fd != "0x0")
+        })
+    })
 }
 
 #[test]
@@ -815,9 +822,7 @@ fn registrant_that_dies_with_its_register_in_flight_leaves_an_orphan_to_attach()
     let stopped = Stopped::new(&keeper);
     // The helper connects, sends REGISTER with its fds and waits for the reply that the stopped
     // keeper cannot send; it is killed (and reaped) with its message still queued.
-    let mut cmd = keeper.command(&["register-test", "in-flight"]);
-    cmd.stdin(dup(&dev)).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-    let mut helper = Proc { child: cmd.spawn().unwrap() };
+    let mut helper = keeper.registrant_unwaited("in-flight", &[], dup(&dev), None);
     assert!(
         wait_until(PATIENCE, || waits_in_recvmsg(helper.pid())),
         "helper never sent its REGISTER"
@@ -1094,4 +1099,11 @@ fn peers_outside_the_keepers_pid_namespace_are_served_as_pid_0() {
     let unregister = encode_request(&Request::Unregister { tag: "outside".into() });
     assert!(matches!(exchange(&connect(&keeper), &unregister, &[]), Reply::Ok));
     assert!(list_ok(&sock).is_empty());
+}
+
+/// This binary re-run as a helper process (common::run_helper); does nothing when run as a test.
+#[test]
+#[ignore = "a helper process that other tests start"]
+fn keeper_test_helper() {
+    common::run_helper();
 }

@@ -128,9 +128,9 @@ fn dead_server_tag_cannot_be_registered_again() {
     assert_eq!(refused(keeper.client().register(&reg, dev.as_fd(), state.as_fd())), libc::EEXIST);
 }
 
-/// Run the hidden `attach-test TAG` helper as uid/gid 65534.
+/// Run the `attach TAG` helper as uid/gid 65534.
 fn attach_as_nobody(keeper: &Keeper, tag: &str) -> (String, Option<i32>) {
-    let out = keeper.command(&["attach-test", tag]).uid(65534).gid(65534).output().unwrap();
+    let out = keeper.helper(&[], "attach", &[tag]).uid(65534).gid(65534).output().unwrap();
     (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code())
 }
 
@@ -295,4 +295,11 @@ fn spawn_detached_starts_a_keeper_that_answers() {
     drop(guard);
     assert!(wait_until(PATIENCE, || !socket.exists()));
     assert!(std::fs::metadata(dir.path().join("k.sock.log")).is_ok());
+}
+
+/// This binary re-run as a helper process (common::run_helper); does nothing when run as a test.
+#[test]
+#[ignore = "a helper process that other tests start"]
+fn keeper_test_helper() {
+    common::run_helper();
 }

@@ -152,3 +152,10 @@ fn root_may_umount_a_mount_the_keeper_does_not_hold() {
     let err = keeper.client().umount("/nonexistent/path").unwrap_err();
     assert_eq!(err.errno(), Some(libc::ENOENT));
 }
+
+/// This binary re-run as a helper process (common::run_helper); does nothing when run as a test.
+#[test]
+#[ignore = "a helper process that other tests start"]
+fn keeper_test_helper() {
+    common::run_helper();
+}

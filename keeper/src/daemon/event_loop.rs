@@ -99,6 +99,8 @@ pub struct Keeper {
     /// Where failing entries' requests are read (allocated while any entry fails).
     pub(super) fail_buf: Vec<u8>,
     pub(super) root_may_attach: bool,
+    /// Where fds the keeper drops are closed (off the loop when their close may wait).
+    pub(super) closer: super::closer::Closer,
 }
 
 /// A pipe that becomes readable on SIGTERM or SIGINT (set up before listening, so that a signal
@@ -144,6 +146,7 @@ impl Keeper {
                 handovers: HashMap::new(),
                 fail_buf: Vec::new(),
                 root_may_attach,
+                closer: super::closer::Closer::default(),
             })
         };
         setup().map_err(DaemonError::Setup)
@@ -366,8 +369,11 @@ impl Keeper {
         if !flags.contains(epoll::EventFlags::IN) {
             return Served::Close;
         }
-        let received = match protocol::recv_message(client.fd.as_fd(), MAX_MESSAGE, MAX_REQUEST_FDS)
-        {
+        // With no room left to close a request's fds off the loop, receive it without room for
+        // fds: the kernel drops them (with no FLUSH) and the request is refused below.
+        let busy = self.closer.saturated(client.peer.uid);
+        let room = if busy { 0 } else { MAX_REQUEST_FDS };
+        let received = match protocol::recv_message(client.fd.as_fd(), MAX_MESSAGE, room) {
             Ok(Some(r)) => r,
             Ok(None) => return Served::Close,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Served::Keep,
@@ -375,7 +381,7 @@ impl Keeper {
             Err(_) => return Served::Close,
         };
         let (Response { reply, fds, commit }, well_formed) =
-            self.respond(id, &client.peer, received);
+            self.respond(id, &client.peer, received, busy);
         if matches!(commit, Some(Commit::Deferred)) {
             return Served::Spoke;
         }
@@ -397,16 +403,34 @@ impl Keeper {
         &mut self,
         client: u64,
         peer: &Peer,
-        received: protocol::Received,
+        mut received: protocol::Received,
+        busy: bool,
+    ) -> (Response, bool) {
+        let response = self.respond_to(client, peer, &mut received, busy);
+        // What no handler kept: closed off the loop if its close may wait for a FUSE server.
+        self.closer.close(peer.uid, std::mem::take(&mut received.fds));
+        response
+    }
+
+    fn respond_to(
+        &mut self,
+        client: u64,
+        peer: &Peer,
+        received: &mut protocol::Received,
+        busy: bool,
     ) -> (Response, bool) {
         if received.truncated {
             return (Response::error(libc::EMSGSIZE, "message larger than 65536 bytes"), false);
+        }
+        if busy && received.fds_truncated {
+            let why = "the keeper is still closing earlier clients' fds: try again later";
+            return (Response::error(libc::EAGAIN, why), false);
         }
         if received.fds_truncated {
             return (Response::error(libc::EBADF, "more than 16 file descriptors"), false);
         }
         match protocol::decode_request(&received.bytes, received.fds.len()) {
-            Ok(req) => (self.handle(client, peer, req, received.fds), true),
+            Ok(req) => (self.handle(client, peer, req, &mut received.fds), true),
             Err(e) => {
                 tracing::debug!(pid = peer.pid, uid = peer.uid, "malformed request: {e}");
                 (Response::error(e.errno(), &e.to_string()), false)
@@ -420,7 +444,7 @@ impl Keeper {
                 self.become_server(id, pid, pidfd, client);
                 if let Some(entry) = self.registry.get(id) {
                     tracing::info!(
-                        tag = %entry.tag, uid = entry.owner_uid, pid,
+                        tag = %crate::text::escape(&entry.tag), uid = entry.owner_uid, pid,
                         devices = entry.devices.len(), "attached: serving again"
                     );
                 }
@@ -481,7 +505,8 @@ impl Keeper {
         let _ = epoll::delete(&self.epoll, &server.pidfd);
         entry.orphaned_at = Some(Instant::now());
         tracing::info!(
-            tag = %entry.tag, uid = entry.owner_uid, pid = server.pid, conn = entry.conn_id,
+            tag = %crate::text::escape(&entry.tag),
+            uid = entry.owner_uid, pid = server.pid, conn = entry.conn_id,
             timeout_ms = entry.recovery_timeout.map(|t| t.as_millis() as u64),
             "server exited: connection orphaned"
         );
@@ -492,10 +517,13 @@ impl Keeper {
     pub(super) fn drop_entry(&mut self, id: u64) {
         self.cancel_handover(id, libc::ENOENT, "the connection is gone");
         self.stop_failing(id);
-        if let Some(entry) = self.registry.remove(id)
-            && let Some(server) = &entry.server
-        {
-            let _ = epoll::delete(&self.epoll, &server.pidfd);
+        if let Some(entry) = self.registry.remove(id) {
+            if let Some(server) = &entry.server {
+                let _ = epoll::delete(&self.epoll, &server.pidfd);
+            }
+            // The state fd may be a file on a FUSE mount (its close sends FLUSH); the devices
+            // were checked to be /dev/fuse, whose close does not wait.
+            self.closer.close(entry.owner_uid, [entry.state_fd]);
         }
     }
 
@@ -516,7 +544,8 @@ impl Keeper {
                 .orphaned_at
                 .map_or(Duration::ZERO, |t| Instant::now().saturating_duration_since(t));
             tracing::info!(
-                tag = %entry.tag, uid = entry.owner_uid, orphaned_ms = since.as_millis() as u64,
+                tag = %crate::text::escape(&entry.tag),
+                uid = entry.owner_uid, orphaned_ms = since.as_millis() as u64,
                 "recovery timeout passed: aborting"
             );
             policy::teardown(entry, true, "recovery timeout");
@@ -544,7 +573,8 @@ fn refuse(fd: &OwnedFd, why: &str) {
     let reply = Reply::Error { errno: libc::EMFILE, message: why.into() };
     let _ = protocol::send_message(fd.as_fd(), &protocol::encode_reply(&reply).0, &[]);
     for _ in 0..4 {
-        match protocol::recv_message(fd.as_fd(), MAX_MESSAGE, MAX_REQUEST_FDS) {
+        // No room for fds: the kernel drops any without a FLUSH, which closing them could send.
+        match protocol::recv_message(fd.as_fd(), MAX_MESSAGE, 0) {
             Ok(Some(_)) => {}
             _ => return,
         }

@@ -62,14 +62,17 @@ impl Keeper {
         match setup() {
             Ok(clone) => {
                 if let Err(e) = self.watch_fd(&clone, FAILING_BITS | id) {
-                    tracing::warn!(%tag, uid, "cannot watch the device clone: {e}; aborting");
+                    tracing::warn!(
+                        tag = %crate::text::escape(&tag), uid,
+                        "cannot watch the device clone: {e}; aborting"
+                    );
                     return self.abort_expired(id);
                 }
                 if self.fail_buf.is_empty() {
                     self.fail_buf = vec![0u8; READ_BUFFER];
                 }
                 tracing::info!(
-                    %tag, uid,
+                    tag = %crate::text::escape(&tag), uid,
                     "recovery timeout passed: failing requests with EIO until a server attaches"
                 );
                 if let Some(entry) = self.registry.get_mut(id) {
@@ -78,7 +81,10 @@ impl Keeper {
                 self.fail_requests(id);
             }
             Err(e) => {
-                tracing::warn!(%tag, uid, "cannot fail requests ({e}): aborting instead");
+                tracing::warn!(
+                    tag = %crate::text::escape(&tag), uid,
+                    "cannot fail requests ({e}): aborting instead"
+                );
                 self.abort_expired(id);
             }
         }

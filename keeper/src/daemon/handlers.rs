@@ -49,13 +49,14 @@ pub(super) fn fail(errno: i32, message: impl Into<String>) -> Response {
 
 impl Keeper {
     /// Answer one decoded request from `peer` that came with `fds` (counts already checked).
-    /// `client` names the connection it came on.
+    /// `client` names the connection it came on. A handler takes out of `fds` what it keeps;
+    /// the caller closes the rest off the loop (their close may wait for a FUSE server).
     pub(super) fn handle(
         &mut self,
         client: u64,
         peer: &Peer,
         req: Request,
-        fds: Vec<OwnedFd>,
+        fds: &mut Vec<OwnedFd>,
     ) -> Response {
         let result = match req {
             Request::Register(reg) => self.register(client, peer, reg, fds),
@@ -90,9 +91,14 @@ impl Keeper {
         }
     }
 
-    fn register(&mut self, client: u64, peer: &Peer, reg: Register, fds: Vec<OwnedFd>) -> Handled {
-        let mut fds = fds.into_iter();
-        let (Some(device), Some(state)) = (fds.next(), fds.next()) else {
+    fn register(
+        &mut self,
+        client: u64,
+        peer: &Peer,
+        reg: Register,
+        fds: &mut Vec<OwnedFd>,
+    ) -> Handled {
+        let [device, state] = &fds[..] else {
             return Err(fail(libc::EBADF, "REGISTER needs a device and a state fd"));
         };
         if !policy::is_fuse_device(device.as_fd()) {
@@ -101,12 +107,15 @@ impl Keeper {
         if !policy::is_regular_file(state.as_fd()) {
             return Err(fail(libc::EBADF, "the state fd is not a regular file or memfd"));
         }
+        check_mountpoint(&reg.mountpoint)?;
         // The registrant names its rescue uid in its own user namespace (a container's).
         let rescue_uid = policy::uid_in_keeper_ns(peer.pid, reg.rescue_uid)
             .map_err(|e| fail(libc::EINVAL, format!("rescue uid: {e}")))?;
         if rescue_uid != reg.rescue_uid {
-            tracing::info!(tag = %reg.tag, pid = peer.pid, given = reg.rescue_uid, rescue_uid,
-                "rescue uid translated from the server's user namespace");
+            tracing::info!(
+                tag = %crate::text::escape(&reg.tag), pid = peer.pid, given = reg.rescue_uid,
+                rescue_uid, "rescue uid translated from the server's user namespace"
+            );
         }
         let reg = Register { rescue_uid, ..reg };
         if let Some(id) = self.registry.find(peer.uid, &reg.tag) {
@@ -124,7 +133,10 @@ impl Keeper {
         }
         let max_tags = self.limits.max_tags_per_uid;
         if self.registry.count_owned(peer.uid) >= max_tags {
-            tracing::debug!(tag = %reg.tag, pid = peer.pid, uid = peer.uid, "tag quota reached");
+            tracing::debug!(
+                tag = %crate::text::escape(&reg.tag), pid = peer.pid, uid = peer.uid,
+                "tag quota reached"
+            );
             return Err(fail(libc::EDQUOT, format!("at most {max_tags} tags per uid")));
         }
         if self.registry.len() >= MAX_ENTRIES {
@@ -144,11 +156,14 @@ impl Keeper {
             None => None,
         };
         tracing::info!(
-            tag = %reg.tag, uid = peer.uid, pid = peer.pid, rescue_uid = reg.rescue_uid,
+            tag = %crate::text::escape(&reg.tag),
+            uid = peer.uid, pid = peer.pid, rescue_uid = reg.rescue_uid,
             conn = reg.conn_id, mountpoint = ?reg.mountpoint,
             timeout_ms = reg.recovery_timeout_ms, orphaned = server.is_none(), "registered"
         );
         let orphaned_at = server.is_none().then(Instant::now);
+        let state = fds.remove(1);
+        let device = fds.remove(0);
         self.registry.insert(Entry {
             id,
             owner_uid: peer.uid,
@@ -198,7 +213,8 @@ impl Keeper {
         self.served_by(peer, tag).inspect_err(|refusal| {
             if matches!(refusal.reply, Reply::Error { errno: libc::EPERM, .. }) {
                 tracing::warn!(
-                    "refused {what} of tag {tag} by pid {} uid {} gid {}: not its server",
+                    "refused {what} of tag {} by pid {} uid {} gid {}: not its server",
+                    crate::text::escape(tag),
                     peer.pid,
                     peer.uid,
                     peer.gid
@@ -213,13 +229,13 @@ impl Keeper {
         peer: &Peer,
         tag: &str,
         index: u32,
-        fds: Vec<OwnedFd>,
+        fds: &mut Vec<OwnedFd>,
     ) -> Handled {
         let id = self.served_by_or_log(peer, tag, "add_device")?;
         if let Some(entry) = self.registry.get_mut(id) {
             entry.server_client = Some(client);
         }
-        let device = fds.into_iter().next().ok_or_else(|| fail(libc::EBADF, "no device fd"))?;
+        let device = fds.first().ok_or_else(|| fail(libc::EBADF, "no device fd"))?;
         if !policy::is_fuse_device(device.as_fd()) {
             return Err(fail(libc::EBADF, "the device fd is not /dev/fuse (char 10:229)"));
         }
@@ -230,7 +246,7 @@ impl Keeper {
         if entry.devices.len() >= MAX_DEVICES {
             return Err(fail(libc::EDQUOT, format!("at most {MAX_DEVICES} devices")));
         }
-        entry.devices.insert(index, device);
+        entry.devices.insert(index, fds.remove(0));
         tracing::info!(tag, uid = entry.owner_uid, index, "device added");
         Ok(Response::ok())
     }
@@ -392,7 +408,7 @@ impl Keeper {
         if peer.uid != 0 && !entry.concerns(peer.uid) {
             tracing::warn!(
                 "refused {what} of tag {} by pid {} uid {} gid {}",
-                entry.tag,
+                crate::text::escape(&entry.tag),
                 peer.pid,
                 peer.uid,
                 peer.gid
@@ -409,9 +425,14 @@ impl Keeper {
 
     fn teardown_unknown(&mut self, peer: &Peer, target: &str, what: &str) -> Handled {
         let path = Path::new(target);
-        if !path.is_absolute() || !fuse_transport::is_fuse_mount(path) {
+        // Found in mountinfo by its text alone: nothing is resolved, so a target under a stalled
+        // mount cannot block the keeper.
+        let mount = policy::is_normal_absolute(target.as_bytes())
+            .then(|| policy::unknown_fuse_mount(path))
+            .flatten();
+        let Some(mount) = mount else {
             return Err(fail(libc::ENOENT, format!("no connection or FUSE mount named {target}")));
-        }
+        };
         if peer.uid != 0 {
             return Err(fail(
                 libc::EPERM,
@@ -420,9 +441,38 @@ impl Keeper {
                 ),
             ));
         }
-        policy::teardown_unknown(path)
-            .map_err(|e| fail(e.raw_os_error().unwrap_or(libc::EIO), e.to_string()))?;
+        policy::teardown_unknown(path, &mount)
+            .map_err(|e| fail(libc::EIO, format!("{target}: {e}")))?;
         tracing::info!(target, pid = peer.pid, "{what} of a FUSE mount the keeper did not hold");
         Ok(Response::ok())
+    }
+}
+
+/// REGISTER's mountpoint rule: absolute and normal ([`policy::is_normal_absolute`]), and no
+/// component a symlink in the keeper's view. A path that does not resolve here (the server's
+/// own mount namespace, a mount gone already) or that lies inside another FUSE mount (which is
+/// not resolved: its server may be stalled) is accepted: teardown verifies the mount again
+/// through an fd before acting on it.
+fn check_mountpoint(mountpoint: &Path) -> Result<(), Response> {
+    use std::os::unix::ffi::OsStrExt;
+    if !policy::is_normal_absolute(mountpoint.as_os_str().as_bytes()) {
+        return Err(fail(
+            libc::EINVAL,
+            format!(
+                "mountpoint {:?} must be an absolute path without ., .. or empty components or a \
+                 trailing slash",
+                mountpoint
+            ),
+        ));
+    }
+    let mounts = fuse_transport::read_mountinfo().unwrap_or_default();
+    match policy::open_mount_root(mountpoint, &mounts) {
+        Err(policy::Walk::Symlink(at)) => Err(fail(
+            libc::EINVAL,
+            format!(
+                "mountpoint {mountpoint:?} goes through a symlink ({at:?}): name the real path"
+            ),
+        )),
+        _ => Ok(()),
     }
 }

@@ -1,6 +1,7 @@
 //! The keeper daemon (`fuse-keeper serve`): one thread, one epoll loop over the listening
 //! socket, the clients, every server's pidfd and a signal pipe.
 
+mod closer;
 mod event_loop;
 mod failing;
 mod handlers;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use registry::MAX_ENTRIES;
+pub(crate) use socket::prepare_socket_dir;
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -91,6 +93,9 @@ pub enum DaemonError {
 /// server is dead are then lost (the kernel sees their last close); live servers keep theirs and
 /// register again with the next keeper.
 pub fn serve(config: &Config) -> Result<(), DaemonError> {
+    // Whatever the caller's umask (a server that starts a keeper on demand may have set 0):
+    // nothing the keeper creates is writable by others unless it sets the mode itself.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     warn_request_timeout();
     raise_fd_limit();
     let signals = event_loop::setup_signals().map_err(DaemonError::Setup)?;

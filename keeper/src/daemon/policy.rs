@@ -1,8 +1,9 @@
 //! Checks and teardown: fd types, liveness of a server, whether the mount at an entry's
 //! mountpoint really is its connection, abort and detach.
 
-use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::FileType;
@@ -13,19 +14,34 @@ use super::registry::Entry;
 const FUSE_MAJOR: u32 = 10;
 const FUSE_MINOR: u32 = 229;
 
-/// True if `fd` is an open `/dev/fuse` (char 10:229).
+/// `statx` of `fd` itself with `AT_STATX_DONT_SYNC`: a file on a FUSE mount is answered from
+/// the kernel's cache (or refused), never with a GETATTR that a stalled server would not answer.
+fn statx_cached(fd: BorrowedFd<'_>, mask: rustix::fs::StatxFlags) -> Option<rustix::fs::Statx> {
+    use rustix::fs::AtFlags;
+    rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC, mask).ok()
+}
+
+/// True if `fd` is an open `/dev/fuse` (char 10:229). Never waits for a FUSE server.
 pub fn is_fuse_device(fd: BorrowedFd<'_>) -> bool {
-    rustix::fs::fstat(fd).is_ok_and(|st| {
-        FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice
-            && rustix::fs::major(st.st_rdev) == FUSE_MAJOR
-            && rustix::fs::minor(st.st_rdev) == FUSE_MINOR
+    statx_cached(fd, rustix::fs::StatxFlags::TYPE).is_some_and(|st| {
+        FileType::from_raw_mode(st.stx_mode.into()) == FileType::CharacterDevice
+            && st.stx_rdev_major == FUSE_MAJOR
+            && st.stx_rdev_minor == FUSE_MINOR
     })
 }
 
-/// True if `fd` is a regular file (memfds are).
+/// True if `fd` is a regular file (memfds are). Never waits for a FUSE server.
 pub fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
-    rustix::fs::fstat(fd)
-        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+    statx_cached(fd, rustix::fs::StatxFlags::TYPE)
+        .is_some_and(|st| FileType::from_raw_mode(st.stx_mode.into()) == FileType::RegularFile)
+}
+
+/// True if closing `fd` cannot wait for anybody: a `/dev/fuse` device (its release sends no
+/// request) or a shmem file such as a memfd (`F_GET_SEALS` works only there; no flush). Any
+/// other fd, a file on a FUSE mount in particular (close sends FLUSH and waits), is closed on
+/// a closer thread.
+pub fn closes_at_once(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fcntl_get_seals(fd).is_ok() || is_fuse_device(fd)
 }
 
 /// True while the process behind `pidfd` has not exited (a pidfd polls readable at exit).
@@ -52,49 +68,188 @@ pub fn same_process(a: (u32, BorrowedFd<'_>), b: (u32, BorrowedFd<'_>)) -> bool 
     }
 }
 
-/// True if the mount at `mountpoint` (per this process's mountinfo, without touching it) is FUSE
-/// connection `conn_id`, mounted for `owner_uid` (`user_id=` option) unless the owner is root.
-/// The keeper acts on a mount only then: a registrant cannot make it abort or unmount somebody
-/// else's connection by naming it.
-pub fn mount_matches(mountpoint: &Path, conn_id: u32, owner_uid: u32) -> bool {
-    let Ok(Some(m)) = fuse_transport::mount_entry(mountpoint) else {
-        return false;
-    };
-    let user_ok =
-        owner_uid == 0 || m.super_options.split(',').any(|o| o == format!("user_id={owner_uid}"));
-    m.is_fuse() && m.kernel_dev() == conn_id && user_ok
+/// True if `path` is absolute and normal: it starts with `/`, and is made of non-empty
+/// components none of which is `.` or `..` (so no `//` and no trailing slash; `/` itself is
+/// not a mountpoint anyone registers). Such a path names the same place as text (mountinfo) and
+/// as a path walk, as long as no component is a symlink ([`open_mount_root`] checks that).
+pub fn is_normal_absolute(path: &[u8]) -> bool {
+    let Some(rest) = path.strip_prefix(b"/") else { return false };
+    !rest.is_empty() && rest.split(|&b| b == b'/').all(|c| !c.is_empty() && c != b"." && c != b"..")
 }
 
-/// Tear down what `entry` holds: if its mount is really its connection, abort the connection
-/// through fusectl (when `abort`) and detach the mount. The caller then drops the entry, closing
-/// its fds. Failures are logged, never fatal.
+/// Why [`open_mount_root`] gave up.
+#[derive(Debug)]
+pub enum Walk {
+    /// A component is a symlink.
+    Symlink(PathBuf),
+    /// Resolving further would look a name up inside a FUSE mount (at this prefix), whose server
+    /// may never answer: not done.
+    IntoFuse(PathBuf),
+    /// Not absolute and normal ([`is_normal_absolute`]).
+    NotNormal,
+    /// Anything else (a component is missing, ...).
+    Failed(std::io::Error),
+}
+
+impl std::fmt::Display for Walk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Walk::Symlink(p) => write!(f, "{p:?} is a symlink"),
+            Walk::IntoFuse(p) => write!(f, "{p:?} is inside a FUSE mount: not resolved"),
+            Walk::NotNormal => {
+                f.write_str("not an absolute path without ., .. or empty components")
+            }
+            Walk::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// An `O_PATH` fd on what `path` names, opened one component at a time with `openat2`
+/// (`RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`: a symlink anywhere is an error, never
+/// followed) and never looking a name up in a directory that is on a FUSE filesystem (per
+/// `mounts`, found by the directory's mount id from `statx` with `AT_STATX_DONT_SYNC` and an
+/// empty mask, which FUSE answers without a request): a lookup there would wait for a server
+/// that may be stalled or gone. The last component may be a FUSE mount's root: reaching it
+/// crosses the mount without a request, and an `O_PATH` open sends none either.
+pub fn open_mount_root(
+    path: &Path,
+    mounts: &[fuse_transport::MountInfoEntry],
+) -> Result<OwnedFd, Walk> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    if !is_normal_absolute(path.as_os_str().as_bytes()) {
+        return Err(Walk::NotNormal);
+    }
+    let flags = OFlags::PATH | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let mut dir = rustix::fs::open("/", flags | OFlags::DIRECTORY, Mode::empty())
+        .map_err(|e| Walk::Failed(e.into()))?;
+    let mut prefix = PathBuf::from("/");
+    for name in path.components().skip(1) {
+        let on_fuse = mount_id_of(dir.as_fd())
+            .is_none_or(|id| mounts.iter().any(|m| m.mount_id == id && m.is_fuse()));
+        if on_fuse {
+            return Err(Walk::IntoFuse(prefix));
+        }
+        prefix.push(name);
+        dir = match rustix::fs::openat2(&dir, name.as_os_str(), flags, Mode::empty(), resolve) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::LOOP) => return Err(Walk::Symlink(prefix)),
+            Err(e) => return Err(Walk::Failed(e.into())),
+        };
+    }
+    Ok(dir)
+}
+
+/// The mount id (mountinfo's first field) of the mount `fd` is on, from `statx` with an empty
+/// mask and `AT_STATX_DONT_SYNC`: no FUSE request, even on a stalled mount.
+fn mount_id_of(fd: BorrowedFd<'_>) -> Option<u32> {
+    use rustix::fs::{AtFlags, StatxFlags};
+    let flags = AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC;
+    let st = rustix::fs::statx(fd, "", flags, StatxFlags::empty()).ok()?;
+    (st.stx_mask & StatxFlags::MNT_ID.bits() != 0).then(|| u32::try_from(st.stx_mnt_id).ok())?
+}
+
+/// The device (`MKDEV(major, minor)` as mountinfo shows it) of the filesystem `fd` is on, from
+/// `statx` without a FUSE request (as [`mount_id_of`]).
+fn dev_of(fd: BorrowedFd<'_>) -> Option<u32> {
+    use rustix::fs::{AtFlags, StatxFlags};
+    let flags = AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC;
+    let st = rustix::fs::statx(fd, "", flags, StatxFlags::empty()).ok()?;
+    Some((st.stx_dev_major << 20) | st.stx_dev_minor)
+}
+
+/// An `O_PATH` fd on the root of FUSE connection `conn_id`'s mount at `mountpoint`, mounted for
+/// `owner_uid` (`user_id=` option) unless the owner is root, else why not. The top mount at
+/// `mountpoint` in this process's mountinfo (compared as text: the path is normal) must be that
+/// connection, and the fd, opened without following symlinks ([`open_mount_root`]), must be on
+/// that very mount (same mount id, device minor = `conn_id`). The keeper acts on a mount only
+/// through this fd: a registrant cannot make it abort or unmount somebody else's connection by
+/// naming it, nor by a symlink or `..` that mountinfo's text does not show.
+pub fn verified_mount(
+    mountpoint: &Path,
+    conn_id: u32,
+    owner_uid: u32,
+) -> Result<(OwnedFd, fuse_transport::MountInfoEntry), String> {
+    let mounts = fuse_transport::read_mountinfo().map_err(|e| e.to_string())?;
+    let m = fuse_transport::find_top_mount(&mounts, mountpoint)
+        .ok_or("nothing is mounted there (per mountinfo)")?;
+    let user_ok =
+        owner_uid == 0 || m.super_options.split(',').any(|o| o == format!("user_id={owner_uid}"));
+    if !m.is_fuse() || m.kernel_dev() != conn_id || !user_ok {
+        return Err(format!(
+            "the mount there is not this connection ({} {}:{}, {})",
+            m.fstype, m.major, m.minor, m.super_options
+        ));
+    }
+    let fd = open_mount_root(mountpoint, &mounts).map_err(|e| e.to_string())?;
+    if mount_id_of(fd.as_fd()) != Some(m.mount_id) || dev_of(fd.as_fd()) != Some(conn_id) {
+        return Err("the path does not lead to the mount mountinfo shows there".into());
+    }
+    Ok((fd, m.clone()))
+}
+
+/// Detach the mount whose root `fd` is (`umount2("/proc/self/fd/N", MNT_DETACH)`: the magic
+/// link leads to the fd's own mount, with no path lookup by name). Nothing mounted there any
+/// more (EINVAL) is success.
+fn unmount_fd(fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    match rustix::mount::unmount(path.as_str(), rustix::mount::UnmountFlags::DETACH) {
+        Ok(()) | Err(rustix::io::Errno::INVAL) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Tear down what `entry` holds: if its mount is really its connection ([`verified_mount`]),
+/// abort the connection through fusectl (when `abort`) and detach the mount through the fd
+/// that was verified. The caller then drops the entry, closing its fds. Failures are logged,
+/// never fatal.
 pub fn teardown(entry: &Entry, abort: bool, reason: &str) {
     let (tag, uid, conn) = (&entry.tag, entry.owner_uid, entry.conn_id);
     let mountpoint = &entry.mountpoint;
-    if !mount_matches(mountpoint, conn, uid) {
-        tracing::info!(
-            %tag, uid, conn, mountpoint = ?mountpoint, reason,
-            "mount is not this connection (or gone): only dropping the fds"
-        );
-        return;
-    }
+    let fd = match verified_mount(mountpoint, conn, uid) {
+        Ok((fd, _)) => fd,
+        Err(why) => {
+            tracing::info!(
+                tag = %crate::text::escape(tag),
+                uid, conn, mountpoint = ?mountpoint, reason,
+                "not unmounting ({why}): only dropping the fds"
+            );
+            return;
+        }
+    };
     if abort && let Err(e) = fuse_transport::abort_connection(conn) {
-        tracing::warn!(%tag, uid, conn, "abort through fusectl failed: {e}");
+        tracing::warn!(
+            tag = %crate::text::escape(tag), uid, conn, "abort through fusectl failed: {e}"
+        );
     }
-    if let Err(e) = fuse_transport::unmount_detached(mountpoint) {
-        tracing::warn!(%tag, uid, mountpoint = ?mountpoint, "detach failed: {e}");
+    if let Err(e) = unmount_fd(fd.as_fd()) {
+        tracing::warn!(
+            tag = %crate::text::escape(tag), uid, mountpoint = ?mountpoint, "detach failed: {e}"
+        );
     }
     tracing::info!(
-        %tag, uid, conn, mountpoint = ?mountpoint, abort, reason,
+        tag = %crate::text::escape(tag),
+        uid, conn, mountpoint = ?mountpoint, abort, reason,
         "connection torn down"
     );
 }
 
-/// Abort and detach a FUSE mount the keeper does not hold (root's UMOUNT of an unknown target).
-pub fn teardown_unknown(mountpoint: &Path) -> Result<(), fuse_transport::Error> {
-    let conn = fuse_transport::connection_id(mountpoint)?;
-    fuse_transport::abort_connection(conn)?;
-    fuse_transport::unmount_detached(mountpoint)
+/// The FUSE mount at `mountpoint` that the keeper does not hold, per mountinfo alone (text
+/// lookup, nothing is resolved): `None` if the top mount there is not FUSE or nothing is.
+pub fn unknown_fuse_mount(mountpoint: &Path) -> Option<fuse_transport::MountInfoEntry> {
+    let mounts = fuse_transport::read_mountinfo().ok()?;
+    fuse_transport::find_top_mount(&mounts, mountpoint).filter(|m| m.is_fuse()).cloned()
+}
+
+/// Abort and detach the FUSE mount `m` at `mountpoint` that the keeper does not hold (root's
+/// UMOUNT of an unknown target), through an fd verified as [`verified_mount`] does.
+pub fn teardown_unknown(
+    mountpoint: &Path,
+    m: &fuse_transport::MountInfoEntry,
+) -> Result<(), String> {
+    let (fd, _) = verified_mount(mountpoint, m.kernel_dev(), 0)?;
+    fuse_transport::abort_connection(m.kernel_dev()).map_err(|e| e.to_string())?;
+    unmount_fd(fd.as_fd()).map_err(|e| format!("detach failed: {e}"))
 }
 
 /// The keeper's copy of an fd, to send (closed after sending).

@@ -8,7 +8,7 @@ use std::path::Path;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use super::DaemonError;
-use crate::client::{KeeperClient, ROOT_SOCKET};
+use crate::client::KeeperClient;
 
 /// The bound socket and the (dev, ino) of its file, to remove only our own at exit.
 pub struct Listener {
@@ -16,18 +16,14 @@ pub struct Listener {
     pub identity: Option<(u64, u64)>,
 }
 
-/// Create, bind and listen on `path`. Root's default directory is created 0755. A socket file
-/// nobody answers on is stale and replaced; one a keeper answers on is an error. Root's socket
-/// is made 0666 (access control is by SO_PEERCRED), others' 0600.
+/// Create, bind and listen on `path`. Its directory is created if missing (0755 for a root
+/// keeper, 0700 otherwise, whatever the umask) and must be safe ([`check_socket_dir`]). A socket
+/// file nobody answers on is stale and replaced; one a keeper answers on is an error. Root's
+/// socket is made 0666 (access control is by SO_PEERCRED), others' 0600.
 pub fn listen(path: &Path) -> Result<Listener, DaemonError> {
     let err = |source: io::Error| DaemonError::Listen { path: path.into(), source };
     let root = rustix::process::geteuid().is_root();
-    if root
-        && path == Path::new(ROOT_SOCKET)
-        && let Some(dir) = path.parent()
-    {
-        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(err)?;
-    }
+    prepare_socket_dir(path).map_err(err)?;
     match std::fs::symlink_metadata(path) {
         Ok(m) if !m.file_type().is_socket() => return Err(DaemonError::NotASocket(path.into())),
         Ok(_) => {
@@ -88,4 +84,80 @@ pub fn remove(path: &Path, identity: Option<(u64, u64)>) {
     if current.is_some() && current == identity {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// The mode of a socket directory the keeper (or [`crate::spawn_detached`]) creates: 0755 when
+/// running as root (root's keeper serves every uid), 0700 otherwise.
+fn dir_mode() -> u32 {
+    if rustix::process::geteuid().is_root() { 0o755 } else { 0o700 }
+}
+
+/// Create the directory of the socket `path` if it is missing, with [`dir_mode`] whatever the
+/// umask (created, then chmod'ed through an fd opened without following symlinks), and check
+/// that it is safe to publish a socket in ([`check_socket_dir`]).
+pub(crate) fn prepare_socket_dir(path: &Path) -> io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return check_socket_dir(Path::new("."));
+    };
+    if std::fs::symlink_metadata(dir).is_err() {
+        if let Some(parent) = dir.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Missing ancestors too get no more than dir_mode, whatever the umask.
+            std::fs::DirBuilder::new().recursive(true).mode(dir_mode()).create(parent)?;
+        }
+        match std::fs::DirBuilder::new().mode(dir_mode()).create(dir) {
+            Ok(()) => {
+                let fd = rustix::fs::open(
+                    dir,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(dir_mode()))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    check_socket_dir(dir)
+}
+
+/// Whoever can create, rename or remove names in the socket's directory can put their own
+/// socket in its place and receive the servers' device fds. So the directory, and every
+/// directory above it, must be owned by root or by the keeper's own uid and must not be group-
+/// or other-writable unless it has the sticky bit (as `/tmp` has; then only a name's owner may
+/// replace it). The directory itself must be a real directory, not a symlink.
+pub(crate) fn check_socket_dir(dir: &Path) -> io::Result<()> {
+    let me = rustix::process::geteuid().as_raw();
+    let refuse = |what: &Path, why: String| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing to serve in {}: {} {why} (another user could replace the socket)",
+                dir.display(),
+                what.display()
+            ),
+        )
+    };
+    let m = std::fs::symlink_metadata(dir)?;
+    if m.file_type().is_symlink() {
+        return Err(refuse(dir, "is a symlink".into()));
+    }
+    let canonical = std::fs::canonicalize(dir)?;
+    for d in canonical.ancestors() {
+        let m = std::fs::symlink_metadata(d)?;
+        if !m.is_dir() {
+            return Err(refuse(d, "is not a directory".into()));
+        }
+        if m.uid() != 0 && m.uid() != me {
+            return Err(refuse(d, format!("is owned by uid {}", m.uid())));
+        }
+        let mode = m.mode() & 0o7777;
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(refuse(
+                d,
+                format!("is writable by others (mode {mode:o}) without the sticky bit"),
+            ));
+        }
+    }
+    Ok(())
 }

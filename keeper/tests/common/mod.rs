@@ -140,8 +140,29 @@ impl Keeper {
         cmd
     }
 
-    /// Start the hidden `register-test TAG OPTS` helper with `device` as its stdin (and
-    /// `device1`, if any, as its stdout: device index 1); returns once it has registered.
+    /// The registrant helper ([`run_helper`]'s `register` role: REGISTER `tag` with `device`,
+    /// and `device1` as index 1 if given, and a memfd holding `state:TAG`; then sleep until
+    /// killed), started but not waited for. `opts`: `--rescue-uid U`, `--conn-id N`,
+    /// `--timeout-ms MS`, `--mountpoint PATH`, `--state-size BYTES`.
+    pub fn registrant_unwaited(
+        &self,
+        tag: &str,
+        opts: &[&str],
+        device: OwnedFd,
+        device1: Option<OwnedFd>,
+    ) -> Proc {
+        let mut args = vec![tag];
+        args.extend_from_slice(opts);
+        let mut cmd = self.helper(&[], "register", &args);
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        cmd.stdin(Stdio::from(OwnedFd::from(theirs))).stdout(Stdio::null()).stderr(Stdio::piped());
+        let proc = Proc { child: cmd.spawn().expect("spawn the registrant helper") };
+        let fds: Vec<OwnedFd> = std::iter::once(device).chain(device1).collect();
+        hand_fds(&ours, &fds);
+        proc
+    }
+
+    /// [`Keeper::registrant_unwaited`], returning once the helper has registered.
     pub fn registrant(
         &self,
         tag: &str,
@@ -149,21 +170,25 @@ impl Keeper {
         device: OwnedFd,
         device1: Option<OwnedFd>,
     ) -> Proc {
-        let mut cmd = self.command(&["register-test", tag]);
-        cmd.args(opts).stdin(Stdio::from(device)).stderr(Stdio::piped());
-        match device1 {
-            Some(fd) => cmd.arg("--stdout-device").stdout(Stdio::from(fd)),
-            None => cmd.stdout(Stdio::null()),
-        };
-        let mut proc = Proc { child: cmd.spawn().expect("spawn register-test") };
+        let mut proc = self.registrant_unwaited(tag, opts, device, device1);
         let stderr = proc.child.stderr.take().unwrap();
         let line = first_line(stderr);
         assert!(
             line.starts_with("registered "),
-            "register-test failed: {line}\nkeeper log:\n{}",
+            "the registrant helper failed: {line}\nkeeper log:\n{}",
             self.log_text()
         );
         proc
+    }
+
+    /// This test binary re-run as helper `role` with `args` ([`run_helper`]), against this
+    /// keeper, under `wrapper` if any (e.g. `setpriv --reuid=65534 ... --`). Each test file that
+    /// uses it declares the helper test: `#[test] #[ignore] fn keeper_test_helper() {
+    /// common::run_helper() }`.
+    pub fn helper(&self, wrapper: &[&str], role: &str, args: &[&str]) -> Command {
+        let mut cmd = helper_command(wrapper, role, args);
+        cmd.env("FUSE_KEEPER_SOCKET", &self.socket);
+        cmd
     }
 
     /// The keeper's fd count once every connection closed before this call has been processed.
@@ -196,6 +221,189 @@ fn first_line(stderr: ChildStderr) -> String {
         line.push_str(&rest);
     }
     line
+}
+
+/// Which role a re-executed test binary plays ([`run_helper`]).
+pub const HELPER_ENV: &str = "FUSE_KEEPER_TEST_HELPER";
+/// The helper's arguments, each hex-encoded, comma-separated.
+const HELPER_ARGS_ENV: &str = "FUSE_KEEPER_TEST_HELPER_ARGS";
+
+/// The current test binary run as helper `role` (its `keeper_test_helper` test alone), under
+/// `wrapper` if any. The helpers used to be hidden subcommands of the production binary.
+pub fn helper_command(wrapper: &[&str], role: &str, args: &[&str]) -> Command {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(rest).arg(&exe);
+            cmd
+        }
+        None => Command::new(&exe),
+    };
+    let hex: Vec<String> =
+        args.iter().map(|a| a.bytes().map(|b| format!("{b:02x}")).collect::<String>()).collect();
+    cmd.args(["--exact", "keeper_test_helper", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(HELPER_ENV, role)
+        .env(HELPER_ARGS_ENV, hex.join(","))
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Send `fds` over the helper's stdin socket (one message, one byte).
+fn hand_fds(sock: &std::os::unix::net::UnixStream, fds: &[OwnedFd]) {
+    let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+    fuse_keeper::protocol::send_message(sock.as_fd(), b"d", &borrowed).expect("hand the fds over");
+}
+
+/// The body of each test binary's `keeper_test_helper` test: nothing unless [`HELPER_ENV`] is
+/// set; else play that role and exit (never returns to the test harness).
+///
+/// - `register TAG [--rescue-uid U] [--conn-id N] [--timeout-ms MS] [--mountpoint PATH]
+///   [--state-size BYTES]`: the devices arrive as SCM_RIGHTS on stdin (a socket); REGISTER
+///   with the first, a memfd holding `state:TAG` (grown to BYTES if given); ADD_DEVICE the
+///   second as index 1 if any; print `registered PID` on stderr; sleep until killed. On
+///   failure print the error (and `errno=N`) on stderr and exit 1.
+/// - `spawn SOCKET`: with umask 0 (as passthroughfs runs), start a keeper on demand
+///   (`spawn_detached`) at SOCKET; exit 0 once it answers, else print the error and exit 1.
+/// - `ls-runner`: for each line on stdin, run `fuse-keeper ls` (the keeper of
+///   `$FUSE_KEEPER_SOCKET`) and print `ls CODE MILLISECONDS` on stderr. For tests whose own
+///   process cannot start programs (it holds an fd on a stalled FUSE mount: exec would close
+///   it, and that close waits for the FLUSH answer).
+/// - `attach TAG`: print `pid=PID`, ATTACH, print `attached devices=N negotiation=...` (exit
+///   0), `unknown` (exit 3) or `errno=N` and the error (exit 1), on stdout.
+pub fn run_helper() {
+    let Ok(role) = std::env::var(HELPER_ENV) else { return };
+    let args: Vec<String> = std::env::var(HELPER_ARGS_ENV)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            let bytes: Vec<u8> = (0..a.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&a[i..i + 2], 16).expect("hex"))
+                .collect();
+            String::from_utf8(bytes).expect("UTF-8 argument")
+        })
+        .collect();
+    let code = match role.as_str() {
+        "register" => helper_register(&args),
+        "attach" => helper_attach(&args),
+        "spawn" => helper_spawn(&args),
+        "ls-runner" => helper_ls_runner(),
+        other => {
+            eprintln!("unknown helper role {other}");
+            2
+        }
+    };
+    std::process::exit(code)
+}
+
+fn helper_spawn(args: &[String]) -> i32 {
+    rustix::process::umask(rustix::fs::Mode::empty());
+    match fuse_keeper::spawn_detached(Path::new(BIN), Path::new(&args[0])) {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("\nspawn failed: {e}");
+            1
+        }
+    }
+}
+
+fn helper_ls_runner() -> i32 {
+    for line in std::io::stdin().lines() {
+        if line.is_err() {
+            break;
+        }
+        let started = Instant::now();
+        let code = Command::new(BIN)
+            .arg("ls")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .map_or(-1, |s| s.code().unwrap_or(-1));
+        eprintln!("ls {code} {}", started.elapsed().as_millis());
+    }
+    0
+}
+
+fn helper_attach(args: &[String]) -> i32 {
+    // On a line of its own: libtest has printed "test keeper_test_helper ... " without one.
+    println!("\npid={}", std::process::id());
+    let attached =
+        KeeperClient::connect(&fuse_keeper::socket_path()).and_then(|mut c| c.attach(&args[0]));
+    match attached {
+        Ok(Some(a)) => {
+            println!("attached devices={} negotiation={:?}", a.devices.len(), a.negotiation);
+            0
+        }
+        Ok(None) => {
+            println!("unknown");
+            3
+        }
+        Err(e) => {
+            println!("errno={}", e.errno().unwrap_or(0));
+            println!("{e}");
+            1
+        }
+    }
+}
+
+fn helper_register(args: &[String]) -> i32 {
+    let (tag, opts) = args.split_first().expect("a tag");
+    let mut reg = fuse_keeper::Registration {
+        tag: tag.clone(),
+        rescue_uid: rustix::process::getuid().as_raw(),
+        mountpoint: "/nonexistent".into(),
+        conn_id: 0,
+        recovery_timeout: None,
+        negotiation: format!("negotiation:{tag}").into_bytes(),
+        fail_on_timeout: false,
+    };
+    let mut state_size = None;
+    let mut it = opts.iter();
+    while let Some(opt) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{opt} needs a value")).clone();
+        match opt.as_str() {
+            "--rescue-uid" => reg.rescue_uid = value().parse().expect("uid"),
+            "--conn-id" => reg.conn_id = value().parse().expect("conn id"),
+            "--timeout-ms" => {
+                reg.recovery_timeout =
+                    Some(Duration::from_millis(value().parse().expect("milliseconds")))
+            }
+            "--mountpoint" => reg.mountpoint = value().into(),
+            "--state-size" => state_size = Some(value().parse::<u64>().expect("bytes")),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    let stdin = std::io::stdin();
+    let received = fuse_keeper::protocol::recv_message(stdin.as_fd(), 16, 2)
+        .expect("receive the devices")
+        .expect("the devices");
+    let mut devices = received.fds.into_iter();
+    let device = devices.next().expect("a device");
+    let state = memfd(format!("state:{tag}").as_bytes());
+    if let Some(size) = state_size {
+        rustix::fs::ftruncate(&state, size).expect("grow the state memfd");
+    }
+    let result = KeeperClient::connect(&fuse_keeper::socket_path()).and_then(|mut client| {
+        client.register(&reg, device.as_fd(), state.as_fd())?;
+        if let Some(device1) = devices.next() {
+            client.add_device(&reg.tag, 1, device1.as_fd())?;
+        }
+        Ok(client)
+    });
+    match result {
+        Ok(_client) => {
+            eprintln!("registered {}", std::process::id());
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        Err(e) => {
+            eprintln!("register failed: errno={} {e}", e.errno().unwrap_or(0));
+            1
+        }
+    }
 }
 
 /// Poll `f` every millisecond until it holds or `within` has passed.
