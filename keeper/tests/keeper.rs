@@ -29,6 +29,23 @@ fn refused(r: Result<impl std::fmt::Debug, KeeperError>) -> i32 {
     }
 }
 
+/// A state store the keeper holds must be a memfd sealed against shrinking: any other fd is
+/// refused at REGISTER (issue 14: a holder shrinking the store killed its server with SIGBUS;
+/// a file on a stalled FUSE mount as the state could stall the keeper).
+#[test]
+fn a_state_that_is_not_a_sealed_memfd_is_refused() {
+    let keeper = Keeper::start();
+    let dev = open_fuse();
+    let reg = registration("unsealed");
+    let unsealed = common::unsealed_memfd(b"state");
+    assert_eq!(refused(keeper.client().register(&reg, dev.as_fd(), unsealed.as_fd())), libc::EBADF);
+    let file: std::os::fd::OwnedFd = std::fs::File::open("/etc/hostname").unwrap().into();
+    assert_eq!(refused(keeper.client().register(&reg, dev.as_fd(), file.as_fd())), libc::EBADF);
+    assert!(keeper.entry("unsealed").is_none());
+    keeper.client().register(&reg, dev.as_fd(), memfd(b"state").as_fd()).unwrap();
+    assert!(keeper.entry("unsealed").is_some());
+}
+
 #[test]
 fn register_shows_serving_with_our_pid() {
     let keeper = Keeper::start();

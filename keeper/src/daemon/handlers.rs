@@ -104,13 +104,32 @@ impl Keeper {
         if !policy::is_fuse_device(device.as_fd()) {
             return Err(fail(libc::EBADF, "the device fd is not /dev/fuse (char 10:229)"));
         }
-        if !policy::is_regular_file(state.as_fd()) {
-            return Err(fail(libc::EBADF, "the state fd is not a regular file or memfd"));
+        if !policy::is_sealed_memfd(state.as_fd()) {
+            return Err(fail(libc::EBADF, "the state fd is not a memfd sealed against shrinking"));
         }
         check_mountpoint(&reg.mountpoint)?;
-        // The registrant names its rescue uid in its own user namespace (a container's).
-        let rescue_uid = policy::uid_in_keeper_ns(peer.pid, reg.rescue_uid)
+        // The registrant names its rescue uid in its own user namespace (a container's). Read
+        // through /proc, that namespace is the registrant's only while it is alive (after it
+        // exits, its pid may be another process's): unless its pidfd says it still is, the
+        // rescue uid cannot be known, and is its own uid (as the keeper sees it).
+        let translated = policy::uid_in_keeper_ns(peer.pid, reg.rescue_uid)
             .map_err(|e| fail(libc::EINVAL, format!("rescue uid: {e}")))?;
+        let alive =
+            peer.pid != 0 && peer.pidfd.as_ref().is_some_and(|p| policy::is_alive(p.as_fd()));
+        let rescue_uid = if alive || translated == peer.uid { translated } else { peer.uid };
+        if rescue_uid == translated && translated != reg.rescue_uid {
+            tracing::info!(
+                tag = %crate::text::escape(&reg.tag), pid = peer.pid, given = reg.rescue_uid,
+                rescue_uid, "rescue uid translated from the server's user namespace"
+            );
+        }
+        if rescue_uid != translated {
+            tracing::warn!(
+                tag = %crate::text::escape(&reg.tag), pid = peer.pid, given = reg.rescue_uid,
+                rescue_uid, "registrant gone or outside the keeper's pid namespace before its \
+                user namespace could be read: its own uid is the rescue uid"
+            );
+        }
         if rescue_uid != reg.rescue_uid {
             tracing::info!(
                 tag = %crate::text::escape(&reg.tag), pid = peer.pid, given = reg.rescue_uid,

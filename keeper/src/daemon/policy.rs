@@ -30,10 +30,12 @@ pub fn is_fuse_device(fd: BorrowedFd<'_>) -> bool {
     })
 }
 
-/// True if `fd` is a regular file (memfds are). Never waits for a FUSE server.
-pub fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
-    statx_cached(fd, rustix::fs::StatxFlags::TYPE)
-        .is_some_and(|st| FileType::from_raw_mode(st.stx_mode.into()) == FileType::RegularFile)
+/// True if `fd` is a memfd (or other shmem file) sealed against shrinking: what a state store
+/// is (`fuse_recovery::store`). A store another holder could shrink would kill the server that
+/// maps it with SIGBUS; `F_GET_SEALS` answers only for shmem files, without touching any
+/// filesystem, so a file on a stalled FUSE mount is refused without waiting.
+pub fn is_sealed_memfd(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(rustix::fs::SealFlags::SHRINK))
 }
 
 /// True if closing `fd` cannot wait for anybody: a `/dev/fuse` device (its release sends no

@@ -151,9 +151,21 @@ impl Keeper {
         device: OwnedFd,
         device1: Option<OwnedFd>,
     ) -> Proc {
+        self.registrant_unwaited_under(&[], tag, opts, device, device1)
+    }
+
+    /// [`Keeper::registrant_unwaited`] run under `wrapper` (e.g. `setpriv --reuid=65534 ...`).
+    pub fn registrant_unwaited_under(
+        &self,
+        wrapper: &[&str],
+        tag: &str,
+        opts: &[&str],
+        device: OwnedFd,
+        device1: Option<OwnedFd>,
+    ) -> Proc {
         let mut args = vec![tag];
         args.extend_from_slice(opts);
-        let mut cmd = self.helper(&[], "register", &args);
+        let mut cmd = self.helper(wrapper, "register", &args);
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
         cmd.stdin(Stdio::from(OwnedFd::from(theirs))).stdout(Stdio::null()).stderr(Stdio::piped());
         let proc = Proc { child: cmd.spawn().expect("spawn the registrant helper") };
@@ -425,8 +437,18 @@ pub fn open_fuse() -> OwnedFd {
     fuse_transport::open_device().expect("open /dev/fuse")
 }
 
-/// A memfd holding `content`.
+/// A memfd holding `content`, sealed against shrinking as a state store is (the keeper
+/// refuses a state fd that is not).
 pub fn memfd(content: &[u8]) -> OwnedFd {
+    let flags = rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING;
+    let fd = rustix::fs::memfd_create("keeper-test", flags).unwrap();
+    rustix::io::write(&fd, content).unwrap();
+    rustix::fs::fcntl_add_seals(&fd, rustix::fs::SealFlags::SHRINK).unwrap();
+    fd
+}
+
+/// A memfd holding `content`, not sealed.
+pub fn unsealed_memfd(content: &[u8]) -> OwnedFd {
     let fd = rustix::fs::memfd_create("keeper-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
     rustix::io::write(&fd, content).unwrap();
     fd
