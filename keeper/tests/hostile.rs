@@ -817,15 +817,18 @@ fn waits_in_recvmsg(pid: u32) -> bool {
     })
 }
 
-#[test]
-fn registrant_that_dies_with_its_register_in_flight_leaves_an_orphan_to_attach() {
-    let keeper = Keeper::start();
-    let baseline = settled_fds(&keeper);
-    let dev = open_fuse();
-    let stopped = Stopped::new(&keeper);
-    // The helper connects, sends REGISTER with its fds and waits for the reply that the stopped
-    // keeper cannot send; it is killed (and reaped) with its message still queued.
-    let mut helper = keeper.registrant_unwaited("in-flight", &[], dup(&dev), None);
+/// The registrant helper (under `wrapper`) connects, sends REGISTER `tag` with `opts` and a dup
+/// of `dev`, and waits for the reply that the stopped keeper cannot send; it is killed (and
+/// reaped) with its message still queued, then the keeper goes on.
+fn register_in_flight_then_die(
+    keeper: &Keeper,
+    wrapper: &[&str],
+    tag: &str,
+    opts: &[&str],
+    dev: &OwnedFd,
+) {
+    let stopped = Stopped::new(keeper);
+    let mut helper = keeper.registrant_unwaited_under(wrapper, tag, opts, dup(dev), None);
     assert!(
         wait_until(PATIENCE, || waits_in_recvmsg(helper.pid())),
         "helper never sent its REGISTER"
@@ -833,6 +836,14 @@ fn registrant_that_dies_with_its_register_in_flight_leaves_an_orphan_to_attach()
     helper.kill();
     helper.child.wait().unwrap();
     drop(stopped);
+}
+
+#[test]
+fn registrant_that_dies_with_its_register_in_flight_leaves_an_orphan_to_attach() {
+    let keeper = Keeper::start();
+    let baseline = settled_fds(&keeper);
+    let dev = open_fuse();
+    register_in_flight_then_die(&keeper, &[], "in-flight", &[], &dev);
     // The keeper holds it, orphaned, and the rescue uid gets the very device back.
     assert!(keeper.wait_state("in-flight", ConnState::Orphaned, PATIENCE));
     let attached = keeper.client().attach("in-flight").unwrap().expect("held");
@@ -850,22 +861,8 @@ fn registrant_that_dies_with_its_register_in_flight_leaves_an_orphan_to_attach()
 fn a_registrant_dead_before_its_register_is_read_rescues_only_itself() {
     let keeper = Keeper::start();
     let dev = open_fuse();
-    let stopped = Stopped::new(&keeper);
     let as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"];
-    let mut helper = keeper.registrant_unwaited_under(
-        &as_nobody,
-        "gone",
-        &["--rescue-uid", "0"],
-        dup(&dev),
-        None,
-    );
-    assert!(
-        wait_until(PATIENCE, || waits_in_recvmsg(helper.pid())),
-        "helper never sent its REGISTER"
-    );
-    helper.kill();
-    helper.child.wait().unwrap();
-    drop(stopped);
+    register_in_flight_then_die(&keeper, &as_nobody, "gone", &["--rescue-uid", "0"], &dev);
     assert!(keeper.wait_state("gone", ConnState::Orphaned, PATIENCE));
     let entry = keeper.entry("gone").unwrap();
     assert_eq!((entry.owner_uid, entry.rescue_uid), (NOBODY, NOBODY), "{entry:?}");

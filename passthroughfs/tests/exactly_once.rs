@@ -240,31 +240,31 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// `passthroughfs -f -o OPTIONS` of `m` against the keeper at `socket`, made to crash at
+/// `crash` (`OPCODE:POINT`, the `FUSE_CRASH_AT` switch) if given.
+fn server(m: &Mounted, socket: &Path, options: &str, crash: Option<&str>) -> std::process::Child {
+    let mut cmd = Command::new(common::BIN);
+    cmd.args(["-f", "-o", options])
+        .arg(&m.source)
+        .arg(&m.mountpoint)
+        .env("FUSE_KEEPER_SOCKET", socket)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(crash) = crash {
+        cmd.env("FUSE_CRASH_AT", crash);
+    }
+    cmd.spawn().unwrap()
+}
+
 fn run_case(case: &Case, point: &str) {
     let mut m = Mounted::dirs();
     (case.setup)(&m.source);
     let keeper = Keeper::start(m.dir.path());
-    let socket = keeper.socket.clone();
     // Server-side writes (no kernel passthrough) so WRITE reaches the server.
-    let (source, mountpoint) = (m.source.clone(), m.mountpoint.clone());
-    let server = |crash: Option<String>| {
-        let mut cmd = Command::new(common::BIN);
-        cmd.args([
-            "-f",
-            "-o",
-            "tag=once,nokeeper_start,nopassthrough,allow_other,entry_timeout=0,attr_timeout=0",
-        ])
-        .arg(&source)
-        .arg(&mountpoint)
-        .env("FUSE_KEEPER_SOCKET", &socket)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null());
-        if let Some(crash) = crash {
-            cmd.env("FUSE_CRASH_AT", crash);
-        }
-        cmd.spawn().unwrap()
-    };
-    m.server = Some(server(Some(format!("{}:{point}", case.opcode))));
+    let options =
+        "tag=once,nokeeper_start,nopassthrough,allow_other,entry_timeout=0,attr_timeout=0";
+    let crash = format!("{}:{point}", case.opcode);
+    m.server = Some(server(&m, &keeper.socket, options, Some(&crash)));
     m.wait_mounted();
     keeper.wait_serving(m.pid());
     let app = Command::new("python3")
@@ -282,7 +282,7 @@ fn run_case(case: &Case, point: &str) {
         "{} {point}: the server exited cleanly instead of crashing",
         case.opcode
     );
-    m.server = Some(server(None));
+    m.server = Some(server(&m, &keeper.socket, options, None));
     let out = app.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(
@@ -379,22 +379,9 @@ fn a_name_another_user_took_while_the_server_was_down_is_not_the_resends() {
         fs::create_dir(m.src("tmp")).unwrap();
         fs::set_permissions(m.src("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
         let keeper = Keeper::start(m.dir.path());
-        let (source, mountpoint, socket) =
-            (m.source.clone(), m.mountpoint.clone(), keeper.socket.clone());
-        let server = |crash: Option<&str>| {
-            let mut cmd = Command::new(common::BIN);
-            cmd.args(["-f", "-o", "tag=race,nokeeper_start,allow_other,entry_timeout=0"])
-                .arg(&source)
-                .arg(&mountpoint)
-                .env("FUSE_KEEPER_SOCKET", &socket)
-                .stdin(Stdio::null())
-                .stderr(Stdio::null());
-            if let Some(crash) = crash {
-                cmd.env("FUSE_CRASH_AT", crash);
-            }
-            cmd.spawn().unwrap()
-        };
-        m.server = Some(server(Some(&format!("{opcode}:before"))));
+        let options = "tag=race,nokeeper_start,allow_other,entry_timeout=0";
+        let crash = format!("{opcode}:before");
+        m.server = Some(server(&m, &keeper.socket, options, Some(&crash)));
         m.wait_mounted();
         keeper.wait_serving(m.pid());
         let app = Command::new("python3")
@@ -417,7 +404,7 @@ fn a_name_another_user_took_while_the_server_was_down_is_not_the_resends() {
             .status()
             .unwrap();
         assert!(status.success(), "{opcode}: the attacker could not take the name");
-        m.server = Some(server(None));
+        m.server = Some(server(&m, &keeper.socket, options, None));
         let out = app.wait_with_output().unwrap();
         let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert_eq!(said, "File exists", "{opcode}: the resend was handed nobody's entry");

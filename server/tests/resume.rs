@@ -32,6 +32,11 @@ struct Hello {
 }
 
 impl Hello {
+    /// A `Hello` of `size` that answers at once.
+    fn new(size: u64, inits: Arc<AtomicUsize>, lookups: Arc<Mutex<Vec<u64>>>) -> Hello {
+        Hello { size, inits, lookups, delay: Duration::ZERO, entered: Arc::default() }
+    }
+
     fn attr(&self, nodeid: u64) -> fuse_attr {
         let mode = if nodeid == 1 { libc::S_IFDIR | 0o755 } else { libc::S_IFREG | 0o644 };
         fuse_attr {
@@ -113,13 +118,7 @@ fn first_server(
     assert!(rustix::process::geteuid().is_root(), "mounting needs root");
     let options = MountOptions { fsname: Some("resume-test".into()), ..MountOptions::default() };
     let channel = fuse_server::mount(mnt, &options, holder.clone()).unwrap();
-    let fs = Hello {
-        size: 1,
-        inits: inits.clone(),
-        lookups: Arc::default(),
-        delay: Duration::ZERO,
-        entered: Arc::default(),
-    };
+    let fs = Hello::new(1, inits.clone(), Arc::default());
     Session::start(fs, channel, config.clone()).unwrap()
 }
 
@@ -149,13 +148,7 @@ fn a_resumed_session_serves_the_connection_without_init() {
     let fds = held_fds(&holder);
     assert_eq!(fds.len(), 1, "the mount's fd was adopted before INIT was read");
     let second = Session::resume(
-        Hello {
-            size: 2,
-            inits: inits.clone(),
-            lookups: Arc::default(),
-            delay: Duration::ZERO,
-            entered: Arc::default(),
-        },
+        Hello::new(2, inits.clone(), Arc::default()),
         Channel::new(fds, Arc::new(fuse_server::NoCustody)).unwrap(),
         saved,
         config,
@@ -201,13 +194,7 @@ fn a_request_read_by_a_dead_server_is_resent_to_the_next_one() {
     let fds = held_fds(&holder);
     let lookups = Arc::new(Mutex::new(Vec::new()));
     let second = Session::resume(
-        Hello {
-            size: 2,
-            inits,
-            lookups: lookups.clone(),
-            delay: Duration::ZERO,
-            entered: Arc::default(),
-        },
+        Hello::new(2, inits, lookups.clone()),
         Channel::new(fds, Arc::new(fuse_server::NoCustody)).unwrap(),
         saved,
         config,
@@ -275,13 +262,7 @@ fn a_stopped_session_answers_what_it_read_and_leaves_the_rest_to_the_next_withou
     // The next server resumes without FUSE_NOTIFY_RESEND and gets the queued request.
     let lookups = Arc::new(Mutex::new(Vec::new()));
     let second = Session::resume(
-        Hello {
-            size: 2,
-            inits,
-            lookups: lookups.clone(),
-            delay: Duration::ZERO,
-            entered: Arc::default(),
-        },
+        Hello::new(2, inits, lookups.clone()),
         Channel::new(held_fds(&holder), Arc::new(fuse_server::NoCustody)).unwrap(),
         saved,
         config,

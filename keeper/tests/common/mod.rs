@@ -142,19 +142,9 @@ impl Keeper {
 
     /// The registrant helper ([`run_helper`]'s `register` role: REGISTER `tag` with `device`,
     /// and `device1` as index 1 if given, and a memfd holding `state:TAG`; then sleep until
-    /// killed), started but not waited for. `opts`: `--rescue-uid U`, `--conn-id N`,
-    /// `--timeout-ms MS`, `--mountpoint PATH`, `--state-size BYTES`.
-    pub fn registrant_unwaited(
-        &self,
-        tag: &str,
-        opts: &[&str],
-        device: OwnedFd,
-        device1: Option<OwnedFd>,
-    ) -> Proc {
-        self.registrant_unwaited_under(&[], tag, opts, device, device1)
-    }
-
-    /// [`Keeper::registrant_unwaited`] run under `wrapper` (e.g. `setpriv --reuid=65534 ...`).
+    /// killed), started under `wrapper` (e.g. `setpriv --reuid=65534 ... --`, or none) and not
+    /// waited for. `opts`: `--rescue-uid U`, `--conn-id N`, `--timeout-ms MS`,
+    /// `--mountpoint PATH`, `--state-size BYTES`.
     pub fn registrant_unwaited_under(
         &self,
         wrapper: &[&str],
@@ -174,7 +164,8 @@ impl Keeper {
         proc
     }
 
-    /// [`Keeper::registrant_unwaited`], returning once the helper has registered.
+    /// [`Keeper::registrant_unwaited_under`] with no wrapper, returning once the helper has
+    /// registered.
     pub fn registrant(
         &self,
         tag: &str,
@@ -182,7 +173,7 @@ impl Keeper {
         device: OwnedFd,
         device1: Option<OwnedFd>,
     ) -> Proc {
-        let mut proc = self.registrant_unwaited(tag, opts, device, device1);
+        let mut proc = self.registrant_unwaited_under(&[], tag, opts, device, device1);
         let stderr = proc.child.stderr.take().unwrap();
         let line = first_line(stderr);
         assert!(
