@@ -3,7 +3,10 @@
 # 200-600 ms; each checks its own result:
 # - sqlite, WAL and rollback journal: every committed row there, integrity_check ok;
 # - git: commits in a loop, then gc and fsck --strict;
-# - tar: a tree extracted, then compared file by file with the original.
+# - tar: a tree extracted, then compared file by file with the original;
+# - a program writing through a shared mmap, every page read back;
+# - fcntl and flock locks held across the crashes, refused to others throughout;
+# - a parallel build (make -j2 of a small C project), the program run after each build.
 # Usage: tests/peers/apps-crash.sh [SECONDS_PER_APP]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -72,6 +75,32 @@ tar_app() {
   echo "extractions=$n, every file equal"
 }
 run_crashing tar tar_app
+
+run_crashing mmap python3 tests/peers/apps/mmap-app.py "$work/mnt/mapped" "$seconds"
+run_crashing locks python3 tests/peers/apps/locks-app.py "$work/mnt" "$seconds"
+
+make_app() {
+  local dir=$1 until=$(( $(date +%s) + seconds )) n=0
+  mkdir -p "$dir"
+  for i in $(seq 1 24); do
+    printf 'int f%d(int x) { return x + %d; }\n' "$i" "$i" > "$dir/f$i.c"
+  done
+  {
+    for i in $(seq 1 24); do printf 'int f%d(int);\n' "$i"; done
+    printf 'int main(void) { int s = 0;\n'
+    for i in $(seq 1 24); do printf ' s = f%d(s);\n' "$i"; done
+    printf ' return s == 300 ? 0 : 1; }\n'
+  } > "$dir/main.c"
+  printf 'OBJS = $(patsubst %%.c,%%.o,$(wildcard *.c))\nprog: $(OBJS)\n\t$(CC) -o $@ $(OBJS)\n' > "$dir/Makefile"
+  while [ "$(date +%s)" -lt "$until" ]; do
+    n=$((n + 1))
+    rm -f "$dir"/*.o "$dir/prog"
+    make -s -j2 -C "$dir" prog
+    "$dir/prog"
+  done
+  echo "builds=$n, each ran and returned 0"
+}
+run_crashing make make_app "$work/mnt/build"
 
 umount "$work/mnt" 2>/dev/null || teardown "$work/mnt" "$PFS_PID"
 wait "$PFS_PID" 2>/dev/null || true
