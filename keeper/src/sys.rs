@@ -81,9 +81,10 @@ pub fn same_open_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> 
 }
 
 /// Make `cmd` start its program detached, with umask 022: in the forked child, `umask(022)`
-/// (the caller's may be 0), `setsid()` (a new session and process group), then fork again and let the intermediate exit, so that the program is not a
-/// session leader, is not the caller's child (it is reparented to init or the nearest
-/// subreaper) and the caller only has to reap the intermediate.
+/// (the caller's may be 0), `setsid()` (a new session and process group), then fork again and
+/// let the intermediate exit, so that the program is not a session leader, is not the
+/// caller's child (it is reparented to init or the nearest subreaper) and the caller only has
+/// to reap the intermediate.
 pub(crate) fn detach_on_spawn(cmd: &mut Command) {
     // SAFETY: the hook runs in the forked child before exec and calls only async-signal-safe
     // functions (umask, setsid, fork, _exit); it allocates nothing and takes no locks.
