@@ -130,12 +130,6 @@ impl Keeper {
                 user namespace could be read: its own uid is the rescue uid"
             );
         }
-        if rescue_uid != reg.rescue_uid {
-            tracing::info!(
-                tag = %crate::text::escape(&reg.tag), pid = peer.pid, given = reg.rescue_uid,
-                rescue_uid, "rescue uid translated from the server's user namespace"
-            );
-        }
         let reg = Register { rescue_uid, ..reg };
         if let Some(id) = self.registry.find(peer.uid, &reg.tag) {
             self.refresh(id);
