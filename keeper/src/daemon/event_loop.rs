@@ -521,8 +521,8 @@ impl Keeper {
             if let Some(server) = &entry.server {
                 let _ = epoll::delete(&self.epoll, &server.pidfd);
             }
-            // The state fd may be a file on a FUSE mount (its close sends FLUSH); the devices
-            // were checked to be /dev/fuse, whose close does not wait.
+            // Through the closer like every dropped fd; the state is a memfd and the devices
+            // /dev/fuse (REGISTER checked both), so neither close waits.
             self.closer.close(entry.owner_uid, [entry.state_fd]);
         }
     }

@@ -127,8 +127,8 @@ pub fn open_mount_root(
         .map_err(|e| Walk::Failed(e.into()))?;
     let mut prefix = PathBuf::from("/");
     for name in path.components().skip(1) {
-        let on_fuse = mount_id_of(dir.as_fd())
-            .is_none_or(|id| mounts.iter().any(|m| m.mount_id == id && m.is_fuse()));
+        let on_fuse = mount_of(dir.as_fd())
+            .is_none_or(|(id, _)| mounts.iter().any(|m| m.mount_id == id && m.is_fuse()));
         if on_fuse {
             return Err(Walk::IntoFuse(prefix));
         }
@@ -142,22 +142,14 @@ pub fn open_mount_root(
     Ok(dir)
 }
 
-/// The mount id (mountinfo's first field) of the mount `fd` is on, from `statx` with an empty
-/// mask and `AT_STATX_DONT_SYNC`: no FUSE request, even on a stalled mount.
-fn mount_id_of(fd: BorrowedFd<'_>) -> Option<u32> {
-    use rustix::fs::{AtFlags, StatxFlags};
-    let flags = AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC;
-    let st = rustix::fs::statx(fd, "", flags, StatxFlags::empty()).ok()?;
-    (st.stx_mask & StatxFlags::MNT_ID.bits() != 0).then(|| u32::try_from(st.stx_mnt_id).ok())?
-}
-
-/// The device (`MKDEV(major, minor)` as mountinfo shows it) of the filesystem `fd` is on, from
-/// `statx` without a FUSE request (as [`mount_id_of`]).
-fn dev_of(fd: BorrowedFd<'_>) -> Option<u32> {
-    use rustix::fs::{AtFlags, StatxFlags};
-    let flags = AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC;
-    let st = rustix::fs::statx(fd, "", flags, StatxFlags::empty()).ok()?;
-    Some((st.stx_dev_major << 20) | st.stx_dev_minor)
+/// The mount id (mountinfo's first field) of the mount `fd` is on and the device of its
+/// filesystem (`MKDEV(major, minor)` as mountinfo shows it), from one `statx` with an empty
+/// mask and `AT_STATX_DONT_SYNC` ([`statx_cached`]): no FUSE request, even on a stalled mount.
+fn mount_of(fd: BorrowedFd<'_>) -> Option<(u32, u32)> {
+    let st = statx_cached(fd, rustix::fs::StatxFlags::empty())?;
+    let has_mnt_id = st.stx_mask & rustix::fs::StatxFlags::MNT_ID.bits() != 0;
+    let mount_id = has_mnt_id.then(|| u32::try_from(st.stx_mnt_id).ok()).flatten()?;
+    Some((mount_id, (st.stx_dev_major << 20) | st.stx_dev_minor))
 }
 
 /// An `O_PATH` fd on the root of FUSE connection `conn_id`'s mount at `mountpoint`, mounted for
@@ -184,7 +176,7 @@ pub fn verified_mount(
         ));
     }
     let fd = open_mount_root(mountpoint, &mounts).map_err(|e| e.to_string())?;
-    if mount_id_of(fd.as_fd()) != Some(m.mount_id) || dev_of(fd.as_fd()) != Some(conn_id) {
+    if mount_of(fd.as_fd()) != Some((m.mount_id, conn_id)) {
         return Err("the path does not lead to the mount mountinfo shows there".into());
     }
     Ok((fd, m.clone()))
