@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Keeper, PATIENCE, connect_raw, wait_until};
+use common::{Keeper, PATIENCE, StopKeeperAt, connect_raw, wait_until};
 use fuse_keeper::protocol::{self, MAX_MESSAGE, Reply, Request, decode_reply, encode_request};
 
 const NOBODY: u32 = 65534;
@@ -185,27 +185,9 @@ fn mode_of(path: &Path) -> u32 {
     std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
-/// SIGTERMs the keeper serving `socket` (by the pid of its peer) when dropped, and waits until
-/// it has removed its socket.
-struct StopKeeperAt(PathBuf);
-
-impl Drop for StopKeeperAt {
-    fn drop(&mut self) {
-        if let Ok(client) = fuse_keeper::KeeperClient::connect(&self.0)
-            && let Ok(cred) = rustix::net::sockopt::socket_peercred(client.as_fd())
-        {
-            let _ = rustix::process::kill_process(cred.pid, rustix::process::Signal::TERM);
-            drop(client);
-            let gone = wait_until(PATIENCE, || !self.0.exists());
-            assert!(gone || std::thread::panicking(), "the spawned keeper did not exit");
-        }
-    }
-}
-
 #[test]
 fn keeper_started_on_demand_under_umask_0_makes_its_directory_0755() {
-    let base = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let base = common::reachable_tempdir();
     let socket = base.path().join("run/fuse-keeper/keeper.sock");
     let stop = StopKeeperAt(socket.clone());
     // The spawning process runs with umask 0, as passthroughfs does.
@@ -231,8 +213,7 @@ fn keeper_started_on_demand_under_umask_0_makes_its_directory_0755() {
 #[test]
 fn keeper_refuses_a_socket_directory_others_can_write() {
     let keeper = Keeper::start();
-    let base = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let base = common::reachable_tempdir();
     let open = base.path().join("open");
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -275,8 +256,7 @@ fn keeper_refuses_a_socket_directory_others_can_write() {
 #[test]
 fn the_keeper_log_is_not_opened_through_a_symlink() {
     let keeper = Keeper::start();
-    let base = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let base = common::reachable_tempdir();
     let victim = base.path().join("victim");
     std::fs::write(&victim, b"precious").unwrap();
     let socket = base.path().join("keeper.sock");
@@ -381,8 +361,7 @@ impl Drop for Victim {
 #[test]
 fn mountpoints_with_dot_dot_or_symlinks_cannot_aim_teardown_elsewhere() {
     let keeper = Keeper::start();
-    let base = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let base = common::reachable_tempdir();
     let b = base.path();
     // base/boot: the victim. base/home: the attacker's home, with its own FUSE mount at
     // home/boot and home/l -> base/sub, so that home/l/../boot is home/boot as text (what
@@ -489,8 +468,7 @@ impl Stalled {
     }
 
     fn new() -> Stalled {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = common::reachable_tempdir();
         let path = dir.path().join("stalled");
         std::fs::create_dir(&path).unwrap();
         let (mount, dev) = UserFuse::new(&path, 0);

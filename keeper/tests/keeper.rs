@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
-use common::{Keeper, PATIENCE, PROMPT, dup, memfd, open_fuse, read_all, wait_until};
+use common::{Keeper, PATIENCE, PROMPT, StopKeeperAt, dup, memfd, open_fuse, read_all, wait_until};
 use fuse_keeper::{ConnState, KeeperError, Registration, same_open_file};
 
 fn registration(tag: &str) -> Registration {
@@ -277,21 +277,6 @@ fn sigterm_stops_the_keeper_cleanly() {
     let status = keeper.proc.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(!keeper.socket.exists(), "socket file left behind");
-}
-
-/// Sends SIGTERM, when dropped, to the process serving the socket at its path (found by
-/// SO_PEERCRED, so a keeper we started indirectly is stopped even if the test failed before
-/// it learnt the pid).
-struct StopKeeperAt(std::path::PathBuf);
-
-impl Drop for StopKeeperAt {
-    fn drop(&mut self) {
-        if let Ok(client) = fuse_keeper::KeeperClient::connect(&self.0)
-            && let Ok(cred) = rustix::net::sockopt::socket_peercred(client.as_fd())
-        {
-            let _ = rustix::process::kill_process(cred.pid, rustix::process::Signal::TERM);
-        }
-    }
 }
 
 #[test]

@@ -423,6 +423,32 @@ pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A temporary directory other uids can reach (mode 0755): for sockets and files uid 65534
+/// must get to.
+pub fn reachable_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// SIGTERMs, when dropped, the keeper serving the socket at its path (found by SO_PEERCRED, so
+/// a keeper started indirectly is stopped even if the test failed before it learnt the pid),
+/// and waits until it has removed its socket.
+pub struct StopKeeperAt(pub PathBuf);
+
+impl Drop for StopKeeperAt {
+    fn drop(&mut self) {
+        if let Ok(client) = KeeperClient::connect(&self.0)
+            && let Ok(cred) = rustix::net::sockopt::socket_peercred(client.as_fd())
+        {
+            let _ = rustix::process::kill_process(cred.pid, rustix::process::Signal::TERM);
+            drop(client);
+            let gone = wait_until(PATIENCE, || !self.0.exists());
+            assert!(gone || std::thread::panicking(), "the stopped keeper did not exit");
+        }
+    }
+}
+
 /// A fresh `/dev/fuse` fd (not mounted).
 pub fn open_fuse() -> OwnedFd {
     fuse_transport::open_device().expect("open /dev/fuse")
