@@ -395,7 +395,7 @@ impl Filesystem for Passthrough {
                 Err(Errno::EPERM)
                     if ctx.uid != 0
                         && clears_only_suid_sgid(&inode, mode)?
-                        && may_write(&inode) =>
+                        && may(&inode, rustix::fs::Access::WRITE_OK).is_ok() =>
                 {
                     // The kernel drops setuid/setgid itself before a write or truncate by a
                     // caller who need not own the file (file_remove_privs). Only for a caller
@@ -816,9 +816,7 @@ impl Filesystem for Passthrough {
     fn access(&self, ctx: &Context<'_>, nodeid: u64, mask: u32) -> Result<()> {
         become_caller(ctx)?;
         let inode = self.inodes.get(nodeid)?;
-        let access = rustix::fs::Access::from_bits_retain(mask);
-        rustix::fs::accessat(CWD, proc_path(inode.fd.as_fd()).as_c_str(), access, AtFlags::EACCESS)
-            .map_err(sys)
+        may(&inode, rustix::fs::Access::from_bits_retain(mask))
     }
 
     fn create(
@@ -944,11 +942,10 @@ impl Passthrough {
     }
 }
 
-/// Whether the caller (whose credentials the thread has) may write `inode`.
-fn may_write(inode: &Inode) -> bool {
+/// Whether the caller (whose credentials the thread has) may access `inode` as `access` asks.
+fn may(inode: &Inode, access: rustix::fs::Access) -> Result<()> {
     let path = proc_path(inode.fd.as_fd());
-    rustix::fs::accessat(CWD, path.as_c_str(), rustix::fs::Access::WRITE_OK, AtFlags::EACCESS)
-        .is_ok()
+    rustix::fs::accessat(CWD, path.as_c_str(), access, AtFlags::EACCESS).map_err(sys)
 }
 
 /// Whether setting `mode` on `inode` only clears its setuid/setgid bits.

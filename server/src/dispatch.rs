@@ -159,7 +159,8 @@ pub(crate) fn dispatch<F: Filesystem>(
 ///   with its entry. Otherwise not (an entry another user made while the server was down is
 ///   theirs: executed again, the request gets EEXIST).
 /// - LINK: the new name is the same inode -> taken effect.
-/// - CREATE: the name exists, owned as for MKDIR -> taken effect: opened again without O_CREAT, O_EXCL, O_TRUNC
+/// - CREATE: the name exists, owned as for MKDIR -> taken effect: opened again without
+///   O_CREAT, O_EXCL, O_TRUNC
 ///   (`Filesystem::reopen_created`: the creator may open it whatever its mode).
 /// - UNLINK, RMDIR: the name is gone -> taken effect.
 /// - RENAME (plain, NOREPLACE): the old name is gone and the new one exists -> taken effect.

@@ -39,6 +39,16 @@ pub fn open_and_read_all(bytes: &[u8]) -> usize {
     {
         let _ = negotiation.check_saved(&SessionConfig::default());
     }
+    // Keys to look up: the input's own 8-byte words, so the fuzzer steers them too.
+    let keys: Vec<u64> = bytes
+        .chunks(8)
+        .take(64)
+        .map(|chunk| {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            u64::from_le_bytes(word)
+        })
+        .collect();
     let mut read = 0;
     let mut payload = vec![0u8; 8192];
     for (i, spec) in SPECS.iter().enumerate() {
@@ -52,18 +62,14 @@ pub fn open_and_read_all(bytes: &[u8]) -> usize {
             }
         }
         if let Some(index) = index {
-            for hash in bytes.chunks(8).take(64) {
-                let mut word = [0u8; 8];
-                word[..hash.len()].copy_from_slice(hash);
-                let _ = index.find(u64::from_le_bytes(word), |slot| table.is_valid(slot));
+            for &hash in &keys {
+                let _ = index.find(hash, |slot| table.is_valid(slot));
             }
         }
     }
     if let Some(journal) = crate::journal::StoreJournal::open(&store) {
-        for unique in bytes.chunks(8).take(64) {
-            let mut word = [0u8; 8];
-            word[..unique.len()].copy_from_slice(unique);
-            let _ = journal.find(u64::from_le_bytes(word));
+        for &unique in &keys {
+            let _ = journal.find(unique);
         }
     }
     read
