@@ -243,13 +243,8 @@ const CASES: &[Case] = &[
 /// `passthroughfs -f -o OPTIONS` of `m` against the keeper at `socket`, made to crash at
 /// `crash` (`OPCODE:POINT`, the `FUSE_CRASH_AT` switch) if given.
 fn server(m: &Mounted, socket: &Path, options: &str, crash: Option<&str>) -> std::process::Child {
-    let mut cmd = Command::new(common::BIN);
-    cmd.args(["-f", "-o", options])
-        .arg(&m.source)
-        .arg(&m.mountpoint)
-        .env("FUSE_KEEPER_SOCKET", socket)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = m.server_command(socket, options);
+    cmd.stderr(Stdio::null());
     if let Some(crash) = crash {
         cmd.env("FUSE_CRASH_AT", crash);
     }

@@ -6,7 +6,7 @@
 mod common;
 
 use std::fs;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -16,13 +16,8 @@ use rustix::process::Signal;
 /// A server for the mount, logging to `log` in the test's directory.
 fn server(m: &Mounted, keeper: &Keeper, options: &str, log: &str) -> Child {
     let log = fs::File::create(m.dir.path().join(log)).unwrap();
-    Command::new(common::BIN)
-        .args(["-f", "-o", &format!("tag=ho,nokeeper_start{options}")])
-        .arg(&m.source)
-        .arg(&m.mountpoint)
-        .env("FUSE_KEEPER_SOCKET", &keeper.socket)
+    m.server_command(&keeper.socket, &format!("tag=ho,nokeeper_start{options}"))
         .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
         .stderr(log)
         .spawn()
         .unwrap()

@@ -30,15 +30,7 @@ impl Recoverable {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(common::BIN);
-        cmd.arg("-f")
-            .arg("-o")
-            .arg(&self.options)
-            .arg(&self.m.source)
-            .arg(&self.m.mountpoint)
-            .env("FUSE_KEEPER_SOCKET", &self.keeper.socket)
-            .stdin(Stdio::null());
-        cmd
+        self.m.server_command(&self.keeper.socket, &self.options)
     }
 
     /// Starts a server (fresh or re-attaching) and waits until it serves.

@@ -99,13 +99,7 @@ fn mounts_are_nosuid_and_nodev_unless_asked() {
 
 /// A recoverable passthroughfs command line on `m` against `keeper`, with `-o OPTIONS`.
 fn recoverable(m: &Mounted, keeper: &common::Keeper, options: &str) -> Command {
-    let mut cmd = Command::new(common::BIN);
-    cmd.args(["-f", "-o", options])
-        .arg(&m.source)
-        .arg(&m.mountpoint)
-        .env("FUSE_KEEPER_SOCKET", &keeper.socket)
-        .stdin(std::process::Stdio::null());
-    cmd
+    m.server_command(&keeper.socket, options)
 }
 
 /// Root's `fuse-keeper ls` answers within a second while an attack is in place (issue 14:

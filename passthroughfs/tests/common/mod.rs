@@ -74,6 +74,18 @@ impl Mounted {
         self.wait_mounted();
     }
 
+    /// `passthroughfs -f -o OPTIONS SOURCE MOUNTPOINT` against the keeper at `socket`, stdin
+    /// from /dev/null (not started).
+    pub fn server_command(&self, socket: &Path, options: &str) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["-f", "-o", options])
+            .arg(&self.source)
+            .arg(&self.mountpoint)
+            .env("FUSE_KEEPER_SOCKET", socket)
+            .stdin(Stdio::null());
+        cmd
+    }
+
     pub fn pid(&self) -> u32 {
         self.server.as_ref().expect("server").id()
     }
