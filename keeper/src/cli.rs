@@ -11,7 +11,8 @@ use fuse_keeper::daemon::{self, Config, Limits};
 use fuse_keeper::{KeeperClient, KeeperError, socket_path};
 
 const USAGE: &str = "\
-usage: fuse-keeper serve [--root-may-attach] [--max-tags-per-uid N] [--max-clients N]
+usage: fuse-keeper serve [--root-may-attach] [--max-tags-per-uid N] [--max-fds-per-uid N]
+                         [--max-state-bytes-per-uid BYTES[K|M|G]] [--max-clients N]
                          [--max-clients-per-uid N] [--first-request-timeout-ms MS]
        fuse-keeper ls [--json]
        fuse-keeper abort TAG|MOUNTPOINT
@@ -99,6 +100,10 @@ fn serve_config(opts: &[&str]) -> Result<Config, Usage> {
         match opt {
             "--root-may-attach" => config.root_may_attach = true,
             "--max-tags-per-uid" => limits.max_tags_per_uid = positive(it.next())?,
+            "--max-fds-per-uid" => limits.max_fds_per_uid = Some(positive(it.next())?),
+            "--max-state-bytes-per-uid" => {
+                limits.max_state_bytes_per_uid = bytes(opt, it.next())?;
+            }
             "--max-clients" => limits.max_clients = positive(it.next())?,
             "--max-clients-per-uid" => limits.max_clients_per_uid = positive(it.next())?,
             "--first-request-timeout-ms" => {
@@ -171,6 +176,20 @@ fn fallback_allowed(e: &KeeperError, target: &str) -> bool {
         || matches!(e.errno(), Some(libc::ENOENT | libc::EPERM))
             && matches!(e, KeeperError::Refused { .. });
     keeper_gone && path.is_absolute() && fuse_transport::is_fuse_mount(path)
+}
+
+/// A byte count: digits with an optional K, M or G suffix (powers of 1024), above 0.
+fn bytes(name: &str, value: Option<&&str>) -> Result<u64, Usage> {
+    let bad = || Usage(format!("{name} needs a byte count above 0 (digits, then K, M or G)"));
+    let v = value.ok_or_else(bad)?;
+    let (digits, shift) = match v.as_bytes().last() {
+        Some(b'K' | b'k') => (&v[..v.len() - 1], 10),
+        Some(b'M' | b'm') => (&v[..v.len() - 1], 20),
+        Some(b'G' | b'g') => (&v[..v.len() - 1], 30),
+        _ => (&v[..], 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift).filter(|&n| n > 0).ok_or_else(bad)
 }
 
 fn parse_opt<T: std::str::FromStr>(name: &str, value: Option<&&str>) -> Result<T, Usage> {

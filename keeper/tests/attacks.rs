@@ -7,7 +7,7 @@
 mod common;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -657,4 +657,249 @@ fn a_stalled_fuse_mount_cannot_freeze_the_keeper() {
         common::fd_count(keeper.proc.pid()) < 64 && keeper.client().list().is_ok()
     });
     assert!(settled, "keeper fds after the abort: {}", common::fd_count(keeper.proc.pid()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Cheap exhaustion
+
+/// A REGISTER of `tag` by `sock` with `dev` and `state`: its reply.
+fn register_on(sock: &OwnedFd, tag: &str, dev: &OwnedFd, state: &OwnedFd) -> Reply {
+    exchange(sock, &register_request(tag, b"/nonexistent", 0), &[dev.as_fd(), state.as_fd()])
+}
+
+/// A sealed memfd with `bytes` of data written (allocated, not sparse).
+fn filled_memfd(bytes: usize) -> OwnedFd {
+    common::memfd(&vec![0x5a; bytes])
+}
+
+/// The `register-as` helper (common::run_helper) run in a user namespace that `creator` (65534
+/// through setpriv, or root) makes with `unshare --user`, whose uid and gid maps root then
+/// writes as `map` (lines "inside outside count"; the creator must be 0 inside, so that the
+/// helper it then starts may change uids); it registers each `TAG:UID` (a uid inside) in
+/// turn. Returns the helper (killed when dropped) and its `TAG ok` / `TAG errno=N` lines.
+fn register_from_user_namespace(
+    keeper: &Keeper,
+    creator: u32,
+    map: &str,
+    regs: &[&str],
+) -> (common::Proc, Vec<String>) {
+    use std::io::{BufRead, Write};
+    let dir = common::reachable_tempdir();
+    let fifo = dir.path().join("go");
+    let mode = rustix::fs::Mode::from_raw_mode(0o666);
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, mode, 0)
+        .expect("mkfifo");
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // The shell waits for the maps before it starts the helper: a program started in a user
+    // namespace with no map has no capabilities there.
+    let script = format!("read _ < '{}'; exec \"$0\" \"$@\"", fifo.display());
+    let mut wrapper = match creator {
+        0 => vec![],
+        NOBODY => vec!["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
+        other => panic!("no wrapper for uid {other}"),
+    };
+    wrapper.extend(["unshare", "--user", "sh", "-c", &script]);
+    let mut cmd = keeper.helper(&wrapper, "register-as", regs);
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    cmd.stdin(Stdio::from(OwnedFd::from(theirs))).stdout(Stdio::piped());
+    let mut helper = common::Proc { child: cmd.spawn().expect("spawn the helper") };
+    common::hand_fds(&ours, &[common::open_fuse()]);
+    let pid = helper.pid();
+    let own = std::fs::read_link("/proc/self/ns/user").unwrap();
+    let entered = wait_until(PATIENCE, || {
+        std::fs::read_link(format!("/proc/{pid}/ns/user")).is_ok_and(|ns| ns != own)
+    });
+    assert!(entered, "the helper did not enter a user namespace of its own");
+    std::fs::write(format!("/proc/{pid}/uid_map"), map).expect("write uid_map");
+    std::fs::write(format!("/proc/{pid}/gid_map"), map).expect("write gid_map");
+    let mut go = None;
+    let opened = wait_until(PATIENCE, || {
+        // ENXIO until the shell opens the fifo to read.
+        go =
+            std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&fifo).ok();
+        go.is_some()
+    });
+    assert!(opened, "the helper's shell never waited on the fifo");
+    go.unwrap().write_all(b"go\n").unwrap();
+    let stdout = helper.child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("the helper's output");
+        if line == "done" {
+            return (helper, lines);
+        }
+        if regs
+            .iter()
+            .any(|r| r.split(':').next().is_some_and(|t| line.starts_with(&format!("{t} "))))
+        {
+            lines.push(line);
+        }
+    }
+    panic!("the helper exited before it was done: {lines:?}\nkeeper log:\n{}", keeper.log_text());
+}
+
+#[test]
+fn the_uids_of_a_users_container_share_that_users_quota() {
+    let keeper = Keeper::start_with(&["--max-tags-per-uid", "3"]);
+    // uid 65534's container: 0 inside is 65534, 1.. inside are 200001.. (a subuid range).
+    let map = "0 65534 1\n1 200001 9\n";
+    let regs = ["a:1", "b:2", "c:3", "d:4"];
+    let (_helper, lines) = register_from_user_namespace(&keeper, NOBODY, map, &regs);
+    let quota = format!("errno={}", libc::EDQUOT);
+    assert_eq!(lines, ["a ok", "b ok", "c ok", &format!("d {quota}")]);
+    let owners: Vec<u32> = keeper.list().iter().map(|e| e.owner_uid).collect();
+    assert!(owners.contains(&200001) && owners.contains(&200003), "{owners:?}");
+    // 65534 itself is the same principal: its quota is used up too.
+    let (dev, state) = (common::open_fuse(), common::memfd(b""));
+    let refused = register_on(&connect_as(&keeper, NOBODY), "e", &dev, &state);
+    let Reply::Error { errno, message } = refused else { panic!("{refused:?}") };
+    assert_eq!(errno, libc::EDQUOT);
+    assert!(message.contains("(uid 65534 holds them)"), "{message}");
+    // Another user, and root, are not touched by it.
+    assert!(matches!(register_on(&connect_as(&keeper, 65533), "f", &dev, &state), Reply::Ok));
+    let root = connect_raw(&keeper.socket).unwrap();
+    assert!(matches!(register_on(&root, "g", &dev, &state), Reply::Ok));
+    ls_answers_promptly(&keeper, "a container's uids used up their owner's quota");
+}
+
+#[test]
+fn the_uids_of_a_user_namespace_root_made_share_one_quota() {
+    let keeper = Keeper::start_with(&["--max-tags-per-uid", "3"]);
+    // A root runtime's container: 1.. inside are 300001.. outside, owned by root.
+    let map = "0 0 1\n1 300001 9\n";
+    let regs = ["a:1", "b:2", "c:3", "d:4"];
+    let (_helper, lines) = register_from_user_namespace(&keeper, 0, map, &regs);
+    assert_eq!(lines, ["a ok", "b ok", "c ok", &format!("d errno={}", libc::EDQUOT)]);
+    let owners: Vec<u32> = keeper.list().iter().map(|e| e.owner_uid).collect();
+    assert!(owners.contains(&300001) && owners.contains(&300003), "{owners:?}");
+    // The container is not charged to root: 65534 and root still register.
+    let (dev, state) = (common::open_fuse(), common::memfd(b""));
+    assert!(matches!(register_on(&connect_as(&keeper, NOBODY), "e", &dev, &state), Reply::Ok));
+    let root = connect_raw(&keeper.socket).unwrap();
+    assert!(matches!(register_on(&root, "f", &dev, &state), Reply::Ok));
+    ls_answers_promptly(&keeper, "a root-made namespace used up its quota");
+}
+
+#[test]
+fn state_memory_is_bounded_per_uid_counting_pages_written_after_registering() {
+    const MIB: usize = 1 << 20;
+    let keeper = Keeper::start_with(&["--max-state-bytes-per-uid", "8M"]);
+    let dev = common::open_fuse();
+    let nobody = connect_as(&keeper, NOBODY);
+    let first = filled_memfd(3 * MIB);
+    assert!(matches!(register_on(&nobody, "a", &dev, &first), Reply::Ok));
+    // A sparse state costs nothing at REGISTER; the attacker keeps its fd and writes later.
+    let sparse = common::memfd(b"");
+    assert!(matches!(register_on(&nobody, "b", &dev, &sparse), Reply::Ok));
+    rustix::io::pwrite(&sparse, &vec![0x5a; 4 * MIB], 0).unwrap();
+    // 3 + 4 held now, + 2 > 8 MiB.
+    let refused = register_on(&nobody, "c", &dev, &filled_memfd(2 * MIB));
+    let Reply::Error { errno, message } = refused else { panic!("{refused:?}") };
+    assert_eq!(errno, libc::EDQUOT);
+    assert!(message.contains("would be 9437184 bytes, above the 8388608 allowed"), "{message}");
+    // 1 MiB more fits.
+    assert!(matches!(register_on(&nobody, "d", &dev, &filled_memfd(MIB)), Reply::Ok));
+    // Root is not bound by it; another uid has its own 8 MiB.
+    let root = connect_raw(&keeper.socket).unwrap();
+    for tag in ["r1", "r2", "r3"] {
+        assert!(matches!(register_on(&root, tag, &dev, &filled_memfd(3 * MIB)), Reply::Ok));
+    }
+    let other = connect_as(&keeper, 65533);
+    assert!(matches!(register_on(&other, "o", &dev, &filled_memfd(7 * MIB)), Reply::Ok));
+    // Freeing an entry frees its memory for the quota.
+    let unregister = encode_request(&Request::Unregister { tag: "b".into() });
+    assert!(matches!(exchange(&nobody, &unregister, &[]), Reply::Ok));
+    assert!(matches!(register_on(&nobody, "c", &dev, &filled_memfd(2 * MIB)), Reply::Ok));
+    ls_answers_promptly(&keeper, "state memory quotas are used up");
+}
+
+/// REGISTERs `tag` and more tags with a suffix until one is refused; returns how many were
+/// accepted and the refusal's message.
+fn register_until_refused(
+    sock: &OwnedFd,
+    tag: &str,
+    dev: &OwnedFd,
+    state: &OwnedFd,
+) -> (usize, String) {
+    for i in 0.. {
+        match register_on(sock, &format!("{tag}{i}"), dev, state) {
+            Reply::Ok => {}
+            Reply::Error { errno, message } => {
+                assert_eq!(errno, libc::EDQUOT, "{message}");
+                return (i, message);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn users_together_cannot_take_the_fds_kept_for_root() {
+    // 2048 fds: 1536 for entries, 1152 of them for users other than root; 300 per uid here.
+    let keeper = Keeper::start_wrapped(
+        &["prlimit", "--nofile=2048:2048", "--"],
+        &["--max-fds-per-uid", "300"],
+    );
+    let started = keeper.log_text();
+    assert!(
+        started.contains("entry_fds=1536 entry_fds_not_root=1152 entry_fds_per_uid=300"),
+        "{started}"
+    );
+    let (dev, state) = (common::open_fuse(), common::memfd(b""));
+    // Each entry is 3 fds (state, device, pidfd): 100 per uid.
+    for uid in [60000, 60001, 60002] {
+        let (n, why) = register_until_refused(&connect_as(&keeper, uid), "t", &dev, &state);
+        assert_eq!(n, 100, "uid {uid}: {why}");
+        assert!(why.contains("at most 300 fds per uid (uid"), "{why}");
+    }
+    // The fourth fills what users may hold together (1152 - 900 = 252 fds, 84 entries).
+    let (n, why) = register_until_refused(&connect_as(&keeper, 60003), "t", &dev, &state);
+    assert_eq!(n, 84, "{why}");
+    assert!(why.contains("users other than root hold 1152 fds"), "{why}");
+    // Every other user is refused now, within its own quota...
+    let late = connect_as(&keeper, NOBODY);
+    assert_eq!(errno_of(register_on(&late, "late", &dev, &state)), libc::EDQUOT);
+    ls_answers_promptly(&keeper, "users hold every fd not kept for root");
+    // ...and root still registers, up to the keeper's own bound: (1536 - 1152) / 3.
+    let (n, why) =
+        register_until_refused(&connect_raw(&keeper.socket).unwrap(), "root", &dev, &state);
+    assert_eq!(n, 128, "{why}");
+    assert!(why.contains("connections hold 1536 fds of the 1536"), "{why}");
+    assert!(keeper.client().list().is_ok(), "the keeper still answers with its entry fds used");
+}
+
+#[test]
+fn extra_devices_count_against_the_fd_quota() {
+    let keeper = Keeper::start_with(&["--max-fds-per-uid", "30"]);
+    let (dev, state) = (common::open_fuse(), common::memfd(b""));
+    let sock = connect_as(&keeper, NOBODY);
+    assert!(matches!(register_on(&sock, "multi", &dev, &state), Reply::Ok));
+    let add = |index: u32| {
+        let request = encode_request(&Request::AddDevice { tag: "multi".into(), index });
+        exchange(&sock, &request, &[dev.as_fd()])
+    };
+    // 3 fds, then 15 more devices: 18.
+    for index in 1..16 {
+        assert!(matches!(add(index), Reply::Ok), "device {index}");
+    }
+    // Four more entries: 30.
+    let (n, why) = register_until_refused(&sock, "t", &dev, &state);
+    assert_eq!(n, 4, "{why}");
+    assert!(why.contains("uid 65534 holds 30"), "{why}");
+    let unregister = encode_request(&Request::Unregister { tag: "t0".into() });
+    assert!(matches!(exchange(&sock, &unregister, &[]), Reply::Ok));
+    // 27 held: three more devices fit, a fourth does not.
+    let add_to_t1 = |index: u32| {
+        let request = encode_request(&Request::AddDevice { tag: "t1".into(), index });
+        exchange(&sock, &request, &[dev.as_fd()])
+    };
+    for index in 1..4 {
+        assert!(matches!(add_to_t1(index), Reply::Ok), "device {index}");
+    }
+    let refused = add_to_t1(4);
+    let Reply::Error { errno, message } = refused else { panic!("{refused:?}") };
+    assert_eq!(errno, libc::EDQUOT);
+    assert!(message.contains("at most 30 fds per uid"), "{message}");
+    ls_answers_promptly(&keeper, "a uid's fds are used up");
 }

@@ -23,6 +23,8 @@ use fuse_keeper::{ConnState, same_open_file};
 use rustix::process::{Pid, Signal};
 
 const NOBODY: u32 = 65534;
+/// A second unprivileged uid.
+const OTHER: u32 = 65533;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -582,7 +584,7 @@ fn too_many_tags_for_one_uid_is_edquot_and_other_uids_are_unaffected() {
     let keeper = Keeper::start_with(&["--max-tags-per-uid", "32"]);
     let (dev, state) = (open_fuse(), memfd(b""));
     let both = [dev.as_fd(), state.as_fd()];
-    let sock = connect(&keeper);
+    let sock = connect_as(&keeper, NOBODY).unwrap();
     for i in 0..32 {
         let reply = exchange(&sock, &encode_request(&register_request(&format!("t{i}"))), &both);
         assert!(matches!(reply, Reply::Ok), "tag {i}: {reply:?}");
@@ -592,21 +594,28 @@ fn too_many_tags_for_one_uid_is_edquot_and_other_uids_are_unaffected() {
     assert_eq!(errno_of(reply), libc::EDQUOT);
     assert_eq!(keeper_fds(&keeper), full, "the refused REGISTER's fds were kept");
     // Another uid has its own quota: the same tag names, 32 of them, then EDQUOT too.
-    let nobody = connect_as(&keeper, NOBODY).unwrap();
+    let other = connect_as(&keeper, OTHER).unwrap();
     for i in 0..32 {
-        let reply = exchange(&nobody, &encode_request(&register_request(&format!("t{i}"))), &both);
-        assert!(matches!(reply, Reply::Ok), "nobody's tag {i}: {reply:?}");
+        let reply = exchange(&other, &encode_request(&register_request(&format!("t{i}"))), &both);
+        assert!(matches!(reply, Reply::Ok), "the other uid's tag {i}: {reply:?}");
     }
-    let reply = exchange(&nobody, &encode_request(&register_request("t32")), &both);
+    let reply = exchange(&other, &encode_request(&register_request("t32")), &both);
     assert_eq!(errno_of(reply), libc::EDQUOT);
+    // Root is not bound by the per-uid quota.
+    let root = connect(&keeper);
+    for i in 0..40 {
+        let reply = exchange(&root, &encode_request(&register_request(&format!("t{i}"))), &both);
+        assert!(matches!(reply, Reply::Ok), "root's tag {i}: {reply:?}");
+    }
     let listed = keeper.list();
-    assert_eq!(listed.iter().filter(|e| e.owner_uid == 0).count(), 32);
     assert_eq!(listed.iter().filter(|e| e.owner_uid == NOBODY).count(), 32);
-    // Freeing one of root's slots lets root register again (and only root).
+    assert_eq!(listed.iter().filter(|e| e.owner_uid == OTHER).count(), 32);
+    assert_eq!(listed.iter().filter(|e| e.owner_uid == 0).count(), 40);
+    // Freeing one of nobody's slots lets nobody register again (and only nobody).
     let unregister = encode_request(&Request::Unregister { tag: "t0".into() });
     assert!(matches!(exchange(&sock, &unregister, &[]), Reply::Ok));
     assert_eq!(
-        errno_of(exchange(&nobody, &encode_request(&register_request("x")), &both)),
+        errno_of(exchange(&other, &encode_request(&register_request("x")), &both)),
         libc::EDQUOT
     );
     let reply = exchange(&sock, &encode_request(&register_request("t32")), &both);
@@ -614,20 +623,30 @@ fn too_many_tags_for_one_uid_is_edquot_and_other_uids_are_unaffected() {
 }
 
 #[test]
-fn default_tag_quota_allows_thousands_of_mounts_per_uid() {
-    let keeper = Keeper::start();
+fn default_tag_quota_is_libfuse_mount_max_and_root_is_not_bound_by_it() {
+    // 16384 fds: 12288 for entries (3 each); the fds of 1000 entries for one uid.
+    let keeper = Keeper::start_wrapped(
+        &["prlimit", "--nofile=16384:16384", "--"],
+        &["--max-fds-per-uid", "3000"],
+    );
     let (dev, state) = (open_fuse(), memfd(b""));
     let both = [dev.as_fd(), state.as_fd()];
-    let sock = connect(&keeper);
     let quota = fuse_keeper::daemon::DEFAULT_MAX_TAGS_PER_UID;
-    assert!(quota >= 4096);
+    assert_eq!(quota, 1000, "fuse.conf's default mount_max");
+    let sock = connect_as(&keeper, NOBODY).unwrap();
     for i in 0..quota {
         let reply = exchange(&sock, &encode_request(&register_request(&format!("m{i}"))), &both);
         assert!(matches!(reply, Reply::Ok), "tag {i}: {reply:?}");
     }
     let reply = exchange(&sock, &encode_request(&register_request("one-more")), &both);
     assert_eq!(errno_of(reply), libc::EDQUOT);
-    assert_eq!(keeper.list().len(), quota);
+    // A dense node's root servers own thousands of mounts.
+    let root = connect(&keeper);
+    for i in 0..3000 {
+        let reply = exchange(&root, &encode_request(&register_request(&format!("m{i}"))), &both);
+        assert!(matches!(reply, Reply::Ok), "root's tag {i}: {reply:?}");
+    }
+    assert_eq!(keeper.list().len(), quota + 3000);
 }
 
 #[test]
@@ -962,6 +981,8 @@ fn user_keeper_socket_is_0600_and_other_uids_cannot_connect() {
 fn hostile_attempt(keeper: &Keeper, i: usize, dev: &OwnedFd, state: &OwnedFd) -> Option<OwnedFd> {
     let sock = if i % 16 == 9 || i % 16 == 10 {
         connect_as(keeper, NOBODY).unwrap()
+    } else if i % 16 == 8 {
+        connect_as(keeper, OTHER).unwrap()
     } else {
         connect(keeper)
     };
@@ -1007,7 +1028,7 @@ fn hostile_attempt(keeper: &Keeper, i: usize, dev: &OwnedFd, state: &OwnedFd) ->
             let reg = encode_request(&register_request("wrong-fds"));
             assert_eq!(errno_of(exchange(&sock, &reg, &[state.as_fd(), dev.as_fd()])), libc::EBADF);
         }
-        // Quota: this keeper allows one tag per uid, and root's is "legit".
+        // Quota: this keeper allows one tag per uid, and OTHER holds "full".
         8 => {
             let reg = encode_request(&register_request(&format!("extra{i}")));
             assert_eq!(errno_of(exchange(&sock, &reg, &both)), libc::EDQUOT);
@@ -1042,7 +1063,7 @@ fn hostile_attempt(keeper: &Keeper, i: usize, dev: &OwnedFd, state: &OwnedFd) ->
             send(&sock, &m, &both);
         }
         // A well-behaved request among them.
-        _ => assert_eq!(list_ok(&sock).len(), 1),
+        _ => assert_eq!(list_ok(&sock).len(), 2),
     }
     // Every eighth silent client is left open for the keeper's timeout to close.
     (i % 128 == 12).then_some(sock)
@@ -1058,6 +1079,9 @@ fn soak_10000_hostile_attempts_leak_no_fd_and_no_memory() {
     let legit_dev = open_fuse();
     let server = keeper.registrant("legit", &[], dup(&legit_dev), None);
     let (dev, state) = (open_fuse(), memfd(b"hostile"));
+    let full = connect_as(&keeper, OTHER).unwrap();
+    let reg = encode_request(&register_request("full"));
+    assert!(matches!(exchange(&full, &reg, &[dev.as_fd(), state.as_fd()]), Reply::Ok));
     // Rounds of every kind first, so that the keeper's lazily grown buffers (allocator arenas,
     // hash tables, the log writer) exist before the baseline.
     let kept: Vec<OwnedFd> =
@@ -1093,9 +1117,12 @@ fn soak_10000_hostile_attempts_leak_no_fd_and_no_memory() {
         rss_after < rss_before + 1024,
         "keeper RSS grew from {rss_before} KiB to {rss_after} KiB"
     );
-    // Still serving, still holding the registration made before the soak.
-    let entries = keeper.list();
-    assert_eq!(entries.len(), 1, "{entries:?}");
+    // Still serving, still holding the registrations made before the soak.
+    let mut entries = keeper.list();
+    entries.sort_by(|a, b| a.tag.cmp(&b.tag));
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!((entries[0].tag.as_str(), entries[0].owner_uid), ("full", OTHER));
+    entries.remove(0);
     assert_eq!(entries[0].tag, "legit");
     assert_eq!(entries[0].server_pid, Some(server.pid()));
     assert_eq!(entries[0].state, ConnState::Serving);

@@ -13,25 +13,27 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::policy;
+use super::principal::Principal;
 use crate::protocol::MAX_REQUEST_FDS;
 
 /// Closer threads at most: so many closes may be stuck at once before fds queue.
 pub const MAX_THREADS: usize = 64;
 /// Fds waiting for a closer thread at most.
 pub const MAX_QUEUED: usize = 1024;
-/// Fds of one uid waiting or being closed at most: past it that uid's requests are received
-/// without room for fds (and refused), while other uids still have room. Below
-/// [`MAX_THREADS`], so that one uid's stuck closes cannot hold every thread.
-pub const MAX_PER_UID: usize = 32;
+/// Fds of one principal (a uid, with the uids of its containers) waiting or being closed at
+/// most: past it that principal's requests are received without room for fds (and refused),
+/// while others still have room. Below [`MAX_THREADS`], so that one principal's stuck closes
+/// cannot hold every thread.
+pub const MAX_PER_PRINCIPAL: usize = 32;
 /// An idle closer thread exits after this long.
 const IDLE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default)]
 struct State {
-    /// Each fd with the uid it is charged to.
-    queue: VecDeque<(u32, OwnedFd)>,
-    /// Fds queued or being closed, per uid.
-    pending: HashMap<u32, usize>,
+    /// Each fd with the principal it is charged to.
+    queue: VecDeque<(Principal, OwnedFd)>,
+    /// Fds queued or being closed, per principal.
+    pending: HashMap<Principal, usize>,
     threads: usize,
     idle: usize,
 }
@@ -43,20 +45,21 @@ pub struct Closer {
 }
 
 impl Closer {
-    /// True while there is no room for the fds of one more request of `uid` (its own
-    /// [`MAX_PER_UID`] or the queue's [`MAX_QUEUED`]): the loop must then receive its request
+    /// True while there is no room for the fds of one more request of `who` (its own
+    /// [`MAX_PER_PRINCIPAL`] or the queue's [`MAX_QUEUED`]): the loop must then receive its request
     /// without room for fds.
-    pub fn saturated(&self, uid: u32) -> bool {
+    pub fn saturated(&self, who: Principal) -> bool {
         let state = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
-        let of_uid = state.pending.get(&uid).copied().unwrap_or(0);
-        state.queue.len() + MAX_REQUEST_FDS > MAX_QUEUED || of_uid + MAX_REQUEST_FDS > MAX_PER_UID
+        let of_who = state.pending.get(&who).copied().unwrap_or(0);
+        state.queue.len() + MAX_REQUEST_FDS > MAX_QUEUED
+            || of_who + MAX_REQUEST_FDS > MAX_PER_PRINCIPAL
     }
 
     /// Close `fds` without blocking the caller: at once those whose close cannot wait for a
     /// FUSE server, the others on a closer thread. Never blocks, never fails: past
     /// [`MAX_QUEUED`] (only fds of entries being dropped get there, since requests' fds are
     /// refused before, see [`Closer::saturated`]) the queue grows.
-    pub fn close(&self, uid: u32, fds: impl IntoIterator<Item = OwnedFd>) {
+    pub fn close(&self, who: Principal, fds: impl IntoIterator<Item = OwnedFd>) {
         let mut spawn = 0;
         {
             let (lock, cond) = &*self.shared;
@@ -66,8 +69,8 @@ impl Closer {
                     drop(fd);
                     continue;
                 }
-                state.queue.push_back((uid, fd));
-                *state.pending.entry(uid).or_default() += 1;
+                state.queue.push_back((who, fd));
+                *state.pending.entry(who).or_default() += 1;
                 cond.notify_one();
                 // More fds queued than idle threads to take them: one more thread.
                 if state.queue.len() > state.idle + spawn && state.threads + spawn < MAX_THREADS {
@@ -96,15 +99,15 @@ fn close_loop(shared: &(Mutex<State>, Condvar)) {
     let (lock, cond) = shared;
     let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
     loop {
-        if let Some((uid, fd)) = state.queue.pop_front() {
+        if let Some((who, fd)) = state.queue.pop_front() {
             drop(state);
             // May wait for a FUSE server's FLUSH answer: this thread only.
             drop(fd);
             state = lock.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = state.pending.get_mut(&uid) {
+            if let Some(n) = state.pending.get_mut(&who) {
                 *n -= 1;
                 if *n == 0 {
-                    state.pending.remove(&uid);
+                    state.pending.remove(&who);
                 }
             }
             continue;

@@ -14,8 +14,9 @@ use rustix::process::{Pid, PidfdFlags};
 
 use super::handlers::{Commit, Response};
 use super::handover::Pending;
+use super::principal::{OwnNamespace, Principal};
 use super::registry::Registry;
-use super::{DaemonError, Limits, policy};
+use super::{DaemonError, FdBudget, Limits, policy};
 use crate::protocol::{self, MAX_MESSAGE, MAX_REQUEST_FDS, Reply};
 
 const TOKEN_LISTENER: u64 = 0;
@@ -37,6 +38,8 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Peer {
     pub uid: u32,
+    /// Who its requests are charged to ([`Limits`]).
+    pub principal: Principal,
     pub gid: u32,
     /// 0 if the process is outside the keeper's pid namespace.
     pub pid: u32,
@@ -79,8 +82,8 @@ pub struct Keeper {
     /// Held for epoll: readable once SIGTERM or SIGINT arrived.
     _signal_rx: OwnedFd,
     clients: HashMap<u64, Client>,
-    /// Connections by uid, for [`Limits::max_clients_per_uid`].
-    clients_per_uid: HashMap<u32, usize>,
+    /// Connections by principal, for [`Limits::max_clients_per_uid`].
+    clients_per_uid: HashMap<Principal, usize>,
     /// (deadline, client id) of the clients that have not spoken yet, soonest first.
     silent: BTreeSet<(Instant, u64)>,
     next_client: u64,
@@ -91,8 +94,11 @@ pub struct Keeper {
     accept_paused_until: Option<Instant>,
     refusals: Throttle,
     timeouts: Throttle,
-    own_uid: u32,
+    /// The keeper's user namespace and uid: what principals are found from.
+    pub(super) own: OwnNamespace,
     pub(super) limits: Limits,
+    /// How the fd limit is shared between entries.
+    pub(super) fds: FdBudget,
     pub(super) registry: Registry,
     /// HANDOVERs waiting for the live server's answer, by entry id.
     pub(super) handovers: HashMap<u64, Pending>,
@@ -140,7 +146,8 @@ impl Keeper {
                 accept_paused_until: None,
                 refusals: Throttle::default(),
                 timeouts: Throttle::default(),
-                own_uid: rustix::process::geteuid().as_raw(),
+                own: OwnNamespace::current(),
+                fds: FdBudget::new(nofile(), &limits),
                 limits,
                 registry: Registry::default(),
                 handovers: HashMap::new(),
@@ -157,6 +164,10 @@ impl Keeper {
         tracing::info!(
             root_may_attach = self.root_may_attach,
             max_tags_per_uid = self.limits.max_tags_per_uid,
+            max_state_bytes_per_uid = self.limits.max_state_bytes_per_uid,
+            entry_fds = self.fds.entries,
+            entry_fds_not_root = self.fds.not_exempt,
+            entry_fds_per_uid = self.fds.per_principal,
             max_clients = self.limits.max_clients,
             max_clients_per_uid = self.limits.max_clients_per_uid,
             first_request_timeout_ms = self.limits.first_request_timeout.as_millis() as u64,
@@ -274,13 +285,19 @@ impl Keeper {
                 return;
             }
         };
-        let limited = uid != 0 && uid != self.own_uid;
-        let of_uid = self.clients_per_uid.get(&uid).copied().unwrap_or(0);
+        let pidfd = crate::sys::peer_pidfd(fd.as_fd())
+            .or_else(|_| {
+                let pid = Pid::from_raw(pid as i32).ok_or(Errno::SRCH)?;
+                rustix::process::pidfd_open(pid, PidfdFlags::empty()).map_err(io::Error::from)
+            })
+            .ok();
+        let principal = self.own.principal_of(uid, pidfd.as_ref().map(AsFd::as_fd));
+        let of_principal = self.clients_per_uid.get(&principal).copied().unwrap_or(0);
         let refusal = if self.clients.len() >= self.limits.max_clients {
             Some(format!("too many clients ({} connections)", self.limits.max_clients))
-        } else if limited && of_uid >= self.limits.max_clients_per_uid {
+        } else if !self.own.exempt(principal) && of_principal >= self.limits.max_clients_per_uid {
             Some(format!(
-                "too many clients for uid {uid} ({} connections)",
+                "too many clients for {principal} ({} connections)",
                 self.limits.max_clients_per_uid
             ))
         } else {
@@ -293,13 +310,7 @@ impl Keeper {
             }
             return;
         }
-        let pidfd = crate::sys::peer_pidfd(fd.as_fd())
-            .or_else(|_| {
-                let pid = Pid::from_raw(pid as i32).ok_or(Errno::SRCH)?;
-                rustix::process::pidfd_open(pid, PidfdFlags::empty()).map_err(io::Error::from)
-            })
-            .ok();
-        let peer = Peer { uid, gid, pid, pidfd };
+        let peer = Peer { uid, principal, gid, pid, pidfd };
         self.next_client += 1;
         let id = self.next_client;
         let flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
@@ -310,7 +321,7 @@ impl Keeper {
         }
         let silent_until = now + self.limits.first_request_timeout;
         self.silent.insert((silent_until, id));
-        *self.clients_per_uid.entry(uid).or_default() += 1;
+        *self.clients_per_uid.entry(principal).or_default() += 1;
         self.clients.insert(id, Client { fd, peer, silent_until: Some(silent_until) });
     }
 
@@ -322,10 +333,10 @@ impl Keeper {
         if let Some(deadline) = client.silent_until {
             self.silent.remove(&(deadline, id));
         }
-        if let Some(n) = self.clients_per_uid.get_mut(&client.peer.uid) {
+        if let Some(n) = self.clients_per_uid.get_mut(&client.peer.principal) {
             *n -= 1;
             if *n == 0 {
-                self.clients_per_uid.remove(&client.peer.uid);
+                self.clients_per_uid.remove(&client.peer.principal);
             }
         }
     }
@@ -371,7 +382,7 @@ impl Keeper {
         }
         // With no room left to close a request's fds off the loop, receive it without room for
         // fds: the kernel drops them (with no FLUSH) and the request is refused below.
-        let busy = self.closer.saturated(client.peer.uid);
+        let busy = self.closer.saturated(client.peer.principal);
         let room = if busy { 0 } else { MAX_REQUEST_FDS };
         let received = match protocol::recv_message(client.fd.as_fd(), MAX_MESSAGE, room) {
             Ok(Some(r)) => r,
@@ -408,7 +419,7 @@ impl Keeper {
     ) -> (Response, bool) {
         let response = self.respond_to(client, peer, &mut received, busy);
         // What no handler kept: closed off the loop if its close may wait for a FUSE server.
-        self.closer.close(peer.uid, std::mem::take(&mut received.fds));
+        self.closer.close(peer.principal, std::mem::take(&mut received.fds));
         response
     }
 
@@ -523,7 +534,7 @@ impl Keeper {
             }
             // Through the closer like every dropped fd; the state is a memfd and the devices
             // /dev/fuse (REGISTER checked both), so neither close waits.
-            self.closer.close(entry.owner_uid, [entry.state_fd]);
+            self.closer.close(entry.principal, [entry.state_fd]);
         }
     }
 
@@ -579,6 +590,13 @@ fn refuse(fd: &OwnedFd, why: &str) {
             _ => return,
         }
     }
+}
+
+/// The soft `RLIMIT_NOFILE` (the keeper raised it to the hard limit before).
+fn nofile() -> usize {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// The fd given up when the keeper runs out of fds, so that it can still accept and refuse.

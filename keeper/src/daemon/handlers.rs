@@ -1,13 +1,17 @@
 //! One function per request: permission checks, registry changes, the reply.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::event_loop::{Keeper, Peer};
 use super::policy;
+use super::principal::Principal;
 use super::registry::{Entry, MAX_ENTRIES, Server};
 use crate::protocol::{ConnState, ListEntry, MAX_DEVICES, MAX_PAYLOAD, Register, Reply, Request};
+
+/// The fds a new entry is charged ([`Entry::fds`] with one device).
+const REGISTER_FDS: usize = 3;
 
 /// What to send back, and what to change once it is sent.
 #[derive(Debug)]
@@ -144,17 +148,7 @@ impl Keeper {
             let why = if alive { "its server is alive" } else { "it is orphaned: ATTACH it" };
             return Err(fail(libc::EEXIST, format!("tag {} is registered; {why}", reg.tag)));
         }
-        let max_tags = self.limits.max_tags_per_uid;
-        if self.registry.count_owned(peer.uid) >= max_tags {
-            tracing::debug!(
-                tag = %crate::text::escape(&reg.tag), pid = peer.pid, uid = peer.uid,
-                "tag quota reached"
-            );
-            return Err(fail(libc::EDQUOT, format!("at most {max_tags} tags per uid")));
-        }
-        if self.registry.len() >= MAX_ENTRIES {
-            return Err(fail(libc::EDQUOT, "the keeper holds too many connections"));
-        }
+        self.within_quota(peer, &reg.tag, state.as_fd())?;
         let id = self.registry.allocate_id();
         // A registrant that died after sending (its process is gone, or it exits before we
         // watch it) leaves a connection that only the keeper holds now: keep it, orphaned, for
@@ -180,6 +174,8 @@ impl Keeper {
         self.registry.insert(Entry {
             id,
             owner_uid: peer.uid,
+            principal: peer.principal,
+            exempt: self.own.exempt(peer.principal),
             tag: reg.tag,
             rescue_uid: reg.rescue_uid,
             mountpoint: reg.mountpoint,
@@ -196,6 +192,80 @@ impl Keeper {
             orphaned_at,
         });
         Ok(Response::ok())
+    }
+
+    /// Whether `peer`'s principal may hold one more entry, with state `state`: the keeper's
+    /// entry and fd bounds, then (for principals that are not exempt) its tag count, its fds,
+    /// the fds of all such principals together, and its state bytes (every entry's allocated
+    /// pages, measured now: pages written since an entry registered count too).
+    fn within_quota(&self, peer: &Peer, tag: &str, state: BorrowedFd<'_>) -> Result<(), Response> {
+        let who = peer.principal;
+        let refuse = |why: String| {
+            tracing::debug!(
+                tag = %crate::text::escape(tag), pid = peer.pid, uid = peer.uid,
+                principal = %who, "refused REGISTER: {why}"
+            );
+            Err(fail(libc::EDQUOT, why))
+        };
+        if self.registry.len() >= MAX_ENTRIES {
+            return refuse(format!("the keeper holds {MAX_ENTRIES} connections, its most"));
+        }
+        if let Err(why) = self.fd_room(who, REGISTER_FDS) {
+            return refuse(why);
+        }
+        if self.own.exempt(who) {
+            return Ok(());
+        }
+        let max_tags = self.limits.max_tags_per_uid;
+        if self.registry.count_charged(who) >= max_tags {
+            return refuse(format!("at most {max_tags} tags per uid ({who} holds them)"));
+        }
+        let max_bytes = self.limits.max_state_bytes_per_uid;
+        let held: u64 = self
+            .registry
+            .charged_to(who)
+            .map(|e| policy::allocated_bytes(e.state_fd.as_fd()))
+            .sum::<u64>()
+            .saturating_add(policy::allocated_bytes(state));
+        if held > max_bytes {
+            return refuse(format!(
+                "state memory of {who} would be {held} bytes, above the {max_bytes} allowed"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether entries may hold `more` fds for `who` ([`super::FdBudget`]), else why not.
+    fn fd_room(&self, who: Principal, more: usize) -> Result<(), String> {
+        let budget = self.fds;
+        let (mut all, mut not_exempt, mut mine) = (0, 0, 0);
+        for e in self.registry.iter() {
+            all += e.fds();
+            not_exempt += if e.exempt { 0 } else { e.fds() };
+            mine += if e.principal == who { e.fds() } else { 0 };
+        }
+        if all + more > budget.entries {
+            return Err(format!(
+                "the keeper's connections hold {all} fds of the {} they may",
+                budget.entries
+            ));
+        }
+        if self.own.exempt(who) {
+            return Ok(());
+        }
+        if mine + more > budget.per_principal {
+            return Err(format!(
+                "at most {} fds per uid ({who} holds {mine})",
+                budget.per_principal
+            ));
+        }
+        if not_exempt + more > budget.not_exempt {
+            return Err(format!(
+                "users other than root hold {not_exempt} fds of the {} they may together",
+                budget.not_exempt
+            ));
+        }
+        Ok(())
     }
 
     /// Notice a server death whose pidfd event is not processed yet.
@@ -259,6 +329,9 @@ impl Keeper {
         if entry.devices.len() >= MAX_DEVICES {
             return Err(fail(libc::EDQUOT, format!("at most {MAX_DEVICES} devices")));
         }
+        let who = entry.principal;
+        self.fd_room(who, 1).map_err(|why| fail(libc::EDQUOT, why))?;
+        let entry = self.registry.get_mut(id).ok_or_else(|| fail(libc::ENOENT, "gone"))?;
         entry.devices.insert(index, fds.remove(0));
         tracing::info!(tag, uid = entry.owner_uid, index, "device added");
         Ok(Response::ok())

@@ -7,6 +7,7 @@ mod failing;
 mod handlers;
 mod handover;
 mod policy;
+mod principal;
 mod registry;
 mod socket;
 
@@ -28,13 +29,24 @@ pub struct Config {
     pub limits: Limits,
 }
 
-/// What one client, or one uid, may make the keeper hold (docs/keeper-protocol.md, "Limits and
-/// hostile clients"). Every bound is answered with an ERROR, never by blocking or dying.
+/// What one client, or one principal, may make the keeper hold (docs/keeper-protocol.md,
+/// "Limits and hostile clients"). A principal is a uid of the keeper's user namespace, with
+/// every uid of a user namespace below it charged to that namespace's owner (a user's rootless
+/// container), or to the namespace itself when root created it; root and the keeper's own uid
+/// are exempt from the per-principal bounds. Every bound is answered with an ERROR, never by
+/// blocking or dying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Entries one owner uid may hold (EDQUOT beyond). Root's servers on a dense node may own
-    /// a thousand mounts, hence a default well above that.
+    /// Entries one principal may hold (EDQUOT beyond): as many as libfuse's default
+    /// `mount_max` lets all users mount through fusermount3.
     pub max_tags_per_uid: usize,
+    /// Fds one principal's entries may make the keeper hold (each entry: its state, its
+    /// devices and its server's pidfd). `None`: an eighth of what [`FdBudget`] gives entries.
+    pub max_fds_per_uid: Option<usize>,
+    /// Bytes of state memory (allocated pages of their state memfds, measured at each
+    /// REGISTER) one principal's entries may hold: a REGISTER that would go beyond is refused
+    /// with EDQUOT. A state store costs about 2.4 KiB per inode its server has looked up.
+    pub max_state_bytes_per_uid: u64,
     /// Client connections at once, all uids together: the next one is answered EMFILE and
     /// closed.
     pub max_clients: usize,
@@ -53,6 +65,8 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_tags_per_uid: DEFAULT_MAX_TAGS_PER_UID,
+            max_fds_per_uid: None,
+            max_state_bytes_per_uid: DEFAULT_MAX_STATE_BYTES_PER_UID,
             max_clients: DEFAULT_MAX_CLIENTS,
             max_clients_per_uid: DEFAULT_MAX_CLIENTS_PER_UID,
             first_request_timeout: DEFAULT_FIRST_REQUEST_TIMEOUT,
@@ -61,7 +75,38 @@ impl Default for Limits {
 }
 
 /// Default of [`Limits::max_tags_per_uid`].
-pub const DEFAULT_MAX_TAGS_PER_UID: usize = 4096;
+pub const DEFAULT_MAX_TAGS_PER_UID: usize = 1000;
+/// Default of [`Limits::max_state_bytes_per_uid`]: 2 GiB.
+pub const DEFAULT_MAX_STATE_BYTES_PER_UID: u64 = 2 << 30;
+/// How the keeper's fd limit (`RLIMIT_NOFILE`, raised to its hard limit at start) is shared.
+/// Entries hold fds until they are dropped, whether or not their registrant lives, so they are
+/// what a hostile user would pile up: they get three quarters of the limit (the rest is for
+/// clients, the closer's queue and the keeper itself), and of that, principals other than root
+/// and the keeper's own uid together get three quarters, so that root's servers always find
+/// room. Every REGISTER and ADD_DEVICE that would go beyond is refused with EDQUOT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdBudget {
+    /// Fds all entries together may hold.
+    pub entries: usize,
+    /// Fds the entries of principals that are not exempt may hold together.
+    pub not_exempt: usize,
+    /// Fds one principal's entries may hold.
+    pub per_principal: usize,
+}
+
+impl FdBudget {
+    /// The budget for an fd limit of `nofile`, with `limits`' per-principal bound if set.
+    pub fn new(nofile: usize, limits: &Limits) -> FdBudget {
+        let entries = nofile / 4 * 3;
+        let not_exempt = entries / 4 * 3;
+        FdBudget {
+            entries,
+            not_exempt,
+            per_principal: limits.max_fds_per_uid.unwrap_or(entries / 8),
+        }
+    }
+}
+
 /// Default of [`Limits::max_clients`].
 pub const DEFAULT_MAX_CLIENTS: usize = 8192;
 /// Default of [`Limits::max_clients_per_uid`].

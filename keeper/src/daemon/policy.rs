@@ -38,6 +38,13 @@ pub fn is_sealed_memfd(fd: BorrowedFd<'_>) -> bool {
     rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(rustix::fs::SealFlags::SHRINK))
 }
 
+/// Bytes of memory `fd` holds (allocated blocks, not its size: a state store is a large
+/// sparse memfd). For the memfds the keeper checked ([`is_sealed_memfd`]) `fstat` never waits;
+/// 0 if it fails.
+pub fn allocated_bytes(fd: BorrowedFd<'_>) -> u64 {
+    rustix::fs::fstat(fd).map_or(0, |st| u64::try_from(st.st_blocks).unwrap_or(0) * 512)
+}
+
 /// True if closing `fd` cannot wait for anybody: a `/dev/fuse` device (its release sends no
 /// request) or a shmem file such as a memfd (`F_GET_SEALS` works only there; no flush). Any
 /// other fd, a file on a FUSE mount in particular (close sends FLUSH and waits), is closed on

@@ -5,9 +5,11 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::principal::Principal;
 use crate::protocol::ConnState;
 
-/// Connections the keeper holds in all (each costs at least three fds: device, state, pidfd).
+/// Connections the keeper holds in all (each costs at least three fds: device, state, pidfd;
+/// the fd budget, [`super::FdBudget`], usually binds first).
 pub const MAX_ENTRIES: usize = 16384;
 
 /// The process serving a connection.
@@ -24,6 +26,11 @@ pub struct Entry {
     /// Never reused; names the entry in epoll tokens.
     pub id: u64,
     pub owner_uid: u32,
+    /// Who the entry is charged to (the registrant's principal).
+    pub principal: Principal,
+    /// True if [`Entry::principal`] is exempt from per-principal quotas (root, the keeper's
+    /// uid).
+    pub exempt: bool,
     pub tag: String,
     pub rescue_uid: u32,
     pub mountpoint: PathBuf,
@@ -66,6 +73,12 @@ impl Entry {
         self.orphaned_at.zip(self.recovery_timeout).map(|(at, t)| at + t)
     }
 
+    /// The fds the entry is charged: its state, its devices, and its server's pidfd (counted
+    /// while orphaned too: the next server's comes back).
+    pub fn fds(&self) -> usize {
+        2 + self.devices.len()
+    }
+
     /// True if `uid` owns or rescues this entry.
     pub fn concerns(&self, uid: u32) -> bool {
         self.owner_uid == uid || self.rescue_uid == uid
@@ -79,8 +92,8 @@ pub struct Registry {
     /// The key: (owner uid, tag) to entry id. Another uid's same tag is another key, so it never
     /// touches this entry.
     keys: HashMap<(u32, String), u64>,
-    /// Entries per owner uid.
-    owned: HashMap<u32, usize>,
+    /// Entries per principal.
+    charged: HashMap<Principal, usize>,
     next_id: u64,
 }
 
@@ -96,7 +109,7 @@ impl Registry {
         let key = (entry.owner_uid, entry.tag.clone());
         debug_assert!(!self.keys.contains_key(&key));
         self.keys.insert(key, entry.id);
-        *self.owned.entry(entry.owner_uid).or_default() += 1;
+        *self.charged.entry(entry.principal).or_default() += 1;
         self.entries.insert(entry.id, entry);
     }
 
@@ -106,10 +119,10 @@ impl Registry {
         if self.keys.get(&key) == Some(&id) {
             self.keys.remove(&key);
         }
-        if let Some(n) = self.owned.get_mut(&entry.owner_uid) {
+        if let Some(n) = self.charged.get_mut(&entry.principal) {
             *n -= 1;
             if *n == 0 {
-                self.owned.remove(&entry.owner_uid);
+                self.charged.remove(&entry.principal);
             }
         }
         Some(entry)
@@ -142,9 +155,14 @@ impl Registry {
         self.keys.get(&(owner_uid, tag.to_owned())).copied()
     }
 
-    /// How many tags `uid` owns.
-    pub fn count_owned(&self, uid: u32) -> usize {
-        self.owned.get(&uid).copied().unwrap_or(0)
+    /// How many entries are charged to `principal`.
+    pub fn count_charged(&self, principal: Principal) -> usize {
+        self.charged.get(&principal).copied().unwrap_or(0)
+    }
+
+    /// The entries charged to `principal`.
+    pub fn charged_to(&self, principal: Principal) -> impl Iterator<Item = &Entry> {
+        self.iter().filter(move |e| e.principal == principal)
     }
 
     /// The entries with this tag, the one owned by `prefer_owner` first, then those `prefer_owner`

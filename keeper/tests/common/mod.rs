@@ -253,7 +253,7 @@ pub fn helper_command(wrapper: &[&str], role: &str, args: &[&str]) -> Command {
 }
 
 /// Send `fds` over the helper's stdin socket (one message, one byte).
-fn hand_fds(sock: &std::os::unix::net::UnixStream, fds: &[OwnedFd]) {
+pub fn hand_fds(sock: &std::os::unix::net::UnixStream, fds: &[OwnedFd]) {
     let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
     fuse_keeper::protocol::send_message(sock.as_fd(), b"d", &borrowed).expect("hand the fds over");
 }
@@ -272,6 +272,11 @@ fn hand_fds(sock: &std::os::unix::net::UnixStream, fds: &[OwnedFd]) {
 ///   `$FUSE_KEEPER_SOCKET`) and print `ls CODE MILLISECONDS` on stderr. For tests whose own
 ///   process cannot start programs (it holds an fd on a stalled FUSE mount: exec would close
 ///   it, and that close waits for the FLUSH answer).
+/// - `register-as TAG:UID...`: receive a device on stdin; for each TAG:UID in turn, on a thread
+///   whose uids and gids are UID, connect and REGISTER TAG with the device and a fresh memfd,
+///   printing `TAG ok` or `TAG errno=N` on stdout; then print `done` and sleep until killed
+///   (holding every connection). Run in a user namespace, it registers as that namespace's
+///   uids.
 /// - `attach TAG`: print `pid=PID`, ATTACH, print `attached devices=N negotiation=...` (exit
 ///   0), `unknown` (exit 3) or `errno=N` and the error (exit 1), on stdout.
 pub fn run_helper() {
@@ -293,6 +298,7 @@ pub fn run_helper() {
         "attach" => helper_attach(&args),
         "spawn" => helper_spawn(&args),
         "ls-runner" => helper_ls_runner(),
+        "register-as" => helper_register_as(&args),
         other => {
             eprintln!("unknown helper role {other}");
             2
@@ -327,6 +333,54 @@ fn helper_ls_runner() -> i32 {
         eprintln!("ls {code} {}", started.elapsed().as_millis());
     }
     0
+}
+
+fn helper_register_as(args: &[String]) -> i32 {
+    let stdin = std::io::stdin();
+    let received = fuse_keeper::protocol::recv_message(stdin.as_fd(), 16, 1)
+        .expect("receive the device")
+        .expect("the device");
+    let device = received.fds.into_iter().next().expect("a device");
+    // On a line of its own: libtest has printed "test keeper_test_helper ... " without one.
+    println!();
+    let mut held = Vec::new();
+    for arg in args {
+        let (tag, uid) = arg.split_once(':').expect("TAG:UID");
+        let uid: u32 = uid.parse().expect("a uid");
+        let device = dup(&device);
+        let tag_owned = tag.to_owned();
+        let result = std::thread::spawn(move || {
+            let id = rustix::process::Gid::from_raw(uid);
+            rustix::thread::set_thread_res_gid(id, id, id).map_err(std::io::Error::from)?;
+            let id = rustix::process::Uid::from_raw(uid);
+            rustix::thread::set_thread_res_uid(id, id, id).map_err(std::io::Error::from)?;
+            let mut client = KeeperClient::connect(&fuse_keeper::socket_path())?;
+            let reg = fuse_keeper::Registration {
+                tag: tag_owned,
+                rescue_uid: uid,
+                mountpoint: "/nonexistent".into(),
+                conn_id: 0,
+                recovery_timeout: None,
+                negotiation: Vec::new(),
+                fail_on_timeout: false,
+            };
+            client.register(&reg, device.as_fd(), memfd(b"state").as_fd())?;
+            Ok::<_, fuse_keeper::KeeperError>(client)
+        })
+        .join()
+        .expect("the registering thread");
+        match result {
+            Ok(client) => {
+                println!("{tag} ok");
+                held.push(client);
+            }
+            Err(e) => println!("{tag} errno={}", e.errno().unwrap_or(0)),
+        }
+    }
+    println!("done");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
 }
 
 fn helper_attach(args: &[String]) -> i32 {
