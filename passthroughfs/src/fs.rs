@@ -55,6 +55,12 @@ pub struct Passthrough {
     inodes: InodeTable,
     handles: HandleTable,
     config: FsConfig,
+    /// The source is on a local filesystem, where `AT_STATX_DONT_SYNC` returns current
+    /// attributes (a network or FUSE filesystem may answer from a stale cache).
+    local_source: bool,
+    /// Devices of other users' FUSE mounts inside the source that a lookup was refused, each
+    /// logged once.
+    refused_mounts: Mutex<std::collections::HashSet<u64>>,
     /// Kernel passthrough in force (asked for, and agreed at INIT).
     passthrough: std::sync::atomic::AtomicBool,
     store: Store,
@@ -108,6 +114,44 @@ pub fn attr_of(st: &Statx) -> fuse_attr {
     }
 }
 
+/// True for filesystems whose `statx(AT_STATX_DONT_SYNC)` answers current attributes: local
+/// ones, by their `statfs` magic (ext2/3/4, xfs, btrfs, tmpfs, ramfs, f2fs, bcachefs, zfs,
+/// exfat, vfat, squashfs, erofs, iso9660). Anything else (NFS, CIFS, FUSE, overlay over any
+/// of them...) is asked again without it.
+fn is_local_fs(magic: i64) -> bool {
+    const LOCAL: [i64; 13] = [
+        0xEF53,
+        0x5846_5342,
+        0x9123_683E,
+        0x0102_1994,
+        0x8584_58F6,
+        0xF2F5_2010,
+        0xCA45_1A4E,
+        0x2FC1_2FC1,
+        0x2011_BAB0,
+        0x4D44,
+        0x7371_7368,
+        0xE0F5_E1E2,
+        0x9660,
+    ];
+    LOCAL.contains(&(magic & 0xFFFF_FFFF))
+}
+
+/// The owner (`user_id=`) of the FUSE connection whose anonymous device is `major:minor`, or
+/// `None` if that device is not a FUSE connection. A live connection has a fusectl directory
+/// named by its device minor; only then is mountinfo read (text: no FUSE request).
+fn fuse_mount_owner(major: u32, minor: u32) -> Option<u32> {
+    let fusectl = Path::new("/sys/fs/fuse/connections");
+    if major != 0 || (fusectl.is_dir() && !fusectl.join(minor.to_string()).exists()) {
+        return None;
+    }
+    let mounts = fuse_transport::read_mountinfo().ok()?;
+    let m = mounts.iter().find(|m| m.is_fuse() && m.major == major && m.minor == minor)?;
+    // No user_id option: the kernel's default, the mounting process's uid; unknown here.
+    let owner = m.super_options.split(',').find_map(|o| o.strip_prefix("user_id="));
+    Some(owner.and_then(|u| u.parse().ok()).unwrap_or(u32::MAX))
+}
+
 fn key_of(st: &Statx) -> InodeKey {
     InodeKey {
         dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
@@ -150,6 +194,9 @@ impl Passthrough {
             Mode::empty(),
         )?;
         let st = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, STATX_MASK)?;
+        // `f_type`'s type differs between architectures.
+        #[allow(clippy::unnecessary_cast)]
+        let local_source = rustix::fs::fstatfs(&fd).is_ok_and(|s| is_local_fs(s.f_type as i64));
         let mount_fd = rustix::fs::open(
             source,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -167,6 +214,8 @@ impl Passthrough {
             handles: HandleTable::new(&store, 1),
             store,
             passthrough: std::sync::atomic::AtomicBool::new(false),
+            local_source,
+            refused_mounts: Mutex::default(),
             config,
         })
     }
@@ -190,7 +239,42 @@ impl Passthrough {
             Mode::empty(),
         )
         .map_err(sys)?;
-        self.adopt(fd)
+        // First without asking whatever serves the inode (`AT_STATX_DONT_SYNC`; the `O_PATH`
+        // open crossed into a mount without a request either): the name may be the root of
+        // another user's FUSE mount, whose server may never answer.
+        let flags = AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC;
+        let quick = rustix::fs::statx(&fd, "", flags, STATX_MASK).map_err(sys)?;
+        let crossed = quick.stx_mnt_id != parent.key.mnt_id;
+        if crossed {
+            self.may_enter(&quick)?;
+        }
+        let st = if crossed || !self.local_source { statx_fd(fd.as_fd())? } else { quick };
+        self.adopt_with(fd, &st)
+    }
+
+    /// Whether a lookup may enter the mount whose root `st` describes: not if it is the FUSE
+    /// mount of a user other than root (`user_id=`). Such a mount is the user's to serve, and
+    /// its server may stall: every request that reached it would hold one of our workers for
+    /// as long as it stalls (with `allow_other`, which `user_allow_other` in /etc/fuse.conf
+    /// lets users set), until no worker is left for anybody. It stays reachable at its own
+    /// path. Its name is still listed (READDIRPLUS lists names whose lookup fails).
+    fn may_enter(&self, st: &Statx) -> Result<()> {
+        let Some(owner) = fuse_mount_owner(st.stx_dev_major, st.stx_dev_minor) else {
+            return Ok(());
+        };
+        if owner == 0 {
+            return Ok(());
+        }
+        let dev = libc::makedev(st.stx_dev_major, st.stx_dev_minor);
+        if self.refused_mounts.lock().unwrap_or_else(|e| e.into_inner()).insert(dev) {
+            tracing::warn!(
+                owner,
+                conn = st.stx_dev_minor,
+                "not entering the FUSE mount of uid {owner} inside the source (EACCES): its \
+                server could hold our workers"
+            );
+        }
+        Err(Errno::EACCES)
     }
 
     /// The entry for `name`, which this request has just made in `parent`; its lookup count
@@ -205,8 +289,13 @@ impl Passthrough {
     /// Counts a lookup of the inode `fd` (an `O_PATH` fd) refers to.
     fn adopt(&self, fd: OwnedFd) -> Result<Entry> {
         let st = statx_fd(fd.as_fd())?;
-        let nodeid = self.inodes.lookup(fd, key_of(&st), u32::from(st.stx_mode) & libc::S_IFMT)?;
-        Ok(self.entry(nodeid, &st))
+        self.adopt_with(fd, &st)
+    }
+
+    /// [`Passthrough::adopt`] with the inode's attributes `st` already read.
+    fn adopt_with(&self, fd: OwnedFd, st: &Statx) -> Result<Entry> {
+        let nodeid = self.inodes.lookup(fd, key_of(st), u32::from(st.stx_mode) & libc::S_IFMT)?;
+        Ok(self.entry(nodeid, st))
     }
 
     fn attr(&self, inode: &Inode) -> Result<Attr> {

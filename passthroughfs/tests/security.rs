@@ -313,6 +313,77 @@ fn a_user_cannot_write_into_the_blocks_reserved_for_root() {
     }
 }
 
+/// A FUSE mount at `at` made by root as if uid 65534 had mounted it with `allow_other` (what
+/// fusermount3 does for a user when /etc/fuse.conf has `user_allow_other`), whose INIT nobody
+/// answers: every request into it waits until the connection is aborted. Aborted through
+/// fusectl and detached when dropped.
+struct StalledUserMount {
+    path: std::path::PathBuf,
+    _device: std::os::fd::OwnedFd,
+}
+
+impl StalledUserMount {
+    fn new(at: &std::path::Path) -> StalledUserMount {
+        use std::os::fd::AsRawFd;
+        let device = fuse_transport::open_device().expect("open /dev/fuse");
+        let data = std::ffi::CString::new(format!(
+            "fd={},rootmode=40000,user_id={NOBODY},group_id={NOBODY},allow_other",
+            device.as_raw_fd()
+        ))
+        .unwrap();
+        let flags = rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV;
+        rustix::mount::mount("stalled", at, "fuse.stalled", flags, data.as_c_str())
+            .expect("mount the stalled FUSE filesystem");
+        StalledUserMount { path: at.to_owned(), _device: device }
+    }
+}
+
+impl Drop for StalledUserMount {
+    fn drop(&mut self) {
+        let _ = fuse_transport::force_unmount(&self.path);
+    }
+}
+
+/// The suspected attack where it holds: where users may mount with `allow_other`, uid 65534's
+/// stalled FUSE mounts inside the source took a worker with each request into them (the root
+/// server passes the kernel's `allow_other` check), until none was left for anyone. A lookup
+/// into another user's FUSE mount is refused (EACCES) without a request to it, its name is
+/// still listed, and root is served throughout.
+#[test]
+fn another_users_stalled_allow_other_fuse_mount_inside_the_source_stalls_nothing() {
+    let m = Mounted::start(&["-o", "allow_other,threads=2"]);
+    fs::write(m.src("f"), b"data").unwrap();
+    let mut stalled = Vec::new();
+    for name in ["n1", "n2", "n3"] {
+        fs::create_dir(m.src(name)).unwrap();
+        stalled.push(StalledUserMount::new(&m.src(name)));
+    }
+    for name in ["n1", "n2", "n3"] {
+        let path = m.mnt(&format!("{name}/x"));
+        let out = common::within(common::PROMPT, "a read under a stalled mount", move || {
+            as_nobody(&format!("cat '{}'", path.display()))
+        });
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("Permission denied"), "{stderr}");
+    }
+    let dir = m.mountpoint.clone();
+    let listed: Vec<String> = common::within(common::PROMPT, "listing beside them", move || {
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect()
+    });
+    for name in ["f", "n1", "n2", "n3"] {
+        assert!(listed.iter().any(|l| l == name), "{name} not listed: {listed:?}");
+    }
+    let path = m.mnt("f");
+    let read = common::within(common::PROMPT, "root's read beside the stalled mounts", move || {
+        fs::read(path).unwrap()
+    });
+    assert_eq!(read, b"data");
+    // The user's mounts are untouched: still there at their own paths.
+    for mount in &stalled {
+        assert!(fuse_transport::is_fuse_mount(&mount.path));
+    }
+}
+
 /// Suspected attacks (issue 14) with a FUSE mount of uid 65534's own inside a world-writable
 /// directory of the source, its server stopped (SIGSTOP): (1) listing the directory through
 /// the mount failed for everyone (READDIRPLUS failed whole when one entry could not be
