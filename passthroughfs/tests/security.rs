@@ -44,8 +44,8 @@ fn mode_of(path: &std::path::Path) -> u32 {
 /// kernel sends before a write by a non-owner) let anyone clear those bits on root's files.
 #[test]
 fn a_user_who_may_not_write_a_setuid_file_cannot_clear_its_setuid_bit() {
-    for args in [&["-o", "allow_other"][..], &["-o", "allow_other,nopassthrough"][..]] {
-        let m = Mounted::start(args);
+    for args in ["allow_other", "allow_other,nopassthrough"] {
+        let (m, keeper) = recoverable_mount(args);
         fs::write(m.src("suid"), b"#!/bin/sh\n").unwrap();
         fs::set_permissions(m.src("suid"), fs::Permissions::from_mode(0o4755)).unwrap();
         let out = as_nobody(&format!("chmod 0755 '{}'", m.mnt("suid").display()));
@@ -53,6 +53,7 @@ fn a_user_who_may_not_write_a_setuid_file_cannot_clear_its_setuid_bit() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("not permitted"), "{args:?}: {stderr}");
         assert_eq!(mode_of(&m.src("suid")), 0o4755, "{args:?}: the mode changed");
+        assert_ls_answers_at_once(&keeper);
 
         // A writer who is not the owner still gets what the kernel asks for it: its write
         // drops setuid/setgid (file_remove_privs), as on the source filesystem.
@@ -70,7 +71,7 @@ fn a_user_who_may_not_write_a_setuid_file_cannot_clear_its_setuid_bit() {
 /// libfuse mounts `nosuid,nodev` unless asked otherwise; so do we.
 #[test]
 fn mounts_are_nosuid_and_nodev_unless_asked() {
-    let m = Mounted::start(&["-o", "allow_other"]);
+    let (m, keeper) = recoverable_mount("allow_other");
     let entry = fuse_transport::mount_entry(&m.mountpoint).unwrap().expect("mounted");
     let flags: Vec<&str> = entry.mount_options.split(',').collect();
     assert!(flags.contains(&"nosuid") && flags.contains(&"nodev"), "{}", entry.mount_options);
@@ -85,10 +86,11 @@ fn mounts_are_nosuid_and_nodev_unless_asked() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "65534", "setuid honoured");
     let err = fs::File::open(m.mnt("null")).expect_err("a device opened through a nodev mount");
     assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
-    drop(m);
+    assert_ls_answers_at_once(&keeper);
+    drop((keeper, m));
 
     // Asked for, both work (root's choice).
-    let m = Mounted::start(&["-o", "allow_other,suid,dev"]);
+    let (m, _keeper) = recoverable_mount("allow_other,suid,dev");
     fs::copy("/usr/bin/id", m.src("id")).unwrap();
     fs::set_permissions(m.src("id"), fs::Permissions::from_mode(0o4755)).unwrap();
     let out = as_nobody(&format!("'{}' -u", m.mnt("id").display()));
@@ -114,6 +116,25 @@ fn assert_ls_answers_at_once(keeper: &common::Keeper) {
     let took = asked.elapsed();
     assert!(out.status.success(), "ls: {}", String::from_utf8_lossy(&out.stderr));
     assert!(took < std::time::Duration::from_secs(1), "root's ls took {took:?}");
+}
+
+/// Starts `m`'s server as root, recoverable (tag `victim`) under a keeper of its own, with
+/// `-o OPTIONS`: the node-wide setup the attacks are made against. Returns the keeper, whose
+/// `ls` root asks while an attack is in place.
+fn serve_recoverable(m: &mut Mounted, options: &str) -> common::Keeper {
+    let keeper = common::Keeper::start(m.dir.path());
+    let options = format!("{options},tag=victim,nokeeper_start");
+    m.server = Some(recoverable(m, &keeper, &options).spawn().expect("spawn passthroughfs"));
+    m.wait_mounted();
+    keeper.wait_serving(m.pid());
+    keeper
+}
+
+/// [`serve_recoverable`] on new directories.
+fn recoverable_mount(options: &str) -> (Mounted, common::Keeper) {
+    let mut m = Mounted::dirs();
+    let keeper = serve_recoverable(&mut m, options);
+    (m, keeper)
 }
 
 /// Waits until the keeper lists a connection in state `state`.
@@ -212,7 +233,7 @@ fn a_server_refuses_a_connection_registered_for_another_mountpoint() {
 #[test]
 fn a_cached_path_under_another_users_private_directory_stays_closed() {
     for (options, closed) in [("allow_other", true), ("allow_other,nodefault_permissions", false)] {
-        let m = Mounted::start(&["-o", options]);
+        let (m, keeper) = recoverable_mount(options);
         fs::create_dir(m.src("private")).unwrap();
         fs::write(m.src("private/f"), b"secret").unwrap();
         fs::set_permissions(m.src("private/f"), fs::Permissions::from_mode(0o644)).unwrap();
@@ -226,6 +247,7 @@ fn a_cached_path_under_another_users_private_directory_stays_closed() {
             assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
             let out = as_nobody(&format!("stat '{}'", path.display()));
             assert!(!out.status.success(), "{options}: nobody stat'ed under a 0700 dir");
+            assert_ls_answers_at_once(&keeper);
         } else {
             assert_eq!(out.stdout, b"secret", "{options}: the attack this test guards against");
         }
@@ -300,8 +322,9 @@ fn a_user_cannot_write_into_the_blocks_reserved_for_root() {
             server: None,
         };
         let mut m = m;
-        m.spawn(&["-o", mode], None);
+        let keeper = serve_recoverable(&mut m, mode);
         fill(&m.mnt("fill"));
+        assert_ls_answers_at_once(&keeper);
         let (free, avail) = ext4.blocks();
         assert!(
             free + 64 >= direct_free,
@@ -351,7 +374,7 @@ impl Drop for StalledUserMount {
 /// still listed, and root is served throughout.
 #[test]
 fn another_users_stalled_allow_other_fuse_mount_inside_the_source_stalls_nothing() {
-    let m = Mounted::start(&["-o", "allow_other,threads=2"]);
+    let (m, keeper) = recoverable_mount("allow_other,threads=2");
     fs::write(m.src("f"), b"data").unwrap();
     let mut stalled = Vec::new();
     for name in ["n1", "n2", "n3"] {
@@ -378,6 +401,7 @@ fn another_users_stalled_allow_other_fuse_mount_inside_the_source_stalls_nothing
         fs::read(path).unwrap()
     });
     assert_eq!(read, b"data");
+    assert_ls_answers_at_once(&keeper);
     // The user's mounts are untouched: still there at their own paths.
     for mount in &stalled {
         assert!(fuse_transport::is_fuse_mount(&mount.path));
@@ -393,7 +417,7 @@ fn another_users_stalled_allow_other_fuse_mount_inside_the_source_stalls_nothing
 /// is refused by a mount without `allow_other` at once, before any request reaches it).
 #[test]
 fn another_users_stalled_fuse_mount_inside_the_source_stalls_nothing() {
-    let m = Mounted::start(&["-o", "allow_other,threads=2"]);
+    let (m, keeper) = recoverable_mount("allow_other,threads=2");
     fs::set_permissions(&m.source, fs::Permissions::from_mode(0o1777)).unwrap();
     fs::write(m.src("f"), b"data").unwrap();
     let inner_src = m.dir.path().join("inner");
@@ -441,6 +465,7 @@ fn another_users_stalled_fuse_mount_inside_the_source_stalls_nothing() {
         })
     };
     assert_eq!(read, b"data");
+    assert_ls_answers_at_once(&keeper);
     for mounted in &inner {
         mounted.signal(rustix::process::Signal::CONT);
     }
