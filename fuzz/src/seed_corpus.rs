@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use fuse_keeper::ConnState;
 use fuse_keeper::protocol::{
-    Header, Kind, ListEntry, REGISTER_FAIL_ON_TIMEOUT, Register, Reply, Request, decode_reply,
-    decode_request, encode_reply, encode_request,
+    ATTR_OUT_LEN, Header, Kind, ListEntry, REGISTER_FAIL_ON_TIMEOUT, Register, Reply, Request,
+    STATFS_OUT_LEN, StandIn, decode_reply, decode_request, encode_reply, encode_request,
 };
 
 /// A seed: its file-name suffix and the message.
@@ -65,6 +65,21 @@ fn seeds(kind: Kind) -> Vec<Seed> {
         Kind::HandoverDone => vec![
             Seed::Request("agreed", Request::HandoverDone { tag: "web".into(), errno: 0 }),
             Seed::Request("refused", Request::HandoverDone { tag: "web".into(), errno: 16 }),
+        ],
+        Kind::StandIn => vec![
+            Seed::Request(
+                "full",
+                Request::StandIn(StandIn {
+                    tag: "web".into(),
+                    attr: vec![1; ATTR_OUT_LEN],
+                    statfs: vec![2; STATFS_OUT_LEN],
+                    xattrs: Some(vec![(b"security.selinux".to_vec(), b"system_u".to_vec())]),
+                }),
+            ),
+            Seed::Request(
+                "empty",
+                Request::StandIn(StandIn { tag: "web".into(), ..StandIn::default() }),
+            ),
         ],
         Kind::Ok => vec![Seed::Reply("", Reply::Ok)],
         Kind::Error => {

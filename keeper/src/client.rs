@@ -267,6 +267,13 @@ impl KeeperClient {
         self.call_ok(&Request::HandoverDone { tag: tag.into(), errno }, &[])
     }
 
+    /// STAND_IN: what the keeper may answer for this server's connection `answers.tag` while
+    /// it is orphaned (the root's attributes, STATFS, the root's xattrs). Only the
+    /// connection's server may send it; each replaces the last.
+    pub fn stand_in(&mut self, answers: &protocol::StandIn) -> Result<(), KeeperError> {
+        self.call_ok(&Request::StandIn(answers.clone()), &[])
+    }
+
     fn take_over(&mut self, req: &Request) -> Result<Option<Attached>, KeeperError> {
         let (reply, fds) = match self.call(req, &[]) {
             Err(KeeperError::Refused { errno: libc::ENOENT, .. }) => return Ok(None),

@@ -223,14 +223,22 @@ fn keeper_refuses_a_socket_directory_others_can_write() {
     for (dir, why) in [(&open, "writable by others"), (&theirs, "owned by uid 65534")] {
         let socket = dir.join("keeper.sock");
         let _stop = StopKeeperAt(socket.clone());
-        let out = Command::new(common::BIN)
+        let mut serve = Command::new(common::BIN)
             .arg("serve")
             .env("FUSE_KEEPER_SOCKET", &socket)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        // A keeper that serves there does not exit: stopped, and the test fails.
+        let exited = wait_until(PATIENCE, || matches!(serve.try_wait(), Ok(Some(_))));
+        if !exited {
+            let _ = serve.kill();
+        }
+        let out = serve.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "served in {}: {stderr}", dir.display());
+        assert!(exited && !out.status.success(), "served in {}: {stderr}", dir.display());
         assert!(stderr.contains("refusing to serve in") && stderr.contains(why), "{stderr}");
         assert!(!socket.exists());
         // Starting one on demand there is refused too, before any log is opened.
@@ -841,6 +849,8 @@ fn users_together_cannot_take_the_fds_kept_for_root() {
         &["prlimit", "--nofile=2048:2048", "--"],
         &["--max-fds-per-uid", "300"],
     );
+    // Answered in the event loop, which logs its limits before it starts.
+    keeper.client().list().unwrap();
     let started = keeper.log_text();
     assert!(
         started.contains("entry_fds=1536 entry_fds_not_root=1152 entry_fds_per_uid=300"),

@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 
 use fuse_keeper::KeeperError;
 use fuse_keeper::client::{HandoverAsk, KeeperClient, Registration};
+use fuse_keeper::protocol::StandIn;
 use fuse_server::DeviceCustody;
 use rustix::event::{PollFd, PollFlags};
 use tracing::{info, warn};
 
 const EEXIST: i32 = 17;
+const EOPNOTSUPP: i32 = 95;
 const EPERM: i32 = 1;
 const FIRST_RETRY: Duration = Duration::from_millis(10);
 const MAX_RETRY: Duration = Duration::from_millis(200);
@@ -38,6 +40,8 @@ pub(crate) struct Link {
     /// When to try again after a failure.
     retry_at: Instant,
     backoff: Duration,
+    /// Whether this keeper holds the latest STAND_IN.
+    stand_in_sent: bool,
 }
 
 impl Link {
@@ -51,6 +55,7 @@ impl Link {
             registered: false,
             retry_at: Instant::now(),
             backoff: FIRST_RETRY,
+            stand_in_sent: false,
         };
         let err = link.try_connect().err();
         (link, err)
@@ -96,6 +101,7 @@ impl Link {
     }
 
     fn lost(&mut self, why: &dyn std::fmt::Display) {
+        self.stand_in_sent = false;
         if self.client.take().is_some() {
             warn!(socket = %self.socket.display(), %why, "lost the keeper; reconnecting");
         }
@@ -141,6 +147,8 @@ pub(crate) struct Links {
     /// connection back, `Some(false)` if the handover fell through (serve again).
     verdict: Mutex<Option<bool>>,
     verdict_ready: Condvar,
+    /// What the keepers may answer while the connection is orphaned (the latest).
+    stand_in: Mutex<Option<StandIn>>,
 }
 
 impl Links {
@@ -153,6 +161,37 @@ impl Links {
             handover: Mutex::new(None),
             verdict: Mutex::new(None),
             verdict_ready: Condvar::new(),
+            stand_in: Mutex::new(None),
+        }
+    }
+
+    /// What the keepers may answer while the connection is orphaned, from now on: sent to
+    /// every keeper that holds the registration now, and to the others once they do.
+    pub fn set_stand_in(&self, answers: StandIn) {
+        *self.stand_in.lock().unwrap_or_else(|p| p.into_inner()) = Some(answers);
+        let mut links = self.lock();
+        for link in links.iter_mut() {
+            link.stand_in_sent = false;
+        }
+        self.send_stand_in(&mut links);
+    }
+
+    /// Sends the latest STAND_IN to each registered keeper that lacks it. A keeper that does
+    /// not know the request (an older one) is not asked again; any other failure is retried
+    /// when the link heals.
+    fn send_stand_in(&self, links: &mut [Link]) {
+        let answers = self.stand_in.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(answers) = answers.as_ref() else { return };
+        for link in links.iter_mut().filter(|l| l.registered && !l.stand_in_sent) {
+            let Some(client) = link.client.as_mut() else { continue };
+            match client.stand_in(answers) {
+                Ok(()) => link.stand_in_sent = true,
+                Err(err) if err.errno() == Some(EOPNOTSUPP) => {
+                    info!(socket = %link.socket.display(), "the keeper cannot stand in: {err}");
+                    link.stand_in_sent = true;
+                }
+                Err(err) => warn!(socket = %link.socket.display(), %err, "STAND_IN not taken"),
+            }
         }
     }
 
@@ -265,6 +304,8 @@ impl Links {
                 Err(err) => link.lost(&err),
             }
         }
+        drop(registration);
+        self.send_stand_in(links);
         Ok(())
     }
 
@@ -291,6 +332,7 @@ impl Links {
                     break;
                 }
             }
+            self.send_stand_in(&mut links[i..=i]);
             if links[i].registered && links[i].held == devices.len() {
                 info!(
                     socket = %links[i].socket.display(),

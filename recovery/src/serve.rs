@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use fuse_keeper::KeeperError;
@@ -287,18 +287,61 @@ fn run_session<F: Recoverable>(
 ) -> Result<Ended, RecoveryError> {
     let stop = session.stop_handle();
     links.set_handover(HandoverPolicy { stop: stop.clone(), allow: options.allow_handover });
-    let mut before_reading = Some(before_reading);
-    loop {
-        session.run_then(|channel| match before_reading.take() {
-            Some(f) => f(channel),
-            None => Ok(()),
-        })?;
-        if !stop.is_stopped() {
-            return Ok(Ended::Unmounted);
-        }
-        if links.handed_over() {
-            return Ok(Ended::HandedOver);
-        }
+    // Before any worker reads: a request served proves the keepers can stand in.
+    let mut published = session.stand_in();
+    links.set_stand_in(stand_in_request(&options.tag, &published));
+    let done = (Mutex::new(false), Condvar::new());
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Keep what the keepers answer current, at most once per STAND_IN_EVERY.
+            let mut finished = done.0.lock().unwrap_or_else(|p| p.into_inner());
+            while !*finished {
+                let (guard, _) = done
+                    .1
+                    .wait_timeout(finished, STAND_IN_EVERY)
+                    .unwrap_or_else(|p| p.into_inner());
+                finished = guard;
+                if *finished {
+                    break;
+                }
+                let now = session.stand_in();
+                if now != published {
+                    links.set_stand_in(stand_in_request(&options.tag, &now));
+                    published = now;
+                }
+            }
+        });
+        let mut before_reading = Some(before_reading);
+        let ended = loop {
+            if let Err(e) = session.run_then(|channel| match before_reading.take() {
+                Some(f) => f(channel),
+                None => Ok(()),
+            }) {
+                break Err(e.into());
+            }
+            if !stop.is_stopped() {
+                break Ok(Ended::Unmounted);
+            }
+            if links.handed_over() {
+                break Ok(Ended::HandedOver);
+            }
+        };
+        *done.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        done.1.notify_all();
+        ended
+    })
+}
+
+/// How often a serving server refreshes what its keepers may answer while it is down.
+const STAND_IN_EVERY: Duration = Duration::from_secs(1);
+
+/// The STAND_IN request for `tag` with the session's `answers`.
+fn stand_in_request(tag: &str, answers: &fuse_server::StandIn) -> fuse_keeper::protocol::StandIn {
+    fuse_keeper::protocol::StandIn {
+        tag: tag.to_owned(),
+        attr: answers.attr.clone().unwrap_or_default(),
+        statfs: answers.statfs.clone().unwrap_or_default(),
+        xattrs: answers.xattrs.clone(),
     }
 }
 

@@ -25,10 +25,18 @@ impl DeviceCustody for NoCustody {
     }
 }
 
+/// File handles with this bit set were handed out by the keeper: the root directory's, opened
+/// while the connection had no server (docs/keeper-protocol.md, STAND_IN). The session serves
+/// requests that carry one by opening the root directory itself on first use; a
+/// [`Filesystem`](crate::Filesystem) must never return such a handle from `opendir`.
+pub const KEEPER_FH: u64 = 1 << 63;
+
 /// The device fds of one connection. Every fd a worker reads from comes from here.
 pub struct Channel {
     custody: Arc<dyn DeviceCustody>,
     devices: Mutex<Vec<Arc<OwnedFd>>>,
+    /// Keeper handles ([`KEEPER_FH`]) in use, with the filesystem's handle opened for each.
+    keeper_dirs: Mutex<std::collections::HashMap<u64, u64>>,
 }
 
 impl Channel {
@@ -42,12 +50,32 @@ impl Channel {
             custody.adopt(fd.as_fd(), index)?;
         }
         let devices = devices.into_iter().map(Arc::new).collect();
-        Ok(Channel { custody, devices: Mutex::new(devices) })
+        Ok(Channel { custody, devices: Mutex::new(devices), keeper_dirs: Mutex::default() })
     }
 
     /// The fd the connection was mounted with.
     pub fn master(&self) -> Arc<OwnedFd> {
         self.lock()[0].clone()
+    }
+
+    /// The filesystem's handle for keeper handle `fh`, opened with `open` on first use.
+    pub(crate) fn keeper_dir(
+        &self,
+        fh: u64,
+        open: impl FnOnce() -> crate::Result<u64>,
+    ) -> crate::Result<u64> {
+        let mut dirs = self.keeper_dirs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&ours) = dirs.get(&fh) {
+            return Ok(ours);
+        }
+        let ours = open()?;
+        dirs.insert(fh, ours);
+        Ok(ours)
+    }
+
+    /// Forgets keeper handle `fh`: the filesystem's handle opened for it, if any.
+    pub(crate) fn release_keeper_dir(&self, fh: u64) -> Option<u64> {
+        self.keeper_dirs.lock().unwrap_or_else(|e| e.into_inner()).remove(&fh)
     }
 
     /// The device fd for worker `index`: an existing one, or a new FUSE_DEV_IOC_CLONE of the

@@ -6,9 +6,9 @@ use std::time::Duration;
 use fuse_abi::*;
 use fuse_proto::reply::ReplyBuf;
 use fuse_proto::{Errno, Operation, Request, dirent::DirentBuf};
-use tracing::{info, trace};
+use tracing::{info, trace, warn};
 
-use crate::channel::{Channel, Context};
+use crate::channel::{Channel, Context, KEEPER_FH};
 use crate::filesystem::*;
 use crate::init::Negotiation;
 use crate::journal::{
@@ -363,6 +363,7 @@ fn xattr_intent<F: Filesystem>(fs: &F, ctx: &Context<'_>, nodeid: u64, name: &Os
 const S_IFMT: u32 = 0o170000;
 const S_IFDIR: u32 = 0o040000;
 const S_IFLNK: u32 = 0o120000;
+const O_RDONLY: i32 = 0;
 const O_CREAT: i32 = 0o100;
 const O_EXCL: i32 = 0o200;
 const O_TRUNC: i32 = 0o1000;
@@ -427,7 +428,8 @@ fn serve<F: Filesystem>(
             return Ok(Outcome::NoReply);
         }
         Operation::Getattr { arg } => {
-            let fh = (arg.getattr_flags & FUSE_GETATTR_FH != 0).then_some(arg.fh);
+            let by_fh = arg.getattr_flags & FUSE_GETATTR_FH != 0 && arg.fh & KEEPER_FH == 0;
+            let fh = by_fh.then_some(arg.fh);
             push_attr(reply, &fs.getattr(ctx, nodeid, fh)?);
         }
         Operation::Setattr { arg } => push_attr(reply, &fs.setattr(ctx, nodeid, &set_attr(&arg))?),
@@ -491,12 +493,34 @@ fn serve<F: Filesystem>(
             // it): the answer is the negotiation already in force.
             reply.push_bytes(crate::init::reply_bytes(negotiation));
         }
-        Operation::Opendir { arg } => push_open(reply, &fs.opendir(ctx, nodeid, arg.flags as i32)?),
-        Operation::Readdir { arg } => readdir(fs, ctx, nodeid, &arg, false, reply)?,
-        Operation::Readdirplus { arg } => readdir(fs, ctx, nodeid, &arg, true, reply)?,
+        Operation::Opendir { arg } => {
+            let opened = fs.opendir(ctx, nodeid, arg.flags as i32)?;
+            if opened.fh & KEEPER_FH != 0 {
+                // The keeper's handles would be taken for it: never handed out.
+                warn!(fh = opened.fh, "opendir returned a handle with bit 63 set: refused");
+                fs.releasedir(ctx, nodeid, opened.fh)?;
+                return Err(Errno::EIO);
+            }
+            push_open(reply, &opened)
+        }
+        Operation::Readdir { mut arg } => {
+            arg.fh = dir_fh(fs, ctx, nodeid, arg.fh)?;
+            readdir(fs, ctx, nodeid, &arg, false, reply)?
+        }
+        Operation::Readdirplus { mut arg } => {
+            arg.fh = dir_fh(fs, ctx, nodeid, arg.fh)?;
+            readdir(fs, ctx, nodeid, &arg, true, reply)?
+        }
+        Operation::Releasedir { arg } if arg.fh & KEEPER_FH != 0 => {
+            // Answered by the keeper while it stood in, or opened here on first use.
+            if let Some(ours) = ctx.channel.release_keeper_dir(arg.fh) {
+                fs.releasedir(ctx, nodeid, ours)?;
+            }
+        }
         Operation::Releasedir { arg } => fs.releasedir(ctx, nodeid, arg.fh)?,
         Operation::Fsyncdir { arg } => {
-            fs.fsyncdir(ctx, nodeid, arg.fh, arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0)?
+            let fh = dir_fh(fs, ctx, nodeid, arg.fh)?;
+            fs.fsyncdir(ctx, nodeid, fh, arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0)?
         }
         Operation::Getlk { arg } => {
             let lock = fs.getlk(ctx, nodeid, arg.fh, arg.owner, lock_of(&arg.lk))?;
@@ -581,6 +605,16 @@ fn serve<F: Filesystem>(
     Ok(Outcome::Reply)
 }
 
+/// The filesystem's handle for directory handle `fh`: `fh` itself, or for a keeper handle
+/// ([`KEEPER_FH`]: the keeper answered the OPENDIR while the connection had no server), a
+/// handle the filesystem opens for it on first use and keeps until its RELEASEDIR.
+fn dir_fh<F: Filesystem>(fs: &F, ctx: &Context<'_>, nodeid: u64, fh: u64) -> Result<u64> {
+    if fh & KEEPER_FH == 0 {
+        return Ok(fh);
+    }
+    ctx.channel.keeper_dir(fh, || Ok(fs.opendir(ctx, nodeid, O_RDONLY)?.fh))
+}
+
 fn readdir<F: Filesystem>(
     fs: &F,
     ctx: &Context<'_>,
@@ -643,7 +677,9 @@ fn set_attr(arg: &fuse_setattr_in) -> SetAttr {
         mtime: time(FATTR_MTIME, FATTR_MTIME_NOW, arg.mtime, arg.mtimensec),
         ctime: (v & FATTR_CTIME != 0)
             .then_some(SetTime::At { sec: arg.ctime as i64, nsec: arg.ctimensec }),
-        fh: (v & FATTR_FH != 0).then_some(arg.fh),
+        // A keeper handle (the root directory, opened while no server served) names no handle
+        // of the filesystem's: the nodeid is enough.
+        fh: (v & FATTR_FH != 0 && arg.fh & KEEPER_FH == 0).then_some(arg.fh),
         kill_suidgid: v & FATTR_KILL_SUIDGID != 0,
     }
 }
@@ -691,8 +727,13 @@ fn push_entry(reply: &mut ReplyBuf, entry: &Entry) {
 }
 
 fn push_attr(reply: &mut ReplyBuf, attr: &Attr) {
+    reply.push(&attr_out(attr));
+}
+
+/// The wire form of attributes.
+pub(crate) fn attr_out(attr: &Attr) -> fuse_attr_out {
     let (attr_valid, attr_valid_nsec) = split(attr.valid);
-    reply.push(&fuse_attr_out { attr_valid, attr_valid_nsec, dummy: 0, attr: attr.attr });
+    fuse_attr_out { attr_valid, attr_valid_nsec, dummy: 0, attr: attr.attr }
 }
 
 fn push_open(reply: &mut ReplyBuf, opened: &Opened) {

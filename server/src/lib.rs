@@ -8,12 +8,12 @@ mod init;
 pub mod journal;
 mod session;
 
-pub use channel::{Channel, Context, DeviceCustody, NoCustody};
+pub use channel::{Channel, Context, DeviceCustody, KEEPER_FH, NoCustody};
 pub use filesystem::*;
 pub use fuse_proto::Errno;
 pub use init::{MIN_MINOR, Negotiation, SessionConfig, negotiate};
 pub use journal::Journal;
-pub use session::{Session, SessionError, mount};
+pub use session::{STAND_IN_XATTRS, Session, SessionError, StandIn, mount};
 
 /// The transport's error as an `io::Error`, keeping the errno where there is one.
 pub(crate) fn to_io(err: fuse_transport::Error) -> std::io::Error {

@@ -61,6 +61,30 @@ pub fn mount(
 }
 
 /// A served connection.
+/// The root's nodeid.
+const ROOT_ID: u64 = 1;
+/// Largest xattr value a [`StandIn`] carries.
+const MAX_STAND_IN_VALUE: usize = 1024;
+
+/// The extended attributes of the root a keeper answers for while the connection has no
+/// server: those `ls -l` asks about (ACLs and the SELinux label), which any user who may stat
+/// the root may read. Others (`user.*`, `trusted.*`) depend on who asks and are left to the
+/// next server.
+pub const STAND_IN_XATTRS: [&str; 3] =
+    ["security.selinux", "system.posix_acl_access", "system.posix_acl_default"];
+
+/// What a keeper may answer while the connection has no server ([`Session::stand_in`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StandIn {
+    /// The payload of a GETATTR reply for the root (`fuse_attr_out`).
+    pub attr: Option<Vec<u8>>,
+    /// The payload of a STATFS reply (`fuse_statfs_out`).
+    pub statfs: Option<Vec<u8>>,
+    /// The [`STAND_IN_XATTRS`] the root has, with their values (those absent are not listed);
+    /// `None` if they could not all be read.
+    pub xattrs: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
 pub struct Session<F: Filesystem> {
     fs: Arc<F>,
     channel: Arc<Channel>,
@@ -179,6 +203,52 @@ impl<F: Filesystem> Session<F> {
     /// The INIT negotiation in force.
     pub fn negotiation(&self) -> &Negotiation {
         &self.negotiation
+    }
+
+    /// What a keeper may answer for this connection while no server serves it
+    /// (docs/keeper-protocol.md, STAND_IN), asked of the filesystem now as this process's own
+    /// uid and gid: the root's attributes, the filesystem's statistics, and those of the
+    /// root's extended attributes in [`STAND_IN_XATTRS`]. A part the filesystem fails is left
+    /// out (the keeper then leaves those requests to the next server).
+    pub fn stand_in(&self) -> StandIn {
+        use zerocopy::IntoBytes;
+        let ctx = crate::Context {
+            unique: 0,
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            pid: 0,
+            channel: &self.channel,
+            journal: None,
+        };
+        let fs = &*self.fs;
+        let attr = fs.getattr(&ctx, ROOT_ID, None).ok();
+        let statfs = fs.statfs(&ctx, ROOT_ID).ok();
+        let mut xattrs = Some(Vec::new());
+        for name in STAND_IN_XATTRS {
+            let name = std::ffi::OsStr::new(name);
+            let value = match fs.getxattr(&ctx, ROOT_ID, name, &mut []) {
+                Ok(0) => Some(Vec::new()),
+                Ok(size) if size <= MAX_STAND_IN_VALUE => {
+                    let mut buf = vec![0u8; size];
+                    fs.getxattr(&ctx, ROOT_ID, name, &mut buf).ok().map(|n| {
+                        buf.truncate(n);
+                        buf
+                    })
+                }
+                // Absent, or no xattrs at all: the keeper answers ENODATA.
+                Err(Errno::ENODATA | Errno::ENOSYS | Errno::ENOTSUP) => continue,
+                _ => None,
+            };
+            match (value, &mut xattrs) {
+                (Some(value), Some(list)) => list.push((name.as_encoded_bytes().to_vec(), value)),
+                _ => xattrs = None,
+            }
+        }
+        StandIn {
+            attr: attr.map(|a| crate::dispatch::attr_out(&a).as_bytes().to_vec()),
+            statfs: statfs.map(|st| fuse_abi::fuse_statfs_out { st }.as_bytes().to_vec()),
+            xattrs,
+        }
     }
 
     /// The connection's device fds.

@@ -23,8 +23,8 @@ const TOKEN_LISTENER: u64 = 0;
 const TOKEN_SIGNAL: u64 = 1;
 const CLIENT_BIT: u64 = 1 << 62;
 const PIDFD_BIT: u64 = 1 << 63;
-/// Both bits: the keeper's device clone of a failing entry.
-pub(super) const FAILING_BITS: u64 = CLIENT_BIT | PIDFD_BIT;
+/// Both bits: the keeper's device clone of an orphaned entry whose requests it reads.
+pub(super) const READER_BITS: u64 = CLIENT_BIT | PIDFD_BIT;
 const ID_MASK: u64 = CLIENT_BIT - 1;
 
 /// How long the listener rests when the keeper is out of fds even after freeing its reserve
@@ -102,8 +102,8 @@ pub struct Keeper {
     pub(super) registry: Registry,
     /// HANDOVERs waiting for the live server's answer, by entry id.
     pub(super) handovers: HashMap<u64, Pending>,
-    /// Where failing entries' requests are read (allocated while any entry fails).
-    pub(super) fail_buf: Vec<u8>,
+    /// Where orphaned entries' requests are read (allocated while the keeper reads any).
+    pub(super) read_buf: Vec<u8>,
     pub(super) root_may_attach: bool,
     /// Where fds the keeper drops are closed (off the loop when their close may wait).
     pub(super) closer: super::closer::Closer,
@@ -151,7 +151,7 @@ impl Keeper {
                 limits,
                 registry: Registry::default(),
                 handovers: HashMap::new(),
-                fail_buf: Vec::new(),
+                read_buf: Vec::new(),
                 root_may_attach,
                 closer: super::closer::Closer::default(),
             })
@@ -202,7 +202,7 @@ impl Keeper {
                         );
                         return Ok(());
                     }
-                    t if t & FAILING_BITS == FAILING_BITS => self.fail_requests(t & ID_MASK),
+                    t if t & READER_BITS == READER_BITS => self.read_requests(t & ID_MASK),
                     t if t & PIDFD_BIT != 0 => self.server_exited(t & ID_MASK),
                     t => self.client_ready(t & ID_MASK, flags),
                 }
@@ -471,7 +471,7 @@ impl Keeper {
         if let Err(e) = epoll::add(&self.epoll, &pidfd, data, epoll::EventFlags::IN) {
             tracing::warn!(pid, "cannot watch the new server's pidfd: {e}");
         }
-        self.stop_failing(id);
+        self.stop_reading(id);
         if let Some(entry) = self.registry.get_mut(id) {
             if let Some(old) = entry.server.take() {
                 let _ = epoll::delete(&self.epoll, &old.pidfd);
@@ -522,12 +522,13 @@ impl Keeper {
             "server exited: connection orphaned"
         );
         self.server_died_during_handover(id);
+        self.start_standing_in(id);
     }
 
     /// Remove entry `id`, closing its fds.
     pub(super) fn drop_entry(&mut self, id: u64) {
         self.cancel_handover(id, libc::ENOENT, "the connection is gone");
-        self.stop_failing(id);
+        self.stop_reading(id);
         if let Some(entry) = self.registry.remove(id) {
             if let Some(server) = &entry.server {
                 let _ = epoll::delete(&self.epoll, &server.pidfd);

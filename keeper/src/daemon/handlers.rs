@@ -72,6 +72,7 @@ impl Keeper {
             Request::Umount { target } => self.abort_or_umount(peer, &target, false),
             Request::Handover { tag } => self.handover(client, peer, &tag),
             Request::HandoverDone { tag, errno } => self.handover_done(peer, &tag, errno),
+            Request::StandIn(answers) => self.stand_in(peer, answers),
         };
         result.unwrap_or_else(|e| e)
     }
@@ -183,7 +184,11 @@ impl Keeper {
             recovery_timeout: (reg.recovery_timeout_ms > 0)
                 .then(|| Duration::from_millis(reg.recovery_timeout_ms)),
             fail_on_timeout: reg.flags & crate::protocol::REGISTER_FAIL_ON_TIMEOUT != 0,
-            failing: None,
+            reader: None,
+            failing: false,
+            stand_in: None,
+            keeper_fhs: Default::default(),
+            next_keeper_fh: 0,
             negotiation: reg.negotiation,
             state_fd: state,
             devices: [(0, device)].into(),
@@ -334,6 +339,15 @@ impl Keeper {
         let entry = self.registry.get_mut(id).ok_or_else(|| fail(libc::ENOENT, "gone"))?;
         entry.devices.insert(index, fds.remove(0));
         tracing::info!(tag, uid = entry.owner_uid, index, "device added");
+        Ok(Response::ok())
+    }
+
+    /// STAND_IN from the entry's server: kept for when it is orphaned.
+    fn stand_in(&mut self, peer: &Peer, answers: crate::protocol::StandIn) -> Handled {
+        let id = self.served_by_or_log(peer, &answers.tag, "stand_in")?;
+        if let Some(entry) = self.registry.get_mut(id) {
+            entry.stand_in = Some(answers);
+        }
         Ok(Response::ok())
     }
 

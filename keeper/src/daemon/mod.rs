@@ -3,9 +3,9 @@
 
 mod closer;
 mod event_loop;
-mod failing;
 mod handlers;
 mod handover;
+mod orphaned;
 mod policy;
 mod principal;
 mod registry;

@@ -39,9 +39,17 @@ pub struct Entry {
     pub recovery_timeout: Option<Duration>,
     /// When the timeout passes: answer requests with EIO (true) instead of aborting.
     pub fail_on_timeout: bool,
-    /// While failing: the keeper's own clone of the device (non-blocking), which it reads
-    /// requests from and answers EIO on.
-    pub failing: Option<OwnedFd>,
+    /// While the keeper reads the orphaned connection's requests (standing in, or failing):
+    /// its own clone of the device (non-blocking).
+    pub reader: Option<OwnedFd>,
+    /// Past the recovery timeout with the fail policy: requests are answered with EIO.
+    pub failing: bool,
+    /// What the server said the keeper may answer while it is orphaned (STAND_IN).
+    pub stand_in: Option<crate::protocol::StandIn>,
+    /// Handles of the root the keeper opened while standing in, until their RELEASEDIR.
+    pub keeper_fhs: std::collections::BTreeSet<u64>,
+    /// The last of those handed out (never reused for this entry).
+    pub next_keeper_fh: u64,
     pub negotiation: Vec<u8>,
     pub state_fd: OwnedFd,
     /// Device fds by index (0 = the mount's own fd).
@@ -57,17 +65,17 @@ pub struct Entry {
 impl Entry {
     /// Serving, orphaned or failing.
     pub fn state(&self) -> ConnState {
-        match (&self.server, &self.failing) {
+        match (&self.server, self.failing) {
             (Some(_), _) => ConnState::Serving,
-            (None, Some(_)) => ConnState::Failing,
-            (None, None) => ConnState::Orphaned,
+            (None, true) => ConnState::Failing,
+            (None, false) => ConnState::Orphaned,
         }
     }
 
     /// When the grace period of an orphaned entry ends, if it has one (and it is not
     /// failing already).
     pub fn deadline(&self) -> Option<Instant> {
-        if self.failing.is_some() {
+        if self.failing {
             return None;
         }
         self.orphaned_at.zip(self.recovery_timeout).map(|(at, t)| at + t)

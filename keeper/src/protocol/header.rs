@@ -40,6 +40,8 @@ pub enum Kind {
     Handover = 8,
     /// A server's answer to HANDOVER_ASK: stopped and handing over, or refused.
     HandoverDone = 9,
+    /// What the keeper may answer for the connection while it is orphaned.
+    StandIn = 10,
     /// Success without data.
     Ok = 0x8000,
     /// Failure: errno and message.
@@ -65,6 +67,7 @@ impl Kind {
             7 => Kind::Umount,
             8 => Kind::Handover,
             9 => Kind::HandoverDone,
+            10 => Kind::StandIn,
             0x8000 => Kind::Ok,
             0x8001 => Kind::Error,
             0x8002 => Kind::Attached,

@@ -16,6 +16,72 @@ pub const MAX_NEGOTIATION: usize = 4096;
 pub const MAX_ERROR_MESSAGE: usize = 1024;
 /// Most device fds per connection (indexes 0..16).
 pub const MAX_DEVICES: usize = 16;
+/// Largest STAND_IN xattr blob (the root's extended attributes, names and values).
+pub const MAX_STAND_IN_XATTRS: usize = 4096;
+/// The size of a FUSE GETATTR reply's payload (`fuse_attr_out`), as STAND_IN carries it.
+pub const ATTR_OUT_LEN: usize = 104;
+/// The size of a FUSE STATFS reply's payload (`fuse_statfs_out`), as STAND_IN carries it.
+pub const STATFS_OUT_LEN: usize = 80;
+/// The root's extended attributes a STAND_IN speaks for: those `ls -l` asks about, which any
+/// user who may stat the root may read. A GETXATTR of one of them is answered from the
+/// STAND_IN (ENODATA if it does not list it); of any other name, left to the next server.
+pub const STAND_IN_XATTRS: [&str; 3] =
+    ["security.selinux", "system.posix_acl_access", "system.posix_acl_default"];
+/// File handles with this bit set are the keeper's: OPENDIR of the root answered while the
+/// connection was orphaned (docs/keeper-protocol.md, STAND_IN). A server library must never
+/// hand out such a handle itself, and must serve requests that carry one (it opens the root
+/// directory on the first READDIR, and answers their RELEASEDIR).
+pub const KEEPER_FH: u64 = 1 << 63;
+
+/// The STAND_IN request's fields: replies the keeper may give, while the connection is
+/// orphaned, to the requests the node's tools send about a mount (stat, df, ls -l of its
+/// parent, umount). Each is the payload of the FUSE reply, as the server would write it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StandIn {
+    pub tag: String,
+    /// GETATTR of the root: a `fuse_attr_out` ([`ATTR_OUT_LEN`] bytes), or empty (unknown).
+    pub attr: Vec<u8>,
+    /// STATFS: a `fuse_statfs_out` ([`STATFS_OUT_LEN`] bytes), or empty (unknown).
+    pub statfs: Vec<u8>,
+    /// Those of [`STAND_IN_XATTRS`] the root has, with their values, or `None` (unknown:
+    /// GETXATTR of the root is left to the next server).
+    pub xattrs: Option<Xattrs>,
+}
+
+/// Extended attributes: (name, value) pairs.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+impl StandIn {
+    fn encode_xattrs(&self, w: &mut Writer) {
+        let mut blob = Writer::new();
+        if let Some(xattrs) = &self.xattrs {
+            blob.u32(u32::try_from(xattrs.len()).unwrap_or(u32::MAX));
+            for (name, value) in xattrs {
+                blob.bytes(name).bytes(value);
+            }
+        }
+        w.bytes(&blob.into_bytes());
+    }
+
+    fn decode_xattrs(blob: &[u8]) -> Result<Option<Xattrs>, ProtocolError> {
+        if blob.is_empty() {
+            return Ok(None);
+        }
+        let mut r = Reader::new(blob);
+        let count = r.u32("xattr count")?;
+        let mut xattrs = Vec::new();
+        for _ in 0..count {
+            let name = r.bytes("xattr name", 255)?;
+            if name.is_empty() || name.contains(&0) {
+                return Err(ProtocolError::Invalid { field: "xattr name", reason: "empty or NUL" });
+            }
+            let value = r.bytes("xattr value", MAX_STAND_IN_XATTRS)?;
+            xattrs.push((name.to_vec(), value.to_vec()));
+        }
+        r.finish()?;
+        Ok(Some(xattrs))
+    }
+}
 
 /// The REGISTER request's fields. Its fds are `[device, state]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +129,8 @@ pub enum Request {
     /// A live server's answer to HANDOVER_ASK: `errno` 0 = it has stopped reading and
     /// answered every request it read; otherwise it refuses and goes on serving. No fds.
     HandoverDone { tag: String, errno: i32 },
+    /// From a connection's server: what the keeper may answer while it is orphaned. No fds.
+    StandIn(StandIn),
 }
 
 /// State of a held connection.
@@ -243,6 +311,7 @@ impl Request {
             Request::Umount { .. } => Kind::Umount,
             Request::Handover { .. } => Kind::Handover,
             Request::HandoverDone { .. } => Kind::HandoverDone,
+            Request::StandIn(_) => Kind::StandIn,
         }
     }
 
@@ -279,6 +348,10 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
         }
         Request::Abort { target } | Request::Umount { target } => {
             w.bytes(target.as_bytes());
+        }
+        Request::StandIn(s) => {
+            w.bytes(s.tag.as_bytes()).bytes(&s.attr).bytes(&s.statfs);
+            s.encode_xattrs(&mut w);
         }
     }
     message(req.kind(), &w.into_bytes(), req.fd_count())
@@ -328,6 +401,25 @@ pub fn decode_request(msg: &[u8], fds: usize) -> Result<Request, ProtocolError> 
         Kind::HandoverDone => {
             let tag = tag_field(&mut r)?;
             Request::HandoverDone { tag, errno: r.i32("errno")? }
+        }
+        Kind::StandIn => {
+            let tag = tag_field(&mut r)?;
+            let attr = r.bytes("attr", ATTR_OUT_LEN)?.to_vec();
+            if !attr.is_empty() && attr.len() != ATTR_OUT_LEN {
+                return Err(ProtocolError::Invalid {
+                    field: "attr",
+                    reason: "not a fuse_attr_out",
+                });
+            }
+            let statfs = r.bytes("statfs", STATFS_OUT_LEN)?.to_vec();
+            if !statfs.is_empty() && statfs.len() != STATFS_OUT_LEN {
+                return Err(ProtocolError::Invalid {
+                    field: "statfs",
+                    reason: "not a fuse_statfs_out",
+                });
+            }
+            let xattrs = StandIn::decode_xattrs(r.bytes("xattrs", MAX_STAND_IN_XATTRS)?)?;
+            Request::StandIn(StandIn { tag, attr, statfs, xattrs })
         }
         Kind::Ok | Kind::Error | Kind::Attached | Kind::ListReply | Kind::HandoverAsk => {
             return Err(ProtocolError::UnexpectedKind(header.kind));

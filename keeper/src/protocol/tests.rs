@@ -30,7 +30,35 @@ fn requests() -> Vec<Request> {
         Request::List { skip: 3 },
         Request::Abort { target: "/mnt/x".into() },
         Request::Umount { target: "tag".into() },
+        Request::StandIn(StandIn {
+            tag: "web-cache".into(),
+            attr: vec![7; ATTR_OUT_LEN],
+            statfs: vec![9; STATFS_OUT_LEN],
+            xattrs: Some(vec![(b"system.posix_acl_access".to_vec(), vec![2; 28])]),
+        }),
+        Request::StandIn(StandIn {
+            tag: "t".into(),
+            xattrs: Some(Vec::new()),
+            ..StandIn::default()
+        }),
+        Request::StandIn(StandIn { tag: "t".into(), ..StandIn::default() }),
     ]
+}
+
+#[test]
+fn a_stand_in_with_wrong_sizes_or_bad_names_is_refused() {
+    let good = StandIn { tag: "t".into(), ..StandIn::default() };
+    let bad = [
+        StandIn { attr: vec![0; ATTR_OUT_LEN - 1], ..good.clone() },
+        StandIn { statfs: vec![0; STATFS_OUT_LEN + 1], ..good.clone() },
+        StandIn { xattrs: Some(vec![(Vec::new(), vec![1])]), ..good.clone() },
+        StandIn { xattrs: Some(vec![(b"a\0b".to_vec(), vec![1])]), ..good.clone() },
+        StandIn { xattrs: Some(vec![(vec![b'n'; 300], vec![1])]), ..good.clone() },
+    ];
+    for s in bad {
+        let msg = encode_request(&Request::StandIn(s.clone()));
+        assert!(decode_request(&msg, 0).is_err(), "{s:?}");
+    }
 }
 
 fn replies() -> Vec<Reply> {
