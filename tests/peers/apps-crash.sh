@@ -4,6 +4,7 @@
 # - sqlite, WAL and rollback journal: every committed row there, integrity_check ok;
 # - git: commits in a loop, then gc and fsck --strict;
 # - tar: a tree extracted, then compared file by file with the original;
+# - rsync: a tree synchronised (with deletions), then compared by checksum with the original;
 # - a program writing through a shared mmap, every page read back;
 # - fcntl and flock locks held across the crashes, refused to others throughout;
 # - a parallel build (make -j2 of a small C project), the program run after each build.
@@ -75,6 +76,29 @@ tar_app() {
   echo "extractions=$n, every file equal"
 }
 run_crashing tar tar_app
+
+rsync_app() {
+  local until=$(( $(date +%s) + seconds )) n=0 changes
+  while [ "$(date +%s)" -lt "$until" ]; do
+    n=$((n + 1))
+    # Every other round starts from a tree with files to delete and to replace.
+    if [ $((n % 2)) -eq 0 ]; then
+      mkdir -p "$work/mnt/synced/stale"
+      echo stale > "$work/mnt/synced/stale/f"
+      echo changed > "$work/mnt/synced/README.md"
+    fi
+    rsync -a --delete --exclude=target --exclude=.git "$PWD/" "$work/mnt/synced/"
+    changes=$(rsync -a --delete --checksum --dry-run --itemize-changes \
+      --exclude=target --exclude=.git "$PWD/" "$work/mnt/synced/")
+    if [ -n "$changes" ]; then
+      echo "round $n: the copy differs from the original:"
+      echo "$changes"
+      return 1
+    fi
+  done
+  echo "syncs=$n, every file equal by checksum"
+}
+run_crashing rsync rsync_app
 
 run_crashing mmap python3 tests/peers/apps/mmap-app.py "$work/mnt/mapped" "$seconds"
 run_crashing locks python3 tests/peers/apps/locks-app.py "$work/mnt" "$seconds"

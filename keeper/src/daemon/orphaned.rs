@@ -188,7 +188,8 @@ impl Keeper {
     /// its requests and answer those (see the module doc).
     pub(super) fn start_standing_in(&mut self, id: u64) {
         let Some(entry) = self.registry.get(id) else { return };
-        if entry.stand_in.is_none() || entry.reader.is_some() {
+        // Still orphaned (a pending handover may have handed it to a new server already).
+        if entry.server.is_some() || entry.stand_in.is_none() || entry.reader.is_some() {
             return;
         }
         let (tag, uid) = (entry.tag.clone(), entry.owner_uid);
