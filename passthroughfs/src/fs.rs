@@ -66,8 +66,10 @@ pub struct Passthrough {
     store: Store,
 }
 
-/// The state store's tables: inodes, handles, and the journal of in-flight requests.
-pub const STORE_TABLES: [TableSpec; 3] = [INODES, HANDLES, fuse_recovery::journal::JOURNAL];
+/// The state store's tables: inodes, handles, the journal of in-flight requests, and the
+/// names inodes are found again by when file handles cannot be opened.
+pub const STORE_TABLES: [TableSpec; 4] =
+    [INODES, HANDLES, fuse_recovery::journal::JOURNAL, crate::inode::NAMES];
 
 fn sys(e: SysErrno) -> Errno {
     Errno::new(e.raw_os_error())
@@ -202,8 +204,12 @@ impl Passthrough {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let mut inodes = InodeTable::new(&store, 0, fd, key_of(&st), mount_fd);
-        if rustix::process::geteuid().is_root() {
+        // Without CAP_DAC_READ_SEARCH (not root) or file handles on the source, a restarted
+        // server finds inodes again by the names they were looked up by.
+        let handles = crate::sys::name_to_handle(fd.as_fd()).is_ok();
+        let by_name = !rustix::process::geteuid().is_root() || !handles;
+        let mut inodes = InodeTable::new(&store, (0, 3), fd, key_of(&st), mount_fd, by_name);
+        if !by_name {
             // Half the open-file limit for inode fds, the rest for open files; beyond it
             // inodes are reopened by file handle (which needs root).
             let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
@@ -249,7 +255,9 @@ impl Passthrough {
             self.may_enter(&quick)?;
         }
         let st = if crossed || !self.local_source { statx_fd(fd.as_fd())? } else { quick };
-        self.adopt_with(fd, &st)
+        let entry = self.adopt_with(fd, &st)?;
+        self.inodes.set_name(entry.nodeid, parent.nodeid, name.as_bytes());
+        Ok(entry)
     }
 
     /// Whether a lookup may enter the mount whose root `st` describes: not if it is the FUSE
@@ -275,6 +283,14 @@ impl Passthrough {
             );
         }
         Err(Errno::EACCES)
+    }
+
+    /// The nodeid of the inode at `name` in `dir`, if the kernel knows it.
+    fn known_at(&self, dir: &Inode, name: &OsStr) -> Option<u64> {
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&dir.fd, name, flags, Mode::empty()).ok()?;
+        let st = statx_fd(fd.as_fd()).ok()?;
+        self.inodes.nodeid_of(&fd, &key_of(&st))
     }
 
     /// The entry for `name`, which this request has just made in `parent`; its lookup count
@@ -623,6 +639,19 @@ impl Filesystem for Passthrough {
         let old = self.inodes.get(parent)?;
         let new = self.inodes.get(newparent)?;
         let flags = RenameFlags::from_bits(flags).ok_or(Errno::EINVAL)?;
+        // Found again by name after a restart: each inode that moves is given its new name
+        // first, its old one kept as the fallback (the server may die on either side).
+        if self.inodes.by_name() {
+            let moving = |dir: &Inode, at: &OsStr, to: &Inode, to_name: &OsStr| {
+                if let Some(nodeid) = self.known_at(dir, at) {
+                    self.inodes.renaming(nodeid, to.nodeid, to_name.as_bytes());
+                }
+            };
+            moving(&old, name, &new, newname);
+            if flags.contains(RenameFlags::EXCHANGE) {
+                moving(&new, newname, &old, name);
+            }
+        }
         rustix::fs::renameat_with(&old.fd, name, &new.fd, newname, flags).map_err(sys)
     }
 

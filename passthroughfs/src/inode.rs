@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -78,6 +79,8 @@ const FIRST: u64 = ROOT + 1;
 
 const NLOOKUP: usize = 0;
 const BACKING: usize = 1;
+/// The slot + 1 of the inode's record in the names table (0: no name known).
+const NAME: usize = 2;
 // Record payload: key (24) | kind u32 | handle kind i32 | handle len u32 | pad u32 | handle.
 const KIND: usize = 24;
 const HANDLE: usize = 40;
@@ -85,12 +88,40 @@ const RECORD: usize = HANDLE + MAX_HANDLE;
 
 /// The store table holding inodes.
 pub const INODES: TableSpec =
-    TableSpec { name: "inodes", words: 2, bytes: RECORD as u32, capacity: 1 << 22, indexed: true };
+    TableSpec { name: "inodes", words: 3, bytes: RECORD as u32, capacity: 1 << 22, indexed: true };
+
+/// Longest name (NAME_MAX).
+const MAX_NAME: usize = 255;
+// A name: parent nodeid u64 | name length u16 | name.
+const ONE_NAME: usize = 8 + 2 + MAX_NAME;
+// Name record payload: the name, then the one it had before a rename in progress (length 0 if
+// none), tried when the first is not (yet, or any more) there.
+const NAME_RECORD: usize = 2 * ONE_NAME;
+
+/// The store table holding, for a server that reopens inodes by name, a (parent, name) of
+/// each inode. A record is never changed: a rename publishes a new one and then switches the
+/// inode's `NAME` word to it (one store), so a server killed at any instant leaves either
+/// name, whole.
+pub const NAMES: TableSpec = TableSpec {
+    name: "names",
+    words: 0,
+    bytes: NAME_RECORD as u32,
+    capacity: 1 << 22,
+    indexed: false,
+};
+
+/// How deep a chain of parents reopening by name follows (a store's chain may loop).
+const MAX_DEPTH: usize = 4096;
 
 /// All inodes the kernel holds a reference to.
 pub struct InodeTable {
     records: Table,
     index: HashIndex,
+    /// (parent, name) records, kept when `by_name`.
+    names: Table,
+    /// Inodes are found again by name after a restart: this process cannot open file handles
+    /// (no CAP_DAC_READ_SEARCH), or the source filesystem has none.
+    by_name: bool,
     root: Arc<Inode>,
     /// An fd on the source filesystem for open_by_handle_at.
     mount_fd: OwnedFd,
@@ -101,14 +132,26 @@ pub struct InodeTable {
 }
 
 impl InodeTable {
-    /// The table over table `i` of `store`; `root` is the source directory.
-    pub fn new(store: &Store, i: usize, root: OwnedFd, key: InodeKey, mount_fd: OwnedFd) -> Self {
+    /// The table over table `i` of `store`, with the names in table `names`; `root` is the
+    /// source directory. With `by_name`, each inode's (parent, name) is kept so that a
+    /// restarted server can find it again without file handles.
+    pub fn new(
+        store: &Store,
+        (i, names): (usize, usize),
+        root: OwnedFd,
+        key: InodeKey,
+        mount_fd: OwnedFd,
+        by_name: bool,
+    ) -> Self {
         let (records, index) = store.table(i);
         let index = index.expect("the inodes table is indexed");
+        let (names, _) = store.table(names);
         let root = Arc::new(Inode { nodeid: ROOT, fd: root, key, kind: libc::S_IFDIR });
         InodeTable {
             records,
             index,
+            names,
+            by_name,
             root,
             mount_fd,
             cache: Mutex::new(HashMap::new()),
@@ -177,26 +220,143 @@ impl InodeTable {
     /// The inode for `nodeid`, reopened by file handle if this process has not opened it yet;
     /// ESTALE if the kernel names one we do not hold or that cannot be reopened.
     pub fn get(&self, nodeid: u64) -> Result<Arc<Inode>, Errno> {
+        self.get_at(nodeid, 0)
+    }
+
+    /// [`InodeTable::get`], `depth` parents down a reopening by name.
+    fn get_at(&self, nodeid: u64, depth: usize) -> Result<Arc<Inode>, Errno> {
         if nodeid == ROOT {
             return Ok(self.root.clone());
         }
-        let mut cache = self.lock();
-        if let Some(inode) = cache.get(&nodeid) {
-            return Ok(inode.clone());
-        }
         let slot = Self::slot(nodeid).ok_or(Errno::ESTALE)?;
         let mut record = [0u8; RECORD];
-        if !self.records.read(slot, &mut record) {
-            return Err(Errno::ESTALE);
-        }
-        let inode = Arc::new(self.reopen(nodeid, &record)?);
-        cache.insert(nodeid, inode.clone());
+        let names = {
+            let cache = self.lock();
+            if let Some(inode) = cache.get(&nodeid) {
+                return Ok(inode.clone());
+            }
+            if !self.records.read(slot, &mut record) {
+                return Err(Errno::ESTALE);
+            }
+            if self.by_name { self.names_of(slot) } else { Vec::new() }
+        };
+        // Reopened without the lock: by name, each parent is got (and reopened) first.
+        let inode = if self.by_name {
+            self.find_by_name(nodeid, &record, &names, depth)?
+        } else {
+            self.verified(nodeid, &record, self.reopen_by_handle(nodeid, &record)?)?
+        };
+        let inode = Arc::new(inode);
+        let mut cache = self.lock();
+        // Another request may have reopened it meanwhile: one fd per inode.
+        let inode = cache.entry(nodeid).or_insert(inode).clone();
         self.evict(&mut cache);
         Ok(inode)
     }
 
-    fn reopen(&self, nodeid: u64, record: &[u8; RECORD]) -> Result<Inode, Errno> {
-        let key = InodeKey::from_bytes(record);
+    /// The names recorded for the inode in `slot`: the current one, then the one it had
+    /// before a rename that was under way.
+    fn names_of(&self, slot: u64) -> Vec<(u64, Vec<u8>)> {
+        let Some(at) = self.records.word(slot, NAME).load(Ordering::Acquire).checked_sub(1) else {
+            return Vec::new();
+        };
+        let mut record = [0u8; NAME_RECORD];
+        if !self.names.read(at, &mut record) {
+            return Vec::new();
+        }
+        record.chunks(ONE_NAME).filter_map(decode_name).collect()
+    }
+
+    /// The current name recorded for the inode in `slot`.
+    fn name_of(&self, slot: u64) -> Option<(u64, Vec<u8>)> {
+        self.names_of(slot).into_iter().next()
+    }
+
+    /// Records `name` in `parent` as where the inode `nodeid` is found again (when inodes are
+    /// found by name; a no-op otherwise, and when it is already the recorded one).
+    pub fn set_name(&self, nodeid: u64, parent: u64, name: &[u8]) {
+        self.record_name(nodeid, parent, name, false);
+    }
+
+    /// Before a rename of `nodeid` to `name` in `parent`: records the new name, keeping the
+    /// current one as the fallback, so that a server killed on either side of the rename
+    /// finds the inode again.
+    pub fn renaming(&self, nodeid: u64, parent: u64, name: &[u8]) {
+        self.record_name(nodeid, parent, name, true);
+    }
+
+    fn record_name(&self, nodeid: u64, parent: u64, name: &[u8], keep_old: bool) {
+        let Some(slot) = Self::slot(nodeid) else { return };
+        if !self.by_name || name.is_empty() || name.len() > MAX_NAME {
+            return;
+        }
+        let _guard = self.lock();
+        if !self.records.is_valid(slot) {
+            return;
+        }
+        let current = self.name_of(slot);
+        if !keep_old && current.as_ref().is_some_and(|(p, n)| *p == parent && n == name) {
+            return;
+        }
+        let mut record = [0u8; NAME_RECORD];
+        encode_name(&mut record[..ONE_NAME], parent, name);
+        if keep_old && let Some((p, n)) = &current {
+            encode_name(&mut record[ONE_NAME..], *p, n);
+        }
+        let Ok(at) = self.names.insert(&[], &record) else {
+            tracing::warn!(nodeid, "names table full: the inode keeps its old name");
+            return;
+        };
+        let old = self.records.word(slot, NAME).swap(at + 1, Ordering::AcqRel);
+        if let Some(old) = old.checked_sub(1) {
+            self.names.remove(old);
+        }
+    }
+
+    /// True if inodes are found again by name after a restart.
+    pub fn by_name(&self) -> bool {
+        self.by_name
+    }
+
+    /// The nodeid of the inode `fd` refers to, if the kernel knows it.
+    pub fn nodeid_of(&self, fd: &OwnedFd, key: &InodeKey) -> Option<u64> {
+        if *key == self.root.key {
+            return Some(ROOT);
+        }
+        let cache = self.lock();
+        self.find(&cache, key, fd).map(|slot| slot + FIRST)
+    }
+
+    /// The inode `record` describes, found again through one of its recorded `names` (each
+    /// parent found again first): the first that leads to that very inode.
+    fn find_by_name(
+        &self,
+        nodeid: u64,
+        record: &[u8; RECORD],
+        names: &[(u64, Vec<u8>)],
+        depth: usize,
+    ) -> Result<Inode, Errno> {
+        use rustix::fs::{Mode, OFlags};
+        if names.is_empty() || depth >= MAX_DEPTH {
+            tracing::info!(nodeid, "no name known for the inode: cannot find it again");
+            return Err(Errno::ESTALE);
+        }
+        for (parent, name) in names {
+            let Ok(parent) = self.get_at(*parent, depth + 1) else { continue };
+            let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let name = std::ffi::OsStr::from_bytes(name);
+            let Ok(fd) = rustix::fs::openat(&parent.fd, name, flags, Mode::empty()) else {
+                continue;
+            };
+            if let Ok(inode) = self.verified(nodeid, record, fd) {
+                return Ok(inode);
+            }
+        }
+        tracing::info!(nodeid, "the inode is not found again by its names (renamed or unlinked)");
+        Err(Errno::ESTALE)
+    }
+
+    fn reopen_by_handle(&self, nodeid: u64, record: &[u8; RECORD]) -> Result<OwnedFd, Errno> {
         let u32_at = |i: usize| u32::from_le_bytes(record[i..i + 4].try_into().unwrap_or_default());
         let mut handle = FileHandle {
             kind: u32_at(KIND + 4) as i32,
@@ -204,7 +364,7 @@ impl InodeTable {
             bytes: [0; MAX_HANDLE],
         };
         handle.bytes.copy_from_slice(&record[HANDLE..]);
-        let fd = crate::creds::as_root(|| {
+        crate::creds::as_root(|| {
             open_by_handle(
                 self.mount_fd.as_fd(),
                 &handle,
@@ -214,7 +374,13 @@ impl InodeTable {
         .map_err(|err| {
             tracing::warn!(nodeid, %err, "cannot reopen inode by its file handle");
             Errno::ESTALE
-        })?;
+        })
+    }
+
+    /// The inode `record` describes, opened as `fd`: only if `fd` is that inode (same device,
+    /// inode number and type).
+    fn verified(&self, nodeid: u64, record: &[u8; RECORD], fd: OwnedFd) -> Result<Inode, Errno> {
+        let key = InodeKey::from_bytes(record);
         let kind = u32::from_le_bytes(record[KIND..KIND + 4].try_into().unwrap_or_default());
         // The record is the store's word: the file its handle opens must be the inode it
         // describes (same device, inode number and type), or it is not served.
@@ -228,7 +394,7 @@ impl InodeTable {
         let dev = libc::makedev(st.stx_dev_major, st.stx_dev_minor);
         let found = (dev, st.stx_ino, u32::from(st.stx_mode) & libc::S_IFMT);
         if found != (key.dev, key.ino, kind) {
-            tracing::warn!(nodeid, ?found, ?key, kind, "a file handle opened another inode");
+            tracing::warn!(nodeid, ?found, ?key, kind, "reopened another inode than recorded");
             return Err(Errno::ESTALE);
         }
         Ok(Inode { nodeid, fd, key, kind })
@@ -314,6 +480,11 @@ impl InodeTable {
         nlookup.store(left, Ordering::Release);
         if left == 0 {
             self.index.remove(key.hash(), slot);
+            if let Some(name) =
+                self.records.word(slot, NAME).swap(0, Ordering::AcqRel).checked_sub(1)
+            {
+                self.names.remove(name);
+            }
             self.records.remove(slot);
             let gone = cache.remove(&nodeid);
             drop(cache);
@@ -393,6 +564,23 @@ impl InodeTable {
     }
 }
 
+/// Writes a (parent, name) into `out` (ONE_NAME bytes).
+fn encode_name(out: &mut [u8], parent: u64, name: &[u8]) {
+    out[..8].copy_from_slice(&parent.to_le_bytes());
+    out[8..10].copy_from_slice(&(name.len() as u16).to_le_bytes());
+    out[10..10 + name.len()].copy_from_slice(name);
+}
+
+/// A (parent, name) as [`encode_name`] wrote it; `None` for an empty or invalid one (the
+/// store is another process's word: a name with `/` or NUL, `.` or `..` is none).
+fn decode_name(bytes: &[u8]) -> Option<(u64, Vec<u8>)> {
+    let parent = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let len = usize::from(u16::from_le_bytes([*bytes.get(8)?, *bytes.get(9)?]));
+    let name = bytes.get(10..10 + len)?;
+    let valid = !name.is_empty() && !name.contains(&b'/') && !name.contains(&0);
+    (valid && name != b"." && name != b"..").then(|| (parent, name.to_vec()))
+}
+
 fn handle_of(record: &[u8; RECORD]) -> FileHandle {
     let u32_at = |i: usize| u32::from_le_bytes(record[i..i + 4].try_into().unwrap_or_default());
     let mut handle =
@@ -435,6 +623,10 @@ mod tests {
     }
 
     fn table(store: &Store, dir: &std::path::Path) -> InodeTable {
+        table_by(store, dir, false)
+    }
+
+    fn table_by(store: &Store, dir: &std::path::Path, by_name: bool) -> InodeTable {
         let root = path_fd(dir);
         let k = key(&root);
         let mount_fd = rustix::fs::open(
@@ -443,14 +635,56 @@ mod tests {
             Mode::empty(),
         )
         .unwrap();
-        InodeTable::new(store, 0, root, k, mount_fd)
+        InodeTable::new(store, (0, 1), root, k, mount_fd, by_name)
+    }
+
+    /// A lookup of `dir/name` that records its name, as the filesystem's LOOKUP does.
+    fn look(t: &InodeTable, parent: u64, dir: &std::path::Path, name: &str, kind: u32) -> u64 {
+        let p = dir.join(name);
+        let id = t.lookup(path_fd(&p), key(&path_fd(&p)), kind).unwrap();
+        t.set_name(id, parent, name.as_bytes());
+        id
+    }
+
+    #[test]
+    fn a_new_process_without_file_handles_finds_inodes_again_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        for f in ["a/b/f", "a/b/moved", "a/b/half", "a/b/gone"] {
+            std::fs::write(d.join(f), f).unwrap();
+        }
+        let store = Store::create("t", &[INODES, NAMES]).unwrap();
+        let t = table_by(&store, d, true);
+        let a = look(&t, ROOT, d, "a", libc::S_IFDIR);
+        let b = look(&t, a, &d.join("a"), "b", libc::S_IFDIR);
+        let [f, moved, half, gone] =
+            ["f", "moved", "half", "gone"].map(|n| look(&t, b, &d.join("a/b"), n, libc::S_IFREG));
+        // A rename done, one the server died before doing, an unlink.
+        t.renaming(moved, a, b"renamed");
+        std::fs::rename(d.join("a/b/moved"), d.join("a/renamed")).unwrap();
+        t.renaming(half, a, b"half2");
+        std::fs::remove_file(d.join("a/b/gone")).unwrap();
+        drop(t);
+        // The next server: nothing cached, every inode found by its names, parents first.
+        let t = table_by(&store, d, true);
+        assert_eq!(t.get(f).unwrap().key, key(&path_fd(&d.join("a/b/f"))));
+        assert_eq!(t.get(moved).unwrap().key, key(&path_fd(&d.join("a/renamed"))));
+        assert_eq!(t.get(half).unwrap().key, key(&path_fd(&d.join("a/b/half"))), "the old name");
+        assert_eq!(t.get(gone).unwrap_err(), Errno::ESTALE, "unlinked: not found");
+        // A name that now holds another file is not taken for the inode.
+        std::fs::remove_file(d.join("a/b/f")).unwrap();
+        std::fs::write(d.join("a/b/f"), b"another").unwrap();
+        let t = table_by(&store, d, true);
+        assert_eq!(t.get(f).unwrap_err(), Errno::ESTALE, "another inode at the name");
+        assert!(t.get(b).is_ok());
     }
 
     #[test]
     fn lookups_share_a_nodeid_count_and_forget() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), b"x").unwrap();
-        let store = Store::create("t", &[INODES]).unwrap();
+        let store = Store::create("t", &[INODES, NAMES]).unwrap();
         let t = table(&store, dir.path());
         let f = dir.path().join("f");
         let a = t.lookup(path_fd(&f), key(&path_fd(&f)), libc::S_IFREG).unwrap();
@@ -473,7 +707,7 @@ mod tests {
     #[test]
     fn evicted_inodes_are_reopened_and_a_reused_number_is_a_new_inode() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::create("t", &[INODES]).unwrap();
+        let store = Store::create("t", &[INODES, NAMES]).unwrap();
         let t = table(&store, dir.path()).with_max_cached(64);
         let mut ids = Vec::new();
         for i in 0..300 {
@@ -511,7 +745,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("d")).unwrap();
         std::fs::write(dir.path().join("d/f"), b"x").unwrap();
-        let store = Store::create("t", &[INODES]).unwrap();
+        let store = Store::create("t", &[INODES, NAMES]).unwrap();
         let (d, f);
         {
             let t = table(&store, dir.path());
@@ -522,7 +756,8 @@ mod tests {
             t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap();
         }
         // A restarted server: the store reopened, nothing cached.
-        let again = Store::open(store.fd().try_clone_to_owned().unwrap(), &[INODES]).unwrap();
+        let again =
+            Store::open(store.fd().try_clone_to_owned().unwrap(), &[INODES, NAMES]).unwrap();
         let t = table(&again, dir.path());
         assert_eq!(t.cached(), 1);
         let inode = t.get(f).unwrap();
@@ -550,7 +785,7 @@ mod tests {
         std::fs::write(dir.path().join("a"), b"a").unwrap();
         std::fs::write(dir.path().join("secret"), b"s").unwrap();
         std::fs::create_dir(dir.path().join("d")).unwrap();
-        let store = Store::create("t", &[INODES]).unwrap();
+        let store = Store::create("t", &[INODES, NAMES]).unwrap();
         let (a, secret, d) = {
             let t = table(&store, dir.path());
             let id = |name: &str, kind| {
@@ -566,7 +801,8 @@ mod tests {
         // a's record now carries secret's file handle; d's record says it is a file.
         t.records.write_payload(slot(a), HANDLE, &record[HANDLE..]);
         t.records.write_payload(slot(d), KIND, &libc::S_IFREG.to_le_bytes());
-        let again = Store::open(store.fd().try_clone_to_owned().unwrap(), &[INODES]).unwrap();
+        let again =
+            Store::open(store.fd().try_clone_to_owned().unwrap(), &[INODES, NAMES]).unwrap();
         let t = table(&again, dir.path());
         assert_eq!(t.get(a).unwrap_err(), Errno::ESTALE, "secret served as a");
         assert_eq!(t.get(d).unwrap_err(), Errno::ESTALE, "a directory served as a file");
