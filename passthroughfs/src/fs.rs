@@ -952,7 +952,7 @@ impl Filesystem for Passthrough {
         let fd =
             rustix::fs::openat(&parent.fd, name, flags, Mode::from_bits_retain(args.mode & 0o7777))
                 .map_err(sys)?;
-        self.created(ctx, fd, args.flags)
+        self.created(ctx, fd, args.flags, Some((&parent, name)))
     }
 
     fn tmpfile(&self, ctx: &Context<'_>, parent: u64, args: CreateArgs) -> Result<(Entry, Opened)> {
@@ -963,7 +963,8 @@ impl Filesystem for Passthrough {
         let fd =
             rustix::fs::openat(&parent.fd, ".", flags, Mode::from_bits_retain(args.mode & 0o7777))
                 .map_err(sys)?;
-        self.created(ctx, fd, args.flags)
+        // Nameless: a server that finds inodes by name cannot find it again after a restart.
+        self.created(ctx, fd, args.flags, None)
     }
 
     fn fallocate(
@@ -1026,8 +1027,15 @@ impl Filesystem for Passthrough {
 }
 
 impl Passthrough {
-    /// The entry and handle for a file just created through `fd`.
-    fn created(&self, ctx: &Context<'_>, fd: OwnedFd, flags: i32) -> Result<(Entry, Opened)> {
+    /// The entry and handle for a file just created through `fd`, as `name` in a parent if
+    /// it has one.
+    fn created(
+        &self,
+        ctx: &Context<'_>,
+        fd: OwnedFd,
+        flags: i32,
+        name: Option<(&Inode, &OsStr)>,
+    ) -> Result<(Entry, Opened)> {
         // An O_PATH fd of the very inode `fd` is open on: no second lookup by name, no race.
         let path_fd = rustix::fs::open(
             proc_path(fd.as_fd()).as_c_str(),
@@ -1037,6 +1045,9 @@ impl Passthrough {
         .map_err(sys)?;
         let entry = self.adopt(path_fd)?;
         ctx.entry_counted(entry.nodeid);
+        if let Some((parent, name)) = name {
+            self.inodes.set_name(entry.nodeid, parent.nodeid, name.as_bytes());
+        }
         let inode = self.inodes.get(entry.nodeid)?;
         match self.open_handle(ctx, &inode, fd, flags) {
             Ok(opened) => {

@@ -52,7 +52,8 @@ impl Drop for UserKeeper {
 }
 
 /// The application, as uid 65534: its current directory deep in the mount, a file open
-/// read-write, a directory renamed; once told (a line on stdin), it uses all of them.
+/// read-write, a file it created and is writing, a directory renamed; once told (a line on
+/// stdin), it uses all of them.
 const APP: &str = r#"
 import os, sys
 mnt = sys.argv[1]
@@ -60,6 +61,9 @@ os.chdir(os.path.join(mnt, "d", "e"))
 f = open("f", "r+")
 assert f.read() == "before\n"
 os.rename(os.path.join(mnt, "d", "old"), os.path.join(mnt, "d", "new"))
+h = open("created", "w")
+h.write("1\n")
+h.flush()
 print("ready", flush=True)
 sys.stdin.readline()
 f.seek(0, 2)
@@ -69,9 +73,12 @@ os.fsync(f.fileno())
 f.seek(0)
 assert f.read() == "before\nafter\n", "the open file"
 assert open("f").read() == "before\nafter\n", "a path relative to the current directory"
+h.write("2\n")
+h.close()
+assert open("created").read() == "1\n2\n", "a file created before the crash, written after"
 with open("g", "w") as g:
     g.write("new file\n")
-assert sorted(os.listdir(".")) == ["f", "g"], os.listdir(".")
+assert sorted(os.listdir(".")) == ["created", "f", "g"], os.listdir(".")
 assert open("../new/x").read() == "x\n", "a renamed directory's file, through the parent"
 assert os.stat(os.path.join(mnt, "d", "e", "f")).st_size == 13
 print("ok", flush=True)

@@ -126,7 +126,7 @@ make_app() {
 }
 run_crashing make make_app "$work/mnt/build"
 
-umount "$work/mnt" 2>/dev/null || teardown "$work/mnt" "$PFS_PID"
+umount "$work/mnt" 2>/dev/null || fusermount3 -u "$work/mnt" 2>/dev/null || teardown "$work/mnt" "$PFS_PID"
 wait "$PFS_PID" 2>/dev/null || true
 PFS_PID=
 exit $failed

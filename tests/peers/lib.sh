@@ -27,14 +27,15 @@ conn_id() {
   awk -v mp="$1" '$5 == mp { split($3, d, ":"); id = d[2] } END { if (id != "") print id }' /proc/self/mountinfo
 }
 
-# teardown MOUNTPOINT [PID]
+# teardown MOUNTPOINT [PID]: as root, or as the mount's owner (fusectl's abort file is the
+# owner's; fusermount3 detaches).
 teardown() {
   local mnt=$1 pid=${2:-} id
   id=$(conn_id "$mnt")
   if [ -n "$id" ]; then
     mountpoint -q /sys/fs/fuse/connections 2>/dev/null || mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null || true
     [ -e "/sys/fs/fuse/connections/$id/abort" ] && echo 1 > "/sys/fs/fuse/connections/$id/abort" || true
-    umount -l "$mnt" 2>/dev/null || true
+    umount -l "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null || true
   fi
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill -KILL "$pid" 2>/dev/null || true
