@@ -154,6 +154,9 @@ fn fuse_mount_owner(major: u32, minor: u32) -> Option<u32> {
     Some(owner.and_then(|u| u.parse().ok()).unwrap_or(u32::MAX))
 }
 
+/// `FUSE_SUPER_MAGIC`.
+const FUSE_MAGIC: i64 = 0x6573_5546;
+
 fn key_of(st: &Statx) -> InodeKey {
     InodeKey {
         dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
@@ -204,10 +207,22 @@ impl Passthrough {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        // Without CAP_DAC_READ_SEARCH (not root) or file handles on the source, a restarted
+        // Without CAP_DAC_READ_SEARCH (not root), or on a source whose file handles cannot be
+        // opened (tried once, on the source's root), or a FUSE source (whose handles open only
+        // inodes its kernel still caches unless its server supports exports), a restarted
         // server finds inodes again by the names they were looked up by.
-        let handles = crate::sys::name_to_handle(fd.as_fd()).is_ok();
-        let by_name = !rustix::process::geteuid().is_root() || !handles;
+        #[allow(clippy::unnecessary_cast)]
+        let fuse_source = rustix::fs::fstatfs(&fd).is_ok_and(|s| s.f_type as i64 == FUSE_MAGIC);
+        let handles = !fuse_source
+            && rustix::process::geteuid().is_root()
+            && crate::sys::name_to_handle(fd.as_fd())
+                .and_then(|h| {
+                    let flags = libc::O_PATH | libc::O_CLOEXEC;
+                    crate::sys::open_by_handle(mount_fd.as_fd(), &h, flags)
+                })
+                .is_ok();
+        let by_name = !handles;
+        tracing::debug!(by_name, "how inodes are found again after a restart");
         let mut inodes = InodeTable::new(&store, (0, 3), fd, key_of(&st), mount_fd, by_name);
         if !by_name {
             // Half the open-file limit for inode fds, the rest for open files; beyond it
