@@ -319,3 +319,157 @@ impl Keeper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ATTR_OUT_LEN, STATFS_OUT_LEN, StandIn};
+
+    fn entry(stand_in: Option<StandIn>) -> Entry {
+        let state = rustix::fs::memfd_create("t", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        Entry {
+            id: 1,
+            owner_uid: 0,
+            principal: super::super::principal::Principal::Uid(0),
+            exempt: true,
+            tag: "t".into(),
+            rescue_uid: 0,
+            mountpoint: "/m".into(),
+            conn_id: 0,
+            recovery_timeout: None,
+            fail_on_timeout: false,
+            reader: None,
+            failing: false,
+            stand_in,
+            keeper_fhs: Default::default(),
+            next_keeper_fh: 0,
+            negotiation: Vec::new(),
+            state_fd: state,
+            devices: Default::default(),
+            server: None,
+            server_client: None,
+            orphaned_at: None,
+        }
+    }
+
+    fn head(opcode: fuse_opcode, nodeid: u64) -> fuse_in_header {
+        fuse_in_header { opcode: opcode as u32, nodeid, unique: 7, ..Default::default() }
+    }
+
+    fn attr_out() -> fuse_attr_out {
+        let mut out = fuse_attr_out { attr_valid: 1, ..Default::default() };
+        out.attr.ino = 42;
+        out.attr.mode = libc::S_IFDIR | 0o755;
+        out.attr.nlink = 3;
+        out.attr.size = 4096;
+        out.attr.mtime = 1_700_000_000;
+        out.attr.mtimensec = 5;
+        out
+    }
+
+    fn answers() -> StandIn {
+        StandIn {
+            tag: "t".into(),
+            attr: attr_out().as_bytes().to_vec(),
+            statfs: vec![3; STATFS_OUT_LEN],
+            xattrs: Some(vec![(b"security.selinux".to_vec(), b"label\0".to_vec())]),
+        }
+    }
+
+    fn reply(answer: Answer) -> Vec<u8> {
+        match answer {
+            Answer::Reply(payload) => payload,
+            Answer::Error(e) => panic!("error {e}"),
+            Answer::Leave => panic!("left for the next server"),
+        }
+    }
+
+    fn error(answer: Answer) -> i32 {
+        match answer {
+            Answer::Error(e) => e,
+            _ => panic!("not an error"),
+        }
+    }
+
+    fn left(answer: Answer) -> bool {
+        matches!(answer, Answer::Leave)
+    }
+
+    fn getxattr(name: &[u8], size: u32) -> Vec<u8> {
+        let mut args = fuse_getxattr_in { size, padding: 0 }.as_bytes().to_vec();
+        args.extend_from_slice(name);
+        args.push(0);
+        args
+    }
+
+    #[test]
+    fn the_root_and_statfs_are_answered_from_the_stand_in_and_the_rest_is_left() {
+        let mut e = entry(Some(answers()));
+        assert_eq!(
+            reply(stand_in(&mut e, &head(fuse_opcode::FUSE_GETATTR, 1), &[])).len(),
+            ATTR_OUT_LEN
+        );
+        assert!(left(stand_in(&mut e, &head(fuse_opcode::FUSE_GETATTR, 2), &[])), "not the root");
+        assert_eq!(reply(stand_in(&mut e, &head(fuse_opcode::FUSE_STATFS, 9), &[])), vec![3; 80]);
+        for op in [fuse_opcode::FUSE_LOOKUP, fuse_opcode::FUSE_READDIR, fuse_opcode::FUSE_WRITE] {
+            assert!(left(stand_in(&mut e, &head(op, 1), &[])), "{op:?}");
+        }
+        let statx = reply(stand_in(&mut e, &head(fuse_opcode::FUSE_STATX, 1), &[]));
+        let statx = fuse_statx_out::read_from_bytes(&statx).unwrap();
+        assert_eq!(statx.stat.mask, STATX_BASIC_STATS);
+        assert_eq!((statx.stat.ino, statx.stat.nlink, statx.stat.size), (42, 3, 4096));
+        assert_eq!(u32::from(statx.stat.mode), libc::S_IFDIR | 0o755);
+        assert_eq!((statx.stat.mtime.tv_sec, statx.stat.mtime.tv_nsec), (1_700_000_000, 5));
+        // Nothing known: everything is left.
+        let mut bare = entry(None);
+        assert!(left(stand_in(&mut bare, &head(fuse_opcode::FUSE_GETATTR, 1), &[])));
+        assert!(left(stand_in(&mut bare, &head(fuse_opcode::FUSE_STATFS, 1), &[])));
+    }
+
+    #[test]
+    fn opendir_of_the_root_gets_keeper_handles_whose_releasedir_is_answered_once() {
+        let mut e = entry(Some(answers()));
+        let open = |e: &mut Entry| {
+            let out = reply(stand_in(e, &head(fuse_opcode::FUSE_OPENDIR, 1), &[]));
+            fuse_open_out::read_from_bytes(&out).unwrap().fh
+        };
+        let (a, b) = (open(&mut e), open(&mut e));
+        assert!(a & KEEPER_FH != 0 && b & KEEPER_FH != 0 && a != b);
+        let release = |fh: u64| fuse_release_in { fh, ..Default::default() }.as_bytes().to_vec();
+        let rel = head(fuse_opcode::FUSE_RELEASEDIR, 1);
+        assert!(reply(stand_in(&mut e, &rel, &release(a))).is_empty());
+        assert!(left(stand_in(&mut e, &rel, &release(a))), "a second RELEASEDIR is not ours");
+        assert!(left(stand_in(&mut e, &rel, &release(5))), "the server's own handle");
+        assert!(left(stand_in(&mut e, &head(fuse_opcode::FUSE_OPENDIR, 2), &[])), "not the root");
+    }
+
+    #[test]
+    fn getxattr_of_the_root_answers_sizes_values_and_absence_for_the_known_names_only() {
+        let mut e = entry(Some(answers()));
+        let get = head(fuse_opcode::FUSE_GETXATTR, 1);
+        let size = reply(stand_in(&mut e, &get, &getxattr(b"security.selinux", 0)));
+        assert_eq!(fuse_getxattr_out::read_from_bytes(&size).unwrap().size, 6);
+        assert_eq!(reply(stand_in(&mut e, &get, &getxattr(b"security.selinux", 64))), b"label\0");
+        assert_eq!(error(stand_in(&mut e, &get, &getxattr(b"security.selinux", 2))), -libc::ERANGE);
+        let acl = getxattr(b"system.posix_acl_access", 64);
+        assert_eq!(error(stand_in(&mut e, &get, &acl)), -libc::ENODATA);
+        assert!(left(stand_in(&mut e, &get, &getxattr(b"user.secret", 64))), "another name");
+        assert!(left(stand_in(&mut e, &head(fuse_opcode::FUSE_GETXATTR, 2), &acl)), "not the root");
+        let mut unknown = entry(Some(StandIn { xattrs: None, ..answers() }));
+        assert!(left(stand_in(&mut unknown, &get, &acl)), "xattrs unknown");
+        assert!(left(stand_in(&mut e, &head(fuse_opcode::FUSE_LISTXATTR, 1), &getxattr(b"", 0))));
+    }
+
+    #[test]
+    fn failing_answers_eio_except_what_takes_no_answer_and_init() {
+        assert_eq!(error(fail(fuse_opcode::FUSE_LOOKUP as u32)), -libc::EIO);
+        for op in [
+            fuse_opcode::FUSE_FORGET,
+            fuse_opcode::FUSE_BATCH_FORGET,
+            fuse_opcode::FUSE_INTERRUPT,
+            fuse_opcode::FUSE_INIT,
+        ] {
+            assert!(left(fail(op as u32)), "{op:?}");
+        }
+    }
+}
