@@ -110,6 +110,13 @@ fn seeds(kind: Kind) -> Vec<Seed> {
         Kind::HandoverAsk => {
             vec![Seed::Reply("", Reply::HandoverAsk { tag: "web".into(), pid: 4243, uid: 1000 })]
         }
+        Kind::Hold => vec![Seed::Request("", Request::Hold { tag: "web".into(), key: 17 })],
+        Kind::Release => vec![Seed::Request("", Request::Release { tag: "web".into(), key: 17 })],
+        Kind::Held => vec![Seed::Request("", Request::Held { tag: "web".into(), after: 0 })],
+        Kind::HeldReply => vec![
+            Seed::Reply("two", Reply::Held { keys: vec![17, 40], more: true }),
+            Seed::Reply("none", Reply::Held { keys: Vec::new(), more: false }),
+        ],
     }
 }
 

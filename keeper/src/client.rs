@@ -274,6 +274,38 @@ impl KeeperClient {
         self.call_ok(&Request::StandIn(answers.clone()), &[])
     }
 
+    /// HOLD: the keeper holds a dup of `fd` under `key` for this server's connection `tag`
+    /// (replacing what it held there), until [`KeeperClient::release`] or the connection goes;
+    /// the next server gets it from [`KeeperClient::held`]. It counts against the fd quota.
+    pub fn hold(&mut self, tag: &str, key: u64, fd: BorrowedFd<'_>) -> Result<(), KeeperError> {
+        self.call_ok(&Request::Hold { tag: tag.into(), key }, &[fd])
+    }
+
+    /// RELEASE: the keeper closes the fd it holds under `key` (ENOENT if none).
+    pub fn release(&mut self, tag: &str, key: u64) -> Result<(), KeeperError> {
+        self.call_ok(&Request::Release { tag: tag.into(), key }, &[])
+    }
+
+    /// HELD: every fd the keeper holds for this server's connection `tag`, with its key, in
+    /// key order (dups: the keeper keeps its own until RELEASE).
+    pub fn held(&mut self, tag: &str) -> Result<Vec<(u64, OwnedFd)>, KeeperError> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let (reply, fds) = self.call(&Request::Held { tag: tag.into(), after }, &[])?;
+            let Reply::Held { keys, more } = reply else { return Err(unexpected(&reply)) };
+            if keys.len() != fds.len() {
+                return Err(KeeperError::Protocol("HELD_REPLY fd count".into()));
+            }
+            let last = keys.last().copied();
+            all.extend(keys.into_iter().zip(fds));
+            match last {
+                Some(last) if more => after = last,
+                _ => return Ok(all),
+            }
+        }
+    }
+
     fn take_over(&mut self, req: &Request) -> Result<Option<Attached>, KeeperError> {
         let (reply, fds) = match self.call(req, &[]) {
             Err(KeeperError::Refused { errno: libc::ENOENT, .. }) => return Ok(None),

@@ -47,6 +47,39 @@ fn a_state_that_is_not_a_sealed_memfd_is_refused() {
 }
 
 #[test]
+fn held_fds_are_kept_released_paged_back_to_the_server_and_dropped_with_the_entry() {
+    let keeper = Keeper::start();
+    let (dev, state) = (open_fuse(), memfd(b"s"));
+    let mut client = keeper.client();
+    client.register(&registration("holder"), dev.as_fd(), state.as_fd()).unwrap();
+    let before = keeper.settled_fds();
+    let files: Vec<_> = (1..=20u64).map(|i| (i, memfd(format!("held {i}").as_bytes()))).collect();
+    for (key, fd) in &files {
+        client.hold("holder", *key, fd.as_fd()).unwrap();
+    }
+    // Holding under a key again replaces what was held there.
+    client.hold("holder", 3, files[2].1.as_fd()).unwrap();
+    assert_eq!(keeper.settled_fds(), before + 20 + 2, "20 held fds (and a probe: socket, pidfd)");
+    client.release("holder", 5).unwrap();
+    assert_eq!(refused(client.release("holder", 5)), libc::ENOENT);
+    // Back in key order, across pages of 16, each the very file that was held.
+    let held = client.held("holder").unwrap();
+    let keys: Vec<u64> = held.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, (1..=20).filter(|&k| k != 5).collect::<Vec<_>>());
+    for (key, fd) in &held {
+        assert_eq!(read_all(fd), format!("held {key}").as_bytes());
+    }
+    drop(held);
+    // The entry goes, and its held fds with it.
+    client.unregister("holder").unwrap();
+    assert_eq!(
+        keeper.settled_fds(),
+        before + 4 - 3,
+        "the entry (device, state, pidfd) and its held fds gone; two more probes"
+    );
+}
+
+#[test]
 fn register_shows_serving_with_our_pid() {
     let keeper = Keeper::start();
     let (dev, state) = (open_fuse(), memfd(b"s"));

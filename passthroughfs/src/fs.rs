@@ -64,6 +64,11 @@ pub struct Passthrough {
     /// Kernel passthrough in force (asked for, and agreed at INIT).
     passthrough: std::sync::atomic::AtomicBool,
     store: Store,
+    /// Where the fds of open inodes that have no name left are kept for the next server
+    /// (recoverable mounts only).
+    fd_keeper: std::sync::OnceLock<Arc<dyn fuse_recovery::FdKeeper>>,
+    /// The inodes the keepers hold an fd of, pinned in the inode cache, by nodeid.
+    held: Mutex<std::collections::HashMap<u64, Arc<Inode>>>,
 }
 
 /// The state store's tables: inodes, handles, the journal of in-flight requests, and the
@@ -237,6 +242,8 @@ impl Passthrough {
             passthrough: std::sync::atomic::AtomicBool::new(false),
             local_source,
             refused_mounts: Mutex::default(),
+            fd_keeper: std::sync::OnceLock::new(),
+            held: Mutex::default(),
             config,
         })
     }
@@ -298,6 +305,32 @@ impl Passthrough {
             );
         }
         Err(Errno::EACCES)
+    }
+
+    /// Gives the keepers the fd of inode `nodeid` if it is open and has no name left (unlinked,
+    /// renamed over, or made with O_TMPFILE): the next server could not open it again
+    /// otherwise. The keeper hands it to the next server; FORGET lets it go.
+    fn keep_if_nameless(&self, nodeid: u64) {
+        let Some(keeper) = self.fd_keeper.get() else { return };
+        let Ok(inode) = self.inodes.get(nodeid) else { return };
+        let nameless = statx_fd(inode.fd.as_fd()).is_ok_and(|st| st.stx_nlink == 0);
+        if !nameless || !self.handles.is_open(nodeid) {
+            return;
+        }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let std::collections::hash_map::Entry::Vacant(slot) = held.entry(nodeid) {
+            keeper.hold(nodeid, inode.fd.as_fd());
+            slot.insert(inode);
+        }
+    }
+
+    /// The inode `nodeid` is forgotten: the keepers let its fd go, if they held it.
+    fn unkeep(&self, nodeid: u64) {
+        let gone = self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&nodeid);
+        if let (Some(gone), Some(keeper)) = (gone, self.fd_keeper.get()) {
+            keeper.release(nodeid);
+            drop(gone);
+        }
     }
 
     /// The nodeid of the inode at `name` in `dir`, if the kernel knows it.
@@ -499,6 +532,9 @@ impl Filesystem for Passthrough {
 
     fn forget(&self, nodeid: u64, nlookup: u64) {
         self.inodes.forget(nodeid, nlookup);
+        if self.inodes.lookup_count(nodeid) == 0 {
+            self.unkeep(nodeid);
+        }
     }
 
     fn getattr(&self, _ctx: &Context<'_>, nodeid: u64, _fh: Option<u64>) -> Result<Attr> {
@@ -632,7 +668,12 @@ impl Filesystem for Passthrough {
     fn unlink(&self, ctx: &Context<'_>, parent: u64, name: &OsStr) -> Result<()> {
         become_caller(ctx)?;
         let parent = self.inodes.get(parent)?;
-        rustix::fs::unlinkat(&parent.fd, name, AtFlags::empty()).map_err(sys)
+        let victim = self.fd_keeper.get().and_then(|_| self.known_at(&parent, name));
+        rustix::fs::unlinkat(&parent.fd, name, AtFlags::empty()).map_err(sys)?;
+        if let Some(nodeid) = victim {
+            self.keep_if_nameless(nodeid);
+        }
+        Ok(())
     }
 
     fn rmdir(&self, ctx: &Context<'_>, parent: u64, name: &OsStr) -> Result<()> {
@@ -667,7 +708,14 @@ impl Filesystem for Passthrough {
                 moving(&new, newname, &old, name);
             }
         }
-        rustix::fs::renameat_with(&old.fd, name, &new.fd, newname, flags).map_err(sys)
+        let replaced = (self.fd_keeper.get().is_some() && !flags.contains(RenameFlags::EXCHANGE))
+            .then(|| self.known_at(&new, newname))
+            .flatten();
+        rustix::fs::renameat_with(&old.fd, name, &new.fd, newname, flags).map_err(sys)?;
+        if let Some(nodeid) = replaced {
+            self.keep_if_nameless(nodeid);
+        }
+        Ok(())
     }
 
     fn link(
@@ -1063,10 +1111,14 @@ impl Passthrough {
         if let Some((parent, name)) = name {
             self.inodes.set_name(entry.nodeid, parent.nodeid, name.as_bytes());
         }
+        let nameless = name.is_none();
         let inode = self.inodes.get(entry.nodeid)?;
         match self.open_handle(ctx, &inode, fd, flags) {
             Ok(opened) => {
                 ctx.handle_opened(opened.fh);
+                if nameless {
+                    self.keep_if_nameless(entry.nodeid);
+                }
                 Ok((entry, opened))
             }
             Err(errno) => {
@@ -1104,5 +1156,25 @@ fn clears_only_suid_sgid(inode: &Inode, mode: u32) -> Result<bool> {
 impl fuse_recovery::Recoverable for Passthrough {
     fn state(&self) -> &Store {
         &self.store
+    }
+
+    fn set_fd_keeper(&self, keeper: Arc<dyn fuse_recovery::FdKeeper>) {
+        let _ = self.fd_keeper.set(keeper);
+    }
+
+    fn adopt_held(&self, held: Vec<(u64, OwnedFd)>) {
+        for (nodeid, fd) in held {
+            match self.inodes.seed(nodeid, fd) {
+                Ok(inode) => {
+                    self.held.lock().unwrap_or_else(|e| e.into_inner()).insert(nodeid, inode);
+                }
+                Err(_) => {
+                    tracing::info!(nodeid, "a held fd is not the inode recorded: let go");
+                    if let Some(keeper) = self.fd_keeper.get() {
+                        keeper.release(nodeid);
+                    }
+                }
+            }
+        }
     }
 }

@@ -155,6 +155,13 @@ impl HandleTable {
             .collect()
     }
 
+    /// True if a file handle (not a directory's) of inode `nodeid` is open, in this process
+    /// or recorded by an earlier one (one pass over the records: as many as open handles).
+    pub fn is_open(&self, nodeid: u64) -> bool {
+        (0..self.records.high_water())
+            .any(|slot| self.record_at(slot).is_some_and(|(_, r)| r.nodeid == nodeid && !r.is_dir))
+    }
+
     /// Forgets `fh`; returns its record.
     pub fn remove(&self, fh: u64) -> Option<HandleRecord> {
         let record = self.record(fh)?;

@@ -313,6 +313,19 @@ impl InodeTable {
         }
     }
 
+    /// Takes `fd` (held for the previous servers by the keeper) as the inode `nodeid`'s fd, if
+    /// it is the inode the record describes; ESTALE otherwise.
+    pub fn seed(&self, nodeid: u64, fd: OwnedFd) -> Result<Arc<Inode>, Errno> {
+        let slot = Self::slot(nodeid).ok_or(Errno::ESTALE)?;
+        let mut record = [0u8; RECORD];
+        if !self.records.read(slot, &mut record) {
+            return Err(Errno::ESTALE);
+        }
+        let inode = Arc::new(self.verified(nodeid, &record, fd)?);
+        let mut cache = self.lock();
+        Ok(cache.entry(nodeid).or_insert(inode).clone())
+    }
+
     /// True if inodes are found again by name after a restart.
     pub fn by_name(&self) -> bool {
         self.by_name

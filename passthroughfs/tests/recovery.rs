@@ -456,3 +456,57 @@ fn handles_opened_with_every_open_flag_work_after_a_restart() {
         assert_eq!(said.lines().count(), 10, "{mode}: {said}");
     }
 }
+
+/// Files with no name left, an O_TMPFILE file and one unlinked while open: the next server
+/// could not open them again (no name to find them by, and a file handle of an inode with no
+/// link is refused), so the keeper holds their fds for it (HOLD) and every operation on them
+/// goes on after a restart, with or without kernel passthrough.
+#[test]
+fn files_with_no_name_left_survive_a_restart() {
+    use rustix::fs::{Mode, OFlags};
+    for mode in ["", ",nopassthrough"] {
+        let mut r = Recoverable::new(mode);
+        r.start(&[]);
+        let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+        let tmp: fs::File =
+            rustix::fs::open(&r.m.mountpoint, flags, Mode::from_raw_mode(0o600)).unwrap().into();
+        let unlinked = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(r.m.mnt("doomed"))
+            .unwrap();
+        fs::remove_file(r.m.mnt("doomed")).unwrap();
+        for mut f in [&tmp, &unlinked] {
+            f.write_all(b"before\n").unwrap();
+        }
+        r.kill();
+        r.start(&[]);
+        for (what, mut f) in [("O_TMPFILE", &tmp), ("unlinked", &unlinked)] {
+            f.write_all(b"after\n").unwrap();
+            f.sync_all().unwrap_or_else(|e| panic!("{mode} {what}: fsync: {e}"));
+            f.seek(SeekFrom::Start(0)).unwrap();
+            let mut back = String::new();
+            f.read_to_string(&mut back).unwrap();
+            assert_eq!(back, "before\nafter\n", "{mode} {what}");
+            let len = f.metadata().unwrap_or_else(|e| panic!("{mode} {what}: fstat: {e}")).len();
+            assert_eq!(len, 13, "{mode} {what}");
+            f.set_len(20).unwrap_or_else(|e| panic!("{mode} {what}: ftruncate: {e}"));
+            assert_eq!(f.metadata().unwrap().len(), 20, "{mode} {what}");
+        }
+        // The O_TMPFILE file is given a name after the restart.
+        use std::os::fd::AsRawFd;
+        let proc = format!("/proc/self/fd/{}", tmp.as_raw_fd());
+        rustix::fs::linkat(
+            rustix::fs::CWD,
+            proc.as_str(),
+            rustix::fs::CWD,
+            r.m.mnt("named"),
+            rustix::fs::AtFlags::SYMLINK_FOLLOW,
+        )
+        .unwrap_or_else(|e| panic!("{mode}: linkat of the O_TMPFILE file: {e}"));
+        assert_eq!(&fs::read(r.m.src("named")).unwrap()[..13], b"before\nafter\n");
+        drop((tmp, unlinked));
+    }
+}

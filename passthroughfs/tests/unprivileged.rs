@@ -52,8 +52,8 @@ impl Drop for UserKeeper {
 }
 
 /// The application, as uid 65534: its current directory deep in the mount, a file open
-/// read-write, a file it created and is writing, a directory renamed; once told (a line on
-/// stdin), it uses all of them.
+/// read-write, a file it created and is writing, a file it unlinked while open, a directory
+/// renamed; once told (a line on stdin), it uses all of them.
 const APP: &str = r#"
 import os, sys
 mnt = sys.argv[1]
@@ -64,6 +64,10 @@ os.rename(os.path.join(mnt, "d", "old"), os.path.join(mnt, "d", "new"))
 h = open("created", "w")
 h.write("1\n")
 h.flush()
+u = open("unlinked", "w+")
+u.write("u1\n")
+u.flush()
+os.unlink("unlinked")
 print("ready", flush=True)
 sys.stdin.readline()
 f.seek(0, 2)
@@ -75,6 +79,11 @@ assert f.read() == "before\nafter\n", "the open file"
 assert open("f").read() == "before\nafter\n", "a path relative to the current directory"
 h.write("2\n")
 h.close()
+u.write("u2\n")
+u.flush()
+u.seek(0)
+assert u.read() == "u1\nu2\n", "a file unlinked while open"
+assert os.fstat(u.fileno()).st_nlink == 0
 assert open("created").read() == "1\n2\n", "a file created before the crash, written after"
 with open("g", "w") as g:
     g.write("new file\n")
@@ -156,4 +165,48 @@ fn an_ordinary_users_recoverable_mount_survives_sigkill_of_its_server() {
     assert_eq!(rest, "ok\n");
     assert_eq!(fs::read(m.src("d/e/f")).unwrap(), b"before\nafter\n");
     assert_eq!(fs::read(m.src("d/e/g")).unwrap(), b"new file\n");
+}
+
+/// The same mechanism for a root server whose source's file handles do not open what the
+/// kernel has let go of: a source that is itself a FUSE mount (a passthroughfs, without export
+/// support). The kernel's caches are dropped while the server is down, so that a reopen by
+/// file handle would find nothing.
+#[test]
+fn a_root_server_over_a_fuse_source_finds_inodes_again_by_name() {
+    use std::io::{Read, Seek};
+    let inner = Mounted::start(&[]);
+    let mut m = Mounted::dirs();
+    m.source = inner.mountpoint.clone();
+    let keeper = common::Keeper::start(m.dir.path());
+    let options = "tag=nested,nokeeper_start,nopassthrough";
+    let start = |m: &mut Mounted| {
+        m.server = Some(m.server_command(&keeper.socket, options).spawn().unwrap());
+        m.wait_mounted();
+        keeper.wait_serving(m.pid());
+    };
+    start(&mut m);
+    fs::create_dir(m.mnt("d")).unwrap();
+    let mut held = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(m.mnt("d/f"))
+        .unwrap();
+    held.write_all(b"one\n").unwrap();
+    fs::rename(m.mnt("d"), m.mnt("d2")).unwrap();
+    let mut server = m.server.take().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    // Unused dentries and inodes go, the inner mount's included (its file handles then name
+    // nothing its kernel holds).
+    fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+    start(&mut m);
+    held.write_all(b"two\n").unwrap();
+    held.sync_all().unwrap();
+    held.rewind().unwrap();
+    let mut text = String::new();
+    held.read_to_string(&mut text).unwrap();
+    assert_eq!(text, "one\ntwo\n");
+    assert_eq!(fs::read(inner.src("d2/f")).unwrap(), b"one\ntwo\n");
 }

@@ -9,4 +9,4 @@ mod links;
 pub mod serve;
 pub mod store;
 
-pub use serve::{Recoverable, RecoveryError, RecoveryOptions, Started, serve};
+pub use serve::{FdKeeper, Recoverable, RecoveryError, RecoveryOptions, Started, serve};

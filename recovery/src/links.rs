@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 const EEXIST: i32 = 17;
 const EOPNOTSUPP: i32 = 95;
+const ENOENT: i32 = 2;
 const EPERM: i32 = 1;
 const FIRST_RETRY: Duration = Duration::from_millis(10);
 const MAX_RETRY: Duration = Duration::from_millis(200);
@@ -149,6 +150,9 @@ pub(crate) struct Links {
     verdict_ready: Condvar,
     /// What the keepers may answer while the connection is orphaned (the latest).
     stand_in: Mutex<Option<StandIn>>,
+    /// Dups of the fds the keepers hold for the next server (HOLD), by key, to give a keeper
+    /// that registers again.
+    held: Mutex<std::collections::BTreeMap<u64, OwnedFd>>,
 }
 
 impl Links {
@@ -162,6 +166,46 @@ impl Links {
             verdict: Mutex::new(None),
             verdict_ready: Condvar::new(),
             stand_in: Mutex::new(None),
+            held: Mutex::default(),
+        }
+    }
+
+    /// The fds the keeper this server attached from holds for it (HELD), also kept here to
+    /// give a keeper that registers again.
+    pub fn fetch_held(&self) -> Vec<(u64, OwnedFd)> {
+        let tag = self.registration.lock().unwrap_or_else(|p| p.into_inner()).tag.clone();
+        let mut links = self.lock();
+        let Some(client) = links.iter_mut().filter(|l| l.registered).find_map(Link::client) else {
+            return Vec::new();
+        };
+        match client.held(&tag) {
+            Ok(held) => {
+                let mut ours = self.held.lock().unwrap_or_else(|p| p.into_inner());
+                for (key, fd) in &held {
+                    if let Ok(dup) = fd.try_clone() {
+                        ours.insert(*key, dup);
+                    }
+                }
+                held
+            }
+            Err(err) => {
+                warn!(%err, "the keeper's held fds are not had: files with no name are stale");
+                Vec::new()
+            }
+        }
+    }
+
+    /// HOLD of every kept fd to the keepers in `links` (one that registered again).
+    fn send_held(&self, links: &mut [Link]) {
+        let tag = self.registration.lock().unwrap_or_else(|p| p.into_inner()).tag.clone();
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        for link in links.iter_mut().filter(|l| l.registered) {
+            for (&key, fd) in held.iter() {
+                let Some(client) = link.client.as_mut() else { break };
+                if let Err(err) = client.hold(&tag, key, fd.as_fd()) {
+                    warn!(socket = %link.socket.display(), key, %err, "HOLD not taken");
+                }
+            }
         }
     }
 
@@ -333,6 +377,7 @@ impl Links {
                 }
             }
             self.send_stand_in(&mut links[i..=i]);
+            self.send_held(&mut links[i..=i]);
             if links[i].registered && links[i].held == devices.len() {
                 info!(
                     socket = %links[i].socket.display(),
@@ -440,5 +485,34 @@ impl DeviceCustody for Custody {
         }
         let mut all = links.lock();
         links.give(&mut all, fd, index, true)
+    }
+}
+
+impl crate::serve::FdKeeper for Links {
+    fn hold(&self, key: u64, fd: BorrowedFd<'_>) {
+        let Ok(dup) = fd.try_clone_to_owned() else { return };
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(key, dup);
+        let tag = self.registration.lock().unwrap_or_else(|p| p.into_inner()).tag.clone();
+        for link in self.lock().iter_mut().filter(|l| l.registered) {
+            let Some(client) = link.client.as_mut() else { continue };
+            if let Err(err) = client.hold(&tag, key, fd) {
+                warn!(socket = %link.socket.display(), key, %err, "HOLD not taken");
+            }
+        }
+    }
+
+    fn release(&self, key: u64) {
+        if self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&key).is_none() {
+            return;
+        }
+        let tag = self.registration.lock().unwrap_or_else(|p| p.into_inner()).tag.clone();
+        for link in self.lock().iter_mut().filter(|l| l.registered) {
+            let Some(client) = link.client.as_mut() else { continue };
+            match client.release(&tag, key) {
+                Ok(()) => {}
+                Err(err) if err.errno() == Some(ENOENT) => {}
+                Err(err) => warn!(socket = %link.socket.display(), key, %err, "RELEASE failed"),
+            }
+        }
     }
 }

@@ -20,6 +20,30 @@ use crate::store::Store;
 /// A filesystem whose state lives in a [`Store`] (the store's memfd goes to the keeper).
 pub trait Recoverable: Filesystem {
     fn state(&self) -> &Store;
+
+    /// Called once before requests are served: where to keep fds that must outlive this
+    /// process (a file with no name left, which the next server could not open again).
+    /// Default: ignored.
+    fn set_fd_keeper(&self, keeper: Arc<dyn FdKeeper>) {
+        let _ = keeper;
+    }
+
+    /// After an attach, before requests are served: the fds the previous servers gave the
+    /// [`FdKeeper`], by key. Default: dropped (a filesystem that holds none gets none).
+    fn adopt_held(&self, held: Vec<(u64, OwnedFd)>) {
+        let _ = held;
+    }
+}
+
+/// Keeps fds for the servers that come after this one: each keeper holds a copy until
+/// [`FdKeeper::release`] or the connection ends, and hands it to a server that attaches
+/// ([`Recoverable::adopt_held`]). Failures are logged, never returned: an fd a keeper did not
+/// take is only not there for the next server.
+pub trait FdKeeper: Send + Sync {
+    /// Keep a copy of `fd` under `key` (replacing what is kept there).
+    fn hold(&self, key: u64, fd: std::os::fd::BorrowedFd<'_>);
+    /// Drop what is kept under `key`.
+    fn release(&self, key: u64);
 }
 
 /// How a server recovers.
@@ -195,7 +219,12 @@ pub fn serve<F: Recoverable>(
     };
     let state =
         fs.state().fd().try_clone_to_owned().map_err(|e| RecoveryError::Filesystem(Box::new(e)))?;
+    let attached_now = devices.is_some();
     let links = Arc::new(Links::new(links, registration, state));
+    fs.set_fd_keeper(links.clone());
+    if attached_now {
+        fs.adopt_held(links.fetch_held());
+    }
     let custody = Arc::new(Custody(links.clone()));
     let (stop_read, stop_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| {

@@ -534,8 +534,11 @@ impl Keeper {
                 let _ = epoll::delete(&self.epoll, &server.pidfd);
             }
             // Through the closer like every dropped fd; the state is a memfd and the devices
-            // /dev/fuse (REGISTER checked both), so neither close waits.
-            self.closer.close(entry.principal, [entry.state_fd]);
+            // /dev/fuse (REGISTER checked both), so neither close waits; held fds may.
+            self.closer.close(
+                entry.principal,
+                std::iter::once(entry.state_fd).chain(entry.held.into_values()),
+            );
         }
     }
 

@@ -73,6 +73,9 @@ impl Keeper {
             Request::Handover { tag } => self.handover(client, peer, &tag),
             Request::HandoverDone { tag, errno } => self.handover_done(peer, &tag, errno),
             Request::StandIn(answers) => self.stand_in(peer, answers),
+            Request::Hold { tag, key } => self.hold(peer, &tag, key, fds),
+            Request::Release { tag, key } => self.release(peer, &tag, key),
+            Request::Held { tag, after } => self.held(peer, &tag, after),
         };
         result.unwrap_or_else(|e| e)
     }
@@ -189,6 +192,7 @@ impl Keeper {
             stand_in: None,
             keeper_fhs: Default::default(),
             next_keeper_fh: 0,
+            held: Default::default(),
             negotiation: reg.negotiation,
             state_fd: state,
             devices: [(0, device)].into(),
@@ -349,6 +353,53 @@ impl Keeper {
             entry.stand_in = Some(answers);
         }
         Ok(Response::ok())
+    }
+
+    /// HOLD from the entry's server: keep the fd under `key`, within the fd quota.
+    fn hold(&mut self, peer: &Peer, tag: &str, key: u64, fds: &mut Vec<OwnedFd>) -> Handled {
+        let id = self.served_by_or_log(peer, tag, "hold")?;
+        if fds.len() != 1 {
+            return Err(fail(libc::EBADF, "HOLD takes one fd"));
+        }
+        let who =
+            self.registry.get(id).map(|e| e.principal).ok_or_else(|| fail(libc::ENOENT, "gone"))?;
+        let replacing = self.registry.get(id).is_some_and(|e| e.held.contains_key(&key));
+        if !replacing {
+            self.fd_room(who, 1).map_err(|why| fail(libc::EDQUOT, why))?;
+        }
+        let entry = self.registry.get_mut(id).ok_or_else(|| fail(libc::ENOENT, "gone"))?;
+        let old = entry.held.insert(key, fds.remove(0));
+        self.closer.close(who, old);
+        Ok(Response::ok())
+    }
+
+    /// RELEASE from the entry's server: close the fd held under `key`.
+    fn release(&mut self, peer: &Peer, tag: &str, key: u64) -> Handled {
+        let id = self.served_by_or_log(peer, tag, "release")?;
+        let entry = self.registry.get_mut(id).ok_or_else(|| fail(libc::ENOENT, "gone"))?;
+        let who = entry.principal;
+        let fd = entry.held.remove(&key).ok_or_else(|| fail(libc::ENOENT, "nothing held there"))?;
+        self.closer.close(who, [fd]);
+        Ok(Response::ok())
+    }
+
+    /// HELD from the entry's server: dups of the held fds after `after`, a page at a time.
+    fn held(&mut self, peer: &Peer, tag: &str, after: u64) -> Handled {
+        let id = self.served_by_or_log(peer, tag, "held")?;
+        let entry = self.registry.get(id).ok_or_else(|| fail(libc::ENOENT, "gone"))?;
+        let mut keys = Vec::new();
+        let mut fds = Vec::new();
+        let mut more = false;
+        let start = after.saturating_add(1);
+        for (&key, fd) in entry.held.range(start..).filter(|(k, _)| **k > after) {
+            if keys.len() == crate::protocol::MAX_HELD_PER_REPLY {
+                more = true;
+                break;
+            }
+            fds.push(policy::dup(fd).map_err(|e| fail(libc::EMFILE, format!("dup: {e}")))?);
+            keys.push(key);
+        }
+        Ok(Response { reply: Reply::Held { keys, more }, fds, commit: None })
     }
 
     fn attach(&mut self, client: u64, peer: &Peer, tag: &str) -> Handled {

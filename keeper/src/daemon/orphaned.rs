@@ -343,6 +343,7 @@ mod tests {
             stand_in,
             keeper_fhs: Default::default(),
             next_keeper_fh: 0,
+            held: Default::default(),
             negotiation: Vec::new(),
             state_fd: state,
             devices: Default::default(),

@@ -50,6 +50,9 @@ pub struct Entry {
     pub keeper_fhs: std::collections::BTreeSet<u64>,
     /// The last of those handed out (never reused for this entry).
     pub next_keeper_fh: u64,
+    /// Fds its servers asked the keeper to hold (HOLD), by key: files with no name the next
+    /// server could reopen them by.
+    pub held: BTreeMap<u64, OwnedFd>,
     pub negotiation: Vec<u8>,
     pub state_fd: OwnedFd,
     /// Device fds by index (0 = the mount's own fd).
@@ -84,7 +87,7 @@ impl Entry {
     /// The fds the entry is charged: its state, its devices, and its server's pidfd (counted
     /// while orphaned too: the next server's comes back).
     pub fn fds(&self) -> usize {
-        2 + self.devices.len()
+        2 + self.devices.len() + self.held.len()
     }
 
     /// True if `uid` owns or rescues this entry.

@@ -42,6 +42,12 @@ pub enum Kind {
     HandoverDone = 9,
     /// What the keeper may answer for the connection while it is orphaned.
     StandIn = 10,
+    /// Hold an fd for the connection's servers (a file with no name to reopen it by).
+    Hold = 11,
+    /// Let a held fd go.
+    Release = 12,
+    /// The held fds, to a server that attached.
+    Held = 13,
     /// Success without data.
     Ok = 0x8000,
     /// Failure: errno and message.
@@ -52,6 +58,8 @@ pub enum Kind {
     ListReply = 0x8003,
     /// Keeper to a live server, unasked: another server wants the connection.
     HandoverAsk = 0x8004,
+    /// Answer to HELD: keys, with one fd each.
+    HeldReply = 0x8005,
 }
 
 impl Kind {
@@ -68,11 +76,15 @@ impl Kind {
             8 => Kind::Handover,
             9 => Kind::HandoverDone,
             10 => Kind::StandIn,
+            11 => Kind::Hold,
+            12 => Kind::Release,
+            13 => Kind::Held,
             0x8000 => Kind::Ok,
             0x8001 => Kind::Error,
             0x8002 => Kind::Attached,
             0x8003 => Kind::ListReply,
             0x8004 => Kind::HandoverAsk,
+            0x8005 => Kind::HeldReply,
             _ => return None,
         })
     }

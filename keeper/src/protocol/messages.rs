@@ -131,7 +131,18 @@ pub enum Request {
     HandoverDone { tag: String, errno: i32 },
     /// From a connection's server: what the keeper may answer while it is orphaned. No fds.
     StandIn(StandIn),
+    /// From a connection's server: hold this fd under `key` (replacing any held there) until
+    /// RELEASE or the entry goes. fds: `[fd]`.
+    Hold { tag: String, key: u64 },
+    /// From a connection's server: close the fd held under `key`. No fds.
+    Release { tag: String, key: u64 },
+    /// From a connection's server: the held fds whose key is above `after` (HELD_REPLY). No
+    /// fds.
+    Held { tag: String, after: u64 },
 }
+
+/// Most fds one HELD_REPLY carries (page with `after`).
+pub const MAX_HELD_PER_REPLY: usize = 16;
 
 /// State of a held connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -236,6 +247,9 @@ pub enum Reply {
     /// Sent unasked to the server of `tag`: the process `pid` (uid `uid`) asks for the
     /// connection. The server answers with HANDOVER_DONE. No fds.
     HandoverAsk { tag: String, pid: u32, uid: u32 },
+    /// Answer to HELD: held fds' keys, ascending, at most [`MAX_HELD_PER_REPLY`]; `more` if
+    /// others follow the last. fds: one per key, in that order.
+    Held { keys: Vec<u64>, more: bool },
 }
 
 /// A tag is 1 to 255 bytes of UTF-8 without control characters and does not start with `/`
@@ -312,6 +326,9 @@ impl Request {
             Request::Handover { .. } => Kind::Handover,
             Request::HandoverDone { .. } => Kind::HandoverDone,
             Request::StandIn(_) => Kind::StandIn,
+            Request::Hold { .. } => Kind::Hold,
+            Request::Release { .. } => Kind::Release,
+            Request::Held { .. } => Kind::Held,
         }
     }
 
@@ -319,7 +336,7 @@ impl Request {
     pub fn fd_count(&self) -> usize {
         match self {
             Request::Register(_) => 2,
-            Request::AddDevice { .. } => 1,
+            Request::AddDevice { .. } | Request::Hold { .. } => 1,
             _ => 0,
         }
     }
@@ -352,6 +369,12 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
         Request::StandIn(s) => {
             w.bytes(s.tag.as_bytes()).bytes(&s.attr).bytes(&s.statfs);
             s.encode_xattrs(&mut w);
+        }
+        Request::Hold { tag, key } | Request::Release { tag, key } => {
+            w.bytes(tag.as_bytes()).u64(*key);
+        }
+        Request::Held { tag, after } => {
+            w.bytes(tag.as_bytes()).u64(*after);
         }
     }
     message(req.kind(), &w.into_bytes(), req.fd_count())
@@ -421,7 +444,15 @@ pub fn decode_request(msg: &[u8], fds: usize) -> Result<Request, ProtocolError> 
             let xattrs = StandIn::decode_xattrs(r.bytes("xattrs", MAX_STAND_IN_XATTRS)?)?;
             Request::StandIn(StandIn { tag, attr, statfs, xattrs })
         }
-        Kind::Ok | Kind::Error | Kind::Attached | Kind::ListReply | Kind::HandoverAsk => {
+        Kind::Hold => Request::Hold { tag: tag_field(&mut r)?, key: r.u64("key")? },
+        Kind::Release => Request::Release { tag: tag_field(&mut r)?, key: r.u64("key")? },
+        Kind::Held => Request::Held { tag: tag_field(&mut r)?, after: r.u64("after")? },
+        Kind::Ok
+        | Kind::Error
+        | Kind::Attached
+        | Kind::ListReply
+        | Kind::HandoverAsk
+        | Kind::HeldReply => {
             return Err(ProtocolError::UnexpectedKind(header.kind));
         }
     };
@@ -467,6 +498,13 @@ pub fn encode_reply(reply: &Reply) -> (Vec<u8>, usize) {
             w.bytes(tag.as_bytes()).u32(*pid).u32(*uid);
             (Kind::HandoverAsk, 0)
         }
+        Reply::Held { keys, more } => {
+            w.u32(u32::from(*more)).u32(u32::try_from(keys.len()).unwrap_or(u32::MAX));
+            for key in keys {
+                w.u64(*key);
+            }
+            (Kind::HeldReply, keys.len())
+        }
     };
     debug_assert!(w.len() <= MAX_PAYLOAD);
     (message(kind, &w.into_bytes(), fds), fds)
@@ -511,6 +549,22 @@ pub fn decode_reply(msg: &[u8], fds: usize) -> Result<Reply, ProtocolError> {
         Kind::HandoverAsk => {
             let tag = tag_field(&mut r)?;
             (Reply::HandoverAsk { tag, pid: r.u32("pid")?, uid: r.u32("uid")? }, 0)
+        }
+        Kind::HeldReply => {
+            let more = match r.u32("more")? {
+                0 => false,
+                1 => true,
+                _ => return Err(ProtocolError::Invalid { field: "more", reason: "not 0 or 1" }),
+            };
+            let count = r.u32("count")? as usize;
+            if count > MAX_HELD_PER_REPLY {
+                return Err(ProtocolError::Invalid { field: "count", reason: "above 16" });
+            }
+            let mut keys = Vec::with_capacity(count);
+            for _ in 0..count {
+                keys.push(r.u64("key")?);
+            }
+            (Reply::Held { keys, more }, count)
         }
         _ => return Err(ProtocolError::UnexpectedKind(header.kind)),
     };

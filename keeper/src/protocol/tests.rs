@@ -42,6 +42,9 @@ fn requests() -> Vec<Request> {
             ..StandIn::default()
         }),
         Request::StandIn(StandIn { tag: "t".into(), ..StandIn::default() }),
+        Request::Hold { tag: "t".into(), key: u64::MAX },
+        Request::Release { tag: "t".into(), key: 3 },
+        Request::Held { tag: "t".into(), after: 9 },
     ]
 }
 
@@ -73,6 +76,8 @@ fn replies() -> Vec<Reply> {
             owner_uid: 65534,
         },
         Reply::List { total: 0, entries: Vec::new() },
+        Reply::Held { keys: vec![1, 2, 3], more: true },
+        Reply::Held { keys: Vec::new(), more: false },
         Reply::List {
             total: 5,
             entries: vec![
