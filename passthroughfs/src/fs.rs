@@ -333,6 +333,25 @@ impl Passthrough {
         }
     }
 
+    /// This process's effective uid.
+    fn euid(&self) -> u32 {
+        rustix::process::geteuid().as_raw()
+    }
+
+    /// Reopens `inode`, a regular file this process owns, with `flags` although its mode
+    /// denies them: owner read and write are added for the open and the mode put back.
+    fn reopen_as_owner(&self, inode: &Inode, flags: OFlags) -> Result<OwnedFd> {
+        let st = statx_fd(inode.fd.as_fd())?;
+        let mode = u32::from(st.stx_mode) & 0o7777;
+        let path = proc_path(inode.fd.as_fd());
+        let chmod =
+            |m: u32| rustix::fs::chmod(path.as_c_str(), Mode::from_bits_retain(m)).map_err(sys);
+        chmod(mode | 0o600)?;
+        let reopened = self.reopen(inode, flags);
+        chmod(mode)?;
+        reopened
+    }
+
     /// The nodeid of the inode at `name` in `dir`, if the kernel knows it.
     fn known_at(&self, dir: &Inode, name: &OsStr) -> Option<u64> {
         let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -759,8 +778,18 @@ impl Filesystem for Passthrough {
             // The mode the caller gave its new file may not let it open the file again
             // (`open(O_CREAT | O_RDWR, 0)`). Its owner may change that mode anyway, so
             // opening it as root grants nothing more: only a regular file, only its owner.
-            Err(Errno::EACCES) if owns_regular_file(&inode, ctx.uid)? => {
+            Err(Errno::EACCES)
+                if crate::creds::switching() && owns_regular_file(&inode, ctx.uid)? =>
+            {
                 crate::creds::as_root(|| self.reopen(&inode, open_flags))??
+            }
+            // An unprivileged server creates files as itself: it is the owner, and may give
+            // itself the access its mode denies for the moment of the open (git writes its
+            // objects `O_RDWR` with mode 0444).
+            Err(Errno::EACCES)
+                if !crate::creds::switching() && owns_regular_file(&inode, self.euid())? =>
+            {
+                self.reopen_as_owner(&inode, open_flags)?
             }
             result => result?,
         };

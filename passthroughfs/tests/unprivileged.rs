@@ -210,3 +210,51 @@ fn a_root_server_over_a_fuse_source_finds_inodes_again_by_name() {
     assert_eq!(text, "one\ntwo\n");
     assert_eq!(fs::read(inner.src("d2/f")).unwrap(), b"one\ntwo\n");
 }
+
+/// A CREATE that an unprivileged server executed just before it died (`O_RDWR`, mode 0444: how
+/// git writes its objects) is resent and settled as done; reopening the file for the caller
+/// is refused by its mode, and the server, its owner, gives itself the access for the open
+/// (root servers reopen as root). Before, the application got EACCES.
+#[test]
+fn a_resent_create_of_a_read_only_file_opens_on_an_ordinary_users_mount() {
+    let mut m = Mounted::dirs();
+    let run = m.dir.path().join("run");
+    fs::create_dir(&run).unwrap();
+    for path in [run.clone(), m.source.clone(), m.mountpoint.clone()] {
+        chown_nobody(&path);
+    }
+    let socket = run.join("keeper.sock");
+    let _keeper = UserKeeper::start(&socket);
+    let server = |m: &Mounted, crash: Option<&str>| {
+        let mut cmd = m.server_command(&socket, "tag=ro,nokeeper_start");
+        if let Some(at) = crash {
+            cmd.env("FUSE_CRASH_AT", at);
+        }
+        cmd.uid(NOBODY).gid(NOBODY).spawn().unwrap()
+    };
+    m.server = Some(server(&m, Some("CREATE:executed")));
+    m.wait_mounted();
+    let app = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import os, sys\n\
+             fd = os.open(sys.argv[1], os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o444)\n\
+             os.write(fd, b'object')\n\
+             os.close(fd)\n",
+        )
+        .arg(m.mnt("obj"))
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The server aborts itself once the CREATE is executed; the same user starts it again.
+    let status = m.wait_exit(PATIENCE).expect("the server aborted at the crash point");
+    assert!(!status.success());
+    m.server = Some(server(&m, None));
+    let out = app.wait_with_output().unwrap();
+    assert!(out.status.success(), "the create failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read(m.src("obj")).unwrap(), b"object");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(m.src("obj")).unwrap().permissions().mode() & 0o7777, 0o444);
+}
