@@ -401,7 +401,18 @@ impl Passthrough {
                 Ok(Handle::Dir(Mutex::new(Dir::new(fd).map_err(sys)?)))
             } else {
                 let flags = self.open_flags(record.flags) & !OFlags::TRUNC;
-                Ok(Handle::File { fd: self.reopen(&inode, flags)?, record })
+                let fd = match self.reopen(&inode, flags) {
+                    // An unprivileged server reopening its own file that its mode now denies
+                    // (git writes its packs O_RDWR with mode 0444).
+                    Err(Errno::EACCES)
+                        if !crate::creds::switching()
+                            && owns_regular_file(&inode, self.euid())? =>
+                    {
+                        self.reopen_as_owner(&inode, flags)?
+                    }
+                    result => result?,
+                };
+                Ok(Handle::File { fd, record })
             }
         })?
     }

@@ -68,6 +68,8 @@ u = open("unlinked", "w+")
 u.write("u1\n")
 u.flush()
 os.unlink("unlinked")
+ro = os.open("readonly", os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o444)
+os.write(ro, b"a")
 print("ready", flush=True)
 sys.stdin.readline()
 f.seek(0, 2)
@@ -84,10 +86,13 @@ u.flush()
 u.seek(0)
 assert u.read() == "u1\nu2\n", "a file unlinked while open"
 assert os.fstat(u.fileno()).st_nlink == 0
+os.write(ro, b"b")
+os.fsync(ro)
+assert os.pread(ro, 2, 0) == b"ab", "a file open O_RDWR whose mode is 0444"
 assert open("created").read() == "1\n2\n", "a file created before the crash, written after"
 with open("g", "w") as g:
     g.write("new file\n")
-assert sorted(os.listdir(".")) == ["created", "f", "g"], os.listdir(".")
+assert sorted(os.listdir(".")) == ["created", "f", "g", "readonly"], os.listdir(".")
 assert open("../new/x").read() == "x\n", "a renamed directory's file, through the parent"
 assert os.stat(os.path.join(mnt, "d", "e", "f")).st_size == 13
 print("ok", flush=True)
