@@ -206,7 +206,8 @@ impl Passthrough {
         let st = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, STATX_MASK)?;
         // `f_type`'s type differs between architectures.
         #[allow(clippy::unnecessary_cast)]
-        let local_source = rustix::fs::fstatfs(&fd).is_ok_and(|s| is_local_fs(s.f_type as i64));
+        let source_type = rustix::fs::fstatfs(&fd).ok().map(|s| s.f_type as i64);
+        let local_source = source_type.is_some_and(is_local_fs);
         let mount_fd = rustix::fs::open(
             source,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -216,9 +217,7 @@ impl Passthrough {
         // opened (tried once, on the source's root), or a FUSE source (whose handles open only
         // inodes its kernel still caches unless its server supports exports), a restarted
         // server finds inodes again by the names they were looked up by.
-        #[allow(clippy::unnecessary_cast)]
-        let fuse_source = rustix::fs::fstatfs(&fd).is_ok_and(|s| s.f_type as i64 == FUSE_MAGIC);
-        let handles = !fuse_source
+        let handles = source_type != Some(FUSE_MAGIC)
             && rustix::process::geteuid().is_root()
             && crate::sys::name_to_handle(fd.as_fd())
                 .and_then(|h| {
@@ -333,14 +332,16 @@ impl Passthrough {
         }
     }
 
-    /// This process's effective uid.
-    fn euid(&self) -> u32 {
-        rustix::process::geteuid().as_raw()
-    }
-
-    /// Reopens `inode`, a regular file this process owns, with `flags` although its mode
-    /// denies them: owner read and write are added for the open and the mode put back.
-    fn reopen_as_owner(&self, inode: &Inode, flags: OFlags) -> Result<OwnedFd> {
+    /// Reopens `inode` with `flags`; for an unprivileged server, a regular file it owns whose
+    /// mode denies them is reopened all the same: the owner may change that mode anyway, so
+    /// owner read and write are added for the open and the mode put back.
+    fn reopen_owned(&self, inode: &Inode, flags: OFlags) -> Result<OwnedFd> {
+        let euid = rustix::process::geteuid().as_raw();
+        match self.reopen(inode, flags) {
+            Err(Errno::EACCES) if !crate::creds::switching() && owns_regular_file(inode, euid)? => {
+            }
+            result => return result,
+        }
         let st = statx_fd(inode.fd.as_fd())?;
         let mode = u32::from(st.stx_mode) & 0o7777;
         let path = proc_path(inode.fd.as_fd());
@@ -401,18 +402,9 @@ impl Passthrough {
                 Ok(Handle::Dir(Mutex::new(Dir::new(fd).map_err(sys)?)))
             } else {
                 let flags = self.open_flags(record.flags) & !OFlags::TRUNC;
-                let fd = match self.reopen(&inode, flags) {
-                    // An unprivileged server reopening its own file that its mode now denies
-                    // (git writes its packs O_RDWR with mode 0444).
-                    Err(Errno::EACCES)
-                        if !crate::creds::switching()
-                            && owns_regular_file(&inode, self.euid())? =>
-                    {
-                        self.reopen_as_owner(&inode, flags)?
-                    }
-                    result => result?,
-                };
-                Ok(Handle::File { fd, record })
+                // An unprivileged server's own file that its mode now denies (git writes its
+                // packs O_RDWR with mode 0444).
+                Ok(Handle::File { fd: self.reopen_owned(&inode, flags)?, record })
             }
         })?
     }
@@ -794,13 +786,10 @@ impl Filesystem for Passthrough {
             {
                 crate::creds::as_root(|| self.reopen(&inode, open_flags))??
             }
-            // An unprivileged server creates files as itself: it is the owner, and may give
-            // itself the access its mode denies for the moment of the open (git writes its
-            // objects `O_RDWR` with mode 0444).
-            Err(Errno::EACCES)
-                if !crate::creds::switching() && owns_regular_file(&inode, self.euid())? =>
-            {
-                self.reopen_as_owner(&inode, open_flags)?
+            // An unprivileged server creates files as itself (git writes its objects `O_RDWR`
+            // with mode 0444).
+            Err(Errno::EACCES) if !crate::creds::switching() => {
+                self.reopen_owned(&inode, open_flags)?
             }
             result => result?,
         };
