@@ -170,10 +170,15 @@ impl Links {
         }
     }
 
+    /// The connection's tag.
+    fn tag(&self) -> String {
+        self.registration.lock().unwrap_or_else(|p| p.into_inner()).tag.clone()
+    }
+
     /// The fds the keeper this server attached from holds for it (HELD), also kept here to
     /// give a keeper that registers again.
     pub fn fetch_held(&self) -> Vec<(u64, OwnedFd)> {
-        let tag = self.registration.lock().unwrap_or_else(|p| p.into_inner()).tag.clone();
+        let tag = self.tag();
         let mut links = self.lock();
         let Some(client) = links.iter_mut().filter(|l| l.registered).find_map(Link::client) else {
             return Vec::new();
@@ -197,7 +202,7 @@ impl Links {
 
     /// HOLD of every kept fd to the keepers in `links` (one that registered again).
     fn send_held(&self, links: &mut [Link]) {
-        let tag = self.registration.lock().unwrap_or_else(|p| p.into_inner()).tag.clone();
+        let tag = self.tag();
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         for link in links.iter_mut().filter(|l| l.registered) {
             for (&key, fd) in held.iter() {
@@ -492,7 +497,7 @@ impl crate::serve::FdKeeper for Links {
     fn hold(&self, key: u64, fd: BorrowedFd<'_>) {
         let Ok(dup) = fd.try_clone_to_owned() else { return };
         self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(key, dup);
-        let tag = self.registration.lock().unwrap_or_else(|p| p.into_inner()).tag.clone();
+        let tag = self.tag();
         for link in self.lock().iter_mut().filter(|l| l.registered) {
             let Some(client) = link.client.as_mut() else { continue };
             if let Err(err) = client.hold(&tag, key, fd) {
@@ -505,7 +510,7 @@ impl crate::serve::FdKeeper for Links {
         if self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&key).is_none() {
             return;
         }
-        let tag = self.registration.lock().unwrap_or_else(|p| p.into_inner()).tag.clone();
+        let tag = self.tag();
         for link in self.lock().iter_mut().filter(|l| l.registered) {
             let Some(client) = link.client.as_mut() else { continue };
             match client.release(&tag, key) {
