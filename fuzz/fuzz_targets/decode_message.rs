@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use fuse_keeper::protocol::{decode_reply, decode_request, encode_reply, encode_request};
+use fuse_keeper_client::protocol::{decode_reply, decode_request, encode_reply, encode_request};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

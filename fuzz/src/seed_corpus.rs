@@ -8,8 +8,8 @@
 
 use std::path::PathBuf;
 
-use fuse_keeper::ConnState;
-use fuse_keeper::protocol::{
+use fuse_keeper_client::ConnState;
+use fuse_keeper_client::protocol::{
     ATTR_OUT_LEN, Header, Kind, ListEntry, REGISTER_FAIL_ON_TIMEOUT, Register, Reply, Request,
     STATFS_OUT_LEN, StandIn, decode_reply, decode_request, encode_reply, encode_request,
 };

@@ -1,16 +1,11 @@
-//! The crate's only `unsafe` code: calls that rustix lacks (`SO_PEERPIDFD`, `kcmp`, an
-//! `SO_PEERCRED` that accepts pid 0, the pidfd and nsfs ioctls that read a process's user
-//! namespace) and the `pre_exec` hook that detaches the spawned keeper.
+//! The daemon's only `unsafe` code: calls that rustix lacks (`SO_PEERPIDFD`, an `SO_PEERCRED`
+//! that accepts pid 0, the pidfd and nsfs ioctls that read a process's user namespace).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 
 /// `SO_PEERPIDFD` (Linux 6.5): a pidfd of the process that connected the peer socket.
 const SO_PEERPIDFD: libc::c_int = 77;
-/// `KCMP_FILE` from `<linux/kcmp.h>`.
-const KCMP_FILE: libc::c_int = 0;
 /// `PIDFD_GET_USER_NAMESPACE` from `<linux/pidfd.h>` (Linux 6.11): `_IO(0xFF, 9)`.
 const PIDFD_GET_USER_NAMESPACE: libc::c_ulong = 0xFF09;
 /// `NS_GET_PARENT` from `<linux/nsfs.h>`: `_IO(0xb7, 0x2)`.
@@ -103,45 +98,4 @@ pub(crate) fn peer_cred(sock: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
         return Err(io::Error::other("SO_PEERCRED returned a short answer"));
     }
     Ok((u32::try_from(cred.pid).unwrap_or(0), cred.uid, cred.gid))
-}
-
-/// True if `a` and `b` are the same open file description (`kcmp(KCMP_FILE)` within this
-/// process): how tests and servers check that the keeper handed back the very fds it was given.
-pub fn same_open_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
-    let pid = std::process::id() as libc::c_long;
-    // SAFETY: kcmp only reads its integer arguments; the fds are borrowed for the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_kcmp,
-            pid,
-            pid,
-            KCMP_FILE as libc::c_long,
-            a.as_raw_fd() as libc::c_long,
-            b.as_raw_fd() as libc::c_long,
-        )
-    };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc == 0) }
-}
-
-/// Make `cmd` start its program detached, with umask 022: in the forked child, `umask(022)`
-/// (the caller's may be 0), `setsid()` (a new session and process group), then fork again and
-/// let the intermediate exit, so that the program is not a session leader, is not the
-/// caller's child (it is reparented to init or the nearest subreaper) and the caller only has
-/// to reap the intermediate.
-pub(crate) fn detach_on_spawn(cmd: &mut Command) {
-    // SAFETY: the hook runs in the forked child before exec and calls only async-signal-safe
-    // functions (umask, setsid, fork, _exit); it allocates nothing and takes no locks.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::umask(0o022);
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            match libc::fork() {
-                -1 => Err(io::Error::last_os_error()),
-                0 => Ok(()),
-                _ => libc::_exit(0),
-            }
-        });
-    }
 }

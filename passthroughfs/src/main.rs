@@ -124,7 +124,7 @@ fn run_recoverable(options: &Options, ready: Ready) -> anyhow::Result<()> {
         rescue_uid: recovery.rescue_uid.unwrap_or_else(|| rustix::process::getuid().as_raw()),
         recovery_timeout: recovery.recovery_timeout,
         sockets: if recovery.sockets.is_empty() {
-            vec![fuse_keeper::socket_path()]
+            vec![fuse_keeper_client::socket_path()]
         } else {
             recovery.sockets.clone()
         },

@@ -172,7 +172,7 @@ fn a_tag_another_user_registered_for_root_is_never_attached_by_root() {
 
     assert_ls_answers_at_once(&keeper);
     // Root's ATTACH of the tag: nothing to attach.
-    let mut client = fuse_keeper::KeeperClient::connect(&keeper.socket).unwrap();
+    let mut client = fuse_keeper_client::KeeperClient::connect(&keeper.socket).unwrap();
     assert!(client.attach("data").unwrap().is_none(), "root was handed nobody's connection");
 
     // Root's server with the same tag mounts fresh on its own mountpoint and serves its own

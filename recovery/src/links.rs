@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use fuse_keeper::KeeperError;
-use fuse_keeper::client::{HandoverAsk, KeeperClient, Registration};
-use fuse_keeper::protocol::StandIn;
+use fuse_keeper_client::KeeperError;
+use fuse_keeper_client::client::{HandoverAsk, KeeperClient, Registration};
+use fuse_keeper_client::protocol::StandIn;
 use fuse_server::DeviceCustody;
 use rustix::event::{PollFd, PollFlags};
 use tracing::{info, warn};
@@ -114,10 +114,10 @@ impl Link {
 }
 
 fn start_keeper(socket: &Path) -> Result<(), KeeperError> {
-    let bin = fuse_keeper::find_keeper_binary().ok_or_else(|| {
+    let bin = fuse_keeper_client::find_keeper_binary().ok_or_else(|| {
         KeeperError::Protocol("fuse-keeper binary not found (set FUSE_KEEPER_BIN)".into())
     })?;
-    fuse_keeper::spawn_detached(&bin, socket)
+    fuse_keeper_client::spawn_detached(&bin, socket)
         .map_err(|source| KeeperError::Connect { path: socket.into(), source })
 }
 

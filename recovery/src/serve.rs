@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use fuse_keeper::KeeperError;
-use fuse_keeper::client::{Attached, KeeperClient, Registration};
+use fuse_keeper_client::KeeperError;
+use fuse_keeper_client::client::{Attached, KeeperClient, Registration};
 use fuse_server::{Channel, Filesystem, Negotiation, Session, SessionConfig};
 use fuse_transport::MountOptions;
 use tracing::{info, warn};
@@ -80,7 +80,7 @@ pub enum RecoveryError {
     Keeper {
         socket: String,
         #[source]
-        source: fuse_keeper::KeeperError,
+        source: fuse_keeper_client::KeeperError,
     },
     #[error("no keeper socket given")]
     NoKeeper,
@@ -365,8 +365,11 @@ fn run_session<F: Recoverable>(
 const STAND_IN_EVERY: Duration = Duration::from_secs(1);
 
 /// The STAND_IN request for `tag` with the session's `answers`.
-fn stand_in_request(tag: &str, answers: &fuse_server::StandIn) -> fuse_keeper::protocol::StandIn {
-    fuse_keeper::protocol::StandIn {
+fn stand_in_request(
+    tag: &str,
+    answers: &fuse_server::StandIn,
+) -> fuse_keeper_client::protocol::StandIn {
+    fuse_keeper_client::protocol::StandIn {
         tag: tag.to_owned(),
         attr: answers.attr.clone().unwrap_or_default(),
         statfs: answers.statfs.clone().unwrap_or_default(),

@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use registry::MAX_ENTRIES;
-pub(crate) use socket::prepare_socket_dir;
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]

@@ -24,7 +24,7 @@ pub const SPAWN_WAIT: Duration = Duration::from_secs(2);
 pub fn spawn_detached(keeper_bin: &Path, socket: &Path) -> io::Result<()> {
     // The directory is created with an explicit mode and checked as the daemon checks it: the
     // log must not land in (nor the keeper start in) a directory others can write.
-    crate::daemon::prepare_socket_dir(socket)?;
+    crate::socket_dir::prepare_socket_dir(socket)?;
     let mut log_name = socket.as_os_str().to_owned();
     log_name.push(".log");
     let (stdout, stderr) = match open_log(Path::new(&log_name))? {
