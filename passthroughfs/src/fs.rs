@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use fuse_abi::{FOPEN_NOFLUSH, FOPEN_PASSTHROUGH, fuse_attr, fuse_kstatfs};
 use fuse_server::{
-    Attr, Context, CopyRange, CreateArgs, DirFiller, Entry, Errno, Filesystem, Opened, Result,
-    SetAttr, SetTime, Statfs,
+    Attr, Context, CopyRange, Counted, CreateArgs, DirFiller, Entry, Errno, FileHandle, Filesystem,
+    Link, NodeId, Opened, Rename, Result, SetAttr, SetTime, Statfs,
 };
 use rustix::fs::{
     AtFlags, CWD, Dir, FallocateFlags, Mode, OFlags, RenameFlags, Statx, StatxFlags, Timespec,
@@ -247,9 +247,9 @@ impl Passthrough {
         })
     }
 
-    fn entry(&self, nodeid: u64, st: &Statx) -> Entry {
+    fn entry(&self, counted: Counted, st: &Statx) -> Entry {
         Entry {
-            nodeid,
+            counted,
             generation: 0,
             attr: attr_of(st),
             entry_valid: self.config.entry_timeout,
@@ -258,7 +258,7 @@ impl Passthrough {
     }
 
     /// Looks `name` up in `parent` and counts the lookup.
-    fn do_lookup(&self, parent: &Inode, name: &OsStr) -> Result<Entry> {
+    fn do_lookup(&self, ctx: &Context<'_>, parent: &Inode, name: &OsStr) -> Result<Entry> {
         let fd = rustix::fs::openat(
             &parent.fd,
             name,
@@ -276,8 +276,8 @@ impl Passthrough {
             self.may_enter(&quick)?;
         }
         let st = if crossed || !self.local_source { statx_fd(fd.as_fd())? } else { quick };
-        let entry = self.adopt_with(fd, &st)?;
-        self.inodes.set_name(entry.nodeid, parent.nodeid, name.as_bytes());
+        let entry = self.adopt_with(ctx, fd, &st)?;
+        self.inodes.set_name(entry.nodeid().0, parent.nodeid, name.as_bytes());
         Ok(entry)
     }
 
@@ -361,25 +361,18 @@ impl Passthrough {
         self.inodes.nodeid_of(&fd, &key_of(&st))
     }
 
-    /// The entry for `name`, which this request has just made in `parent`; its lookup count
-    /// is noted in the request's journal entry, so a resend after a crash does not count it
-    /// again.
-    fn made(&self, ctx: &Context<'_>, parent: &Inode, name: &OsStr) -> Result<Entry> {
-        let entry = self.do_lookup(parent, name)?;
-        ctx.entry_counted(entry.nodeid);
-        Ok(entry)
-    }
-
     /// Counts a lookup of the inode `fd` (an `O_PATH` fd) refers to.
-    fn adopt(&self, fd: OwnedFd) -> Result<Entry> {
+    fn adopt(&self, ctx: &Context<'_>, fd: OwnedFd) -> Result<Entry> {
         let st = statx_fd(fd.as_fd())?;
-        self.adopt_with(fd, &st)
+        self.adopt_with(ctx, fd, &st)
     }
 
-    /// [`Passthrough::adopt`] with the inode's attributes `st` already read.
-    fn adopt_with(&self, fd: OwnedFd, st: &Statx) -> Result<Entry> {
+    /// [`Passthrough::adopt`] with the inode's attributes `st` already read. The count is
+    /// told to `ctx` at once: for a request that made the entry (mkdir, create...) it goes in
+    /// the journal, so a resend after a crash does not count it again.
+    fn adopt_with(&self, ctx: &Context<'_>, fd: OwnedFd, st: &Statx) -> Result<Entry> {
         let nodeid = self.inodes.lookup(fd, key_of(st), u32::from(st.stx_mode) & libc::S_IFMT)?;
-        Ok(self.entry(nodeid, st))
+        Ok(self.entry(ctx.counted(NodeId(nodeid)), st))
     }
 
     fn attr(&self, inode: &Inode) -> Result<Attr> {
@@ -481,7 +474,7 @@ impl Passthrough {
             }
         }
         match self.handles.insert(record, Handle::File { fd, record }) {
-            Ok(fh) => opened.fh = fh,
+            Ok(fh) => opened.fh = FileHandle(fh),
             Err(errno) => {
                 self.release_backing(ctx, &record);
                 return Err(errno);
@@ -546,28 +539,28 @@ impl Filesystem for Passthrough {
         tracing::info!(kernel_passthrough = on, "passthroughfs ready");
     }
 
-    fn lookup(&self, ctx: &Context<'_>, parent: u64, name: &OsStr) -> Result<Entry> {
+    fn lookup(&self, ctx: &Context<'_>, parent: NodeId, name: &OsStr) -> Result<Entry> {
         become_caller(ctx)?;
-        let parent = self.inodes.get(parent)?;
-        self.do_lookup(&parent, name)
+        let parent = self.inodes.get(parent.0)?;
+        self.do_lookup(ctx, &parent, name)
     }
 
-    fn forget(&self, nodeid: u64, nlookup: u64) {
-        self.inodes.forget(nodeid, nlookup);
-        if self.inodes.lookup_count(nodeid) == 0 {
-            self.unkeep(nodeid);
+    fn forget(&self, nodeid: NodeId, nlookup: u64) {
+        self.inodes.forget(nodeid.0, nlookup);
+        if self.inodes.lookup_count(nodeid.0) == 0 {
+            self.unkeep(nodeid.0);
         }
     }
 
-    fn getattr(&self, _ctx: &Context<'_>, nodeid: u64, _fh: Option<u64>) -> Result<Attr> {
-        let inode = self.inodes.get(nodeid)?;
+    fn getattr(&self, _ctx: &Context<'_>, nodeid: NodeId, _fh: Option<FileHandle>) -> Result<Attr> {
+        let inode = self.inodes.get(nodeid.0)?;
         self.attr(&inode)
     }
 
-    fn setattr(&self, ctx: &Context<'_>, nodeid: u64, set: &SetAttr) -> Result<Attr> {
+    fn setattr(&self, ctx: &Context<'_>, nodeid: NodeId, set: &SetAttr) -> Result<Attr> {
         become_caller(ctx)?;
-        let inode = self.inodes.get(nodeid)?;
-        let handle = set.fh.map(|fh| self.file(fh)).transpose()?;
+        let inode = self.inodes.get(nodeid.0)?;
+        let handle = set.fh.map(|fh| self.file(fh.0)).transpose()?;
         if let Some(mode) = set.mode {
             match self.set_mode(&inode, handle.as_deref(), mode) {
                 Err(Errno::EPERM)
@@ -629,9 +622,9 @@ impl Filesystem for Passthrough {
         self.attr(&inode)
     }
 
-    fn readlink(&self, ctx: &Context<'_>, nodeid: u64) -> Result<Vec<u8>> {
+    fn readlink(&self, ctx: &Context<'_>, nodeid: NodeId) -> Result<Vec<u8>> {
         become_caller(ctx)?;
-        let inode = self.inodes.get(nodeid)?;
+        let inode = self.inodes.get(nodeid.0)?;
         let target = rustix::fs::readlinkat(&inode.fd, "", Vec::new()).map_err(sys)?;
         Ok(target.into_bytes())
     }
@@ -639,27 +632,27 @@ impl Filesystem for Passthrough {
     fn symlink(
         &self,
         ctx: &Context<'_>,
-        parent: u64,
+        parent: NodeId,
         name: &OsStr,
         target: &OsStr,
     ) -> Result<Entry> {
         become_caller(ctx)?;
-        let parent = self.inodes.get(parent)?;
+        let parent = self.inodes.get(parent.0)?;
         rustix::fs::symlinkat(target, &parent.fd, name).map_err(sys)?;
-        self.made(ctx, &parent, name)
+        self.do_lookup(ctx, &parent, name)
     }
 
     fn mknod(
         &self,
         ctx: &Context<'_>,
-        parent: u64,
+        parent: NodeId,
         name: &OsStr,
         mode: u32,
         rdev: u32,
         _umask: u32,
     ) -> Result<Entry> {
         become_caller(ctx)?;
-        let parent = self.inodes.get(parent)?;
+        let parent = self.inodes.get(parent.0)?;
         let kind = rustix::fs::FileType::from_raw_mode(mode);
         rustix::fs::mknodat(
             &parent.fd,
@@ -669,27 +662,27 @@ impl Filesystem for Passthrough {
             u64::from(rdev),
         )
         .map_err(sys)?;
-        self.made(ctx, &parent, name)
+        self.do_lookup(ctx, &parent, name)
     }
 
     fn mkdir(
         &self,
         ctx: &Context<'_>,
-        parent: u64,
+        parent: NodeId,
         name: &OsStr,
         mode: u32,
         _umask: u32,
     ) -> Result<Entry> {
         become_caller(ctx)?;
-        let parent = self.inodes.get(parent)?;
+        let parent = self.inodes.get(parent.0)?;
         rustix::fs::mkdirat(&parent.fd, name, Mode::from_bits_retain(mode & 0o7777))
             .map_err(sys)?;
-        self.made(ctx, &parent, name)
+        self.do_lookup(ctx, &parent, name)
     }
 
-    fn unlink(&self, ctx: &Context<'_>, parent: u64, name: &OsStr) -> Result<()> {
+    fn unlink(&self, ctx: &Context<'_>, parent: NodeId, name: &OsStr) -> Result<()> {
         become_caller(ctx)?;
-        let parent = self.inodes.get(parent)?;
+        let parent = self.inodes.get(parent.0)?;
         let victim = self.fd_keeper.get().and_then(|_| self.known_at(&parent, name));
         rustix::fs::unlinkat(&parent.fd, name, AtFlags::empty()).map_err(sys)?;
         if let Some(nodeid) = victim {
@@ -698,24 +691,17 @@ impl Filesystem for Passthrough {
         Ok(())
     }
 
-    fn rmdir(&self, ctx: &Context<'_>, parent: u64, name: &OsStr) -> Result<()> {
+    fn rmdir(&self, ctx: &Context<'_>, parent: NodeId, name: &OsStr) -> Result<()> {
         become_caller(ctx)?;
-        let parent = self.inodes.get(parent)?;
+        let parent = self.inodes.get(parent.0)?;
         rustix::fs::unlinkat(&parent.fd, name, AtFlags::REMOVEDIR).map_err(sys)
     }
 
-    fn rename(
-        &self,
-        ctx: &Context<'_>,
-        parent: u64,
-        name: &OsStr,
-        newparent: u64,
-        newname: &OsStr,
-        flags: u32,
-    ) -> Result<()> {
+    fn rename(&self, ctx: &Context<'_>, args: &Rename<'_>) -> Result<()> {
+        let Rename { parent, name, newparent, newname, flags } = *args;
         become_caller(ctx)?;
-        let old = self.inodes.get(parent)?;
-        let new = self.inodes.get(newparent)?;
+        let old = self.inodes.get(parent.0)?;
+        let new = self.inodes.get(newparent.0)?;
         let flags = RenameFlags::from_bits(flags).ok_or(Errno::EINVAL)?;
         // Found again by name after a restart: each inode that moves is given its new name
         // first, its old one kept as the fallback (the server may die on either side).
@@ -740,16 +726,11 @@ impl Filesystem for Passthrough {
         Ok(())
     }
 
-    fn link(
-        &self,
-        ctx: &Context<'_>,
-        nodeid: u64,
-        newparent: u64,
-        newname: &OsStr,
-    ) -> Result<Entry> {
+    fn link(&self, ctx: &Context<'_>, args: &Link<'_>) -> Result<Entry> {
+        let Link { nodeid, newparent, newname } = *args;
         become_caller(ctx)?;
-        let inode = self.inodes.get(nodeid)?;
-        let parent = self.inodes.get(newparent)?;
+        let inode = self.inodes.get(nodeid.0)?;
+        let parent = self.inodes.get(newparent.0)?;
         rustix::fs::linkat(
             CWD,
             proc_path(inode.fd.as_fd()).as_c_str(),
@@ -758,12 +739,12 @@ impl Filesystem for Passthrough {
             AtFlags::SYMLINK_FOLLOW,
         )
         .map_err(sys)?;
-        self.made(ctx, &parent, newname)
+        self.do_lookup(ctx, &parent, newname)
     }
 
-    fn open(&self, ctx: &Context<'_>, nodeid: u64, flags: i32) -> Result<Opened> {
+    fn open(&self, ctx: &Context<'_>, nodeid: NodeId, flags: i32) -> Result<Opened> {
         become_caller(ctx)?;
-        let inode = self.inodes.get(nodeid)?;
+        let inode = self.inodes.get(nodeid.0)?;
         let fd = self.reopen(&inode, self.open_flags(flags))?;
         self.open_handle(ctx, &inode, fd, flags)
     }
@@ -773,9 +754,9 @@ impl Filesystem for Passthrough {
         if crate::creds::switching() { ctx.uid } else { rustix::process::geteuid().as_raw() }
     }
 
-    fn reopen_created(&self, ctx: &Context<'_>, nodeid: u64, flags: i32) -> Result<Opened> {
+    fn reopen_created(&self, ctx: &Context<'_>, nodeid: NodeId, flags: i32) -> Result<Opened> {
         become_caller(ctx)?;
-        let inode = self.inodes.get(nodeid)?;
+        let inode = self.inodes.get(nodeid.0)?;
         let open_flags = self.open_flags(flags);
         let fd = match self.reopen(&inode, open_flags) {
             // The mode the caller gave its new file may not let it open the file again
@@ -799,12 +780,12 @@ impl Filesystem for Passthrough {
     fn read(
         &self,
         _ctx: &Context<'_>,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: FileHandle,
         offset: u64,
         buf: &mut [u8],
     ) -> Result<usize> {
-        let handle = self.file(fh)?;
+        let handle = self.file(fh.0)?;
         if let Some(delay) = self.config.read_delay {
             std::thread::sleep(delay);
         }
@@ -814,8 +795,8 @@ impl Filesystem for Passthrough {
     fn write(
         &self,
         ctx: &Context<'_>,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: FileHandle,
         offset: u64,
         data: &[u8],
         _wf: u32,
@@ -824,57 +805,75 @@ impl Filesystem for Passthrough {
         // As the caller: the blocks ext4 reserves for root and disk quotas go by the writing
         // thread's credentials, not by the open file's.
         become_caller(ctx)?;
-        let handle = self.file(fh)?;
+        let handle = self.file(fh.0)?;
         let n = rustix::io::pwrite(handle.file()?, data, offset).map_err(sys)?;
         Ok(n as u32)
     }
 
-    fn flush(&self, _ctx: &Context<'_>, _nodeid: u64, fh: u64, _lock_owner: u64) -> Result<()> {
+    fn flush(
+        &self,
+        _ctx: &Context<'_>,
+        _nodeid: NodeId,
+        fh: FileHandle,
+        _lock_owner: u64,
+    ) -> Result<()> {
         // close(dup(fd)): what close(2) on the source file would do (e.g. an NFS flush).
-        let handle = self.file(fh)?;
+        let handle = self.file(fh.0)?;
         let dup = rustix::io::fcntl_dupfd_cloexec(handle.file()?, 0).map_err(sys)?;
         drop(dup);
         Ok(())
     }
 
-    fn release(&self, ctx: &Context<'_>, _nodeid: u64, fh: u64, _flags: i32) -> Result<()> {
-        if let Some(record) = self.handles.remove(fh) {
+    fn release(
+        &self,
+        ctx: &Context<'_>,
+        _nodeid: NodeId,
+        fh: FileHandle,
+        _flags: i32,
+    ) -> Result<()> {
+        if let Some(record) = self.handles.remove(fh.0) {
             self.release_backing(ctx, &record);
         }
         Ok(())
     }
 
-    fn fsync(&self, _ctx: &Context<'_>, _nodeid: u64, fh: u64, datasync: bool) -> Result<()> {
-        let handle = self.file(fh)?;
+    fn fsync(
+        &self,
+        _ctx: &Context<'_>,
+        _nodeid: NodeId,
+        fh: FileHandle,
+        datasync: bool,
+    ) -> Result<()> {
+        let handle = self.file(fh.0)?;
         let fd = handle.file()?;
         if datasync { rustix::fs::fdatasync(fd) } else { rustix::fs::fsync(fd) }.map_err(sys)
     }
 
-    fn opendir(&self, ctx: &Context<'_>, nodeid: u64, _flags: i32) -> Result<Opened> {
+    fn opendir(&self, ctx: &Context<'_>, nodeid: NodeId, _flags: i32) -> Result<Opened> {
         become_caller(ctx)?;
-        let inode = self.inodes.get(nodeid)?;
+        let inode = self.inodes.get(nodeid.0)?;
         let fd = self.reopen(&inode, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
         let dir = Dir::new(fd).map_err(sys)?;
-        let record = HandleRecord { nodeid, flags: 0, is_dir: true, backed: false };
+        let record = HandleRecord { nodeid: nodeid.0, flags: 0, is_dir: true, backed: false };
         let fh = self.handles.insert(record, Handle::Dir(Mutex::new(dir)))?;
-        Ok(Opened { fh, ..Opened::default() })
+        Ok(Opened { fh: FileHandle(fh), ..Opened::default() })
     }
 
     fn readdir(
         &self,
         ctx: &Context<'_>,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: FileHandle,
         offset: u64,
         out: &mut DirFiller<'_, '_>,
     ) -> Result<()> {
-        let handle = self.file(fh)?;
+        let handle = self.file(fh.0)?;
         let Handle::Dir(dir) = &*handle else {
             return Err(Errno::ENOTDIR);
         };
         let parent = if out.is_plus() {
             become_caller(ctx)?;
-            Some(self.inodes.get(nodeid)?)
+            Some(self.inodes.get(nodeid.0)?)
         } else {
             None
         };
@@ -888,41 +887,30 @@ impl Filesystem for Passthrough {
             // An entry without attributes (nodeid 0): the kernel lists it and looks it up
             // when it is used.
             let bare = || {
-                let mut entry = Entry {
-                    nodeid: 0,
-                    generation: 0,
-                    attr: fuse_attr::default(),
-                    entry_valid: Duration::ZERO,
-                    attr_valid: Duration::ZERO,
-                };
-                entry.attr.ino = item.ino();
-                entry.attr.mode = typ << 12;
-                entry
+                let attr = fuse_attr { ino: item.ino(), mode: typ << 12, ..fuse_attr::default() };
+                Entry::negative(attr, Duration::ZERO)
             };
             let added = match &parent {
                 None => out.add(item.ino(), next, typ, name),
-                Some(_) if name == "." || name == ".." => out.add_plus(&bare(), next, typ, name),
-                Some(parent) => {
-                    let entry = match self.do_lookup(parent, name) {
-                        Ok(entry) => entry,
-                        // Gone since getdents read it: list the others.
-                        Err(Errno::ENOENT) => continue,
-                        // One entry the caller cannot stat (another user's FUSE mount on it,
-                        // which refuses everyone else) does not make the directory unlistable:
-                        // getdents lists it, so do we, and its own lookup fails later.
-                        Err(_) => {
-                            if !out.add_plus(&bare(), next, typ, name) {
-                                break;
-                            }
-                            continue;
-                        }
-                    };
-                    let added = out.add_plus(&entry, next, typ, name);
-                    if !added {
-                        self.inodes.forget(entry.nodeid, 1);
-                    }
-                    added
+                Some(_) if name == "." || name == ".." => {
+                    out.add_plus(bare(), next, typ, name).is_ok()
                 }
+                Some(parent) => match self.do_lookup(ctx, parent, name) {
+                    Ok(entry) => match out.add_plus(entry, next, typ, name) {
+                        Ok(()) => true,
+                        Err(entry) => {
+                            // Not sent: the count goes back.
+                            self.inodes.forget(entry.nodeid().0, 1);
+                            false
+                        }
+                    },
+                    // Gone since getdents read it: list the others.
+                    Err(Errno::ENOENT) => continue,
+                    // One entry the caller cannot stat (another user's FUSE mount on it, which
+                    // refuses everyone else) does not make the directory unlistable: getdents
+                    // lists it, so do we, and its own lookup fails later.
+                    Err(_) => out.add_plus(bare(), next, typ, name).is_ok(),
+                },
             };
             if !added {
                 break;
@@ -931,13 +919,19 @@ impl Filesystem for Passthrough {
         Ok(())
     }
 
-    fn releasedir(&self, _ctx: &Context<'_>, _nodeid: u64, fh: u64) -> Result<()> {
-        self.handles.remove(fh);
+    fn releasedir(&self, _ctx: &Context<'_>, _nodeid: NodeId, fh: FileHandle) -> Result<()> {
+        self.handles.remove(fh.0);
         Ok(())
     }
 
-    fn fsyncdir(&self, _ctx: &Context<'_>, _nodeid: u64, fh: u64, datasync: bool) -> Result<()> {
-        let handle = self.file(fh)?;
+    fn fsyncdir(
+        &self,
+        _ctx: &Context<'_>,
+        _nodeid: NodeId,
+        fh: FileHandle,
+        datasync: bool,
+    ) -> Result<()> {
+        let handle = self.file(fh.0)?;
         let Handle::Dir(dir) = &*handle else {
             return Err(Errno::ENOTDIR);
         };
@@ -946,8 +940,8 @@ impl Filesystem for Passthrough {
         if datasync { rustix::fs::fdatasync(fd) } else { rustix::fs::fsync(fd) }.map_err(sys)
     }
 
-    fn statfs(&self, _ctx: &Context<'_>, nodeid: u64) -> Result<Statfs> {
-        let inode = self.inodes.get(nodeid)?;
+    fn statfs(&self, _ctx: &Context<'_>, nodeid: NodeId) -> Result<Statfs> {
+        let inode = self.inodes.get(nodeid.0)?;
         let st = rustix::fs::fstatvfs(&inode.fd).map_err(sys)?;
         Ok(fuse_kstatfs {
             blocks: st.f_blocks,
@@ -965,13 +959,13 @@ impl Filesystem for Passthrough {
     fn setxattr(
         &self,
         ctx: &Context<'_>,
-        nodeid: u64,
+        nodeid: NodeId,
         name: &OsStr,
         value: &[u8],
         flags: i32,
     ) -> Result<()> {
         become_caller(ctx)?;
-        let inode = self.xattr_inode(nodeid)?;
+        let inode = self.xattr_inode(nodeid.0)?;
         let flags = XattrFlags::from_bits(flags as u32).ok_or(Errno::EINVAL)?;
         rustix::fs::setxattr(proc_path(inode.fd.as_fd()).as_c_str(), name, value, flags)
             .map_err(sys)
@@ -980,12 +974,12 @@ impl Filesystem for Passthrough {
     fn getxattr(
         &self,
         ctx: &Context<'_>,
-        nodeid: u64,
+        nodeid: NodeId,
         name: &OsStr,
         buf: &mut [u8],
     ) -> Result<usize> {
         become_caller(ctx)?;
-        let inode = self.xattr_inode(nodeid)?;
+        let inode = self.xattr_inode(nodeid.0)?;
         // The name as a C string, on the stack (names are at most 255 bytes).
         let mut cname = [0u8; 256];
         let bytes = name.as_encoded_bytes();
@@ -1007,9 +1001,9 @@ impl Filesystem for Passthrough {
         rustix::fs::getxattr(path.as_c_str(), name, buf).map_err(sys)
     }
 
-    fn listxattr(&self, ctx: &Context<'_>, nodeid: u64, buf: &mut [u8]) -> Result<usize> {
+    fn listxattr(&self, ctx: &Context<'_>, nodeid: NodeId, buf: &mut [u8]) -> Result<usize> {
         become_caller(ctx)?;
-        let inode = self.xattr_inode(nodeid)?;
+        let inode = self.xattr_inode(nodeid.0)?;
         let path = proc_path(inode.fd.as_fd());
         if buf.is_empty() {
             return rustix::fs::listxattr_query(path.as_c_str()).map_err(sys);
@@ -1017,27 +1011,27 @@ impl Filesystem for Passthrough {
         rustix::fs::listxattr(path.as_c_str(), buf).map_err(sys)
     }
 
-    fn removexattr(&self, ctx: &Context<'_>, nodeid: u64, name: &OsStr) -> Result<()> {
+    fn removexattr(&self, ctx: &Context<'_>, nodeid: NodeId, name: &OsStr) -> Result<()> {
         become_caller(ctx)?;
-        let inode = self.xattr_inode(nodeid)?;
+        let inode = self.xattr_inode(nodeid.0)?;
         rustix::fs::removexattr(proc_path(inode.fd.as_fd()).as_c_str(), name).map_err(sys)
     }
 
-    fn access(&self, ctx: &Context<'_>, nodeid: u64, mask: u32) -> Result<()> {
+    fn access(&self, ctx: &Context<'_>, nodeid: NodeId, mask: u32) -> Result<()> {
         become_caller(ctx)?;
-        let inode = self.inodes.get(nodeid)?;
+        let inode = self.inodes.get(nodeid.0)?;
         may(&inode, rustix::fs::Access::from_bits_retain(mask))
     }
 
     fn create(
         &self,
         ctx: &Context<'_>,
-        parent: u64,
+        parent: NodeId,
         name: &OsStr,
         args: CreateArgs,
     ) -> Result<(Entry, Opened)> {
         become_caller(ctx)?;
-        let parent = self.inodes.get(parent)?;
+        let parent = self.inodes.get(parent.0)?;
         let flags = self.open_flags(args.flags)
             | OFlags::CREATE
             | (OFlags::from_bits_retain(args.flags as u32) & OFlags::EXCL);
@@ -1047,9 +1041,14 @@ impl Filesystem for Passthrough {
         self.created(ctx, fd, args.flags, Some((&parent, name)))
     }
 
-    fn tmpfile(&self, ctx: &Context<'_>, parent: u64, args: CreateArgs) -> Result<(Entry, Opened)> {
+    fn tmpfile(
+        &self,
+        ctx: &Context<'_>,
+        parent: NodeId,
+        args: CreateArgs,
+    ) -> Result<(Entry, Opened)> {
         become_caller(ctx)?;
-        let parent = self.inodes.get(parent)?;
+        let parent = self.inodes.get(parent.0)?;
         let flags =
             (self.open_flags(args.flags) & !OFlags::RWMODE) | OFlags::TMPFILE | OFlags::RDWR;
         let fd =
@@ -1062,14 +1061,14 @@ impl Filesystem for Passthrough {
     fn fallocate(
         &self,
         ctx: &Context<'_>,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: FileHandle,
         offset: u64,
         length: u64,
         mode: u32,
     ) -> Result<()> {
         become_caller(ctx)?;
-        let handle = self.file(fh)?;
+        let handle = self.file(fh.0)?;
         let mode = FallocateFlags::from_bits_retain(mode);
         rustix::fs::fallocate(handle.file()?, mode, offset, length).map_err(sys)
     }
@@ -1077,12 +1076,12 @@ impl Filesystem for Passthrough {
     fn lseek(
         &self,
         _ctx: &Context<'_>,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: FileHandle,
         offset: u64,
         whence: u32,
     ) -> Result<u64> {
-        let handle = self.file(fh)?;
+        let handle = self.file(fh.0)?;
         let seek = match whence {
             0 => rustix::fs::SeekFrom::Start(offset),
             1 => rustix::fs::SeekFrom::Current(offset as i64),
@@ -1096,8 +1095,8 @@ impl Filesystem for Passthrough {
 
     fn copy_file_range(&self, ctx: &Context<'_>, r: &CopyRange) -> Result<u64> {
         become_caller(ctx)?;
-        let input = self.file(r.fh_in)?;
-        let output = self.file(r.fh_out)?;
+        let input = self.file(r.fh_in.0)?;
+        let output = self.file(r.fh_out.0)?;
         let (mut off_in, mut off_out) = (r.off_in, r.off_out);
         let len = usize::try_from(r.len).unwrap_or(usize::MAX);
         let n = rustix::fs::copy_file_range(
@@ -1111,7 +1110,7 @@ impl Filesystem for Passthrough {
         Ok(n as u64)
     }
 
-    fn syncfs(&self, _ctx: &Context<'_>, _nodeid: u64) -> Result<()> {
+    fn syncfs(&self, _ctx: &Context<'_>, _nodeid: NodeId) -> Result<()> {
         let root = self.inodes.get(ROOT)?;
         let fd = self.reopen(&root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
         rustix::fs::syncfs(&fd).map_err(sys)
@@ -1135,26 +1134,26 @@ impl Passthrough {
             Mode::empty(),
         )
         .map_err(sys)?;
-        let entry = self.adopt(path_fd)?;
-        ctx.entry_counted(entry.nodeid);
+        let entry = self.adopt(ctx, path_fd)?;
+        let nodeid = entry.nodeid().0;
         if let Some((parent, name)) = name {
-            self.inodes.set_name(entry.nodeid, parent.nodeid, name.as_bytes());
+            self.inodes.set_name(nodeid, parent.nodeid, name.as_bytes());
         }
         let nameless = name.is_none();
-        let inode = self.inodes.get(entry.nodeid)?;
+        let inode = self.inodes.get(nodeid)?;
         match self.open_handle(ctx, &inode, fd, flags) {
             Ok(opened) => {
                 ctx.handle_opened(opened.fh);
                 if nameless {
-                    self.keep_if_nameless(entry.nodeid);
+                    self.keep_if_nameless(nodeid);
                 }
                 Ok((entry, opened))
             }
             Err(errno) => {
                 // Unnoted first: a crash between the two leaves one count too many (a record
                 // kept longer), never one too few.
-                ctx.entry_counted(0);
-                self.inodes.forget(entry.nodeid, 1);
+                ctx.count_dropped();
+                self.inodes.forget(nodeid, 1);
                 Err(errno)
             }
         }

@@ -6,6 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use fuse_proto::Errno;
 
+use crate::filesystem::Counted;
+use crate::ids::{FileHandle, NodeId, Unique};
+
 /// Takes custody of every device fd before anything reads from it.
 ///
 /// The recovery layer implements this to hand each fd to the keeper: a request read from an
@@ -36,7 +39,7 @@ pub struct Channel {
     custody: Arc<dyn DeviceCustody>,
     devices: Mutex<Vec<Arc<OwnedFd>>>,
     /// Keeper handles ([`KEEPER_FH`]) in use, with the filesystem's handle opened for each.
-    keeper_dirs: Mutex<std::collections::HashMap<u64, u64>>,
+    keeper_dirs: Mutex<std::collections::HashMap<u64, FileHandle>>,
 }
 
 impl Channel {
@@ -62,8 +65,8 @@ impl Channel {
     pub(crate) fn keeper_dir(
         &self,
         fh: u64,
-        open: impl FnOnce() -> crate::Result<u64>,
-    ) -> crate::Result<u64> {
+        open: impl FnOnce() -> crate::Result<FileHandle>,
+    ) -> crate::Result<FileHandle> {
         let mut dirs = self.keeper_dirs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(&ours) = dirs.get(&fh) {
             return Ok(ours);
@@ -74,7 +77,7 @@ impl Channel {
     }
 
     /// Forgets keeper handle `fh`: the filesystem's handle opened for it, if any.
-    pub(crate) fn release_keeper_dir(&self, fh: u64) -> Option<u64> {
+    pub(crate) fn release_keeper_dir(&self, fh: u64) -> Option<FileHandle> {
         self.keeper_dirs.lock().unwrap_or_else(|e| e.into_inner()).remove(&fh)
     }
 
@@ -128,33 +131,62 @@ impl Channel {
 /// Who sent the request being served, and the channel it came on.
 pub struct Context<'a> {
     /// The request id as received (bit 63 set on a resent request).
-    pub unique: u64,
+    pub unique: Unique,
+    /// The calling process's filesystem uid (in the mount's user namespace).
     pub uid: u32,
+    /// The calling process's filesystem gid.
     pub gid: u32,
+    /// The calling thread's process id (0 for requests no process made, as a writeback
+    /// flush).
     pub pid: u32,
     pub(crate) channel: &'a Channel,
     /// The journal and this request's entry in it, for a journaled request.
     pub(crate) journal: Option<(&'a dyn crate::Journal, u64)>,
 }
 
-impl Context<'_> {
-    /// Tells the library that this request has just taken a lookup count of `nodeid` for the
-    /// entry it will return. Call it right after counting, in every method that returns an
-    /// [`Entry`](crate::Entry) for a non-idempotent request (mkdir, mknod, symlink, link,
-    /// create): if the server dies before the reply is journaled, the resent request is then
-    /// answered without counting that entry a second time. A no-op for other requests.
-    pub fn entry_counted(&self, nodeid: u64) {
+impl<'a> Context<'a> {
+    /// The same caller and channel, outside any journal record: for the lookups that settle a
+    /// resent request, whose counts are the settling's own business.
+    pub(crate) fn without_journal(&self) -> Context<'a> {
+        Context {
+            unique: self.unique,
+            uid: self.uid,
+            gid: self.gid,
+            pid: self.pid,
+            channel: self.channel,
+            journal: None,
+        }
+    }
+
+    /// Says that a lookup of `nodeid` has just been counted for the entry this request will
+    /// return, and gives the [`Counted`] that entry is made from. Call it where the count is
+    /// taken (right after it, before anything that can fail and return early).
+    ///
+    /// For a non-idempotent request (mkdir, mknod, symlink, link, create, tmpfile) the count
+    /// is also noted in the request's journal record: if the server dies before the reply is
+    /// journaled, the resent request is answered without counting that entry a second time.
+    pub fn counted(&self, nodeid: NodeId) -> Counted {
         if let Some((journal, entry)) = self.journal {
-            journal.counted(entry, nodeid);
+            journal.counted(entry, nodeid.0);
+        }
+        Counted { nodeid }
+    }
+
+    /// Takes back the journal note of [`Context::counted`]: the request took a count, then
+    /// failed and forgot it itself (the kernel gets an error, not the entry). Call it before
+    /// forgetting: a crash in between leaves a count too many, never one too few.
+    pub fn count_dropped(&self) {
+        if let Some((journal, entry)) = self.journal {
+            journal.counted(entry, 0);
         }
     }
 
     /// Tells the library that this request has just opened `fh` for its reply (create): if
     /// the server dies before the reply is journaled, the resent request releases it instead
     /// of leaving it open for ever. A no-op for other requests.
-    pub fn handle_opened(&self, fh: u64) {
+    pub fn handle_opened(&self, fh: FileHandle) {
         if let Some((journal, entry)) = self.journal {
-            journal.opened(entry, fh);
+            journal.opened(entry, fh.0);
         }
     }
 

@@ -1,19 +1,17 @@
-//! From a decoded request to a filesystem call and its reply bytes.
+//! Decode, call, encode: from a decoded request to one [`Filesystem`] call and its reply
+//! bytes. The journal is [`crate::exactly_once`]'s; this module knows nothing of crashes.
 
-use std::ffi::OsStr;
 use std::time::Duration;
 
 use fuse_abi::*;
 use fuse_proto::reply::ReplyBuf;
 use fuse_proto::{Errno, Operation, Request, dirent::DirentBuf};
-use tracing::{info, trace, warn};
+use tracing::{trace, warn};
 
-use crate::channel::{Channel, Context, KEEPER_FH};
+use crate::channel::{Context, KEEPER_FH};
 use crate::filesystem::*;
+use crate::ids::{FileHandle, NodeId};
 use crate::init::Negotiation;
-use crate::journal::{
-    CrashPoint, Journal, JournalRecord, is_non_idempotent, maybe_crash, original_unique,
-};
 
 /// Room in a worker's reply buffer: headers, entries, directory listings (capped to it), with
 /// margin. READ data and xattr values go out from the worker's data buffer instead.
@@ -30,348 +28,10 @@ pub(crate) enum Outcome {
     NoReply,
 }
 
-/// Serves one request: calls `fs` and leaves the reply in `reply`. `data` is the worker's
-/// scratch buffer for READ data and xattr values.
-pub(crate) fn dispatch<F: Filesystem>(
-    fs: &F,
-    channel: &Channel,
-    negotiation: &Negotiation,
-    journal: Option<&dyn Journal>,
-    req: Request<'_>,
-    reply: &mut ReplyBuf,
-    data: &mut [u8],
-) -> (Outcome, Option<u64>) {
-    let unique = req.unique;
-    let opcode = req.opcode;
-    let original = original_unique(unique);
-    if unique != original {
-        info!(
-            unique = format_args!("{unique:#x}"),
-            op = opcode.name(),
-            nodeid = req.nodeid,
-            "resent request"
-        );
-    }
-    let mut ctx =
-        Context { unique, uid: req.uid, gid: req.gid, pid: req.pid, channel, journal: None };
-    let journal = journal.filter(|_| is_non_idempotent(&req.op));
-    let Some(journal) = journal else {
-        // Unjournaled requests honour the fault-injection switch too (a resent one is simply
-        // executed).
-        maybe_crash(opcode, CrashPoint::Before);
-        let outcome = dispatch_plain(fs, &ctx, negotiation, req, reply, data);
-        maybe_crash(opcode, CrashPoint::Executed);
-        maybe_crash(opcode, CrashPoint::Journaled);
-        return (outcome, None);
-    };
-    if unique != original
-        && let Some(record) = journal.find(original)
-    {
-        let entry = record.entry;
-        let replayable = !matches!(req.op, Operation::Tmpfile { .. });
-        if let Some(bytes) = record.reply.as_deref().filter(|_| replayable) {
-            // Executed and answered before the crash, the answer never delivered: send it again.
-            info!(
-                unique = format_args!("{unique:#x}"),
-                op = opcode.name(),
-                "replaying the journaled reply"
-            );
-            reply.clear();
-            reply.push_bytes(bytes.get(16..).unwrap_or_default());
-            let error =
-                bytes.get(4..8).map_or(0, |e| i32::from_le_bytes(e.try_into().unwrap_or_default()));
-            if error < 0 {
-                reply.error(unique, Errno::new(-error));
-            } else {
-                reply.finish(unique, 0);
-            }
-            return (Outcome::Reply, Some(entry));
-        }
-        // Begun, never answered: look at the filesystem before doing anything.
-        ctx.journal = Some((journal, entry));
-        reply.clear();
-        match settle(fs, &ctx, req.nodeid, &req.op, &record, reply) {
-            Ok(Some(())) => {
-                info!(
-                    unique = format_args!("{unique:#x}"),
-                    op = opcode.name(),
-                    "settled: it had taken effect"
-                );
-                reply.finish(unique, 0);
-                journal.record(entry, reply.bytes());
-                return (Outcome::Reply, Some(entry));
-            }
-            Ok(None) => {
-                info!(
-                    unique = format_args!("{unique:#x}"),
-                    op = opcode.name(),
-                    "settled: it had not taken effect"
-                );
-                let outcome = dispatch_plain(fs, &ctx, negotiation, req, reply, data);
-                journal.record(entry, reply.bytes());
-                return (outcome, Some(entry));
-            }
-            Err(errno) => {
-                reply.error(unique, errno);
-                journal.record(entry, reply.bytes());
-                return (Outcome::Reply, Some(entry));
-            }
-        }
-    }
-    // An appending WRITE's intent is where the end of the file was; RENAME_EXCHANGE's is the
-    // inode number at the old name (it changes when the exchange is done); an exclusive
-    // SETXATTR's and a REMOVEXATTR's whether the attribute existed (`XATTR_WAS_THERE`), since
-    // the state that means "done" is also the state in which they fail.
-    let intent = match &req.op {
-        Operation::Setxattr { arg, name, .. } if arg.flags as i32 & XATTR_CREATE != 0 => {
-            xattr_intent(fs, &ctx, req.nodeid, name)
-        }
-        Operation::Removexattr { name } => xattr_intent(fs, &ctx, req.nodeid, name),
-        Operation::Write { arg, .. } => {
-            fs.getattr(&ctx, req.nodeid, Some(arg.fh)).map_or(u64::MAX, |a| a.attr.size)
-        }
-        Operation::Rename { flags, name, .. } if flags & RENAME_EXCHANGE != 0 => {
-            fs.lookup(&ctx, req.nodeid, name).map_or(u64::MAX, |entry| {
-                fs.forget(entry.nodeid, 1);
-                entry.attr.ino
-            })
-        }
-        _ => 0,
-    };
-    let entry = journal.begin(original, intent);
-    ctx.journal = entry.map(|entry| (journal, entry));
-    maybe_crash(opcode, CrashPoint::Before);
-    let outcome = dispatch_plain(fs, &ctx, negotiation, req, reply, data);
-    maybe_crash(opcode, CrashPoint::Executed);
-    if let Some(entry) = entry {
-        journal.record(entry, reply.bytes());
-    }
-    maybe_crash(opcode, CrashPoint::Journaled);
-    (outcome, entry)
-}
-
-/// Settles a resent request whose intent, but no result, is journaled: decides from the
-/// filesystem whether it had taken effect. `Ok(Some(()))`: it had; its reply is in `reply`.
-/// `Ok(None)`: it had not; execute it. The rules, per operation:
-///
-/// - MKDIR, MKNOD, SYMLINK: the name exists (with the right type for MKDIR and SYMLINK), owned
-///   by the uid the caller's entries get (`Filesystem::creator_uid`) -> taken effect, answered
-///   with its entry. Otherwise not (an entry another user made while the server was down is
-///   theirs: executed again, the request gets EEXIST).
-/// - LINK: the new name is the same inode -> taken effect.
-/// - CREATE: the name exists, owned as for MKDIR -> taken effect: opened again without
-///   O_CREAT, O_EXCL, O_TRUNC
-///   (`Filesystem::reopen_created`: the creator may open it whatever its mode).
-/// - UNLINK, RMDIR: the name is gone -> taken effect.
-/// - RENAME (plain, NOREPLACE): the old name is gone and the new one exists -> taken effect.
-/// - appending WRITE: the file has grown past where its end was at the intent, and holds
-///   the request's bytes there -> taken effect.
-/// - SETXATTR with XATTR_CREATE: the attribute exists with the request's value -> taken
-///   effect. REMOVEXATTR: the attribute is gone -> taken effect.
-/// - RENAME_EXCHANGE: the old name holds another inode than at the intent -> taken effect.
-/// - TMPFILE: the crashed attempt's count and handle are dropped (its file died with it); then
-///   executed again.
-/// - MKDIR, MKNOD, SYMLINK, LINK, CREATE answered from the filesystem: the lookup that found
-///   the entry counted it; when the crashed attempt had counted it too (`Context::
-///   entry_counted`), one count goes, and a handle it had opened is released.
-/// - FALLOCATE, COPY_FILE_RANGE, SETATTR, SETXATTR without XATTR_CREATE: executed
-///   again; see docs/EXACTLY_ONCE.md for why each is safe to.
-fn settle<F: Filesystem>(
-    fs: &F,
-    ctx: &Context<'_>,
-    nodeid: u64,
-    op: &Operation<'_>,
-    begun: &JournalRecord,
-    reply: &mut ReplyBuf,
-) -> Result<Option<()>> {
-    let intent = begun.intent;
-    let found = |parent, name| match fs.lookup(ctx, parent, name) {
-        Ok(entry) => Ok(Some(entry)),
-        Err(Errno::ENOENT) => Ok(None),
-        Err(errno) => Err(errno),
-    };
-    // The entry a request that had taken effect answers with: the lookup that found it counted
-    // it, and so had the crashed execution if it got as far as `entry_counted`; the kernel
-    // gets one reply, so one of the two counts goes.
-    // (Settling again after another crash does the same: its own lookup counts once more.)
-    let answer = |reply: &mut ReplyBuf, entry: &Entry| {
-        if begun.counted == entry.nodeid {
-            fs.forget(entry.nodeid, 1);
-        }
-        push_entry(reply, entry);
-    };
-    // Undoing what the crashed execution did (a count it took, a handle it opened) must not
-    // happen twice: this process may reuse the freed nodeid or fh at once, and a settle cut
-    // short by another crash is settled again from the same record. So the record forgets it
-    // first; a crash in between leaves a count or a handle too many, never one too few.
-    let release_orphan = |nodeid: u64, flags: i32| {
-        if begun.opened != 0 {
-            ctx.handle_opened(0);
-            let _ = fs.release(ctx, nodeid, begun.opened, flags);
-        }
-    };
-    // An entry someone else made under the name while the server was down is not the crashed
-    // request's: executed again, the request meets it as it would have without a crash.
-    let not_ours = |entry: &Entry| entry.attr.uid != fs.creator_uid(ctx);
-    Ok(match op {
-        Operation::Mkdir { name, .. }
-        | Operation::Mknod { name, .. }
-        | Operation::Symlink { name, .. } => match found(nodeid, name)? {
-            Some(entry) => {
-                let want = match op {
-                    Operation::Mkdir { .. } => Some(S_IFDIR),
-                    Operation::Symlink { .. } => Some(S_IFLNK),
-                    _ => None,
-                };
-                if want.is_some_and(|w| entry.attr.mode & S_IFMT != w) || not_ours(&entry) {
-                    fs.forget(entry.nodeid, 1);
-                    None
-                } else {
-                    answer(reply, &entry);
-                    Some(())
-                }
-            }
-            None => None,
-        },
-        Operation::Link { oldnodeid, name } => match found(nodeid, name)? {
-            Some(entry) if entry.nodeid == *oldnodeid => {
-                answer(reply, &entry);
-                Some(())
-            }
-            Some(entry) => {
-                fs.forget(entry.nodeid, 1);
-                None
-            }
-            None => None,
-        },
-        Operation::Create { arg, name } => match found(nodeid, name)? {
-            Some(entry) if not_ours(&entry) => {
-                fs.forget(entry.nodeid, 1);
-                None
-            }
-            Some(entry) => {
-                let flags = arg.flags as i32 & !(O_CREAT | O_EXCL | O_TRUNC);
-                match fs.reopen_created(ctx, entry.nodeid, flags) {
-                    Ok(opened) => {
-                        // The crashed execution's handle never reached the kernel.
-                        release_orphan(entry.nodeid, flags);
-                        answer(reply, &entry);
-                        push_open(reply, &opened);
-                        Some(())
-                    }
-                    Err(errno) => {
-                        // The kernel gets an error: neither lookup count stays.
-                        let crashed = u64::from(begun.counted == entry.nodeid);
-                        ctx.entry_counted(0);
-                        fs.forget(entry.nodeid, 1 + crashed);
-                        release_orphan(entry.nodeid, flags);
-                        return Err(errno);
-                    }
-                }
-            }
-            None => None,
-        },
-        Operation::Unlink { name } | Operation::Rmdir { name } => match found(nodeid, name)? {
-            Some(entry) => {
-                fs.forget(entry.nodeid, 1);
-                None
-            }
-            None => Some(()),
-        },
-        Operation::Write { arg, data } if intent != u64::MAX => {
-            let size = fs.getattr(ctx, nodeid, Some(arg.fh))?.attr.size;
-            if size < intent + data.len() as u64 {
-                return Ok(None);
-            }
-            // Compare the bytes when the handle can read; a write-only handle has grown by
-            // the request's length, which is all that can be known.
-            let mut there = vec![0u8; data.len()];
-            let landed = match fs.read(ctx, nodeid, arg.fh, intent, &mut there) {
-                Ok(n) => n == data.len() && there == *data,
-                Err(Errno::EBADF) => true,
-                Err(errno) => return Err(errno),
-            };
-            if landed {
-                reply.push(&fuse_write_out { size: data.len() as u32, padding: 0 });
-                Some(())
-            } else {
-                None
-            }
-        }
-        Operation::Setxattr { arg, name, value } if arg.flags as i32 & XATTR_CREATE != 0 => {
-            if intent == XATTR_WAS_THERE {
-                // It failed (EEXIST) or would: executing again gives that answer.
-                return Ok(None);
-            }
-            let mut there = vec![0u8; value.len()];
-            match fs.getxattr(ctx, nodeid, name, &mut there) {
-                Ok(n) if n == value.len() && there == *value => Some(()),
-                _ => None,
-            }
-        }
-        Operation::Tmpfile { .. } => {
-            // The crashed attempt's file is gone with its fds; drop what it left counted and
-            // open, and make a new one.
-            ctx.entry_counted(0);
-            if begun.counted != 0 {
-                fs.forget(begun.counted, 1);
-            }
-            release_orphan(begun.counted, 0);
-            None
-        }
-        // Absent at the intent: it failed (ENODATA) or would; executing again gives that.
-        Operation::Removexattr { .. } if intent == XATTR_WAS_ABSENT => None,
-        Operation::Removexattr { name } => match fs.getxattr(ctx, nodeid, name, &mut []) {
-            Err(Errno::ENODATA) => Some(()),
-            _ => None,
-        },
-        Operation::Rename { flags, name, .. }
-            if flags & RENAME_EXCHANGE != 0 && intent != u64::MAX =>
-        {
-            match found(nodeid, name)? {
-                Some(entry) => {
-                    fs.forget(entry.nodeid, 1);
-                    (entry.attr.ino != intent).then_some(())
-                }
-                None => None,
-            }
-        }
-        Operation::Rename { newdir, flags, name, newname } if flags & RENAME_EXCHANGE == 0 => {
-            let old = found(nodeid, name)?;
-            let new = found(*newdir, newname)?;
-            for entry in old.iter().chain(new.iter()) {
-                fs.forget(entry.nodeid, 1);
-            }
-            (old.is_none() && new.is_some()).then_some(())
-        }
-        _ => None,
-    })
-}
-
-/// An xattr operation's intent: the attribute existed, did not, or could not be probed (0).
-const XATTR_WAS_THERE: u64 = 1;
-const XATTR_WAS_ABSENT: u64 = 2;
-
-fn xattr_intent<F: Filesystem>(fs: &F, ctx: &Context<'_>, nodeid: u64, name: &OsStr) -> u64 {
-    match fs.getxattr(ctx, nodeid, name, &mut []) {
-        Ok(_) | Err(Errno::ERANGE) => XATTR_WAS_THERE,
-        Err(Errno::ENODATA) => XATTR_WAS_ABSENT,
-        Err(_) => 0,
-    }
-}
-
-const S_IFMT: u32 = 0o170000;
-const S_IFDIR: u32 = 0o040000;
-const S_IFLNK: u32 = 0o120000;
 const O_RDONLY: i32 = 0;
-const O_CREAT: i32 = 0o100;
-const O_EXCL: i32 = 0o200;
-const O_TRUNC: i32 = 0o1000;
-const RENAME_EXCHANGE: u32 = 2;
-const XATTR_CREATE: i32 = 1;
 
 /// Serves one request without the journal.
-fn dispatch_plain<F: Filesystem>(
+pub(crate) fn dispatch_plain<F: Filesystem>(
     fs: &F,
     ctx: &Context<'_>,
     negotiation: &Negotiation,
@@ -381,7 +41,7 @@ fn dispatch_plain<F: Filesystem>(
 ) -> Outcome {
     reply.clear();
     let unique = req.unique;
-    let result = serve(fs, ctx, negotiation, req.nodeid, req.op, reply, data);
+    let result = serve(fs, ctx, negotiation, NodeId(req.nodeid), req.op, reply, data);
     match result {
         Ok(Outcome::Reply) => {
             reply.finish(unique, 0);
@@ -404,7 +64,7 @@ fn serve<F: Filesystem>(
     fs: &F,
     ctx: &Context<'_>,
     negotiation: &Negotiation,
-    nodeid: u64,
+    nodeid: NodeId,
     op: Operation<'_>,
     reply: &mut ReplyBuf,
     data: &mut [u8],
@@ -417,7 +77,7 @@ fn serve<F: Filesystem>(
         }
         Operation::BatchForget { forgets } => {
             for one in forgets {
-                fs.forget(one.nodeid, one.nlookup);
+                fs.forget(NodeId(one.nodeid), one.nlookup);
             }
             return Ok(Outcome::NoReply);
         }
@@ -429,7 +89,7 @@ fn serve<F: Filesystem>(
         }
         Operation::Getattr { arg } => {
             let by_fh = arg.getattr_flags & FUSE_GETATTR_FH != 0 && arg.fh & KEEPER_FH == 0;
-            let fh = by_fh.then_some(arg.fh);
+            let fh = by_fh.then_some(FileHandle(arg.fh));
             push_attr(reply, &fs.getattr(ctx, nodeid, fh)?);
         }
         Operation::Setattr { arg } => push_attr(reply, &fs.setattr(ctx, nodeid, &set_attr(&arg))?),
@@ -448,23 +108,25 @@ fn serve<F: Filesystem>(
         }
         Operation::Unlink { name } => fs.unlink(ctx, nodeid, name)?,
         Operation::Rmdir { name } => fs.rmdir(ctx, nodeid, name)?,
-        Operation::Rename { newdir, flags, name, newname } => {
-            fs.rename(ctx, nodeid, name, newdir, newname, flags)?
-        }
-        Operation::Link { oldnodeid, name } => {
-            push_entry(reply, &fs.link(ctx, oldnodeid, nodeid, name)?)
-        }
+        Operation::Rename { newdir, flags, name, newname } => fs.rename(
+            ctx,
+            &Rename { parent: nodeid, name, newparent: NodeId(newdir), newname, flags },
+        )?,
+        Operation::Link { oldnodeid, name } => push_entry(
+            reply,
+            &fs.link(ctx, &Link { nodeid: NodeId(oldnodeid), newparent: nodeid, newname: name })?,
+        ),
         Operation::Open { arg } => push_open(reply, &fs.open(ctx, nodeid, arg.flags as i32)?),
         Operation::Read { arg } => {
             let size = (arg.size as usize).min(data.len());
-            let n = fs.read(ctx, nodeid, arg.fh, arg.offset, &mut data[..size])?;
+            let n = fs.read(ctx, nodeid, FileHandle(arg.fh), arg.offset, &mut data[..size])?;
             return Ok(Outcome::ReplyWithData(n.min(size)));
         }
         Operation::Write { arg, data: bytes } => {
             let size = fs.write(
                 ctx,
                 nodeid,
-                arg.fh,
+                FileHandle(arg.fh),
                 arg.offset,
                 bytes,
                 arg.write_flags,
@@ -473,9 +135,11 @@ fn serve<F: Filesystem>(
             reply.push(&fuse_write_out { size, padding: 0 });
         }
         Operation::Statfs => reply.push(&fuse_statfs_out { st: fs.statfs(ctx, nodeid)? }),
-        Operation::Release { arg } => fs.release(ctx, nodeid, arg.fh, arg.flags as i32)?,
+        Operation::Release { arg } => {
+            fs.release(ctx, nodeid, FileHandle(arg.fh), arg.flags as i32)?
+        }
         Operation::Fsync { arg } => {
-            fs.fsync(ctx, nodeid, arg.fh, arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0)?
+            fs.fsync(ctx, nodeid, FileHandle(arg.fh), arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0)?
         }
         Operation::Setxattr { arg, name, value } => {
             fs.setxattr(ctx, nodeid, name, value, arg.flags as i32)?
@@ -487,7 +151,7 @@ fn serve<F: Filesystem>(
             return xattr_reply(reply, data, arg.size, |buf| fs.listxattr(ctx, nodeid, buf));
         }
         Operation::Removexattr { name } => fs.removexattr(ctx, nodeid, name)?,
-        Operation::Flush { arg } => fs.flush(ctx, nodeid, arg.fh, arg.lock_owner)?,
+        Operation::Flush { arg } => fs.flush(ctx, nodeid, FileHandle(arg.fh), arg.lock_owner)?,
         Operation::Init { .. } => {
             // Only a resent INIT reaches a running session (the server died before answering
             // it): the answer is the negotiation already in force.
@@ -495,21 +159,21 @@ fn serve<F: Filesystem>(
         }
         Operation::Opendir { arg } => {
             let opened = fs.opendir(ctx, nodeid, arg.flags as i32)?;
-            if opened.fh & KEEPER_FH != 0 {
+            if opened.fh.0 & KEEPER_FH != 0 {
                 // The keeper's handles would be taken for it: never handed out.
-                warn!(fh = opened.fh, "opendir returned a handle with bit 63 set: refused");
+                warn!(fh = opened.fh.0, "opendir returned a handle with bit 63 set: refused");
                 fs.releasedir(ctx, nodeid, opened.fh)?;
                 return Err(Errno::EIO);
             }
             push_open(reply, &opened)
         }
-        Operation::Readdir { mut arg } => {
-            arg.fh = dir_fh(fs, ctx, nodeid, arg.fh)?;
-            readdir(fs, ctx, nodeid, &arg, false, reply)?
+        Operation::Readdir { arg } => {
+            let fh = dir_fh(fs, ctx, nodeid, arg.fh)?;
+            readdir(fs, ctx, nodeid, fh, &arg, false, reply)?
         }
-        Operation::Readdirplus { mut arg } => {
-            arg.fh = dir_fh(fs, ctx, nodeid, arg.fh)?;
-            readdir(fs, ctx, nodeid, &arg, true, reply)?
+        Operation::Readdirplus { arg } => {
+            let fh = dir_fh(fs, ctx, nodeid, arg.fh)?;
+            readdir(fs, ctx, nodeid, fh, &arg, true, reply)?
         }
         Operation::Releasedir { arg } if arg.fh & KEEPER_FH != 0 => {
             // Answered by the keeper while it stood in, or opened here on first use.
@@ -517,13 +181,13 @@ fn serve<F: Filesystem>(
                 fs.releasedir(ctx, nodeid, ours)?;
             }
         }
-        Operation::Releasedir { arg } => fs.releasedir(ctx, nodeid, arg.fh)?,
+        Operation::Releasedir { arg } => fs.releasedir(ctx, nodeid, FileHandle(arg.fh))?,
         Operation::Fsyncdir { arg } => {
             let fh = dir_fh(fs, ctx, nodeid, arg.fh)?;
             fs.fsyncdir(ctx, nodeid, fh, arg.fsync_flags & FUSE_FSYNC_FDATASYNC != 0)?
         }
         Operation::Getlk { arg } => {
-            let lock = fs.getlk(ctx, nodeid, arg.fh, arg.owner, lock_of(&arg.lk))?;
+            let lock = fs.getlk(ctx, nodeid, FileHandle(arg.fh), arg.owner, lock_of(&arg.lk))?;
             reply.push(&fuse_lk_out {
                 lk: fuse_file_lock {
                     start: lock.start,
@@ -535,9 +199,15 @@ fn serve<F: Filesystem>(
         }
         Operation::Setlk { arg, sleep } => {
             if arg.lk_flags & FUSE_LK_FLOCK != 0 {
-                fs.flock(ctx, nodeid, arg.fh, arg.owner, flock_op(arg.lk.r#type, sleep))?
+                fs.flock(
+                    ctx,
+                    nodeid,
+                    FileHandle(arg.fh),
+                    arg.owner,
+                    flock_op(arg.lk.r#type, sleep),
+                )?
             } else {
-                fs.setlk(ctx, nodeid, arg.fh, arg.owner, lock_of(&arg.lk), sleep)?
+                fs.setlk(ctx, nodeid, FileHandle(arg.fh), arg.owner, lock_of(&arg.lk), sleep)?
             }
         }
         Operation::Access { arg } => fs.access(ctx, nodeid, arg.mask)?,
@@ -559,30 +229,39 @@ fn serve<F: Filesystem>(
         }
         Operation::Destroy => fs.destroy(),
         Operation::Ioctl { arg, data: input } => {
-            let out =
-                fs.ioctl(ctx, nodeid, arg.fh, arg.flags, arg.cmd, arg.arg, input, arg.out_size)?;
+            let out = fs.ioctl(
+                ctx,
+                nodeid,
+                FileHandle(arg.fh),
+                arg.flags,
+                arg.cmd,
+                arg.arg,
+                input,
+                arg.out_size,
+            )?;
             let len = out.data.len().min(arg.out_size as usize);
             reply.push(&fuse_ioctl_out { result: out.result, flags: 0, in_iovs: 0, out_iovs: 0 });
             reply.push_bytes(&out.data[..len]);
         }
         Operation::Poll { arg } => {
-            let revents = fs.poll(ctx, nodeid, arg.fh, arg.kh, arg.flags, arg.events)?;
+            let revents =
+                fs.poll(ctx, nodeid, FileHandle(arg.fh), arg.kh, arg.flags, arg.events)?;
             reply.push(&fuse_poll_out { revents, padding: 0 });
         }
         Operation::Fallocate { arg } => {
-            fs.fallocate(ctx, nodeid, arg.fh, arg.offset, arg.length, arg.mode)?
+            fs.fallocate(ctx, nodeid, FileHandle(arg.fh), arg.offset, arg.length, arg.mode)?
         }
         Operation::Lseek { arg } => {
-            let offset = fs.lseek(ctx, nodeid, arg.fh, arg.offset, arg.whence)?;
+            let offset = fs.lseek(ctx, nodeid, FileHandle(arg.fh), arg.offset, arg.whence)?;
             reply.push(&fuse_lseek_out { offset });
         }
         Operation::CopyFileRange { arg, wide } => {
             let range = CopyRange {
                 ino_in: nodeid,
-                fh_in: arg.fh_in,
+                fh_in: FileHandle(arg.fh_in),
                 off_in: arg.off_in,
-                ino_out: arg.nodeid_out,
-                fh_out: arg.fh_out,
+                ino_out: NodeId(arg.nodeid_out),
+                fh_out: FileHandle(arg.fh_out),
                 off_out: arg.off_out,
                 len: arg.len,
                 flags: arg.flags,
@@ -608,9 +287,9 @@ fn serve<F: Filesystem>(
 /// The filesystem's handle for directory handle `fh`: `fh` itself, or for a keeper handle
 /// ([`KEEPER_FH`]: the keeper answered the OPENDIR while the connection had no server), a
 /// handle the filesystem opens for it on first use and keeps until its RELEASEDIR.
-fn dir_fh<F: Filesystem>(fs: &F, ctx: &Context<'_>, nodeid: u64, fh: u64) -> Result<u64> {
+fn dir_fh<F: Filesystem>(fs: &F, ctx: &Context<'_>, nodeid: NodeId, fh: u64) -> Result<FileHandle> {
     if fh & KEEPER_FH == 0 {
-        return Ok(fh);
+        return Ok(FileHandle(fh));
     }
     ctx.channel.keeper_dir(fh, || Ok(fs.opendir(ctx, nodeid, O_RDONLY)?.fh))
 }
@@ -618,7 +297,8 @@ fn dir_fh<F: Filesystem>(fs: &F, ctx: &Context<'_>, nodeid: u64, fh: u64) -> Res
 fn readdir<F: Filesystem>(
     fs: &F,
     ctx: &Context<'_>,
-    nodeid: u64,
+    nodeid: NodeId,
+    fh: FileHandle,
     arg: &fuse_read_in,
     plus: bool,
     reply: &mut ReplyBuf,
@@ -627,7 +307,7 @@ fn readdir<F: Filesystem>(
     let result = {
         let mut buf = DirentBuf::new(reply, (arg.size as usize).min(REPLY_CAPACITY));
         let mut filler = DirFiller { buf: &mut buf, plus, entries: &mut entries };
-        fs.readdir(ctx, nodeid, arg.fh, arg.offset, &mut filler)
+        fs.readdir(ctx, nodeid, fh, arg.offset, &mut filler)
     };
     if let Err(errno) = result {
         // The entries already counted were never sent: give their lookups back.
@@ -679,7 +359,7 @@ fn set_attr(arg: &fuse_setattr_in) -> SetAttr {
             .then_some(SetTime::At { sec: arg.ctime as i64, nsec: arg.ctimensec }),
         // A keeper handle (the root directory, opened while no server served) names no handle
         // of the filesystem's: the nodeid is enough.
-        fh: (v & FATTR_FH != 0 && arg.fh & KEEPER_FH == 0).then_some(arg.fh),
+        fh: (v & FATTR_FH != 0 && arg.fh & KEEPER_FH == 0).then_some(FileHandle(arg.fh)),
         kill_suidgid: v & FATTR_KILL_SUIDGID != 0,
     }
 }
@@ -712,7 +392,7 @@ pub(crate) fn entry_out(entry: &Entry) -> fuse_entry_out {
     let (entry_valid, entry_valid_nsec) = split(entry.entry_valid);
     let (attr_valid, attr_valid_nsec) = split(entry.attr_valid);
     fuse_entry_out {
-        nodeid: entry.nodeid,
+        nodeid: entry.nodeid().0,
         generation: entry.generation,
         entry_valid,
         attr_valid,
@@ -722,7 +402,7 @@ pub(crate) fn entry_out(entry: &Entry) -> fuse_entry_out {
     }
 }
 
-fn push_entry(reply: &mut ReplyBuf, entry: &Entry) {
+pub(crate) fn push_entry(reply: &mut ReplyBuf, entry: &Entry) {
     reply.push(&entry_out(entry));
 }
 
@@ -736,9 +416,9 @@ pub(crate) fn attr_out(attr: &Attr) -> fuse_attr_out {
     fuse_attr_out { attr_valid, attr_valid_nsec, dummy: 0, attr: attr.attr }
 }
 
-fn push_open(reply: &mut ReplyBuf, opened: &Opened) {
+pub(crate) fn push_open(reply: &mut ReplyBuf, opened: &Opened) {
     reply.push(&fuse_open_out {
-        fh: opened.fh,
+        fh: opened.fh.0,
         open_flags: opened.open_flags,
         backing_id: opened.backing_id,
     });

@@ -23,7 +23,7 @@ pub trait Journal: Send + Sync {
     /// full: the request then runs unjournaled.
     fn begin(&self, unique: u64, intent: u64) -> Option<u64>;
     /// Notes that executing the request took a lookup count of `nodeid` for the entry its
-    /// reply will carry (see [`Context::entry_counted`](crate::Context::entry_counted)).
+    /// reply will carry (see [`Context::counted`](crate::Context::counted)).
     fn counted(&self, entry: u64, nodeid: u64);
     /// Notes that executing the request opened `fh` for its reply (see
     /// [`Context::handle_opened`](crate::Context::handle_opened)).

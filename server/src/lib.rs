@@ -3,7 +3,9 @@
 
 mod channel;
 mod dispatch;
+mod exactly_once;
 mod filesystem;
+mod ids;
 mod init;
 pub mod journal;
 mod session;
@@ -11,6 +13,7 @@ mod session;
 pub use channel::{Channel, Context, DeviceCustody, KEEPER_FH, NoCustody};
 pub use filesystem::*;
 pub use fuse_proto::Errno;
+pub use ids::{FileHandle, NodeId, Unique};
 pub use init::{MIN_MINOR, Negotiation, SessionConfig, negotiate};
 pub use journal::Journal;
 pub use session::{STAND_IN_XATTRS, Session, SessionError, StandIn, mount};

@@ -18,8 +18,10 @@ use tracing::{debug, info, warn};
 use zerocopy::{FromZeros, IntoBytes};
 
 use crate::channel::{Channel, DeviceCustody};
-use crate::dispatch::{Outcome, dispatch};
+use crate::dispatch::Outcome;
+use crate::exactly_once::serve_request;
 use crate::filesystem::Filesystem;
+use crate::ids::NodeId;
 use crate::init::{InitError, Negotiation, SessionConfig, negotiate, reply_bytes};
 use crate::journal::Journal;
 
@@ -61,8 +63,6 @@ pub fn mount(
 }
 
 /// A served connection.
-/// The root's nodeid.
-const ROOT_ID: u64 = 1;
 /// Largest xattr value a [`StandIn`] carries.
 const MAX_STAND_IN_VALUE: usize = 1024;
 
@@ -213,7 +213,7 @@ impl<F: Filesystem> Session<F> {
     pub fn stand_in(&self) -> StandIn {
         use zerocopy::IntoBytes;
         let ctx = crate::Context {
-            unique: 0,
+            unique: crate::Unique(0),
             uid: rustix::process::geteuid().as_raw(),
             gid: rustix::process::getegid().as_raw(),
             pid: 0,
@@ -221,16 +221,16 @@ impl<F: Filesystem> Session<F> {
             journal: None,
         };
         let fs = &*self.fs;
-        let attr = fs.getattr(&ctx, ROOT_ID, None).ok();
-        let statfs = fs.statfs(&ctx, ROOT_ID).ok();
+        let attr = fs.getattr(&ctx, NodeId::ROOT, None).ok();
+        let statfs = fs.statfs(&ctx, NodeId::ROOT).ok();
         let mut xattrs = Some(Vec::new());
         for name in STAND_IN_XATTRS {
             let name = std::ffi::OsStr::new(name);
-            let value = match fs.getxattr(&ctx, ROOT_ID, name, &mut []) {
+            let value = match fs.getxattr(&ctx, NodeId::ROOT, name, &mut []) {
                 Ok(0) => Some(Vec::new()),
                 Ok(size) if size <= MAX_STAND_IN_VALUE => {
                     let mut buf = vec![0u8; size];
-                    fs.getxattr(&ctx, ROOT_ID, name, &mut buf).ok().map(|n| {
+                    fs.getxattr(&ctx, NodeId::ROOT, name, &mut buf).ok().map(|n| {
                         buf.truncate(n);
                         buf
                     })
@@ -385,7 +385,7 @@ impl<'s, F: Filesystem> Worker<'s, F> {
             );
             let _enter = span.enter();
             let is_destroy = req.opcode == fuse_opcode::FUSE_DESTROY;
-            let (outcome, journaled) = dispatch(
+            let (outcome, journaled) = serve_request(
                 &*self.session.fs,
                 &self.session.channel,
                 &self.session.negotiation,

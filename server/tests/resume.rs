@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use fuse_abi::fuse_attr;
 use fuse_server::{
-    Attr, Channel, Context, DeviceCustody, Entry, Errno, Filesystem, Negotiation, Session,
-    SessionConfig,
+    Attr, Channel, Context, DeviceCustody, Entry, Errno, FileHandle, Filesystem, Negotiation,
+    NodeId, Session, SessionConfig,
 };
 use fuse_transport::MountOptions;
 
@@ -53,23 +53,28 @@ impl Filesystem for Hello {
     fn init(&self, _flags: u64) {
         self.inits.fetch_add(1, Ordering::SeqCst);
     }
-    fn lookup(&self, _ctx: &Context<'_>, parent: u64, name: &OsStr) -> Result<Entry, Errno> {
+    fn lookup(&self, ctx: &Context<'_>, parent: NodeId, name: &OsStr) -> Result<Entry, Errno> {
         self.entered.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(self.delay);
-        self.lookups.lock().unwrap().push(_ctx.unique);
-        if parent != 1 || name != "hello" {
+        self.lookups.lock().unwrap().push(ctx.unique.raw());
+        if parent != NodeId::ROOT || name != "hello" {
             return Err(Errno::ENOENT);
         }
         Ok(Entry {
-            nodeid: 2,
+            counted: ctx.counted(NodeId(2)),
             generation: 0,
             attr: self.attr(2),
             entry_valid: Duration::ZERO,
             attr_valid: Duration::ZERO,
         })
     }
-    fn getattr(&self, _ctx: &Context<'_>, nodeid: u64, _fh: Option<u64>) -> Result<Attr, Errno> {
-        Ok(Attr { attr: self.attr(nodeid), valid: Duration::ZERO })
+    fn getattr(
+        &self,
+        _ctx: &Context<'_>,
+        nodeid: NodeId,
+        _fh: Option<FileHandle>,
+    ) -> Result<Attr, Errno> {
+        Ok(Attr { attr: self.attr(nodeid.0), valid: Duration::ZERO })
     }
 }
 
