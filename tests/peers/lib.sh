@@ -88,11 +88,13 @@ stop_keeper() {
   KEEPER_PID=
 }
 
-# crash_while WATCH_PID MIN_MS MAX_MS SOURCE MOUNTPOINT OPTIONS LOG: until WATCH_PID exits,
-# SIGKILL the server (PFS_PID) every MIN_MS to MAX_MS milliseconds and start it again with the
-# same command line, its stderr to LOG. Leaves the number of kills in KILLS.
+# crash_while WATCH_PID MIN_MS MAX_MS SOURCE MOUNTPOINT OPTIONS LOG [KILLS STOP_FILE]: until
+# WATCH_PID exits, SIGKILL the server (PFS_PID) every MIN_MS to MAX_MS milliseconds and start
+# it again with the same command line, its stderr to LOG. With KILLS and STOP_FILE, creates
+# STOP_FILE once it has killed KILLS times (an fsx_rounds workload then ends after its round)
+# and goes on killing until WATCH_PID exits. Leaves the number of kills in KILLS.
 crash_while() {
-  local watch=$1 min=$2 max=$3 src=$4 mnt=$5 opts=$6 log=$7 ms
+  local watch=$1 min=$2 max=$3 src=$4 mnt=$5 opts=$6 log=$7 enough=${8:-0} stop=${9:-} ms
   KILLS=0
   while kill -0 "$watch" 2>/dev/null; do
     ms=$(( min + RANDOM % (max - min + 1) ))
@@ -102,8 +104,39 @@ crash_while() {
     KILLS=$((KILLS + 1))
     "$PFS_BIN" -f -o "$opts" "$src" "$mnt" 2>> "$log" &
     PFS_PID=$!
+    if [ -n "$stop" ] && [ "$KILLS" -ge "$enough" ]; then : > "$stop"; fi
   done
 }
+
+# fsx_rounds OPS SEED FILE ARTIFACTS LOG STOP_FILE: fsx rounds of OPS operations each (seeds
+# SEED, SEED+1, ...; round N on FILE.N, removed once it is A-OK) until STOP_FILE exists after a
+# round, every round's output appended to LOG. Status 0 when every round was A-OK, 1 at the
+# first that was not. Run in the background while a loop crashes something and creates
+# STOP_FILE once it has done enough: the workload lasts as long as the crashes need, on a fast
+# machine or a slow one. fsx's own time per operation grows with the length of a run (about
+# 2.9x for twice the operations, on ext4 as on FUSE), so several short rounds cover more
+# operations per second than one long run. Leaves "fsx rounds: N A-OK, M operations" in LOG.
+fsx_rounds() {
+  local ops=$1 seed=$2 file=$3 artifacts=$4 log=$5 stop=$6 round=0
+  : > "$log"
+  while :; do
+    round=$((round + 1))
+    if ! fsx -N "$ops" -S "$seed" -P "$artifacts" "$file.$round" > "$log.round" 2>&1 \
+      || ! grep -q 'A-OK' "$log.round"; then
+      cat "$log.round" >> "$log"
+      echo "fsx round $round (seed $seed) FAILED" >> "$log"
+      return 1
+    fi
+    cat "$log.round" >> "$log"
+    rm -f "$file.$round"
+    [ -e "$stop" ] && break
+    seed=$((seed + 1))
+  done
+  echo "fsx rounds: $round A-OK, $(( round * ops )) operations" >> "$log"
+}
+
+# rounds_summary LOG: the "N A-OK, M operations" of an fsx_rounds LOG.
+rounds_summary() { sed -n 's/^fsx rounds: //p' "$1"; }
 
 # keeper_work NAME [DIR...]: sets $work to a new /tmp/pfs-NAME.XXXXXX (mode 0755) holding
 # src, mnt and the given subdirectories, exports FUSE_KEEPER_SOCKET into it, starts a keeper
