@@ -884,17 +884,11 @@ impl Filesystem for Passthrough {
             let name = OsStr::from_bytes(item.file_name().to_bytes());
             let next = item.offset() as u64;
             let typ = item.file_type().as_raw_mode() >> 12;
-            // An entry without attributes (nodeid 0): the kernel lists it and looks it up
-            // when it is used.
-            let bare = || {
-                let attr = fuse_attr { ino: item.ino(), mode: typ << 12, ..fuse_attr::default() };
-                Entry::negative(attr, Duration::ZERO)
-            };
+            // `add` lists a name without attributes (in READDIRPLUS too, with nodeid 0): the
+            // kernel looks it up when it is used.
             let added = match &parent {
                 None => out.add(item.ino(), next, typ, name),
-                Some(_) if name == "." || name == ".." => {
-                    out.add_plus(bare(), next, typ, name).is_ok()
-                }
+                Some(_) if name == "." || name == ".." => out.add(item.ino(), next, typ, name),
                 Some(parent) => match self.do_lookup(ctx, parent, name) {
                     Ok(entry) => match out.add_plus(entry, next, typ, name) {
                         Ok(()) => true,
@@ -909,7 +903,7 @@ impl Filesystem for Passthrough {
                     // One entry the caller cannot stat (another user's FUSE mount on it, which
                     // refuses everyone else) does not make the directory unlistable: getdents
                     // lists it, so do we, and its own lookup fails later.
-                    Err(_) => out.add_plus(bare(), next, typ, name).is_ok(),
+                    Err(_) => out.add(item.ino(), next, typ, name),
                 },
             };
             if !added {

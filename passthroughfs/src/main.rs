@@ -9,7 +9,6 @@ use fuse_recovery::RecoveryOptions;
 use fuse_server::{NoCustody, Session};
 use passthroughfs::daemon::{Ready, daemonize};
 use passthroughfs::{Options, Passthrough, USAGE};
-use signal_hook::consts::{SIGINT, SIGTERM};
 
 fn main() -> ExitCode {
     let mut options = match Options::parse(std::env::args().skip(1)) {
@@ -79,13 +78,13 @@ fn run(options: &Options, ready: Ready) -> anyhow::Result<()> {
             return Err(err);
         }
     };
-    let signals = unmount_on_signal(&options.mountpoint)?;
+    let signals = fuse_server::unmount_on_signal(&options.mountpoint)
+        .context("installing signal handlers")?;
     let result = session.run();
     signals.close();
     result.context("serving")
 }
 
-/// SIGINT and SIGTERM unmount (detached); the workers then see the connection end.
 /// `path` made absolute, its directory resolved (symlinks, `..`) but not its last component.
 fn resolve_mountpoint(path: &Path) -> std::io::Result<PathBuf> {
     let abs = std::path::absolute(path)?;
@@ -94,25 +93,6 @@ fn resolve_mountpoint(path: &Path) -> std::io::Result<PathBuf> {
         // `/`, or a path ending in `..`: no last component to spare.
         _ => std::fs::canonicalize(&abs),
     }
-}
-
-fn unmount_on_signal(mountpoint: &Path) -> anyhow::Result<signal_hook::iterator::Handle> {
-    let mountpoint = mountpoint.to_path_buf();
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .context("installing signal handlers")?;
-    let handle = signals.handle();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                tracing::info!(signal, "unmounting");
-                if let Err(err) = fuse_transport::unmount_detached(&mountpoint) {
-                    tracing::warn!(%err, "unmount");
-                }
-            }
-        })
-        .context("starting the signal thread")?;
-    Ok(handle)
 }
 
 /// With `-o tag=`: re-attach to the keeper's connection for the tag, or mount fresh and
@@ -136,7 +116,8 @@ fn run_recoverable(options: &Options, ready: Ready) -> anyhow::Result<()> {
     };
     raise_fd_limit();
     rustix::process::umask(rustix::fs::Mode::empty());
-    let signals = unmount_on_signal(&options.mountpoint)?;
+    let signals = fuse_server::unmount_on_signal(&options.mountpoint)
+        .context("installing signal handlers")?;
     let mut ready = Some(ready);
     let result = fuse_recovery::serve(
         &options.mountpoint,

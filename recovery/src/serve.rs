@@ -73,6 +73,27 @@ pub struct RecoveryOptions {
     pub fail_on_timeout: bool,
 }
 
+impl RecoveryOptions {
+    /// The options most servers want for `tag`: the caller's own uid as the rescue uid, no
+    /// recovery timeout (the keeper waits for ever), the default keeper socket
+    /// ([`fuse_keeper_client::socket_path`], `$FUSE_KEEPER_SOCKET` if set) with a keeper
+    /// started if none answers, the journal on, no handover either way, and an aborted mount
+    /// (not an EIO one) if a timeout is set and passes.
+    pub fn new(tag: impl Into<String>) -> RecoveryOptions {
+        RecoveryOptions {
+            tag: tag.into(),
+            rescue_uid: rustix::process::getuid().as_raw(),
+            recovery_timeout: None,
+            sockets: vec![fuse_keeper_client::socket_path()],
+            start_keeper: true,
+            journal: true,
+            handover: false,
+            allow_handover: false,
+            fail_on_timeout: false,
+        }
+    }
+}
+
 /// Why a recoverable session could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
@@ -94,6 +115,14 @@ pub enum RecoveryError {
     /// another uid, or mounted somewhere else. Nothing of it was used.
     #[error("refusing the connection the keeper holds under tag {tag}: {why}")]
     NotOurs { tag: String, why: String },
+    /// `RecoveryOptions::journal` asks for exactly-once, and the filesystem's store has no
+    /// [`JOURNAL`](crate::journal::JOURNAL) table to keep it in.
+    #[error(
+        "the filesystem's store has no journal table: add fuse_recovery::journal::JOURNAL to \
+         its tables, or set RecoveryOptions::journal to false (then a request resent after a \
+         crash may take effect twice)"
+    )]
+    NoJournal,
 }
 
 /// How the session started.
@@ -208,6 +237,7 @@ pub fn serve<F: Recoverable>(
             (fs, mountpoint.to_path_buf(), 0, None)
         }
     };
+    check_journal(options, fs.state())?;
     let registration = Registration {
         tag: options.tag.clone(),
         rescue_uid: options.rescue_uid,
@@ -449,6 +479,18 @@ fn serve_fresh<F: Recoverable>(
     Ok((Started::Fresh, ended))
 }
 
+/// A journal asked for needs its table in the store: without one, resent requests would be
+/// executed again, silently.
+fn check_journal(
+    options: &RecoveryOptions,
+    store: &crate::store::Store,
+) -> Result<(), RecoveryError> {
+    if options.journal && store.find_table(crate::journal::JOURNAL.name).is_none() {
+        return Err(RecoveryError::NoJournal);
+    }
+    Ok(())
+}
+
 /// The session with its filesystem store's journal, when the options want one and the
 /// store has a journal table.
 fn journaled<F: Recoverable>(session: Session<F>, options: &RecoveryOptions) -> Session<F> {
@@ -464,4 +506,21 @@ fn journaled<F: Recoverable>(session: Session<F>, options: &RecoveryOptions) -> 
 
 fn save_negotiation<F: Recoverable>(fs: &F, negotiation: &Negotiation) -> io::Result<()> {
     fs.state().set_negotiation(negotiation.as_bytes()).map_err(|e| io::Error::other(e.to_string()))
+}
+
+#[cfg(test)]
+mod journal_check {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn a_journal_asked_for_without_its_table_is_an_error() {
+        let bare = Store::create("t", &[]).unwrap();
+        let with = Store::create("t", &[crate::journal::JOURNAL]).unwrap();
+        let mut options = RecoveryOptions::new("t");
+        assert!(matches!(check_journal(&options, &bare), Err(RecoveryError::NoJournal)));
+        assert!(check_journal(&options, &with).is_ok());
+        options.journal = false;
+        assert!(check_journal(&options, &bare).is_ok());
+    }
 }

@@ -233,10 +233,17 @@ impl DirFiller<'_, '_> {
         self.plus
     }
 
-    /// Adds a READDIR record: inode number `ino` (the `d_ino` applications see), the offset
-    /// of the entry after it, its type (`DT_*`), and its name. False when the reply is full
-    /// (the entry was not added; the kernel asks again from its offset).
+    /// Adds a name: inode number `ino` (the `d_ino` applications see), the offset of the entry
+    /// after it, its type (`DT_*`), and its name. False when the reply is full (the entry was
+    /// not added; the kernel asks again from its offset). In a READDIRPLUS reply the name goes
+    /// without attributes and counts nothing (as [`Entry::negative`]): the kernel looks it up
+    /// when it is used, so a filesystem may list every directory with `add` alone.
     pub fn add(&mut self, ino: u64, next_offset: u64, typ: u32, name: &OsStr) -> bool {
+        if self.plus {
+            let attr = fuse_attr { ino, mode: typ << 12, ..fuse_attr::default() };
+            let bare = crate::dispatch::entry_out(&Entry::negative(attr, Duration::ZERO));
+            return self.buf.push_plus(&bare, next_offset, typ, name);
+        }
         self.buf.push(ino, next_offset, typ, name)
     }
 

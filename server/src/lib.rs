@@ -9,14 +9,18 @@ mod ids;
 mod init;
 pub mod journal;
 mod session;
+mod signals;
 
 pub use channel::{Channel, Context, DeviceCustody, KEEPER_FH, NoCustody};
 pub use filesystem::*;
+pub use fuse_abi::{fuse_attr, fuse_kstatfs};
 pub use fuse_proto::Errno;
+pub use fuse_transport::MountOptions;
 pub use ids::{FileHandle, NodeId, Unique};
 pub use init::{MIN_MINOR, Negotiation, SessionConfig, negotiate};
 pub use journal::Journal;
 pub use session::{STAND_IN_XATTRS, Session, SessionError, StandIn, mount};
+pub use signals::{SignalGuard, unmount_on_signal};
 
 /// The transport's error as an `io::Error`, keeping the errno where there is one.
 pub(crate) fn to_io(err: fuse_transport::Error) -> std::io::Error {
