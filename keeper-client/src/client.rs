@@ -41,13 +41,22 @@ pub fn socket_path() -> PathBuf {
 /// What a server hands to the keeper with REGISTER.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
+    /// The connection's name, unique per owner uid ([`protocol::validate_tag`]).
     pub tag: String,
+    /// The only uid that may ATTACH, in the registrant's user namespace (the keeper
+    /// translates it through the registrant's `uid_map`).
     pub rescue_uid: u32,
+    /// Where the connection is mounted: absolute and normal (no `.`, `..`, `//`, trailing
+    /// slash or symlink).
     pub mountpoint: PathBuf,
+    /// The connection's number in `/sys/fs/fuse/connections` (the mount's device minor).
     pub conn_id: u32,
     /// How long an orphaned connection is kept before the keeper aborts it; `None` = forever.
     /// Rounded up to whole milliseconds.
     pub recovery_timeout: Option<Duration>,
+    /// Bytes the keeper hands back with ATTACH unread, at most
+    /// [`protocol::MAX_NEGOTIATION`] (`fuse-recovery` sends none: its negotiation is in the
+    /// state store).
     pub negotiation: Vec<u8>,
     /// When the recovery timeout passes, keep the mount and have the keeper answer its
     /// requests with EIO until a server attaches (instead of aborting it).
@@ -64,7 +73,9 @@ pub struct Attached {
     /// The uid that registered the connection (and wrote its state): the attacher's own uid,
     /// or root when root registered it for this rescue uid; never another uid.
     pub owner_uid: u32,
+    /// The bytes registered as [`Registration::negotiation`].
     pub negotiation: Vec<u8>,
+    /// The state fd registered: the very open file (the state store's memfd), not a reopen.
     pub state: OwnedFd,
     /// Every device fd held, in index order (index 0, the mount's own fd, first).
     pub devices: Vec<OwnedFd>,
@@ -73,12 +84,19 @@ pub struct Attached {
 /// One connection as LIST shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnInfo {
+    /// The connection's tag.
     pub tag: String,
+    /// The uid that registered it.
     pub owner_uid: u32,
+    /// The only uid that may ATTACH it, in the keeper's user namespace.
     pub rescue_uid: u32,
+    /// Where the registrant said it is mounted.
     pub mountpoint: PathBuf,
+    /// The connection's number in `/sys/fs/fuse/connections`.
     pub conn_id: u32,
+    /// Whether a server serves it.
     pub state: ConnState,
+    /// Its server's pid, as the keeper sees it; `None` if it has no server.
     pub server_pid: Option<u32>,
     /// Requests waiting in the connection (fusectl), if known.
     pub waiting: Option<u32>,
@@ -115,9 +133,11 @@ pub struct KeeperClient {
 /// Another server asks for a connection this client serves (HANDOVER_ASK).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandoverAsk {
+    /// The tag of the connection asked for.
     pub tag: String,
     /// The asking process, as the keeper sees it.
     pub pid: u32,
+    /// The asking process's uid, as the keeper sees it.
     pub uid: u32,
 }
 

@@ -10,7 +10,12 @@ use crate::protocol::ProtocolError;
 pub enum KeeperError {
     /// No keeper listens at the path (ENOENT, ECONNREFUSED, ...).
     #[error("cannot connect to the keeper at {}: {source}", path.display())]
-    Connect { path: PathBuf, source: io::Error },
+    Connect {
+        /// The keeper socket's path.
+        path: PathBuf,
+        /// The socket(2) or connect(2) error.
+        source: io::Error,
+    },
     /// Sending or receiving on the keeper socket failed.
     #[error("keeper socket I/O failed: {0}")]
     Io(#[from] io::Error),
@@ -22,7 +27,13 @@ pub enum KeeperError {
     Closed,
     /// The keeper answered with an ERROR.
     #[error("the keeper refused: {message} ({})", io::Error::from_raw_os_error(*errno))]
-    Refused { errno: i32, message: String },
+    Refused {
+        /// The ERROR's errno (docs/keeper-protocol.md, "Errno values"); ENOENT for an
+        /// unknown tag.
+        errno: i32,
+        /// The keeper's explanation, for humans.
+        message: String,
+    },
 }
 
 impl KeeperError {

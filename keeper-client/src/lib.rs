@@ -14,6 +14,7 @@
 //! detaches a spawned keeper).
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod client;
 mod error;

@@ -11,9 +11,9 @@ fn dir_mode() -> u32 {
     if rustix::process::geteuid().is_root() { 0o755 } else { 0o700 }
 }
 
-/// Create the directory of the socket `path` if it is missing, with [`dir_mode`] whatever the
-/// umask (created, then chmod'ed through an fd opened without following symlinks), and check
-/// that it is safe to publish a socket in ([`check_socket_dir`]).
+/// Create the directory of the socket `path` if it is missing, with mode 0755 as root and 0700
+/// otherwise whatever the umask (created, then chmod'ed through an fd opened without following
+/// symlinks), and check that it is safe to publish a socket in ([`check_socket_dir`]).
 pub fn prepare_socket_dir(path: &Path) -> io::Result<()> {
     use rustix::fs::{Mode, OFlags};
     let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {

@@ -10,6 +10,7 @@
 //! All `unsafe` code is in the private `sys` module.
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod daemon;
 #[allow(unsafe_code)]

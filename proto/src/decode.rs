@@ -25,7 +25,12 @@ pub enum DecodeError {
     /// Fewer bytes than the header or the opcode's arguments need.
     Truncated,
     /// `fuse_in_header.len` disagrees with the number of bytes read.
-    LengthMismatch { header: u32, read: usize },
+    LengthMismatch {
+        /// The request's length as the header gives it, in bytes.
+        header: u32,
+        /// The bytes the read returned.
+        read: usize,
+    },
     /// A name argument without its NUL terminator, or empty.
     BadName,
     /// An opcode this protocol version does not define.
@@ -55,11 +60,20 @@ impl std::error::Error for DecodeError {}
 pub struct Request<'a> {
     /// The request id exactly as received, bit 63 (FUSE_UNIQUE_RESEND) included.
     pub unique: u64,
+    /// The opcode `op` was decoded for.
     pub opcode: fuse_opcode,
+    /// The inode the request is about (1 is the root); 0 for requests about none (INIT,
+    /// INTERRUPT, BATCH_FORGET, DESTROY).
     pub nodeid: u64,
+    /// The caller's fsuid in the connection's user namespace; 0 in requests the kernel sends
+    /// for no caller (FORGET, INTERRUPT, RELEASE, ...).
     pub uid: u32,
+    /// The caller's fsgid in the connection's user namespace; 0 where `uid` is.
     pub gid: u32,
+    /// The calling thread's id in the connection's pid namespace; 0 where `uid` is, or when
+    /// the caller is not visible there.
     pub pid: u32,
+    /// The operation and its arguments.
     pub op: Operation<'a>,
 }
 

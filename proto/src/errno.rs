@@ -8,27 +8,50 @@ use std::io;
 pub struct Errno(i32);
 
 impl Errno {
+    /// Operation not permitted (1): the caller lacks the privilege, not just the permission bits.
     pub const EPERM: Errno = Errno(libc_errno::EPERM);
+    /// No such file or directory (2).
     pub const ENOENT: Errno = Errno(libc_errno::ENOENT);
+    /// Input/output error (5); also the answer to a request that does not decode.
     pub const EIO: Errno = Errno(libc_errno::EIO);
+    /// Bad file descriptor (9): an unknown file handle, or one not open for the access asked.
     pub const EBADF: Errno = Errno(libc_errno::EBADF);
+    /// Resource temporarily unavailable (11, also `EWOULDBLOCK`).
     pub const EAGAIN: Errno = Errno(libc_errno::EAGAIN);
+    /// Out of memory (12).
     pub const ENOMEM: Errno = Errno(libc_errno::ENOMEM);
+    /// Permission denied (13): the permission bits or an ACL refuse the caller.
     pub const EACCES: Errno = Errno(libc_errno::EACCES);
+    /// File exists (17): the name is taken (MKDIR, CREATE with `O_EXCL`, `XATTR_CREATE`, ...).
     pub const EEXIST: Errno = Errno(libc_errno::EEXIST);
+    /// Cross-device link (18): RENAME or LINK across filesystems.
     pub const EXDEV: Errno = Errno(libc_errno::EXDEV);
+    /// Not a directory (20).
     pub const ENOTDIR: Errno = Errno(libc_errno::ENOTDIR);
+    /// Is a directory (21).
     pub const EISDIR: Errno = Errno(libc_errno::EISDIR);
+    /// Invalid argument (22).
     pub const EINVAL: Errno = Errno(libc_errno::EINVAL);
+    /// No space left on device (28).
     pub const ENOSPC: Errno = Errno(libc_errno::ENOSPC);
+    /// Read-only file system (30).
     pub const EROFS: Errno = Errno(libc_errno::EROFS);
+    /// Result too large (34): an xattr value or list longer than the caller's buffer.
     pub const ERANGE: Errno = Errno(libc_errno::ERANGE);
+    /// Function not implemented (38): the answer to an unknown opcode; for most optional
+    /// opcodes (FLUSH, xattrs, ACCESS, CREATE, ...) the kernel then stops sending that opcode.
     pub const ENOSYS: Errno = Errno(libc_errno::ENOSYS);
+    /// Directory not empty (39): RMDIR, or RENAME over a non-empty directory.
     pub const ENOTEMPTY: Errno = Errno(libc_errno::ENOTEMPTY);
+    /// No data available (61): the extended attribute does not exist.
     pub const ENODATA: Errno = Errno(libc_errno::ENODATA);
+    /// Operation not supported (95, `EOPNOTSUPP`, which is `ENOTSUP` on Linux).
     pub const ENOTSUP: Errno = Errno(libc_errno::EOPNOTSUPP);
+    /// Stale file handle (116): the nodeid or file handle no longer names a file.
     pub const ESTALE: Errno = Errno(libc_errno::ESTALE);
+    /// File name too long (36).
     pub const ENAMETOOLONG: Errno = Errno(libc_errno::ENAMETOOLONG);
+    /// Inappropriate ioctl for device (25): an ioctl command the file does not know.
     pub const ENOTTY: Errno = Errno(libc_errno::ENOTTY);
 
     /// Wraps a positive errno value; zero or negative values become EIO.

@@ -5,6 +5,8 @@
 //! the [`reply`] module writes reply payloads into a reusable buffer. Malformed input is an
 //! [`DecodeError`], never a panic: the kernel's bytes are untrusted here like any other.
 
+#![warn(missing_docs)]
+
 mod cursor;
 mod decode;
 pub mod dirent;

@@ -4,6 +4,8 @@
 //! INIT negotiation and the filesystem's own tables, consistent after the server dies at any
 //! instruction, and opened in constant time whatever it holds.
 
+#![warn(missing_docs)]
+
 pub mod journal;
 mod links;
 pub mod serve;

@@ -19,6 +19,8 @@ use crate::store::Store;
 
 /// A filesystem whose state lives in a [`Store`] (the store's memfd goes to the keeper).
 pub trait Recoverable: Filesystem {
+    /// The filesystem's state store: its memfd goes to the keepers, and the next server maps
+    /// it again (`make_fs` of [`serve`] gets it).
     fn state(&self) -> &Store;
 
     /// Called once before requests are served: where to keep fds that must outlive this
@@ -97,24 +99,39 @@ impl RecoveryOptions {
 /// Why a recoverable session could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
+    /// No keeper answered on any socket (this is the first one's error), or one refused the
+    /// ATTACH or HANDOVER (e.g. EACCES: not the rescue uid; EBUSY: its server is alive).
     #[error("keeper at {socket}")]
     Keeper {
+        /// The keeper's socket path.
         socket: String,
+        /// What the keeper client reported.
         #[source]
         source: fuse_keeper_client::KeeperError,
     },
+    /// [`RecoveryOptions::sockets`] is empty.
     #[error("no keeper socket given")]
     NoKeeper,
+    /// `make_fs` failed (its error), or the store's fd could not be duplicated.
     #[error("the filesystem")]
     Filesystem(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Mounting, handing a device fd to the keepers, or starting or running the session failed.
     #[error("the FUSE session")]
     Session(#[from] fuse_server::SessionError),
+    /// The negotiation saved in the store does not decode, or is not one this server's
+    /// `SessionConfig` could have made (protocol version, `max_write`, `max_pages`); the
+    /// string says which.
     #[error("the saved negotiation is damaged: {0}")]
     BadNegotiation(String),
     /// The keeper handed over a connection that is not the one asked for: registered by
     /// another uid, or mounted somewhere else. Nothing of it was used.
     #[error("refusing the connection the keeper holds under tag {tag}: {why}")]
-    NotOurs { tag: String, why: String },
+    NotOurs {
+        /// The tag asked for.
+        tag: String,
+        /// What differs: the registering uid, the mountpoint, or the mount found there.
+        why: String,
+    },
     /// `RecoveryOptions::journal` asks for exactly-once, and the filesystem's store has no
     /// [`JOURNAL`](crate::journal::JOURNAL) table to keep it in.
     #[error(
@@ -130,8 +147,11 @@ pub enum RecoveryError {
 pub enum Started {
     /// Mounted fresh and registered with the keeper.
     Fresh,
-    /// Took over an orphaned connection from the keeper, with this many device fds.
-    Attached { devices: usize },
+    /// Took over an orphaned connection from the keeper (or a live one, by handover).
+    Attached {
+        /// How many device fds the keeper handed back: the mount's fd and its clones.
+        devices: usize,
+    },
 }
 
 const EBUSY: i32 = 16;
@@ -211,7 +231,7 @@ fn connect_and_attach(
 /// connection for the tag if there is one, mounts fresh and registers otherwise. `make_fs`
 /// gets the saved state store fd when attaching. `ready` is called once requests are being
 /// served (for daemon readiness). While serving, a keeper that restarts is given the
-/// connection again ([`crate::links`]).
+/// connection again (by the `keeper-watch` thread).
 pub fn serve<F: Recoverable>(
     mountpoint: &Path,
     mount_options: &MountOptions,

@@ -11,8 +11,11 @@ pub const MIN_MINOR: u32 = 31;
 pub struct SessionConfig {
     /// Largest WRITE payload (the kernel caps it by max_pages).
     pub max_write: u32,
+    /// Largest readahead the kernel may ask for, in bytes (capped by the kernel's own).
     pub max_readahead: u32,
+    /// Background requests (readahead, writeback, async direct I/O) the kernel keeps in flight.
     pub max_background: u16,
+    /// Background requests in flight beyond which the kernel marks the connection congested.
     pub congestion_threshold: u16,
     /// Ask for the page cache in writeback mode (excludes kernel passthrough).
     pub writeback: bool,

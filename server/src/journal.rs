@@ -7,7 +7,7 @@
 //!
 //! - a journaled reply is sent again, byte for byte (with the resent unique): the request is
 //!   not executed twice, and the entry it returns is not counted twice;
-//! - an intent alone is settled by looking at the filesystem (see [`settle`]), never by blind
+//! - an intent alone is settled by looking at the filesystem (the rules: `exactly_once.rs`), never by blind
 //!   re-execution;
 //! - no record: the dead server never began it, so it executes now.
 
@@ -39,6 +39,7 @@ pub trait Journal: Send + Sync {
 /// A journaled request, as a restarted server finds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalRecord {
+    /// The record's slot, which [`Journal::record`] and [`Journal::end`] take.
     pub entry: u64,
     /// What `begin` was given.
     pub intent: u64,

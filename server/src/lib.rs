@@ -1,6 +1,8 @@
 //! FUSE sessions over the transport layer: fresh or resumed, served by worker threads that
 //! decode each request, call the [`Filesystem`], and write its reply.
 
+#![warn(missing_docs)]
+
 mod channel;
 mod dispatch;
 mod exactly_once;

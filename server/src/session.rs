@@ -25,27 +25,45 @@ use crate::ids::NodeId;
 use crate::init::{InitError, Negotiation, SessionConfig, negotiate, reply_bytes};
 use crate::journal::Journal;
 
-/// Why a session could not start or stopped.
+/// Why a session could not start or stopped. Each message says what failed once; the OS
+/// error is the [`source`](std::error::Error::source) where there is one (printed by
+/// `{:#}` with anyhow), never repeated in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("mounting {path}: {source}")]
-    Mount { path: String, source: io::Error },
-    #[error("the custody hook refused a device fd: {0}")]
-    Custody(io::Error),
-    #[error("reading from /dev/fuse: {0}")]
-    Read(io::Error),
-    #[error("writing to /dev/fuse: {0}")]
-    Write(io::Error),
+    /// mount(2), or fusermount3 for an unprivileged caller, failed.
+    #[error("mounting {path}")]
+    Mount {
+        /// The mountpoint.
+        path: String,
+        /// What mount(2) or fusermount3 said.
+        source: io::Error,
+    },
+    /// [`DeviceCustody::adopt`] refused a device fd: the session does not serve one that
+    /// nobody else holds.
+    #[error("the custody hook refused a device fd")]
+    Custody(#[source] io::Error),
+    /// read(2) on /dev/fuse failed with an error other than the connection ending.
+    #[error("reading from /dev/fuse")]
+    Read(#[source] io::Error),
+    /// A reply could not be written (other than ENOENT, which means the request was
+    /// interrupted, and the connection ending).
+    #[error("writing to /dev/fuse")]
+    Write(#[source] io::Error),
+    /// The connection was aborted or unmounted before the kernel sent FUSE_INIT.
     #[error("the connection ended before FUSE_INIT")]
     GoneBeforeInit,
+    /// The kernel speaks a FUSE protocol older than [`MIN_MINOR`](crate::MIN_MINOR).
     #[error("the kernel's FUSE protocol 7.{0} is older than 7.{min}", min = crate::init::MIN_MINOR)]
     KernelTooOld(u32),
-    #[error("starting worker thread: {0}")]
-    Spawn(io::Error),
-    #[error("saving the INIT negotiation: {0}")]
-    Save(io::Error),
-    #[error("preparing the session before serving: {0}")]
-    Ready(io::Error),
+    /// A worker thread could not be started.
+    #[error("starting worker thread")]
+    Spawn(#[source] io::Error),
+    /// The `save` hook of [`Session::start_with`] failed: INIT is not answered.
+    #[error("saving the INIT negotiation")]
+    Save(#[source] io::Error),
+    /// The `before_reading` hook of [`Session::run_then`] failed.
+    #[error("preparing the session before serving")]
+    Ready(#[source] io::Error),
 }
 
 /// Mounts `mountpoint` and returns the connection's channel, its device fd already adopted
@@ -85,6 +103,8 @@ pub struct StandIn {
     pub xattrs: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
+/// A connection being served: its channel, the INIT negotiation in force, the filesystem, and
+/// (once [`Session::run`] is called) the worker threads.
 pub struct Session<F: Filesystem> {
     fs: Arc<F>,
     channel: Arc<Channel>,
@@ -261,8 +281,8 @@ impl<F: Filesystem> Session<F> {
         &self.fs
     }
 
-    /// The switch that stops this session's workers: after [`ReadStop::stop`]
-    /// (fuse_transport::ReadStop) returns, every request a worker had read is answered, no
+    /// The switch that stops this session's workers: after
+    /// [`ReadStop::stop`](fuse_transport::ReadStop::stop) returns, every request a worker had read is answered, no
     /// worker reads again, and [`Session::run`] returns `Ok`; requests not read yet stay
     /// queued in the kernel for the next server of the connection.
     pub fn stop_handle(&self) -> fuse_transport::ReadStop {

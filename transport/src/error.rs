@@ -11,7 +11,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// Opening `/dev/fuse` (or another device/control file) failed.
     #[error("cannot open {path}: {source}")]
-    Open { path: PathBuf, source: io::Error },
+    Open {
+        /// The file that would not open.
+        path: PathBuf,
+        /// The open(2) error.
+        source: io::Error,
+    },
 
     /// `FUSE_DEV_IOC_CLONE` failed.
     #[error("FUSE_DEV_IOC_CLONE failed: {0}")]
@@ -19,7 +24,12 @@ pub enum Error {
 
     /// The request buffer is smaller than the kernel accepts.
     #[error("request buffer of {len} bytes is smaller than the minimum of {min}")]
-    BufferTooSmall { len: usize, min: usize },
+    BufferTooSmall {
+        /// The buffer's length in bytes.
+        len: usize,
+        /// The least the kernel accepts, in bytes ([`crate::FUSE_MIN_READ_BUFFER`]).
+        min: usize,
+    },
 
     /// `read` on the device failed (EAGAIN on a nonblocking fd ends up here too).
     #[error("read from /dev/fuse failed: {0}")]
@@ -27,11 +37,21 @@ pub enum Error {
 
     /// `writev` on the device failed.
     #[error("writev of a {len}-byte reply to /dev/fuse failed: {source}")]
-    Write { len: usize, source: io::Error },
+    Write {
+        /// The reply's length in bytes, header included.
+        len: usize,
+        /// The writev(2) error.
+        source: io::Error,
+    },
 
     /// `writev` wrote only part of the reply.
     #[error("short write to /dev/fuse: {written} of {len} bytes")]
-    ShortWrite { written: usize, len: usize },
+    ShortWrite {
+        /// The bytes writev(2) reported written.
+        written: usize,
+        /// The reply's length in bytes, header included.
+        len: usize,
+    },
 
     /// `FUSE_DEV_IOC_BACKING_OPEN` failed.
     #[error("FUSE_DEV_IOC_BACKING_OPEN failed: {0}")]
@@ -43,19 +63,43 @@ pub enum Error {
 
     /// `FUSE_DEV_IOC_BACKING_CLOSE` failed.
     #[error("FUSE_DEV_IOC_BACKING_CLOSE of backing id {id} failed: {source}")]
-    BackingClose { id: u32, source: io::Error },
+    BackingClose {
+        /// The backing id that would not close.
+        id: u32,
+        /// The ioctl(2) error.
+        source: io::Error,
+    },
 
     /// A mount option cannot be used.
     #[error("invalid mount option {option:?}: {reason}")]
-    InvalidOption { option: String, reason: &'static str },
+    InvalidOption {
+        /// The offending option as given.
+        option: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
 
     /// `stat` of the mountpoint (to compute `rootmode=`) failed.
     #[error("cannot stat mountpoint {path}: {source}")]
-    StatMountpoint { path: PathBuf, source: io::Error },
+    StatMountpoint {
+        /// The mountpoint.
+        path: PathBuf,
+        /// The stat(2) error.
+        source: io::Error,
+    },
 
     /// `mount(2)` failed.
     #[error("mount(2) of {fstype} on {path} (data \"{data}\") failed: {source}")]
-    Mount { path: PathBuf, fstype: String, data: String, source: io::Error },
+    Mount {
+        /// The mountpoint.
+        path: PathBuf,
+        /// The filesystem type passed: `fuse` or `fuse.SUBTYPE`.
+        fstype: String,
+        /// The data string passed (`fd=N,rootmode=...,user_id=...,group_id=...` and options).
+        data: String,
+        /// The mount(2) error.
+        source: io::Error,
+    },
 
     /// Creating the socket pair to talk to fusermount3 failed.
     #[error("socketpair for fusermount3 failed: {0}")]
@@ -67,15 +111,34 @@ pub enum Error {
 
     /// Spawning or waiting for fusermount3 failed.
     #[error("running {program} failed: {source}")]
-    FusermountSpawn { program: PathBuf, source: io::Error },
+    FusermountSpawn {
+        /// The fusermount3 binary run.
+        program: PathBuf,
+        /// The error of spawning, waiting, or receiving the fd from it.
+        source: io::Error,
+    },
 
     /// fusermount3 exited with a failure status.
     #[error("{program} {args} failed ({status}): {stderr}")]
-    FusermountFailed { program: PathBuf, args: String, status: ExitStatus, stderr: String },
+    FusermountFailed {
+        /// The fusermount3 binary run.
+        program: PathBuf,
+        /// Its arguments, joined with spaces.
+        args: String,
+        /// Its exit status.
+        status: ExitStatus,
+        /// What it wrote to stderr, trimmed.
+        stderr: String,
+    },
 
     /// fusermount3 succeeded but did not pass a device fd, or passed something else.
     #[error("fusermount3 did not pass a /dev/fuse fd: {reason} (stderr: {stderr})")]
-    FusermountNoFd { reason: String, stderr: String },
+    FusermountNoFd {
+        /// What was received instead of one fd.
+        reason: String,
+        /// What fusermount3 wrote to stderr, trimmed.
+        stderr: String,
+    },
 
     /// Reading `/proc/self/mountinfo` failed.
     #[error("cannot read /proc/self/mountinfo: {0}")]
@@ -83,15 +146,28 @@ pub enum Error {
 
     /// Making a relative mountpoint absolute failed.
     #[error("cannot get the current directory to resolve {path}: {source}")]
-    CurrentDir { path: PathBuf, source: io::Error },
+    CurrentDir {
+        /// The relative mountpoint.
+        path: PathBuf,
+        /// The getcwd(2) error.
+        source: io::Error,
+    },
 
     /// Nothing is mounted at the path.
     #[error("nothing is mounted at {path}")]
-    NotMounted { path: PathBuf },
+    NotMounted {
+        /// The path looked up in mountinfo.
+        path: PathBuf,
+    },
 
     /// The top mount at the path is not a FUSE mount.
     #[error("the mount at {path} is not a FUSE mount (type {fstype})")]
-    NotFuseMount { path: PathBuf, fstype: String },
+    NotFuseMount {
+        /// The path looked up in mountinfo.
+        path: PathBuf,
+        /// The filesystem type mountinfo gives the top mount there.
+        fstype: String,
+    },
 
     /// Mounting fusectl at /sys/fs/fuse/connections failed.
     #[error("cannot mount fusectl on /sys/fs/fuse/connections: {0}")]
@@ -99,23 +175,48 @@ pub enum Error {
 
     /// Writing to `/sys/fs/fuse/connections/<id>/abort` failed.
     #[error("aborting FUSE connection {id} failed: {source}")]
-    Abort { id: u32, source: io::Error },
+    Abort {
+        /// The connection number (its directory name under `/sys/fs/fuse/connections`).
+        id: u32,
+        /// The error opening or writing the `abort` file.
+        source: io::Error,
+    },
 
     /// Reading `/sys/fs/fuse/connections/<id>/waiting` failed.
     #[error("reading the waiting count of FUSE connection {id} failed: {source}")]
-    Waiting { id: u32, source: io::Error },
+    Waiting {
+        /// The connection number.
+        id: u32,
+        /// The read error.
+        source: io::Error,
+    },
 
     /// `/sys/fs/fuse/connections/<id>/waiting` did not hold a number.
     #[error("FUSE connection {id}: unexpected content of waiting: {text:?}")]
-    ParseWaiting { id: u32, text: String },
+    ParseWaiting {
+        /// The connection number.
+        id: u32,
+        /// What the file held.
+        text: String,
+    },
 
     /// `umount2` failed.
     #[error("umount2({path}, MNT_DETACH) failed: {source}")]
-    Unmount { path: PathBuf, source: io::Error },
+    Unmount {
+        /// The mountpoint.
+        path: PathBuf,
+        /// The umount2(2) error.
+        source: io::Error,
+    },
 
     /// [`force_unmount`](crate::force_unmount) made no progress.
     #[error("{path} is still mounted after {attempts} unmount attempts")]
-    StillMounted { path: PathBuf, attempts: u32 },
+    StillMounted {
+        /// The mountpoint.
+        path: PathBuf,
+        /// How many abort-and-detach rounds were tried.
+        attempts: u32,
+    },
 }
 
 impl Error {

@@ -17,16 +17,31 @@ pub enum ProtocolError {
     Reserved(u16),
     /// The header's payload length disagrees with the bytes received.
     #[error("header says {header} payload bytes, message has {actual}")]
-    PayloadLength { header: u32, actual: usize },
+    PayloadLength {
+        /// The header's `payload_len`.
+        header: u32,
+        /// The bytes after the header in the message.
+        actual: usize,
+    },
     /// The message is longer than 64 KiB (or was truncated on receipt).
     #[error("message larger than the 65536-byte maximum")]
     TooLarge,
     /// More file descriptors than allowed (or the control data was truncated on receipt).
     #[error("too many file descriptors (at most {max})")]
-    TooManyFds { max: usize },
+    TooManyFds {
+        /// The most the message may carry.
+        max: usize,
+    },
     /// The header's fd count disagrees with the fds received, or the kind expects another count.
     #[error("{what}: expected {expected} file descriptors, got {actual}")]
-    FdCount { what: &'static str, expected: usize, actual: usize },
+    FdCount {
+        /// `"request"`, `"reply"` or `"header"`: what set the expected count.
+        what: &'static str,
+        /// The fds the header or the kind calls for.
+        expected: usize,
+        /// The fds received.
+        actual: usize,
+    },
     /// Unknown message kind.
     #[error("unknown message kind {0}")]
     UnknownKind(u16),
@@ -41,10 +56,22 @@ pub enum ProtocolError {
     Trailing(usize),
     /// A string or blob longer than its bound.
     #[error("field {field} is {len} bytes long, at most {max} allowed")]
-    TooLong { field: &'static str, len: usize, max: usize },
+    TooLong {
+        /// The field's name, as in docs/keeper-protocol.md.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// Its bound in bytes.
+        max: usize,
+    },
     /// A field with a value that is not allowed.
     #[error("invalid {field}: {reason}")]
-    Invalid { field: &'static str, reason: &'static str },
+    Invalid {
+        /// The field's name, as in docs/keeper-protocol.md.
+        field: &'static str,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
 }
 
 impl ProtocolError {

@@ -38,6 +38,7 @@ pub const KEEPER_FH: u64 = 1 << 63;
 /// parent, umount). Each is the payload of the FUSE reply, as the server would write it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StandIn {
+    /// The connection's tag.
     pub tag: String,
     /// GETATTR of the root: a `fuse_attr_out` ([`ATTR_OUT_LEN`] bytes), or empty (unknown).
     pub attr: Vec<u8>,
@@ -109,36 +110,84 @@ pub const REGISTER_FAIL_ON_TIMEOUT: u32 = 1;
 /// A request (client to keeper).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// fds: `[device, state]`.
+    /// REGISTER: hold a new connection under (the peer's uid, tag). fds: `[device, state]`.
     Register(Register),
-    /// fds: `[device]`.
-    AddDevice { tag: String, index: u32 },
+    /// ADD_DEVICE, from the entry's server: hold a `FUSE_DEV_IOC_CLONE` of its device, sent
+    /// before the clone is first read. fds: `[device]`.
+    AddDevice {
+        /// The connection's tag.
+        tag: String,
+        /// The clone's device index: 1..=15 in practice (0 is REGISTER's device); at least
+        /// [`MAX_DEVICES`] is refused.
+        index: u32,
+    },
+    /// ATTACH: take an orphaned connection, allowed to its rescue uid only; answered
+    /// ATTACHED, or ERROR ENOENT when there is none (mount fresh). No fds.
+    Attach {
+        /// The connection's tag.
+        tag: String,
+    },
+    /// UNREGISTER, from the entry's server at a clean unmount: drop the entry and its fds.
     /// No fds.
-    Attach { tag: String },
+    Unregister {
+        /// The connection's tag.
+        tag: String,
+    },
+    /// LIST: the entries the peer may see, sorted by (owner uid, tag). No fds.
+    List {
+        /// How many entries to leave out first (paging).
+        skip: u32,
+    },
+    /// ABORT: abort the connection through fusectl, detach its mount, drop the entry. No fds.
+    Abort {
+        /// A tag (the peer's own entry first) or an absolute mountpoint.
+        target: String,
+    },
+    /// UMOUNT: detach the mount (aborting it first if its server is dead), drop the entry.
     /// No fds.
-    Unregister { tag: String },
-    /// No fds; `skip` entries are left out (paging).
-    List { skip: u32 },
-    /// Target is a tag or an absolute mountpoint. No fds.
-    Abort { target: String },
-    /// Target is a tag or an absolute mountpoint. No fds.
-    Umount { target: String },
+    Umount {
+        /// A tag (the peer's own entry first) or an absolute mountpoint.
+        target: String,
+    },
     /// As ATTACH, but a live server is asked to hand the connection over (HANDOVER_ASK);
     /// the reply (ATTACHED or ERROR) waits for its answer. No fds.
-    Handover { tag: String },
-    /// A live server's answer to HANDOVER_ASK: `errno` 0 = it has stopped reading and
-    /// answered every request it read; otherwise it refuses and goes on serving. No fds.
-    HandoverDone { tag: String, errno: i32 },
+    Handover {
+        /// The connection's tag.
+        tag: String,
+    },
+    /// A live server's answer to HANDOVER_ASK. No fds.
+    HandoverDone {
+        /// The connection's tag.
+        tag: String,
+        /// 0: it has stopped reading and answered every request it read; otherwise the
+        /// errno of its refusal (EPERM for `nohandover`), and it goes on serving.
+        errno: i32,
+    },
     /// From a connection's server: what the keeper may answer while it is orphaned. No fds.
     StandIn(StandIn),
     /// From a connection's server: hold this fd under `key` (replacing any held there) until
     /// RELEASE or the entry goes. fds: `[fd]`.
-    Hold { tag: String, key: u64 },
+    Hold {
+        /// The connection's tag.
+        tag: String,
+        /// The server's name for the fd (passthroughfs: the inode's nodeid).
+        key: u64,
+    },
     /// From a connection's server: close the fd held under `key`. No fds.
-    Release { tag: String, key: u64 },
+    Release {
+        /// The connection's tag.
+        tag: String,
+        /// The key it was held under.
+        key: u64,
+    },
     /// From a connection's server: the held fds whose key is above `after` (HELD_REPLY). No
     /// fds.
-    Held { tag: String, after: u64 },
+    Held {
+        /// The connection's tag.
+        tag: String,
+        /// Only keys above this one: 0 at first, then the last key of the previous reply.
+        after: u64,
+    },
 }
 
 /// Most fds one HELD_REPLY carries (page with `after`).
@@ -184,17 +233,23 @@ impl ConnState {
 /// One entry of a LIST_REPLY, as on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListEntry {
+    /// The connection's tag.
     pub tag: String,
+    /// The uid that registered it (with the tag, the entry's key).
     pub owner_uid: u32,
+    /// The only uid that may ATTACH it, in the keeper's user namespace.
     pub rescue_uid: u32,
+    /// Where the registrant said it is mounted.
     pub mountpoint: PathBuf,
+    /// The connection's number in `/sys/fs/fuse/connections`.
     pub conn_id: u32,
+    /// Whether a server serves it.
     pub state: ConnState,
-    /// 0 if no server.
+    /// The server's pid in the keeper's pid namespace; 0 if no server.
     pub server_pid: u32,
-    /// `u32::MAX` if unknown.
+    /// Requests waiting in the connection (fusectl's `waiting`); `u32::MAX` if unknown.
     pub waiting: u32,
-    /// 0 while serving.
+    /// Milliseconds since its server died; 0 while serving.
     pub orphaned_ms: u64,
 }
 
@@ -230,26 +285,50 @@ impl ListEntry {
 pub enum Reply {
     /// No fds.
     Ok,
-    /// No fds.
-    Error { errno: i32, message: String },
-    /// fds: `[state, device0, ..]`, `1 + device_count` in all. `owner_uid` registered the
-    /// connection; `mountpoint` is where it said the connection is mounted.
+    /// The request was refused. No fds.
+    Error {
+        /// A positive Linux errno (docs/keeper-protocol.md, "Errno values").
+        errno: i32,
+        /// Why, for humans; at most [`MAX_ERROR_MESSAGE`] bytes.
+        message: String,
+    },
+    /// Answer to ATTACH and HANDOVER. fds: `[state, device0, ..]`, `1 + device_count` in all.
     Attached {
+        /// Where the registrant said the connection is mounted.
         mountpoint: PathBuf,
+        /// The connection's number in `/sys/fs/fuse/connections`, as registered.
         conn_id: u32,
+        /// The saved INIT negotiation, as registered.
         negotiation: Vec<u8>,
+        /// How many device fds follow the state fd, 1..=[`MAX_DEVICES`], in index order.
         device_count: u32,
+        /// The uid that registered the connection: the peer's own, or 0.
         owner_uid: u32,
     },
-    /// `total` entries are visible; `entries` are those after the requested `skip` that fit in
-    /// one message. No fds.
-    List { total: u32, entries: Vec<ListEntry> },
-    /// Sent unasked to the server of `tag`: the process `pid` (uid `uid`) asks for the
-    /// connection. The server answers with HANDOVER_DONE. No fds.
-    HandoverAsk { tag: String, pid: u32, uid: u32 },
-    /// Answer to HELD: held fds' keys, ascending, at most [`MAX_HELD_PER_REPLY`]; `more` if
-    /// others follow the last. fds: one per key, in that order.
-    Held { keys: Vec<u64>, more: bool },
+    /// Answer to LIST. No fds.
+    List {
+        /// How many entries the peer may see in all.
+        total: u32,
+        /// Those after the requested `skip` that fit in one message.
+        entries: Vec<ListEntry>,
+    },
+    /// Sent unasked to the server of `tag`: another process asks for the connection. The
+    /// server answers with HANDOVER_DONE. No fds.
+    HandoverAsk {
+        /// The connection's tag.
+        tag: String,
+        /// The asking process's pid, as the keeper sees it.
+        pid: u32,
+        /// The asking process's uid, as the keeper sees it.
+        uid: u32,
+    },
+    /// Answer to HELD. fds: one per key, in that order.
+    Held {
+        /// The held fds' keys, ascending, at most [`MAX_HELD_PER_REPLY`].
+        keys: Vec<u64>,
+        /// Others follow the last key: ask again with it as `after`.
+        more: bool,
+    },
 }
 
 /// A tag is 1 to 255 bytes of UTF-8 without control characters and does not start with `/`

@@ -124,7 +124,13 @@ pub enum DaemonError {
     NotASocket(PathBuf),
     /// Creating, binding or listening on the socket failed.
     #[error("cannot listen on {}: {source}", path.display())]
-    Listen { path: PathBuf, source: io::Error },
+    Listen {
+        /// The socket path.
+        path: PathBuf,
+        /// What failed: preparing or checking its directory, socket(2), bind(2), listen(2), or
+        /// linking the socket to `path`.
+        source: io::Error,
+    },
     /// Setting up epoll or signals failed.
     #[error("cannot set up the event loop: {0}")]
     Setup(#[source] io::Error),

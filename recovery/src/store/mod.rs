@@ -74,18 +74,28 @@ pub struct TableSpec {
 /// Why a store cannot be created or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// memfd_create(2), sizing or sealing the new store failed.
     #[error("creating the store memfd: {0}")]
     Create(#[source] std::io::Error),
+    /// fstat(2) or mmap(2) of the store failed.
     #[error("mapping the store: {0}")]
     Map(#[source] std::io::Error),
+    /// The file is smaller than a page, or lacks a store's magic and version (also a store
+    /// whose creator died before finishing it: the magic is written last).
     #[error("not a state store (bad magic or version)")]
     NotAStore,
+    /// The store's size or table directory differs from the filesystem's specs (at create:
+    /// more than [`MAX_TABLES`] specs, or a name longer than 23 bytes); the string says which.
     #[error("the store was written for other tables ({0})")]
     Layout(String),
+    /// The named table has no free slot for an insert.
     #[error("table {0} is full")]
     Full(&'static str),
+    /// A negotiation of more than [`MAX_NEGOTIATION`] bytes was to be saved.
     #[error("negotiation of {0} bytes exceeds {MAX_NEGOTIATION}")]
     NegotiationTooLarge(usize),
+    /// The fd is not sealed against shrinking ([`SEALS`]): another holder could shrink it and
+    /// kill the server that maps it with SIGBUS.
     #[error("the store is not sealed against resizing (a memfd from an earlier version?)")]
     Unsealed,
 }
