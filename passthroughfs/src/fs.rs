@@ -63,7 +63,6 @@ pub struct Passthrough {
     refused_mounts: Mutex<std::collections::HashSet<u64>>,
     /// Kernel passthrough in force (asked for, and agreed at INIT).
     passthrough: std::sync::atomic::AtomicBool,
-    store: Store,
     /// Where the fds of open inodes that have no name left are kept for the next server
     /// (recoverable mounts only).
     fd_keeper: std::sync::OnceLock<Arc<dyn fuse_recovery::FdKeeper>>,
@@ -189,15 +188,11 @@ fn is_recent(t: Option<SetTime>) -> bool {
 }
 
 impl Passthrough {
-    /// A filesystem mirroring `source`. With `store` (a restarted server's state, from the
-    /// keeper) it continues where the previous server stopped; without, it starts empty in a
-    /// new store.
-    pub fn new(source: &Path, config: FsConfig, store: Option<OwnedFd>) -> anyhow::Result<Self> {
+    /// A filesystem mirroring `source`, its tables in `store` ([`STORE_TABLES`]): a restarted
+    /// server's store from the keeper continues where the previous server stopped; a new one
+    /// ([`Passthrough::new_store`]) starts empty.
+    pub fn new(source: &Path, config: FsConfig, store: Arc<Store>) -> anyhow::Result<Self> {
         crate::creds::init();
-        let store = match store {
-            Some(fd) => Store::open(fd, &STORE_TABLES)?,
-            None => Store::create("passthroughfs-state", &STORE_TABLES)?,
-        };
         let fd = rustix::fs::open(
             source,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -227,7 +222,7 @@ impl Passthrough {
                 .is_ok();
         let by_name = !handles;
         tracing::debug!(by_name, "how inodes are found again after a restart");
-        let mut inodes = InodeTable::new(&store, (0, 3), fd, key_of(&st), mount_fd, by_name);
+        let mut inodes = InodeTable::new(&store, fd, key_of(&st), mount_fd, by_name)?;
         if !by_name {
             // Half the open-file limit for inode fds, the rest for open files; beyond it
             // inodes are reopened by file handle (which needs root).
@@ -236,8 +231,7 @@ impl Passthrough {
         }
         Ok(Passthrough {
             inodes,
-            handles: HandleTable::new(&store, 1),
-            store,
+            handles: HandleTable::new(&store)?,
             passthrough: std::sync::atomic::AtomicBool::new(false),
             local_source,
             refused_mounts: Mutex::default(),
@@ -245,6 +239,11 @@ impl Passthrough {
             held: Mutex::default(),
             config,
         })
+    }
+
+    /// A new, empty store for a server without a tag (nobody keeps it).
+    pub fn new_store() -> anyhow::Result<Arc<Store>> {
+        Ok(Arc::new(Store::create("passthroughfs-state", &STORE_TABLES)?))
     }
 
     fn entry(&self, counted: Counted, st: &Statx) -> Entry {
@@ -1176,9 +1175,7 @@ fn clears_only_suid_sgid(inode: &Inode, mode: u32) -> Result<bool> {
 }
 
 impl fuse_recovery::Recoverable for Passthrough {
-    fn state(&self) -> &Store {
-        &self.store
-    }
+    const TABLES: &'static [TableSpec] = &STORE_TABLES;
 
     fn set_fd_keeper(&self, keeper: Arc<dyn fuse_recovery::FdKeeper>) {
         let _ = self.fd_keeper.set(keeper);

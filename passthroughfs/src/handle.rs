@@ -15,7 +15,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use fuse_recovery::store::{Store, Table, TableSpec};
+use fuse_recovery::store::{Store, StoreError, Table, TableSpec};
 use fuse_server::Errno;
 use rustix::fs::Dir;
 
@@ -76,16 +76,16 @@ pub struct HandleTable {
 }
 
 impl HandleTable {
-    /// The table over table `i` of `store`.
-    pub fn new(store: &Store, i: usize) -> Self {
+    /// The table over `store`'s [`HANDLES`] table.
+    pub fn new(store: &Store) -> Result<Self, StoreError> {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.subsec_nanos() ^ d.as_secs() as u32);
-        HandleTable {
-            records: store.table(i).0,
+        Ok(HandleTable {
+            records: store.table_of(&HANDLES)?.0,
             cache: Mutex::new(HashMap::new()),
             next_gen: AtomicU32::new(seed),
-        }
+        })
     }
 
     /// Records and caches `handle`; returns its fh (never 0).
@@ -145,8 +145,7 @@ impl HandleTable {
 
     /// Every open handle recorded in `store`, by fh (for inspection and tests).
     pub fn census(store: &Store) -> Vec<(u64, HandleRecord)> {
-        let Some(i) = store.find_table(HANDLES.name) else { return Vec::new() };
-        let table = HandleTable::new(store, i);
+        let Ok(table) = HandleTable::new(store) else { return Vec::new() };
         (0..table.records.high_water())
             .filter_map(|slot| {
                 let (generation, record) = table.record_at(slot)?;
@@ -201,7 +200,7 @@ mod tests {
     #[test]
     fn a_stale_fh_does_not_name_the_handle_that_reuses_its_slot() {
         let store = Store::create("t", &[HANDLES]).unwrap();
-        let table = HandleTable::new(&store, 0);
+        let table = HandleTable::new(&store).unwrap();
         let old = table.insert(RECORD, file()).unwrap();
         assert_eq!(table.record(old), Some(RECORD));
         assert_eq!(table.remove(old), Some(RECORD));
@@ -215,7 +214,7 @@ mod tests {
         assert_eq!(table.get(old, |_| unreachable!("no such record")).unwrap_err(), Errno::EBADF);
         // A restarted server (same store, empty cache) knows the new fh and not the old one.
         let again = Store::open(store.fd().try_clone_to_owned().unwrap(), &[HANDLES]).unwrap();
-        let table = HandleTable::new(&again, 0);
+        let table = HandleTable::new(&again).unwrap();
         assert_eq!(table.record(new), Some(RECORD));
         assert_eq!(table.record(old), None);
         assert_eq!(HandleTable::census(&again), vec![(new, RECORD)]);

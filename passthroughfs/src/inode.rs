@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use fuse_recovery::store::{HashIndex, Store, Table, TableSpec};
+use fuse_recovery::store::{HashIndex, Store, StoreError, Table, TableSpec};
 use fuse_server::Errno;
 
 use crate::sys::{FileHandle, MAX_HANDLE, name_to_handle, open_by_handle};
@@ -132,22 +132,21 @@ pub struct InodeTable {
 }
 
 impl InodeTable {
-    /// The table over table `i` of `store`, with the names in table `names`; `root` is the
-    /// source directory. With `by_name`, each inode's (parent, name) is kept so that a
-    /// restarted server can find it again without file handles.
+    /// The table over `store`'s [`INODES`] table, with the names in its [`NAMES`] table;
+    /// `root` is the source directory. With `by_name`, each inode's (parent, name) is kept so
+    /// that a restarted server can find it again without file handles.
     pub fn new(
         store: &Store,
-        (i, names): (usize, usize),
         root: OwnedFd,
         key: InodeKey,
         mount_fd: OwnedFd,
         by_name: bool,
-    ) -> Self {
-        let (records, index) = store.table(i);
-        let index = index.expect("the inodes table is indexed");
-        let (names, _) = store.table(names);
+    ) -> Result<Self, StoreError> {
+        let (records, index) = store.table_of(&INODES)?;
+        let index = index.ok_or(StoreError::NoTable(INODES.name))?;
+        let (names, _) = store.table_of(&NAMES)?;
         let root = Arc::new(Inode { nodeid: ROOT, fd: root, key, kind: libc::S_IFDIR });
-        InodeTable {
+        Ok(InodeTable {
             records,
             index,
             names,
@@ -156,7 +155,7 @@ impl InodeTable {
             mount_fd,
             cache: Mutex::new(HashMap::new()),
             max_cached: usize::MAX,
-        }
+        })
     }
 
     /// Keeps at most `max` inode fds open (at least 64). Only for a server that can reopen by
@@ -648,7 +647,7 @@ mod tests {
             Mode::empty(),
         )
         .unwrap();
-        InodeTable::new(store, (0, 1), root, k, mount_fd, by_name)
+        InodeTable::new(store, root, k, mount_fd, by_name).unwrap()
     }
 
     /// A lookup of `dir/name` that records its name, as the filesystem's LOOKUP does.

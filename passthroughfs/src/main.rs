@@ -124,7 +124,7 @@ fn run_recoverable(options: &Options, ready: Ready) -> anyhow::Result<()> {
         &options.mount,
         options.session.clone(),
         &recovery,
-        |state| Ok(Passthrough::new(&options.source, options.fs.clone(), state)?),
+        |store| Ok(Passthrough::new(&options.source, options.fs.clone(), store)?),
         |started| {
             tracing::info!(?started, "serving");
             if let Some(ready) = ready.take()
@@ -147,7 +147,7 @@ fn start(options: &Options) -> anyhow::Result<Session<Passthrough>> {
     raise_fd_limit();
     // Modes arrive already masked by the caller's umask.
     rustix::process::umask(rustix::fs::Mode::empty());
-    let fs = Passthrough::new(&options.source, options.fs.clone(), None)
+    let fs = Passthrough::new(&options.source, options.fs.clone(), Passthrough::new_store()?)
         .with_context(|| format!("opening source {}", options.source.display()))?;
     let channel = fuse_server::mount(&options.mountpoint, &options.mount, Arc::new(NoCustody))?;
     Session::start(fs, channel, options.session.clone()).map_err(|err| {

@@ -318,7 +318,7 @@ fn state_store(keeper: &Keeper) -> Store {
     for fd in fs::read_dir(&fds).unwrap() {
         let path = fd.unwrap().path();
         let target = fs::read_link(&path).unwrap_or_default();
-        if target.to_string_lossy().contains("memfd:passthroughfs-state") {
+        if target.to_string_lossy().contains("memfd:fuse-recovery-state") {
             let file = fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
             return Store::open(file.into(), &STORE_TABLES).unwrap();
         }

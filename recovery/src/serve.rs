@@ -15,13 +15,17 @@ use tracing::{info, warn};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::links::{Custody, HandoverPolicy, Link, Links};
-use crate::store::Store;
+use crate::store::{Store, StoreError, TableSpec};
 
-/// A filesystem whose state lives in a [`Store`] (the store's memfd goes to the keeper).
+/// A filesystem whose state lives in a [`Store`]: [`serve`] creates the store with these
+/// tables (or opens the one the keeper kept, checking it has them) and hands it to the
+/// filesystem; its memfd goes to the keeper.
 pub trait Recoverable: Filesystem {
-    /// The filesystem's state store: its memfd goes to the keepers, and the next server maps
-    /// it again (`make_fs` of [`serve`] gets it).
-    fn state(&self) -> &Store;
+    /// The tables of the filesystem's store, found again with [`Store::table_of`]. With
+    /// [`RecoveryOptions::journal`], include [`JOURNAL`](crate::journal::JOURNAL): exactly-once
+    /// keeps its records there, and [`serve`] refuses to start without it. A filesystem whose
+    /// state needs no table (a fixed tree) lists none.
+    const TABLES: &'static [TableSpec];
 
     /// Called once before requests are served: where to keep fds that must outlive this
     /// process (a file with no name left, which the next server could not open again).
@@ -132,6 +136,10 @@ pub enum RecoveryError {
         /// What differs: the registering uid, the mountpoint, or the mount found there.
         why: String,
     },
+    /// The store the keeper kept could not be opened with the filesystem's tables, or a new
+    /// one could not be made.
+    #[error("the state store")]
+    Store(#[source] StoreError),
     /// `RecoveryOptions::journal` asks for exactly-once, and the filesystem's store has no
     /// [`JOURNAL`](crate::journal::JOURNAL) table to keep it in.
     #[error(
@@ -155,6 +163,9 @@ pub enum Started {
 }
 
 const EBUSY: i32 = 16;
+
+/// The name of a new store's memfd (as /proc/PID/fd shows it: `memfd:fuse-recovery-state`).
+pub const STORE_NAME: &str = "fuse-recovery-state";
 
 /// ATTACH the tag at one keeper. A server killed an instant ago may still be exiting
 /// (freeing its memory) when its successor starts: the keeper sees it alive (EBUSY) until its
@@ -229,7 +240,8 @@ fn connect_and_attach(
 
 /// Serves `mountpoint` until it is unmounted: re-attaches to the keepers' orphaned
 /// connection for the tag if there is one, mounts fresh and registers otherwise. `make_fs`
-/// gets the saved state store fd when attaching. `ready` is called once requests are being
+/// gets the state store: the one the keeper kept when attaching (the filesystem continues
+/// from it), a new one with [`Recoverable::TABLES`] otherwise. `ready` is called once requests are being
 /// served (for daemon readiness). While serving, a keeper that restarts is given the
 /// connection again (by the `keeper-watch` thread).
 pub fn serve<F: Recoverable>(
@@ -237,7 +249,7 @@ pub fn serve<F: Recoverable>(
     mount_options: &MountOptions,
     config: SessionConfig,
     options: &RecoveryOptions,
-    make_fs: impl FnOnce(Option<OwnedFd>) -> Result<F, Box<dyn std::error::Error + Send + Sync>>,
+    make_fs: impl FnOnce(Arc<Store>) -> Result<F, Box<dyn std::error::Error + Send + Sync>>,
     ready: impl FnOnce(Started),
 ) -> Result<Started, RecoveryError> {
     let asked = Instant::now();
@@ -245,19 +257,21 @@ pub fn serve<F: Recoverable>(
     let attach_time = asked.elapsed();
     // Where the connection is, and its number: as the keeper holds it, or (0) read once the
     // fresh mount exists.
-    let (fs, mountpoint, conn_id, devices) = match attached {
+    let (store, mountpoint, conn_id, devices) = match attached {
         Some(attached) => {
             check_ours(&attached, mountpoint)
                 .map_err(|why| RecoveryError::NotOurs { tag: options.tag.clone(), why })?;
-            let fs = make_fs(Some(attached.state)).map_err(RecoveryError::Filesystem)?;
-            (fs, attached.mountpoint, attached.conn_id, Some(attached.devices))
+            let store = Store::open(attached.state, F::TABLES).map_err(RecoveryError::Store)?;
+            (store, attached.mountpoint, attached.conn_id, Some(attached.devices))
         }
         None => {
-            let fs = make_fs(None).map_err(RecoveryError::Filesystem)?;
-            (fs, mountpoint.to_path_buf(), 0, None)
+            let store = Store::create(STORE_NAME, F::TABLES).map_err(RecoveryError::Store)?;
+            (store, mountpoint.to_path_buf(), 0, None)
         }
     };
-    check_journal(options, fs.state())?;
+    check_journal(options, &store)?;
+    let store = Arc::new(store);
+    let fs = make_fs(store.clone()).map_err(RecoveryError::Filesystem)?;
     let registration = Registration {
         tag: options.tag.clone(),
         rescue_uid: options.rescue_uid,
@@ -268,7 +282,7 @@ pub fn serve<F: Recoverable>(
         fail_on_timeout: options.fail_on_timeout,
     };
     let state =
-        fs.state().fd().try_clone_to_owned().map_err(|e| RecoveryError::Filesystem(Box::new(e)))?;
+        store.fd().try_clone_to_owned().map_err(|e| RecoveryError::Store(StoreError::Map(e)))?;
     let attached_now = devices.is_some();
     let links = Arc::new(Links::new(links, registration, state));
     fs.set_fd_keeper(links.clone());
@@ -282,8 +296,12 @@ pub fn serve<F: Recoverable>(
         })?;
     let watcher = links.watch(stop_read);
     let result = match devices {
-        Some(devices) => serve_attached(fs, devices, custody, config, options, attach_time, ready),
-        None => serve_fresh(fs, &mountpoint, mount_options, custody, config, options, ready),
+        Some(devices) => {
+            serve_attached(fs, &store, devices, custody, config, options, attach_time, ready)
+        }
+        None => {
+            serve_fresh(fs, &store, &mountpoint, mount_options, custody, config, options, ready)
+        }
     };
     drop(stop_write);
     let _ = watcher.join();
@@ -427,8 +445,10 @@ fn stand_in_request(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve_attached<F: Recoverable>(
     fs: F,
+    store: &Arc<Store>,
     devices: Vec<OwnedFd>,
     custody: Arc<Custody>,
     config: SessionConfig,
@@ -439,7 +459,7 @@ fn serve_attached<F: Recoverable>(
     let links = custody.0.clone();
     let count = devices.len();
     let channel = Channel::new(devices, custody).map_err(fuse_server::SessionError::Custody)?;
-    let saved = fs.state().negotiation();
+    let saved = store.negotiation();
     info!(
         tag = %options.tag,
         devices = count,
@@ -453,7 +473,8 @@ fn serve_attached<F: Recoverable>(
             let negotiation = Negotiation::read_from_bytes(&bytes)
                 .map_err(|_| RecoveryError::BadNegotiation(format!("{} bytes", bytes.len())))?;
             negotiation.check_saved(&config).map_err(RecoveryError::BadNegotiation)?;
-            let session = journaled(Session::resume(fs, channel, negotiation, config), options);
+            let session =
+                journaled(Session::resume(fs, channel, negotiation, config), options, store);
             // After a clean handover nothing waits to be resent, and RESEND re-queues nothing;
             // after a crash it brings back what the dead server had read.
             run_session(&session, &links, options, |channel| {
@@ -466,7 +487,7 @@ fn serve_attached<F: Recoverable>(
             // The previous server died before answering INIT: it comes again.
             channel.notify_resend().map_err(fuse_server::SessionError::Custody)?;
             let session =
-                journaled(Session::start_with(fs, channel, config, save_negotiation)?, options);
+                journaled(Session::start_with(fs, channel, config, saving(store))?, options, store);
             ready(started);
             run_session(&session, &links, options, |_| Ok(()))?
         }
@@ -474,8 +495,10 @@ fn serve_attached<F: Recoverable>(
     Ok((started, ended))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve_fresh<F: Recoverable>(
     fs: F,
+    store: &Arc<Store>,
     mountpoint: &Path,
     mount_options: &MountOptions,
     custody: Arc<Custody>,
@@ -485,8 +508,8 @@ fn serve_fresh<F: Recoverable>(
 ) -> Result<(Started, Ended), RecoveryError> {
     let links = custody.0.clone();
     let channel = fuse_server::mount(mountpoint, mount_options, custody)?;
-    let session = match Session::start_with(fs, channel, config, save_negotiation) {
-        Ok(session) => journaled(session, options),
+    let session = match Session::start_with(fs, channel, config, saving(store)) {
+        Ok(session) => journaled(session, options, store),
         Err(err) => {
             let _ = fuse_transport::force_unmount(mountpoint);
             links.unregister(&options.tag);
@@ -513,19 +536,23 @@ fn check_journal(
 
 /// The session with its filesystem store's journal, when the options want one and the
 /// store has a journal table.
-fn journaled<F: Recoverable>(session: Session<F>, options: &RecoveryOptions) -> Session<F> {
-    let journal = options
-        .journal
-        .then(|| crate::journal::StoreJournal::open(session.filesystem().state()))
-        .flatten();
+fn journaled<F: Recoverable>(
+    session: Session<F>,
+    options: &RecoveryOptions,
+    store: &Store,
+) -> Session<F> {
+    let journal = options.journal.then(|| crate::journal::StoreJournal::open(store)).flatten();
     match journal {
         Some(journal) => session.with_journal(Arc::new(journal)),
         None => session,
     }
 }
 
-fn save_negotiation<F: Recoverable>(fs: &F, negotiation: &Negotiation) -> io::Result<()> {
-    fs.state().set_negotiation(negotiation.as_bytes()).map_err(|e| io::Error::other(e.to_string()))
+/// The negotiation saved in `store` before the INIT reply is written.
+fn saving<F>(store: &Store) -> impl FnOnce(&F, &Negotiation) -> io::Result<()> + '_ {
+    move |_, negotiation| {
+        store.set_negotiation(negotiation.as_bytes()).map_err(|e| io::Error::other(e.to_string()))
+    }
 }
 
 #[cfg(test)]

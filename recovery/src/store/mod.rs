@@ -75,10 +75,10 @@ pub struct TableSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// memfd_create(2), sizing or sealing the new store failed.
-    #[error("creating the store memfd: {0}")]
+    #[error("creating the store memfd")]
     Create(#[source] std::io::Error),
     /// fstat(2) or mmap(2) of the store failed.
-    #[error("mapping the store: {0}")]
+    #[error("mapping the store")]
     Map(#[source] std::io::Error),
     /// The file is smaller than a page, or lacks a store's magic and version (also a store
     /// whose creator died before finishing it: the magic is written last).
@@ -88,6 +88,9 @@ pub enum StoreError {
     /// more than [`MAX_TABLES`] specs, or a name longer than 23 bytes); the string says which.
     #[error("the store was written for other tables ({0})")]
     Layout(String),
+    /// The store's layout has no table of this spec ([`Store::table_of`]).
+    #[error("the store has no table {0}")]
+    NoTable(&'static str),
     /// The named table has no free slot for an insert.
     #[error("table {0} is full")]
     Full(&'static str),
@@ -244,6 +247,17 @@ impl Store {
         let mut bytes = vec![0u8; len];
         self.map.read_bytes(NEGOTIATION, &mut bytes);
         Some(bytes)
+    }
+
+    /// The table of `spec` (the same name and layout), with its index if it has one: how a
+    /// filesystem finds its tables, whatever their order in the layout.
+    pub fn table_of(&self, spec: &TableSpec) -> Result<(Table, Option<HashIndex>), StoreError> {
+        let i = self
+            .tables
+            .iter()
+            .position(|(s, _, _)| s == spec)
+            .ok_or(StoreError::NoTable(spec.name))?;
+        Ok(self.table(i))
     }
 
     /// The number of the table named `name`, if the layout has one.
