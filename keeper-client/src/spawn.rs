@@ -97,18 +97,28 @@ fn is_executable(p: &Path) -> bool {
     p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The keeper binary: `$FUSE_KEEPER_BIN`, else `fuse-keeper` next to the current executable,
-/// else the first `fuse-keeper` in `PATH`.
+/// The keeper binary: `$FUSE_KEEPER_BIN`, else `fuse-keeper` next to the current executable
+/// (or, for an executable in cargo's `examples/` or `deps/`, in the directory above), else the
+/// first `fuse-keeper` in `PATH`.
 pub fn find_keeper_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(BIN_ENV).filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
-    if let Some(p) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join("fuse-keeper")))
-        .filter(|p| is_executable(p))
+    if let Some(dir) =
+        std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf))
     {
-        return Some(p);
+        // Beside the server; or, for cargo's examples and tests (target/PROFILE/examples,
+        // target/PROFILE/deps), beside them in target/PROFILE.
+        let cargo_dir = dir
+            .file_name()
+            .filter(|name| *name == "examples" || *name == "deps")
+            .and_then(|_| dir.parent())
+            .map(|d| d.join("fuse-keeper"));
+        if let Some(p) =
+            std::iter::once(dir.join("fuse-keeper")).chain(cargo_dir).find(|p| is_executable(p))
+        {
+            return Some(p);
+        }
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|d| d.join("fuse-keeper")).find(|p| is_executable(p))
