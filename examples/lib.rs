@@ -6,3 +6,5 @@
 //!
 //! The tests in `examples/tests/` run each example on a real mount. This library itself is
 //! empty: the package exists for its examples.
+
+#![forbid(unsafe_code)]

@@ -53,30 +53,77 @@ pub fn become_caller(ctx: &Context<'_>) -> Result<(), Errno> {
         return Ok(());
     }
     if ctx.uid == 0 && ctx.gid == 0 {
-        return become_root();
+        return switch(Identity::root());
     }
     let wanted = Identity { uid: ctx.uid, gid: ctx.gid, groups: groups_of(ctx.pid, ctx.gid) };
     switch(wanted)
 }
 
-/// Runs the rest of the calling request as root (the server's own identity).
-pub fn become_root() -> Result<(), Errno> {
-    if !ENABLED.load(Ordering::Relaxed) {
-        return Ok(());
-    }
-    switch(Identity::root())
+/// The calling thread as root (the server's own identity) until the guard is dropped, then
+/// back to the identity it had: on every path out of the scope, an early return through `?`
+/// or a panic included.
+#[must_use = "the thread is root only while the guard lives"]
+pub struct AsRoot {
+    /// The identity to return to; `None` when nothing was switched (switching off).
+    before: Option<Identity>,
 }
 
-/// Runs `f` as root, then returns to the identity the thread had.
-pub fn as_root<T>(f: impl FnOnce() -> T) -> Result<T, Errno> {
+impl Drop for AsRoot {
+    fn drop(&mut self) {
+        if let Some(before) = self.before.take()
+            && let Err(errno) = switch(before)
+        {
+            // The thread stays root; the next request that needs its caller's identity
+            // switches to it (switching is per request), so no caller's request runs as root.
+            tracing::error!(%errno, "cannot return from root to the caller's identity");
+        }
+    }
+}
+
+/// Root until the returned guard is dropped ([`AsRoot`]).
+pub fn root() -> Result<AsRoot, Errno> {
     if !ENABLED.load(Ordering::Relaxed) {
-        return Ok(f());
+        return Ok(AsRoot { before: None });
     }
     let before = CURRENT.with(|current| current.borrow().clone());
     switch(Identity::root())?;
-    let result = f();
-    switch(before)?;
-    Ok(result)
+    Ok(AsRoot { before: Some(before) })
+}
+
+/// Runs `f` as root, then returns to the identity the thread had (also if `f` panics).
+pub fn as_root<T>(f: impl FnOnce() -> T) -> Result<T, Errno> {
+    let _root = root()?;
+    Ok(f())
+}
+
+/// CAP_SYS_ADMIN raised in the thread's effective set until dropped, then lowered again (a
+/// panic included).
+struct SysAdmin {
+    lowered: rustix::thread::CapabilitySets,
+}
+
+impl SysAdmin {
+    fn raise() -> Result<SysAdmin, Errno> {
+        let mut caps = rustix::thread::capabilities(None)?;
+        let lowered = caps;
+        caps.effective |= rustix::thread::CapabilitySet::SYS_ADMIN;
+        rustix::thread::set_capabilities(None, caps)?;
+        Ok(SysAdmin { lowered })
+    }
+}
+
+impl Drop for SysAdmin {
+    fn drop(&mut self) {
+        if let Err(errno) = rustix::thread::set_capabilities(None, self.lowered) {
+            // Never leave a caller's identity with CAP_SYS_ADMIN: back to root (whose next
+            // switch to a caller clears the raised set).
+            tracing::error!(%errno, "cannot lower CAP_SYS_ADMIN; returning to root");
+            if switch(Identity::root()).is_err() {
+                tracing::error!("cannot return to root either: aborting");
+                std::process::abort();
+            }
+        }
+    }
 }
 
 /// Runs `f` as `ctx`'s caller with CAP_SYS_ADMIN raised in the thread's effective set, then
@@ -90,20 +137,8 @@ pub fn as_caller_with_sys_admin<T>(ctx: &Context<'_>, f: impl FnOnce() -> T) -> 
         return as_root(f);
     }
     become_caller(ctx)?;
-    let mut caps = rustix::thread::capabilities(None).map_err(errno)?;
-    let lowered = caps.effective;
-    caps.effective |= rustix::thread::CapabilitySet::SYS_ADMIN;
-    rustix::thread::set_capabilities(None, caps).map_err(errno)?;
-    let result = f();
-    caps.effective = lowered;
-    if let Err(e) = rustix::thread::set_capabilities(None, caps) {
-        // Never leave a caller's identity with CAP_SYS_ADMIN: back to root (which clears the
-        // raised set on the next switch) or fail the request.
-        tracing::error!(%e, "cannot lower CAP_SYS_ADMIN; returning to root");
-        switch(Identity::root())?;
-        return Err(errno(e));
-    }
-    Ok(result)
+    let _raised = SysAdmin::raise()?;
+    Ok(f())
 }
 
 fn switch(wanted: Identity) -> Result<(), Errno> {
@@ -114,20 +149,20 @@ fn switch(wanted: Identity) -> Result<(), Errno> {
         }
         // Back to root first: changing groups and gid needs CAP_SETGID in the effective set.
         if current.uid != 0 {
-            set_thread_res_uid(None, Some(Uid::ROOT), None).map_err(errno)?;
+            set_thread_res_uid(None, Some(Uid::ROOT), None)?;
             current.uid = 0;
         }
         if current.groups != wanted.groups {
             let groups: Vec<Gid> = wanted.groups.iter().map(|&g| Gid::from_raw(g)).collect();
-            set_thread_groups(&groups).map_err(errno)?;
+            set_thread_groups(&groups)?;
             current.groups = wanted.groups.clone();
         }
         if current.gid != wanted.gid {
-            set_thread_res_gid(None, Some(Gid::from_raw(wanted.gid)), None).map_err(errno)?;
+            set_thread_res_gid(None, Some(Gid::from_raw(wanted.gid)), None)?;
             current.gid = wanted.gid;
         }
         if wanted.uid != 0 {
-            set_thread_res_uid(None, Some(Uid::from_raw(wanted.uid)), None).map_err(errno)?;
+            set_thread_res_uid(None, Some(Uid::from_raw(wanted.uid)), None)?;
             current.uid = wanted.uid;
         }
         Ok(())
@@ -154,10 +189,6 @@ fn parse_groups(status: &str) -> Option<Vec<u32>> {
     Some(line["Groups:".len()..].split_whitespace().filter_map(|g| g.parse().ok()).collect())
 }
 
-fn errno(e: rustix::io::Errno) -> Errno {
-    Errno::new(e.raw_os_error())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +199,39 @@ mod tests {
         assert_eq!(parse_groups(status), Some(vec![4, 24, 27]));
         assert_eq!(parse_groups("Groups:\t\n"), Some(vec![]));
         assert_eq!(parse_groups("Name:\tx\n"), None);
+    }
+
+    /// As a user, then root for a scope left by a normal end, by `?` and by a panic: the
+    /// thread is the user again after each. In a thread of its own (credentials are per
+    /// thread), as root (CI is).
+    #[test]
+    fn root_for_a_scope_returns_to_the_caller_on_every_path() {
+        assert!(rustix::process::geteuid().is_root(), "run as root");
+        std::thread::spawn(|| {
+            ENABLED.store(true, Ordering::Relaxed);
+            let user = Identity { uid: 65534, gid: 65534, groups: vec![65534] };
+            switch(user).unwrap();
+            let euid = || rustix::process::geteuid().as_raw();
+            assert_eq!(euid(), 65534);
+            {
+                let _root = root().unwrap();
+                assert_eq!(euid(), 0);
+            }
+            assert_eq!(euid(), 65534, "after the scope");
+            let early = || -> Result<(), Errno> {
+                let _root = root()?;
+                assert_eq!(euid(), 0);
+                Err(Errno::EPERM)?;
+                unreachable!()
+            };
+            assert_eq!(early(), Err(Errno::EPERM));
+            assert_eq!(euid(), 65534, "after an early return");
+            let panicked = std::panic::catch_unwind(|| as_root(|| panic!("inside as_root")));
+            assert!(panicked.is_err());
+            assert_eq!(euid(), 65534, "after a panic");
+            switch(Identity::root()).unwrap();
+        })
+        .join()
+        .unwrap();
     }
 }

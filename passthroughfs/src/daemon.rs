@@ -39,11 +39,17 @@ impl Ready {
 }
 
 /// Forks. Returns in the child (a new session leader); the parent waits for the child's
-/// report and exits with it. Must run before any thread is started.
-pub fn daemonize() -> std::io::Result<Ready> {
+/// report and exits with it.
+///
+/// # Safety
+///
+/// No other thread may exist in the process: the child of a fork is a copy of the calling
+/// thread alone, and a lock another thread held (the allocator's, stdio's) would never be
+/// released in it. Call it first thing in `main`.
+pub unsafe fn daemonize() -> std::io::Result<Ready> {
     let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    // SAFETY: called from main before any other thread exists, so the child is a full copy
-    // of a single-threaded process and may run arbitrary code.
+    // SAFETY: the caller guarantees there is no other thread, so the child is a full copy of
+    // a single-threaded process and may run arbitrary code.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(std::io::Error::last_os_error());

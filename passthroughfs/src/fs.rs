@@ -16,9 +16,8 @@ use rustix::fs::{
     AtFlags, CWD, Dir, FallocateFlags, Mode, OFlags, RenameFlags, Statx, StatxFlags, Timespec,
     Timestamps, XattrFlags,
 };
-use rustix::io::Errno as SysErrno;
 
-use crate::creds::{become_caller, become_root};
+use crate::creds::become_caller;
 use crate::handle::{HANDLES, Handle, HandleRecord, HandleTable};
 use crate::inode::{INODES, Inode, InodeKey, InodeTable, ROOT};
 use fuse_recovery::store::{Store, TableSpec};
@@ -75,10 +74,6 @@ pub struct Passthrough {
 pub const STORE_TABLES: [TableSpec; 4] =
     [INODES, HANDLES, fuse_recovery::journal::JOURNAL, crate::inode::NAMES];
 
-fn sys(e: SysErrno) -> Errno {
-    Errno::new(e.raw_os_error())
-}
-
 /// `/proc/self/fd/N`: reaches the inode of an `O_PATH` fd for calls that take a path.
 fn proc_path(fd: BorrowedFd<'_>) -> CString {
     use std::os::fd::AsRawFd;
@@ -89,7 +84,7 @@ const STATX_MASK: StatxFlags = StatxFlags::BASIC_STATS.union(StatxFlags::MNT_ID)
 
 fn statx_fd(fd: BorrowedFd<'_>) -> Result<Statx> {
     rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW, STATX_MASK)
-        .map_err(sys)
+        .map_err(Errno::from)
 }
 
 /// `inode` is a regular file owned by `uid`.
@@ -263,13 +258,12 @@ impl Passthrough {
             name,
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
-        )
-        .map_err(sys)?;
+        )?;
         // First without asking whatever serves the inode (`AT_STATX_DONT_SYNC`; the `O_PATH`
         // open crossed into a mount without a request either): the name may be the root of
         // another user's FUSE mount, whose server may never answer.
         let flags = AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC;
-        let quick = rustix::fs::statx(&fd, "", flags, STATX_MASK).map_err(sys)?;
+        let quick = rustix::fs::statx(&fd, "", flags, STATX_MASK)?;
         let crossed = quick.stx_mnt_id != parent.key.mnt_id;
         if crossed {
             self.may_enter(&quick)?;
@@ -344,8 +338,9 @@ impl Passthrough {
         let st = statx_fd(inode.fd.as_fd())?;
         let mode = u32::from(st.stx_mode) & 0o7777;
         let path = proc_path(inode.fd.as_fd());
-        let chmod =
-            |m: u32| rustix::fs::chmod(path.as_c_str(), Mode::from_bits_retain(m)).map_err(sys);
+        let chmod = |m: u32| {
+            rustix::fs::chmod(path.as_c_str(), Mode::from_bits_retain(m)).map_err(Errno::from)
+        };
         chmod(mode | 0o600)?;
         let reopened = self.reopen(inode, flags);
         chmod(mode)?;
@@ -391,7 +386,7 @@ impl Passthrough {
             if record.is_dir {
                 let fd =
                     self.reopen(&inode, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
-                Ok(Handle::Dir(Mutex::new(Dir::new(fd).map_err(sys)?)))
+                Ok(Handle::Dir(Mutex::new(Dir::new(fd)?)))
             } else {
                 let flags = self.open_flags(record.flags) & !OFlags::TRUNC;
                 // An unprivileged server's own file that its mode now denies (git writes its
@@ -498,7 +493,8 @@ impl Passthrough {
     }
 
     fn reopen(&self, inode: &Inode, flags: OFlags) -> Result<OwnedFd> {
-        rustix::fs::open(proc_path(inode.fd.as_fd()).as_c_str(), flags, Mode::empty()).map_err(sys)
+        rustix::fs::open(proc_path(inode.fd.as_fd()).as_c_str(), flags, Mode::empty())
+            .map_err(Errno::from)
     }
 
     fn set_times(
@@ -510,23 +506,25 @@ impl Passthrough {
     ) -> Result<()> {
         let times = Timestamps { last_access: time(atime), last_modification: time(mtime) };
         match handle.map(Handle::file) {
-            Some(Ok(fd)) => rustix::fs::futimens(fd, &times).map_err(sys),
+            Some(Ok(fd)) => rustix::fs::futimens(fd, &times).map_err(Errno::from),
             _ => rustix::fs::utimensat(
                 &inode.fd,
                 "",
                 &times,
                 AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
             )
-            .map_err(sys),
+            .map_err(Errno::from),
         }
     }
 
     fn set_mode(&self, inode: &Inode, handle: Option<&Handle>, mode: u32) -> Result<()> {
         let mode = Mode::from_bits_retain(mode & 0o7777);
         match handle.map(Handle::file) {
-            Some(Ok(fd)) => rustix::fs::fchmod(fd, mode).map_err(sys),
+            Some(Ok(fd)) => rustix::fs::fchmod(fd, mode).map_err(Errno::from),
             _ if inode.is_symlink() => Err(Errno::ENOTSUP),
-            _ => rustix::fs::chmod(proc_path(inode.fd.as_fd()).as_c_str(), mode).map_err(sys),
+            _ => {
+                rustix::fs::chmod(proc_path(inode.fd.as_fd()).as_c_str(), mode).map_err(Errno::from)
+            }
         }
     }
 }
@@ -570,9 +568,8 @@ impl Filesystem for Passthrough {
                     // The kernel drops setuid/setgid itself before a write or truncate by a
                     // caller who need not own the file (file_remove_privs). Only for a caller
                     // who may write it: anyone else asking is a chmod they may not do.
-                    become_root()?;
+                    let _root = crate::creds::root()?;
                     self.set_mode(&inode, handle.as_deref(), mode)?;
-                    become_caller(ctx)?;
                 }
                 other => other?,
             }
@@ -586,15 +583,14 @@ impl Filesystem for Passthrough {
                 uid,
                 gid,
                 AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(sys)?;
+            )?;
         }
         if let Some(size) = set.size {
             match handle.as_deref().map(Handle::file) {
-                Some(Ok(fd)) => rustix::fs::ftruncate(fd, size).map_err(sys)?,
+                Some(Ok(fd)) => rustix::fs::ftruncate(fd, size)?,
                 _ => {
                     let fd = self.reopen(&inode, OFlags::WRONLY | OFlags::CLOEXEC)?;
-                    rustix::fs::ftruncate(&fd, size).map_err(sys)?;
+                    rustix::fs::ftruncate(&fd, size)?;
                 }
             }
         }
@@ -624,7 +620,7 @@ impl Filesystem for Passthrough {
     fn readlink(&self, ctx: &Context<'_>, nodeid: NodeId) -> Result<Vec<u8>> {
         become_caller(ctx)?;
         let inode = self.inodes.get(nodeid.0)?;
-        let target = rustix::fs::readlinkat(&inode.fd, "", Vec::new()).map_err(sys)?;
+        let target = rustix::fs::readlinkat(&inode.fd, "", Vec::new())?;
         Ok(target.into_bytes())
     }
 
@@ -637,7 +633,7 @@ impl Filesystem for Passthrough {
     ) -> Result<Entry> {
         become_caller(ctx)?;
         let parent = self.inodes.get(parent.0)?;
-        rustix::fs::symlinkat(target, &parent.fd, name).map_err(sys)?;
+        rustix::fs::symlinkat(target, &parent.fd, name)?;
         self.do_lookup(ctx, &parent, name)
     }
 
@@ -659,8 +655,7 @@ impl Filesystem for Passthrough {
             kind,
             Mode::from_bits_retain(mode & 0o7777),
             u64::from(rdev),
-        )
-        .map_err(sys)?;
+        )?;
         self.do_lookup(ctx, &parent, name)
     }
 
@@ -674,8 +669,7 @@ impl Filesystem for Passthrough {
     ) -> Result<Entry> {
         become_caller(ctx)?;
         let parent = self.inodes.get(parent.0)?;
-        rustix::fs::mkdirat(&parent.fd, name, Mode::from_bits_retain(mode & 0o7777))
-            .map_err(sys)?;
+        rustix::fs::mkdirat(&parent.fd, name, Mode::from_bits_retain(mode & 0o7777))?;
         self.do_lookup(ctx, &parent, name)
     }
 
@@ -683,7 +677,7 @@ impl Filesystem for Passthrough {
         become_caller(ctx)?;
         let parent = self.inodes.get(parent.0)?;
         let victim = self.fd_keeper.get().and_then(|_| self.known_at(&parent, name));
-        rustix::fs::unlinkat(&parent.fd, name, AtFlags::empty()).map_err(sys)?;
+        rustix::fs::unlinkat(&parent.fd, name, AtFlags::empty())?;
         if let Some(nodeid) = victim {
             self.keep_if_nameless(nodeid);
         }
@@ -693,7 +687,7 @@ impl Filesystem for Passthrough {
     fn rmdir(&self, ctx: &Context<'_>, parent: NodeId, name: &OsStr) -> Result<()> {
         become_caller(ctx)?;
         let parent = self.inodes.get(parent.0)?;
-        rustix::fs::unlinkat(&parent.fd, name, AtFlags::REMOVEDIR).map_err(sys)
+        rustix::fs::unlinkat(&parent.fd, name, AtFlags::REMOVEDIR).map_err(Errno::from)
     }
 
     fn rename(&self, ctx: &Context<'_>, args: &Rename<'_>) -> Result<()> {
@@ -718,7 +712,7 @@ impl Filesystem for Passthrough {
         let replaced = (self.fd_keeper.get().is_some() && !flags.contains(RenameFlags::EXCHANGE))
             .then(|| self.known_at(&new, newname))
             .flatten();
-        rustix::fs::renameat_with(&old.fd, name, &new.fd, newname, flags).map_err(sys)?;
+        rustix::fs::renameat_with(&old.fd, name, &new.fd, newname, flags)?;
         if let Some(nodeid) = replaced {
             self.keep_if_nameless(nodeid);
         }
@@ -736,8 +730,7 @@ impl Filesystem for Passthrough {
             &parent.fd,
             newname,
             AtFlags::SYMLINK_FOLLOW,
-        )
-        .map_err(sys)?;
+        )?;
         self.do_lookup(ctx, &parent, newname)
     }
 
@@ -788,7 +781,7 @@ impl Filesystem for Passthrough {
         if let Some(delay) = self.config.read_delay {
             std::thread::sleep(delay);
         }
-        rustix::io::pread(handle.file()?, buf, offset).map_err(sys)
+        rustix::io::pread(handle.file()?, buf, offset).map_err(Errno::from)
     }
 
     fn write(
@@ -805,7 +798,7 @@ impl Filesystem for Passthrough {
         // thread's credentials, not by the open file's.
         become_caller(ctx)?;
         let handle = self.file(fh.0)?;
-        let n = rustix::io::pwrite(handle.file()?, data, offset).map_err(sys)?;
+        let n = rustix::io::pwrite(handle.file()?, data, offset)?;
         Ok(n as u32)
     }
 
@@ -818,7 +811,7 @@ impl Filesystem for Passthrough {
     ) -> Result<()> {
         // close(dup(fd)): what close(2) on the source file would do (e.g. an NFS flush).
         let handle = self.file(fh.0)?;
-        let dup = rustix::io::fcntl_dupfd_cloexec(handle.file()?, 0).map_err(sys)?;
+        let dup = rustix::io::fcntl_dupfd_cloexec(handle.file()?, 0)?;
         drop(dup);
         Ok(())
     }
@@ -845,14 +838,15 @@ impl Filesystem for Passthrough {
     ) -> Result<()> {
         let handle = self.file(fh.0)?;
         let fd = handle.file()?;
-        if datasync { rustix::fs::fdatasync(fd) } else { rustix::fs::fsync(fd) }.map_err(sys)
+        if datasync { rustix::fs::fdatasync(fd) } else { rustix::fs::fsync(fd) }
+            .map_err(Errno::from)
     }
 
     fn opendir(&self, ctx: &Context<'_>, nodeid: NodeId, _flags: i32) -> Result<Opened> {
         become_caller(ctx)?;
         let inode = self.inodes.get(nodeid.0)?;
         let fd = self.reopen(&inode, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
-        let dir = Dir::new(fd).map_err(sys)?;
+        let dir = Dir::new(fd)?;
         let record = HandleRecord { nodeid: nodeid.0, flags: 0, is_dir: true, backed: false };
         let fh = self.handles.insert(record, Handle::Dir(Mutex::new(dir)))?;
         Ok(Opened { fh: FileHandle(fh), ..Opened::default() })
@@ -877,9 +871,9 @@ impl Filesystem for Passthrough {
             None
         };
         let mut dir = dir.lock().unwrap_or_else(|p| p.into_inner());
-        dir.seek(offset as i64).map_err(sys)?;
+        dir.seek(offset as i64)?;
         while let Some(item) = dir.read() {
-            let item = item.map_err(sys)?;
+            let item = item?;
             let name = OsStr::from_bytes(item.file_name().to_bytes());
             let next = item.offset() as u64;
             let typ = item.file_type().as_raw_mode() >> 12;
@@ -929,13 +923,14 @@ impl Filesystem for Passthrough {
             return Err(Errno::ENOTDIR);
         };
         let dir = dir.lock().unwrap_or_else(|p| p.into_inner());
-        let fd = dir.fd().map_err(sys)?;
-        if datasync { rustix::fs::fdatasync(fd) } else { rustix::fs::fsync(fd) }.map_err(sys)
+        let fd = dir.fd()?;
+        if datasync { rustix::fs::fdatasync(fd) } else { rustix::fs::fsync(fd) }
+            .map_err(Errno::from)
     }
 
     fn statfs(&self, _ctx: &Context<'_>, nodeid: NodeId) -> Result<Statfs> {
         let inode = self.inodes.get(nodeid.0)?;
-        let st = rustix::fs::fstatvfs(&inode.fd).map_err(sys)?;
+        let st = rustix::fs::fstatvfs(&inode.fd)?;
         Ok(fuse_kstatfs {
             blocks: st.f_blocks,
             bfree: st.f_bfree,
@@ -961,7 +956,7 @@ impl Filesystem for Passthrough {
         let inode = self.xattr_inode(nodeid.0)?;
         let flags = XattrFlags::from_bits(flags as u32).ok_or(Errno::EINVAL)?;
         rustix::fs::setxattr(proc_path(inode.fd.as_fd()).as_c_str(), name, value, flags)
-            .map_err(sys)
+            .map_err(Errno::from)
     }
 
     fn getxattr(
@@ -989,9 +984,9 @@ impl Filesystem for Passthrough {
         let path = proc_path(inode.fd.as_fd());
         // An empty buffer is a size query (rustix answers 0 for it through `getxattr`).
         if buf.is_empty() {
-            return rustix::fs::getxattr_query(path.as_c_str(), name).map_err(sys);
+            return rustix::fs::getxattr_query(path.as_c_str(), name).map_err(Errno::from);
         }
-        rustix::fs::getxattr(path.as_c_str(), name, buf).map_err(sys)
+        rustix::fs::getxattr(path.as_c_str(), name, buf).map_err(Errno::from)
     }
 
     fn listxattr(&self, ctx: &Context<'_>, nodeid: NodeId, buf: &mut [u8]) -> Result<usize> {
@@ -999,15 +994,15 @@ impl Filesystem for Passthrough {
         let inode = self.xattr_inode(nodeid.0)?;
         let path = proc_path(inode.fd.as_fd());
         if buf.is_empty() {
-            return rustix::fs::listxattr_query(path.as_c_str()).map_err(sys);
+            return rustix::fs::listxattr_query(path.as_c_str()).map_err(Errno::from);
         }
-        rustix::fs::listxattr(path.as_c_str(), buf).map_err(sys)
+        rustix::fs::listxattr(path.as_c_str(), buf).map_err(Errno::from)
     }
 
     fn removexattr(&self, ctx: &Context<'_>, nodeid: NodeId, name: &OsStr) -> Result<()> {
         become_caller(ctx)?;
         let inode = self.xattr_inode(nodeid.0)?;
-        rustix::fs::removexattr(proc_path(inode.fd.as_fd()).as_c_str(), name).map_err(sys)
+        rustix::fs::removexattr(proc_path(inode.fd.as_fd()).as_c_str(), name).map_err(Errno::from)
     }
 
     fn access(&self, ctx: &Context<'_>, nodeid: NodeId, mask: u32) -> Result<()> {
@@ -1028,9 +1023,12 @@ impl Filesystem for Passthrough {
         let flags = self.open_flags(args.flags)
             | OFlags::CREATE
             | (OFlags::from_bits_retain(args.flags as u32) & OFlags::EXCL);
-        let fd =
-            rustix::fs::openat(&parent.fd, name, flags, Mode::from_bits_retain(args.mode & 0o7777))
-                .map_err(sys)?;
+        let fd = rustix::fs::openat(
+            &parent.fd,
+            name,
+            flags,
+            Mode::from_bits_retain(args.mode & 0o7777),
+        )?;
         self.created(ctx, fd, args.flags, Some((&parent, name)))
     }
 
@@ -1045,8 +1043,7 @@ impl Filesystem for Passthrough {
         let flags =
             (self.open_flags(args.flags) & !OFlags::RWMODE) | OFlags::TMPFILE | OFlags::RDWR;
         let fd =
-            rustix::fs::openat(&parent.fd, ".", flags, Mode::from_bits_retain(args.mode & 0o7777))
-                .map_err(sys)?;
+            rustix::fs::openat(&parent.fd, ".", flags, Mode::from_bits_retain(args.mode & 0o7777))?;
         // Nameless: a server that finds inodes by name cannot find it again after a restart.
         self.created(ctx, fd, args.flags, None)
     }
@@ -1063,7 +1060,7 @@ impl Filesystem for Passthrough {
         become_caller(ctx)?;
         let handle = self.file(fh.0)?;
         let mode = FallocateFlags::from_bits_retain(mode);
-        rustix::fs::fallocate(handle.file()?, mode, offset, length).map_err(sys)
+        rustix::fs::fallocate(handle.file()?, mode, offset, length).map_err(Errno::from)
     }
 
     fn lseek(
@@ -1083,7 +1080,7 @@ impl Filesystem for Passthrough {
             4 => rustix::fs::SeekFrom::Hole(offset),
             _ => return Err(Errno::EINVAL),
         };
-        rustix::fs::seek(handle.file()?, seek).map_err(sys)
+        rustix::fs::seek(handle.file()?, seek).map_err(Errno::from)
     }
 
     fn copy_file_range(&self, ctx: &Context<'_>, r: &CopyRange) -> Result<u64> {
@@ -1098,15 +1095,14 @@ impl Filesystem for Passthrough {
             output.file()?,
             Some(&mut off_out),
             len,
-        )
-        .map_err(sys)?;
+        )?;
         Ok(n as u64)
     }
 
     fn syncfs(&self, _ctx: &Context<'_>, _nodeid: NodeId) -> Result<()> {
         let root = self.inodes.get(ROOT)?;
         let fd = self.reopen(&root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
-        rustix::fs::syncfs(&fd).map_err(sys)
+        rustix::fs::syncfs(&fd).map_err(Errno::from)
     }
 }
 
@@ -1125,8 +1121,7 @@ impl Passthrough {
             proc_path(fd.as_fd()).as_c_str(),
             OFlags::PATH | OFlags::CLOEXEC,
             Mode::empty(),
-        )
-        .map_err(sys)?;
+        )?;
         let entry = self.adopt(ctx, path_fd)?;
         let nodeid = entry.nodeid().0;
         if let Some((parent, name)) = name {
@@ -1162,7 +1157,7 @@ impl Passthrough {
 /// Whether the caller (whose credentials the thread has) may access `inode` as `access` asks.
 fn may(inode: &Inode, access: rustix::fs::Access) -> Result<()> {
     let path = proc_path(inode.fd.as_fd());
-    rustix::fs::accessat(CWD, path.as_c_str(), access, AtFlags::EACCESS).map_err(sys)
+    rustix::fs::accessat(CWD, path.as_c_str(), access, AtFlags::EACCESS).map_err(Errno::from)
 }
 
 /// Whether setting `mode` on `inode` only clears its setuid/setgid bits.

@@ -4,12 +4,18 @@
 //! fds keyed by (dev, ino, mnt_id) ([`inode`]), and open regular files are handed to the
 //! kernel as passthrough backing files when it allows, so reads and writes skip the server.
 
+// `unsafe` only where libc is called directly: fork and dup2 (`daemon`), the file-handle
+// and ioctl calls rustix lacks (`sys`).
+#![deny(unsafe_code)]
+
 pub mod creds;
+#[allow(unsafe_code)]
 pub mod daemon;
 pub mod fs;
 pub mod handle;
 pub mod inode;
 pub mod options;
+#[allow(unsafe_code)]
 mod sys;
 
 pub use fs::{FsConfig, Passthrough};

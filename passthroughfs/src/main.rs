@@ -1,5 +1,7 @@
 //! `passthroughfs [-f] [-d] [-o OPTIONS] SOURCE MOUNTPOINT`
 
+#![deny(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -46,7 +48,10 @@ fn main() -> ExitCode {
     let ready = if options.foreground {
         Ready::foreground()
     } else {
-        match daemonize() {
+        #[allow(unsafe_code)]
+        // SAFETY: no thread has been started yet: only argument parsing, the log subscriber
+        // (which starts none) and path resolution ran before.
+        match unsafe { daemonize() } {
             Ok(ready) => ready,
             Err(err) => {
                 eprintln!("passthroughfs: daemonizing: {err}");

@@ -76,6 +76,12 @@ impl From<io::Error> for Errno {
     }
 }
 
+impl From<rustix::io::Errno> for Errno {
+    fn from(err: rustix::io::Errno) -> Errno {
+        Errno::new(err.raw_os_error())
+    }
+}
+
 impl From<Errno> for io::Error {
     fn from(err: Errno) -> io::Error {
         io::Error::from_raw_os_error(err.0)
@@ -131,6 +137,12 @@ mod tests {
         let e = Errno::from(io::Error::from_raw_os_error(17));
         assert_eq!(e, Errno::EEXIST);
         assert_eq!(e.raw(), 17);
+    }
+
+    #[test]
+    fn from_rustix_keeps_the_value() {
+        assert_eq!(Errno::from(rustix::io::Errno::NOENT), Errno::ENOENT);
+        assert_eq!(Errno::from(rustix::io::Errno::STALE).raw(), 116);
     }
 
     #[test]

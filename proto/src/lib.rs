@@ -6,6 +6,7 @@
 //! [`DecodeError`], never a panic: the kernel's bytes are untrusted here like any other.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod cursor;
 mod decode;

@@ -5,6 +5,8 @@
 //! instruction, and opened in constant time whatever it holds.
 
 #![warn(missing_docs)]
+// The only `unsafe` code is the store's shared mapping (`store/map.rs`).
+#![deny(unsafe_code)]
 
 pub mod journal;
 mod links;

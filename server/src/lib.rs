@@ -2,6 +2,7 @@
 //! decode each request, call the [`Filesystem`], and write its reply.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod channel;
 mod dispatch;

@@ -87,7 +87,10 @@ impl ReadStop {
                 for thread in readers.values() {
                     // The signal may land before the thread enters read(2) (then it is lost,
                     // hence the loop) or while it serves a request (harmless).
-                    let _ = sys::interrupt(*thread);
+                    // SAFETY: a reader deregisters (under this lock, held here) before its
+                    // thread exits, so every registered thread is alive.
+                    #[allow(unsafe_code)]
+                    let _ = unsafe { sys::interrupt(*thread) };
                 }
             }
             std::thread::sleep(Duration::from_millis(2));

@@ -166,12 +166,14 @@ pub(crate) fn install_interrupt_handler() -> io::Result<()> {
     Ok(())
 }
 
-/// Sends [`interrupt_signal`] to `thread`. The caller must know the thread is still running
-/// (a pthread_t of an exited thread may name another one, or nothing).
-pub(crate) fn interrupt(thread: ThreadHandle) -> io::Result<()> {
-    // SAFETY: the caller guarantees `thread` is a live thread of this process (see
-    // `stop::ReadStop`, which signals only registered threads, under the lock they
-    // deregister under before exiting).
+/// Sends [`interrupt_signal`] to `thread`.
+///
+/// # Safety
+///
+/// `thread` must be a thread of this process that has not exited: the pthread_t of an exited
+/// thread may name another thread, or freed memory.
+pub(crate) unsafe fn interrupt(thread: ThreadHandle) -> io::Result<()> {
+    // SAFETY: the caller guarantees `thread` is a live thread of this process.
     match unsafe { libc::pthread_kill(thread.0, interrupt_signal()) } {
         0 => Ok(()),
         errno => Err(io::Error::from_raw_os_error(errno)),

@@ -1,12 +1,14 @@
 //! The shared mapping of the store's memfd: the only code here that touches raw memory.
 //!
-//! Every access is bounds-checked against the mapping. Words that change after a record is
-//! published are only ever accessed as `AtomicU64`; bytes are written only before the record
-//! is published and only read (copied out) after.
+//! Every access is bounds-checked against the mapping, and atomic: words as `AtomicU64`, bytes
+//! as `AtomicU8` (relaxed; a record's bytes are written before the Release store that
+//! publishes it and read after the Acquire load that finds it). So no access is a data race
+//! whoever else writes the memory (another thread, another process mapping the same memfd,
+//! a hostile store), and no caller has a precondition to keep.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
 
@@ -17,10 +19,9 @@ pub(crate) struct SharedMap {
     len: usize,
 }
 
-// SAFETY: the mapping is plain shared memory; all mutation goes through atomics or through
-// `write_bytes`, whose callers own the bytes they write (a slot not yet published).
+// SAFETY: the mapping is plain shared memory, owned by this value until it is dropped.
 unsafe impl Send for SharedMap {}
-// SAFETY: as above: concurrent access is to atomics, or to disjoint unpublished slots.
+// SAFETY: every access to the memory is atomic (`word`, `byte`).
 unsafe impl Sync for SharedMap {}
 
 impl SharedMap {
@@ -58,27 +59,27 @@ impl SharedMap {
         unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(offset).cast::<u64>()) }
     }
 
-    /// Copies `src` into the store at `offset`.
+    /// The byte at `offset`, as an atomic.
+    fn byte(&self, offset: usize) -> &AtomicU8 {
+        self.check(offset, 1);
+        // SAFETY: in bounds (checked); any address is aligned for a byte; this memory is
+        // only ever accessed atomically.
+        unsafe { AtomicU8::from_ptr(self.base.as_ptr().add(offset)) }
+    }
+
+    /// Copies `src` into the store at `offset` (relaxed atomic stores).
     pub(crate) fn write_bytes(&self, offset: usize, src: &[u8]) {
         self.check(offset, src.len());
-        // SAFETY: in bounds (checked); the destination is a byte range no other thread reads
-        // or writes now (an unpublished slot or header field, by the callers' protocol), and
-        // it cannot overlap `src`, which is ordinary process memory.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(offset), src.len())
+        for (i, &b) in src.iter().enumerate() {
+            self.byte(offset + i).store(b, Ordering::Relaxed);
         }
     }
 
-    /// Copies bytes at `offset` out of the store into `dst`.
+    /// Copies bytes at `offset` out of the store into `dst` (relaxed atomic loads).
     pub(crate) fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
         self.check(offset, dst.len());
-        // SAFETY: in bounds (checked); the source bytes are published and no longer written.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.base.as_ptr().add(offset),
-                dst.as_mut_ptr(),
-                dst.len(),
-            )
+        for (i, b) in dst.iter_mut().enumerate() {
+            *b = self.byte(offset + i).load(Ordering::Relaxed);
         }
     }
 }

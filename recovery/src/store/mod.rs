@@ -30,6 +30,7 @@
 //! slot reads as no record; what records say is checked by their users.
 
 mod index;
+#[allow(unsafe_code)]
 mod map;
 mod table;
 #[doc(hidden)]
