@@ -169,7 +169,7 @@ impl KeeperClient {
     /// [`DEFAULT_TIMEOUT`]; see [`KeeperClient::set_timeout`]).
     pub fn connect(path: &Path) -> Result<KeeperClient, KeeperError> {
         let sock = connect_socket(path)
-            .map_err(|source| KeeperError::Connect { path: path.into(), source })?;
+            .map_err(|error| KeeperError::Connect { path: path.into(), error })?;
         let mut client = KeeperClient { sock, asks: Vec::new() };
         client.set_timeout(Some(DEFAULT_TIMEOUT))?;
         Ok(client)

@@ -9,16 +9,16 @@ use crate::protocol::ProtocolError;
 #[derive(Debug, thiserror::Error)]
 pub enum KeeperError {
     /// No keeper listens at the path (ENOENT, ECONNREFUSED, ...).
-    #[error("cannot connect to the keeper at {}: {source}", path.display())]
+    #[error("cannot connect to the keeper at {}: {error}", path.display())]
     Connect {
         /// The keeper socket's path.
         path: PathBuf,
         /// The socket(2) or connect(2) error.
-        source: io::Error,
+        error: io::Error,
     },
     /// Sending or receiving on the keeper socket failed.
     #[error("keeper socket I/O failed: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// The keeper's reply did not follow the protocol (or an argument cannot be encoded).
     #[error("keeper protocol error: {0}")]
     Protocol(String),
@@ -41,7 +41,7 @@ impl KeeperError {
     pub fn errno(&self) -> Option<i32> {
         match self {
             KeeperError::Refused { errno, .. } => Some(*errno),
-            KeeperError::Connect { source, .. } | KeeperError::Io(source) => source.raw_os_error(),
+            KeeperError::Connect { error, .. } | KeeperError::Io(error) => error.raw_os_error(),
             KeeperError::Protocol(_) | KeeperError::Closed => None,
         }
     }
@@ -56,6 +56,12 @@ impl KeeperError {
             }
             _ => false,
         }
+    }
+}
+
+impl From<io::Error> for KeeperError {
+    fn from(e: io::Error) -> Self {
+        KeeperError::Io(e)
     }
 }
 

@@ -140,12 +140,14 @@ fn run_recoverable(options: &Options, ready: Ready) -> anyhow::Result<()> {
         },
     );
     signals.close();
+    let result = result.map(|_| ()).context("serving");
     if let Err(err) = &result
         && let Some(ready) = ready.take()
     {
-        ready.failed(&err.to_string());
+        // The whole chain: the recovery error says which step, its sources what failed.
+        ready.failed(&format!("{err:#}"));
     }
-    result.map(|_| ()).context("serving")
+    result
 }
 
 fn start(options: &Options) -> anyhow::Result<Session<Passthrough>> {

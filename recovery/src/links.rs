@@ -118,7 +118,7 @@ fn start_keeper(socket: &Path) -> Result<(), KeeperError> {
         KeeperError::Protocol("fuse-keeper binary not found (set FUSE_KEEPER_BIN)".into())
     })?;
     fuse_keeper_client::spawn_detached(&bin, socket)
-        .map_err(|source| KeeperError::Connect { path: socket.into(), source })
+        .map_err(|error| KeeperError::Connect { path: socket.into(), error })
 }
 
 enum Event {

@@ -25,30 +25,30 @@ use crate::ids::NodeId;
 use crate::init::{InitError, Negotiation, SessionConfig, negotiate, reply_bytes};
 use crate::journal::Journal;
 
-/// Why a session could not start or stopped. Each message says what failed once; the OS
-/// error is the [`source`](std::error::Error::source) where there is one (printed by
-/// `{:#}` with anyhow), never repeated in the message.
+/// Why a session could not start or stopped. The convention of every error type here: an OS
+/// error is part of the message (never also its `source`), an error of another of our types
+/// is the `source` (never also in the message), so a chain printed whole says each thing once.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     /// mount(2), or fusermount3 for an unprivileged caller, failed.
-    #[error("mounting {path}")]
+    #[error("mounting {path}: {error}")]
     Mount {
         /// The mountpoint.
         path: String,
         /// What mount(2) or fusermount3 said.
-        source: io::Error,
+        error: io::Error,
     },
     /// [`DeviceCustody::adopt`] refused a device fd: the session does not serve one that
     /// nobody else holds.
-    #[error("the custody hook refused a device fd")]
-    Custody(#[source] io::Error),
+    #[error("the custody hook refused a device fd: {0}")]
+    Custody(io::Error),
     /// read(2) on /dev/fuse failed with an error other than the connection ending.
-    #[error("reading from /dev/fuse")]
-    Read(#[source] io::Error),
+    #[error("reading from /dev/fuse: {0}")]
+    Read(io::Error),
     /// A reply could not be written (other than ENOENT, which means the request was
     /// interrupted, and the connection ending).
-    #[error("writing to /dev/fuse")]
-    Write(#[source] io::Error),
+    #[error("writing to /dev/fuse: {0}")]
+    Write(io::Error),
     /// The connection was aborted or unmounted before the kernel sent FUSE_INIT.
     #[error("the connection ended before FUSE_INIT")]
     GoneBeforeInit,
@@ -56,14 +56,14 @@ pub enum SessionError {
     #[error("the kernel's FUSE protocol 7.{0} is older than 7.{min}", min = crate::init::MIN_MINOR)]
     KernelTooOld(u32),
     /// A worker thread could not be started.
-    #[error("starting worker thread")]
-    Spawn(#[source] io::Error),
+    #[error("starting worker thread: {0}")]
+    Spawn(io::Error),
     /// The `save` hook of [`Session::start_with`] failed: INIT is not answered.
-    #[error("saving the INIT negotiation")]
-    Save(#[source] io::Error),
+    #[error("saving the INIT negotiation: {0}")]
+    Save(io::Error),
     /// The `before_reading` hook of [`Session::run_then`] failed.
-    #[error("preparing the session before serving")]
-    Ready(#[source] io::Error),
+    #[error("preparing the session before serving: {0}")]
+    Ready(io::Error),
 }
 
 /// Mounts `mountpoint` and returns the connection's channel, its device fd already adopted
@@ -75,7 +75,7 @@ pub fn mount(
 ) -> Result<Channel, SessionError> {
     let device = fuse_transport::mount(mountpoint, options).map_err(|e| SessionError::Mount {
         path: mountpoint.display().to_string(),
-        source: crate::to_io(e),
+        error: crate::to_io(e),
     })?;
     Channel::new(vec![device], custody).map_err(SessionError::Custody)
 }

@@ -31,7 +31,7 @@ pub enum WriteOutcome {
 /// `open("/dev/fuse", O_RDWR | O_CLOEXEC)`.
 pub fn open_device() -> Result<OwnedFd> {
     rustix::fs::open(DEVICE_PATH, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::Open { path: PathBuf::from(DEVICE_PATH), source: e.into() })
+        .map_err(|e| Error::Open { path: PathBuf::from(DEVICE_PATH), error: e.into() })
 }
 
 /// Open a new `/dev/fuse` fd attached to the same connection as `master`
@@ -93,7 +93,7 @@ pub fn write_reply(dev: BorrowedFd<'_>, iov: &[IoSlice<'_>]) -> Result<WriteOutc
             Err(Errno::NOENT) => return Ok(WriteOutcome::Gone),
             Err(Errno::NODEV | Errno::CONNABORTED) => return Ok(WriteOutcome::Disconnected),
             Err(e) => {
-                return Err(Error::Write { len, source: io::Error::from(e) });
+                return Err(Error::Write { len, error: io::Error::from(e) });
             }
         }
     }
@@ -113,7 +113,7 @@ pub fn backing_open(dev: BorrowedFd<'_>, file: BorrowedFd<'_>) -> Result<u32> {
 /// Release a backing id obtained from [`backing_open`] (`FUSE_DEV_IOC_BACKING_CLOSE`).
 pub fn backing_close(dev: BorrowedFd<'_>, backing_id: u32) -> Result<()> {
     sys::backing_close_ioctl(dev, backing_id)
-        .map_err(|source| Error::BackingClose { id: backing_id, source })
+        .map_err(|error| Error::BackingClose { id: backing_id, error })
 }
 
 /// A zeroed buffer for requests or replies with every page already faulted in, so that the

@@ -10,17 +10,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// Opening `/dev/fuse` (or another device/control file) failed.
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {path}: {error}")]
     Open {
         /// The file that would not open.
         path: PathBuf,
         /// The open(2) error.
-        source: io::Error,
+        error: io::Error,
     },
 
     /// `FUSE_DEV_IOC_CLONE` failed.
     #[error("FUSE_DEV_IOC_CLONE failed: {0}")]
-    Clone(#[source] io::Error),
+    Clone(io::Error),
 
     /// The request buffer is smaller than the kernel accepts.
     #[error("request buffer of {len} bytes is smaller than the minimum of {min}")]
@@ -33,15 +33,15 @@ pub enum Error {
 
     /// `read` on the device failed (EAGAIN on a nonblocking fd ends up here too).
     #[error("read from /dev/fuse failed: {0}")]
-    Read(#[source] io::Error),
+    Read(io::Error),
 
     /// `writev` on the device failed.
-    #[error("writev of a {len}-byte reply to /dev/fuse failed: {source}")]
+    #[error("writev of a {len}-byte reply to /dev/fuse failed: {error}")]
     Write {
         /// The reply's length in bytes, header included.
         len: usize,
         /// The writev(2) error.
-        source: io::Error,
+        error: io::Error,
     },
 
     /// `writev` wrote only part of the reply.
@@ -55,19 +55,19 @@ pub enum Error {
 
     /// `FUSE_DEV_IOC_BACKING_OPEN` failed.
     #[error("FUSE_DEV_IOC_BACKING_OPEN failed: {0}")]
-    BackingOpen(#[source] io::Error),
+    BackingOpen(io::Error),
 
     /// `FUSE_DEV_IOC_BACKING_OPEN` returned a value that is not a valid backing id.
     #[error("FUSE_DEV_IOC_BACKING_OPEN returned an invalid backing id {0}")]
     InvalidBackingId(i32),
 
     /// `FUSE_DEV_IOC_BACKING_CLOSE` failed.
-    #[error("FUSE_DEV_IOC_BACKING_CLOSE of backing id {id} failed: {source}")]
+    #[error("FUSE_DEV_IOC_BACKING_CLOSE of backing id {id} failed: {error}")]
     BackingClose {
         /// The backing id that would not close.
         id: u32,
         /// The ioctl(2) error.
-        source: io::Error,
+        error: io::Error,
     },
 
     /// A mount option cannot be used.
@@ -80,16 +80,16 @@ pub enum Error {
     },
 
     /// `stat` of the mountpoint (to compute `rootmode=`) failed.
-    #[error("cannot stat mountpoint {path}: {source}")]
+    #[error("cannot stat mountpoint {path}: {error}")]
     StatMountpoint {
         /// The mountpoint.
         path: PathBuf,
         /// The stat(2) error.
-        source: io::Error,
+        error: io::Error,
     },
 
     /// `mount(2)` failed.
-    #[error("mount(2) of {fstype} on {path} (data \"{data}\") failed: {source}")]
+    #[error("mount(2) of {fstype} on {path} (data \"{data}\") failed: {error}")]
     Mount {
         /// The mountpoint.
         path: PathBuf,
@@ -98,24 +98,24 @@ pub enum Error {
         /// The data string passed (`fd=N,rootmode=...,user_id=...,group_id=...` and options).
         data: String,
         /// The mount(2) error.
-        source: io::Error,
+        error: io::Error,
     },
 
     /// Creating the socket pair to talk to fusermount3 failed.
     #[error("socketpair for fusermount3 failed: {0}")]
-    Socketpair(#[source] io::Error),
+    Socketpair(io::Error),
 
     /// fusermount3 could not be found in `PATH` (nor in /usr/bin, /bin).
     #[error("fusermount3 not found (install the fuse3 package): {0}")]
-    FusermountNotFound(#[source] io::Error),
+    FusermountNotFound(io::Error),
 
     /// Spawning or waiting for fusermount3 failed.
-    #[error("running {program} failed: {source}")]
+    #[error("running {program} failed: {error}")]
     FusermountSpawn {
         /// The fusermount3 binary run.
         program: PathBuf,
         /// The error of spawning, waiting, or receiving the fd from it.
-        source: io::Error,
+        error: io::Error,
     },
 
     /// fusermount3 exited with a failure status.
@@ -142,15 +142,15 @@ pub enum Error {
 
     /// Reading `/proc/self/mountinfo` failed.
     #[error("cannot read /proc/self/mountinfo: {0}")]
-    ReadMountinfo(#[source] io::Error),
+    ReadMountinfo(io::Error),
 
     /// Making a relative mountpoint absolute failed.
-    #[error("cannot get the current directory to resolve {path}: {source}")]
+    #[error("cannot get the current directory to resolve {path}: {error}")]
     CurrentDir {
         /// The relative mountpoint.
         path: PathBuf,
         /// The getcwd(2) error.
-        source: io::Error,
+        error: io::Error,
     },
 
     /// Nothing is mounted at the path.
@@ -171,24 +171,24 @@ pub enum Error {
 
     /// Mounting fusectl at /sys/fs/fuse/connections failed.
     #[error("cannot mount fusectl on /sys/fs/fuse/connections: {0}")]
-    MountFusectl(#[source] io::Error),
+    MountFusectl(io::Error),
 
     /// Writing to `/sys/fs/fuse/connections/<id>/abort` failed.
-    #[error("aborting FUSE connection {id} failed: {source}")]
+    #[error("aborting FUSE connection {id} failed: {error}")]
     Abort {
         /// The connection number (its directory name under `/sys/fs/fuse/connections`).
         id: u32,
         /// The error opening or writing the `abort` file.
-        source: io::Error,
+        error: io::Error,
     },
 
     /// Reading `/sys/fs/fuse/connections/<id>/waiting` failed.
-    #[error("reading the waiting count of FUSE connection {id} failed: {source}")]
+    #[error("reading the waiting count of FUSE connection {id} failed: {error}")]
     Waiting {
         /// The connection number.
         id: u32,
         /// The read error.
-        source: io::Error,
+        error: io::Error,
     },
 
     /// `/sys/fs/fuse/connections/<id>/waiting` did not hold a number.
@@ -201,12 +201,12 @@ pub enum Error {
     },
 
     /// `umount2` failed.
-    #[error("umount2({path}, MNT_DETACH) failed: {source}")]
+    #[error("umount2({path}, MNT_DETACH) failed: {error}")]
     Unmount {
         /// The mountpoint.
         path: PathBuf,
         /// The umount2(2) error.
-        source: io::Error,
+        error: io::Error,
     },
 
     /// [`force_unmount`](crate::force_unmount) made no progress.
@@ -228,16 +228,16 @@ impl Error {
     /// The underlying I/O error, if any.
     pub fn io_error(&self) -> Option<&io::Error> {
         match self {
-            Error::Open { source, .. }
-            | Error::Write { source, .. }
-            | Error::BackingClose { source, .. }
-            | Error::StatMountpoint { source, .. }
-            | Error::Mount { source, .. }
-            | Error::FusermountSpawn { source, .. }
-            | Error::CurrentDir { source, .. }
-            | Error::Abort { source, .. }
-            | Error::Waiting { source, .. }
-            | Error::Unmount { source, .. } => Some(source),
+            Error::Open { error, .. }
+            | Error::Write { error, .. }
+            | Error::BackingClose { error, .. }
+            | Error::StatMountpoint { error, .. }
+            | Error::Mount { error, .. }
+            | Error::FusermountSpawn { error, .. }
+            | Error::CurrentDir { error, .. }
+            | Error::Abort { error, .. }
+            | Error::Waiting { error, .. }
+            | Error::Unmount { error, .. } => Some(error),
             Error::Clone(e)
             | Error::Read(e)
             | Error::BackingOpen(e)

@@ -61,13 +61,13 @@ pub fn abort_connection(id: u32) -> Result<()> {
             tracing::debug!(id, "FUSE connection already gone");
             return Ok(());
         }
-        Err(e) => return Err(Error::Abort { id, source: e }),
+        Err(e) => return Err(Error::Abort { id, error: e }),
     };
     match file.write_all(b"1") {
         Ok(()) => Ok(()),
         // The connection went away between open and write.
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => Ok(()),
-        Err(source) => Err(Error::Abort { id, source }),
+        Err(error) => Err(Error::Abort { id, error }),
     }
 }
 
@@ -76,6 +76,6 @@ pub fn abort_connection(id: u32) -> Result<()> {
 /// [`ensure_fusectl`]).
 pub fn waiting_requests(id: u32) -> Result<u32> {
     let path = connection_dir(id).join("waiting");
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Waiting { id, source })?;
+    let text = std::fs::read_to_string(&path).map_err(|error| Error::Waiting { id, error })?;
     text.trim().parse().map_err(|_| Error::ParseWaiting { id, text })
 }

@@ -219,7 +219,7 @@ fn escape_option_value(value: &str) -> String {
 pub fn mount_with_fd(device: BorrowedFd<'_>, mountpoint: &Path, opts: &MountOptions) -> Result<()> {
     let (source, fstype, flags, extra_data) = opts.for_mount_syscall()?;
     let st = rustix::fs::stat(mountpoint)
-        .map_err(|e| Error::StatMountpoint { path: mountpoint.to_owned(), source: e.into() })?;
+        .map_err(|e| Error::StatMountpoint { path: mountpoint.to_owned(), error: e.into() })?;
     let rootmode = FileType::from_raw_mode(st.st_mode).as_raw_mode();
     let mut data = format!(
         "fd={},rootmode={:o},user_id={},group_id={}",
@@ -235,7 +235,7 @@ pub fn mount_with_fd(device: BorrowedFd<'_>, mountpoint: &Path, opts: &MountOpti
     let data_c = CString::new(data.clone()).map_err(|_| invalid(&data, "contains a NUL byte"))?;
     tracing::debug!(?mountpoint, %source, %fstype, ?flags, %data, "mount(2)");
     rustix::mount::mount(source.as_str(), mountpoint, fstype.as_str(), flags, data_c.as_c_str())
-        .map_err(|e| Error::Mount { path: mountpoint.to_owned(), fstype, data, source: e.into() })
+        .map_err(|e| Error::Mount { path: mountpoint.to_owned(), fstype, data, error: e.into() })
 }
 
 /// The fusermount3 program: the first found in `PATH`, else /usr/bin or /bin.
@@ -277,7 +277,7 @@ fn run_fusermount(args: &[&OsStr], comm: Option<BorrowedFd<'_>>) -> Result<Strin
         if source.kind() == io::ErrorKind::NotFound {
             Error::FusermountNotFound(source)
         } else {
-            Error::FusermountSpawn { program: program.clone(), source }
+            Error::FusermountSpawn { program: program.clone(), error: source }
         }
     };
     let child = cmd.spawn().map_err(spawn_error)?;
@@ -313,7 +313,7 @@ fn receive_fd(sock: BorrowedFd<'_>, stderr: &str) -> Result<OwnedFd> {
         Errno::AGAIN => no_fd("fusermount3 exited without sending anything".to_owned()),
         e => Error::FusermountSpawn {
             program: PathBuf::from("fusermount3"),
-            source: io::Error::other(format!("recvmsg on the _FUSE_COMMFD socket: {e}")),
+            error: io::Error::other(format!("recvmsg on the _FUSE_COMMFD socket: {e}")),
         },
     })?;
     if msg.bytes == 0 {
@@ -391,7 +391,7 @@ pub fn unmount_detached(mountpoint: &Path) -> Result<()> {
     if rustix::process::geteuid().is_root() {
         match rustix::mount::unmount(mountpoint, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW) {
             Ok(()) | Err(Errno::INVAL | Errno::NOENT) => Ok(()),
-            Err(e) => Err(Error::Unmount { path: mountpoint.to_owned(), source: e.into() }),
+            Err(e) => Err(Error::Unmount { path: mountpoint.to_owned(), error: e.into() }),
         }
     } else {
         let entries = read_mountinfo()?;

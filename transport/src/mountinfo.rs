@@ -146,7 +146,7 @@ pub(crate) fn lexical_absolute(path: &Path) -> Result<PathBuf> {
         path
     } else {
         let cwd = std::env::current_dir()
-            .map_err(|source| Error::CurrentDir { path: path.to_owned(), source })?;
+            .map_err(|error| Error::CurrentDir { path: path.to_owned(), error })?;
         joined = cwd.join(path);
         &joined
     };

@@ -123,20 +123,20 @@ pub enum DaemonError {
     #[error("{} exists and is not a socket", .0.display())]
     NotASocket(PathBuf),
     /// Creating, binding or listening on the socket failed.
-    #[error("cannot listen on {}: {source}", path.display())]
+    #[error("cannot listen on {}: {error}", path.display())]
     Listen {
         /// The socket path.
         path: PathBuf,
         /// What failed: preparing or checking its directory, socket(2), bind(2), listen(2), or
         /// linking the socket to `path`.
-        source: io::Error,
+        error: io::Error,
     },
     /// Setting up epoll or signals failed.
     #[error("cannot set up the event loop: {0}")]
-    Setup(#[source] io::Error),
+    Setup(io::Error),
     /// `epoll_wait` failed.
     #[error("event loop failed: {0}")]
-    Wait(#[source] io::Error),
+    Wait(io::Error),
 }
 
 /// Run the keeper until SIGTERM or SIGINT. Every held fd is closed on return: connections whose

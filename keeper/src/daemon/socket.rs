@@ -22,7 +22,7 @@ pub struct Listener {
 /// file nobody answers on is stale and replaced; one a keeper answers on is an error. Root's
 /// socket is made 0666 (access control is by SO_PEERCRED), others' 0600.
 pub fn listen(path: &Path) -> Result<Listener, DaemonError> {
-    let err = |source: io::Error| DaemonError::Listen { path: path.into(), source };
+    let err = |error: io::Error| DaemonError::Listen { path: path.into(), error };
     let root = rustix::process::geteuid().is_root();
     prepare_socket_dir(path).map_err(err)?;
     match std::fs::symlink_metadata(path) {

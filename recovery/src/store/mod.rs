@@ -76,11 +76,11 @@ pub struct TableSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// memfd_create(2), sizing or sealing the new store failed.
-    #[error("creating the store memfd")]
-    Create(#[source] std::io::Error),
+    #[error("creating the store memfd: {0}")]
+    Create(std::io::Error),
     /// fstat(2) or mmap(2) of the store failed.
-    #[error("mapping the store")]
-    Map(#[source] std::io::Error),
+    #[error("mapping the store: {0}")]
+    Map(std::io::Error),
     /// The file is smaller than a page, or lacks a store's magic and version (also a store
     /// whose creator died before finishing it: the magic is written last).
     #[error("not a state store (bad magic or version)")]
