@@ -40,6 +40,24 @@ fn child_of(pid: u32) -> u32 {
     }
 }
 
+/// Waits until the pod's process runs its program (`sleep`) with its user namespace's maps
+/// written: unshare forks it before the maps are in place, and nsenter into a namespace with
+/// no gid map fails (`setgid failed: Invalid argument`).
+fn pod_ready(pod: u32) {
+    let deadline = Instant::now() + common::PATIENCE;
+    let ready = || {
+        let read =
+            |what: &str| fs::read_to_string(format!("/proc/{pod}/{what}")).unwrap_or_default();
+        read("comm").trim() == "sleep"
+            && !read("uid_map").trim().is_empty()
+            && !read("gid_map").trim().is_empty()
+    };
+    while !ready() {
+        assert!(Instant::now() < deadline, "pod {pod} never ran sleep with its maps written");
+        sleep(Duration::from_millis(10));
+    }
+}
+
 /// `nsenter` into the pod's user and mount namespaces (and pid namespace with `pid`).
 fn in_pod(pod: u32, pid_ns: bool) -> Command {
     let mut cmd = Command::new("nsenter");
@@ -70,6 +88,7 @@ fn a_server_in_a_user_and_pid_namespace_recovers_through_a_host_keeper() {
             .expect("unshare and setpriv (util-linux) are needed"),
     );
     let pod = child_of(unshare.0.id());
+    pod_ready(pod);
 
     let server = || {
         let cmd = in_pod(pod, true)
