@@ -15,13 +15,30 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use fuse_recovery::store::{Store, StoreError, Table, TableSpec};
+use fuse_recovery::store::{NoWords, Record, Records, Store, StoreError, TableSpec};
 use fuse_server::Errno;
 use rustix::fs::Dir;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// A handle's record in the store.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct Stored {
+    nodeid: u64,
+    /// open(2) flags as the kernel sent them.
+    flags: i32,
+    /// IS_DIR, BACKED, and the generation from bit GEN_SHIFT.
+    info: u32,
+}
+
+impl Record for Stored {
+    const NAME: &'static str = "handles";
+    const CAPACITY: u64 = 1 << 20;
+    type Word = NoWords;
+}
 
 /// The store table holding handles.
-pub const HANDLES: TableSpec =
-    TableSpec { name: "handles", words: 0, bytes: 16, capacity: 1 << 20, indexed: false };
+pub const HANDLES: TableSpec = Stored::SPEC;
 
 const IS_DIR: u32 = 1;
 const BACKED: u32 = 2;
@@ -68,7 +85,7 @@ impl Handle {
 
 /// The open handles.
 pub struct HandleTable {
-    records: Table,
+    records: Records<Stored>,
     cache: Mutex<HashMap<u64, Arc<Handle>>>,
     /// The next generation; seeded from the clock, so that servers in turn do not repeat
     /// each other's.
@@ -82,7 +99,7 @@ impl HandleTable {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.subsec_nanos() ^ d.as_secs() as u32);
         Ok(HandleTable {
-            records: store.table_of(&HANDLES)?.0,
+            records: Records::open(store)?,
             cache: Mutex::new(HashMap::new()),
             next_gen: AtomicU32::new(seed),
         })
@@ -90,16 +107,13 @@ impl HandleTable {
 
     /// Records and caches `handle`; returns its fh (never 0).
     pub fn insert(&self, record: HandleRecord, handle: Handle) -> Result<u64, Errno> {
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&record.nodeid.to_le_bytes());
-        bytes[8..12].copy_from_slice(&record.flags.to_le_bytes());
         let generation = self.next_gen.fetch_add(1, Ordering::Relaxed) & (u32::MAX >> GEN_SHIFT);
         let info = (if record.is_dir { IS_DIR } else { 0 })
             | (if record.backed { BACKED } else { 0 })
             | generation << GEN_SHIFT;
-        bytes[12..].copy_from_slice(&info.to_le_bytes());
+        let stored = Stored { nodeid: record.nodeid, flags: record.flags, info };
         let mut cache = self.lock();
-        let slot = self.records.insert(&[], &bytes).map_err(|_| Errno::new(libc::ENFILE))?;
+        let slot = self.records.insert(&stored, &[]).map_err(|_| Errno::new(libc::ENFILE))?;
         let fh = join(slot, generation);
         cache.insert(fh, Arc::new(handle));
         Ok(fh)
@@ -129,17 +143,9 @@ impl HandleTable {
     }
 
     fn record_at(&self, slot: u64) -> Option<(u32, HandleRecord)> {
-        let mut b = [0u8; 16];
-        if !self.records.read(slot, &mut b) {
-            return None;
-        }
-        let info = u32::from_le_bytes(b[12..].try_into().unwrap_or_default());
-        let record = HandleRecord {
-            nodeid: u64::from_le_bytes(b[..8].try_into().unwrap_or_default()),
-            flags: i32::from_le_bytes(b[8..12].try_into().unwrap_or_default()),
-            is_dir: info & IS_DIR != 0,
-            backed: info & BACKED != 0,
-        };
+        let Stored { nodeid, flags, info } = self.records.get(slot)?;
+        let record =
+            HandleRecord { nodeid, flags, is_dir: info & IS_DIR != 0, backed: info & BACKED != 0 };
         Some((info >> GEN_SHIFT, record))
     }
 
@@ -196,6 +202,23 @@ mod tests {
     }
 
     const RECORD: HandleRecord = HandleRecord { nodeid: 7, flags: 1, is_dir: false, backed: true };
+
+    /// A store written by an earlier server (one handing over to this one) opens with this
+    /// layout, byte for byte: nodeid, flags and info at offsets 0, 8 and 12.
+    #[test]
+    fn the_handles_layout_is_the_one_earlier_servers_wrote() {
+        assert_eq!(
+            HANDLES,
+            TableSpec { name: "handles", words: 0, bytes: 16, capacity: 1 << 20, indexed: false }
+        );
+        let stored =
+            Stored { nodeid: 0x0102_0304_0506_0708, flags: 0x0a0b_0c0d, info: 0x1112_1314 };
+        let mut old = Vec::new();
+        old.extend_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
+        old.extend_from_slice(&0x0a0b_0c0di32.to_le_bytes());
+        old.extend_from_slice(&0x1112_1314u32.to_le_bytes());
+        assert_eq!(stored.as_bytes(), &old[..]);
+    }
 
     #[test]
     fn a_stale_fh_does_not_name_the_handle_that_reuses_its_slot() {

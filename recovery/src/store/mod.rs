@@ -33,6 +33,7 @@ mod index;
 #[allow(unsafe_code)]
 mod map;
 mod table;
+mod typed;
 #[doc(hidden)]
 pub mod untrusted;
 
@@ -42,6 +43,7 @@ use std::sync::atomic::Ordering;
 
 pub use index::HashIndex;
 pub use table::Table;
+pub use typed::{MAX_WORDS, NoWords, Record, Records, Word};
 
 use map::SharedMap;
 
