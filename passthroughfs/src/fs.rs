@@ -737,7 +737,22 @@ impl Filesystem for Passthrough {
     fn open(&self, ctx: &Context<'_>, nodeid: NodeId, flags: i32) -> Result<Opened> {
         become_caller(ctx)?;
         let inode = self.inodes.get(nodeid.0)?;
-        let fd = self.reopen(&inode, self.open_flags(flags))?;
+        let exec = flags & FMODE_EXEC != 0 && crate::creds::switching();
+        if exec {
+            // execve(2): without default_permissions the kernel only checked that some
+            // execute bit is set (and with it, against attributes up to attr_timeout old):
+            // the caller's own permission, as the source sees it now.
+            may(&inode, rustix::fs::Access::EXEC_OK)?;
+        }
+        let fd = match self.reopen(&inode, self.open_flags(flags)) {
+            // A program whose mode lets the caller execute but not read it (0711): the kernel
+            // loads it through this open, read-only, and gives the caller no fd of it, as on
+            // the source.
+            Err(Errno::EACCES) if exec => {
+                crate::creds::as_root(|| self.reopen(&inode, self.open_flags(flags)))??
+            }
+            result => result?,
+        };
         self.open_handle(ctx, &inode, fd, flags)
     }
 
@@ -1155,6 +1170,9 @@ impl Passthrough {
 }
 
 /// Whether the caller (whose credentials the thread has) may access `inode` as `access` asks.
+/// `__FMODE_EXEC` in an OPEN's flags: the kernel opens the file to execute it (execve, uselib).
+const FMODE_EXEC: i32 = 0x20;
+
 fn may(inode: &Inode, access: rustix::fs::Access) -> Result<()> {
     let path = proc_path(inode.fd.as_fd());
     rustix::fs::accessat(CWD, path.as_c_str(), access, AtFlags::EACCESS).map_err(Errno::from)

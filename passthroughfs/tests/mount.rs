@@ -401,3 +401,55 @@ attempt("touch-readonly", lambda: os.utime(d + "/private"))
         assert!(meta.modified().unwrap() > old, "{args:?}: mtime not updated");
     }
 }
+
+/// A program whose mode lets others execute but not read it (0711) runs for them, as on the
+/// source (the kernel loads it through an OPEN with `__FMODE_EXEC` that the caller could not
+/// make read-only itself), and still cannot be read; a program without their execute bit does
+/// not run; and the owner's class decides for the owner (0601: the owner may not execute).
+/// With the kernel checking modes (`default_permissions`) and without.
+#[test]
+fn execute_only_programs_run_for_others_and_stay_unreadable() {
+    for args in [
+        &["-o", "allow_other"][..],
+        &["-o", "allow_other,nopassthrough"][..],
+        &["-o", "allow_other,default_permissions"][..],
+    ] {
+        let m = Mounted::start(args);
+        fs::copy("/usr/bin/true", m.src("prog")).unwrap();
+        let run_as_nobody = |path: &std::path::Path| {
+            Command::new(path).uid(65534).gid(65534).status().map(|s| s.success())
+        };
+        let set_mode = |mode: u32| {
+            fs::set_permissions(m.src("prog"), std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .unwrap();
+        };
+        set_mode(0o711);
+        assert_eq!(run_as_nobody(&m.src("prog")).ok(), Some(true), "the source runs it");
+        assert_eq!(run_as_nobody(&m.mnt("prog")).ok(), Some(true), "{args:?}: 0711 for others");
+        let read = Command::new("cat")
+            .arg(m.mnt("prog"))
+            .uid(65534)
+            .gid(65534)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!read.success(), "{args:?}: others read an execute-only program");
+        set_mode(0o700);
+        // Past attr_timeout the kernel sees the new mode; the server checks it in any case.
+        let err = run_as_nobody(&m.mnt("prog")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{args:?}: 0700 for others");
+        std::os::unix::fs::chown(m.src("prog"), Some(65534), Some(65534)).unwrap();
+        set_mode(0o601);
+        assert_eq!(
+            run_as_nobody(&m.src("prog")).map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EACCES)),
+            "the source refuses its owner"
+        );
+        assert_eq!(
+            run_as_nobody(&m.mnt("prog")).map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EACCES)),
+            "{args:?}: 0601 for the owner"
+        );
+    }
+}
