@@ -21,10 +21,13 @@
 
 #![no_main]
 
-use fuse_abi::{fuse_in_header, fuse_opcode};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use fuse_abi::{FUSE_COMPAT_SETXATTR_IN_SIZE, fuse_in_header, fuse_opcode};
 use fuse_proto::{DecodeError, Negotiated, Operation, Request, decode, peek_header};
 use libfuzzer_sys::fuzz_target;
-use zerocopy::IntoBytes;
+use zerocopy::{Immutable, IntoBytes};
 
 /// Opcodes of the ABI that `decode` answers with `UnknownOpcode`.
 const UNDECODED: [fuse_opcode; 3] = [
@@ -33,255 +36,137 @@ const UNDECODED: [fuse_opcode; 3] = [
     fuse_opcode::FUSE_INIT_BSWAP_RESERVED,
 ];
 
-/// One piece of a decoded request, as it lies in the arguments.
+/// One piece of a decoded request as it lies in the arguments.
 #[derive(Debug, PartialEq)]
 enum Part<'a> {
-    /// Bytes copied out of the request (a fixed struct or some of its fields).
+    /// Bytes copied out of the request.
     Copied(Vec<u8>),
-    /// Bytes the operation does not expose (padding).
+    /// Bytes not exposed (padding).
     Skipped(usize),
-    /// A name borrowed from the request; a NUL follows it there.
+    /// A name borrowed from the request, followed there by a NUL.
     Name(&'a [u8]),
     /// Bytes borrowed from the request.
     Borrowed(&'a [u8]),
-    /// The operation took all the arguments.
+    /// Nothing of the arguments is left.
     End,
 }
 
 use Part::{Borrowed, Copied, End, Name, Skipped};
 
-fn name(n: &std::ffi::OsStr) -> Part<'_> {
-    Name(std::os::unix::ffi::OsStrExt::as_bytes(n))
+fn fixed<T: IntoBytes + Immutable>(arg: &T) -> Part<'static> {
+    Copied(arg.as_bytes().to_vec())
 }
 
-/// The wire layout of `req`'s operation, after checking that its variant is one of
-/// `req.opcode`'s. `args` is the length of the arguments.
-fn layout<'a>(req: &Request<'a>, negotiated: &Negotiated, args: usize) -> Vec<Part<'a>> {
+fn name(name: &OsStr) -> Part<'_> {
+    Name(name.as_bytes())
+}
+
+/// The opcodes `req.op` may come from, and its wire layout. `args` is the arguments' length.
+fn layout<'a>(
+    req: &Request<'a>,
+    negotiated: &Negotiated,
+    args: usize,
+) -> (Vec<fuse_opcode>, Vec<Part<'a>>) {
     use fuse_opcode::*;
-    let opcode = req.opcode;
-    let is = |ops: &[fuse_opcode]| assert!(ops.contains(&opcode), "{opcode:?} decoded as {req:?}");
     match &req.op {
-        Operation::Lookup { name: n } => {
-            is(&[FUSE_LOOKUP]);
-            vec![name(n)]
-        }
-        Operation::Forget { nlookup } => {
-            is(&[FUSE_FORGET]);
-            vec![Copied(nlookup.to_ne_bytes().to_vec())]
-        }
-        Operation::Getattr { arg } => {
-            is(&[FUSE_GETATTR]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::Setattr { arg } => {
-            is(&[FUSE_SETATTR]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::Readlink => {
-            is(&[FUSE_READLINK]);
-            vec![]
-        }
-        Operation::Symlink { name: n, target } => {
-            is(&[FUSE_SYMLINK]);
-            vec![name(n), name(target)]
-        }
-        Operation::Mknod { arg, name: n } => {
-            is(&[FUSE_MKNOD]);
-            vec![Copied(arg.as_bytes().to_vec()), name(n)]
-        }
-        Operation::Mkdir { arg, name: n } => {
-            is(&[FUSE_MKDIR]);
-            vec![Copied(arg.as_bytes().to_vec()), name(n)]
-        }
-        Operation::Unlink { name: n } => {
-            is(&[FUSE_UNLINK]);
-            vec![name(n)]
-        }
-        Operation::Rmdir { name: n } => {
-            is(&[FUSE_RMDIR]);
-            vec![name(n)]
-        }
+        Operation::Lookup { name: n } => (vec![FUSE_LOOKUP], vec![name(n)]),
+        Operation::Forget { nlookup } => (vec![FUSE_FORGET], vec![fixed(nlookup)]),
+        Operation::Getattr { arg } => (vec![FUSE_GETATTR], vec![fixed(arg)]),
+        Operation::Setattr { arg } => (vec![FUSE_SETATTR], vec![fixed(arg)]),
+        Operation::Readlink => (vec![FUSE_READLINK], vec![]),
+        Operation::Symlink { name: n, target } => (vec![FUSE_SYMLINK], vec![name(n), name(target)]),
+        Operation::Mknod { arg, name: n } => (vec![FUSE_MKNOD], vec![fixed(arg), name(n)]),
+        Operation::Mkdir { arg, name: n } => (vec![FUSE_MKDIR], vec![fixed(arg), name(n)]),
+        Operation::Unlink { name: n } => (vec![FUSE_UNLINK], vec![name(n)]),
+        Operation::Rmdir { name: n } => (vec![FUSE_RMDIR], vec![name(n)]),
         Operation::Rename { newdir, flags, name: n, newname } => {
-            is(&[FUSE_RENAME, FUSE_RENAME2]);
-            let mut parts = vec![Copied(newdir.to_ne_bytes().to_vec())];
-            if opcode == FUSE_RENAME2 {
-                parts.extend([Copied(flags.to_ne_bytes().to_vec()), Skipped(4)]);
+            if req.opcode == FUSE_RENAME2 {
+                let parts = vec![fixed(newdir), fixed(flags), Skipped(4), name(n), name(newname)];
+                (vec![FUSE_RENAME2], parts)
             } else {
                 assert_eq!(*flags, 0, "RENAME with flags: {req:?}");
+                (vec![FUSE_RENAME], vec![fixed(newdir), name(n), name(newname)])
             }
-            parts.extend([name(n), name(newname)]);
-            parts
         }
         Operation::Link { oldnodeid, name: n } => {
-            is(&[FUSE_LINK]);
-            vec![Copied(oldnodeid.to_ne_bytes().to_vec()), name(n)]
+            (vec![FUSE_LINK], vec![fixed(oldnodeid), name(n)])
         }
-        Operation::Open { arg } => {
-            is(&[FUSE_OPEN]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::Read { arg } => {
-            is(&[FUSE_READ]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
+        Operation::Open { arg } => (vec![FUSE_OPEN], vec![fixed(arg)]),
+        Operation::Read { arg } => (vec![FUSE_READ], vec![fixed(arg)]),
         Operation::Write { arg, data } => {
-            is(&[FUSE_WRITE]);
             assert_eq!(data.len(), arg.size as usize, "WRITE data: {req:?}");
-            vec![Copied(arg.as_bytes().to_vec()), Borrowed(data)]
+            (vec![FUSE_WRITE], vec![fixed(arg), Borrowed(data)])
         }
-        Operation::Statfs => {
-            is(&[FUSE_STATFS]);
-            vec![]
-        }
-        Operation::Release { arg } => {
-            is(&[FUSE_RELEASE]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::Fsync { arg } => {
-            is(&[FUSE_FSYNC]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
+        Operation::Statfs => (vec![FUSE_STATFS], vec![]),
+        Operation::Release { arg } => (vec![FUSE_RELEASE], vec![fixed(arg)]),
+        Operation::Fsync { arg } => (vec![FUSE_FSYNC], vec![fixed(arg)]),
         Operation::Setxattr { arg, name: n, value } => {
-            is(&[FUSE_SETXATTR]);
             assert_eq!(value.len(), arg.size as usize, "SETXATTR value: {req:?}");
             let wire = if negotiated.setxattr_ext {
                 arg.as_bytes()
             } else {
                 assert_eq!((arg.setxattr_flags, arg.padding), (0, 0), "not sent: {req:?}");
-                &arg.as_bytes()[..fuse_abi::FUSE_COMPAT_SETXATTR_IN_SIZE]
+                &arg.as_bytes()[..FUSE_COMPAT_SETXATTR_IN_SIZE]
             };
-            vec![Copied(wire.to_vec()), name(n), Borrowed(value)]
+            (vec![FUSE_SETXATTR], vec![Copied(wire.to_vec()), name(n), Borrowed(value)])
         }
-        Operation::Getxattr { arg, name: n } => {
-            is(&[FUSE_GETXATTR]);
-            vec![Copied(arg.as_bytes().to_vec()), name(n)]
-        }
-        Operation::Listxattr { arg } => {
-            is(&[FUSE_LISTXATTR]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::Removexattr { name: n } => {
-            is(&[FUSE_REMOVEXATTR]);
-            vec![name(n)]
-        }
-        Operation::Flush { arg } => {
-            is(&[FUSE_FLUSH]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
+        Operation::Getxattr { arg, name: n } => (vec![FUSE_GETXATTR], vec![fixed(arg), name(n)]),
+        Operation::Listxattr { arg } => (vec![FUSE_LISTXATTR], vec![fixed(arg)]),
+        Operation::Removexattr { name: n } => (vec![FUSE_REMOVEXATTR], vec![name(n)]),
+        Operation::Flush { arg } => (vec![FUSE_FLUSH], vec![fixed(arg)]),
         Operation::Init { arg } => {
-            is(&[FUSE_INIT]);
-            // 16 bytes before 7.36, 64 since; whatever the kernel did not send is zero.
             assert!(args >= 16, "INIT from {args} bytes: {req:?}");
             let sent = args.min(arg.as_bytes().len());
             assert!(arg.as_bytes()[sent..].iter().all(|&b| b == 0), "INIT not sent: {req:?}");
-            vec![Copied(arg.as_bytes()[..sent].to_vec()), Skipped(args - sent), End]
+            let parts = vec![Copied(arg.as_bytes()[..sent].to_vec()), Skipped(args - sent), End];
+            (vec![FUSE_INIT], parts)
         }
-        Operation::Opendir { arg } => {
-            is(&[FUSE_OPENDIR]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::Readdir { arg } => {
-            is(&[FUSE_READDIR]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::Releasedir { arg } => {
-            is(&[FUSE_RELEASEDIR]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::Fsyncdir { arg } => {
-            is(&[FUSE_FSYNCDIR]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::Getlk { arg } => {
-            is(&[FUSE_GETLK]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::Setlk { arg, sleep } => {
-            is(&[if *sleep { FUSE_SETLKW } else { FUSE_SETLK }]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::Access { arg } => {
-            is(&[FUSE_ACCESS]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::Create { arg, name: n } => {
-            is(&[FUSE_CREATE]);
-            vec![Copied(arg.as_bytes().to_vec()), name(n)]
-        }
-        Operation::Interrupt { unique } => {
-            is(&[FUSE_INTERRUPT]);
-            vec![Copied(unique.to_ne_bytes().to_vec())]
-        }
-        Operation::Bmap { arg } => {
-            is(&[FUSE_BMAP]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::Destroy => {
-            is(&[FUSE_DESTROY]);
-            vec![]
-        }
+        Operation::Opendir { arg } => (vec![FUSE_OPENDIR], vec![fixed(arg)]),
+        Operation::Readdir { arg } => (vec![FUSE_READDIR], vec![fixed(arg)]),
+        Operation::Releasedir { arg } => (vec![FUSE_RELEASEDIR], vec![fixed(arg)]),
+        Operation::Fsyncdir { arg } => (vec![FUSE_FSYNCDIR], vec![fixed(arg)]),
+        Operation::Getlk { arg } => (vec![FUSE_GETLK], vec![fixed(arg)]),
+        Operation::Setlk { arg, sleep: false } => (vec![FUSE_SETLK], vec![fixed(arg)]),
+        Operation::Setlk { arg, sleep: true } => (vec![FUSE_SETLKW], vec![fixed(arg)]),
+        Operation::Access { arg } => (vec![FUSE_ACCESS], vec![fixed(arg)]),
+        Operation::Create { arg, name: n } => (vec![FUSE_CREATE], vec![fixed(arg), name(n)]),
+        Operation::Interrupt { unique } => (vec![FUSE_INTERRUPT], vec![fixed(unique)]),
+        Operation::Bmap { arg } => (vec![FUSE_BMAP], vec![fixed(arg)]),
+        Operation::Destroy => (vec![FUSE_DESTROY], vec![]),
         Operation::Ioctl { arg, data } => {
-            is(&[FUSE_IOCTL]);
             assert_eq!(data.len(), arg.in_size as usize, "IOCTL data: {req:?}");
-            vec![Copied(arg.as_bytes().to_vec()), Borrowed(data)]
+            (vec![FUSE_IOCTL], vec![fixed(arg), Borrowed(data)])
         }
-        Operation::Poll { arg } => {
-            is(&[FUSE_POLL]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
+        Operation::Poll { arg } => (vec![FUSE_POLL], vec![fixed(arg)]),
         Operation::NotifyReply { arg, data } => {
-            is(&[FUSE_NOTIFY_REPLY]);
-            vec![Copied(arg.as_bytes().to_vec()), Borrowed(data), End]
+            (vec![FUSE_NOTIFY_REPLY], vec![fixed(arg), Borrowed(data), End])
         }
         Operation::BatchForget { forgets } => {
-            is(&[FUSE_BATCH_FORGET]);
             let entries: Vec<_> = forgets.clone().collect();
             assert_eq!(entries.len(), forgets.len(), "BATCH_FORGET: {req:?}");
             assert_eq!(entries.is_empty(), forgets.is_empty(), "BATCH_FORGET: {req:?}");
-            let count = u32::try_from(entries.len()).expect("count is a u32");
-            let mut sent = Vec::new();
-            for one in &entries {
-                sent.extend(one.nodeid.to_ne_bytes());
-                sent.extend(one.nlookup.to_ne_bytes());
-            }
-            vec![Copied(count.to_ne_bytes().to_vec()), Skipped(4), Copied(sent)]
+            let count = u32::try_from(entries.len()).unwrap();
+            let sent: Vec<u8> = entries
+                .iter()
+                .flat_map(|one| [one.nodeid, one.nlookup])
+                .flat_map(u64::to_ne_bytes)
+                .collect();
+            (vec![FUSE_BATCH_FORGET], vec![fixed(&count), Skipped(4), Copied(sent)])
         }
-        Operation::Fallocate { arg } => {
-            is(&[FUSE_FALLOCATE]);
-            vec![Copied(arg.as_bytes().to_vec())]
+        Operation::Fallocate { arg } => (vec![FUSE_FALLOCATE], vec![fixed(arg)]),
+        Operation::Readdirplus { arg } => (vec![FUSE_READDIRPLUS], vec![fixed(arg)]),
+        Operation::Lseek { arg } => (vec![FUSE_LSEEK], vec![fixed(arg)]),
+        Operation::CopyFileRange { arg, wide: false } => {
+            (vec![FUSE_COPY_FILE_RANGE], vec![fixed(arg)])
         }
-        Operation::Readdirplus { arg } => {
-            is(&[FUSE_READDIRPLUS]);
-            vec![Copied(arg.as_bytes().to_vec())]
+        Operation::CopyFileRange { arg, wide: true } => {
+            (vec![FUSE_COPY_FILE_RANGE_64], vec![fixed(arg)])
         }
-        Operation::Lseek { arg } => {
-            is(&[FUSE_LSEEK]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::CopyFileRange { arg, wide } => {
-            is(&[if *wide { FUSE_COPY_FILE_RANGE_64 } else { FUSE_COPY_FILE_RANGE }]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::SetupMapping => {
-            is(&[FUSE_SETUPMAPPING]);
-            vec![]
-        }
-        Operation::RemoveMapping => {
-            is(&[FUSE_REMOVEMAPPING]);
-            vec![]
-        }
-        Operation::Syncfs { arg } => {
-            is(&[FUSE_SYNCFS]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
-        Operation::Tmpfile { arg, name: n } => {
-            is(&[FUSE_TMPFILE]);
-            vec![Copied(arg.as_bytes().to_vec()), name(n)]
-        }
-        Operation::Statx { arg } => {
-            is(&[FUSE_STATX]);
-            vec![Copied(arg.as_bytes().to_vec())]
-        }
+        Operation::SetupMapping => (vec![FUSE_SETUPMAPPING], vec![]),
+        Operation::RemoveMapping => (vec![FUSE_REMOVEMAPPING], vec![]),
+        Operation::Syncfs { arg } => (vec![FUSE_SYNCFS], vec![fixed(arg)]),
+        Operation::Tmpfile { arg, name: n } => (vec![FUSE_TMPFILE], vec![fixed(arg), name(n)]),
+        Operation::Statx { arg } => (vec![FUSE_STATX], vec![fixed(arg)]),
     }
 }
 
@@ -318,12 +203,15 @@ fn lay_out(args: &[u8], parts: &[Part<'_>], req: &Request<'_>) {
     }
 }
 
-/// Decodes `bytes` under `negotiated` and checks the result; returns the decoded request's
-/// layout, or the error.
-fn check<'a>(bytes: &'a [u8], negotiated: &Negotiated) -> Result<Vec<Part<'a>>, DecodeError> {
+/// Decodes `bytes` under `negotiated` and checks the result; returns the opcode and layout of
+/// what decoded, or the error.
+fn check<'a>(
+    bytes: &'a [u8],
+    negotiated: &Negotiated,
+) -> Result<(fuse_opcode, Vec<Part<'a>>), DecodeError> {
     let result = decode(bytes, negotiated);
-    let header = peek_header(bytes);
     let header_len = size_of::<fuse_in_header>();
+    let header = peek_header(bytes);
     assert_eq!(header.is_some(), bytes.len() >= header_len);
     let Some(header) = header else {
         assert_eq!(result.as_ref().unwrap_err(), &DecodeError::Truncated);
@@ -349,30 +237,24 @@ fn check<'a>(bytes: &'a [u8], negotiated: &Negotiated) -> Result<Vec<Part<'a>>, 
         assert_eq!(result.as_ref().unwrap_err(), &error);
         return Err(error);
     }
-    let args = &bytes[header_len..header_len + args.expect("checked above")];
+    let args = &bytes[header_len..header_len + args.unwrap()];
     let req = match result {
         Ok(req) => req,
         Err(error) => {
-            assert!(
-                matches!(
-                    error,
-                    DecodeError::Truncated | DecodeError::BadName | DecodeError::BadArgument
-                ),
-                "{error:?} for opcode {}",
-                header.opcode
-            );
+            let expected = [DecodeError::Truncated, DecodeError::BadName, DecodeError::BadArgument];
+            assert!(expected.contains(&error), "{error:?} for opcode {}", header.opcode);
             return Err(error);
         }
     };
-    assert_eq!(header.len as usize, bytes.len());
     assert_eq!(req.opcode as u32, header.opcode);
     assert_eq!(
         (req.unique, req.nodeid, req.uid, req.gid, req.pid),
         (header.unique, header.nodeid, header.uid, header.gid, header.pid)
     );
-    let parts = layout(&req, negotiated, args.len());
+    let (opcodes, parts) = layout(&req, negotiated, args.len());
+    assert!(opcodes.contains(&req.opcode), "{:?} decoded as {req:?}", req.opcode);
     lay_out(args, &parts, &req);
-    Ok(parts)
+    Ok((req.opcode, parts))
 }
 
 fuzz_target!(|data: &[u8]| {
