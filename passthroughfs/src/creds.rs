@@ -45,6 +45,29 @@ pub fn init() {
 
 thread_local! {
     static CURRENT: RefCell<Identity> = RefCell::new(Identity::root());
+    /// The calling thread's umask, once it has one of its own (`None`: it shares the
+    /// process's, 0).
+    static UMASK: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Makes `umask` the calling thread's umask, for a creation the kernel sent unmasked
+/// (FUSE_DONT_MASK): the source filesystem then applies it exactly as the kernel would have
+/// for the caller, that is only where the parent directory has no default ACL (whose entries
+/// decide the new file's mode instead). The first call gives the thread a filesystem context
+/// of its own (`unshare(CLONE_FS)`), so each worker's umask is its own; a thread's umask is
+/// set again only when a request's differs.
+pub fn caller_umask(umask: u32) -> Result<(), Errno> {
+    let umask = umask & 0o777;
+    UMASK.with(|current| {
+        match current.get() {
+            Some(set) if set == umask => return Ok(()),
+            Some(_) => {}
+            None => crate::sys::unshare_fs()?,
+        }
+        rustix::process::umask(rustix::fs::Mode::from_bits_retain(umask));
+        current.set(Some(umask));
+        Ok(())
+    })
 }
 
 /// Runs the rest of the calling request as `ctx`'s caller.

@@ -62,6 +62,9 @@ pub struct Passthrough {
     refused_mounts: Mutex<std::collections::HashSet<u64>>,
     /// Kernel passthrough in force (asked for, and agreed at INIT).
     passthrough: std::sync::atomic::AtomicBool,
+    /// FUSE_DONT_MASK agreed at INIT: creations arrive with the caller's mode unmasked, and
+    /// the source applies the caller's umask where the kernel's rule says (no default ACL).
+    dont_mask: std::sync::atomic::AtomicBool,
     /// Where the fds of open inodes that have no name left are kept for the next server
     /// (recoverable mounts only).
     fd_keeper: std::sync::OnceLock<Arc<dyn fuse_recovery::FdKeeper>>,
@@ -228,6 +231,7 @@ impl Passthrough {
             inodes,
             handles: HandleTable::new(&store)?,
             passthrough: std::sync::atomic::AtomicBool::new(false),
+            dont_mask: std::sync::atomic::AtomicBool::new(false),
             local_source,
             refused_mounts: Mutex::default(),
             fd_keeper: std::sync::OnceLock::new(),
@@ -239,6 +243,16 @@ impl Passthrough {
     /// A new, empty store for a server without a tag (nobody keeps it).
     pub fn new_store() -> anyhow::Result<Arc<Store>> {
         Ok(Arc::new(Store::create("passthroughfs-state", &STORE_TABLES)?))
+    }
+
+    /// The caller's `umask` for the creation about to be made, when the kernel sent its mode
+    /// unmasked (FUSE_DONT_MASK): the source applies it, or the parent's default ACL instead,
+    /// as the kernel would have.
+    fn creating(&self, umask: u32) -> Result<()> {
+        if self.dont_mask.load(std::sync::atomic::Ordering::Relaxed) {
+            crate::creds::caller_umask(umask)?;
+        }
+        Ok(())
     }
 
     fn entry(&self, counted: Counted, st: &Statx) -> Entry {
@@ -533,7 +547,9 @@ impl Filesystem for Passthrough {
     fn init(&self, negotiated_flags: u64) {
         let on = self.config.passthrough && negotiated_flags & fuse_abi::FUSE_PASSTHROUGH != 0;
         self.passthrough.store(on, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(kernel_passthrough = on, "passthroughfs ready");
+        let dont_mask = negotiated_flags & fuse_abi::FUSE_DONT_MASK != 0;
+        self.dont_mask.store(dont_mask, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(kernel_passthrough = on, dont_mask, "passthroughfs ready");
     }
 
     fn lookup(&self, ctx: &Context<'_>, parent: NodeId, name: &OsStr) -> Result<Entry> {
@@ -644,9 +660,10 @@ impl Filesystem for Passthrough {
         name: &OsStr,
         mode: u32,
         rdev: u32,
-        _umask: u32,
+        umask: u32,
     ) -> Result<Entry> {
         become_caller(ctx)?;
+        self.creating(umask)?;
         let parent = self.inodes.get(parent.0)?;
         let kind = rustix::fs::FileType::from_raw_mode(mode);
         rustix::fs::mknodat(
@@ -665,9 +682,10 @@ impl Filesystem for Passthrough {
         parent: NodeId,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
     ) -> Result<Entry> {
         become_caller(ctx)?;
+        self.creating(umask)?;
         let parent = self.inodes.get(parent.0)?;
         rustix::fs::mkdirat(&parent.fd, name, Mode::from_bits_retain(mode & 0o7777))?;
         self.do_lookup(ctx, &parent, name)
@@ -1034,6 +1052,7 @@ impl Filesystem for Passthrough {
         args: CreateArgs,
     ) -> Result<(Entry, Opened)> {
         become_caller(ctx)?;
+        self.creating(args.umask)?;
         let parent = self.inodes.get(parent.0)?;
         let flags = self.open_flags(args.flags)
             | OFlags::CREATE
@@ -1054,6 +1073,7 @@ impl Filesystem for Passthrough {
         args: CreateArgs,
     ) -> Result<(Entry, Opened)> {
         become_caller(ctx)?;
+        self.creating(args.umask)?;
         let parent = self.inodes.get(parent.0)?;
         let flags =
             (self.open_flags(args.flags) & !OFlags::RWMODE) | OFlags::TMPFILE | OFlags::RDWR;

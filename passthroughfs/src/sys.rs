@@ -148,3 +148,14 @@ pub fn getxattr_fd(
     }
     Some(Err(err))
 }
+
+/// Gives the calling thread a filesystem context of its own (`unshare(CLONE_FS)`): its own
+/// umask (and current and root directory, copies of the process's), so that a umask it sets
+/// is not every worker's.
+pub(crate) fn unshare_fs() -> io::Result<()> {
+    // SAFETY: only CLONE_FS: the thread's cwd, root and umask become its own copies. No fd
+    // table is unshared (the hazard `unshare_unsafe` warns of is CLONE_FILES), and nothing in
+    // this process relies on threads sharing a cwd or umask.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }?;
+    Ok(())
+}

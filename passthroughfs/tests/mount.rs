@@ -453,3 +453,50 @@ fn execute_only_programs_run_for_others_and_stay_unreadable() {
         );
     }
 }
+
+/// The caller's umask applies as the kernel applies it on a local filesystem: not in a
+/// directory with a default ACL (whose entries give the new file's mode), and in any other
+/// directory. The source itself is the reference: the same creations, with the same umask,
+/// made there directly and through the mount, by root and by another user, must give the same
+/// modes (FUSE_DONT_MASK; without it the kernel masked every mode before the server saw it).
+#[test]
+fn new_files_get_the_modes_the_source_gives_with_or_without_a_default_acl() {
+    let m = Mounted::start(&["-o", "allow_other"]);
+    for dir in ["acl", "plain"] {
+        fs::create_dir(m.src(dir)).unwrap();
+        fs::set_permissions(m.src(dir), std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
+    }
+    let acl = Command::new("setfacl")
+        .args(["-d", "-m", "u::rwx,g::rwx,o::rwx"])
+        .arg(m.src("acl"))
+        .status()
+        .expect("setfacl (the acl package) is needed");
+    assert!(acl.success());
+    let mode = |path: std::path::PathBuf| fs::symlink_metadata(path).unwrap().mode() & 0o7777;
+    for uid in [0, 65534] {
+        for dir in ["acl", "plain"] {
+            for (base, at) in [("src", m.source.clone()), ("mnt", m.mountpoint.clone())] {
+                let d = at.join(dir);
+                let script = format!(
+                    "umask 077 && touch {d}/f-{uid}-{base} && mkdir {d}/d-{uid}-{base} && \
+                     mkfifo {d}/p-{uid}-{base}",
+                    d = d.display()
+                );
+                let made = Command::new("sh").arg("-c").arg(&script).uid(uid).gid(uid).status();
+                assert!(made.unwrap().success(), "{script}");
+            }
+            for kind in ["f", "d", "p"] {
+                let native = mode(m.src(&format!("{dir}/{kind}-{uid}-src")));
+                let through = mode(m.src(&format!("{dir}/{kind}-{uid}-mnt")));
+                assert_eq!(
+                    through, native,
+                    "{kind} in {dir} by uid {uid}: {through:o} != {native:o}"
+                );
+            }
+        }
+        // And the rule did apply: the default ACL's modes in one, the umask's in the other.
+        assert_eq!(mode(m.src(&format!("acl/f-{uid}-mnt"))), 0o666);
+        assert_eq!(mode(m.src(&format!("plain/f-{uid}-mnt"))), 0o600);
+    }
+}
