@@ -1189,10 +1189,10 @@ impl Passthrough {
     }
 }
 
-/// Whether the caller (whose credentials the thread has) may access `inode` as `access` asks.
 /// `__FMODE_EXEC` in an OPEN's flags: the kernel opens the file to execute it (execve, uselib).
 const FMODE_EXEC: i32 = 0x20;
 
+/// Whether the caller (whose credentials the thread has) may access `inode` as `access` asks.
 fn may(inode: &Inode, access: rustix::fs::Access) -> Result<()> {
     let path = proc_path(inode.fd.as_fd());
     rustix::fs::accessat(CWD, path.as_c_str(), access, AtFlags::EACCESS).map_err(Errno::from)
