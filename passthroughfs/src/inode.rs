@@ -18,8 +18,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use fuse_recovery::store::{HashIndex, Store, StoreError, Table, TableSpec};
+use fuse_recovery::store::{
+    HashIndex, NoWords, Record, Records, Store, StoreError, TableSpec, Word,
+};
 use fuse_server::Errno;
+use zerocopy::byteorder::little_endian::{U16, U64};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::sys::{FileHandle, MAX_HANDLE, name_to_handle, open_by_handle};
 
@@ -39,19 +43,6 @@ impl InodeKey {
             h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3);
         }
         h ^ (h >> 29) ^ (h << 31)
-    }
-
-    fn to_bytes(self) -> [u8; 24] {
-        let mut b = [0u8; 24];
-        b[..8].copy_from_slice(&self.dev.to_le_bytes());
-        b[8..16].copy_from_slice(&self.ino.to_le_bytes());
-        b[16..].copy_from_slice(&self.mnt_id.to_le_bytes());
-        b
-    }
-
-    fn from_bytes(b: &[u8]) -> InodeKey {
-        let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
-        InodeKey { dev: word(0), ino: word(8), mnt_id: word(16) }
     }
 }
 
@@ -77,48 +68,119 @@ impl Inode {
 pub const ROOT: u64 = fuse_abi::FUSE_ROOT_ID;
 const FIRST: u64 = ROOT + 1;
 
-const NLOOKUP: usize = 0;
-const BACKING: usize = 1;
-/// The slot + 1 of the inode's record in the names table (0: no name known).
-const NAME: usize = 2;
-// Record payload: key (24) | kind u32 | handle kind i32 | handle len u32 | pad u32 | handle.
-const KIND: usize = 24;
-const HANDLE: usize = 40;
-const RECORD: usize = HANDLE + MAX_HANDLE;
+/// An inode's record in the store: its identity, type and file handle (written once).
+#[derive(Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct Stored {
+    dev: u64,
+    ino: u64,
+    mnt_id: u64,
+    /// The file type bits (`S_IFMT`).
+    kind: u32,
+    handle_kind: i32,
+    handle_len: u32,
+    _pad: u32,
+    handle: [u8; MAX_HANDLE],
+}
+
+impl Stored {
+    fn key(&self) -> InodeKey {
+        InodeKey { dev: self.dev, ino: self.ino, mnt_id: self.mnt_id }
+    }
+
+    fn handle(&self) -> FileHandle {
+        FileHandle { kind: self.handle_kind, len: self.handle_len, bytes: self.handle }
+    }
+}
+
+/// An inode record's words.
+#[derive(Debug, Clone, Copy)]
+enum InodeWord {
+    /// The kernel's lookup count.
+    Nlookup,
+    /// The kernel passthrough backing id (high half) and its users (low half).
+    Backing,
+    /// The slot + 1 of the inode's record in the names table (0: no name known).
+    Name,
+}
+
+impl Word for InodeWord {
+    const COUNT: u32 = 3;
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Record for Stored {
+    const NAME: &'static str = "inodes";
+    const CAPACITY: u64 = 1 << 22;
+    const INDEXED: bool = true;
+    type Word = InodeWord;
+}
 
 /// The store table holding inodes.
-pub const INODES: TableSpec =
-    TableSpec { name: "inodes", words: 3, bytes: RECORD as u32, capacity: 1 << 22, indexed: true };
+pub const INODES: TableSpec = Stored::SPEC;
 
 /// Longest name (NAME_MAX).
 const MAX_NAME: usize = 255;
-// A name: parent nodeid u64 | name length u16 | name.
-const ONE_NAME: usize = 8 + 2 + MAX_NAME;
-// Name record payload: the name, then the one it had before a rename in progress (length 0 if
-// none), tried when the first is not (yet, or any more) there.
-const NAME_RECORD: usize = 2 * ONE_NAME;
+
+/// A (parent, name) as stored (265 bytes, little-endian, unaligned).
+#[derive(Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+struct StoredName {
+    parent: U64,
+    len: U16,
+    name: [u8; MAX_NAME],
+}
+
+impl StoredName {
+    fn new(parent: u64, name: &[u8]) -> StoredName {
+        let mut stored = StoredName::new_zeroed();
+        stored.parent = U64::new(parent);
+        stored.len = U16::new(name.len() as u16);
+        stored.name[..name.len()].copy_from_slice(name);
+        stored
+    }
+
+    /// The (parent, name); `None` for an empty or invalid one (the store is another
+    /// process's word: a name with `/` or NUL, `.` or `..` is none).
+    fn get(&self) -> Option<(u64, Vec<u8>)> {
+        let name = self.name.get(..usize::from(self.len.get()))?;
+        let valid = !name.is_empty() && !name.contains(&b'/') && !name.contains(&0);
+        (valid && name != b"." && name != b"..").then(|| (self.parent.get(), name.to_vec()))
+    }
+}
+
+/// A name record: the name, then the one it had before a rename in progress (length 0 if
+/// none), tried when the first is not (yet, or any more) there.
+#[derive(Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+struct StoredNames {
+    current: StoredName,
+    before: StoredName,
+}
+
+impl Record for StoredNames {
+    const NAME: &'static str = "names";
+    const CAPACITY: u64 = 1 << 22;
+    type Word = NoWords;
+}
 
 /// The store table holding, for a server that reopens inodes by name, a (parent, name) of
 /// each inode. A record is never changed: a rename publishes a new one and then switches the
-/// inode's `NAME` word to it (one store), so a server killed at any instant leaves either
+/// inode's `Name` word to it (one store), so a server killed at any instant leaves either
 /// name, whole.
-pub const NAMES: TableSpec = TableSpec {
-    name: "names",
-    words: 0,
-    bytes: NAME_RECORD as u32,
-    capacity: 1 << 22,
-    indexed: false,
-};
+pub const NAMES: TableSpec = StoredNames::SPEC;
 
 /// How deep a chain of parents reopening by name follows (a store's chain may loop).
 const MAX_DEPTH: usize = 4096;
 
 /// All inodes the kernel holds a reference to.
 pub struct InodeTable {
-    records: Table,
+    records: Records<Stored>,
     index: HashIndex,
     /// (parent, name) records, kept when `by_name`.
-    names: Table,
+    names: Records<StoredNames>,
     /// Inodes are found again by name after a restart: this process cannot open file handles
     /// (no CAP_DAC_READ_SEARCH), or the source filesystem has none.
     by_name: bool,
@@ -142,9 +204,9 @@ impl InodeTable {
         mount_fd: OwnedFd,
         by_name: bool,
     ) -> Result<Self, StoreError> {
-        let (records, index) = store.table_of(&INODES)?;
-        let index = index.ok_or(StoreError::NoTable(INODES.name))?;
-        let (names, _) = store.table_of(&NAMES)?;
+        let records = Records::<Stored>::open(store)?;
+        let index = records.index().cloned().ok_or(StoreError::NoTable(INODES.name))?;
+        let names = Records::<StoredNames>::open(store)?;
         let root = Arc::new(Inode { nodeid: ROOT, fd: root, key, kind: libc::S_IFDIR });
         Ok(InodeTable {
             records,
@@ -183,11 +245,7 @@ impl InodeTable {
     }
 
     fn handle_at(&self, slot: u64) -> Option<FileHandle> {
-        let mut record = [0u8; RECORD];
-        if !self.records.read(slot, &mut record) {
-            return None;
-        }
-        Some(handle_of(&record))
+        Some(self.records.get(slot)?.handle())
     }
 
     fn slot(nodeid: u64) -> Option<u64> {
@@ -195,8 +253,7 @@ impl InodeTable {
     }
 
     fn key_at(&self, slot: u64) -> Option<InodeKey> {
-        let mut b = [0u8; 24];
-        self.records.read(slot, &mut b).then(|| InodeKey::from_bytes(&b))
+        Some(self.records.get(slot)?.key())
     }
 
     /// The record of the inode `fd` refers to. A record whose fd is cached is that inode
@@ -228,16 +285,13 @@ impl InodeTable {
             return Ok(self.root.clone());
         }
         let slot = Self::slot(nodeid).ok_or(Errno::ESTALE)?;
-        let mut record = [0u8; RECORD];
-        let names = {
+        let (record, names) = {
             let cache = self.lock();
             if let Some(inode) = cache.get(&nodeid) {
                 return Ok(inode.clone());
             }
-            if !self.records.read(slot, &mut record) {
-                return Err(Errno::ESTALE);
-            }
-            if self.by_name { self.names_of(slot) } else { Vec::new() }
+            let record = self.records.get(slot).ok_or(Errno::ESTALE)?;
+            (record, if self.by_name { self.names_of(slot) } else { Vec::new() })
         };
         // Reopened without the lock: by name, each parent is got (and reopened) first.
         let inode = if self.by_name {
@@ -256,14 +310,11 @@ impl InodeTable {
     /// The names recorded for the inode in `slot`: the current one, then the one it had
     /// before a rename that was under way.
     fn names_of(&self, slot: u64) -> Vec<(u64, Vec<u8>)> {
-        let Some(at) = self.records.word(slot, NAME).load(Ordering::Acquire).checked_sub(1) else {
+        let word = self.records.word(slot, InodeWord::Name).load(Ordering::Acquire);
+        let Some(record) = word.checked_sub(1).and_then(|at| self.names.get(at)) else {
             return Vec::new();
         };
-        let mut record = [0u8; NAME_RECORD];
-        if !self.names.read(at, &mut record) {
-            return Vec::new();
-        }
-        record.chunks(ONE_NAME).filter_map(decode_name).collect()
+        [record.current, record.before].iter().filter_map(StoredName::get).collect()
     }
 
     /// The current name recorded for the inode in `slot`.
@@ -297,16 +348,16 @@ impl InodeTable {
         if !keep_old && current.as_ref().is_some_and(|(p, n)| *p == parent && n == name) {
             return;
         }
-        let mut record = [0u8; NAME_RECORD];
-        encode_name(&mut record[..ONE_NAME], parent, name);
+        let mut record = StoredNames::new_zeroed();
+        record.current = StoredName::new(parent, name);
         if keep_old && let Some((p, n)) = &current {
-            encode_name(&mut record[ONE_NAME..], *p, n);
+            record.before = StoredName::new(*p, n);
         }
-        let Ok(at) = self.names.insert(&[], &record) else {
+        let Ok(at) = self.names.insert(&record, &[]) else {
             tracing::warn!(nodeid, "names table full: the inode keeps its old name");
             return;
         };
-        let old = self.records.word(slot, NAME).swap(at + 1, Ordering::AcqRel);
+        let old = self.records.word(slot, InodeWord::Name).swap(at + 1, Ordering::AcqRel);
         if let Some(old) = old.checked_sub(1) {
             self.names.remove(old);
         }
@@ -316,10 +367,7 @@ impl InodeTable {
     /// it is the inode the record describes; ESTALE otherwise.
     pub fn seed(&self, nodeid: u64, fd: OwnedFd) -> Result<Arc<Inode>, Errno> {
         let slot = Self::slot(nodeid).ok_or(Errno::ESTALE)?;
-        let mut record = [0u8; RECORD];
-        if !self.records.read(slot, &mut record) {
-            return Err(Errno::ESTALE);
-        }
+        let record = self.records.get(slot).ok_or(Errno::ESTALE)?;
         let inode = Arc::new(self.verified(nodeid, &record, fd)?);
         let mut cache = self.lock();
         Ok(cache.entry(nodeid).or_insert(inode).clone())
@@ -344,7 +392,7 @@ impl InodeTable {
     fn find_by_name(
         &self,
         nodeid: u64,
-        record: &[u8; RECORD],
+        record: &Stored,
         names: &[(u64, Vec<u8>)],
         depth: usize,
     ) -> Result<Inode, Errno> {
@@ -368,14 +416,8 @@ impl InodeTable {
         Err(Errno::ESTALE)
     }
 
-    fn reopen_by_handle(&self, nodeid: u64, record: &[u8; RECORD]) -> Result<OwnedFd, Errno> {
-        let u32_at = |i: usize| u32::from_le_bytes(record[i..i + 4].try_into().unwrap_or_default());
-        let mut handle = FileHandle {
-            kind: u32_at(KIND + 4) as i32,
-            len: u32_at(KIND + 8),
-            bytes: [0; MAX_HANDLE],
-        };
-        handle.bytes.copy_from_slice(&record[HANDLE..]);
+    fn reopen_by_handle(&self, nodeid: u64, record: &Stored) -> Result<OwnedFd, Errno> {
+        let handle = record.handle();
         crate::creds::as_root(|| {
             open_by_handle(
                 self.mount_fd.as_fd(),
@@ -391,9 +433,8 @@ impl InodeTable {
 
     /// The inode `record` describes, opened as `fd`: only if `fd` is that inode (same device,
     /// inode number and type).
-    fn verified(&self, nodeid: u64, record: &[u8; RECORD], fd: OwnedFd) -> Result<Inode, Errno> {
-        let key = InodeKey::from_bytes(record);
-        let kind = u32::from_le_bytes(record[KIND..KIND + 4].try_into().unwrap_or_default());
+    fn verified(&self, nodeid: u64, record: &Stored, fd: OwnedFd) -> Result<Inode, Errno> {
+        let (key, kind) = (record.key(), record.kind);
         // The record is the store's word: the file its handle opens must be the inode it
         // describes (same device, inode number and type), or it is not served.
         let st = rustix::fs::statx(
@@ -426,19 +467,16 @@ impl InodeTable {
         }
         // New to us: its file handle is computed outside the lock.
         let handle = name_to_handle(fd.as_fd()).ok();
-        let mut record = [0u8; RECORD];
-        record[..24].copy_from_slice(&key.to_bytes());
-        record[KIND..KIND + 4].copy_from_slice(&kind.to_le_bytes());
+        let mut record = Stored::new_zeroed();
+        (record.dev, record.ino, record.mnt_id, record.kind) = (key.dev, key.ino, key.mnt_id, kind);
         if let Some(h) = &handle {
-            record[KIND + 4..KIND + 8].copy_from_slice(&h.kind.to_le_bytes());
-            record[KIND + 8..KIND + 12].copy_from_slice(&h.len.to_le_bytes());
-            record[HANDLE..].copy_from_slice(&h.bytes);
+            (record.handle_kind, record.handle_len, record.handle) = (h.kind, h.len, h.bytes);
         }
         let mut cache = self.lock();
         if let Some(slot) = self.find(&cache, &key, &fd) {
             return Ok(self.count(cache, slot, fd, key, kind));
         }
-        let slot = self.records.insert(&[1, 0], &record).map_err(|err| {
+        let slot = self.records.insert(&record, &[(InodeWord::Nlookup, 1)]).map_err(|err| {
             tracing::error!(%err, "inode table full");
             Errno::ENOSPC
         })?;
@@ -462,7 +500,7 @@ impl InodeTable {
         key: InodeKey,
         kind: u32,
     ) -> u64 {
-        let nlookup = self.records.word(slot, NLOOKUP);
+        let nlookup = self.records.word(slot, InodeWord::Nlookup);
         nlookup.store(nlookup.load(Ordering::Relaxed) + 1, Ordering::Release);
         let nodeid = slot + FIRST;
         let spare = match cache.entry(nodeid) {
@@ -487,13 +525,13 @@ impl InodeTable {
         let Some(slot) = Self::slot(nodeid) else { return };
         let mut cache = self.lock();
         let Some(key) = self.key_at(slot) else { return };
-        let nlookup = self.records.word(slot, NLOOKUP);
+        let nlookup = self.records.word(slot, InodeWord::Nlookup);
         let left = nlookup.load(Ordering::Relaxed).saturating_sub(n);
         nlookup.store(left, Ordering::Release);
         if left == 0 {
             self.index.remove(key.hash(), slot);
             if let Some(name) =
-                self.records.word(slot, NAME).swap(0, Ordering::AcqRel).checked_sub(1)
+                self.records.word(slot, InodeWord::Name).swap(0, Ordering::AcqRel).checked_sub(1)
             {
                 self.names.remove(name);
             }
@@ -507,17 +545,11 @@ impl InodeTable {
     /// Every inode record in `store` with its lookup count, read without changing anything
     /// (for inspection and tests; a live server may change them meanwhile).
     pub fn census(store: &Store) -> Vec<(InodeKey, u64)> {
-        let Some(i) = store.find_table(INODES.name) else { return Vec::new() };
-        let (records, _) = store.table(i);
+        let Ok(records) = Records::<Stored>::open(store) else { return Vec::new() };
         (0..records.high_water())
             .filter_map(|slot| {
-                let mut key = [0u8; KIND];
-                records.read(slot, &mut key).then(|| {
-                    (
-                        InodeKey::from_bytes(&key),
-                        records.word(slot, NLOOKUP).load(Ordering::Acquire),
-                    )
-                })
+                let key = records.get(slot)?.key();
+                Some((key, records.word(slot, InodeWord::Nlookup).load(Ordering::Acquire)))
             })
             .collect()
     }
@@ -526,7 +558,7 @@ impl InodeTable {
     pub fn lookup_count(&self, nodeid: u64) -> u64 {
         match Self::slot(nodeid) {
             Some(slot) if self.records.is_valid(slot) => {
-                self.records.word(slot, NLOOKUP).load(Ordering::Acquire)
+                self.records.word(slot, InodeWord::Nlookup).load(Ordering::Acquire)
             }
             _ => 0,
         }
@@ -541,7 +573,7 @@ impl InodeTable {
     ) -> Option<i32> {
         let slot = Self::slot(inode.nodeid)?;
         let _guard = self.lock();
-        let word = self.records.word(slot, BACKING);
+        let word = self.records.word(slot, InodeWord::Backing);
         let (mut id, mut users) = split(word.load(Ordering::Acquire));
         if users == 0 {
             id = open_backing()?;
@@ -559,7 +591,7 @@ impl InodeTable {
         if !self.records.is_valid(slot) {
             return None;
         }
-        let word = self.records.word(slot, BACKING);
+        let word = self.records.word(slot, InodeWord::Backing);
         let (id, users) = split(word.load(Ordering::Acquire));
         let users = users.saturating_sub(1);
         word.store(join(if users == 0 { 0 } else { id }, users), Ordering::Release);
@@ -576,31 +608,6 @@ impl InodeTable {
     }
 }
 
-/// Writes a (parent, name) into `out` (ONE_NAME bytes).
-fn encode_name(out: &mut [u8], parent: u64, name: &[u8]) {
-    out[..8].copy_from_slice(&parent.to_le_bytes());
-    out[8..10].copy_from_slice(&(name.len() as u16).to_le_bytes());
-    out[10..10 + name.len()].copy_from_slice(name);
-}
-
-/// A (parent, name) as [`encode_name`] wrote it; `None` for an empty or invalid one (the
-/// store is another process's word: a name with `/` or NUL, `.` or `..` is none).
-fn decode_name(bytes: &[u8]) -> Option<(u64, Vec<u8>)> {
-    let parent = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
-    let len = usize::from(u16::from_le_bytes([*bytes.get(8)?, *bytes.get(9)?]));
-    let name = bytes.get(10..10 + len)?;
-    let valid = !name.is_empty() && !name.contains(&b'/') && !name.contains(&0);
-    (valid && name != b"." && name != b"..").then(|| (parent, name.to_vec()))
-}
-
-fn handle_of(record: &[u8; RECORD]) -> FileHandle {
-    let u32_at = |i: usize| u32::from_le_bytes(record[i..i + 4].try_into().unwrap_or_default());
-    let mut handle =
-        FileHandle { kind: u32_at(KIND + 4) as i32, len: u32_at(KIND + 8), bytes: [0; MAX_HANDLE] };
-    handle.bytes.copy_from_slice(&record[HANDLE..]);
-    handle
-}
-
 fn split(word: u64) -> (i32, u32) {
     ((word >> 32) as i32, word as u32)
 }
@@ -613,6 +620,41 @@ fn join(id: i32, users: u32) -> u64 {
 mod tests {
     use super::*;
     use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
+
+    /// Stores written by earlier servers (one handing over to this one) open with these
+    /// layouts, byte for byte.
+    #[test]
+    fn the_inode_and_name_layouts_are_the_ones_earlier_servers_wrote() {
+        assert_eq!(
+            INODES,
+            TableSpec { name: "inodes", words: 3, bytes: 168, capacity: 1 << 22, indexed: true }
+        );
+        assert_eq!(
+            NAMES,
+            TableSpec { name: "names", words: 0, bytes: 530, capacity: 1 << 22, indexed: false }
+        );
+        let mut stored = Stored::new_zeroed();
+        (stored.dev, stored.ino, stored.mnt_id, stored.kind) = (1, 2, 3, libc::S_IFDIR);
+        (stored.handle_kind, stored.handle_len) = (-2, 8);
+        stored.handle[0] = 0xab;
+        let bytes = stored.as_bytes();
+        let le = |at: usize, n: usize| {
+            u64::from_le_bytes({
+                let mut w = [0u8; 8];
+                w[..n].copy_from_slice(&bytes[at..at + n]);
+                w
+            })
+        };
+        assert_eq!((le(0, 8), le(8, 8), le(16, 8), le(24, 4)), (1, 2, 3, u64::from(libc::S_IFDIR)));
+        assert_eq!((le(28, 4) as u32 as i32, le(32, 4), bytes[40]), (-2, 8, 0xab));
+        let name = StoredName::new(7, b"file");
+        let bytes = name.as_bytes();
+        assert_eq!(&bytes[..8], &7u64.to_le_bytes());
+        assert_eq!(&bytes[8..10], &4u16.to_le_bytes());
+        assert_eq!(&bytes[10..14], b"file");
+        assert_eq!(name.get(), Some((7, b"file".to_vec())));
+        assert_eq!(StoredName::new(7, b"..").get(), None, "a stored .. is no name");
+    }
 
     fn path_fd(path: &std::path::Path) -> OwnedFd {
         rustix::fs::open(path, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
@@ -808,11 +850,15 @@ mod tests {
         };
         let t = table(&store, dir.path());
         let slot = |nodeid: u64| InodeTable::slot(nodeid).unwrap();
-        let mut record = [0u8; RECORD];
-        assert!(t.records.read(slot(secret), &mut record));
+        let theirs = t.records.get(slot(secret)).unwrap();
         // a's record now carries secret's file handle; d's record says it is a file.
-        t.records.write_payload(slot(a), HANDLE, &record[HANDLE..]);
-        t.records.write_payload(slot(d), KIND, &libc::S_IFREG.to_le_bytes());
+        let mut forged = t.records.get(slot(a)).unwrap();
+        (forged.handle_kind, forged.handle_len, forged.handle) =
+            (theirs.handle_kind, theirs.handle_len, theirs.handle);
+        t.records.rewrite(slot(a), &forged);
+        let mut forged = t.records.get(slot(d)).unwrap();
+        forged.kind = libc::S_IFREG;
+        t.records.rewrite(slot(d), &forged);
         let again =
             Store::open(store.fd().try_clone_to_owned().unwrap(), &[INODES, NAMES]).unwrap();
         let t = table(&again, dir.path());

@@ -14,7 +14,7 @@ const SLOT_BITS: u64 = (1 << 48) - 1;
 /// Entries are `hash_high16 << 48 | (slot + 1)`. Linear probing; removal leaves a tombstone
 /// only where a probe may need to pass it (`clear`).
 /// Callers serialize changes (one writer at a time).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct HashIndex {
     map: Arc<SharedMap>,
     offset: usize,

@@ -129,6 +129,13 @@ impl<R: Record> Records<R> {
         self.table.read(slot, record.as_mut_bytes()).then_some(record)
     }
 
+    /// Overwrites the payload of the published record at `slot` with `record`. Only for a
+    /// record no reader relies on meanwhile (a reader may see it half written): a payload
+    /// is meant to be written once.
+    pub fn rewrite(&self, slot: u64, record: &R) {
+        self.table.write_payload(slot, 0, record.as_bytes());
+    }
+
     /// Word `word` of the record at `slot`. Panics if `slot` is not below the capacity:
     /// callers pass slots they found valid ([`Records::is_valid`]).
     pub fn word(&self, slot: u64, word: R::Word) -> &AtomicU64 {
