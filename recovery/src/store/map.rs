@@ -1,8 +1,9 @@
 //! The shared mapping of the store's memfd: the only code here that touches raw memory.
 //!
 //! Every access is bounds-checked against the mapping, and atomic: words as `AtomicU64`, bytes
-//! as `AtomicU8` (relaxed; a record's bytes are written before the Release store that
-//! publishes it and read after the Acquire load that finds it). So no access is a data race
+//! copied a word at a time where aligned and as `AtomicU8` elsewhere (relaxed; a record's
+//! bytes are written before the Release store that publishes it and read after the Acquire
+//! load that finds it). So no access is a data race
 //! whoever else writes the memory (another thread, another process mapping the same memfd,
 //! a hostile store), and no caller has a precondition to keep.
 
@@ -55,7 +56,7 @@ impl SharedMap {
         self.check(offset, 8);
         assert_eq!(offset % 8, 0, "unaligned store word");
         // SAFETY: in bounds (checked), 8-byte aligned (checked; the base is page aligned),
-        // and this memory is only ever accessed atomically as a word at this offset.
+        // and this memory is only ever accessed through atomics (this word, or `byte`).
         unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(offset).cast::<u64>()) }
     }
 
@@ -63,23 +64,44 @@ impl SharedMap {
     fn byte(&self, offset: usize) -> &AtomicU8 {
         self.check(offset, 1);
         // SAFETY: in bounds (checked); any address is aligned for a byte; this memory is
-        // only ever accessed atomically.
+        // only ever accessed through atomics (this byte, or `word`).
         unsafe { AtomicU8::from_ptr(self.base.as_ptr().add(offset)) }
     }
 
-    /// Copies `src` into the store at `offset` (relaxed atomic stores).
+    /// Copies `src` into the store at `offset` (relaxed atomic stores: a word at a time where
+    /// the store offset is 8-byte aligned, else a byte).
     pub(crate) fn write_bytes(&self, offset: usize, src: &[u8]) {
         self.check(offset, src.len());
-        for (i, &b) in src.iter().enumerate() {
-            self.byte(offset + i).store(b, Ordering::Relaxed);
+        let mut i = 0;
+        while i < src.len() {
+            let at = offset + i;
+            if at % 8 == 0 && src.len() - i >= 8 {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&src[i..i + 8]);
+                self.word(at).store(u64::from_ne_bytes(word), Ordering::Relaxed);
+                i += 8;
+            } else {
+                self.byte(at).store(src[i], Ordering::Relaxed);
+                i += 1;
+            }
         }
     }
 
-    /// Copies bytes at `offset` out of the store into `dst` (relaxed atomic loads).
+    /// Copies bytes at `offset` out of the store into `dst` (relaxed atomic loads, as
+    /// `write_bytes` stores them).
     pub(crate) fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
         self.check(offset, dst.len());
-        for (i, b) in dst.iter_mut().enumerate() {
-            *b = self.byte(offset + i).load(Ordering::Relaxed);
+        let mut i = 0;
+        while i < dst.len() {
+            let at = offset + i;
+            if at % 8 == 0 && dst.len() - i >= 8 {
+                let word = self.word(at).load(Ordering::Relaxed);
+                dst[i..i + 8].copy_from_slice(&word.to_ne_bytes());
+                i += 8;
+            } else {
+                dst[i] = self.byte(at).load(Ordering::Relaxed);
+                i += 1;
+            }
         }
     }
 }
