@@ -75,7 +75,7 @@ impl SharedMap {
         let mut i = 0;
         while i < src.len() {
             let at = offset + i;
-            if at % 8 == 0 && src.len() - i >= 8 {
+            if at.is_multiple_of(8) && src.len() - i >= 8 {
                 let mut word = [0u8; 8];
                 word.copy_from_slice(&src[i..i + 8]);
                 self.word(at).store(u64::from_ne_bytes(word), Ordering::Relaxed);
@@ -94,7 +94,7 @@ impl SharedMap {
         let mut i = 0;
         while i < dst.len() {
             let at = offset + i;
-            if at % 8 == 0 && dst.len() - i >= 8 {
+            if at.is_multiple_of(8) && dst.len() - i >= 8 {
                 let word = self.word(at).load(Ordering::Relaxed);
                 dst[i..i + 8].copy_from_slice(&word.to_ne_bytes());
                 i += 8;
