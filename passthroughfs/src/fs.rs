@@ -62,6 +62,11 @@ pub struct Passthrough {
     refused_mounts: Mutex<std::collections::HashSet<u64>>,
     /// Kernel passthrough in force (asked for, and agreed at INIT).
     passthrough: std::sync::atomic::AtomicBool,
+    /// A (parent, name) of each symlink the kernel knows, by nodeid: the only way to its
+    /// extended attributes (an `O_PATH` fd of a symlink reaches no xattr call, and
+    /// `/proc/self/fd/N` follows to it only to follow it further). Kept current through
+    /// RENAME and UNLINK; checked to still name the symlink before each use.
+    symlinks: Mutex<std::collections::HashMap<u64, (u64, std::ffi::OsString)>>,
     /// FUSE_DONT_MASK agreed at INIT: creations arrive with the caller's mode unmasked, and
     /// the source applies the caller's umask where the kernel's rule says (no default ACL).
     dont_mask: std::sync::atomic::AtomicBool,
@@ -232,6 +237,7 @@ impl Passthrough {
             handles: HandleTable::new(&store)?,
             passthrough: std::sync::atomic::AtomicBool::new(false),
             dont_mask: std::sync::atomic::AtomicBool::new(false),
+            symlinks: Mutex::default(),
             local_source,
             refused_mounts: Mutex::default(),
             fd_keeper: std::sync::OnceLock::new(),
@@ -285,6 +291,9 @@ impl Passthrough {
         let st = if crossed || !self.local_source { statx_fd(fd.as_fd())? } else { quick };
         let entry = self.adopt_with(ctx, fd, &st)?;
         self.inodes.set_name(entry.nodeid().0, parent.nodeid, name.as_bytes());
+        if u32::from(st.stx_mode) & libc::S_IFMT == libc::S_IFLNK {
+            self.symlinks_lock().insert(entry.nodeid().0, (parent.nodeid, name.to_owned()));
+        }
         Ok(entry)
     }
 
@@ -562,6 +571,7 @@ impl Filesystem for Passthrough {
         self.inodes.forget(nodeid.0, nlookup);
         if self.inodes.lookup_count(nodeid.0) == 0 {
             self.unkeep(nodeid.0);
+            self.symlinks_lock().remove(&nodeid.0);
         }
     }
 
@@ -699,6 +709,7 @@ impl Filesystem for Passthrough {
         if let Some(nodeid) = victim {
             self.keep_if_nameless(nodeid);
         }
+        self.symlink_moved((parent.nodeid, name), None);
         Ok(())
     }
 
@@ -731,6 +742,12 @@ impl Filesystem for Passthrough {
             .then(|| self.known_at(&new, newname))
             .flatten();
         rustix::fs::renameat_with(&old.fd, name, &new.fd, newname, flags)?;
+        if flags.contains(RenameFlags::EXCHANGE) {
+            self.symlinks_exchanged((old.nodeid, name), (new.nodeid, newname));
+        } else {
+            self.symlink_moved((new.nodeid, newname), None);
+            self.symlink_moved((old.nodeid, name), Some((new.nodeid, newname)));
+        }
         if let Some(nodeid) = replaced {
             self.keep_if_nameless(nodeid);
         }
@@ -986,10 +1003,15 @@ impl Filesystem for Passthrough {
         flags: i32,
     ) -> Result<()> {
         become_caller(ctx)?;
-        let inode = self.xattr_inode(nodeid.0)?;
+        let (path, symlink, _held) = self.xattr_path(nodeid.0)?;
         let flags = XattrFlags::from_bits(flags as u32).ok_or(Errno::EINVAL)?;
-        rustix::fs::setxattr(proc_path(inode.fd.as_fd()).as_c_str(), name, value, flags)
-            .map_err(Errno::from)
+        let path = path.as_c_str();
+        if symlink {
+            rustix::fs::lsetxattr(path, name, value, flags)
+        } else {
+            rustix::fs::setxattr(path, name, value, flags)
+        }
+        .map_err(Errno::from)
     }
 
     fn getxattr(
@@ -1000,7 +1022,14 @@ impl Filesystem for Passthrough {
         buf: &mut [u8],
     ) -> Result<usize> {
         become_caller(ctx)?;
-        let inode = self.xattr_inode(nodeid.0)?;
+        let inode = self.inodes.get(nodeid.0)?;
+        if inode.is_symlink() {
+            let (path, _, _held) = self.xattr_path(nodeid.0)?;
+            if buf.is_empty() {
+                return rustix::fs::lgetxattr_query(path.as_c_str(), name).map_err(Errno::from);
+            }
+            return rustix::fs::lgetxattr(path.as_c_str(), name, buf).map_err(Errno::from);
+        }
         // The name as a C string, on the stack (names are at most 255 bytes).
         let mut cname = [0u8; 256];
         let bytes = name.as_encoded_bytes();
@@ -1024,18 +1053,27 @@ impl Filesystem for Passthrough {
 
     fn listxattr(&self, ctx: &Context<'_>, nodeid: NodeId, buf: &mut [u8]) -> Result<usize> {
         become_caller(ctx)?;
-        let inode = self.xattr_inode(nodeid.0)?;
-        let path = proc_path(inode.fd.as_fd());
-        if buf.is_empty() {
-            return rustix::fs::listxattr_query(path.as_c_str()).map_err(Errno::from);
+        let (path, symlink, _held) = self.xattr_path(nodeid.0)?;
+        let path = path.as_c_str();
+        match (buf.is_empty(), symlink) {
+            (true, false) => rustix::fs::listxattr_query(path),
+            (true, true) => rustix::fs::llistxattr_query(path),
+            (false, false) => rustix::fs::listxattr(path, buf),
+            (false, true) => rustix::fs::llistxattr(path, buf),
         }
-        rustix::fs::listxattr(path.as_c_str(), buf).map_err(Errno::from)
+        .map_err(Errno::from)
     }
 
     fn removexattr(&self, ctx: &Context<'_>, nodeid: NodeId, name: &OsStr) -> Result<()> {
         become_caller(ctx)?;
-        let inode = self.xattr_inode(nodeid.0)?;
-        rustix::fs::removexattr(proc_path(inode.fd.as_fd()).as_c_str(), name).map_err(Errno::from)
+        let (path, symlink, _held) = self.xattr_path(nodeid.0)?;
+        let path = path.as_c_str();
+        if symlink {
+            rustix::fs::lremovexattr(path, name)
+        } else {
+            rustix::fs::removexattr(path, name)
+        }
+        .map_err(Errno::from)
     }
 
     fn access(&self, ctx: &Context<'_>, nodeid: NodeId, mask: u32) -> Result<()> {
@@ -1182,10 +1220,70 @@ impl Passthrough {
         }
     }
 
-    /// The inode for an xattr call: symlinks have no path through /proc that reaches them.
-    fn xattr_inode(&self, nodeid: u64) -> Result<Arc<Inode>> {
+    fn symlinks_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, (u64, std::ffi::OsString)>> {
+        self.symlinks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The symlink known as `from` now has the name `to`, or none.
+    fn symlink_moved(&self, from: (u64, &OsStr), to: Option<(u64, &OsStr)>) {
+        let mut symlinks = self.symlinks_lock();
+        if symlinks.is_empty() {
+            return;
+        }
+        let moved: Vec<u64> = symlinks
+            .iter()
+            .filter(|(_, (p, n))| *p == from.0 && n.as_os_str() == from.1)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in moved {
+            match to {
+                Some((parent, name)) => {
+                    symlinks.insert(id, (parent, name.to_owned()));
+                }
+                None => {
+                    symlinks.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// RENAME_EXCHANGE swapped the names `a` and `b`.
+    fn symlinks_exchanged(&self, a: (u64, &OsStr), b: (u64, &OsStr)) {
+        let mut symlinks = self.symlinks_lock();
+        for (p, n) in symlinks.values_mut() {
+            if *p == a.0 && n.as_os_str() == a.1 {
+                (*p, *n) = (b.0, b.1.to_owned());
+            } else if *p == b.0 && n.as_os_str() == b.1 {
+                (*p, *n) = (a.0, a.1.to_owned());
+            }
+        }
+    }
+
+    /// Where an xattr call reaches the inode `nodeid`: `/proc/self/fd/N` of its `O_PATH` fd,
+    /// or for a symlink (which that path would follow) `/proc/self/fd/P/NAME` through its
+    /// parent, called with the `l*xattr` calls (`true`), once its name is checked to be that
+    /// very symlink. ENOTSUP for a symlink whose name is not known any more. The inodes
+    /// returned keep the fds of the path open.
+    fn xattr_path(&self, nodeid: u64) -> Result<(CString, bool, Vec<Arc<Inode>>)> {
         let inode = self.inodes.get(nodeid)?;
-        if inode.is_symlink() { Err(Errno::ENOTSUP) } else { Ok(inode) }
+        if !inode.is_symlink() {
+            return Ok((proc_path(inode.fd.as_fd()), false, vec![inode]));
+        }
+        let known = self.symlinks_lock().get(&nodeid).cloned();
+        let (parent, name) = known.ok_or(Errno::ENOTSUP)?;
+        let parent = self.inodes.get(parent)?;
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&parent.fd, &name, flags, Mode::empty())?;
+        if key_of(&statx_fd(fd.as_fd())?) != inode.key {
+            return Err(Errno::ENOTSUP);
+        }
+        let mut path = proc_path(parent.fd.as_fd()).into_bytes();
+        path.push(b'/');
+        path.extend_from_slice(name.as_bytes());
+        let path = CString::new(path).map_err(|_| Errno::EINVAL)?;
+        Ok((path, true, vec![inode, parent]))
     }
 }
 

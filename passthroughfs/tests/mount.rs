@@ -500,3 +500,51 @@ fn new_files_get_the_modes_the_source_gives_with_or_without_a_default_acl() {
         assert_eq!(mode(m.src(&format!("plain/f-{uid}-mnt"))), 0o600);
     }
 }
+
+/// A symlink's own extended attributes, through the mount as on the source (xfstests
+/// generic/062): trusted.* set, read, listed and removed on the link, not on its target, and
+/// still after a rename through the mount; user.* refused (EPERM) as the source refuses it; a
+/// name swapped behind the server's back for another file reaches nothing.
+#[test]
+fn extended_attributes_of_symlinks_are_the_links_own() {
+    use rustix::fs::{XattrFlags, lgetxattr, listxattr, llistxattr, lremovexattr, lsetxattr};
+    // Names cached for a minute: the kernel keeps asking about the nodeid it looked up.
+    let m = Mounted::start(&["-o", "entry_timeout=60,attr_timeout=60"]);
+    fs::write(m.src("target"), b"t").unwrap();
+    std::os::unix::fs::symlink("target", m.src("link")).unwrap();
+    lsetxattr(m.src("link"), "trusted.from_source", b"1", XattrFlags::empty()).unwrap();
+    let get = |path: std::path::PathBuf, name: &str| {
+        let mut buf = [0u8; 64];
+        lgetxattr(&path, name, &mut buf[..]).map(|n| buf[..n].to_vec())
+    };
+    assert_eq!(get(m.mnt("link"), "trusted.from_source").unwrap(), b"1");
+    lsetxattr(m.mnt("link"), "trusted.through", b"2", XattrFlags::empty()).unwrap();
+    assert_eq!(get(m.src("link"), "trusted.through").unwrap(), b"2", "set on the link itself");
+    assert!(get(m.src("target"), "trusted.through").is_err(), "not on its target");
+    let mut names = [0u8; 256];
+    let n = llistxattr(m.mnt("link"), &mut names[..]).unwrap();
+    let listed: Vec<&[u8]> = names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()).collect();
+    assert!(
+        listed.contains(&&b"trusted.through"[..]) && listed.contains(&&b"trusted.from_source"[..])
+    );
+    // The target's list through the followed path is the target's.
+    let mut names = [0u8; 256];
+    let n = listxattr(m.mnt("link"), &mut names[..]).unwrap();
+    assert!(!names[..n].windows(7).any(|w| w == b"trusted"), "listxattr follows the link");
+
+    fs::rename(m.mnt("link"), m.mnt("moved")).unwrap();
+    assert_eq!(get(m.mnt("moved"), "trusted.through").unwrap(), b"2", "after a rename");
+    lremovexattr(m.mnt("moved"), "trusted.from_source").unwrap();
+    assert!(get(m.src("moved"), "trusted.from_source").is_err());
+    let user = lsetxattr(m.mnt("moved"), "user.x", b"u", XattrFlags::empty()).unwrap_err();
+    let native = lsetxattr(m.src("moved"), "user.x", b"u", XattrFlags::empty()).unwrap_err();
+    assert_eq!(user, native, "user.* on a symlink: the source's answer");
+
+    // Behind the server's back, the name now holds another symlink: its attributes are not
+    // handed out for the one the kernel asked about.
+    fs::rename(m.src("moved"), m.src("elsewhere")).unwrap();
+    std::os::unix::fs::symlink("target", m.src("moved")).unwrap();
+    lsetxattr(m.src("moved"), "trusted.other", b"3", XattrFlags::empty()).unwrap();
+    let through = get(m.mnt("moved"), "trusted.other").map_err(|e| e.raw_os_error());
+    assert_eq!(through, Err(libc::EOPNOTSUPP), "another link's attribute for this one");
+}
