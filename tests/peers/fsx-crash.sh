@@ -3,6 +3,7 @@
 # (keeper + passthroughfs -o tag=) must give fsx A-OK rounds (OPS_PER_ROUND operations each,
 # a new seed each round, until MIN_KILLS kills are done), with kernel passthrough on and off.
 # Usage: tests/peers/fsx-crash.sh [OPS_PER_ROUND] [MIN_KILLS]
+# FSX_MODES: the modes to run (default "passthrough nopassthrough").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/peers/lib.sh
@@ -11,7 +12,7 @@ min_kills=${2:-100}
 keeper_work fsx-crash artifacts
 
 failed=0
-for mode in passthrough nopassthrough; do
+for mode in ${FSX_MODES:-passthrough nopassthrough}; do
   opts=tag=fsx-$mode,nokeeper_start
   [ "$mode" = nopassthrough ] && opts=$opts,nopassthrough
   start_pfs "$work/src" "$work/mnt" "$opts"

@@ -4,6 +4,7 @@
 # operations each (a new seed and a new file each round: see fsx_rounds in lib.sh for why
 # rounds rather than one long run).
 # Usage: tests/peers/fsx.sh [NUM_OPS] [ROUNDS]
+# FSX_MODES: the modes to run (default "passthrough nopassthrough").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/peers/lib.sh
@@ -18,7 +19,7 @@ cleanup() {
 }
 trap cleanup EXIT
 failed=0
-for mode in passthrough nopassthrough; do
+for mode in ${FSX_MODES:-passthrough nopassthrough}; do
   opts=""
   [ "$mode" = nopassthrough ] && opts=nopassthrough
   start_pfs "$work/src" "$work/mnt" "$opts"

@@ -19,7 +19,7 @@ cleanup() {
 trap cleanup EXIT
 mount -t tmpfs -o size=64m tmpfs "$work/secondary"
 start_pfs "$work/src" "$work/mnt" "$opts"
-echo "pjdfstest on passthroughfs -o $opts"
+echo "pjdfstest on $(basename "$PFS_BIN") -o $opts"
 status=0
 (cd "$work/mnt" && pjdfstest -c "$PJDFSTEST_CONF" -p "$work/mnt" -s "$work/secondary") \
   > "$work/out.txt" 2>&1 || status=$?
