@@ -335,8 +335,13 @@ fn memfs_contents_survive_kill_9_of_its_server() {
     std::fs::set_permissions(m("a/b/c/small"), std::fs::Permissions::from_mode(0o640)).unwrap();
     std::os::unix::fs::chown(m("a/b/c/small"), Some(NOBODY), Some(NOBODY)).unwrap();
     rustix::fs::setxattr(m("a/f"), "user.note", b"kept", rustix::fs::XattrFlags::empty()).unwrap();
-    let mut open_unlinked =
-        std::fs::OpenOptions::new().read(true).write(true).create(true).open(m("gone")).unwrap();
+    let mut open_unlinked = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(m("gone"))
+        .unwrap();
     std::io::Write::write_all(&mut open_unlinked, b"still here").unwrap();
     std::fs::remove_file(m("gone")).unwrap();
     let before = snapshot(&root);
