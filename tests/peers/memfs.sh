@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PFS_BIN=${MEMFS_BIN:-${CARGO_TARGET_DIR:-target}/release/examples/memfs}
-[ -x "$PFS_BIN" ] || { echo "memfs is not built: $PFS_BIN (cargo build --release --examples)" >&2; exit 1; }
+[ -x "$PFS_BIN" ] || { echo "memfs is not built: $PFS_BIN (cargo build --release --bins --examples)" >&2; exit 1; }
 ops=${1:-20000}
 kills=${2:-100}
 seconds=${3:-30}
