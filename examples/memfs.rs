@@ -75,7 +75,7 @@ impl Word for N {
 
 impl Record for Node {
     const NAME: &'static str = "nodes";
-    const CAPACITY: u64 = 1 << 16;
+    const CAPACITY: u64 = 1 << 18;
     type Word = N;
 }
 
@@ -103,7 +103,7 @@ impl Word for D {
 
 impl Record for Dirent {
     const NAME: &'static str = "dirents";
-    const CAPACITY: u64 = 1 << 16;
+    const CAPACITY: u64 = 1 << 18;
     const INDEXED: bool = true;
     type Word = D;
 }
@@ -119,7 +119,7 @@ struct Block {
 
 impl Record for Block {
     const NAME: &'static str = "blocks";
-    const CAPACITY: u64 = 1 << 16;
+    const CAPACITY: u64 = 1 << 18;
     const INDEXED: bool = true;
     type Word = NoWords;
 }
