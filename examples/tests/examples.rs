@@ -186,10 +186,11 @@ fn conn_id(mountpoint: &Path) -> u32 {
     dev.split(':').nth(1).unwrap().parse().unwrap()
 }
 
-/// Requests the kernel holds for the connection that no server has answered.
-fn waiting(conn: u32) -> u64 {
-    let path = format!("/sys/fs/fuse/connections/{conn}/waiting");
-    std::fs::read_to_string(path).map_or(0, |s| s.trim().parse().unwrap_or(0))
+/// Requests the kernel holds for the connection that no server has answered (fusectl is
+/// mounted first if it is not).
+fn waiting(conn: u32) -> u32 {
+    fuse_transport::ensure_fusectl().expect("fusectl");
+    fuse_transport::waiting_requests(conn).expect("the connection's waiting count")
 }
 
 #[test]
