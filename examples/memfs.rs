@@ -726,7 +726,7 @@ impl Filesystem for Memfs {
         Ok(())
     }
 
-    fn rename(&self, _: &Context<'_>, args: &Rename<'_>) -> Result<()> {
+    fn rename(&self, ctx: &Context<'_>, args: &Rename<'_>) -> Result<()> {
         let _l = self.locked();
         if args.flags & !libc::RENAME_NOREPLACE != 0 {
             return Err(Errno::EINVAL);
@@ -746,6 +746,13 @@ impl Filesystem for Memfs {
                 }
                 let victim = self.dirents.word(slot, D::Child).load(Ordering::Acquire);
                 if victim == moving {
+                    // Two names of one inode: rename(2) leaves both (POSIX), unless this is a
+                    // rename cut short by a kill between its two stores (the new name set,
+                    // the old one not yet gone), resent: it is finished. A directory never
+                    // has two names, so for one it is always that.
+                    if is_dir || ctx.unique.is_resent() {
+                        self.unlink_name(parent, from, old_slot);
+                    }
                     return Ok(());
                 }
                 let victim_dir = self.node(victim)?.kind == libc::S_IFDIR;
