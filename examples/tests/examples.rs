@@ -62,6 +62,24 @@ impl Scene {
         Scene { dir, mountpoint, children: Vec::new() }
     }
 
+    /// A keeper of the test's own (the workspace's `fuse-keeper`), on a socket in the
+    /// scene's directory, answering: its socket and child index.
+    fn keeper(&mut self) -> (PathBuf, usize) {
+        let socket = self.dir.path().join("keeper.sock");
+        let bin = profile_dir().join("fuse-keeper");
+        assert!(bin.exists(), "{} is not built (cargo build --workspace)", bin.display());
+        let keeper = self.spawn(
+            Command::new(&bin)
+                .arg("serve")
+                .env("FUSE_KEEPER_SOCKET", &socket)
+                .stderr(Stdio::null()),
+        );
+        wait_until("the keeper listens", || {
+            fuse_keeper_client::KeeperClient::connect(&socket).is_ok()
+        });
+        (socket, keeper)
+    }
+
     fn mounted(&self) -> bool {
         fuse_transport::is_fuse_mount(&self.mountpoint)
     }
@@ -196,16 +214,7 @@ fn waiting(conn: u32) -> u32 {
 #[test]
 fn hello_recoverable_is_killed_and_restarted_under_a_reader_that_sees_no_error() {
     let mut scene = Scene::new(0);
-    let socket = scene.dir.path().join("keeper.sock");
-    let keeper_bin = profile_dir().join("fuse-keeper");
-    assert!(keeper_bin.exists(), "{} is not built (cargo build --workspace)", keeper_bin.display());
-    let keeper = scene.spawn(
-        Command::new(&keeper_bin)
-            .arg("serve")
-            .env("FUSE_KEEPER_SOCKET", &socket)
-            .stderr(Stdio::null()),
-    );
-    wait_until("the keeper listens", || fuse_keeper_client::KeeperClient::connect(&socket).is_ok());
+    let (socket, keeper) = scene.keeper();
     let mountpoint = scene.mountpoint.clone();
     let server_cmd = || {
         let mut cmd = Command::new(example("hello_recoverable"));
@@ -305,16 +314,7 @@ fn snapshot(root: &Path) -> Vec<String> {
 #[test]
 fn memfs_contents_survive_kill_9_of_its_server() {
     let mut scene = Scene::new(0);
-    let socket = scene.dir.path().join("keeper.sock");
-    let keeper_bin = profile_dir().join("fuse-keeper");
-    assert!(keeper_bin.exists(), "{} is not built (cargo build --workspace)", keeper_bin.display());
-    scene.spawn(
-        Command::new(&keeper_bin)
-            .arg("serve")
-            .env("FUSE_KEEPER_SOCKET", &socket)
-            .stderr(Stdio::null()),
-    );
-    wait_until("the keeper listens", || fuse_keeper_client::KeeperClient::connect(&socket).is_ok());
+    let (socket, _keeper) = scene.keeper();
     let mountpoint = scene.mountpoint.clone();
     let server_cmd = || {
         let mut cmd = Command::new(example("memfs"));
