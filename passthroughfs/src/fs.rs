@@ -35,7 +35,13 @@ pub struct FsConfig {
     /// Test switch (`PASSTHROUGHFS_TEST_READ_DELAY_MS`): every READ waits this long inside
     /// the server before reading, so tests can kill a server with a READ in flight.
     pub read_delay: Option<Duration>,
+    /// How many inodes the kernel forgot keep their records, so that file handles it gave
+    /// out (NFS export, `open_by_handle_at`) still find them; 0: no file-handle support.
+    pub remember_inodes: usize,
 }
+
+/// Forgotten inodes remembered by default: about 13 MB of state store at most.
+pub const REMEMBER_INODES: usize = 1 << 16;
 
 impl Default for FsConfig {
     fn default() -> Self {
@@ -45,6 +51,7 @@ impl Default for FsConfig {
             passthrough: true,
             writeback: false,
             read_delay: None,
+            remember_inodes: REMEMBER_INODES,
         }
     }
 }
@@ -225,7 +232,8 @@ impl Passthrough {
                 .is_ok();
         let by_name = !handles;
         tracing::debug!(by_name, "how inodes are found again after a restart");
-        let mut inodes = InodeTable::new(&store, fd, key_of(&st), mount_fd, by_name)?;
+        let mut inodes = InodeTable::new(&store, fd, key_of(&st), mount_fd, by_name)?
+            .remembering(config.remember_inodes);
         if !by_name {
             // Half the open-file limit for inode fds, the rest for open files; beyond it
             // inodes are reopened by file handle (which needs root).
@@ -261,14 +269,26 @@ impl Passthrough {
         Ok(())
     }
 
-    fn entry(&self, counted: Counted, st: &Statx) -> Entry {
+    fn entry(&self, counted: Counted, generation: u32, st: &Statx) -> Entry {
         Entry {
             counted,
-            generation: 0,
+            generation: u64::from(generation),
             attr: attr_of(st),
             entry_valid: self.config.entry_timeout,
-            attr_valid: self.config.attr_timeout,
+            attr_valid: self.attr_valid(st),
         }
+    }
+
+    /// How long the kernel may cache `st`: not at all for a regular file with setuid or
+    /// setgid. A write or fallocate by a user without CAP_FSETID clears them on the source
+    /// (as the caller, by the source's rule: FUSE_HANDLE_KILLPRIV_V2), and the kernel, which
+    /// never hears of it through kernel passthrough and refreshes only times and size after
+    /// a write, would show the old mode until the attributes expire.
+    fn attr_valid(&self, st: &Statx) -> Duration {
+        let mode = u32::from(st.stx_mode);
+        let sxid =
+            mode & libc::S_IFMT == libc::S_IFREG && mode & (libc::S_ISUID | libc::S_ISGID) != 0;
+        if sxid { Duration::ZERO } else { self.config.attr_timeout }
     }
 
     /// Looks `name` up in `parent` and counts the lookup.
@@ -295,6 +315,36 @@ impl Passthrough {
             self.symlinks_lock().insert(entry.nodeid().0, (parent.nodeid, name.to_owned()));
         }
         Ok(entry)
+    }
+
+    /// LOOKUP of "." in `nodeid` (FUSE_EXPORT_SUPPORT): the inode, found by its record even
+    /// if the kernel forgot it (see [`InodeTable::revive`]), with one more lookup counted.
+    fn lookup_self(&self, ctx: &Context<'_>, nodeid: u64) -> Result<Entry> {
+        let inode = self.inodes.revive(nodeid)?;
+        match statx_fd(inode.fd.as_fd()) {
+            Ok(st) => Ok(self.entry(ctx.counted(NodeId(nodeid)), inode.generation, &st)),
+            Err(errno) => {
+                self.inodes.forget(nodeid, 1);
+                Err(errno)
+            }
+        }
+    }
+
+    /// LOOKUP of ".." in the directory `nodeid` (FUSE_EXPORT_SUPPORT): its parent. The
+    /// root's parent is the root: nothing above the source is served.
+    fn lookup_parent(&self, ctx: &Context<'_>, nodeid: u64) -> Result<Entry> {
+        let dir = self.inodes.get(nodeid)?;
+        if dir.nodeid == ROOT {
+            let st = statx_fd(dir.fd.as_fd())?;
+            return Ok(self.entry(ctx.counted(NodeId(ROOT)), 0, &st));
+        }
+        if dir.kind != libc::S_IFDIR {
+            return Err(Errno::ENOTDIR);
+        }
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&dir.fd, "..", flags, Mode::empty())?;
+        let st = statx_fd(fd.as_fd())?;
+        self.adopt_with(ctx, fd, &st)
     }
 
     /// Whether a lookup may enter the mount whose root `st` describes: not if it is the FUSE
@@ -388,13 +438,14 @@ impl Passthrough {
     /// told to `ctx` at once: for a request that made the entry (mkdir, create...) it goes in
     /// the journal, so a resend after a crash does not count it again.
     fn adopt_with(&self, ctx: &Context<'_>, fd: OwnedFd, st: &Statx) -> Result<Entry> {
-        let nodeid = self.inodes.lookup(fd, key_of(st), u32::from(st.stx_mode) & libc::S_IFMT)?;
-        Ok(self.entry(ctx.counted(NodeId(nodeid)), st))
+        let kind = u32::from(st.stx_mode) & libc::S_IFMT;
+        let (nodeid, generation) = self.inodes.lookup(fd, key_of(st), kind)?;
+        Ok(self.entry(ctx.counted(NodeId(nodeid)), generation, st))
     }
 
     fn attr(&self, inode: &Inode) -> Result<Attr> {
         let st = statx_fd(inode.fd.as_fd())?;
-        Ok(Attr { attr: attr_of(&st), valid: self.config.attr_timeout })
+        Ok(Attr { attr: attr_of(&st), valid: self.attr_valid(&st) })
     }
 
     fn file(&self, fh: u64) -> Result<Arc<Handle>> {
@@ -563,8 +614,17 @@ impl Filesystem for Passthrough {
 
     fn lookup(&self, ctx: &Context<'_>, parent: NodeId, name: &OsStr) -> Result<Entry> {
         become_caller(ctx)?;
-        let parent = self.inodes.get(parent.0)?;
-        self.do_lookup(ctx, &parent, name)
+        match name.as_bytes() {
+            // The kernel resolving a file handle (NFS, open_by_handle_at) of an inode it no
+            // longer caches: the inode itself, or the parent of a directory. Only these two
+            // requests name "." or ".."; path walks resolve them in the kernel.
+            b"." => self.lookup_self(ctx, parent.0),
+            b".." => self.lookup_parent(ctx, parent.0),
+            _ => {
+                let parent = self.inodes.get(parent.0)?;
+                self.do_lookup(ctx, &parent, name)
+            }
+        }
     }
 
     fn forget(&self, nodeid: NodeId, nlookup: u64) {
@@ -628,6 +688,15 @@ impl Filesystem for Passthrough {
                 Err(Errno::EPERM) if self.config.writeback && is_recent(set.mtime) => {
                     if set.size.is_some() && set.atime.is_none() {
                         // a truncate, which stamped mtime and ctime on the source itself;
+                    } else if set.atime.is_none()
+                        && may(&inode, rustix::fs::Access::WRITE_OK).is_ok()
+                    {
+                        // the kernel writing back the mtime its cache kept for writes
+                        // (fuse_flush_times, at close or fsync), as the last writer: what the
+                        // writes would have stamped on a local filesystem, where no
+                        // permission is asked for it. Only for a caller who may write.
+                        let _root = crate::creds::root()?;
+                        self.set_times(&inode, handle.as_deref(), None, set.mtime)?
                     } else if matches!(set.atime, Some(SetTime::Now)) {
                         // a touch: both "now", for which the source filesystem checks write
                         // permission (EACCES without it), as it would have.
@@ -1066,14 +1135,33 @@ impl Filesystem for Passthrough {
 
     fn removexattr(&self, ctx: &Context<'_>, nodeid: NodeId, name: &OsStr) -> Result<()> {
         become_caller(ctx)?;
-        let (path, symlink, _held) = self.xattr_path(nodeid.0)?;
+        let (path, symlink, held) = self.xattr_path(nodeid.0)?;
         let path = path.as_c_str();
-        if symlink {
-            rustix::fs::lremovexattr(path, name)
-        } else {
-            rustix::fs::removexattr(path, name)
+        let remove = || {
+            if symlink {
+                rustix::fs::lremovexattr(path, name)
+            } else {
+                rustix::fs::removexattr(path, name)
+            }
+            .map_err(Errno::from)
+        };
+        match remove() {
+            // The kernel removing a file's capabilities before a user's write, truncate or
+            // fallocate (file_remove_privs): a user's own removexattr of it never gets here
+            // (the kernel asks for CAP_SETFCAP first), and anyone who may write the file may
+            // have them removed by writing. Done as root, as the kernel does it for a local
+            // filesystem, for a caller who may write the file.
+            Err(Errno::EPERM)
+                if ctx.uid != 0
+                    && name.as_bytes() == b"security.capability"
+                    && !symlink
+                    && may(&held[0], rustix::fs::Access::WRITE_OK).is_ok() =>
+            {
+                let _root = crate::creds::root()?;
+                remove()
+            }
+            other => other,
         }
-        .map_err(Errno::from)
     }
 
     fn access(&self, ctx: &Context<'_>, nodeid: NodeId, mask: u32) -> Result<()> {

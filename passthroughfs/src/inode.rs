@@ -9,13 +9,19 @@
 //! names it. Restoring is therefore constant time whatever the number of inodes, and an
 //! inode that cannot be reopened fails alone, with ESTALE.
 //!
-//! Lock order: the table's mutex is a leaf. The only syscall under it is reopening a
-//! forgotten-then-named inode after a restart.
+//! An inode the kernel forgets keeps its record for a while (the last `remember` of them):
+//! a file handle the kernel gave out (nodeid + generation, for NFS or `open_by_handle_at`)
+//! finds it again through a LOOKUP of "." ([`InodeTable::revive`]). The generation is new
+//! for each record, so a handle whose slot now holds another inode is stale to the kernel.
+//!
+//! Lock order: the table's mutex, then the forgotten list's; both leaves. The only syscall
+//! under them is comparing file handles when a name leads to an inode number a forgotten or
+//! evicted record also has.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use fuse_recovery::store::{
@@ -55,6 +61,9 @@ pub struct Inode {
     pub key: InodeKey,
     /// The file type bits (`S_IFMT`) of its mode.
     pub kind: u32,
+    /// The generation the kernel is given with the nodeid (0 for the root and for records
+    /// of servers from before file-handle support).
+    pub generation: u32,
 }
 
 impl Inode {
@@ -79,7 +88,9 @@ struct Stored {
     kind: u32,
     handle_kind: i32,
     handle_len: u32,
-    _pad: u32,
+    /// The generation the kernel was given with the nodeid (0 in records of older servers,
+    /// which gave the kernel 0).
+    generation: u32,
     handle: [u8; MAX_HANDLE],
 }
 
@@ -191,7 +202,56 @@ pub struct InodeTable {
     /// Most `O_PATH` fds kept open; beyond it, unused ones are closed and reopened by file
     /// handle when next needed (the process's open-file limit would be reached otherwise).
     max_cached: usize,
+    /// Records of inodes the kernel forgot, kept for its file handles.
+    forgotten: Mutex<Forgotten>,
+    /// How many forgotten inodes keep their records (0: none, the record goes at once).
+    remember: usize,
+    /// The next record's generation.
+    next_gen: AtomicU32,
 }
+
+/// The forgotten inodes whose records are kept, oldest first; and the sweep over the records
+/// an earlier server left (`sweep..inherited`), which finds the ones it had forgotten.
+#[derive(Default)]
+struct Forgotten {
+    /// (slot, forget number): a slot forgotten again is listed again; only its latest entry
+    /// counts.
+    queue: VecDeque<(u64, u64)>,
+    latest: HashMap<u64, u64>,
+    count: u64,
+    sweep: u64,
+    inherited: u64,
+}
+
+impl Forgotten {
+    fn push(&mut self, slot: u64) {
+        self.count += 1;
+        self.queue.push_back((slot, self.count));
+        self.latest.insert(slot, self.count);
+    }
+
+    /// The oldest slot still forgotten as listed (forgotten again since: listed later).
+    fn pop(&mut self) -> Option<Option<u64>> {
+        let (slot, n) = self.queue.pop_front()?;
+        if self.latest.get(&slot) != Some(&n) {
+            return Some(None);
+        }
+        self.latest.remove(&slot);
+        Some(Some(slot))
+    }
+}
+
+/// What a search of the index for an inode found.
+enum Found {
+    Slot(u64),
+    /// A record with the same identity whose fd is not open: the file handles must be
+    /// compared.
+    NeedHandle,
+    Absent,
+}
+
+/// How many of an earlier server's records each FORGET sweeps.
+const SWEEP: u64 = 16;
 
 impl InodeTable {
     /// The table over `store`'s [`INODES`] table, with the names in its [`NAMES`] table;
@@ -207,7 +267,13 @@ impl InodeTable {
         let records = Records::<Stored>::open(store)?;
         let index = records.index().cloned().ok_or(StoreError::NoTable(INODES.name))?;
         let names = Records::<StoredNames>::open(store)?;
-        let root = Arc::new(Inode { nodeid: ROOT, fd: root, key, kind: libc::S_IFDIR });
+        let root =
+            Arc::new(Inode { nodeid: ROOT, fd: root, key, kind: libc::S_IFDIR, generation: 0 });
+        let forgotten = Forgotten { inherited: records.high_water(), ..Forgotten::default() };
+        // Seeded from the clock, so that servers in turn do not repeat each other's.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u32);
         Ok(InodeTable {
             records,
             index,
@@ -217,7 +283,26 @@ impl InodeTable {
             mount_fd,
             cache: Mutex::new(HashMap::new()),
             max_cached: usize::MAX,
+            forgotten: Mutex::new(forgotten),
+            remember: 0,
+            next_gen: AtomicU32::new(seed),
         })
+    }
+
+    /// Keeps the records of the last `n` inodes the kernel forgot, so that its file handles
+    /// of them still work ([`InodeTable::revive`]).
+    pub fn remembering(mut self, n: usize) -> Self {
+        self.remember = n;
+        self
+    }
+
+    fn new_generation(&self) -> u32 {
+        loop {
+            let generation = self.next_gen.fetch_add(1, Ordering::Relaxed);
+            if generation != 0 {
+                return generation;
+            }
+        }
     }
 
     /// Keeps at most `max` inode fds open (at least 64). Only for a server that can reopen by
@@ -256,21 +341,37 @@ impl InodeTable {
         Some(self.records.get(slot)?.key())
     }
 
-    /// The record of the inode `fd` refers to. A record whose fd is cached is that inode
-    /// (the open fd keeps its number from being reused); one whose fd was closed must also
-    /// have the same file handle, or it is an older inode that had the same number.
-    fn find(&self, cache: &HashMap<u64, Arc<Inode>>, key: &InodeKey, fd: &OwnedFd) -> Option<u64> {
-        let mut handle = None;
-        self.index.find(key.hash(), |slot| {
+    /// The record of the inode with identity `key` and file handle `handle` (`None`: not
+    /// computed yet). A record whose fd is cached is that inode (the open fd keeps its number
+    /// from being reused); one whose fd was closed must also have the same file handle, or it
+    /// is an older inode that had the same number.
+    fn find(
+        &self,
+        cache: &HashMap<u64, Arc<Inode>>,
+        key: &InodeKey,
+        handle: Option<&Option<FileHandle>>,
+    ) -> Found {
+        let mut need_handle = false;
+        let slot = self.index.find(key.hash(), |slot| {
             if self.key_at(slot) != Some(*key) {
                 return false;
             }
             if cache.contains_key(&(slot + FIRST)) {
                 return true;
             }
-            let theirs = handle.get_or_insert_with(|| name_to_handle(fd.as_fd()).ok());
-            theirs.is_some() && self.handle_at(slot) == *theirs
-        })
+            match handle {
+                Some(theirs) => theirs.is_some() && self.handle_at(slot) == *theirs,
+                None => {
+                    need_handle = true;
+                    false
+                }
+            }
+        });
+        match slot {
+            Some(slot) => Found::Slot(slot),
+            None if need_handle => Found::NeedHandle,
+            None => Found::Absent,
+        }
     }
 
     /// The inode for `nodeid`, reopened by file handle if this process has not opened it yet;
@@ -383,8 +484,18 @@ impl InodeTable {
         if *key == self.root.key {
             return Some(ROOT);
         }
-        let cache = self.lock();
-        self.find(&cache, key, fd).map(|slot| slot + FIRST)
+        let mut handle = None;
+        loop {
+            let cache = self.lock();
+            match self.find(&cache, key, handle.as_ref()) {
+                Found::Slot(slot) => return Some(slot + FIRST),
+                Found::NeedHandle => {
+                    drop(cache);
+                    handle = Some(name_to_handle(fd.as_fd()).ok());
+                }
+                Found::Absent => return None,
+            }
+        }
     }
 
     /// The inode `record` describes, found again through one of its recorded `names` (each
@@ -450,30 +561,38 @@ impl InodeTable {
             tracing::warn!(nodeid, ?found, ?key, kind, "reopened another inode than recorded");
             return Err(Errno::ESTALE);
         }
-        Ok(Inode { nodeid, fd, key, kind })
+        Ok(Inode { nodeid, fd, key, kind, generation: record.generation })
     }
 
     /// Counts one lookup of the inode `fd` (an `O_PATH` fd) refers to, adding it if new.
-    /// Returns its nodeid. When the inode is already known, `fd` is dropped or cached.
-    pub fn lookup(&self, fd: OwnedFd, key: InodeKey, kind: u32) -> Result<u64, Errno> {
+    /// Returns its nodeid and generation. When the inode is already known, `fd` is dropped or
+    /// cached.
+    pub fn lookup(&self, fd: OwnedFd, key: InodeKey, kind: u32) -> Result<(u64, u32), Errno> {
         if key == self.root.key {
-            return Ok(ROOT);
+            return Ok((ROOT, 0));
         }
-        {
+        // The file handle is computed outside the lock, when it is needed: to tell a new
+        // inode from a forgotten or evicted one with the same number, or for a new record.
+        let mut handle = None;
+        let handle = loop {
             let cache = self.lock();
-            if let Some(slot) = self.find(&cache, &key, &fd) {
-                return Ok(self.count(cache, slot, fd, key, kind));
+            match self.find(&cache, &key, handle.as_ref()) {
+                Found::Slot(slot) => return Ok(self.count(cache, slot, fd, key, kind)),
+                Found::Absent if handle.is_some() => break handle.flatten(),
+                Found::Absent | Found::NeedHandle => {
+                    drop(cache);
+                    handle = Some(name_to_handle(fd.as_fd()).ok());
+                }
             }
-        }
-        // New to us: its file handle is computed outside the lock.
-        let handle = name_to_handle(fd.as_fd()).ok();
+        };
         let mut record = Stored::new_zeroed();
         (record.dev, record.ino, record.mnt_id, record.kind) = (key.dev, key.ino, key.mnt_id, kind);
         if let Some(h) = &handle {
             (record.handle_kind, record.handle_len, record.handle) = (h.kind, h.len, h.bytes);
         }
+        record.generation = self.new_generation();
         let mut cache = self.lock();
-        if let Some(slot) = self.find(&cache, &key, &fd) {
+        if let Found::Slot(slot) = self.find(&cache, &key, Some(&handle)) {
             return Ok(self.count(cache, slot, fd, key, kind));
         }
         let slot = self.records.insert(&record, &[(InodeWord::Nlookup, 1)]).map_err(|err| {
@@ -485,13 +604,15 @@ impl InodeTable {
             return Err(Errno::ENOSPC);
         }
         let nodeid = slot + FIRST;
-        cache.insert(nodeid, Arc::new(Inode { nodeid, fd, key, kind }));
+        let generation = record.generation;
+        cache.insert(nodeid, Arc::new(Inode { nodeid, fd, key, kind, generation }));
         self.evict(&mut cache);
-        Ok(nodeid)
+        Ok((nodeid, generation))
     }
 
     /// Counts one more lookup of the inode in `slot`, caching `fd` for it if none is, and
-    /// releases the lock; `fd`, when not needed, is closed after that. Returns the nodeid.
+    /// releases the lock; `fd`, when not needed, is closed after that. Returns the nodeid
+    /// and generation.
     fn count(
         &self,
         mut cache: MutexGuard<'_, HashMap<u64, Arc<Inode>>>,
@@ -499,21 +620,46 @@ impl InodeTable {
         fd: OwnedFd,
         key: InodeKey,
         kind: u32,
-    ) -> u64 {
+    ) -> (u64, u32) {
         let nlookup = self.records.word(slot, InodeWord::Nlookup);
         nlookup.store(nlookup.load(Ordering::Relaxed) + 1, Ordering::Release);
         let nodeid = slot + FIRST;
-        let spare = match cache.entry(nodeid) {
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(Arc::new(Inode { nodeid, fd, key, kind }));
+        let (generation, spare) = match cache.entry(nodeid) {
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let generation = self.records.get(slot).map_or(0, |r| r.generation);
+                entry.insert(Arc::new(Inode { nodeid, fd, key, kind, generation }));
                 self.evict(&mut cache);
-                None
+                (generation, None)
             }
-            std::collections::hash_map::Entry::Occupied(_) => Some(fd),
+            std::collections::hash_map::Entry::Occupied(entry) => {
+                (entry.get().generation, Some(fd))
+            }
         };
         drop(cache);
         drop(spare);
-        nodeid
+        (nodeid, generation)
+    }
+
+    /// Counts one lookup of the inode `nodeid`, which the kernel may have forgotten: for a
+    /// LOOKUP of "." (the kernel resolving a file handle it gave out). ESTALE if its record
+    /// is gone (forgotten longer ago than the last `remember` inodes) or its file cannot be
+    /// reopened.
+    pub fn revive(&self, nodeid: u64) -> Result<Arc<Inode>, Errno> {
+        let inode = self.get(nodeid)?;
+        if nodeid == ROOT {
+            return Ok(inode);
+        }
+        let slot = Self::slot(nodeid).ok_or(Errno::ESTALE)?;
+        let cache = self.lock();
+        // Still the record `inode` was opened for: its fd is the one cached for the nodeid
+        // (the fd keeps the record from being dropped, see `reclaim`).
+        let same = cache.get(&nodeid).is_some_and(|cached| Arc::ptr_eq(cached, &inode));
+        if !same || !self.records.is_valid(slot) {
+            return Err(Errno::ESTALE);
+        }
+        let nlookup = self.records.word(slot, InodeWord::Nlookup);
+        nlookup.store(nlookup.load(Ordering::Relaxed) + 1, Ordering::Release);
+        Ok(inode)
     }
 
     /// Drops `n` lookups; the inode goes when none is left. The count is checked under the
@@ -524,22 +670,79 @@ impl InodeTable {
     pub fn forget(&self, nodeid: u64, n: u64) {
         let Some(slot) = Self::slot(nodeid) else { return };
         let mut cache = self.lock();
-        let Some(key) = self.key_at(slot) else { return };
+        if self.key_at(slot).is_none() {
+            return;
+        }
         let nlookup = self.records.word(slot, InodeWord::Nlookup);
         let left = nlookup.load(Ordering::Relaxed).saturating_sub(n);
         nlookup.store(left, Ordering::Release);
         if left == 0 {
-            self.index.remove(key.hash(), slot);
-            if let Some(name) =
-                self.records.word(slot, InodeWord::Name).swap(0, Ordering::AcqRel).checked_sub(1)
-            {
-                self.names.remove(name);
-            }
-            self.records.remove(slot);
             let gone = cache.remove(&nodeid);
+            let mut forgotten = self.forgotten_lock();
+            self.retire(&cache, &mut forgotten, slot);
+            self.sweep(&cache, &mut forgotten);
+            drop(forgotten);
             drop(cache);
             drop(gone);
         }
+    }
+
+    /// Drops the record in `slot` if the kernel holds no lookup of it and no request is
+    /// using its fd (a LOOKUP of "." reopened it and is about to count it).
+    fn reclaim(&self, cache: &HashMap<u64, Arc<Inode>>, slot: u64) {
+        let Some(key) = self.key_at(slot) else { return };
+        let unused = self.records.word(slot, InodeWord::Nlookup).load(Ordering::Acquire) == 0
+            && !cache.contains_key(&(slot + FIRST));
+        if unused {
+            self.drop_record(slot, &key);
+        }
+    }
+
+    fn drop_record(&self, slot: u64, key: &InodeKey) {
+        self.index.remove(key.hash(), slot);
+        if let Some(name) =
+            self.records.word(slot, InodeWord::Name).swap(0, Ordering::AcqRel).checked_sub(1)
+        {
+            self.names.remove(name);
+        }
+        self.records.remove(slot);
+    }
+
+    /// Looks at the next few records an earlier server left: those the kernel holds no lookup
+    /// of (it forgot them while that server ran) are forgotten here too, remembered or
+    /// dropped like the ones this server sees forgotten. A restart therefore costs nothing,
+    /// and the records are found in O(1) per FORGET.
+    fn sweep(&self, cache: &HashMap<u64, Arc<Inode>>, forgotten: &mut Forgotten) {
+        let end = forgotten.inherited.min(forgotten.sweep + SWEEP);
+        for slot in forgotten.sweep..end {
+            let unused = self.records.is_valid(slot)
+                && self.records.word(slot, InodeWord::Nlookup).load(Ordering::Acquire) == 0
+                && !cache.contains_key(&(slot + FIRST))
+                && !forgotten.latest.contains_key(&slot);
+            if unused {
+                self.retire(cache, forgotten, slot);
+            }
+        }
+        forgotten.sweep = end;
+    }
+
+    /// The kernel holds no lookup of the inode in `slot` any more: its record is remembered
+    /// as the latest forgotten (the oldest beyond `remember` dropped), or dropped at once.
+    fn retire(&self, cache: &HashMap<u64, Arc<Inode>>, forgotten: &mut Forgotten, slot: u64) {
+        if self.remember == 0 {
+            self.reclaim(cache, slot);
+            return;
+        }
+        forgotten.push(slot);
+        while forgotten.queue.len() > self.remember {
+            if let Some(Some(old)) = forgotten.pop() {
+                self.reclaim(cache, old);
+            }
+        }
+    }
+
+    fn forgotten_lock(&self) -> MutexGuard<'_, Forgotten> {
+        self.forgotten.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Every inode record in `store` with its lookup count, read without changing anything
@@ -695,7 +898,7 @@ mod tests {
     /// A lookup of `dir/name` that records its name, as the filesystem's LOOKUP does.
     fn look(t: &InodeTable, parent: u64, dir: &std::path::Path, name: &str, kind: u32) -> u64 {
         let p = dir.join(name);
-        let id = t.lookup(path_fd(&p), key(&path_fd(&p)), kind).unwrap();
+        let id = t.lookup(path_fd(&p), key(&path_fd(&p)), kind).unwrap().0;
         t.set_name(id, parent, name.as_bytes());
         id
     }
@@ -741,14 +944,14 @@ mod tests {
         let store = Store::create("t", &[INODES, NAMES]).unwrap();
         let t = table(&store, dir.path());
         let f = dir.path().join("f");
-        let a = t.lookup(path_fd(&f), key(&path_fd(&f)), libc::S_IFREG).unwrap();
-        let b = t.lookup(path_fd(&f), key(&path_fd(&f)), libc::S_IFREG).unwrap();
+        let a = t.lookup(path_fd(&f), key(&path_fd(&f)), libc::S_IFREG).unwrap().0;
+        let b = t.lookup(path_fd(&f), key(&path_fd(&f)), libc::S_IFREG).unwrap().0;
         assert_eq!(a, b);
         assert_ne!(a, ROOT);
         assert_eq!(t.lookup_count(a), 2);
         assert_eq!(
             t.lookup(path_fd(dir.path()), key(&path_fd(dir.path())), libc::S_IFDIR).unwrap(),
-            ROOT
+            (ROOT, 0)
         );
         t.forget(a, 1);
         assert!(t.get(a).is_ok());
@@ -756,6 +959,83 @@ mod tests {
         assert_eq!(t.get(a).unwrap_err(), Errno::ESTALE);
         t.forget(ROOT, 100);
         assert!(t.get(ROOT).is_ok(), "the root survives any forget");
+    }
+
+    /// File handles the kernel gave out outlive its inode cache: a forgotten inode keeps its
+    /// record (the last `remember` of them) and a LOOKUP of "." counts it again, with the
+    /// generation it had; once dropped, its slot's next inode has another generation, so
+    /// the old handle is stale to the kernel instead of opening the new file.
+    #[test]
+    fn forgotten_inodes_are_remembered_for_file_handles_and_slots_get_new_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create("t", &[INODES, NAMES]).unwrap();
+        let t = table(&store, dir.path()).remembering(2);
+        let ids: Vec<(u64, u32)> = ["a", "b", "c"]
+            .iter()
+            .map(|n| {
+                let p = dir.path().join(n);
+                std::fs::write(&p, n).unwrap();
+                t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap()
+            })
+            .collect();
+        let gens: std::collections::HashSet<u32> = ids.iter().map(|&(_, g)| g).collect();
+        assert_eq!(gens.len(), 3, "each record its own generation: {ids:?}");
+        assert!(!gens.contains(&0), "0 is the generation of older servers' records");
+        let [(a, gen_a), (b, _), (c, _)] = ids[..] else { unreachable!() };
+        t.forget(a, 1);
+        assert_eq!(t.lookup_count(a), 0);
+        let again = t.revive(a).unwrap();
+        assert_eq!((again.generation, again.key), (gen_a, key(&path_fd(&dir.path().join("a")))));
+        assert_eq!(t.lookup_count(a), 1, "a LOOKUP of . counts a lookup");
+        // Three forgotten with room for two: the oldest (b) is dropped.
+        t.forget(b, 1);
+        t.forget(c, 1);
+        t.forget(a, 1);
+        assert_eq!(t.revive(b).unwrap_err(), Errno::ESTALE, "b was forgotten longest ago");
+        assert_eq!(t.lookup_count(c), 0);
+        assert!(t.revive(c).is_ok() && t.revive(a).is_ok());
+        // b's slot goes to the next new inode, under a new generation.
+        let p = dir.path().join("d");
+        std::fs::write(&p, b"d").unwrap();
+        let (d, gen_d) = t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap();
+        assert_eq!(d, b, "the freed slot is reused (the case under test)");
+        assert!(!gens.contains(&gen_d), "a reused slot's generation is new");
+        // A name that leads to a remembered inode finds its record, not a new one.
+        t.forget(a, 1);
+        let p = dir.path().join("a");
+        assert_eq!(t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap(), (a, gen_a));
+    }
+
+    /// Records an earlier server left with no lookup (it had forgotten them) are found by
+    /// the next server's sweep, a few per FORGET, and remembered or dropped like its own.
+    #[test]
+    fn a_restarted_server_sweeps_the_forgotten_records_it_inherits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create("t", &[INODES, NAMES]).unwrap();
+        let old: Vec<u64> = {
+            let t = table(&store, dir.path()).remembering(100);
+            (0..40)
+                .map(|i| {
+                    let p = dir.path().join(format!("old{i}"));
+                    std::fs::write(&p, b"x").unwrap();
+                    let (id, _) = t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap();
+                    t.forget(id, 1);
+                    id
+                })
+                .collect()
+        };
+        assert_eq!(InodeTable::census(&store).len(), 40, "the first server remembers them");
+        let again =
+            Store::open(store.fd().try_clone_to_owned().unwrap(), &[INODES, NAMES]).unwrap();
+        let t = table(&again, dir.path());
+        let p = dir.path().join("new");
+        std::fs::write(&p, b"y").unwrap();
+        for _ in 0..40u64.div_ceil(SWEEP) {
+            let (id, _) = t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap();
+            t.forget(id, 1);
+        }
+        assert_eq!(InodeTable::census(&again), Vec::new(), "remembering none, it drops them");
+        assert!(old.iter().all(|&id| t.get(id).is_err()));
     }
 
     #[test]
@@ -767,7 +1047,10 @@ mod tests {
         for i in 0..300 {
             let p = dir.path().join(format!("f{i}"));
             std::fs::write(&p, b"x").unwrap();
-            ids.push((p.clone(), t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap()));
+            ids.push((
+                p.clone(),
+                t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap().0,
+            ));
         }
         assert!(t.cached() <= 65, "at most 64 fds kept, {} cached", t.cached());
         for (p, id) in &ids {
@@ -783,7 +1066,7 @@ mod tests {
             let q = dir.path().join(format!("g{i}"));
             std::fs::write(&q, b"y").unwrap();
             let k = key(&path_fd(&q));
-            let id = t.lookup(path_fd(&q), k, libc::S_IFREG).unwrap();
+            let id = t.lookup(path_fd(&q), k, libc::S_IFREG).unwrap().0;
             if k == old_key {
                 assert_ne!(id, old, "a reused inode number got the deleted inode's nodeid");
                 return;
@@ -804,9 +1087,9 @@ mod tests {
         {
             let t = table(&store, dir.path());
             let p = dir.path().join("d");
-            d = t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFDIR).unwrap();
+            d = t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFDIR).unwrap().0;
             let p = dir.path().join("d/f");
-            f = t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap();
+            f = t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap().0;
             t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap();
         }
         // A restarted server: the store reopened, nothing cached.
@@ -821,7 +1104,7 @@ mod tests {
         assert_eq!(t.get(d).unwrap().kind, libc::S_IFDIR);
         // Found again by identity: same nodeid, one more lookup.
         let p = dir.path().join("d/f");
-        assert_eq!(t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap(), f);
+        assert_eq!(t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap().0, f);
         assert_eq!(t.lookup_count(f), 3);
         // An inode deleted while the server was down fails alone.
         std::fs::remove_file(&p).unwrap();
@@ -844,7 +1127,7 @@ mod tests {
             let t = table(&store, dir.path());
             let id = |name: &str, kind| {
                 let p = dir.path().join(name);
-                t.lookup(path_fd(&p), key(&path_fd(&p)), kind).unwrap()
+                t.lookup(path_fd(&p), key(&path_fd(&p)), kind).unwrap().0
             };
             (id("a", libc::S_IFREG), id("secret", libc::S_IFREG), id("d", libc::S_IFDIR))
         };

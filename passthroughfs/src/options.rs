@@ -75,7 +75,8 @@ options:
   allow_other, default_permissions (on with allow_other as root, unless nodefault_permissions),
   ro, fsname=NAME, subtype=NAME,
   entry_timeout=SECONDS, attr_timeout=SECONDS, writeback, threads=N,
-  nopassthrough, and mount flags (nosuid, nodev, noexec, noatime, ...)
+  nopassthrough, remember_inodes=N (forgotten inodes file handles still open, default
+  65536; 0: none), and mount flags (nosuid, nodev, noexec, noatime, ...)
 recovery (the mount outlives the server; the same command line re-attaches):
   tag=NAME, rescue_uid=UID, recovery_timeout=SECONDS, timeout_policy=abort|fail,
   keeper=SOCKET[:SOCKET...],
@@ -127,7 +128,10 @@ impl Options {
                 // The caller's umask is applied by the source, which knows whether the parent
                 // has a default ACL (the kernel's rule); without it the kernel masks modes
                 // before sending them, default ACL or not.
-                extra_flags: fuse_abi::FUSE_DONT_MASK,
+                // The server kills setuid, setgid and security.capability on writes and
+                // truncates (FUSE_HANDLE_KILLPRIV_V2): the source does, as it does for the
+                // caller whose credentials each request runs with, by its own rule.
+                extra_flags: fuse_abi::FUSE_DONT_MASK | fuse_abi::FUSE_HANDLE_KILLPRIV_V2,
                 ..SessionConfig::default()
             },
             recovery: None,
@@ -168,6 +172,10 @@ impl Options {
             .map(Duration::from_millis);
         opts.fs.passthrough = opts.session.passthrough && !opts.session.writeback;
         opts.fs.writeback = opts.session.writeback;
+        if opts.fs.remember_inodes > 0 {
+            // LOOKUP of "." and "..": file handles outlive the kernel's inode cache.
+            opts.session.extra_flags |= fuse_abi::FUSE_EXPORT_SUPPORT;
+        }
         Ok(opts)
     }
 
@@ -202,6 +210,9 @@ impl Options {
                     return Err(bad());
                 }
                 self.session.threads = n;
+            }
+            ("remember_inodes", Some(v)) => {
+                self.fs.remember_inodes = v.parse().map_err(|_| bad())?;
             }
             ("max_read", Some(v)) => self.mount.max_read = Some(v.parse().map_err(|_| bad())?),
             (flag, None) if MOUNT_FLAGS.contains(&flag) => self.mount.extra.push(flag.to_string()),

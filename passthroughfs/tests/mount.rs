@@ -562,3 +562,110 @@ fn extended_attributes_of_symlinks_are_the_links_own() {
     let through = get(m.mnt("moved"), "trusted.other").map_err(|e| e.raw_os_error());
     assert_eq!(through, Err(libc::EOPNOTSUPP), "another link's attribute for this one");
 }
+
+/// What a user's write, fallocate, punch hole, zero range, truncate or truncating open clears
+/// (xfstests generic/683-685 and 688): setuid always, setgid when the group may execute or
+/// the user is not in the file's group, a file's capabilities (security.capability) always,
+/// and the operation itself succeeds. The source is the reference: the same cases made there
+/// and through the mount, in every mode, must leave the same modes and capabilities, and the
+/// mode the mount shows right after is the new one (a stat asking only for the mode, which
+/// the kernel answers from its cache when it can).
+#[test]
+fn writes_by_other_users_clear_setuid_setgid_and_capabilities_as_the_source_does() {
+    const OPS: [&str; 6] = ["write", "fallocate", "punch", "zero", "truncate", "otrunc"];
+    const USER: &str = r#"
+import ctypes, errno, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for case in sys.argv[1:]:
+    path, op = case, case.rsplit("-", 1)[1]
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC if op == "otrunc" else os.O_RDWR)
+        modes = {"fallocate": 0, "punch": 3, "zero": 0x10}
+        if op == "write":
+            os.pwrite(fd, b"y", 10)
+        elif op in modes:
+            if libc.fallocate(fd, modes[op], ctypes.c_long(0), ctypes.c_long(8192)):
+                raise OSError(ctypes.get_errno(), op)
+        elif op == "truncate":
+            os.ftruncate(fd, 100)
+        os.close(fd)
+        print("ok")
+    except OSError as e:
+        print(errno.errorcode[e.errno])
+"#;
+    // 20 bytes of VFS_CAP_REVISION_2: cap_net_bind_service permitted.
+    const CAPS: [u8; 20] = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let cases = |dir: &std::path::Path| -> String {
+        let mut files = Vec::new();
+        for mode in [0o6666, 0o6766, 0o4666, 0o2666, 0o2676, 0o666] {
+            for group in [0, 65534] {
+                for op in OPS {
+                    let caps = mode == 0o666;
+                    let f = dir.join(format!("{mode:o}-{group}-{op}"));
+                    fs::write(&f, vec![b'x'; 65536]).unwrap();
+                    std::os::unix::fs::chown(&f, Some(0), Some(group)).unwrap();
+                    fs::set_permissions(&f, PermissionsExt::from_mode(mode)).unwrap();
+                    if caps {
+                        rustix::fs::setxattr(
+                            &f,
+                            "security.capability",
+                            &CAPS,
+                            rustix::fs::XattrFlags::empty(),
+                        )
+                        .unwrap();
+                    }
+                    files.push(f);
+                }
+            }
+        }
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(USER)
+            .args(&files)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let said = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(said.lines().count(), files.len(), "{said}");
+        let mut report = String::new();
+        for (f, result) in files.iter().zip(said.lines()) {
+            let st = rustix::fs::statx(
+                rustix::fs::CWD,
+                f,
+                rustix::fs::AtFlags::empty(),
+                rustix::fs::StatxFlags::MODE,
+            )
+            .unwrap();
+            let caps = rustix::fs::getxattr(f, "security.capability", &mut [0u8; 64]).is_ok();
+            let name = f.file_name().unwrap().to_string_lossy();
+            let mode = st.stx_mode & 0o7777;
+            report += &format!("{name}: {result}, mode {mode:o}, caps {caps}\n");
+        }
+        report
+    };
+    for mode in ["", ",nopassthrough", ",writeback"] {
+        let m = Mounted::start(&["-o", &format!("allow_other{mode}")]);
+        fs::create_dir(m.src("native")).unwrap();
+        fs::create_dir(m.src("through")).unwrap();
+        let native = cases(&m.src("native"));
+        // The rules under test, as the source applies them.
+        for line in [
+            "6666-0-write: ok, mode 666, caps false",
+            "6666-65534-fallocate: ok, mode 2666, caps false",
+            "2676-65534-punch: ok, mode 676, caps false",
+            "666-0-zero: ok, mode 666, caps false",
+        ] {
+            assert!(native.lines().any(|l| l == line), "not {line:?} on the source: {native}");
+        }
+        let through = cases(&m.mnt("through"));
+        let differ: Vec<String> = native
+            .lines()
+            .zip(through.lines())
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| format!("source {a} | mount {b}"))
+            .collect();
+        assert!(differ.is_empty(), "allow_other{mode}: {differ:#?}");
+    }
+}

@@ -510,3 +510,112 @@ fn files_with_no_name_left_survive_a_restart() {
         drop((tmp, unlinked));
     }
 }
+
+/// `name_to_handle_at` and `open_by_handle_at` (which Python's os module lacks), for a program
+/// that holds file handles as a user of the mount would (an NFS server, a backup tool):
+/// `encode PATH...` prints each path's handle (`connectable:PATH`: with its parent's, which
+/// the kernel opens only once it has reconnected the file's path up to the mount's root);
+/// `open MOUNT HANDLE...` opens each handle and prints the file's content, `dir` and the
+/// names in a directory, or the errno's name.
+const HANDLES_APP: &str = r#"
+import ctypes, errno, os, stat, sys
+libc = ctypes.CDLL(None, use_errno=True)
+class FH(ctypes.Structure):
+    _fields_ = [("bytes", ctypes.c_uint), ("type", ctypes.c_int), ("f", ctypes.c_ubyte * 128)]
+if sys.argv[1] == "encode":
+    for path in sys.argv[2:]:
+        fh, mnt = FH(), ctypes.c_int()
+        fh.bytes = 128
+        flags = 0
+        if path.startswith("connectable:"):
+            path, flags = path[len("connectable:"):], 2  # AT_HANDLE_CONNECTABLE
+        if libc.name_to_handle_at(-100, path.encode(), ctypes.byref(fh), ctypes.byref(mnt), flags):
+            sys.exit(f"name_to_handle_at {path}: {os.strerror(ctypes.get_errno())}")
+        print(f"{fh.type}:{bytes(fh.f[:fh.bytes]).hex()}")
+else:
+    mount = os.open(sys.argv[2], os.O_RDONLY | os.O_DIRECTORY)
+    for h in sys.argv[3:]:
+        kind, raw = h.split(":")
+        raw = bytes.fromhex(raw)
+        fh = FH()
+        fh.bytes, fh.type = len(raw), int(kind)
+        ctypes.memmove(fh.f, raw, len(raw))
+        fd = libc.open_by_handle_at(mount, ctypes.byref(fh), os.O_RDONLY)
+        if fd < 0:
+            print(errno.errorcode[ctypes.get_errno()])
+        elif stat.S_ISDIR(os.fstat(fd).st_mode):
+            print("dir", sorted(os.listdir(fd)))
+        else:
+            print(os.read(fd, 100).decode())
+"#;
+
+/// File handles of files on the mount (what an NFS export hands its clients) open the same
+/// files after the kernel has forgotten their inodes (drop_caches) and after the server was
+/// SIGKILLed and restarted (FUSE_EXPORT_SUPPORT: LOOKUP of "." and ".." answered from the
+/// state store; a connectable handle makes the kernel walk ".." up to the root); a handle of
+/// a file removed behind the server's back is stale (ESTALE), and no other file is ever
+/// opened in its place.
+#[test]
+fn file_handles_open_their_files_after_the_kernel_forgot_them_and_after_a_restart() {
+    for mode in ["", ",nopassthrough"] {
+        let mut r = Recoverable::new(mode);
+        fs::create_dir_all(r.m.src("d/e")).unwrap();
+        let files = [("d/f", "in d"), ("g", "at the root"), ("gone", "removed"), ("d/e/h", "deep")];
+        for (name, content) in files {
+            fs::write(r.m.src(name), content).unwrap();
+        }
+        r.start(&[]);
+        let paths = ["d/f", "g", "gone", "d/e", "d", "d/e/h"];
+        let mut args: Vec<std::ffi::OsString> = paths.map(|p| r.m.mnt(p).into()).to_vec();
+        args.push(format!("connectable:{}", r.m.mnt("d/e/h").display()).into());
+        let encode = Command::new("python3")
+            .args(["-c", HANDLES_APP, "encode"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&encode.stderr);
+        assert!(encode.status.success(), "{mode}: {stderr}");
+        let handles: Vec<String> =
+            String::from_utf8(encode.stdout).unwrap().lines().map(String::from).collect();
+        assert_eq!(handles.len(), args.len());
+        fs::remove_file(r.m.src("gone")).unwrap();
+        let want = ["in d", "at the root", "ESTALE", "dir ['h']", "dir ['e', 'f']", "deep", "deep"];
+        for when in ["after drop_caches", "after a SIGKILL and restart"] {
+            if when.contains("SIGKILL") {
+                r.kill();
+                r.start(&[]);
+            }
+            forget_everything(&r.keeper, &format!("{mode} {when}"));
+            let open = Command::new("python3")
+                .args(["-c", HANDLES_APP, "open"])
+                .arg(&r.m.mountpoint)
+                .args(&handles)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&open.stderr);
+            assert!(open.status.success(), "{mode} {when}: {stderr}");
+            let said = String::from_utf8(open.stdout).unwrap();
+            let got: Vec<&str> = said.lines().collect();
+            assert_eq!(got, want, "{mode} {when}: the handles of {paths:?} opened");
+        }
+    }
+}
+
+/// Drops the kernel's dentry and inode caches until it has forgotten every inode of the
+/// mount: no record in the state store has a lookup count left.
+fn forget_everything(keeper: &Keeper, what: &str) {
+    let store = keeper.state_store();
+    let deadline = Instant::now() + common::PATIENCE;
+    loop {
+        fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+        let counted: Vec<_> = passthroughfs::inode::InodeTable::census(&store)
+            .into_iter()
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        if counted.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: the kernel still holds {counted:?}");
+        sleep(Duration::from_millis(50));
+    }
+}

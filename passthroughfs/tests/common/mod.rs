@@ -266,6 +266,21 @@ impl Keeper {
         self.child.id()
     }
 
+    /// The state store the keeper holds for its (one) mount, opened through /proc.
+    pub fn state_store(&self) -> fuse_recovery::store::Store {
+        let fds = PathBuf::from(format!("/proc/{}/fd", self.pid()));
+        for fd in fs::read_dir(&fds).unwrap() {
+            let path = fd.unwrap().path();
+            let target = fs::read_link(&path).unwrap_or_default();
+            if target.to_string_lossy().contains("memfd:fuse-recovery-state") {
+                let file = fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+                let tables = &passthroughfs::fs::STORE_TABLES;
+                return fuse_recovery::store::Store::open(file.into(), tables).unwrap();
+            }
+        }
+        panic!("the keeper holds no state store");
+    }
+
     /// Waits until the keeper lists a connection served by `pid`.
     pub fn wait_serving(&self, pid: u32) {
         let deadline = Instant::now() + PATIENCE;
