@@ -227,12 +227,17 @@ impl Options {
     /// checks (`default_permissions`), unless `nodefault_permissions`. Every request already
     /// runs as its caller, but a path the kernel has cached is walked without asking the
     /// server: without the kernel's checks, a user could open a file under another user's
-    /// 0700 directory once its owner had looked it up. The kernel then checks mode bits
-    /// (POSIX ACLs on the source can still refuse, through the caller's own syscall, but not
-    /// grant beyond the mode).
+    /// 0700 directory once its owner had looked it up. The kernel then checks mode bits and
+    /// the source's POSIX ACLs (FUSE_POSIX_ACL, asked for with `default_permissions`).
     pub fn secure_defaults(&mut self, root: bool) {
         if root && self.mount.allow_other && !self.no_default_permissions {
             self.mount.default_permissions = true;
+        }
+        if self.mount.default_permissions {
+            // The kernel's checks honour the source's POSIX ACLs (FUSE_POSIX_ACL: it reads
+            // them as xattrs and caches them), and refreshes the mode a setfacl changes.
+            // Asked for only with default_permissions, which it turns on.
+            self.session.extra_flags |= fuse_abi::FUSE_POSIX_ACL;
         }
     }
 }
