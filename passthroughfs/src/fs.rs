@@ -38,6 +38,11 @@ pub struct FsConfig {
     /// How many inodes the kernel forgot keep their records, so that file handles it gave
     /// out (NFS export, `open_by_handle_at`) still find them; 0: no file-handle support.
     pub remember_inodes: usize,
+    /// `noatime`: reads leave the source's access times alone (the source's own mount
+    /// policy applies otherwise).
+    pub noatime: bool,
+    /// `nodiratime`: directory listings leave the source directories' access times alone.
+    pub nodiratime: bool,
 }
 
 /// Forgotten inodes remembered by default: about 13 MB of state store at most.
@@ -52,6 +57,8 @@ impl Default for FsConfig {
             writeback: false,
             read_delay: None,
             remember_inodes: REMEMBER_INODES,
+            noatime: false,
+            nodiratime: false,
         }
     }
 }
@@ -213,6 +220,18 @@ impl Passthrough {
         #[allow(clippy::unnecessary_cast)]
         let source_type = rustix::fs::fstatfs(&fd).ok().map(|s| s.f_type as i64);
         let local_source = source_type.is_some_and(is_local_fs);
+        let mut config = config;
+        let source_noatime = rustix::fs::fstatvfs(&fd)
+            .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::NOATIME));
+        if config.noatime && config.passthrough && !source_noatime {
+            // Kernel passthrough reads through a file on the source's own mount, whose atime
+            // policy applies: only the server's reads (O_NOATIME) can keep noatime.
+            tracing::warn!(
+                "noatime over a source mounted with access times: kernel passthrough off \
+                 (mount the source noatime to keep it)"
+            );
+            config.passthrough = false;
+        }
         let mount_fd = rustix::fs::open(
             source,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -277,6 +296,27 @@ impl Passthrough {
             entry_valid: self.config.entry_timeout,
             attr_valid: self.attr_valid(st),
         }
+    }
+
+    /// Under `noatime` (or `nodiratime`, for a directory), sets O_NOATIME on the source fd
+    /// `fd` that reads (kernel passthrough's too) and listings go through: the mount's option
+    /// then holds on the source, whose own mount may update access times. Only the owner or
+    /// root may set it: as root for a caller who does not own the file (who has opened it
+    /// already, with the permission checks of its own identity).
+    fn keep_atime(&self, fd: &OwnedFd, dir: bool) -> Result<()> {
+        if !(self.config.noatime || dir && self.config.nodiratime) {
+            return Ok(());
+        }
+        let flags = rustix::fs::fcntl_getfl(fd)?;
+        let set = || rustix::fs::fcntl_setfl(fd, flags | OFlags::NOATIME);
+        match set() {
+            Err(rustix::io::Errno::PERM) => {
+                let _root = crate::creds::root()?;
+                set()?
+            }
+            other => other?,
+        }
+        Ok(())
     }
 
     /// How long the kernel may cache `st`: not at all for a regular file with setuid or
@@ -460,12 +500,15 @@ impl Passthrough {
             if record.is_dir {
                 let fd =
                     self.reopen(&inode, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
+                self.keep_atime(&fd, true)?;
                 Ok(Handle::Dir(Mutex::new(Dir::new(fd)?)))
             } else {
                 let flags = self.open_flags(record.flags) & !OFlags::TRUNC;
                 // An unprivileged server's own file that its mode now denies (git writes its
                 // packs O_RDWR with mode 0444).
-                Ok(Handle::File { fd: self.reopen_owned(&inode, flags)?, record })
+                let fd = self.reopen_owned(&inode, flags)?;
+                self.keep_atime(&fd, false)?;
+                Ok(Handle::File { fd, record })
             }
         })?
     }
@@ -517,6 +560,7 @@ impl Passthrough {
         // the source synchronously, so FLUSH has nothing to do; without it a close costs no
         // round trip and never waits on a server being restarted (an exec closing inherited
         // fds would otherwise pause until the new server answers).
+        self.keep_atime(&fd, false)?;
         let mut opened = Opened { open_flags: FOPEN_NOFLUSH, ..Opened::default() };
         let mut record = HandleRecord { nodeid: inode.nodeid, flags, is_dir: false, backed: false };
         if inode.kind == libc::S_IFREG
@@ -965,6 +1009,7 @@ impl Filesystem for Passthrough {
         become_caller(ctx)?;
         let inode = self.inodes.get(nodeid.0)?;
         let fd = self.reopen(&inode, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
+        self.keep_atime(&fd, true)?;
         let dir = Dir::new(fd)?;
         let record = HandleRecord { nodeid: nodeid.0, flags: 0, is_dir: true, backed: false };
         let fh = self.handles.insert(record, Handle::Dir(Mutex::new(dir)))?;

@@ -215,7 +215,15 @@ impl Options {
                 self.fs.remember_inodes = v.parse().map_err(|_| bad())?;
             }
             ("max_read", Some(v)) => self.mount.max_read = Some(v.parse().map_err(|_| bad())?),
-            (flag, None) if MOUNT_FLAGS.contains(&flag) => self.mount.extra.push(flag.to_string()),
+            (flag, None) if MOUNT_FLAGS.contains(&flag) => {
+                match flag {
+                    "noatime" => self.fs.noatime = true,
+                    "atime" | "relatime" | "strictatime" => self.fs.noatime = false,
+                    "nodiratime" => self.fs.nodiratime = true,
+                    _ => {}
+                }
+                self.mount.extra.push(flag.to_string())
+            }
             _ => return Err(UsageError::Unexpected(format!("-o {option}"))),
         }
         Ok(())

@@ -715,3 +715,46 @@ echo "inherited: $(getfacl -cp def/new 2>&1 | tr '\n' ' ')"
         assert_eq!(run(&m.mnt("through")), native, "allow_other{mode}");
     }
 }
+
+/// `noatime` holds on the source (xfstests generic/003 and 120): reading a file (as its owner
+/// and as another user), running a program and listing a directory through a noatime mount
+/// leave the source's access times as they were, in every mode, after a restart of the reads
+/// too; through a mount without it, the same accesses update them (the source's relatime:
+/// the case under test).
+#[test]
+fn noatime_mounts_leave_the_sources_access_times_alone() {
+    use rustix::fs::{AtFlags, Timespec, Timestamps, UTIME_OMIT, utimensat};
+    let old = Timespec { tv_sec: 1_000_000, tv_nsec: 0 };
+    for mode in ["", ",nopassthrough", ",writeback"] {
+        for noatime in [true, false] {
+            let options = format!("allow_other{mode}{}", if noatime { ",noatime" } else { "" });
+            let m = Mounted::start(&["-o", &options]);
+            for f in ["by-root", "by-user"] {
+                fs::write(m.src(f), b"data").unwrap();
+                fs::set_permissions(m.src(f), PermissionsExt::from_mode(0o644)).unwrap();
+            }
+            fs::copy("/bin/true", m.src("program")).unwrap();
+            fs::create_dir(m.src("dir")).unwrap();
+            fs::write(m.src("dir/entry"), b"").unwrap();
+            let all = ["by-root", "by-user", "program", "dir"];
+            for f in all {
+                let times = Timestamps { last_access: old, last_modification: UTIME_OMIT_TS };
+                utimensat(rustix::fs::CWD, m.src(f), &times, AtFlags::empty()).unwrap();
+            }
+            fs::read(m.mnt("by-root")).unwrap();
+            let user = Command::new("cat").arg(m.mnt("by-user")).uid(65534).gid(65534).output();
+            assert_eq!(user.unwrap().stdout, b"data", "{options}");
+            assert!(Command::new(m.mnt("program")).status().unwrap().success(), "{options}");
+            assert_eq!(fs::read_dir(m.mnt("dir")).unwrap().count(), 1);
+            for f in all {
+                let atime = fs::metadata(m.src(f)).unwrap().atime();
+                if noatime {
+                    assert_eq!(atime, old.tv_sec, "{options}: {f}'s atime changed on the source");
+                } else {
+                    assert!(atime > old.tv_sec, "{options}: the source did not update {f}'s atime");
+                }
+            }
+        }
+    }
+    const UTIME_OMIT_TS: Timespec = Timespec { tv_sec: 0, tv_nsec: UTIME_OMIT };
+}
