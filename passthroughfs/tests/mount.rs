@@ -758,3 +758,43 @@ fn noatime_mounts_leave_the_sources_access_times_alone() {
     }
     const UTIME_OMIT_TS: Timespec = Timespec { tv_sec: 0, tv_nsec: UTIME_OMIT };
 }
+
+/// A file holds as many extended attributes, and values as large, through the mount as on
+/// the source, and the one too many fails with the source's error (xfstests generic/020
+/// assumes 1,000 attributes and 64 KiB values for any FUSE filesystem; a passthrough holds
+/// what its source holds: about 110 on ext4 with 4 KiB blocks).
+#[test]
+fn extended_attribute_limits_are_the_sources() {
+    use rustix::fs::{XattrFlags, getxattr, setxattr};
+    let m = Mounted::start(&[]);
+    let fill = |file: std::path::PathBuf| -> (usize, Option<rustix::io::Errno>) {
+        fs::write(&file, b"").unwrap();
+        for n in 0..5000 {
+            let (name, value) = (format!("user.attribute_{n}"), format!("value_{n}"));
+            if let Err(errno) = setxattr(&file, &name, value.as_bytes(), XattrFlags::empty()) {
+                return (n, Some(errno));
+            }
+        }
+        (5000, None)
+    };
+    let native = fill(m.src("native"));
+    assert!(native.0 > 10 && native.1.is_some(), "the source's limit: {native:?}");
+    assert_eq!(fill(m.mnt("through")), native, "attributes held through the mount");
+    let sizes = |file: std::path::PathBuf| -> Vec<Result<usize, rustix::io::Errno>> {
+        fs::write(&file, b"").unwrap();
+        [1 << 10, 2 << 10, 3 << 10, 4000, 4 << 10, 8 << 10, 32 << 10, 65536]
+            .into_iter()
+            .map(|size| {
+                let value = vec![b'v'; size];
+                setxattr(&file, "user.long", &value, XattrFlags::empty())?;
+                let mut back = vec![0u8; 65536];
+                let n = getxattr(&file, "user.long", &mut back)?;
+                assert_eq!(&back[..n], &value[..], "the value read back");
+                Ok(n)
+            })
+            .collect()
+    };
+    let native = sizes(m.src("native-sizes"));
+    assert!(native[0].is_ok(), "{native:?}");
+    assert_eq!(sizes(m.mnt("through-sizes")), native, "value sizes through the mount");
+}
