@@ -89,6 +89,10 @@ pub struct Passthrough {
     fd_keeper: std::sync::OnceLock<Arc<dyn fuse_recovery::FdKeeper>>,
     /// The inodes the keepers hold an fd of, pinned in the inode cache, by nodeid.
     held: Mutex<std::collections::HashMap<u64, Arc<Inode>>>,
+    /// How many handles open for writing through kernel passthrough each inode has (this
+    /// process's opens). Their writes through an mmap change the source's mtime and ctime
+    /// without the kernel knowing, so their attributes are not cached meanwhile.
+    passthrough_writers: Mutex<std::collections::HashMap<u64, u32>>,
 }
 
 /// The state store's tables: inodes, handles, the journal of in-flight requests, and the
@@ -269,6 +273,7 @@ impl Passthrough {
             refused_mounts: Mutex::default(),
             fd_keeper: std::sync::OnceLock::new(),
             held: Mutex::default(),
+            passthrough_writers: Mutex::default(),
             config,
         })
     }
@@ -289,12 +294,13 @@ impl Passthrough {
     }
 
     fn entry(&self, counted: Counted, generation: u32, st: &Statx) -> Entry {
+        let attr_valid = self.attr_valid(counted.nodeid().0, st);
         Entry {
             counted,
             generation: u64::from(generation),
             attr: attr_of(st),
             entry_valid: self.config.entry_timeout,
-            attr_valid: self.attr_valid(st),
+            attr_valid,
         }
     }
 
@@ -319,16 +325,52 @@ impl Passthrough {
         Ok(())
     }
 
-    /// How long the kernel may cache `st`: not at all for a regular file with setuid or
-    /// setgid. A write or fallocate by a user without CAP_FSETID clears them on the source
-    /// (as the caller, by the source's rule: FUSE_HANDLE_KILLPRIV_V2), and the kernel, which
-    /// never hears of it through kernel passthrough and refreshes only times and size after
-    /// a write, would show the old mode until the attributes expire.
-    fn attr_valid(&self, st: &Statx) -> Duration {
+    /// How long the kernel may cache `st`, the attributes of `nodeid`: not at all for a
+    /// regular file with setuid or setgid, nor for one open for writing through kernel
+    /// passthrough. A write or fallocate by a user without CAP_FSETID clears setuid and
+    /// setgid on the source (as the caller, by the source's rule: FUSE_HANDLE_KILLPRIV_V2),
+    /// and the kernel, which never hears of it through kernel passthrough and refreshes only
+    /// times and size after a write, would show the old mode until the attributes expire;
+    /// a write through a passthrough mmap changes mtime and ctime with no request at all.
+    fn attr_valid(&self, nodeid: u64, st: &Statx) -> Duration {
         let mode = u32::from(st.stx_mode);
-        let sxid =
-            mode & libc::S_IFMT == libc::S_IFREG && mode & (libc::S_ISUID | libc::S_ISGID) != 0;
-        if sxid { Duration::ZERO } else { self.config.attr_timeout }
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            return self.config.attr_timeout;
+        }
+        let sxid = mode & (libc::S_ISUID | libc::S_ISGID) != 0;
+        if sxid || self.writers_lock().contains_key(&nodeid) {
+            Duration::ZERO
+        } else {
+            self.config.attr_timeout
+        }
+    }
+
+    fn writers_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, u32>> {
+        self.passthrough_writers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A handle opened for writing through kernel passthrough (`opened`), or one of them
+    /// released (`!opened`). On the first, the kernel drops the attributes it caches: those
+    /// it has are from before the writes, and it asks the server for each stat until the
+    /// last such handle is released.
+    fn passthrough_writer(&self, ctx: &Context<'_>, record: &HandleRecord, opened: bool) {
+        let writable = record.flags & libc::O_ACCMODE != libc::O_RDONLY;
+        if !record.backed || !writable {
+            return;
+        }
+        let mut writers = self.writers_lock();
+        if opened {
+            *writers.entry(record.nodeid).or_insert(0) += 1;
+            drop(writers);
+            if let Err(errno) = ctx.invalidate_attributes(NodeId(record.nodeid)) {
+                tracing::debug!(%errno, "invalidating attributes");
+            }
+        } else if let Some(n) = writers.get_mut(&record.nodeid) {
+            *n -= 1;
+            if *n == 0 {
+                writers.remove(&record.nodeid);
+            }
+        }
     }
 
     /// Looks `name` up in `parent` and counts the lookup.
@@ -485,7 +527,7 @@ impl Passthrough {
 
     fn attr(&self, inode: &Inode) -> Result<Attr> {
         let st = statx_fd(inode.fd.as_fd())?;
-        Ok(Attr { attr: attr_of(&st), valid: self.attr_valid(&st) })
+        Ok(Attr { attr: attr_of(&st), valid: self.attr_valid(inode.nodeid, &st) })
     }
 
     fn file(&self, fh: u64) -> Result<Arc<Handle>> {
@@ -586,7 +628,10 @@ impl Passthrough {
             }
         }
         match self.handles.insert(record, Handle::File { fd, record }) {
-            Ok(fh) => opened.fh = FileHandle(fh),
+            Ok(fh) => {
+                opened.fh = FileHandle(fh);
+                self.passthrough_writer(ctx, &record, true);
+            }
             Err(errno) => {
                 self.release_backing(ctx, &record);
                 return Err(errno);
@@ -987,6 +1032,7 @@ impl Filesystem for Passthrough {
         _flags: i32,
     ) -> Result<()> {
         if let Some(record) = self.handles.remove(fh.0) {
+            self.passthrough_writer(ctx, &record, false);
             self.release_backing(ctx, &record);
         }
         Ok(())

@@ -798,3 +798,44 @@ fn extended_attribute_limits_are_the_sources() {
     assert!(native[0].is_ok(), "{native:?}");
     assert_eq!(sizes(m.mnt("through-sizes")), native, "value sizes through the mount");
 }
+
+/// A write through a shared mapping changes the file's mtime as the mount shows it, asked
+/// right after the writer exits and asking for nothing but the mtime (xfstests generic/080 and
+/// 215). With kernel passthrough the mapping is the source file's: no request reaches the
+/// server, so the attributes of a file open for writing are not cached.
+#[test]
+fn writes_through_a_mapping_change_the_mtime_the_mount_shows() {
+    const WRITER: &str = r#"
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+m = mmap.mmap(fd, 4096)
+m[0:5] = b"MMAP!"
+m.close()
+os.close(fd)
+"#;
+    let mtime = |path: &std::path::Path| {
+        let st = rustix::fs::statx(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::AtFlags::empty(),
+            rustix::fs::StatxFlags::MTIME,
+        )
+        .unwrap();
+        (st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec)
+    };
+    for mode in ["", ",nopassthrough", ",writeback"] {
+        let m = Mounted::start(&["-o", &format!("attr_timeout=60{mode}")]);
+        fs::write(m.src("mapped"), vec![b'x'; 4096]).unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        fs::File::options().write(true).open(m.src("mapped")).unwrap().set_modified(old).unwrap();
+        let before = mtime(&m.mnt("mapped"));
+        assert_eq!(before.0, 1_000_000_000, "{mode}");
+        let out = Command::new("python3").arg("-c").arg(WRITER).arg(m.mnt("mapped")).output();
+        let out = out.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(&fs::read(m.src("mapped")).unwrap()[..5], b"MMAP!", "{mode}");
+        let after = mtime(&m.mnt("mapped"));
+        assert!(after.0 > before.0, "{mode}: the mount shows the mtime from before the write");
+        assert_eq!(after, mtime(&m.src("mapped")), "{mode}: the source's mtime");
+    }
+}

@@ -198,6 +198,27 @@ impl<'a> Context<'a> {
         i32::try_from(id).map_err(|_| Errno::EIO)
     }
 
+    /// Tells the kernel to drop the attributes it caches for `nodeid` (FUSE_NOTIFY_INVAL_INODE
+    /// with no data range: the page cache is kept), so that its next stat asks the server:
+    /// for changes the kernel cannot see, such as writes through a kernel passthrough mmap.
+    /// Returns at once; an inode the kernel does not hold is no error. Safe to call while
+    /// serving any request, that inode's own included.
+    pub fn invalidate_attributes(&self, nodeid: NodeId) -> Result<(), Errno> {
+        let mut payload = [0u8; 24];
+        payload[..8].copy_from_slice(&nodeid.0.to_ne_bytes());
+        // off < 0: attributes only.
+        payload[8..16].copy_from_slice(&(-1i64).to_ne_bytes());
+        let bytes = fuse_proto::reply::notification(
+            fuse_abi::fuse_notify_code::FUSE_NOTIFY_INVAL_INODE,
+            &payload,
+        );
+        let master = self.channel.master();
+        match fuse_transport::write_reply(master.as_fd(), &[std::io::IoSlice::new(&bytes)]) {
+            Ok(_) => Ok(()),
+            Err(err) => Err(crate::to_io(err).into()),
+        }
+    }
+
     /// Drops a backing id returned by `backing_open`.
     pub fn backing_close(&self, backing_id: i32) -> Result<(), Errno> {
         let master = self.channel.master();
