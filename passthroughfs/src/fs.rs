@@ -944,6 +944,18 @@ impl Filesystem for Passthrough {
             Err(Errno::EACCES) if exec => {
                 crate::creds::as_root(|| self.reopen(&inode, self.open_flags(flags)))??
             }
+            // The writeback cache opens a write-only file read-write (the kernel reads the
+            // pages a write covers in part): for a caller who may write the file but not
+            // read it, read-write as root once the caller's own write-only open (without
+            // O_TRUNC, which the real open does) shows the write allowed. The kernel gives
+            // the caller no read of it (its open was write-only).
+            Err(Errno::EACCES)
+                if self.config.writeback && flags & libc::O_ACCMODE == libc::O_WRONLY =>
+            {
+                let check = self.open_flags(flags) & !(OFlags::RWMODE | OFlags::TRUNC);
+                drop(self.reopen(&inode, check | OFlags::WRONLY)?);
+                crate::creds::as_root(|| self.reopen(&inode, self.open_flags(flags)))??
+            }
             result => result?,
         };
         self.open_handle(ctx, &inode, fd, flags)

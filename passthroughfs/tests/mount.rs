@@ -839,3 +839,38 @@ os.close(fd)
         assert_eq!(after, mtime(&m.src("mapped")), "{mode}: the source's mtime");
     }
 }
+
+/// A file others may write but not read (mode 0602) takes another user's write-only open
+/// and write, and refuses their read, in every mode (xfstests generic/126 in writeback mode,
+/// where the server opens write-only files read-write for the page cache).
+#[test]
+fn write_only_files_take_writes_from_users_who_may_not_read_them() {
+    const USER: &str = r#"
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+os.write(fd, b"written by a user")
+os.close(fd)
+try:
+    os.open(sys.argv[1], os.O_RDONLY)
+    print("read allowed")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+"#;
+    for mode in ["", ",nopassthrough", ",writeback"] {
+        let m = Mounted::start(&["-o", &format!("allow_other{mode}")]);
+        fs::write(m.src("drop-box"), b"old content, longer than the new").unwrap();
+        fs::set_permissions(m.src("drop-box"), PermissionsExt::from_mode(0o602)).unwrap();
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(USER)
+            .arg(m.mnt("drop-box"))
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "allow_other{mode}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "EACCES", "allow_other{mode}");
+        assert_eq!(fs::read(m.src("drop-box")).unwrap(), b"written by a user", "{mode}");
+    }
+}
