@@ -43,6 +43,12 @@ pub struct FsConfig {
     pub noatime: bool,
     /// `nodiratime`: directory listings leave the source directories' access times alone.
     pub nodiratime: bool,
+    /// `strictatime`: every read updates the file's access time, whatever the source's
+    /// policy (relatime updates it at most once after each change).
+    pub strictatime: bool,
+    /// `ro`: reads leave the source's access times alone (O_NOATIME on the server's fds;
+    /// kernel passthrough reads follow the source's own policy).
+    pub read_only: bool,
 }
 
 /// Forgotten inodes remembered by default: about 13 MB of state store at most.
@@ -59,6 +65,8 @@ impl Default for FsConfig {
             remember_inodes: REMEMBER_INODES,
             noatime: false,
             nodiratime: false,
+            strictatime: false,
+            read_only: false,
         }
     }
 }
@@ -225,8 +233,17 @@ impl Passthrough {
         let source_type = rustix::fs::fstatfs(&fd).ok().map(|s| s.f_type as i64);
         let local_source = source_type.is_some_and(is_local_fs);
         let mut config = config;
-        let source_noatime = rustix::fs::fstatvfs(&fd)
-            .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::NOATIME));
+        let source_flags = rustix::fs::fstatvfs(&fd).map(|s| s.f_flag).ok();
+        let source_has = |flag| source_flags.is_some_and(|f| f.contains(flag));
+        let source_noatime = source_has(rustix::fs::StatVfsMountFlags::NOATIME);
+        let source_relatime = source_has(rustix::fs::StatVfsMountFlags::RELATIME);
+        if config.strictatime && config.passthrough && (source_noatime || source_relatime) {
+            tracing::warn!(
+                "strictatime over a source mounted noatime or relatime: kernel passthrough \
+                 off (mount the source strictatime to keep it)"
+            );
+            config.passthrough = false;
+        }
         if config.noatime && config.passthrough && !source_noatime {
             // Kernel passthrough reads through a file on the source's own mount, whose atime
             // policy applies: only the server's reads (O_NOATIME) can keep noatime.
@@ -310,7 +327,8 @@ impl Passthrough {
     /// root may set it: as root for a caller who does not own the file (who has opened it
     /// already, with the permission checks of its own identity).
     fn keep_atime(&self, fd: &OwnedFd, dir: bool) -> Result<()> {
-        if !(self.config.noatime || dir && self.config.nodiratime) {
+        let noatime = self.config.noatime || self.config.read_only;
+        if !(noatime || dir && self.config.nodiratime) {
             return Ok(());
         }
         let flags = rustix::fs::fcntl_getfl(fd)?;
@@ -1001,7 +1019,17 @@ impl Filesystem for Passthrough {
         if let Some(delay) = self.config.read_delay {
             std::thread::sleep(delay);
         }
-        rustix::io::pread(handle.file()?, buf, offset).map_err(Errno::from)
+        let n = rustix::io::pread(handle.file()?, buf, offset)?;
+        if self.config.strictatime && !self.config.read_only {
+            // Every read stamps the access time, as on a strictatime mount. Any reader may
+            // have it stamped by reading: done as root.
+            let now = rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW };
+            let omit = rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT };
+            let times = rustix::fs::Timestamps { last_access: now, last_modification: omit };
+            let file = handle.file()?;
+            crate::creds::as_root(|| rustix::fs::futimens(file, &times))??;
+        }
+        Ok(n)
     }
 
     fn write(

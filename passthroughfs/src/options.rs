@@ -172,6 +172,7 @@ impl Options {
             .map(Duration::from_millis);
         opts.fs.passthrough = opts.session.passthrough && !opts.session.writeback;
         opts.fs.writeback = opts.session.writeback;
+        opts.fs.read_only = opts.mount.read_only;
         if opts.fs.remember_inodes > 0 {
             // LOOKUP of "." and "..": file handles outlive the kernel's inode cache.
             opts.session.extra_flags |= fuse_abi::FUSE_EXPORT_SUPPORT;
@@ -217,8 +218,9 @@ impl Options {
             ("max_read", Some(v)) => self.mount.max_read = Some(v.parse().map_err(|_| bad())?),
             (flag, None) if MOUNT_FLAGS.contains(&flag) => {
                 match flag {
-                    "noatime" => self.fs.noatime = true,
-                    "atime" | "relatime" | "strictatime" => self.fs.noatime = false,
+                    "noatime" => (self.fs.noatime, self.fs.strictatime) = (true, false),
+                    "strictatime" => (self.fs.noatime, self.fs.strictatime) = (false, true),
+                    "atime" | "relatime" => (self.fs.noatime, self.fs.strictatime) = (false, false),
                     "nodiratime" => self.fs.nodiratime = true,
                     _ => {}
                 }
