@@ -881,10 +881,8 @@ except OSError as e:
 #[test]
 fn strictatime_mounts_update_access_times_the_sources_relatime_would_not() {
     use rustix::fs::{AtFlags, Timespec, Timestamps, utimensat};
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        as i64;
     // Modified two hours ago, read (as the source has it) a minute from now, after its
     // change (this very utimensat): relatime updates it on no read.
     let read_at = now + 60;
