@@ -43,9 +43,6 @@ pub struct FsConfig {
     pub noatime: bool,
     /// `nodiratime`: directory listings leave the source directories' access times alone.
     pub nodiratime: bool,
-    /// `strictatime`: every read updates the file's access time, whatever the source's
-    /// policy (relatime updates it at most once after each change).
-    pub strictatime: bool,
     /// `ro`: reads leave the source's access times alone (O_NOATIME on the server's fds;
     /// kernel passthrough reads follow the source's own policy).
     pub read_only: bool,
@@ -65,7 +62,6 @@ impl Default for FsConfig {
             remember_inodes: REMEMBER_INODES,
             noatime: false,
             nodiratime: false,
-            strictatime: false,
             read_only: false,
         }
     }
@@ -236,14 +232,6 @@ impl Passthrough {
         let source_flags = rustix::fs::fstatvfs(&fd).map(|s| s.f_flag).ok();
         let source_has = |flag| source_flags.is_some_and(|f| f.contains(flag));
         let source_noatime = source_has(rustix::fs::StatVfsMountFlags::NOATIME);
-        let source_relatime = source_has(rustix::fs::StatVfsMountFlags::RELATIME);
-        if config.strictatime && config.passthrough && (source_noatime || source_relatime) {
-            tracing::warn!(
-                "strictatime over a source mounted noatime or relatime: kernel passthrough \
-                 off (mount the source strictatime to keep it)"
-            );
-            config.passthrough = false;
-        }
         if config.noatime && config.passthrough && !source_noatime {
             // Kernel passthrough reads through a file on the source's own mount, whose atime
             // policy applies: only the server's reads (O_NOATIME) can keep noatime.
@@ -1019,17 +1007,7 @@ impl Filesystem for Passthrough {
         if let Some(delay) = self.config.read_delay {
             std::thread::sleep(delay);
         }
-        let n = rustix::io::pread(handle.file()?, buf, offset)?;
-        if self.config.strictatime && !self.config.read_only {
-            // Every read stamps the access time, as on a strictatime mount. Any reader may
-            // have it stamped by reading: done as root.
-            let now = rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW };
-            let omit = rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT };
-            let times = rustix::fs::Timestamps { last_access: now, last_modification: omit };
-            let file = handle.file()?;
-            crate::creds::as_root(|| rustix::fs::futimens(file, &times))??;
-        }
-        Ok(n)
+        rustix::io::pread(handle.file()?, buf, offset).map_err(Errno::from)
     }
 
     fn write(

@@ -218,9 +218,8 @@ impl Options {
             ("max_read", Some(v)) => self.mount.max_read = Some(v.parse().map_err(|_| bad())?),
             (flag, None) if MOUNT_FLAGS.contains(&flag) => {
                 match flag {
-                    "noatime" => (self.fs.noatime, self.fs.strictatime) = (true, false),
-                    "strictatime" => (self.fs.noatime, self.fs.strictatime) = (false, true),
-                    "atime" | "relatime" => (self.fs.noatime, self.fs.strictatime) = (false, false),
+                    "noatime" => self.fs.noatime = true,
+                    "atime" | "relatime" | "strictatime" => self.fs.noatime = false,
                     "nodiratime" => self.fs.nodiratime = true,
                     _ => {}
                 }
