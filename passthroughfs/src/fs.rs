@@ -38,14 +38,25 @@ pub struct FsConfig {
     /// How many inodes the kernel forgot keep their records, so that file handles it gave
     /// out (NFS export, `open_by_handle_at`) still find them; 0: no file-handle support.
     pub remember_inodes: usize,
-    /// `noatime`: reads leave the source's access times alone (the source's own mount
-    /// policy applies otherwise).
-    pub noatime: bool,
+    /// The mount's access-time policy (`relatime`, the default, `noatime`, `strictatime`),
+    /// kept on the source whatever the source's own mount has (see [`Passthrough::new`]).
+    pub atime: Atime,
     /// `nodiratime`: directory listings leave the source directories' access times alone.
     pub nodiratime: bool,
-    /// `ro`: reads leave the source's access times alone (O_NOATIME on the server's fds;
-    /// kernel passthrough reads follow the source's own policy).
+    /// `ro`: reads leave the source's access times alone, as on a read-only mount.
     pub read_only: bool,
+}
+
+/// An access-time policy, as mount(8) names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Atime {
+    /// Updated on a read when older than the last change, or a day old.
+    #[default]
+    Relatime,
+    /// Never updated by a read.
+    Noatime,
+    /// Updated on every read.
+    Strictatime,
 }
 
 /// Forgotten inodes remembered by default: about 13 MB of state store at most.
@@ -60,7 +71,7 @@ impl Default for FsConfig {
             writeback: false,
             read_delay: None,
             remember_inodes: REMEMBER_INODES,
-            noatime: false,
+            atime: Atime::Relatime,
             nodiratime: false,
             read_only: false,
         }
@@ -97,6 +108,11 @@ pub struct Passthrough {
     /// process's opens). Their writes through an mmap change the source's mtime and ctime
     /// without the kernel knowing, so their attributes are not cached meanwhile.
     passthrough_writers: Mutex<std::collections::HashMap<u64, u32>>,
+    /// (the detached copy's mount id, the source's): inodes seen through the copy of the
+    /// source's mount (see [`Passthrough::new`]) are identified by the source's mount id.
+    mnt_alias: Option<(u64, u64)>,
+    /// The access-time options are kept with O_NOATIME on each fd (no detached copy).
+    atime_by_fd: bool,
 }
 
 /// The state store's tables: inodes, handles, the journal of in-flight requests, and the
@@ -186,12 +202,112 @@ fn fuse_mount_owner(major: u32, minor: u32) -> Option<u32> {
 /// `FUSE_SUPER_MAGIC`.
 const FUSE_MAGIC: i64 = 0x6573_5546;
 
-fn key_of(st: &Statx) -> InodeKey {
+/// The identity of the inode `st` describes; `alias` (the detached copy's mount id, the
+/// source's) names the source's mount for the copy's.
+fn key_of(st: &Statx, alias: Option<(u64, u64)>) -> InodeKey {
     InodeKey {
         dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
         ino: st.stx_ino,
-        mnt_id: st.stx_mnt_id,
+        mnt_id: mnt_of(st.stx_mnt_id, alias),
     }
+}
+
+fn mnt_of(mnt_id: u64, alias: Option<(u64, u64)>) -> u64 {
+    match alias {
+        Some((copy, source)) if mnt_id == copy => source,
+        _ => mnt_id,
+    }
+}
+
+/// The source's access-time policy, from its mount's flags.
+fn atime_of(flags: Option<rustix::fs::StatVfsMountFlags>) -> (Atime, bool) {
+    use rustix::fs::StatVfsMountFlags as F;
+    let has = |flag| flags.is_some_and(|f: F| f.contains(flag));
+    let atime = if has(F::NOATIME) {
+        Atime::Noatime
+    } else if has(F::RELATIME) {
+        Atime::Relatime
+    } else {
+        Atime::Strictatime
+    };
+    (atime, has(F::NODIRATIME))
+}
+
+/// How the source is reached so that the mount's access-time options hold (see
+/// [`Passthrough::new`]): a detached copy of its mount with them, or (`None`) the source
+/// itself, with whether they must then be kept with O_NOATIME on each fd. May turn kernel
+/// passthrough off in `config`.
+fn source_view(
+    source: &Path,
+    original: &OwnedFd,
+    config: &mut FsConfig,
+) -> (Option<OwnedFd>, bool) {
+    let wanted = if config.read_only { Atime::Noatime } else { config.atime };
+    let (has, has_nodiratime) = atime_of(rustix::fs::fstatvfs(original).map(|s| s.f_flag).ok());
+    let nodiratime = config.nodiratime && wanted != Atime::Noatime;
+    if wanted == has && (!nodiratime || has_nodiratime) {
+        return (None, false);
+    }
+    let submounts = has_submounts(source);
+    if rustix::process::geteuid().is_root() && !submounts {
+        let attr = match wanted {
+            Atime::Relatime => crate::sys::MOUNT_ATTR_RELATIME,
+            Atime::Noatime => crate::sys::MOUNT_ATTR_NOATIME,
+            Atime::Strictatime => crate::sys::MOUNT_ATTR_STRICTATIME,
+        };
+        match crate::sys::clone_with_atime(source, attr, nodiratime) {
+            Ok(copy) => return (Some(copy), false),
+            Err(err) => {
+                tracing::warn!(%err, "no copy of the source's mount with the mount's access-time options")
+            }
+        }
+    }
+    let why = if submounts { "other mounts inside the source" } else { "not root" };
+    if wanted == Atime::Noatime && config.passthrough && has != Atime::Noatime {
+        // Kernel passthrough reads through a file on the source's own mount, whose atime
+        // policy applies: only the server's reads (O_NOATIME) can keep noatime.
+        tracing::warn!(
+            "noatime ({why}): kernel passthrough off (mount the source noatime to keep it)"
+        );
+        config.passthrough = false;
+    }
+    if wanted == Atime::Strictatime {
+        tracing::warn!("strictatime ({why}): access times follow the source's own policy");
+    }
+    (None, true)
+}
+
+/// Whether another mount is under `dir` (in this process's mount namespace).
+fn has_submounts(dir: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return true };
+    let dir = dir.as_os_str().as_bytes();
+    info.lines().filter_map(|line| line.split(' ').nth(4)).any(|point| {
+        let point = unescape_mountinfo(point);
+        point.len() > dir.len()
+            && point.starts_with(dir)
+            && (point[dir.len()] == b'/' || dir == b"/")
+    })
+}
+
+/// A mountinfo path with its octal escapes (`\040` for a space...) decoded.
+fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) if b[i] == b'\\' => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn time(t: Option<SetTime>) -> Timespec {
@@ -216,33 +332,40 @@ impl Passthrough {
     /// A filesystem mirroring `source`, its tables in `store` ([`STORE_TABLES`]): a restarted
     /// server's store from the keeper continues where the previous server stopped; a new one
     /// ([`Passthrough::new_store`]) starts empty.
+    ///
+    /// Access times: every access to the source goes through a file on the source's mount,
+    /// kernel passthrough's too, so the source mount's policy applies. When the mount's own
+    /// (`noatime`, `strictatime`, `nodiratime`; `ro` counts as `noatime`) differs, a root
+    /// server works on a detached copy of the source's mount with the mount's policy
+    /// (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr`, attached nowhere), whose mount id is
+    /// taken for the source's in inode identities, so that they stay what earlier servers
+    /// recorded. Without it (not root, or other mounts inside the source, which the copy
+    /// would hide), `noatime` is O_NOATIME on the server's fds with kernel passthrough off,
+    /// and `strictatime` is the source's policy.
     pub fn new(source: &Path, config: FsConfig, store: Arc<Store>) -> anyhow::Result<Self> {
         crate::creds::init();
-        let fd = rustix::fs::open(
-            source,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let st = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, STATX_MASK)?;
+        let open_root = |at: &Path| {
+            rustix::fs::open(at, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        };
+        let original = open_root(source)?;
+        let st = rustix::fs::statx(&original, "", AtFlags::EMPTY_PATH, STATX_MASK)?;
         // `f_type`'s type differs between architectures.
         #[allow(clippy::unnecessary_cast)]
-        let source_type = rustix::fs::fstatfs(&fd).ok().map(|s| s.f_type as i64);
+        let source_type = rustix::fs::fstatfs(&original).ok().map(|s| s.f_type as i64);
         let local_source = source_type.is_some_and(is_local_fs);
         let mut config = config;
-        let source_flags = rustix::fs::fstatvfs(&fd).map(|s| s.f_flag).ok();
-        let source_has = |flag| source_flags.is_some_and(|f| f.contains(flag));
-        let source_noatime = source_has(rustix::fs::StatVfsMountFlags::NOATIME);
-        if config.noatime && config.passthrough && !source_noatime {
-            // Kernel passthrough reads through a file on the source's own mount, whose atime
-            // policy applies: only the server's reads (O_NOATIME) can keep noatime.
-            tracing::warn!(
-                "noatime over a source mounted with access times: kernel passthrough off \
-                 (mount the source noatime to keep it)"
-            );
-            config.passthrough = false;
-        }
-        let mount_fd = rustix::fs::open(
-            source,
+        let (view, atime_by_fd) = source_view(source, &original, &mut config);
+        let (fd, mnt_alias) = match view {
+            Some(view) => {
+                let clone_id =
+                    rustix::fs::statx(&view, "", AtFlags::EMPTY_PATH, STATX_MASK)?.stx_mnt_id;
+                (view, Some((clone_id, st.stx_mnt_id)))
+            }
+            None => (original, None),
+        };
+        let mount_fd = rustix::fs::openat(
+            &fd,
+            ".",
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
@@ -260,7 +383,7 @@ impl Passthrough {
                 .is_ok();
         let by_name = !handles;
         tracing::debug!(by_name, "how inodes are found again after a restart");
-        let mut inodes = InodeTable::new(&store, fd, key_of(&st), mount_fd, by_name)?
+        let mut inodes = InodeTable::new(&store, fd, key_of(&st, None), mount_fd, by_name)?
             .remembering(config.remember_inodes);
         if !by_name {
             // Half the open-file limit for inode fds, the rest for open files; beyond it
@@ -279,6 +402,8 @@ impl Passthrough {
             fd_keeper: std::sync::OnceLock::new(),
             held: Mutex::default(),
             passthrough_writers: Mutex::default(),
+            mnt_alias,
+            atime_by_fd,
             config,
         })
     }
@@ -315,8 +440,8 @@ impl Passthrough {
     /// root may set it: as root for a caller who does not own the file (who has opened it
     /// already, with the permission checks of its own identity).
     fn keep_atime(&self, fd: &OwnedFd, dir: bool) -> Result<()> {
-        let noatime = self.config.noatime || self.config.read_only;
-        if !(noatime || dir && self.config.nodiratime) {
+        let noatime = self.config.atime == Atime::Noatime || self.config.read_only;
+        if !self.atime_by_fd || !(noatime || dir && self.config.nodiratime) {
             return Ok(());
         }
         let flags = rustix::fs::fcntl_getfl(fd)?;
@@ -392,7 +517,7 @@ impl Passthrough {
         // another user's FUSE mount, whose server may never answer.
         let flags = AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC;
         let quick = rustix::fs::statx(&fd, "", flags, STATX_MASK)?;
-        let crossed = quick.stx_mnt_id != parent.key.mnt_id;
+        let crossed = mnt_of(quick.stx_mnt_id, self.mnt_alias) != parent.key.mnt_id;
         if crossed {
             self.may_enter(&quick)?;
         }
@@ -513,7 +638,7 @@ impl Passthrough {
         let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&dir.fd, name, flags, Mode::empty()).ok()?;
         let st = statx_fd(fd.as_fd()).ok()?;
-        self.inodes.nodeid_of(&fd, &key_of(&st))
+        self.inodes.nodeid_of(&fd, &key_of(&st, self.mnt_alias))
     }
 
     /// Counts a lookup of the inode `fd` (an `O_PATH` fd) refers to.
@@ -527,7 +652,7 @@ impl Passthrough {
     /// the journal, so a resend after a crash does not count it again.
     fn adopt_with(&self, ctx: &Context<'_>, fd: OwnedFd, st: &Statx) -> Result<Entry> {
         let kind = u32::from(st.stx_mode) & libc::S_IFMT;
-        let (nodeid, generation) = self.inodes.lookup(fd, key_of(st), kind)?;
+        let (nodeid, generation) = self.inodes.lookup(fd, key_of(st, self.mnt_alias), kind)?;
         Ok(self.entry(ctx.counted(NodeId(nodeid)), generation, st))
     }
 
@@ -1189,7 +1314,9 @@ impl Filesystem for Passthrough {
         } else {
             rustix::fs::setxattr(path, name, value, flags)
         }
-        .map_err(Errno::from)
+        .map_err(Errno::from)?;
+        self.acl_changed(ctx, nodeid, name);
+        Ok(())
     }
 
     fn getxattr(
@@ -1270,7 +1397,9 @@ impl Filesystem for Passthrough {
                 remove()
             }
             other => other,
-        }
+        }?;
+        self.acl_changed(ctx, nodeid, name);
+        Ok(())
     }
 
     fn access(&self, ctx: &Context<'_>, nodeid: NodeId, mask: u32) -> Result<()> {
@@ -1458,6 +1587,17 @@ impl Passthrough {
         }
     }
 
+    /// After a change of `name` on `nodeid`: an access ACL changes the mode too (its entries
+    /// are the mode's bits), which the kernel does not refresh by itself without
+    /// FUSE_POSIX_ACL (no `default_permissions`): its cached attributes are dropped.
+    fn acl_changed(&self, ctx: &Context<'_>, nodeid: NodeId, name: &OsStr) {
+        if name.as_bytes() == b"system.posix_acl_access"
+            && let Err(errno) = ctx.invalidate_attributes(nodeid)
+        {
+            tracing::debug!(%errno, "invalidating attributes after an ACL change");
+        }
+    }
+
     /// Where an xattr call reaches the inode `nodeid`: `/proc/self/fd/N` of its `O_PATH` fd,
     /// or for a symlink (which that path would follow) `/proc/self/fd/P/NAME` through its
     /// parent, called with the `l*xattr` calls (`true`), once its name is checked to be that
@@ -1473,7 +1613,7 @@ impl Passthrough {
         let parent = self.inodes.get(parent)?;
         let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&parent.fd, &name, flags, Mode::empty())?;
-        if key_of(&statx_fd(fd.as_fd())?) != inode.key {
+        if key_of(&statx_fd(fd.as_fd())?, self.mnt_alias) != inode.key {
             return Err(Errno::ENOTSUP);
         }
         let mut path = proc_path(parent.fd.as_fd()).into_bytes();
@@ -1523,5 +1663,26 @@ impl fuse_recovery::Recoverable for Passthrough {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_paths_are_unescaped_and_submounts_found_below_a_directory_only() {
+        assert_eq!(unescape_mountinfo(r"/a\040b/c\134d"), b"/a b/c\\d");
+        assert_eq!(unescape_mountinfo(r"/odd\04"), br"/odd\04", "a cut escape is kept");
+        // /proc is a mount below /, and nothing is mounted below /proc/self/fd.
+        assert!(has_submounts(Path::new("/")));
+        assert!(!has_submounts(Path::new("/proc/self/fd")));
+    }
+
+    #[test]
+    fn the_copy_of_the_sources_mount_is_known_by_the_sources_mount_id() {
+        assert_eq!(mnt_of(7, Some((7, 3))), 3);
+        assert_eq!(mnt_of(9, Some((7, 3))), 9, "another mount (a submount) is itself");
+        assert_eq!(mnt_of(7, None), 7);
     }
 }

@@ -218,8 +218,9 @@ impl Options {
             ("max_read", Some(v)) => self.mount.max_read = Some(v.parse().map_err(|_| bad())?),
             (flag, None) if MOUNT_FLAGS.contains(&flag) => {
                 match flag {
-                    "noatime" => self.fs.noatime = true,
-                    "atime" | "relatime" | "strictatime" => self.fs.noatime = false,
+                    "noatime" => self.fs.atime = crate::fs::Atime::Noatime,
+                    "strictatime" => self.fs.atime = crate::fs::Atime::Strictatime,
+                    "atime" | "relatime" => self.fs.atime = crate::fs::Atime::Relatime,
                     "nodiratime" => self.fs.nodiratime = true,
                     _ => {}
                 }

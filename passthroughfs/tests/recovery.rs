@@ -557,7 +557,9 @@ else:
 /// opened in its place.
 #[test]
 fn file_handles_open_their_files_after_the_kernel_forgot_them_and_after_a_restart() {
-    for mode in ["", ",nopassthrough"] {
+    // noatime: the server works on a detached copy of the source's mount (another mount id),
+    // and must still identify inodes by the source's, as the previous server recorded them.
+    for mode in ["", ",nopassthrough", ",noatime"] {
         let mut r = Recoverable::new(mode);
         fs::create_dir_all(r.m.src("d/e")).unwrap();
         let files = [("d/f", "in d"), ("g", "at the root"), ("gone", "removed"), ("d/e/h", "deep")];
@@ -597,6 +599,20 @@ fn file_handles_open_their_files_after_the_kernel_forgot_them_and_after_a_restar
             let said = String::from_utf8(open.stdout).unwrap();
             let got: Vec<&str> = said.lines().collect();
             assert_eq!(got, want, "{mode} {when}: the handles of {paths:?} opened");
+            let source_mnt = rustix::fs::statx(
+                rustix::fs::CWD,
+                &r.m.source,
+                rustix::fs::AtFlags::empty(),
+                rustix::fs::StatxFlags::MNT_ID,
+            )
+            .unwrap()
+            .stx_mnt_id;
+            let census = passthroughfs::inode::InodeTable::census(&r.keeper.state_store());
+            assert!(
+                census.iter().all(|(key, _)| key.mnt_id == source_mnt),
+                "{mode} {when}: inodes identified by another mount than the source's {source_mnt}: \
+                 {census:?}"
+            );
         }
     }
 }
