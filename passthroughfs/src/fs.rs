@@ -45,6 +45,9 @@ pub struct FsConfig {
     pub nodiratime: bool,
     /// `ro`: reads leave the source's access times alone, as on a read-only mount.
     pub read_only: bool,
+    /// `inode_file=PATH`: the inode table is saved there when the server ends and restored
+    /// by the next mount's, so that file handles (an NFS export's) outlive the mount.
+    pub inode_file: Option<std::path::PathBuf>,
 }
 
 /// An access-time policy, as mount(8) names them.
@@ -74,6 +77,7 @@ impl Default for FsConfig {
             atime: Atime::Relatime,
             nodiratime: false,
             read_only: false,
+            inode_file: None,
         }
     }
 }
@@ -113,6 +117,8 @@ pub struct Passthrough {
     mnt_alias: Option<(u64, u64)>,
     /// The access-time options are kept with O_NOATIME on each fd (no detached copy).
     atime_by_fd: bool,
+    /// The lock on the inode file (`inode_file=`), held while the server runs.
+    inode_file_lock: Option<OwnedFd>,
 }
 
 /// The state store's tables: inodes, handles, the journal of in-flight requests, and the
@@ -391,6 +397,10 @@ impl Passthrough {
             let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
             inodes = inodes.with_max_cached(limit.map_or(1 << 20, |l| (l / 2) as usize));
         }
+        let inode_file_lock = match &config.inode_file {
+            Some(path) => Some(crate::inode_file::restore(path, &inodes)?),
+            None => None,
+        };
         Ok(Passthrough {
             inodes,
             handles: HandleTable::new(&store)?,
@@ -404,6 +414,7 @@ impl Passthrough {
             passthrough_writers: Mutex::default(),
             mnt_alias,
             atime_by_fd,
+            inode_file_lock,
             config,
         })
     }
@@ -1621,6 +1632,17 @@ impl Passthrough {
         path.extend_from_slice(name.as_bytes());
         let path = CString::new(path).map_err(|_| Errno::EINVAL)?;
         Ok((path, true, vec![inode, parent]))
+    }
+}
+
+impl Drop for Passthrough {
+    /// Saves the inode table to the inode file (`inode_file=`), for the next mount.
+    fn drop(&mut self) {
+        if let Some(path) = &self.config.inode_file {
+            crate::inode_file::save(path, &self.inodes);
+        }
+        // Released once saved: the next mount's server waits for it.
+        drop(self.inode_file_lock.take());
     }
 }
 

@@ -253,6 +253,80 @@ enum Found {
 /// How many of an earlier server's records each FORGET sweeps.
 const SWEEP: u64 = 16;
 
+/// The first bytes of an inode file ([`InodeTable::save`]); the version is its last digit.
+const FILE_MAGIC: &[u8; 8] = b"pfsinod1";
+
+/// Why an inode file was not restored.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RestoreError {
+    /// The table already has records (a server attaching to a live mount has its own).
+    #[error("the inode table is not empty")]
+    NotEmpty,
+    /// The file does not start as an inode file does.
+    #[error("not an inode file (or of another version)")]
+    NotAnInodeFile,
+}
+
+/// Little-endian reads from a byte string, `None` past its end.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
+    }
+}
+
+/// One record of an inode file.
+struct SavedEntry {
+    slot: u64,
+    record: Stored,
+    name: Option<StoredName>,
+}
+
+impl SavedEntry {
+    fn parse(input: &mut Cursor<'_>) -> Option<SavedEntry> {
+        let mut record = Stored::new_zeroed();
+        let slot = input.u64()?;
+        (record.dev, record.ino, record.mnt_id) = (input.u64()?, input.u64()?, input.u64()?);
+        record.kind = input.u32()?;
+        record.handle_kind = input.u32()? as i32;
+        record.handle_len = input.u32()?;
+        record.generation = input.u32()?;
+        let handle = input.take(usize::try_from(record.handle_len).ok()?)?;
+        record.handle.get_mut(..handle.len())?.copy_from_slice(handle);
+        let parent = input.u64()?;
+        let len = input.u16()?;
+        let name = input.take(usize::from(len))?;
+        match record.kind {
+            libc::S_IFREG
+            | libc::S_IFDIR
+            | libc::S_IFLNK
+            | libc::S_IFIFO
+            | libc::S_IFSOCK
+            | libc::S_IFCHR
+            | libc::S_IFBLK => {}
+            _ => return None,
+        }
+        let name =
+            (!name.is_empty() && name.len() <= MAX_NAME).then(|| StoredName::new(parent, name));
+        Some(SavedEntry { slot, record, name })
+    }
+}
+
 impl InodeTable {
     /// The table over `store`'s [`INODES`] table, with the names in its [`NAMES`] table;
     /// `root` is the source directory. With `by_name`, each inode's (parent, name) is kept so
@@ -745,6 +819,99 @@ impl InodeTable {
         self.forgotten.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Writes every record to `out` (slot, identity, type, file handle, generation, current
+    /// name), for [`InodeTable::restore`] by the server of a later mount. Returns how many.
+    pub fn save(&self, out: &mut impl std::io::Write) -> std::io::Result<u64> {
+        let root = self.root.key;
+        let mut head = Vec::with_capacity(32);
+        head.extend_from_slice(FILE_MAGIC);
+        head.extend_from_slice(&root.dev.to_le_bytes());
+        head.extend_from_slice(&root.mnt_id.to_le_bytes());
+        out.write_all(&head)?;
+        let mut n = 0;
+        let mut entry = Vec::with_capacity(512);
+        for slot in 0..self.records.high_water() {
+            let _guard = self.lock();
+            let Some(record) = self.records.get(slot) else { continue };
+            let name = if self.by_name { self.name_of(slot) } else { None };
+            drop(_guard);
+            entry.clear();
+            for word in [slot, record.dev, record.ino, record.mnt_id] {
+                entry.extend_from_slice(&word.to_le_bytes());
+            }
+            let handle_len = record.handle_len.min(MAX_HANDLE as u32);
+            for word in [record.kind, record.handle_kind as u32, handle_len, record.generation] {
+                entry.extend_from_slice(&word.to_le_bytes());
+            }
+            entry.extend_from_slice(&record.handle[..handle_len as usize]);
+            let (parent, name) = name.unwrap_or((0, Vec::new()));
+            entry.extend_from_slice(&parent.to_le_bytes());
+            entry.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            entry.extend_from_slice(&name);
+            out.write_all(&entry)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Fills this table, which must be empty (a new mount's), with the records `bytes` (what
+    /// [`InodeTable::save`] wrote) hold, as inodes the kernel has forgotten: a file handle an
+    /// earlier mount gave out (an NFS client's) finds its inode again, under the same nodeid
+    /// and generation. The file is input: a record that does not parse, names a slot out of
+    /// range or twice, or is not on the source's mount as the file recorded it, is dropped,
+    /// and a file that is not one is refused whole. Identities of the source's mount are
+    /// carried over to its current device and mount ids (both change across a reboot).
+    /// Returns how many records were restored.
+    pub fn restore(&self, bytes: &[u8]) -> Result<u64, RestoreError> {
+        if self.records.high_water() != 0 {
+            return Err(RestoreError::NotEmpty);
+        }
+        let mut input = Cursor(bytes);
+        if input.take(8) != Some(&FILE_MAGIC[..]) {
+            return Err(RestoreError::NotAnInodeFile);
+        }
+        let (Some(dev), Some(mnt_id)) = (input.u64(), input.u64()) else {
+            return Err(RestoreError::NotAnInodeFile);
+        };
+        let root = self.root.key;
+        let mut restored = 0;
+        let mut last = None;
+        let cache = self.lock();
+        let mut forgotten = self.forgotten_lock();
+        while !input.0.is_empty() {
+            let Some(entry) = SavedEntry::parse(&mut input) else {
+                tracing::warn!(restored, "inode file cut short or damaged: the rest is dropped");
+                break;
+            };
+            let on_source = entry.record.dev == dev && entry.record.mnt_id == mnt_id;
+            let ascending = last.is_none_or(|l| entry.slot > l);
+            if !on_source || !ascending || entry.slot >= INODES.capacity {
+                continue;
+            }
+            let mut record = entry.record;
+            (record.dev, record.mnt_id) = (root.dev, root.mnt_id);
+            let key = record.key();
+            if self.records.insert_at(entry.slot, &record, &[]).is_none() {
+                continue;
+            }
+            last = Some(entry.slot);
+            if !self.index.insert(key.hash(), entry.slot) {
+                self.records.remove(entry.slot);
+                continue;
+            }
+            if let Some((parent, name)) = entry.name.as_ref().and_then(StoredName::get) {
+                let mut names = StoredNames::new_zeroed();
+                names.current = StoredName::new(parent, &name);
+                if let Ok(at) = self.names.insert(&names, &[]) {
+                    self.records.word(entry.slot, InodeWord::Name).store(at + 1, Ordering::Release);
+                }
+            }
+            self.retire(&cache, &mut forgotten, entry.slot);
+            restored += 1;
+        }
+        Ok(restored)
+    }
+
     /// Every inode record in `store` with its lookup count, read without changing anything
     /// (for inspection and tests; a live server may change them meanwhile).
     pub fn census(store: &Store) -> Vec<(InodeKey, u64)> {
@@ -1036,6 +1203,62 @@ mod tests {
         }
         assert_eq!(InodeTable::census(&again), Vec::new(), "remembering none, it drops them");
         assert!(old.iter().all(|&id| t.get(id).is_err()));
+    }
+
+    /// An inode file round-trips into a new mount's empty table (same nodeids, generations,
+    /// counts of 0), and is input: records out of range, repeated or out of order are
+    /// dropped, a damaged file never panics, a non-empty table is not overwritten.
+    #[test]
+    fn inode_files_restore_a_new_tables_records_and_are_checked_as_input() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/f"), b"x").unwrap();
+        let store = Store::create("t", &[INODES, NAMES]).unwrap();
+        let t = table_by(&store, dir.path(), true).remembering(10);
+        let d = look(&t, ROOT, dir.path(), "d", libc::S_IFDIR);
+        let f = look(&t, d, &dir.path().join("d"), "f", libc::S_IFREG);
+        let gen_f = t.get(f).unwrap().generation;
+        let mut saved = Vec::new();
+        assert_eq!(t.save(&mut saved).unwrap(), 2);
+        let fresh = || {
+            let store = Store::create("t", &[INODES, NAMES]).unwrap();
+            let t = table_by(&store, dir.path(), true).remembering(10);
+            (store, t)
+        };
+        let (_s, t2) = fresh();
+        assert_eq!(t2.restore(&saved), Ok(2));
+        assert_eq!(t2.lookup_count(f), 0, "the new mount's kernel holds none");
+        let again = t2.revive(f).unwrap();
+        assert_eq!((again.generation, again.key), (gen_f, key(&path_fd(&dir.path().join("d/f")))));
+        assert_eq!(t2.restore(&saved), Err(RestoreError::NotEmpty));
+        let (_s, t3) = fresh();
+        assert_eq!(
+            t3.restore(b"pfsinod0 an older or another file"),
+            Err(RestoreError::NotAnInodeFile)
+        );
+        // A record with a slot beyond the table: dropped; the one before stands.
+        let mut bad = saved.clone();
+        let second = 24 + (bad.len() - 24) / 2;
+        bad[second..second + 8].copy_from_slice(&(INODES.capacity + 5).to_le_bytes());
+        let (_s, t4) = fresh();
+        assert_eq!(t4.restore(&bad), Ok(1));
+        // Every truncation and many corruptions: no panic, never more than was saved.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for cut in 0..saved.len() {
+            let mut damaged = saved[..cut].to_vec();
+            for _ in 0..4 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                if !damaged.is_empty() {
+                    let at = seed as usize % damaged.len();
+                    damaged[at] ^= (seed >> 32) as u8;
+                }
+            }
+            let (_s, t5) = fresh();
+            let restored = t5.restore(&damaged).unwrap_or(0);
+            assert!(restored <= 2);
+        }
     }
 
     #[test]

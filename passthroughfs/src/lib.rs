@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod fs;
 pub mod handle;
 pub mod inode;
+pub mod inode_file;
 pub mod options;
 #[allow(unsafe_code)]
 mod sys;

@@ -76,7 +76,9 @@ options:
   ro, fsname=NAME, subtype=NAME,
   entry_timeout=SECONDS, attr_timeout=SECONDS, writeback, threads=N,
   nopassthrough, remember_inodes=N (forgotten inodes file handles still open, default
-  65536; 0: none), and mount flags (nosuid, nodev, noexec, noatime, ...)
+  65536; 0: none), inode_file=PATH (file handles outlive the mount: the inode table is
+  saved there at the end and restored by the next mount), and mount flags (nosuid, nodev,
+  noexec, noatime, ...)
 recovery (the mount outlives the server; the same command line re-attaches):
   tag=NAME, rescue_uid=UID, recovery_timeout=SECONDS, timeout_policy=abort|fail,
   keeper=SOCKET[:SOCKET...],
@@ -211,6 +213,9 @@ impl Options {
                     return Err(bad());
                 }
                 self.session.threads = n;
+            }
+            ("inode_file", Some(v)) if v.starts_with('/') => {
+                self.fs.inode_file = Some(PathBuf::from(v));
             }
             ("remember_inodes", Some(v)) => {
                 self.fs.remember_inodes = v.parse().map_err(|_| bad())?;

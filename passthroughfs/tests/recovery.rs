@@ -511,44 +511,6 @@ fn files_with_no_name_left_survive_a_restart() {
     }
 }
 
-/// `name_to_handle_at` and `open_by_handle_at` (which Python's os module lacks), for a program
-/// that holds file handles as a user of the mount would (an NFS server, a backup tool):
-/// `encode PATH...` prints each path's handle (`connectable:PATH`: with its parent's, which
-/// the kernel opens only once it has reconnected the file's path up to the mount's root);
-/// `open MOUNT HANDLE...` opens each handle and prints the file's content, `dir` and the
-/// names in a directory, or the errno's name.
-const HANDLES_APP: &str = r#"
-import ctypes, errno, os, stat, sys
-libc = ctypes.CDLL(None, use_errno=True)
-class FH(ctypes.Structure):
-    _fields_ = [("bytes", ctypes.c_uint), ("type", ctypes.c_int), ("f", ctypes.c_ubyte * 128)]
-if sys.argv[1] == "encode":
-    for path in sys.argv[2:]:
-        fh, mnt = FH(), ctypes.c_int()
-        fh.bytes = 128
-        flags = 0
-        if path.startswith("connectable:"):
-            path, flags = path[len("connectable:"):], 2  # AT_HANDLE_CONNECTABLE
-        if libc.name_to_handle_at(-100, path.encode(), ctypes.byref(fh), ctypes.byref(mnt), flags):
-            sys.exit(f"name_to_handle_at {path}: {os.strerror(ctypes.get_errno())}")
-        print(f"{fh.type}:{bytes(fh.f[:fh.bytes]).hex()}")
-else:
-    mount = os.open(sys.argv[2], os.O_RDONLY | os.O_DIRECTORY)
-    for h in sys.argv[3:]:
-        kind, raw = h.split(":")
-        raw = bytes.fromhex(raw)
-        fh = FH()
-        fh.bytes, fh.type = len(raw), int(kind)
-        ctypes.memmove(fh.f, raw, len(raw))
-        fd = libc.open_by_handle_at(mount, ctypes.byref(fh), os.O_RDONLY)
-        if fd < 0:
-            print(errno.errorcode[ctypes.get_errno()])
-        elif stat.S_ISDIR(os.fstat(fd).st_mode):
-            print("dir", sorted(os.listdir(fd)))
-        else:
-            print(os.read(fd, 100).decode())
-"#;
-
 /// File handles of files on the mount (what an NFS export hands its clients) open the same
 /// files after the kernel has forgotten their inodes (drop_caches) and after the server was
 /// SIGKILLed and restarted (FUSE_EXPORT_SUPPORT: LOOKUP of "." and ".." answered from the
@@ -571,7 +533,7 @@ fn file_handles_open_their_files_after_the_kernel_forgot_them_and_after_a_restar
         let mut args: Vec<std::ffi::OsString> = paths.map(|p| r.m.mnt(p).into()).to_vec();
         args.push(format!("connectable:{}", r.m.mnt("d/e/h").display()).into());
         let encode = Command::new("python3")
-            .args(["-c", HANDLES_APP, "encode"])
+            .args(["-c", common::HANDLES_APP, "encode"])
             .args(&args)
             .output()
             .unwrap();
@@ -589,7 +551,7 @@ fn file_handles_open_their_files_after_the_kernel_forgot_them_and_after_a_restar
             }
             forget_everything(&r.keeper, &format!("{mode} {when}"));
             let open = Command::new("python3")
-                .args(["-c", HANDLES_APP, "open"])
+                .args(["-c", common::HANDLES_APP, "open"])
                 .arg(&r.m.mountpoint)
                 .args(&handles)
                 .output()

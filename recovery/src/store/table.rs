@@ -73,21 +73,7 @@ impl Table {
     pub fn insert(&self, words: &[u64], bytes: &[u8]) -> Result<u64, StoreError> {
         assert!(words.len() <= self.spec.words as usize && bytes.len() <= self.spec.bytes as usize);
         let slot = self.claim()?;
-        let at = self.at(slot);
-        for i in 0..self.spec.words as usize {
-            self.map
-                .word(at + 8 + i * 8)
-                .store(words.get(i).copied().unwrap_or(0), Ordering::Relaxed);
-        }
-        let payload = at + 8 + self.spec.words as usize * 8;
-        self.map.write_bytes(payload, bytes);
-        if bytes.len() < self.spec.bytes as usize {
-            self.map.write_bytes(
-                payload + bytes.len(),
-                &vec![0; self.spec.bytes as usize - bytes.len()],
-            );
-        }
-        self.state(slot).store(VALID, Ordering::Release);
+        self.publish(slot, words, bytes);
         Ok(slot)
     }
 
@@ -129,6 +115,47 @@ impl Table {
                 return Ok(slot);
             }
         }
+    }
+
+    /// Publishes a record at `slot` itself, for a table being filled again from records
+    /// saved elsewhere (their slots are names someone holds: nodeids). Slots must come in
+    /// ascending order into a table no other insert uses yet; the slots skipped are kept
+    /// for reuse. `None` if `slot` is beyond the capacity or already taken.
+    pub fn insert_at(&self, slot: u64, words: &[u64], bytes: &[u8]) -> Option<()> {
+        assert!(words.len() <= self.spec.words as usize && bytes.len() <= self.spec.bytes as usize);
+        if slot >= self.spec.capacity {
+            return None;
+        }
+        let hwm = self.map.word(self.hwm);
+        let below = hwm.fetch_max(slot + 1, Ordering::AcqRel);
+        if below < slot {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            free.slots.extend((below..slot).rev());
+        }
+        if !self.try_claim(slot) {
+            return None;
+        }
+        self.publish(slot, words, bytes);
+        Some(())
+    }
+
+    /// Fills the claimed `slot` with `words` and `bytes` (the rest zero) and marks it valid.
+    fn publish(&self, slot: u64, words: &[u64], bytes: &[u8]) {
+        let at = self.at(slot);
+        for i in 0..self.spec.words as usize {
+            self.map
+                .word(at + 8 + i * 8)
+                .store(words.get(i).copied().unwrap_or(0), Ordering::Relaxed);
+        }
+        let payload = at + 8 + self.spec.words as usize * 8;
+        self.map.write_bytes(payload, bytes);
+        if bytes.len() < self.spec.bytes as usize {
+            self.map.write_bytes(
+                payload + bytes.len(),
+                &vec![0; self.spec.bytes as usize - bytes.len()],
+            );
+        }
+        self.state(slot).store(VALID, Ordering::Release);
     }
 
     fn try_claim(&self, slot: u64) -> bool {

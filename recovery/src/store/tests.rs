@@ -267,3 +267,23 @@ fn a_killed_writer_leaves_only_whole_records() {
         assert!(valid > 0, "the writer wrote nothing in round {round}");
     }
 }
+
+/// A table filled again at given slots (saved nodeids): those slots hold the records, the
+/// slots skipped are reused by later inserts, a slot taken or beyond the capacity is refused.
+#[test]
+fn records_published_at_given_slots_leave_the_skipped_ones_for_reuse() {
+    let store = Store::create("test", &SPECS).unwrap();
+    let (things, _) = store.table(0);
+    assert_eq!(things.insert_at(3, &[1], b"three"), Some(()));
+    assert_eq!(things.insert_at(6, &[2], b"six"), Some(()));
+    assert_eq!(things.insert_at(6, &[2], b"again"), None, "taken");
+    assert_eq!(things.insert_at(100_000, &[], b""), None, "beyond the capacity");
+    let mut buf = [0u8; 5];
+    assert!(things.read(3, &mut buf) && &buf == b"three");
+    assert_eq!(things.word(6, 0).load(Ordering::Relaxed), 2);
+    assert_eq!(things.high_water(), 7);
+    let reused: std::collections::BTreeSet<u64> =
+        (0..5).map(|_| things.insert(&[], b"new").unwrap()).collect();
+    assert_eq!(reused, [0, 1, 2, 4, 5].into_iter().collect(), "the skipped slots first");
+    assert_eq!(things.insert(&[], b"next").unwrap(), 7);
+}

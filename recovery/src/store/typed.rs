@@ -123,6 +123,17 @@ impl<R: Record> Records<R> {
         self.table.insert(&all[..<R::Word as Word>::COUNT as usize], record.as_bytes())
     }
 
+    /// Publishes `record` at `slot` itself, for a table being filled again from records saved
+    /// elsewhere, in ascending slot order, before any [`Records::insert`]. `None` if the slot
+    /// is beyond the capacity or taken.
+    pub fn insert_at(&self, slot: u64, record: &R, words: &[(R::Word, u64)]) -> Option<()> {
+        let mut all = [0u64; MAX_WORDS];
+        for &(word, value) in words {
+            all[word.index()] = value;
+        }
+        self.table.insert_at(slot, &all[..<R::Word as Word>::COUNT as usize], record.as_bytes())
+    }
+
     /// The record at `slot`, if one is published there.
     pub fn get(&self, slot: u64) -> Option<R> {
         let mut record = R::new_zeroed();
