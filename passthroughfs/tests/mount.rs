@@ -413,6 +413,7 @@ fn execute_only_programs_run_for_others_and_stay_unreadable() {
         &["-o", "allow_other"][..],
         &["-o", "allow_other,nopassthrough"][..],
         &["-o", "allow_other,default_permissions"][..],
+        &["-o", "allow_other,writeback"][..],
     ] {
         let m = Mounted::start(args);
         fs::copy("/usr/bin/true", m.src("prog")).unwrap();
@@ -475,43 +476,45 @@ fn execute_only_programs_run_for_others_and_stay_unreadable() {
 /// modes (FUSE_DONT_MASK; without it the kernel masked every mode before the server saw it).
 #[test]
 fn new_files_get_the_modes_the_source_gives_with_or_without_a_default_acl() {
-    let m = Mounted::start(&["-o", "allow_other"]);
-    for dir in ["acl", "plain"] {
-        fs::create_dir(m.src(dir)).unwrap();
-        fs::set_permissions(m.src(dir), std::os::unix::fs::PermissionsExt::from_mode(0o777))
-            .unwrap();
-    }
-    let acl = Command::new("setfacl")
-        .args(["-d", "-m", "u::rwx,g::rwx,o::rwx"])
-        .arg(m.src("acl"))
-        .status()
-        .expect("setfacl (the acl package) is needed");
-    assert!(acl.success());
-    let mode = |path: std::path::PathBuf| fs::symlink_metadata(path).unwrap().mode() & 0o7777;
-    for uid in [0, 65534] {
+    for mode in ["", ",nopassthrough", ",writeback"] {
+        let m = Mounted::start(&["-o", &format!("allow_other{mode}")]);
         for dir in ["acl", "plain"] {
-            for (base, at) in [("src", m.source.clone()), ("mnt", m.mountpoint.clone())] {
-                let d = at.join(dir);
-                let script = format!(
-                    "umask 077 && touch {d}/f-{uid}-{base} && mkdir {d}/d-{uid}-{base} && \
-                     mkfifo {d}/p-{uid}-{base}",
-                    d = d.display()
-                );
-                let made = Command::new("sh").arg("-c").arg(&script).uid(uid).gid(uid).status();
-                assert!(made.unwrap().success(), "{script}");
-            }
-            for kind in ["f", "d", "p"] {
-                let native = mode(m.src(&format!("{dir}/{kind}-{uid}-src")));
-                let through = mode(m.src(&format!("{dir}/{kind}-{uid}-mnt")));
-                assert_eq!(
-                    through, native,
-                    "{kind} in {dir} by uid {uid}: {through:o} != {native:o}"
-                );
-            }
+            fs::create_dir(m.src(dir)).unwrap();
+            fs::set_permissions(m.src(dir), std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                .unwrap();
         }
-        // And the rule did apply: the default ACL's modes in one, the umask's in the other.
-        assert_eq!(mode(m.src(&format!("acl/f-{uid}-mnt"))), 0o666);
-        assert_eq!(mode(m.src(&format!("plain/f-{uid}-mnt"))), 0o600);
+        let acl = Command::new("setfacl")
+            .args(["-d", "-m", "u::rwx,g::rwx,o::rwx"])
+            .arg(m.src("acl"))
+            .status()
+            .expect("setfacl (the acl package) is needed");
+        assert!(acl.success());
+        let mode = |path: std::path::PathBuf| fs::symlink_metadata(path).unwrap().mode() & 0o7777;
+        for uid in [0, 65534] {
+            for dir in ["acl", "plain"] {
+                for (base, at) in [("src", m.source.clone()), ("mnt", m.mountpoint.clone())] {
+                    let d = at.join(dir);
+                    let script = format!(
+                        "umask 077 && touch {d}/f-{uid}-{base} && mkdir {d}/d-{uid}-{base} && \
+                         mkfifo {d}/p-{uid}-{base}",
+                        d = d.display()
+                    );
+                    let made = Command::new("sh").arg("-c").arg(&script).uid(uid).gid(uid).status();
+                    assert!(made.unwrap().success(), "{script}");
+                }
+                for kind in ["f", "d", "p"] {
+                    let native = mode(m.src(&format!("{dir}/{kind}-{uid}-src")));
+                    let through = mode(m.src(&format!("{dir}/{kind}-{uid}-mnt")));
+                    assert_eq!(
+                        through, native,
+                        "{kind} in {dir} by uid {uid}: {through:o} != {native:o}"
+                    );
+                }
+            }
+            // And the rule did apply: the default ACL's modes in one, the umask's in the other.
+            assert_eq!(mode(m.src(&format!("acl/f-{uid}-mnt"))), 0o666);
+            assert_eq!(mode(m.src(&format!("plain/f-{uid}-mnt"))), 0o600);
+        }
     }
 }
 
@@ -521,46 +524,49 @@ fn new_files_get_the_modes_the_source_gives_with_or_without_a_default_acl() {
 /// name swapped behind the server's back for another file reaches nothing.
 #[test]
 fn extended_attributes_of_symlinks_are_the_links_own() {
-    use rustix::fs::{XattrFlags, lgetxattr, listxattr, llistxattr, lremovexattr, lsetxattr};
-    // Names cached for a minute: the kernel keeps asking about the nodeid it looked up.
-    let m = Mounted::start(&["-o", "entry_timeout=60,attr_timeout=60"]);
-    fs::write(m.src("target"), b"t").unwrap();
-    std::os::unix::fs::symlink("target", m.src("link")).unwrap();
-    lsetxattr(m.src("link"), "trusted.from_source", b"1", XattrFlags::empty()).unwrap();
-    let get = |path: std::path::PathBuf, name: &str| {
-        let mut buf = [0u8; 64];
-        lgetxattr(&path, name, &mut buf[..]).map(|n| buf[..n].to_vec())
-    };
-    assert_eq!(get(m.mnt("link"), "trusted.from_source").unwrap(), b"1");
-    lsetxattr(m.mnt("link"), "trusted.through", b"2", XattrFlags::empty()).unwrap();
-    assert_eq!(get(m.src("link"), "trusted.through").unwrap(), b"2", "set on the link itself");
-    assert!(get(m.src("target"), "trusted.through").is_err(), "not on its target");
-    let mut names = [0u8; 256];
-    let n = llistxattr(m.mnt("link"), &mut names[..]).unwrap();
-    let listed: Vec<&[u8]> = names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()).collect();
-    assert!(
-        listed.contains(&&b"trusted.through"[..]) && listed.contains(&&b"trusted.from_source"[..])
-    );
-    // The target's list through the followed path is the target's.
-    let mut names = [0u8; 256];
-    let n = listxattr(m.mnt("link"), &mut names[..]).unwrap();
-    assert!(!names[..n].windows(7).any(|w| w == b"trusted"), "listxattr follows the link");
+    for mode in ["", ",nopassthrough", ",writeback"] {
+        use rustix::fs::{XattrFlags, lgetxattr, listxattr, llistxattr, lremovexattr, lsetxattr};
+        // Names cached for a minute: the kernel keeps asking about the nodeid it looked up.
+        let m = Mounted::start(&["-o", &format!("entry_timeout=60,attr_timeout=60{mode}")]);
+        fs::write(m.src("target"), b"t").unwrap();
+        std::os::unix::fs::symlink("target", m.src("link")).unwrap();
+        lsetxattr(m.src("link"), "trusted.from_source", b"1", XattrFlags::empty()).unwrap();
+        let get = |path: std::path::PathBuf, name: &str| {
+            let mut buf = [0u8; 64];
+            lgetxattr(&path, name, &mut buf[..]).map(|n| buf[..n].to_vec())
+        };
+        assert_eq!(get(m.mnt("link"), "trusted.from_source").unwrap(), b"1");
+        lsetxattr(m.mnt("link"), "trusted.through", b"2", XattrFlags::empty()).unwrap();
+        assert_eq!(get(m.src("link"), "trusted.through").unwrap(), b"2", "set on the link itself");
+        assert!(get(m.src("target"), "trusted.through").is_err(), "not on its target");
+        let mut names = [0u8; 256];
+        let n = llistxattr(m.mnt("link"), &mut names[..]).unwrap();
+        let listed: Vec<&[u8]> = names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()).collect();
+        assert!(
+            listed.contains(&&b"trusted.through"[..])
+                && listed.contains(&&b"trusted.from_source"[..])
+        );
+        // The target's list through the followed path is the target's.
+        let mut names = [0u8; 256];
+        let n = listxattr(m.mnt("link"), &mut names[..]).unwrap();
+        assert!(!names[..n].windows(7).any(|w| w == b"trusted"), "listxattr follows the link");
 
-    fs::rename(m.mnt("link"), m.mnt("moved")).unwrap();
-    assert_eq!(get(m.mnt("moved"), "trusted.through").unwrap(), b"2", "after a rename");
-    lremovexattr(m.mnt("moved"), "trusted.from_source").unwrap();
-    assert!(get(m.src("moved"), "trusted.from_source").is_err());
-    let user = lsetxattr(m.mnt("moved"), "user.x", b"u", XattrFlags::empty()).unwrap_err();
-    let native = lsetxattr(m.src("moved"), "user.x", b"u", XattrFlags::empty()).unwrap_err();
-    assert_eq!(user, native, "user.* on a symlink: the source's answer");
+        fs::rename(m.mnt("link"), m.mnt("moved")).unwrap();
+        assert_eq!(get(m.mnt("moved"), "trusted.through").unwrap(), b"2", "after a rename");
+        lremovexattr(m.mnt("moved"), "trusted.from_source").unwrap();
+        assert!(get(m.src("moved"), "trusted.from_source").is_err());
+        let user = lsetxattr(m.mnt("moved"), "user.x", b"u", XattrFlags::empty()).unwrap_err();
+        let native = lsetxattr(m.src("moved"), "user.x", b"u", XattrFlags::empty()).unwrap_err();
+        assert_eq!(user, native, "user.* on a symlink: the source's answer");
 
-    // Behind the server's back, the name now holds another symlink: its attributes are not
-    // handed out for the one the kernel asked about.
-    fs::rename(m.src("moved"), m.src("elsewhere")).unwrap();
-    std::os::unix::fs::symlink("target", m.src("moved")).unwrap();
-    lsetxattr(m.src("moved"), "trusted.other", b"3", XattrFlags::empty()).unwrap();
-    let through = get(m.mnt("moved"), "trusted.other").map_err(|e| e.raw_os_error());
-    assert_eq!(through, Err(libc::EOPNOTSUPP), "another link's attribute for this one");
+        // Behind the server's back, the name now holds another symlink: its attributes are not
+        // handed out for the one the kernel asked about.
+        fs::rename(m.src("moved"), m.src("elsewhere")).unwrap();
+        std::os::unix::fs::symlink("target", m.src("moved")).unwrap();
+        lsetxattr(m.src("moved"), "trusted.other", b"3", XattrFlags::empty()).unwrap();
+        let through = get(m.mnt("moved"), "trusted.other").map_err(|e| e.raw_os_error());
+        assert_eq!(through, Err(libc::EOPNOTSUPP), "another link's attribute for this one");
+    }
 }
 
 /// What a user's write, fallocate, punch hole, zero range, truncate or truncating open clears
@@ -767,38 +773,40 @@ fn noatime_mounts_leave_the_sources_access_times_alone() {
 /// what its source holds: about 110 on ext4 with 4 KiB blocks).
 #[test]
 fn extended_attribute_limits_are_the_sources() {
-    use rustix::fs::{XattrFlags, getxattr, setxattr};
-    let m = Mounted::start(&[]);
-    let fill = |file: std::path::PathBuf| -> (usize, Option<rustix::io::Errno>) {
-        fs::write(&file, b"").unwrap();
-        for n in 0..5000 {
-            let (name, value) = (format!("user.attribute_{n}"), format!("value_{n}"));
-            if let Err(errno) = setxattr(&file, &name, value.as_bytes(), XattrFlags::empty()) {
-                return (n, Some(errno));
+    for mode in ["", ",nopassthrough", ",writeback"] {
+        use rustix::fs::{XattrFlags, getxattr, setxattr};
+        let m = Mounted::start(&["-o", &format!("attr_timeout=1{mode}")]);
+        let fill = |file: std::path::PathBuf| -> (usize, Option<rustix::io::Errno>) {
+            fs::write(&file, b"").unwrap();
+            for n in 0..5000 {
+                let (name, value) = (format!("user.attribute_{n}"), format!("value_{n}"));
+                if let Err(errno) = setxattr(&file, &name, value.as_bytes(), XattrFlags::empty()) {
+                    return (n, Some(errno));
+                }
             }
-        }
-        (5000, None)
-    };
-    let native = fill(m.src("native"));
-    assert!(native.0 > 10 && native.1.is_some(), "the source's limit: {native:?}");
-    assert_eq!(fill(m.mnt("through")), native, "attributes held through the mount");
-    let sizes = |file: std::path::PathBuf| -> Vec<Result<usize, rustix::io::Errno>> {
-        fs::write(&file, b"").unwrap();
-        [1 << 10, 2 << 10, 3 << 10, 4000, 4 << 10, 8 << 10, 32 << 10, 65536]
-            .into_iter()
-            .map(|size| {
-                let value = vec![b'v'; size];
-                setxattr(&file, "user.long", &value, XattrFlags::empty())?;
-                let mut back = vec![0u8; 65536];
-                let n = getxattr(&file, "user.long", &mut back)?;
-                assert_eq!(&back[..n], &value[..], "the value read back");
-                Ok(n)
-            })
-            .collect()
-    };
-    let native = sizes(m.src("native-sizes"));
-    assert!(native[0].is_ok(), "{native:?}");
-    assert_eq!(sizes(m.mnt("through-sizes")), native, "value sizes through the mount");
+            (5000, None)
+        };
+        let native = fill(m.src("native"));
+        assert!(native.0 > 10 && native.1.is_some(), "the source's limit: {native:?}");
+        assert_eq!(fill(m.mnt("through")), native, "attributes held through the mount");
+        let sizes = |file: std::path::PathBuf| -> Vec<Result<usize, rustix::io::Errno>> {
+            fs::write(&file, b"").unwrap();
+            [1 << 10, 2 << 10, 3 << 10, 4000, 4 << 10, 8 << 10, 32 << 10, 65536]
+                .into_iter()
+                .map(|size| {
+                    let value = vec![b'v'; size];
+                    setxattr(&file, "user.long", &value, XattrFlags::empty())?;
+                    let mut back = vec![0u8; 65536];
+                    let n = getxattr(&file, "user.long", &mut back)?;
+                    assert_eq!(&back[..n], &value[..], "the value read back");
+                    Ok(n)
+                })
+                .collect()
+        };
+        let native = sizes(m.src("native-sizes"));
+        assert!(native[0].is_ok(), "{native:?}");
+        assert_eq!(sizes(m.mnt("through-sizes")), native, "value sizes through the mount");
+    }
 }
 
 /// A write through a shared mapping changes the file's mtime as the mount shows it, asked
@@ -940,68 +948,74 @@ fn open_handles(m: &Mounted, handles: &[String]) -> Vec<String> {
 /// write, or that is no inode file, is not used (its handles are ESTALE) and the mount works.
 #[test]
 fn with_an_inode_file_file_handles_open_their_files_on_the_next_mount() {
-    let mut m = Mounted::dirs();
-    let inode_file = m.dir.path().join("inodes");
-    let options = format!("allow_other,inode_file={}", inode_file.display());
-    fs::create_dir_all(m.src("d/e")).unwrap();
-    for (name, content) in [("d/f", "in d"), ("g", "at the root"), ("gone", "x"), ("d/e/h", "deep")]
-    {
-        fs::write(m.src(name), content).unwrap();
-    }
-    m.spawn(&["-o", &options], None);
-    m.wait_mounted();
-    let mut args: Vec<std::ffi::OsString> =
-        ["d/f", "g", "gone", "d/e", "d"].map(|p| m.mnt(p).into()).to_vec();
-    args.push(format!("connectable:{}", m.mnt("d/e/h").display()).into());
-    let out = Command::new("python3")
-        .args(["-c", common::HANDLES_APP, "encode"])
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let handles: Vec<String> =
-        String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
-    let remount = |m: &mut Mounted| {
-        fuse_transport::unmount_detached(&m.mountpoint).unwrap();
-        // The next server starts at once; it waits for this one to have saved.
-        let old = m.server.take();
-        m.spawn(&["-o", &options], None);
-        if let Some(mut old) = old {
-            old.wait().unwrap();
+    for mode in ["", ",nopassthrough", ",writeback"] {
+        let mut m = Mounted::dirs();
+        let inode_file = m.dir.path().join("inodes");
+        let options = format!("allow_other,inode_file={}{mode}", inode_file.display());
+        fs::create_dir_all(m.src("d/e")).unwrap();
+        for (name, content) in
+            [("d/f", "in d"), ("g", "at the root"), ("gone", "x"), ("d/e/h", "deep")]
+        {
+            fs::write(m.src(name), content).unwrap();
         }
+        m.spawn(&["-o", &options], None);
         m.wait_mounted();
-    };
-    remount(&mut m);
-    fs::remove_file(m.src("gone")).unwrap();
-    let want = ["in d", "at the root", "ESTALE", "dir ['h']", "dir ['e', 'f']", "deep"];
-    assert_eq!(open_handles(&m, &handles), want, "on the next mount");
-    assert_eq!(fs::read(m.mnt("d/f")).unwrap(), b"in d", "names work beside the handles");
-    remount(&mut m);
-    assert_eq!(open_handles(&m, &handles), want, "on the mount after");
-    // Cut short: the records before the cut are restored, the rest are not.
-    fuse_transport::unmount_detached(&m.mountpoint).unwrap();
-    m.server.take().unwrap().wait().unwrap();
-    let saved = fs::read(&inode_file).unwrap();
-    assert!(saved.len() > 100, "the server saved its table: {} bytes", saved.len());
-    fs::write(&inode_file, &saved[..saved.len() / 2]).unwrap();
-    fs::set_permissions(&inode_file, PermissionsExt::from_mode(0o600)).unwrap();
-    m.spawn(&["-o", &options], None);
-    m.wait_mounted();
-    let got = open_handles(&m, &handles);
-    let (kept, lost): (Vec<_>, Vec<_>) =
-        (0..want.len()).filter(|&i| i != 2).partition(|&i| got[i] == want[i]);
-    assert!(!kept.is_empty() && !lost.is_empty(), "half a file: some restored, some not: {got:?}");
-    assert!(lost.iter().all(|&i| got[i] == "ESTALE"), "{got:?}");
-    // Writable by others, then not an inode file: not used, the mount serves.
-    for (bytes, mode) in [(saved.clone(), 0o666), (b"garbage".to_vec(), 0o600)] {
+        let mut args: Vec<std::ffi::OsString> =
+            ["d/f", "g", "gone", "d/e", "d"].map(|p| m.mnt(p).into()).to_vec();
+        args.push(format!("connectable:{}", m.mnt("d/e/h").display()).into());
+        let out = Command::new("python3")
+            .args(["-c", common::HANDLES_APP, "encode"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let handles: Vec<String> =
+            String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
+        let remount = |m: &mut Mounted| {
+            fuse_transport::unmount_detached(&m.mountpoint).unwrap();
+            // The next server starts at once; it waits for this one to have saved.
+            let old = m.server.take();
+            m.spawn(&["-o", &options], None);
+            if let Some(mut old) = old {
+                old.wait().unwrap();
+            }
+            m.wait_mounted();
+        };
+        remount(&mut m);
+        fs::remove_file(m.src("gone")).unwrap();
+        let want = ["in d", "at the root", "ESTALE", "dir ['h']", "dir ['e', 'f']", "deep"];
+        assert_eq!(open_handles(&m, &handles), want, "on the next mount");
+        assert_eq!(fs::read(m.mnt("d/f")).unwrap(), b"in d", "names work beside the handles");
+        remount(&mut m);
+        assert_eq!(open_handles(&m, &handles), want, "on the mount after");
+        // Cut short: the records before the cut are restored, the rest are not.
         fuse_transport::unmount_detached(&m.mountpoint).unwrap();
         m.server.take().unwrap().wait().unwrap();
-        fs::write(&inode_file, &bytes).unwrap();
-        fs::set_permissions(&inode_file, PermissionsExt::from_mode(mode)).unwrap();
+        let saved = fs::read(&inode_file).unwrap();
+        assert!(saved.len() > 100, "the server saved its table: {} bytes", saved.len());
+        fs::write(&inode_file, &saved[..saved.len() / 2]).unwrap();
+        fs::set_permissions(&inode_file, PermissionsExt::from_mode(0o600)).unwrap();
         m.spawn(&["-o", &options], None);
         m.wait_mounted();
         let got = open_handles(&m, &handles);
-        assert!(got.iter().all(|g| g == "ESTALE"), "mode {mode:o}: {got:?}");
-        assert_eq!(fs::read(m.mnt("g")).unwrap(), b"at the root");
+        let (kept, lost): (Vec<_>, Vec<_>) =
+            (0..want.len()).filter(|&i| i != 2).partition(|&i| got[i] == want[i]);
+        assert!(
+            !kept.is_empty() && !lost.is_empty(),
+            "half a file: some restored, some not: {got:?}"
+        );
+        assert!(lost.iter().all(|&i| got[i] == "ESTALE"), "{got:?}");
+        // Writable by others, then not an inode file: not used, the mount serves.
+        for (bytes, mode) in [(saved.clone(), 0o666), (b"garbage".to_vec(), 0o600)] {
+            fuse_transport::unmount_detached(&m.mountpoint).unwrap();
+            m.server.take().unwrap().wait().unwrap();
+            fs::write(&inode_file, &bytes).unwrap();
+            fs::set_permissions(&inode_file, PermissionsExt::from_mode(mode)).unwrap();
+            m.spawn(&["-o", &options], None);
+            m.wait_mounted();
+            let got = open_handles(&m, &handles);
+            assert!(got.iter().all(|g| g == "ESTALE"), "mode {mode:o}: {got:?}");
+            assert_eq!(fs::read(m.mnt("g")).unwrap(), b"at the root");
+        }
     }
 }

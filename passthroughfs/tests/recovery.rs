@@ -521,7 +521,7 @@ fn files_with_no_name_left_survive_a_restart() {
 fn file_handles_open_their_files_after_the_kernel_forgot_them_and_after_a_restart() {
     // noatime: the server works on a detached copy of the source's mount (another mount id),
     // and must still identify inodes by the source's, as the previous server recorded them.
-    for mode in ["", ",nopassthrough", ",noatime"] {
+    for mode in ["", ",nopassthrough", ",writeback", ",noatime"] {
         let mut r = Recoverable::new(mode);
         fs::create_dir_all(r.m.src("d/e")).unwrap();
         let files = [("d/f", "in d"), ("g", "at the root"), ("gone", "removed"), ("d/e/h", "deep")];
