@@ -350,10 +350,11 @@ impl Passthrough {
     /// and `strictatime` is the source's policy.
     pub fn new(source: &Path, config: FsConfig, store: Arc<Store>) -> anyhow::Result<Self> {
         crate::creds::init();
-        let open_root = |at: &Path| {
-            rustix::fs::open(at, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        };
-        let original = open_root(source)?;
+        let original = rustix::fs::open(
+            source,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let st = rustix::fs::statx(&original, "", AtFlags::EMPTY_PATH, STATX_MASK)?;
         // `f_type`'s type differs between architectures.
         #[allow(clippy::unnecessary_cast)]
@@ -480,7 +481,9 @@ impl Passthrough {
             return self.config.attr_timeout;
         }
         let sxid = mode & (libc::S_ISUID | libc::S_ISGID) != 0;
-        if sxid || self.writers_lock().contains_key(&nodeid) {
+        // Writers are counted only under kernel passthrough: no lock on this path otherwise.
+        let passthrough = self.passthrough.load(std::sync::atomic::Ordering::Relaxed);
+        if sxid || passthrough && self.writers_lock().contains_key(&nodeid) {
             Duration::ZERO
         } else {
             self.config.attr_timeout
