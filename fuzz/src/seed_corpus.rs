@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use fuse_keeper_client::ConnState;
 use fuse_keeper_client::protocol::{
-    ATTR_OUT_LEN, Header, Kind, ListEntry, REGISTER_FAIL_ON_TIMEOUT, Register, Reply, Request,
+    ATTR_OUT_LEN, EntryStats, Header, Kind, ListEntry, REGISTER_FAIL_ON_TIMEOUT, Register, Reply, Request,
     STATFS_OUT_LEN, StandIn, decode_reply, decode_request, encode_reply, encode_request,
 };
 
@@ -46,6 +46,7 @@ fn entry(tag: &str, state: ConnState, server_pid: u32, orphaned_ms: u64) -> List
         server_pid,
         waiting: 3,
         orphaned_ms,
+        stats: None,
     }
 }
 
@@ -116,6 +117,37 @@ fn seeds(kind: Kind) -> Vec<Seed> {
         Kind::Hold => vec![Seed::Request("", Request::Hold { tag: "web".into(), key: 17 })],
         Kind::Release => vec![Seed::Request("", Request::Release { tag: "web".into(), key: 17 })],
         Kind::Held => vec![Seed::Request("", Request::Held { tag: "web".into(), after: 0 })],
+        Kind::ListStats => vec![Seed::Request("", Request::ListStats { skip: 1 })],
+        Kind::Metrics => vec![Seed::Request("", Request::Metrics)],
+        Kind::ListStatsReply => vec![Seed::Reply(
+            "",
+            Reply::ListStats {
+                total: 2,
+                entries: vec![
+                    ListEntry {
+                        stats: Some(EntryStats {
+                            recoveries: 3,
+                            handovers: 1,
+                            last_recovery_us: Some(2_500),
+                        }),
+                        ..entry("a", ConnState::Serving, 4242, 0)
+                    },
+                    ListEntry {
+                        stats: Some(EntryStats::default()),
+                        ..entry("o", ConnState::Orphaned, 0, 1500)
+                    },
+                ],
+            },
+        )],
+        Kind::MetricsReply => vec![Seed::Reply(
+            "",
+            Reply::Metrics {
+                text: "# HELP fuse_keeper_recoveries_total Recoveries.\n\
+                       # TYPE fuse_keeper_recoveries_total counter\n\
+                       fuse_keeper_recoveries_total 3\n"
+                    .into(),
+            },
+        )],
         Kind::HeldReply => vec![
             Seed::Reply("two", Reply::Held { keys: vec![17, 40], more: true }),
             Seed::Reply("none", Reply::Held { keys: Vec::new(), more: false }),

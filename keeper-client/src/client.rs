@@ -102,6 +102,14 @@ pub struct ConnInfo {
     pub waiting: Option<u32>,
     /// How long the connection has had no server; `None` while serving.
     pub orphaned_for: Option<Duration>,
+    /// Servers that attached after the previous one died, since the connection was
+    /// registered; `None` from a keeper too old to say (it knows LIST only).
+    pub recoveries: Option<u32>,
+    /// Planned handovers from a live server; `None` from a keeper too old to say.
+    pub handovers: Option<u32>,
+    /// How long the last recovery left the connection without a server (the keeper seeing the
+    /// death to the next server's ATTACHED); `None` before the first, or from an old keeper.
+    pub last_recovery: Option<Duration>,
 }
 
 impl From<ListEntry> for ConnInfo {
@@ -117,6 +125,9 @@ impl From<ListEntry> for ConnInfo {
             waiting: (e.waiting != u32::MAX).then_some(e.waiting),
             orphaned_for: (e.state != ConnState::Serving)
                 .then(|| Duration::from_millis(e.orphaned_ms)),
+            recoveries: e.stats.map(|s| s.recoveries),
+            handovers: e.stats.map(|s| s.handovers),
+            last_recovery: e.stats.and_then(|s| s.last_recovery_us).map(Duration::from_micros),
         }
     }
 }
@@ -340,19 +351,38 @@ impl KeeperClient {
         Ok(Some(Attached { mountpoint, conn_id, owner_uid, negotiation, state, devices }))
     }
 
+    /// METRICS: the keeper's metrics in the Prometheus text format (root and the keeper's own
+    /// uid only: EPERM otherwise).
+    pub fn metrics(&mut self) -> Result<String, KeeperError> {
+        match self.call(&Request::Metrics, &[])? {
+            (Reply::Metrics { text }, _) => Ok(text),
+            (other, _) => Err(unexpected(&other)),
+        }
+    }
+
     /// UNREGISTER: the keeper drops the connection (clean unmount).
     pub fn unregister(&mut self, tag: &str) -> Result<(), KeeperError> {
         self.call_ok(&Request::Unregister { tag: tag.into() }, &[])
     }
 
-    /// LIST every connection visible to this uid (several requests if they do not fit in one
-    /// reply).
+    /// Every connection visible to this uid, with its recovery statistics (LIST_STATS; from
+    /// a keeper that does not know it, LIST, and the statistics are `None`). Several requests
+    /// if they do not fit in one reply.
     pub fn list(&mut self) -> Result<Vec<ConnInfo>, KeeperError> {
         let mut out = Vec::new();
+        let mut with_stats = true;
         loop {
             let skip = u32::try_from(out.len()).unwrap_or(u32::MAX);
-            let (reply, _) = self.call(&Request::List { skip }, &[])?;
-            let Reply::List { total, entries } = reply else {
+            let req = if with_stats { Request::ListStats { skip } } else { Request::List { skip } };
+            let (reply, _) = match self.call(&req, &[]) {
+                Err(e) if with_stats && e.errno() == Some(libc::EOPNOTSUPP) && out.is_empty() => {
+                    with_stats = false;
+                    continue;
+                }
+                other => other?,
+            };
+            let (Reply::List { total, entries } | Reply::ListStats { total, entries }) = reply
+            else {
                 return Err(unexpected(&reply));
             };
             let got = entries.len();

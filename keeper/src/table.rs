@@ -15,11 +15,31 @@ fn orphaned(info: &ConnInfo) -> String {
     info.orphaned_for.map_or_else(|| "-".to_owned(), |d| format!("{:.1}s", d.as_secs_f64()))
 }
 
+/// A recovery's duration in milliseconds, to the microsecond.
+fn millis(d: std::time::Duration) -> String {
+    format!("{:.3}ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The version of `ls --json`'s schema (docs/keeper-protocol.md, "fuse-keeper ls --json"):
+/// raised when a field changes meaning or goes away, not when one is added.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
 /// One line per connection under a header, columns aligned. Tags and mountpoints are
 /// registrant-chosen: printed through [`escape`], so no control character reaches the terminal.
 pub fn text(entries: &[ConnInfo]) -> String {
-    let header = ["TAG", "OWNER", "RESCUE", "MOUNTPOINT", "STATE", "PID", "WAITING", "ORPHANED"];
-    let mut rows: Vec<[String; 8]> = vec![header.map(str::to_owned)];
+    let header = [
+        "TAG",
+        "OWNER",
+        "RESCUE",
+        "MOUNTPOINT",
+        "STATE",
+        "PID",
+        "WAITING",
+        "ORPHANED",
+        "RECOVERIES",
+        "LAST_RECOVERY",
+    ];
+    let mut rows: Vec<[String; 10]> = vec![header.map(str::to_owned)];
     for e in entries {
         rows.push([
             escape(&e.tag).into_owned(),
@@ -30,9 +50,11 @@ pub fn text(entries: &[ConnInfo]) -> String {
             opt(e.server_pid),
             opt(e.waiting),
             orphaned(e),
+            opt(e.recoveries),
+            e.last_recovery.map_or_else(|| "-".to_owned(), millis),
         ]);
     }
-    let mut widths = [0usize; 8];
+    let mut widths = [0usize; 10];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -81,8 +103,8 @@ fn json_opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "null".to_owned(), |v| v.to_string())
 }
 
-/// A JSON array of objects with the same fields as the table (times in milliseconds, unknown
-/// values as null).
+/// `{"schema_version": 1, "connections": [...]}`: one object per connection with the table's
+/// fields (times in milliseconds, the last recovery in microseconds; unknown values as null).
 pub fn json(entries: &[ConnInfo]) -> String {
     let items: Vec<String> = entries
         .iter()
@@ -90,7 +112,8 @@ pub fn json(entries: &[ConnInfo]) -> String {
             format!(
                 "{{\"tag\":{},\"owner_uid\":{},\"rescue_uid\":{},\"mountpoint\":{},\
                  \"conn_id\":{},\"state\":\"{}\",\"server_pid\":{},\"waiting\":{},\
-                 \"orphaned_for_ms\":{}}}",
+                 \"orphaned_for_ms\":{},\"recoveries\":{},\"handovers\":{},\
+                 \"last_recovery_us\":{}}}",
                 json_str(&e.tag),
                 e.owner_uid,
                 e.rescue_uid,
@@ -100,8 +123,11 @@ pub fn json(entries: &[ConnInfo]) -> String {
                 json_opt(e.server_pid),
                 json_opt(e.waiting),
                 json_opt(e.orphaned_for.map(|d| d.as_millis())),
+                json_opt(e.recoveries),
+                json_opt(e.handovers),
+                json_opt(e.last_recovery.map(|d| d.as_micros())),
             )
         })
         .collect();
-    format!("[{}]\n", items.join(","))
+    format!("{{\"schema_version\":{JSON_SCHEMA_VERSION},\"connections\":[{}]}}\n", items.join(","))
 }

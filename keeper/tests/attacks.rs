@@ -89,14 +89,14 @@ fn production_binary_has_no_test_subcommands() {
     let help = keeper.command(&["--help"]).output().unwrap();
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    assert!(text.contains("fuse-keeper ls"), "{text}");
+    assert!(text.contains("\n  ls "), "{text}");
     for hidden in ["register-test", "attach-test"] {
         assert!(!text.contains(hidden), "--help lists {hidden}: {text}");
         // Refused as an unknown command (usage error), as root and as nobody.
         let out = keeper.command(&[hidden, "tag"]).stdin(Stdio::null()).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{hidden} accepted");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("unknown command"), "{hidden}: {stderr}");
+        assert!(stderr.contains("unrecognized subcommand"), "{hidden}: {stderr}");
         let out = keeper.command(&[hidden, "tag"]).uid(NOBODY).gid(NOBODY).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{hidden} accepted for nobody");
         ls_answers_promptly(&keeper, hidden);

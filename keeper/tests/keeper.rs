@@ -208,7 +208,8 @@ fn attach_by_another_uid_is_refused_and_logged() {
     assert_eq!(keeper.entry("secret").unwrap().state, ConnState::Orphaned);
     // And it cannot see it.
     let out = keeper.command(&["ls", "--json"]).uid(65534).gid(65534).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(json.trim(), r#"{"schema_version":1,"connections":[]}"#);
     // An unknown tag for nobody: "mount fresh".
     assert_eq!(attach_as_nobody(&keeper, "other").1, Some(3));
 }
@@ -253,7 +254,8 @@ fn ls_prints_table_and_json() {
     assert!(text.contains(&server.pid().to_string()), "{text}");
     let out = keeper.command(&["ls", "--json"]).output().unwrap();
     let json = String::from_utf8(out.stdout).unwrap();
-    assert!(json.starts_with("[{\"tag\":\"shown\""), "{json}");
+    assert!(json.starts_with(r#"{"schema_version":1,"connections":[{"tag":"shown""#), "{json}");
+    assert!(json.contains(r#""recoveries":0,"handovers":0,"last_recovery_us":null}"#), "{json}");
     assert!(json.contains(&format!("\"server_pid\":{}", server.pid())), "{json}");
     assert!(json.contains("\"state\":\"serving\""), "{json}");
 

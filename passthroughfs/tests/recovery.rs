@@ -24,8 +24,13 @@ struct Recoverable {
 
 impl Recoverable {
     fn new(options: &str) -> Recoverable {
+        Recoverable::with_keeper(options, &[])
+    }
+
+    /// With the keeper started as `fuse-keeper serve KEEPER_ARGS`.
+    fn with_keeper(options: &str, keeper_args: &[&str]) -> Recoverable {
         let m = Mounted::dirs();
-        let keeper = Keeper::start(m.dir.path());
+        let keeper = Keeper::start_with(m.dir.path(), keeper_args);
         Recoverable { m, keeper, options: format!("tag=test,nokeeper_start{options}") }
     }
 
@@ -282,6 +287,160 @@ fn keeper_umount_of_a_dead_servers_mount_returns_at_once() {
     assert!(
         blocked.recv_timeout(common::PATIENCE).expect("the waiting stat was released").is_err()
     );
+}
+
+/// Fetches `URL` over HTTP (or reads stdin for `-`) and parses it with prometheus_client's
+/// parser: one line per sample, `NAME{LABEL=VALUE...} VALUE`, and `TYPE FAMILY TYPE` per family.
+const SCRAPE: &str = r#"
+import sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+src = sys.argv[1]
+text = sys.stdin.read() if src == "-" else urllib.request.urlopen(src, timeout=60).read().decode()
+for family in text_string_to_metric_families(text):
+    print("TYPE", family.name, family.type)
+    for s in family.samples:
+        labels = "".join("{%s=%s}" % kv for kv in sorted(s.labels.items()))
+        print(s.name + labels, repr(float(s.value)))
+"#;
+
+/// The samples of one scrape, parsed by prometheus_client, by `NAME{LABEL=VALUE}`; family
+/// types under `TYPE NAME`.
+fn scrape(source: &str, stdin: Option<&str>) -> std::collections::HashMap<String, String> {
+    let mut child = Command::new("python3")
+        .args(["-c", SCRAPE, source])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (with prometheus_client from PyPI: .ci/install-deps)");
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "scrape failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The value of `sample` in a scrape, as a number.
+fn sample(samples: &std::collections::HashMap<String, String>, name: &str) -> f64 {
+    let v = samples.get(name).unwrap_or_else(|| panic!("no sample {name} in {samples:?}"));
+    v.parse().unwrap()
+}
+
+/// The keeper's `--metrics` address, from its log (it was given port 0).
+fn metrics_url(keeper: &Keeper) -> String {
+    let deadline = Instant::now() + common::PATIENCE;
+    loop {
+        let log = keeper.log();
+        if let Some(at) = log.find("addr=http://") {
+            let url = &log[at + 5..];
+            return url[..url.find(char::is_whitespace).unwrap()].to_owned();
+        }
+        assert!(Instant::now() < deadline, "the keeper never said where metrics are: {log}");
+        sleep(Duration::from_millis(10));
+    }
+}
+
+/// One field of the one connection in `fuse-keeper ls --json`.
+fn ls_field(keeper: &Keeper, field: &str) -> String {
+    let ls = keeper.ls_json();
+    assert!(ls.starts_with("{\"schema_version\":1,\"connections\":[{"), "{ls}");
+    let key = format!("\"{field}\":");
+    let at = ls.find(&key).unwrap_or_else(|| panic!("no {field} in {ls}")) + key.len();
+    ls[at..].split([',', '}']).next().unwrap().to_owned()
+}
+
+/// Scraped over HTTP while the server is SIGKILLed and restarted: recoveries, the orphaned-time
+/// histogram and `ls`'s count move by exactly one per kill, registrations not at all, and the
+/// connection shows orphaned between a kill and the restart; a planned handover counts as a
+/// handover, not a recovery. An application holding a file open sees no error throughout.
+#[test]
+fn metrics_and_ls_count_every_recovery_and_handover_of_a_crash_loop() {
+    let mut r = Recoverable::with_keeper("", &["--metrics", "127.0.0.1:0"]);
+    r.start(&[]);
+    let url = metrics_url(&r.keeper);
+    let first = scrape(&url, None);
+    assert_eq!(first.get("TYPE fuse_keeper_recoveries").map(String::as_str), Some("counter"));
+    assert_eq!(
+        first.get("TYPE fuse_keeper_orphaned_seconds").map(String::as_str),
+        Some("histogram")
+    );
+    assert_eq!(sample(&first, "fuse_keeper_registrations_total"), 1.0);
+    assert_eq!(sample(&first, "fuse_keeper_connections{state=serving}"), 1.0);
+    assert_eq!(ls_field(&r.keeper, "recoveries"), "0");
+    assert_eq!(ls_field(&r.keeper, "last_recovery_us"), "null");
+    let mut held = fs::File::create(r.m.mnt("held")).unwrap();
+    const KILLS: u32 = 5;
+    for kill in 1..=KILLS {
+        held.write_all(b"x").unwrap();
+        r.kill();
+        // The keeper sees the death through the server's pidfd, soon after the reap.
+        let deadline = Instant::now() + common::PATIENCE;
+        while sample(&scrape(&url, None), "fuse_keeper_connections{state=orphaned}") != 1.0 {
+            assert!(Instant::now() < deadline, "never shown orphaned after kill {kill}");
+            sleep(Duration::from_millis(20));
+        }
+        r.start(&[]);
+        let s = scrape(&url, None);
+        let n = f64::from(kill);
+        assert_eq!(sample(&s, "fuse_keeper_recoveries_total"), n, "after kill {kill}");
+        assert_eq!(sample(&s, "fuse_keeper_orphaned_seconds_count"), n, "after kill {kill}");
+        assert_eq!(sample(&s, "fuse_keeper_orphaned_seconds_bucket{le=+Inf}"), n);
+        assert!(sample(&s, "fuse_keeper_orphaned_seconds_sum") > 0.0);
+        assert_eq!(
+            sample(&s, "fuse_keeper_registrations_total"),
+            1.0,
+            "a restart is no registration"
+        );
+        assert_eq!(sample(&s, "fuse_keeper_connections{state=serving}"), 1.0);
+        assert_eq!(sample(&s, "fuse_keeper_connections{state=orphaned}"), 0.0);
+        assert_eq!(ls_field(&r.keeper, "recoveries"), kill.to_string());
+    }
+    let last: u64 = ls_field(&r.keeper, "last_recovery_us").parse().unwrap();
+    assert!(last > 0, "last recovery took {last} us");
+    // A planned handover: the old server exits 0, the new one serves.
+    let mut new = r.command();
+    new.args(["-o", "handover"]);
+    let old = r.m.server.replace(new.spawn().unwrap());
+    let status = old.map(|mut o| o.wait().unwrap()).unwrap();
+    assert!(status.success(), "the old server exits 0 after a handover: {status}");
+    r.wait_serving();
+    // `fuse-keeper metrics` prints the same exposition through the keeper socket.
+    let out = Command::new(workspace_bin("fuse-keeper"))
+        .arg("metrics")
+        .env("FUSE_KEEPER_SOCKET", &r.keeper.socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = scrape("-", Some(&String::from_utf8(out.stdout).unwrap()));
+    assert_eq!(sample(&s, "fuse_keeper_handovers_total"), 1.0);
+    assert_eq!(
+        sample(&s, "fuse_keeper_recoveries_total"),
+        f64::from(KILLS),
+        "a handover is no recovery"
+    );
+    assert_eq!(sample(&s, "fuse_keeper_attach_duration_seconds_count"), f64::from(KILLS + 1));
+    assert_eq!(ls_field(&r.keeper, "handovers"), "1");
+    assert!(sample(&s, "process_resident_memory_bytes") > 0.0);
+    assert!(sample(&s, "fuse_keeper_held_fds") >= 2.0);
+    held.write_all(b"x").unwrap();
+    held.sync_all().unwrap();
+    assert_eq!(fs::read(r.m.src("held")).unwrap(), vec![b'x'; KILLS as usize + 1]);
+    // Metrics are for root and the keeper's uid: another uid connecting to root's keeper
+    // socket (mode 0666) is refused.
+    let out = Command::new(workspace_bin("fuse-keeper"))
+        .arg("metrics")
+        .env("FUSE_KEEPER_SOCKET", &r.keeper.socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("metrics are for root"), "{stderr}");
 }
 
 #[test]

@@ -48,6 +48,10 @@ pub enum Kind {
     Release = 12,
     /// The held fds, to a server that attached.
     Held = 13,
+    /// LIST, each entry with its recovery statistics.
+    ListStats = 14,
+    /// The keeper's metrics, in the Prometheus text format.
+    Metrics = 15,
     /// Success without data.
     Ok = 0x8000,
     /// Failure: errno and message.
@@ -60,6 +64,10 @@ pub enum Kind {
     HandoverAsk = 0x8004,
     /// Answer to HELD: keys, with one fd each.
     HeldReply = 0x8005,
+    /// Answer to LIST_STATS.
+    ListStatsReply = 0x8006,
+    /// Answer to METRICS.
+    MetricsReply = 0x8007,
 }
 
 impl Kind {
@@ -79,12 +87,16 @@ impl Kind {
             11 => Kind::Hold,
             12 => Kind::Release,
             13 => Kind::Held,
+            14 => Kind::ListStats,
+            15 => Kind::Metrics,
             0x8000 => Kind::Ok,
             0x8001 => Kind::Error,
             0x8002 => Kind::Attached,
             0x8003 => Kind::ListReply,
             0x8004 => Kind::HandoverAsk,
             0x8005 => Kind::HeldReply,
+            0x8006 => Kind::ListStatsReply,
+            0x8007 => Kind::MetricsReply,
             _ => return None,
         })
     }

@@ -14,6 +14,10 @@ pub const MAX_PATH: usize = 4096;
 pub const MAX_NEGOTIATION: usize = 4096;
 /// Longest message of an ERROR reply (longer ones are cut on encode).
 pub const MAX_ERROR_MESSAGE: usize = 1024;
+/// Longest METRICS_REPLY text: what fits in one message.
+pub const MAX_METRICS_TEXT: usize = super::MAX_PAYLOAD - 4;
+/// Bytes the statistics add to a LIST_STATS_REPLY entry.
+const STATS_LEN: usize = 4 + 4 + 8;
 /// Most device fds per connection (indexes 0..16).
 pub const MAX_DEVICES: usize = 16;
 /// Largest STAND_IN xattr blob (the root's extended attributes, names and values).
@@ -138,6 +142,13 @@ pub enum Request {
         /// How many entries to leave out first (paging).
         skip: u32,
     },
+    /// LIST_STATS: as LIST, each entry with its recovery statistics. No fds.
+    ListStats {
+        /// How many entries to leave out first (paging).
+        skip: u32,
+    },
+    /// METRICS: the keeper's metrics (root and the keeper's own uid only). No fds.
+    Metrics,
     /// ABORT: abort the connection through fusectl, detach its mount, drop the entry. No fds.
     Abort {
         /// A tag (the peer's own entry first) or an absolute mountpoint.
@@ -251,21 +262,56 @@ pub struct ListEntry {
     pub waiting: u32,
     /// Milliseconds since its server died; 0 while serving.
     pub orphaned_ms: u64,
+    /// Its recovery statistics: in LIST_STATS replies only (`None` in LIST replies).
+    pub stats: Option<EntryStats>,
+}
+
+/// How often a connection was taken over, and what the last recovery cost (LIST_STATS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EntryStats {
+    /// Servers that attached after the previous one died (ATTACH, or a HANDOVER of an
+    /// orphaned connection), since the entry was registered.
+    pub recoveries: u32,
+    /// Planned handovers from a live server that agreed.
+    pub handovers: u32,
+    /// How long the last recovery's connection had no server, from the keeper seeing the
+    /// death to the next server's ATTACHED, in microseconds; `None` before the first.
+    pub last_recovery_us: Option<u64>,
 }
 
 impl ListEntry {
     /// Bytes this entry takes in a LIST_REPLY payload.
-    pub fn encoded_len(&self) -> usize {
-        4 + self.tag.len() + 4 + 4 + 4 + self.mountpoint.as_os_str().len() + 4 + 4 + 4 + 4 + 8
+    /// Bytes this entry takes in a LIST_REPLY payload (`with_stats`: in a LIST_STATS_REPLY).
+    pub fn encoded_len(&self, with_stats: bool) -> usize {
+        let base =
+            4 + self.tag.len() + 4 + 4 + 4 + self.mountpoint.as_os_str().len() + 4 + 4 + 4 + 4 + 8;
+        if with_stats { base + STATS_LEN } else { base }
     }
 
-    fn encode(&self, w: &mut Writer) {
+    fn encode(&self, w: &mut Writer, with_stats: bool) {
         w.bytes(self.tag.as_bytes()).u32(self.owner_uid).u32(self.rescue_uid);
         w.bytes(self.mountpoint.as_os_str().as_bytes()).u32(self.conn_id);
         w.u32(self.state as u32).u32(self.server_pid).u32(self.waiting).u64(self.orphaned_ms);
+        if with_stats {
+            let stats = self.stats.unwrap_or_default();
+            w.u32(stats.recoveries).u32(stats.handovers);
+            w.u64(stats.last_recovery_us.unwrap_or(u64::MAX));
+        }
     }
 
-    fn decode(r: &mut Reader<'_>) -> Result<ListEntry, ProtocolError> {
+    fn decode(r: &mut Reader<'_>, with_stats: bool) -> Result<ListEntry, ProtocolError> {
+        let mut entry = ListEntry::decode_base(r)?;
+        if with_stats {
+            let recoveries = r.u32("recoveries")?;
+            let handovers = r.u32("handovers")?;
+            let last = r.u64("last_recovery_us")?;
+            let last_recovery_us = (last != u64::MAX).then_some(last);
+            entry.stats = Some(EntryStats { recoveries, handovers, last_recovery_us });
+        }
+        Ok(entry)
+    }
+
+    fn decode_base(r: &mut Reader<'_>) -> Result<ListEntry, ProtocolError> {
         Ok(ListEntry {
             tag: r.string("tag", MAX_TAG)?.to_owned(),
             owner_uid: r.u32("owner_uid")?,
@@ -276,6 +322,7 @@ impl ListEntry {
             server_pid: r.u32("server_pid")?,
             waiting: r.u32("waiting")?,
             orphaned_ms: r.u64("orphaned_ms")?,
+            stats: None,
         })
     }
 }
@@ -311,6 +358,20 @@ pub enum Reply {
         total: u32,
         /// Those after the requested `skip` that fit in one message.
         entries: Vec<ListEntry>,
+    },
+    /// Answer to LIST_STATS: as [`Reply::List`], every entry with its
+    /// [`ListEntry::stats`]. No fds.
+    ListStats {
+        /// How many entries the peer may see in all.
+        total: u32,
+        /// Those after the requested `skip` that fit in one message.
+        entries: Vec<ListEntry>,
+    },
+    /// Answer to METRICS: the keeper's metrics in the Prometheus text exposition format
+    /// (version 0.0.4), at most [`MAX_METRICS_TEXT`] bytes. No fds.
+    Metrics {
+        /// The exposition.
+        text: String,
     },
     /// Sent unasked to the server of `tag`: another process asks for the connection. The
     /// server answers with HANDOVER_DONE. No fds.
@@ -400,6 +461,8 @@ impl Request {
             Request::Attach { .. } => Kind::Attach,
             Request::Unregister { .. } => Kind::Unregister,
             Request::List { .. } => Kind::List,
+            Request::ListStats { .. } => Kind::ListStats,
+            Request::Metrics => Kind::Metrics,
             Request::Abort { .. } => Kind::Abort,
             Request::Umount { .. } => Kind::Umount,
             Request::Handover { .. } => Kind::Handover,
@@ -439,9 +502,10 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
         Request::HandoverDone { tag, errno } => {
             w.bytes(tag.as_bytes()).i32(*errno);
         }
-        Request::List { skip } => {
+        Request::List { skip } | Request::ListStats { skip } => {
             w.u32(*skip);
         }
+        Request::Metrics => {}
         Request::Abort { target } | Request::Umount { target } => {
             w.bytes(target.as_bytes());
         }
@@ -497,6 +561,8 @@ pub fn decode_request(msg: &[u8], fds: usize) -> Result<Request, ProtocolError> 
         Kind::Attach => Request::Attach { tag: tag_field(&mut r)? },
         Kind::Unregister => Request::Unregister { tag: tag_field(&mut r)? },
         Kind::List => Request::List { skip: r.u32("skip")? },
+        Kind::ListStats => Request::ListStats { skip: r.u32("skip")? },
+        Kind::Metrics => Request::Metrics,
         Kind::Abort => Request::Abort { target: target_field(&mut r)? },
         Kind::Umount => Request::Umount { target: target_field(&mut r)? },
         Kind::Handover => Request::Handover { tag: tag_field(&mut r)? },
@@ -531,7 +597,9 @@ pub fn decode_request(msg: &[u8], fds: usize) -> Result<Request, ProtocolError> 
         | Kind::Attached
         | Kind::ListReply
         | Kind::HandoverAsk
-        | Kind::HeldReply => {
+        | Kind::HeldReply
+        | Kind::ListStatsReply
+        | Kind::MetricsReply => {
             return Err(ProtocolError::UnexpectedKind(header.kind));
         }
     };
@@ -566,12 +634,17 @@ pub fn encode_reply(reply: &Reply) -> (Vec<u8>, usize) {
             w.bytes(negotiation).u32(*device_count).u32(*owner_uid);
             (Kind::Attached, 1 + *device_count as usize)
         }
-        Reply::List { total, entries } => {
+        Reply::List { total, entries } | Reply::ListStats { total, entries } => {
+            let with_stats = matches!(reply, Reply::ListStats { .. });
             w.u32(*total).u32(u32::try_from(entries.len()).unwrap_or(u32::MAX));
             for e in entries {
-                e.encode(&mut w);
+                e.encode(&mut w, with_stats);
             }
-            (Kind::ListReply, 0)
+            (if with_stats { Kind::ListStatsReply } else { Kind::ListReply }, 0)
+        }
+        Reply::Metrics { text } => {
+            w.bytes(truncate_str(text, MAX_METRICS_TEXT).as_bytes());
+            (Kind::MetricsReply, 0)
         }
         Reply::HandoverAsk { tag, pid, uid } => {
             w.bytes(tag.as_bytes()).u32(*pid).u32(*uid);
@@ -616,14 +689,23 @@ pub fn decode_reply(msg: &[u8], fds: usize) -> Result<Reply, ProtocolError> {
             let fds = 1 + device_count as usize;
             (Reply::Attached { mountpoint, conn_id, negotiation, device_count, owner_uid }, fds)
         }
-        Kind::ListReply => {
+        Kind::ListReply | Kind::ListStatsReply => {
+            let with_stats = kind == Kind::ListStatsReply;
             let total = r.u32("total")?;
             let count = r.u32("count")?;
             let mut entries = Vec::new();
             for _ in 0..count {
-                entries.push(ListEntry::decode(&mut r)?);
+                entries.push(ListEntry::decode(&mut r, with_stats)?);
             }
-            (Reply::List { total, entries }, 0)
+            if with_stats {
+                (Reply::ListStats { total, entries }, 0)
+            } else {
+                (Reply::List { total, entries }, 0)
+            }
+        }
+        Kind::MetricsReply => {
+            let text = r.string("text", MAX_METRICS_TEXT)?.to_owned();
+            (Reply::Metrics { text }, 0)
         }
         Kind::HandoverAsk => {
             let tag = tag_field(&mut r)?;

@@ -28,6 +28,8 @@ fn requests() -> Vec<Request> {
         Request::Attach { tag: "ünïcode".into() },
         Request::Unregister { tag: "x".into() },
         Request::List { skip: 3 },
+        Request::ListStats { skip: 4 },
+        Request::Metrics,
         Request::Abort { target: "/mnt/x".into() },
         Request::Umount { target: "tag".into() },
         Request::StandIn(StandIn {
@@ -91,6 +93,7 @@ fn replies() -> Vec<Reply> {
                     server_pid: 0,
                     waiting: u32::MAX,
                     orphaned_ms: 1234,
+                    stats: None,
                 },
                 ListEntry {
                     tag: "b".into(),
@@ -102,9 +105,31 @@ fn replies() -> Vec<Reply> {
                     server_pid: 99,
                     waiting: 7,
                     orphaned_ms: 0,
+                    stats: None,
                 },
             ],
         },
+        Reply::ListStats {
+            total: 2,
+            entries: vec![ListEntry {
+                tag: "c".into(),
+                owner_uid: 0,
+                rescue_uid: 0,
+                mountpoint: PathBuf::from("/o"),
+                conn_id: 5,
+                state: ConnState::Serving,
+                server_pid: 98,
+                waiting: 0,
+                orphaned_ms: 0,
+                stats: Some(EntryStats {
+                    recoveries: 3,
+                    handovers: 1,
+                    last_recovery_us: Some(1500),
+                }),
+            }],
+        },
+        Reply::ListStats { total: 0, entries: Vec::new() },
+        Reply::Metrics { text: "# TYPE x counter\nx_total 1\n".into() },
     ]
 }
 

@@ -107,6 +107,8 @@ pub struct Keeper {
     pub(super) root_may_attach: bool,
     /// Where fds the keeper drops are closed (off the loop when their close may wait).
     pub(super) closer: super::closer::Closer,
+    /// What METRICS reports.
+    pub(super) counters: super::metrics::Counters,
 }
 
 /// A pipe that becomes readable on SIGTERM or SIGINT (set up before listening, so that a signal
@@ -154,6 +156,7 @@ impl Keeper {
                 read_buf: Vec::new(),
                 root_may_attach,
                 closer: super::closer::Closer::default(),
+                counters: super::metrics::Counters::default(),
             })
         };
         setup().map_err(DaemonError::Setup)
@@ -380,6 +383,7 @@ impl Keeper {
         if !flags.contains(epoll::EventFlags::IN) {
             return Served::Close;
         }
+        let arrived = Instant::now();
         // With no room left to close a request's fds off the loop, receive it without room for
         // fds: the kernel drops them (with no FLUSH) and the request is refused below.
         let busy = self.closer.saturated(client.peer.principal);
@@ -403,7 +407,7 @@ impl Keeper {
             return Served::Close;
         }
         if let Some(commit) = commit {
-            self.apply(commit);
+            self.apply(commit, arrived);
         }
         if well_formed { Served::Spoke } else { Served::Keep }
     }
@@ -449,10 +453,11 @@ impl Keeper {
         }
     }
 
-    fn apply(&mut self, commit: Commit) {
+    /// Make the change of a request that `arrived` then, now that its reply is sent.
+    fn apply(&mut self, commit: Commit, arrived: Instant) {
         match commit {
             Commit::Attach { id, pid, pidfd, client } => {
-                self.become_server(id, pid, pidfd, client);
+                self.become_server(id, pid, pidfd, client, arrived);
                 if let Some(entry) = self.registry.get(id) {
                     tracing::info!(
                         tag = %crate::text::escape(&entry.tag), uid = entry.owner_uid, pid,
@@ -465,8 +470,17 @@ impl Keeper {
     }
 
     /// Process `pid` (watched through `pidfd`), on client connection `client`, serves entry
-    /// `id` from now on, in place of any previous server (no longer watched).
-    pub(super) fn become_server(&mut self, id: u64, pid: u32, pidfd: OwnedFd, client: u64) {
+    /// `id` from now on, in place of any previous server (no longer watched). `asked`: when it
+    /// sent its ATTACH or HANDOVER. Taking over an orphaned entry is a recovery; from a live
+    /// server, a handover.
+    pub(super) fn become_server(
+        &mut self,
+        id: u64,
+        pid: u32,
+        pidfd: OwnedFd,
+        client: u64,
+        asked: Instant,
+    ) {
         let data = epoll::EventData::new_u64(PIDFD_BIT | id);
         if let Err(e) = epoll::add(&self.epoll, &pidfd, data, epoll::EventFlags::IN) {
             tracing::warn!(pid, "cannot watch the new server's pidfd: {e}");
@@ -476,10 +490,30 @@ impl Keeper {
             if let Some(old) = entry.server.take() {
                 let _ = epoll::delete(&self.epoll, &old.pidfd);
             }
+            let now = Instant::now();
+            match entry.orphaned_at.take() {
+                Some(at) => {
+                    let orphaned = now.saturating_duration_since(at);
+                    entry.stats.recoveries = entry.stats.recoveries.saturating_add(1);
+                    entry.stats.last_recovery_us =
+                        Some(u64::try_from(orphaned.as_micros()).unwrap_or(u64::MAX));
+                    self.counters.recoveries += 1;
+                    self.counters.orphaned.observe(orphaned);
+                }
+                None => {
+                    entry.stats.handovers = entry.stats.handovers.saturating_add(1);
+                    self.counters.handovers += 1;
+                }
+            }
+            self.counters.attach.observe(now.saturating_duration_since(asked));
             entry.server = Some(super::registry::Server { pid, pidfd });
             entry.server_client = Some(client);
-            entry.orphaned_at = None;
         }
+    }
+
+    /// How many client connections are open.
+    pub(super) fn clients_len(&self) -> usize {
+        self.clients.len()
     }
 
     /// Sends `reply` with `fds` to client `id` (without blocking), if it is connected.
@@ -544,6 +578,7 @@ impl Keeper {
 
     fn expire(&mut self, now: Instant) {
         for id in self.registry.expired(now) {
+            self.counters.recovery_timeouts += 1;
             if self.registry.get(id).is_some_and(|e| e.fail_on_timeout) {
                 self.start_failing(id);
             } else {
@@ -597,7 +632,7 @@ fn refuse(fd: &OwnedFd, why: &str) {
 }
 
 /// The soft `RLIMIT_NOFILE` (the keeper raised it to the hard limit before).
-fn nofile() -> usize {
+pub(super) fn nofile() -> usize {
     rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))

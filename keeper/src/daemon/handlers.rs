@@ -65,12 +65,26 @@ impl Keeper {
         let result = match req {
             Request::Register(reg) => self.register(client, peer, reg, fds),
             Request::AddDevice { tag, index } => self.add_device(client, peer, &tag, index, fds),
-            Request::Attach { tag } => self.attach(client, peer, &tag),
+            Request::Attach { tag } => {
+                let attached = self.attach(client, peer, &tag);
+                if let Err(Response { reply: Reply::Error { errno, .. }, .. }) = &attached {
+                    self.counters.refuse(*errno);
+                }
+                attached
+            }
             Request::Unregister { tag } => self.unregister(peer, &tag),
-            Request::List { skip } => Ok(self.list(peer, skip)),
+            Request::List { skip } => Ok(self.list(peer, skip, false)),
+            Request::ListStats { skip } => Ok(self.list(peer, skip, true)),
+            Request::Metrics => self.metrics(peer),
             Request::Abort { target } => self.abort_or_umount(peer, &target, true),
             Request::Umount { target } => self.abort_or_umount(peer, &target, false),
-            Request::Handover { tag } => self.handover(client, peer, &tag),
+            Request::Handover { tag } => {
+                let asked = self.handover(client, peer, &tag);
+                if let Err(Response { reply: Reply::Error { errno, .. }, .. }) = &asked {
+                    self.counters.refuse(*errno);
+                }
+                asked
+            }
             Request::HandoverDone { tag, errno } => self.handover_done(peer, &tag, errno),
             Request::StandIn(answers) => self.stand_in(peer, answers),
             Request::Hold { tag, key } => self.hold(peer, &tag, key, fds),
@@ -199,7 +213,9 @@ impl Keeper {
             server,
             server_client: Some(client),
             orphaned_at,
+            stats: Default::default(),
         });
+        self.counters.registrations += 1;
         Ok(Response::ok())
     }
 
@@ -278,7 +294,7 @@ impl Keeper {
     }
 
     /// Notice a server death whose pidfd event is not processed yet.
-    fn refresh(&mut self, id: u64) {
+    pub(super) fn refresh(&mut self, id: u64) {
         if self
             .registry
             .get(id)
@@ -493,7 +509,18 @@ impl Keeper {
         Ok(Response::ok())
     }
 
-    fn list(&mut self, peer: &Peer, skip: u32) -> Response {
+    /// METRICS: the exposition, for root and the keeper's own uid (the numbers are
+    /// node-wide, and computing them reads every connection's fusectl entry).
+    fn metrics(&mut self, peer: &Peer) -> Handled {
+        if !self.own.exempt(Principal::Uid(peer.uid)) {
+            return Err(fail(libc::EPERM, "metrics are for root and the keeper's own uid"));
+        }
+        let text = self.metrics_text();
+        Ok(Response { reply: Reply::Metrics { text }, fds: Vec::new(), commit: None })
+    }
+
+    /// LIST, or with `with_stats` LIST_STATS.
+    fn list(&mut self, peer: &Peer, skip: u32, with_stats: bool) -> Response {
         for id in self.registry.ids() {
             self.refresh(id);
         }
@@ -524,14 +551,20 @@ impl Keeper {
                         .orphaned_at
                         .map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64),
                 },
+                stats: with_stats.then_some(e.stats),
             };
-            size += item.encoded_len();
+            size += item.encoded_len(with_stats);
             if size > MAX_PAYLOAD {
                 break;
             }
             entries.push(item);
         }
-        Response { reply: Reply::List { total, entries }, fds: Vec::new(), commit: None }
+        let reply = if with_stats {
+            Reply::ListStats { total, entries }
+        } else {
+            Reply::List { total, entries }
+        };
+        Response { reply, fds: Vec::new(), commit: None }
     }
 
     /// The entry a target names: a tag (the peer's own first), else a mountpoint.

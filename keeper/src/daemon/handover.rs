@@ -32,6 +32,8 @@ pub struct Pending {
     requester: u64,
     pid: u32,
     pidfd: OwnedFd,
+    /// When the HANDOVER arrived.
+    asked: Instant,
     pub deadline: Instant,
 }
 
@@ -66,8 +68,10 @@ impl Keeper {
         }
         let pidfd = Self::live_pidfd(peer)?;
         tracing::info!(tag, from = old_pid, to = peer.pid, uid = peer.uid, "handover asked");
-        let deadline = Instant::now() + HANDOVER_TIMEOUT;
-        self.handovers.insert(id, Pending { requester: client, pid: peer.pid, pidfd, deadline });
+        let asked = Instant::now();
+        let deadline = asked + HANDOVER_TIMEOUT;
+        let pending = Pending { requester: client, pid: peer.pid, pidfd, asked, deadline };
+        self.handovers.insert(id, pending);
         Ok(Response { reply: Reply::Ok, fds: Vec::new(), commit: Some(Commit::Deferred) })
     }
 
@@ -84,11 +88,13 @@ impl Keeper {
                 message: format!("the server of tag {tag} refused to hand over (errno {errno})"),
             };
             let _ = self.send_to(pending.requester, &refused, &[]);
+            self.counters.refuse(libc::ECANCELED);
             return Ok(Response::ok());
         }
         let (reply, fds) = self.attached_reply(id)?;
         if let Err(e) = self.send_to(pending.requester, &reply, &fds) {
             // The old server is told so and serves on.
+            self.counters.refuse(libc::ECONNRESET);
             return Err(fail(libc::ECONNRESET, format!("the asking server is gone: {e}")));
         }
         tracing::info!(
@@ -97,7 +103,7 @@ impl Keeper {
             to = pending.pid,
             "handed over: the new server serves, nothing to resend"
         );
-        self.become_server(id, pending.pid, pending.pidfd, pending.requester);
+        self.become_server(id, pending.pid, pending.pidfd, pending.requester, pending.asked);
         Ok(Response::ok())
     }
 
@@ -111,7 +117,13 @@ impl Keeper {
                     "the server died during the handover: the new server attaches (requests it \
                      had read are resent)"
                 );
-                self.become_server(id, pending.pid, pending.pidfd, pending.requester);
+                self.become_server(
+                    id,
+                    pending.pid,
+                    pending.pidfd,
+                    pending.requester,
+                    pending.asked,
+                );
             }
             _ => tracing::info!(
                 pid = pending.pid,
@@ -140,6 +152,7 @@ impl Keeper {
     pub(super) fn cancel_handover(&mut self, id: u64, errno: i32, why: &str) {
         if let Some(pending) = self.handovers.remove(&id) {
             tracing::info!(pid = pending.pid, errno, "handover failed: {why}");
+            self.counters.refuse(errno);
             let reply = Reply::Error { errno, message: format!("handover failed: {why}") };
             let _ = self.send_to(pending.requester, &reply, &[]);
         }

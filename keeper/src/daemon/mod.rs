@@ -5,6 +5,8 @@ mod closer;
 mod event_loop;
 mod handlers;
 mod handover;
+mod http;
+mod metrics;
 mod orphaned;
 mod policy;
 mod principal;
@@ -15,6 +17,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use http::MetricsAddr;
 pub use registry::MAX_ENTRIES;
 
 /// How the daemon runs.
@@ -26,6 +29,8 @@ pub struct Config {
     pub root_may_attach: bool,
     /// Bounds on what clients may hold.
     pub limits: Limits,
+    /// Where to serve metrics over HTTP (`GET /metrics`), if anywhere.
+    pub metrics: Option<MetricsAddr>,
 }
 
 /// What one client, or one principal, may make the keeper hold (docs/keeper-protocol.md,
@@ -131,6 +136,14 @@ pub enum DaemonError {
         /// linking the socket to `path`.
         error: io::Error,
     },
+    /// Binding the metrics listener failed.
+    #[error("cannot serve metrics at {addr}: {error}")]
+    Metrics {
+        /// Where.
+        addr: MetricsAddr,
+        /// What bind(2) or listen(2) said.
+        error: io::Error,
+    },
     /// Setting up epoll or signals failed.
     #[error("cannot set up the event loop: {0}")]
     Setup(io::Error),
@@ -150,6 +163,12 @@ pub fn serve(config: &Config) -> Result<(), DaemonError> {
     raise_fd_limit();
     let signals = event_loop::setup_signals().map_err(DaemonError::Setup)?;
     let listener = socket::listen(&config.socket)?;
+    if let Some(addr) = &config.metrics
+        && let Err(error) = http::start(addr, &config.socket)
+    {
+        socket::remove(&config.socket, listener.identity);
+        return Err(DaemonError::Metrics { addr: addr.clone(), error });
+    }
     let result =
         event_loop::Keeper::new(listener.fd, signals, config.root_may_attach, config.limits)?.run();
     socket::remove(&config.socket, listener.identity);

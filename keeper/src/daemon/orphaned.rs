@@ -350,6 +350,7 @@ mod tests {
             server: None,
             server_client: None,
             orphaned_at: None,
+            stats: Default::default(),
         }
     }
 

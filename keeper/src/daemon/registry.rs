@@ -63,6 +63,8 @@ pub struct Entry {
     pub server_client: Option<u64>,
     /// When the server was seen to die.
     pub orphaned_at: Option<Instant>,
+    /// Recoveries and handovers since it was registered (LIST_STATS).
+    pub stats: crate::protocol::EntryStats,
 }
 
 impl Entry {

@@ -228,10 +228,16 @@ pub struct Keeper {
 
 impl Keeper {
     pub fn start(dir: &Path) -> Keeper {
+        Keeper::start_with(dir, &[])
+    }
+
+    /// `fuse-keeper serve ARGS`.
+    pub fn start_with(dir: &Path, args: &[&str]) -> Keeper {
         let socket = dir.join("keeper.sock");
         let log = dir.join("keeper.log");
         let child = Command::new(workspace_bin("fuse-keeper"))
             .arg("serve")
+            .args(args)
             .env("FUSE_KEEPER_SOCKET", &socket)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
