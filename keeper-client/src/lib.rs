@@ -7,6 +7,8 @@
 //!   after a crash, LIST, planned handover, stand-in answers, held fds.
 //! - [`socket_path`], [`spawn_detached`], [`find_keeper_binary`]: finding or starting the
 //!   keeper a server talks to.
+//! - [`metrics_http`]: a minimal `GET /metrics` endpoint, for the keeper and for servers
+//!   that publish their own counters.
 //! - [`socket_dir`]: the rules a keeper socket's directory must meet, which the keeper and
 //!   [`spawn_detached`] both apply.
 //!
@@ -18,6 +20,7 @@
 
 pub mod client;
 mod error;
+pub mod metrics_http;
 pub mod protocol;
 pub mod socket_dir;
 mod spawn;

@@ -19,5 +19,6 @@ pub mod text;
 
 pub use fuse_keeper_client::{
     Attached, BIN_ENV, ConnInfo, ConnState, KeeperClient, KeeperError, Registration, SPAWN_WAIT,
-    client, find_keeper_binary, protocol, same_open_file, socket_dir, socket_path, spawn_detached,
+    client, find_keeper_binary, metrics_http, protocol, same_open_file, socket_dir, socket_path,
+    spawn_detached,
 };

@@ -27,6 +27,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: not in a log file or the journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // The source is resolved; of the mountpoint only the directory it is in (the mountpoint
     // may be a mount whose server is dead, a restart re-attaching to it, where any stat would
@@ -69,6 +71,10 @@ fn main() -> ExitCode {
 }
 
 fn run(options: &Options, ready: Ready) -> anyhow::Result<()> {
+    if let Some(addr) = &options.metrics {
+        // After daemonizing: the listener's thread must be the serving process's.
+        serve_metrics(addr, &options.session.stats)?;
+    }
     if options.recovery.is_some() {
         return run_recoverable(options, ready);
     }
@@ -161,6 +167,38 @@ fn start(options: &Options) -> anyhow::Result<Session<Passthrough>> {
         let _ = fuse_transport::force_unmount(Path::new(&options.mountpoint));
         anyhow::Error::from(err)
     })
+}
+
+/// `-o metrics=ADDR`: the session's counters at `GET /metrics`. A server taking over from a
+/// live one (`handover`) finds the address still bound by it: it binds once the old one has
+/// exited, retrying in the background.
+fn serve_metrics(
+    addr: &fuse_keeper_client::metrics_http::MetricsAddr,
+    stats: &Arc<fuse_server::RequestStats>,
+) -> anyhow::Result<()> {
+    use fuse_keeper_client::metrics_http;
+    let render = |stats: Arc<fuse_server::RequestStats>| -> metrics_http::Render {
+        Box::new(move || Ok(stats.prometheus()))
+    };
+    match metrics_http::start(addr, "metrics", render(Arc::clone(stats))) {
+        Ok(bound) => tracing::info!(addr = %bound, "serving metrics"),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(%addr, "metrics address in use (a handover?): retrying");
+            let (addr, stats) = (addr.clone(), Arc::clone(stats));
+            std::thread::Builder::new().name("metrics-bind".into()).spawn(move || {
+                for _ in 0..600 {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    if let Ok(bound) = metrics_http::start(&addr, "metrics", render(stats.clone())) {
+                        tracing::info!(addr = %bound, "serving metrics");
+                        return;
+                    }
+                }
+                tracing::warn!(%addr, "metrics address still in use after 60 s: not serving metrics");
+            })?;
+        }
+        Err(e) => return Err(anyhow::Error::from(e).context(format!("serving metrics at {addr}"))),
+    }
+    Ok(())
 }
 
 /// Every inode the kernel holds is an open fd here: allow as many as the hard limit.

@@ -26,6 +26,9 @@ pub struct Options {
     /// `nodefault_permissions`: leave the kernel's permission checks off even for a root
     /// server with `allow_other` (see [`Options::secure_defaults`]).
     pub no_default_permissions: bool,
+    /// `metrics=ADDR`: serve the session's request counters (Prometheus text) at
+    /// `GET /metrics` on `HOST:PORT` or a Unix socket path.
+    pub metrics: Option<fuse_keeper_client::metrics_http::MetricsAddr>,
 }
 
 /// The recovery options (`tag=` and the options that only make sense with it).
@@ -75,7 +78,8 @@ options:
   allow_other, default_permissions (on with allow_other as root, unless nodefault_permissions),
   ro, fsname=NAME, subtype=NAME,
   entry_timeout=SECONDS, attr_timeout=SECONDS, writeback, threads=N,
-  nopassthrough, remember_inodes=N (forgotten inodes file handles still open, default
+  nopassthrough, metrics=HOST:PORT|PATH (request counters for Prometheus, GET /metrics),
+  remember_inodes=N (forgotten inodes file handles still open, default
   65536; 0: none), inode_file=PATH (file handles outlive the mount: the inode table is
   saved there at the end and restored by the next mount), and mount flags (nosuid, nodev,
   noexec, noatime, ...)
@@ -138,6 +142,7 @@ impl Options {
             },
             recovery: None,
             no_default_permissions: false,
+            metrics: None,
         };
         let mut recovery = Recovery {
             tag: String::new(),
@@ -220,6 +225,7 @@ impl Options {
             ("remember_inodes", Some(v)) => {
                 self.fs.remember_inodes = v.parse().map_err(|_| bad())?;
             }
+            ("metrics", Some(v)) => self.metrics = Some(v.parse().map_err(|_| bad())?),
             ("max_read", Some(v)) => self.mount.max_read = Some(v.parse().map_err(|_| bad())?),
             (flag, None) if MOUNT_FLAGS.contains(&flag) => {
                 match flag {

@@ -18,6 +18,7 @@ use crate::init::Negotiation;
 use crate::journal::{
     CrashPoint, Journal, JournalRecord, is_non_idempotent, maybe_crash, original_unique,
 };
+use crate::stats::{RequestStats, Settled};
 
 /// Serves one request: calls `fs` and leaves the reply in `reply`. `data` is the worker's
 /// scratch buffer for READ data and xattr values.
@@ -26,6 +27,7 @@ pub(crate) fn serve_request<F: Filesystem>(
     channel: &Channel,
     negotiation: &Negotiation,
     journal: Option<&dyn Journal>,
+    stats: &RequestStats,
     req: Request<'_>,
     reply: &mut ReplyBuf,
     data: &mut [u8],
@@ -40,6 +42,7 @@ pub(crate) fn serve_request<F: Filesystem>(
             nodeid = req.nodeid,
             "resent request"
         );
+        stats.count_resent();
     }
     let mut ctx = Context {
         unique: Unique(unique),
@@ -71,6 +74,7 @@ pub(crate) fn serve_request<F: Filesystem>(
                 op = opcode.name(),
                 "replaying the journaled reply"
             );
+            stats.count_settled(Settled::Replayed);
             reply.clear();
             reply.push_bytes(bytes.get(16..).unwrap_or_default());
             let error =
@@ -92,6 +96,7 @@ pub(crate) fn serve_request<F: Filesystem>(
                     op = opcode.name(),
                     "settled: it had taken effect"
                 );
+                stats.count_settled(Settled::TookEffect);
                 reply.finish(unique, 0);
                 journal.record(entry, reply.bytes());
                 return (Outcome::Reply, Some(entry));
@@ -102,6 +107,7 @@ pub(crate) fn serve_request<F: Filesystem>(
                     op = opcode.name(),
                     "settled: it had not taken effect"
                 );
+                stats.count_settled(Settled::NotTakenEffect);
                 let outcome = dispatch_plain(fs, &ctx, negotiation, req, reply, data);
                 journal.record(entry, reply.bytes());
                 return (outcome, Some(entry));

@@ -25,6 +25,9 @@ pub struct SessionConfig {
     pub threads: usize,
     /// Further INIT flags to ask for.
     pub extra_flags: u64,
+    /// Where the session counts its requests (a fresh [`RequestStats`] by default): keep a
+    /// clone to publish them.
+    pub stats: std::sync::Arc<crate::RequestStats>,
 }
 
 impl Default for SessionConfig {
@@ -38,6 +41,7 @@ impl Default for SessionConfig {
             passthrough: false,
             threads: 4,
             extra_flags: 0,
+            stats: crate::RequestStats::new(),
         }
     }
 }

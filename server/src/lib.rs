@@ -13,6 +13,7 @@ mod init;
 pub mod journal;
 mod session;
 mod signals;
+mod stats;
 
 pub use channel::{Channel, Context, DeviceCustody, KEEPER_FH, NoCustody};
 pub use filesystem::*;
@@ -24,6 +25,7 @@ pub use init::{MIN_MINOR, Negotiation, SessionConfig, negotiate};
 pub use journal::Journal;
 pub use session::{STAND_IN_XATTRS, Session, SessionError, StandIn, mount};
 pub use signals::{SignalGuard, unmount_on_signal};
+pub use stats::{RequestStats, StatsSnapshot};
 
 /// The transport's error as an `io::Error`, keeping the errno where there is one.
 pub(crate) fn to_io(err: fuse_transport::Error) -> std::io::Error {

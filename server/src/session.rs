@@ -354,6 +354,7 @@ struct Worker<'s, F: Filesystem> {
     input: Vec<u8>,
     data: Vec<u8>,
     reply: ReplyBuf,
+    counts: Arc<crate::stats::WorkerCounts>,
 }
 
 impl<'s, F: Filesystem> Worker<'s, F> {
@@ -371,6 +372,7 @@ impl<'s, F: Filesystem> Worker<'s, F> {
             // Headers, entries, directory listings: READ data and xattr values are sent from
             // `data`, so the reply buffer needs no room for a whole payload.
             reply: ReplyBuf::with_capacity(crate::dispatch::REPLY_CAPACITY),
+            counts: session.config.stats.worker(),
         }
     }
 
@@ -404,12 +406,14 @@ impl<'s, F: Filesystem> Worker<'s, F> {
                 nodeid = req.nodeid
             );
             let _enter = span.enter();
+            self.counts.count(req.opcode as u32);
             let is_destroy = req.opcode == fuse_opcode::FUSE_DESTROY;
             let (outcome, journaled) = serve_request(
                 &*self.session.fs,
                 &self.session.channel,
                 &self.session.negotiation,
                 self.session.journal.as_deref(),
+                &self.session.config.stats,
                 req,
                 &mut self.reply,
                 &mut self.data,

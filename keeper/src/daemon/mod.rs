@@ -5,7 +5,6 @@ mod closer;
 mod event_loop;
 mod handlers;
 mod handover;
-mod http;
 mod metrics;
 mod orphaned;
 mod policy;
@@ -17,7 +16,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use http::MetricsAddr;
+pub use crate::metrics_http::MetricsAddr;
 pub use registry::MAX_ENTRIES;
 
 /// How the daemon runs.
@@ -163,16 +162,47 @@ pub fn serve(config: &Config) -> Result<(), DaemonError> {
     raise_fd_limit();
     let signals = event_loop::setup_signals().map_err(DaemonError::Setup)?;
     let listener = socket::listen(&config.socket)?;
-    if let Some(addr) = &config.metrics
-        && let Err(error) = http::start(addr, &config.socket)
-    {
-        socket::remove(&config.socket, listener.identity);
-        return Err(DaemonError::Metrics { addr: addr.clone(), error });
+    if let Some(addr) = &config.metrics {
+        match serve_metrics(addr, &config.socket) {
+            Ok(bound) => tracing::info!(addr = %bound, "serving metrics"),
+            Err(error) => {
+                socket::remove(&config.socket, listener.identity);
+                return Err(DaemonError::Metrics { addr: addr.clone(), error });
+            }
+        }
     }
     let result =
         event_loop::Keeper::new(listener.fd, signals, config.root_may_attach, config.limits)?.run();
     socket::remove(&config.socket, listener.identity);
     result
+}
+
+/// `--metrics`: each scrape asks the event loop for METRICS through the keeper socket, like any
+/// client (as the keeper's own uid, which METRICS allows), so the listener's thread shares no
+/// state with the loop.
+fn serve_metrics(addr: &MetricsAddr, socket: &std::path::Path) -> io::Result<MetricsAddr> {
+    let socket = socket.to_path_buf();
+    let mut keeper: Option<crate::KeeperClient> = None;
+    let render = move || -> Result<String, String> {
+        // Reconnect once if the kept connection broke.
+        for _ in 0..2 {
+            let client = match keeper.as_mut() {
+                Some(c) => c,
+                None => {
+                    keeper.insert(crate::KeeperClient::connect(&socket).map_err(|e| e.to_string())?)
+                }
+            };
+            match client.metrics() {
+                Ok(text) => return Ok(text),
+                Err(e) if e.is_unavailable() || matches!(e, crate::KeeperError::Io(_)) => {
+                    keeper = None;
+                }
+                Err(e) => return Err(format!("the keeper did not answer: {e}")),
+            }
+        }
+        Err("the keeper closed the connection twice".into())
+    };
+    crate::metrics_http::start(addr, "metrics", Box::new(render))
 }
 
 /// The kernel's `fs.fuse.default_request_timeout` aborts connections whatever the keeper holds.

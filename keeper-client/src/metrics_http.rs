@@ -1,17 +1,16 @@
-//! `serve --metrics ADDR`: a minimal HTTP/1.x listener that answers `GET /metrics` with the
-//! keeper's METRICS, on its own thread. It asks the event loop through the keeper socket like
-//! any client (as the keeper's own uid, which METRICS allows), so it shares no state with the
-//! loop and a slow or hostile scraper never holds the loop up: one scrape at a time, each
-//! with a read and write timeout, the request head read up to [`MAX_HEAD`] bytes.
+//! A minimal HTTP/1.x endpoint that answers `GET /metrics` with Prometheus text, for the
+//! keeper (`fuse-keeper serve --metrics`) and for servers that publish their own counters
+//! (passthroughfs `-o metrics=ADDR`). One thread serves one scrape at a time, each with a
+//! read and a write timeout and a request head of at most [`MAX_HEAD`] bytes, so a slow or
+//! hostile scraper holds up only other scrapes, never the caller; the exposition comes from a
+//! closure called once per scrape.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
-
-use crate::client::KeeperClient;
 
 /// Where metrics are served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +32,7 @@ impl std::fmt::Display for MetricsAddr {
 }
 
 /// Longest request head read (request line and headers).
-const MAX_HEAD: usize = 8192;
+pub const MAX_HEAD: usize = 8192;
 /// How long a scraper may take to send its request, or to take the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -43,13 +42,16 @@ enum Listener {
     Unix(UnixListener),
 }
 
-/// Bind `addr` now (so that a bad address fails `serve` at once), and serve it from a thread
-/// that asks the keeper at `keeper_socket`.
-pub fn start(addr: &MetricsAddr, keeper_socket: &Path) -> io::Result<()> {
+/// What renders one scrape: the exposition, or why there is none (answered 503).
+pub type Render = Box<dyn FnMut() -> Result<String, String> + Send>;
+
+/// Bind `addr` now (so that a bad address fails at once) and serve it from a new thread named
+/// `thread`, calling `render` for each `GET /metrics`. Returns the bound address (a TCP port 0
+/// becomes the port the kernel chose).
+pub fn start(addr: &MetricsAddr, thread: &str, render: Render) -> io::Result<MetricsAddr> {
     let (listener, bound) = match addr {
         MetricsAddr::Tcp(a) => {
             let l = TcpListener::bind(a)?;
-            // Port 0 becomes the port the kernel chose: the log says which.
             let bound = MetricsAddr::Tcp(l.local_addr()?);
             (Listener::Tcp(l), bound)
         }
@@ -72,16 +74,11 @@ pub fn start(addr: &MetricsAddr, keeper_socket: &Path) -> io::Result<()> {
             (Listener::Unix(l), addr.clone())
         }
     };
-    let keeper_socket = keeper_socket.to_path_buf();
-    tracing::info!(addr = %bound, "serving metrics");
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || serve(listener, &keeper_socket))?;
-    Ok(())
+    std::thread::Builder::new().name(thread.into()).spawn(move || serve(listener, render))?;
+    Ok(bound)
 }
 
-fn serve(listener: Listener, keeper_socket: &Path) {
-    let mut keeper: Option<KeeperClient> = None;
+fn serve(listener: Listener, mut render: Render) {
     loop {
         let accepted: io::Result<Box<dyn Stream>> = match &listener {
             Listener::Tcp(l) => l.accept().map(|(s, _)| {
@@ -96,16 +93,12 @@ fn serve(listener: Listener, keeper_socket: &Path) {
             }),
         };
         match accepted {
+            // A scraper that goes away or sends garbage affects only its own scrape.
             Ok(mut stream) => {
-                if let Err(e) = answer(&mut *stream, &mut keeper, keeper_socket) {
-                    tracing::debug!("metrics scrape: {e}");
-                }
+                let _ = answer(&mut *stream, &mut render);
             }
-            // Out of fds, or the like: let it pass.
-            Err(e) => {
-                tracing::warn!("metrics listener: accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            // Out of fds, or the like: let the moment pass.
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
 }
@@ -114,20 +107,16 @@ trait Stream: Read + Write {}
 impl<T: Read + Write> Stream for T {}
 
 /// Read one request and answer it, then close.
-fn answer(
-    stream: &mut dyn Stream,
-    keeper: &mut Option<KeeperClient>,
-    keeper_socket: &Path,
-) -> io::Result<()> {
+fn answer(stream: &mut dyn Stream, render: &mut Render) -> io::Result<()> {
     let head = read_head(stream)?;
     let line = head.lines().next().unwrap_or("");
     let mut parts = line.split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let (status, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => match metrics(keeper, keeper_socket) {
+        ("GET" | "HEAD", "/metrics") => match render() {
             Ok(text) => ("200 OK", text),
-            Err(e) => ("503 Service Unavailable", format!("the keeper did not answer: {e}\n")),
+            Err(e) => ("503 Service Unavailable", format!("{e}\n")),
         },
         ("GET" | "HEAD", _) => ("404 Not Found", "only /metrics is served\n".to_owned()),
         _ => ("405 Method Not Allowed", "only GET /metrics is served\n".to_owned()),
@@ -166,20 +155,57 @@ fn read_head(stream: &mut dyn Stream) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
-/// METRICS from the keeper, reconnecting once if the kept connection broke.
-fn metrics(keeper: &mut Option<KeeperClient>, keeper_socket: &Path) -> anyhow::Result<String> {
-    for _ in 0..2 {
-        let client = match keeper {
-            Some(c) => c,
-            None => keeper.insert(KeeperClient::connect(keeper_socket)?),
-        };
-        match client.metrics() {
-            Ok(text) => return Ok(text),
-            Err(e) if e.is_unavailable() || matches!(e, crate::KeeperError::Io(_)) => {
-                *keeper = None;
-            }
-            Err(e) => return Err(e.into()),
+impl std::str::FromStr for MetricsAddr {
+    type Err = String;
+
+    /// An absolute path (a Unix socket), or `HOST:PORT` with a numeric host.
+    fn from_str(v: &str) -> Result<MetricsAddr, String> {
+        if v.starts_with('/') {
+            return Ok(MetricsAddr::Unix(PathBuf::from(v)));
         }
+        v.parse().map(MetricsAddr::Tcp).map_err(|_| {
+            "needs HOST:PORT with a numeric address (127.0.0.1:9464, [::1]:9464) or an \
+             absolute path"
+                .to_owned()
+        })
     }
-    anyhow::bail!("the keeper closed the connection twice")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_tcp_or_absolute_paths() {
+        assert!(matches!("127.0.0.1:9464".parse(), Ok(MetricsAddr::Tcp(_))));
+        assert!(matches!("[::1]:9464".parse(), Ok(MetricsAddr::Tcp(_))));
+        assert!(matches!("/run/k.metrics".parse(), Ok(MetricsAddr::Unix(_))));
+        assert!("localhost".parse::<MetricsAddr>().is_err());
+        assert!("rel/path".parse::<MetricsAddr>().is_err());
+    }
+
+    #[test]
+    fn a_scrape_gets_the_rendered_text_and_other_paths_404() {
+        let addr: MetricsAddr = "127.0.0.1:0".parse().unwrap();
+        let mut n = 0;
+        let render: Render = Box::new(move || {
+            n += 1;
+            Ok(format!("x_total {n}\n"))
+        });
+        let MetricsAddr::Tcp(bound) = start(&addr, "test-metrics", render).unwrap() else {
+            panic!("not tcp");
+        };
+        let get = |path: &str| {
+            let mut s = std::net::TcpStream::connect(bound).unwrap();
+            write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        };
+        let first = get("/metrics");
+        assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
+        assert!(first.contains("version=0.0.4") && first.ends_with("\r\n\r\nx_total 1\n"));
+        assert!(get("/metrics?x=1").ends_with("x_total 2\n"));
+        assert!(get("/other").starts_with("HTTP/1.1 404"));
+    }
 }
