@@ -10,15 +10,34 @@ use anyhow::Context as _;
 use fuse_recovery::RecoveryOptions;
 use fuse_server::{NoCustody, Session};
 use passthroughfs::daemon::{Ready, daemonize};
-use passthroughfs::{Options, Passthrough, USAGE};
+use passthroughfs::{Options, Passthrough, USAGE, UsageError};
 
 fn main() -> ExitCode {
-    let mut options = match Options::parse(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(err) => {
-            eprintln!("passthroughfs: {err}\n{USAGE}");
-            return ExitCode::from(2);
+    let matches = match passthroughfs::options::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(err) if !err.use_stderr() => {
+            // --help, --version: clap prints them on stdout.
+            let _ = err.print();
+            return ExitCode::SUCCESS;
         }
+        Err(err) => return usage_error(UsageError::from(err)),
+    };
+    if matches.get_flag("generate-man") {
+        return match passthroughfs::options::man_page(&mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("passthroughfs: writing the man page: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(shell) = matches.get_one::<clap_complete::Shell>("generate-completions") {
+        passthroughfs::options::completions(*shell, &mut std::io::stdout().lock());
+        return ExitCode::SUCCESS;
+    }
+    let mut options = match Options::from_matches(&matches) {
+        Ok(options) => options,
+        Err(err) => return usage_error(err),
     };
     options.secure_defaults(rustix::process::geteuid().is_root());
     let filter = if options.debug { "debug" } else { "warn" };
@@ -88,6 +107,12 @@ fn run(options: &Options, ready: Ready) -> anyhow::Result<()> {
     let result = session.run();
     signals.close();
     result.context("serving")
+}
+
+/// Says what is wrong with the command line, and how it goes; exit status 2.
+fn usage_error(err: UsageError) -> ExitCode {
+    eprintln!("passthroughfs: {err}\n{USAGE}\nTry 'passthroughfs --help' for the options.");
+    ExitCode::from(2)
 }
 
 /// `path` made absolute, its directory resolved (symlinks, `..`) but not its last component.
