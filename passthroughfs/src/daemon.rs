@@ -29,11 +29,15 @@ impl Ready {
         Ok(())
     }
 
-    /// Tells the waiting parent the start failed; it prints `message` and exits 1.
+    /// Says the start failed, once: the waiting parent prints `passthroughfs: MESSAGE` and
+    /// exits 1; in the foreground this prints it on stderr.
     pub fn failed(mut self, message: &str) {
-        if let Some(mut pipe) = self.0.take() {
-            let _ = pipe.write_all(&[1]);
-            let _ = pipe.write_all(message.as_bytes());
+        match self.0.take() {
+            Some(mut pipe) => {
+                let _ = pipe.write_all(&[1]);
+                let _ = pipe.write_all(message.as_bytes());
+            }
+            None => eprintln!("passthroughfs: {message}"),
         }
     }
 }

@@ -10,15 +10,34 @@ use anyhow::Context as _;
 use fuse_recovery::RecoveryOptions;
 use fuse_server::{NoCustody, Session};
 use passthroughfs::daemon::{Ready, daemonize};
-use passthroughfs::{Options, Passthrough, USAGE};
+use passthroughfs::{Options, Passthrough, USAGE, UsageError};
 
 fn main() -> ExitCode {
-    let mut options = match Options::parse(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(err) => {
-            eprintln!("passthroughfs: {err}\n{USAGE}");
-            return ExitCode::from(2);
+    let matches = match passthroughfs::options::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(err) if !err.use_stderr() => {
+            // --help, --version: clap prints them on stdout.
+            let _ = err.print();
+            return ExitCode::SUCCESS;
         }
+        Err(err) => return usage_error(UsageError::from(err)),
+    };
+    if matches.get_flag("generate-man") {
+        return match passthroughfs::options::man_page(&mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("passthroughfs: writing the man page: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(shell) = matches.get_one::<clap_complete::Shell>("generate-completions") {
+        passthroughfs::options::completions(*shell, &mut std::io::stdout().lock());
+        return ExitCode::SUCCESS;
+    }
+    let mut options = match Options::from_matches(&matches) {
+        Ok(options) => options,
+        Err(err) => return usage_error(err),
     };
     options.secure_defaults(rustix::process::geteuid().is_root());
     let filter = if options.debug { "debug" } else { "warn" };
@@ -36,16 +55,17 @@ fn main() -> ExitCode {
     match std::fs::canonicalize(&options.source) {
         Ok(abs) => options.source = abs,
         Err(err) => {
-            eprintln!("passthroughfs: {}: {err}", options.source.display());
+            eprintln!("passthroughfs: source {}: {err}", options.source.display());
             return ExitCode::FAILURE;
         }
     }
-    match resolve_mountpoint(&options.mountpoint) {
-        Ok(abs) => options.mountpoint = abs,
-        Err(err) => {
-            eprintln!("passthroughfs: {}: {err}", options.mountpoint.display());
-            return ExitCode::FAILURE;
-        }
+    if let Err(message) = resolve_mountpoint(&options.mountpoint).and_then(|abs| {
+        check_mountpoint(&abs)?;
+        options.mountpoint = abs;
+        Ok(())
+    }) {
+        eprintln!("passthroughfs: {message}");
+        return ExitCode::FAILURE;
     }
     let ready = if options.foreground {
         Ready::foreground()
@@ -61,16 +81,46 @@ fn main() -> ExitCode {
             }
         }
     };
-    match run(&options, ready) {
+    let mut ready = Some(ready);
+    match run(&options, &mut ready) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("passthroughfs: {err:#}");
+            let message = describe(&err, &options);
+            // Said once: to the waiting parent (which prints it) or, in the foreground or once
+            // the mount was up, here.
+            match ready.take() {
+                Some(ready) => ready.failed(&message),
+                None => eprintln!("passthroughfs: {message}"),
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(options: &Options, ready: Ready) -> anyhow::Result<()> {
+/// The error's chain, each cause once, and what to do about it where that is known.
+fn describe(err: &anyhow::Error, options: &Options) -> String {
+    let hint = err.chain().find_map(|cause| {
+        if let Some(fuse_server::SessionError::Mount { path, error }) = cause.downcast_ref() {
+            return (error.raw_os_error() == Some(libc::ENOENT))
+                .then(|| format!("create the mountpoint first: mkdir -p {path}"));
+        }
+        if let Some(fuse_recovery::RecoveryError::Keeper { source, .. }) = cause.downcast_ref() {
+            let start = options.recovery.as_ref().is_some_and(|r| !r.start_keeper);
+            return (start && source.is_unavailable()).then(|| {
+                "start the keeper (fuse-keeper serve, or systemctl start fuse-keeper), or \
+                 leave out nokeeper_start to have passthroughfs start one"
+                    .to_string()
+            });
+        }
+        None
+    });
+    match hint {
+        Some(hint) => format!("{err:#}\nhint: {hint}"),
+        None => format!("{err:#}"),
+    }
+}
+
+fn run(options: &Options, ready: &mut Option<Ready>) -> anyhow::Result<()> {
     if let Some(addr) = &options.metrics {
         // After daemonizing: the listener's thread must be the serving process's.
         serve_metrics(addr, &options.session.stats)?;
@@ -78,17 +128,10 @@ fn run(options: &Options, ready: Ready) -> anyhow::Result<()> {
     if options.recovery.is_some() {
         return run_recoverable(options, ready);
     }
-    let started = start(options);
-    let session = match started {
-        Ok(session) => {
-            ready.ok().context("reporting readiness")?;
-            session
-        }
-        Err(err) => {
-            ready.failed(&format!("{err:#}"));
-            return Err(err);
-        }
-    };
+    let session = start(options)?;
+    if let Some(ready) = ready.take() {
+        ready.ok().context("reporting readiness")?;
+    }
     let signals = fuse_server::unmount_on_signal(&options.mountpoint)
         .context("installing signal handlers")?;
     let result = session.run();
@@ -96,19 +139,52 @@ fn run(options: &Options, ready: Ready) -> anyhow::Result<()> {
     result.context("serving")
 }
 
-/// `path` made absolute, its directory resolved (symlinks, `..`) but not its last component.
-fn resolve_mountpoint(path: &Path) -> std::io::Result<PathBuf> {
-    let abs = std::path::absolute(path)?;
+/// Says what is wrong with the command line, and how it goes; exit status 2.
+fn usage_error(err: UsageError) -> ExitCode {
+    eprintln!("passthroughfs: {err}\n{USAGE}\nTry 'passthroughfs --help' for the options.");
+    ExitCode::from(2)
+}
+
+/// `path` made absolute, its directory resolved (symlinks, `..`) but not its last component;
+/// the error says so, with what to do.
+fn resolve_mountpoint(path: &Path) -> Result<PathBuf, String> {
+    let failed = |err: std::io::Error| {
+        let mut message = format!("mountpoint {}: {err}", path.display());
+        if err.kind() == std::io::ErrorKind::NotFound {
+            message += &format!("\nhint: create it first: mkdir -p {}", path.display());
+        }
+        message
+    };
+    let abs = std::path::absolute(path).map_err(failed)?;
     match (abs.parent(), abs.file_name()) {
-        (Some(dir), Some(name)) => Ok(std::fs::canonicalize(dir)?.join(name)),
+        (Some(dir), Some(name)) => Ok(std::fs::canonicalize(dir).map_err(failed)?.join(name)),
         // `/`, or a path ending in `..`: no last component to spare.
-        _ => std::fs::canonicalize(&abs),
+        _ => std::fs::canonicalize(&abs).map_err(failed),
+    }
+}
+
+/// A mountpoint that is not a FUSE mount already (whose server may be dead: stat could
+/// block) must be a directory: the kernel would mount the source's root directory on a file,
+/// and then find it is not one.
+fn check_mountpoint(abs: &Path) -> Result<(), String> {
+    if fuse_transport::is_fuse_mount(abs) {
+        return Ok(());
+    }
+    match std::fs::metadata(abs) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(format!("mountpoint {} is not a directory", abs.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "mountpoint {}: {err}\nhint: create it first: mkdir -p {}",
+            abs.display(),
+            abs.display()
+        )),
+        Err(err) => Err(format!("mountpoint {}: {err}", abs.display())),
     }
 }
 
 /// With `-o tag=`: re-attach to the keeper's connection for the tag, or mount fresh and
 /// register it.
-fn run_recoverable(options: &Options, ready: Ready) -> anyhow::Result<()> {
+fn run_recoverable(options: &Options, ready: &mut Option<Ready>) -> anyhow::Result<()> {
     let recovery = options.recovery.as_ref().context("no tag")?;
     let recovery = RecoveryOptions {
         tag: recovery.tag.clone(),
@@ -129,13 +205,16 @@ fn run_recoverable(options: &Options, ready: Ready) -> anyhow::Result<()> {
     rustix::process::umask(rustix::fs::Mode::empty());
     let signals = fuse_server::unmount_on_signal(&options.mountpoint)
         .context("installing signal handlers")?;
-    let mut ready = Some(ready);
     let result = fuse_recovery::serve(
         &options.mountpoint,
         &options.mount,
         options.session.clone(),
         &recovery,
-        |store| Ok(Passthrough::new(&options.source, options.fs.clone(), store)?),
+        |store| {
+            Passthrough::new(&options.source, options.fs.clone(), store)
+                .with_context(|| format!("opening source {}", options.source.display()))
+                .map_err(Into::into)
+        },
         |started| {
             tracing::info!(?started, "serving");
             if let Some(ready) = ready.take()
@@ -146,14 +225,8 @@ fn run_recoverable(options: &Options, ready: Ready) -> anyhow::Result<()> {
         },
     );
     signals.close();
-    let result = result.map(|_| ()).context("serving");
-    if let Err(err) = &result
-        && let Some(ready) = ready.take()
-    {
-        // The whole chain: the recovery error says which step, its sources what failed.
-        ready.failed(&format!("{err:#}"));
-    }
-    result
+    // Each step says its own context: mounting, the keeper, the filesystem, serving.
+    result.map(|_| ()).map_err(anyhow::Error::from)
 }
 
 fn start(options: &Options) -> anyhow::Result<Session<Passthrough>> {

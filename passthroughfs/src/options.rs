@@ -69,14 +69,20 @@ pub enum UsageError {
     MissingOptionList,
     #[error("-o {0} needs -o tag=NAME")]
     NeedsTag(String),
+    /// Anything else the argument parser refused (an argument that is not UTF-8, or
+    /// `--help` asked of [`Options::parse`]), in its words.
+    #[error("{0}")]
+    Command(String),
 }
 
 /// The usage line.
-pub const USAGE: &str = "usage: passthroughfs [-f] [-d] [-o OPTION[,OPTION...]] SOURCE MOUNTPOINT
+pub const USAGE: &str = "usage: passthroughfs [-f] [-d] [-o OPTION[,OPTION...]] SOURCE MOUNTPOINT";
 
-options:
+/// The `-o` options, as `--help` and the man page list them.
+pub const OPTIONS_HELP: &str = "\
+FUSE options (-o, comma-separated, repeatable):
   allow_other, default_permissions (on with allow_other as root, unless nodefault_permissions),
-  ro, fsname=NAME, subtype=NAME,
+  ro, rw, fsname=NAME, subtype=NAME,
   entry_timeout=SECONDS, attr_timeout=SECONDS, writeback, threads=N,
   nopassthrough, metrics=HOST:PORT|PATH (request counters for Prometheus, GET /metrics),
   remember_inodes=N (forgotten inodes file handles still open, default
@@ -87,32 +93,181 @@ recovery (the mount outlives the server; the same command line re-attaches):
   tag=NAME, rescue_uid=UID, recovery_timeout=SECONDS, timeout_policy=abort|fail,
   keeper=SOCKET[:SOCKET...],
   nokeeper_start, handover (take over from a live server), nohandover (refuse to),
-  nojournal (measurement only)";
+  nojournal (measurement only)
+ignored (mount(8), fstab and systemd conventions):
+  defaults, auto, noauto, user, nouser, users, nofail, _netdev, comment=..., x-...";
+
+/// The command line's definition: the one that parses it ([`Options::parse`],
+/// [`Options::from_matches`]), prints `--help` and `--version`, and generates the man page
+/// and the shell completions ([`man_page`], [`completions`]).
+///
+/// Options and the two paths may come in any order (mount.fuse3 runs
+/// `passthroughfs SOURCE MOUNTPOINT -o OPTIONS`); `-o` may be repeated and glued (`-oro`).
+pub fn command() -> clap::Command {
+    use clap::{Arg, ArgAction, Command};
+    Command::new("passthroughfs")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("A passthrough FUSE filesystem: mirrors SOURCE at MOUNTPOINT")
+        .long_about(
+            "A passthrough FUSE filesystem: mirrors the directory SOURCE at MOUNTPOINT, each \
+             request run with its caller's credentials, reads and writes through kernel FUSE \
+             passthrough. With -o tag=NAME the mount outlives the server: fuse-keeper holds \
+             it, and the same command line re-attaches after a crash. Without -f it goes to \
+             the background once the mount answers.",
+        )
+        .override_usage("passthroughfs [-f] [-d] [-o OPTION[,OPTION...]] SOURCE MOUNTPOINT")
+        .after_help(OPTIONS_HELP)
+        .arg(
+            Arg::new("foreground")
+                .short('f')
+                .action(ArgAction::SetTrue)
+                .help("Stay in the foreground (default: go to the background once mounted)"),
+        )
+        .arg(
+            Arg::new("debug")
+                .short('d')
+                .action(ArgAction::SetTrue)
+                .help("Log debug messages to stderr (implies -f)"),
+        )
+        .arg(
+            Arg::new("options")
+                .short('o')
+                .value_name("OPTION[,OPTION...]")
+                .action(ArgAction::Append)
+                .allow_hyphen_values(true)
+                .help("FUSE, mount and recovery options (listed below)"),
+        )
+        .arg(
+            Arg::new("source")
+                .value_name("SOURCE")
+                .required(true)
+                .value_parser(clap::value_parser!(PathBuf))
+                .value_hint(clap::ValueHint::DirPath)
+                .help("The directory to mirror"),
+        )
+        .arg(
+            Arg::new("mountpoint")
+                .value_name("MOUNTPOINT")
+                .required(true)
+                .value_parser(clap::value_parser!(PathBuf))
+                .value_hint(clap::ValueHint::DirPath)
+                .help("The directory to mount on"),
+        )
+        .arg(
+            Arg::new("generate-man")
+                .long("generate-man")
+                .action(ArgAction::SetTrue)
+                .exclusive(true)
+                .hide(true)
+                .help("Print the man page (roff) and exit"),
+        )
+        .arg(
+            Arg::new("generate-completions")
+                .long("generate-completions")
+                .value_name("SHELL")
+                .value_parser(clap::value_parser!(clap_complete::Shell))
+                .exclusive(true)
+                .hide(true)
+                .help("Print the completion script for SHELL and exit"),
+        )
+}
+
+/// Writes the man page, passthroughfs(8), generated from [`command`], with the `-o` options
+/// as `--help` lists them and the fstab line.
+pub fn man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let man = clap_mangen::Man::new(command().after_help(None::<&str>)).section("8");
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    // Verbatim (.nf): the list is laid out as in --help.
+    let roff = |text: &str| text.replace('\\', "\\e").replace('-', "\\-");
+    writeln!(out, ".SH \"MOUNT OPTIONS\"\n.nf\n{}\n.fi", roff(OPTIONS_HELP))?;
+    writeln!(
+        out,
+        ".SH FSTAB\n{}\n.PP\n.nf\n{}\n.fi\n.PP\n{}",
+        roff(FSTAB_INTRO),
+        roff(FSTAB_LINE),
+        roff(FSTAB_AFTER)
+    )?;
+    man.render_version_section(out)
+}
+
+const FSTAB_INTRO: &str = "mount(8) runs mount.fuse3 (as /sbin/mount.fuse or \
+    /sbin/mount.fuse.passthroughfs), which runs passthroughfs SOURCE MOUNTPOINT -o OPTIONS \
+    through /bin/sh, found on its default PATH (mount(8) clears PATH). An /etc/fstab line:";
+const FSTAB_LINE: &str =
+    "/srv/data  /mnt/data  fuse.passthroughfs  tag=data,allow_other,nofail  0 0";
+const FSTAB_AFTER: &str = "After a crash of a server with tag=, the mount stays (fuse-keeper \
+    holds it): mount /mnt/data runs a server that re-attaches. mount -a skips the line, as \
+    it skips every mounted one.";
+
+/// Writes `shell`'s completion script, generated from [`command`].
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut command(), "passthroughfs", out);
+}
+
+impl From<clap::Error> for UsageError {
+    fn from(err: clap::Error) -> UsageError {
+        use clap::error::{ContextKind, ContextValue, ErrorKind};
+        let arg = match err.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(s)) => s.clone(),
+            Some(ContextValue::Strings(v)) => v.first().cloned().unwrap_or_default(),
+            _ => String::new(),
+        };
+        match err.kind() {
+            ErrorKind::MissingRequiredArgument if arg.contains("SOURCE") => {
+                UsageError::Missing("SOURCE")
+            }
+            ErrorKind::MissingRequiredArgument if arg.contains("MOUNTPOINT") => {
+                UsageError::Missing("MOUNTPOINT")
+            }
+            ErrorKind::UnknownArgument if !arg.is_empty() => UsageError::Unexpected(arg),
+            ErrorKind::InvalidValue | ErrorKind::NoEquals if arg.starts_with("-o") => {
+                UsageError::MissingOptionList
+            }
+            _ => {
+                // clap's own words, first line only, without its "error: " prefix.
+                let text = err.render().to_string();
+                let line = text.lines().next().unwrap_or_default();
+                UsageError::Command(line.strip_prefix("error: ").unwrap_or(line).to_string())
+            }
+        }
+    }
+}
+
+/// The options of mount(8), fstab and systemd that are not the filesystem's: mount(8) and
+/// mount.fuse3 consume most of them, and passthroughfs ignores those that still reach it.
+fn is_mount_convention(option: &str) -> bool {
+    matches!(
+        option,
+        "defaults" | "auto" | "noauto" | "user" | "nouser" | "users" | "nofail" | "_netdev"
+    ) || option.starts_with("x-")
+        || option.starts_with("comment=")
+}
 
 impl Options {
     /// Parses the arguments after the program name.
     pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, UsageError> {
-        let mut positional = Vec::new();
-        let mut lists = Vec::new();
-        let mut foreground = false;
-        let mut debug = false;
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "-f" => foreground = true,
-                "-d" => debug = true,
-                "-o" => lists.push(args.next().ok_or(UsageError::MissingOptionList)?),
-                s if s.starts_with("-o") => lists.push(s[2..].to_string()),
-                s if s.starts_with('-') && s.len() > 1 => return Err(UsageError::Unexpected(arg)),
-                _ => positional.push(arg),
-            }
-        }
-        let mut positional = positional.into_iter();
-        let source = PathBuf::from(positional.next().ok_or(UsageError::Missing("SOURCE"))?);
-        let mountpoint = PathBuf::from(positional.next().ok_or(UsageError::Missing("MOUNTPOINT"))?);
-        if let Some(extra) = positional.next() {
-            return Err(UsageError::Unexpected(extra));
-        }
+        let args = std::iter::once("passthroughfs".to_string()).chain(args);
+        Options::from_matches(&command().try_get_matches_from(args)?)
+    }
+
+    /// The options of a command line [`command`] matched.
+    pub fn from_matches(matches: &clap::ArgMatches) -> Result<Options, UsageError> {
+        let path =
+            |id: &str| {
+                matches.get_one::<PathBuf>(id).cloned().ok_or(UsageError::Missing(
+                    if id == "source" { "SOURCE" } else { "MOUNTPOINT" },
+                ))
+            };
+        let source = path("source")?;
+        let mountpoint = path("mountpoint")?;
+        let lists: Vec<&String> =
+            matches.get_many::<String>("options").map(Iterator::collect).unwrap_or_default();
+        let foreground = matches.get_flag("foreground");
+        let debug = matches.get_flag("debug");
         let mut opts = Options {
             source,
             mountpoint,
@@ -158,6 +313,9 @@ impl Options {
         let mut needs_tag = None;
         for list in &lists {
             for option in list.split(',').filter(|o| !o.is_empty()) {
+                if is_mount_convention(option) {
+                    continue;
+                }
                 if !recovery.apply(option)? {
                     opts.apply(option)?;
                 } else if !option.starts_with("tag=") {
@@ -319,6 +477,7 @@ const MOUNT_FLAGS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn parse(s: &str) -> Result<Options, UsageError> {
         Options::parse(s.split_whitespace().map(String::from))
@@ -362,6 +521,63 @@ mod tests {
             parse("-o tag=x,rescue_uid=me a b").unwrap_err(),
             UsageError::BadValue { .. }
         ));
+    }
+
+    #[test]
+    fn options_and_paths_come_in_any_order_and_o_may_be_glued() {
+        // mount.fuse3's order: SOURCE MOUNTPOINT -o OPTIONS.
+        let o = parse("/src /mnt -o tag=data,allow_other -oro -d").unwrap();
+        assert_eq!(
+            (o.source.as_path(), o.mountpoint.as_path()),
+            (Path::new("/src"), Path::new("/mnt"))
+        );
+        assert!(o.mount.allow_other && o.mount.read_only && o.debug && o.foreground);
+        assert_eq!(o.recovery.unwrap().tag, "data");
+        let o = parse("-o allow_other /src -f /mnt").unwrap();
+        assert!(o.mount.allow_other && o.foreground && !o.debug);
+        assert_eq!(o.mountpoint, PathBuf::from("/mnt"));
+    }
+
+    #[test]
+    fn mount_and_systemd_conventions_are_ignored_and_nothing_else() {
+        let o = parse(
+            "-o rw,tag=data,nofail,_netdev,defaults,auto,noauto,user,nouser,users \
+             -o x-systemd.automount,x-systemd.requires=a.service,x-gvfs-hide,comment=x a b",
+        )
+        .unwrap();
+        let plain = parse("-o tag=data a b").unwrap();
+        assert_eq!(o.recovery, plain.recovery);
+        let all = |o: &Options| format!("{:?} {:?} {:?}", o.mount, o.fs, o.session);
+        assert_eq!(all(&o), all(&plain), "no conventional option reached the mount");
+        assert_eq!(
+            parse("-o nofails a b").unwrap_err(),
+            UsageError::Unexpected("-o nofails".into())
+        );
+        assert_eq!(
+            parse("-o comment a b").unwrap_err(),
+            UsageError::Unexpected("-o comment".into())
+        );
+    }
+
+    #[test]
+    fn help_is_not_a_mount() {
+        assert!(matches!(parse("--help").unwrap_err(), UsageError::Command(_)));
+        assert_eq!(parse("--frob a b").unwrap_err(), UsageError::Unexpected("--frob".into()));
+        assert_eq!(parse("").unwrap_err(), UsageError::Missing("SOURCE"));
+    }
+
+    #[test]
+    fn the_man_page_and_completions_come_from_the_command_line_definition() {
+        let mut man = Vec::new();
+        man_page(&mut man).unwrap();
+        let man = String::from_utf8(man).unwrap();
+        assert!(man.starts_with(".ie") && man.contains(".TH passthroughfs 8"), "{man}");
+        assert!(man.contains("tag=NAME") && man.contains("fuse.passthroughfs"), "{man}");
+        assert!(!man.contains("generate"), "hidden flags stay out of the man page");
+        let mut bash = Vec::new();
+        completions(clap_complete::Shell::Bash, &mut bash);
+        let bash = String::from_utf8(bash).unwrap();
+        assert!(bash.contains("complete -F _passthroughfs") && bash.contains("-o"), "{bash}");
     }
 
     #[test]

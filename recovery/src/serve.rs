@@ -105,7 +105,11 @@ impl RecoveryOptions {
 pub enum RecoveryError {
     /// No keeper answered on any socket (this is the first one's error), or one refused the
     /// ATTACH or HANDOVER (e.g. EACCES: not the rescue uid; EBUSY: its server is alive).
-    #[error("keeper at {socket}")]
+    /// Its message names the socket unless the source already does (no keeper answered).
+    #[error("{}", match source {
+        fuse_keeper_client::KeeperError::Connect { .. } => "no keeper answered".to_string(),
+        _ => format!("keeper at {socket}"),
+    })]
     Keeper {
         /// The keeper's socket path.
         socket: String,
@@ -194,22 +198,25 @@ fn connect_and_attach(
     options: &RecoveryOptions,
 ) -> Result<(Vec<Link>, Option<Attached>), RecoveryError> {
     let mut links = Vec::new();
-    let mut first_error = None;
+    let mut errors = Vec::new();
     for socket in &options.sockets {
         let (link, err) = Link::connect(socket, options.start_keeper);
         if let Some(err) = err {
-            warn!(%err, socket = %socket.display(), "keeper unreachable; will retry");
-            first_error.get_or_insert((socket.clone(), err));
+            errors.push((socket.clone(), err));
         }
         links.push(link);
     }
     if links.iter_mut().all(|l| l.client().is_none()) {
-        return Err(match first_error {
+        // The error says it (the first keeper's); a warning would say it twice.
+        return Err(match errors.into_iter().next() {
             Some((socket, source)) => {
                 RecoveryError::Keeper { socket: socket.display().to_string(), source }
             }
             None => RecoveryError::NoKeeper,
         });
+    }
+    for (socket, err) in errors {
+        warn!(%err, socket = %socket.display(), "keeper unreachable; will retry");
     }
     let mut attached: Option<Attached> = None;
     for link in &mut links {

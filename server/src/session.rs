@@ -75,9 +75,25 @@ pub fn mount(
 ) -> Result<Channel, SessionError> {
     let device = fuse_transport::mount(mountpoint, options).map_err(|e| SessionError::Mount {
         path: mountpoint.display().to_string(),
-        error: crate::to_io(e),
+        error: mount_error(e),
     })?;
     Channel::new(vec![device], custody).map_err(SessionError::Custody)
+}
+
+/// The transport's mount error as [`SessionError::Mount`]'s `error`: the OS error alone where
+/// the transport's message adds only the mountpoint `Mount` already names (its stat, mount(2)
+/// on it), the whole message otherwise: what failed was something else (/dev/fuse,
+/// fusermount3, a missing fusermount3 with what to install), which the errno alone would pass
+/// off as the mountpoint's.
+fn mount_error(err: fuse_transport::Error) -> io::Error {
+    match err {
+        fuse_transport::Error::StatMountpoint { error, .. }
+        | fuse_transport::Error::Mount { error, .. } => error,
+        other => {
+            let kind = other.io_error().map_or(io::ErrorKind::Other, io::Error::kind);
+            io::Error::new(kind, other)
+        }
+    }
 }
 
 /// A served connection.
