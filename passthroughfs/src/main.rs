@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use fuse_recovery::RecoveryOptions;
-use fuse_server::{NoCustody, Session};
+use fuse_recovery::{Ended, RecoveryOptions, Served, Started};
+use fuse_server::{NoCustody, Session, notify};
 use passthroughfs::daemon::{Ready, daemonize};
 use passthroughfs::{Options, Passthrough, USAGE};
 
@@ -74,20 +74,42 @@ fn run(options: &Options, ready: Ready) -> anyhow::Result<()> {
     }
     let started = start(options);
     let session = match started {
-        Ok(session) => {
-            ready.ok().context("reporting readiness")?;
-            session
-        }
+        Ok(session) => session,
         Err(err) => {
             ready.failed(&format!("{err:#}"));
             return Err(err);
         }
     };
+    // Before readiness is reported: a SIGTERM right after it must unmount, not kill.
     let signals = fuse_server::unmount_on_signal(&options.mountpoint)
         .context("installing signal handlers")?;
+    tell_systemd(notify::serving("serving"), "READY=1");
+    ready.ok().context("reporting readiness")?;
     let result = session.run();
     signals.close();
+    if result.is_ok() {
+        tell_systemd(notify::stopping(), "STOPPING=1");
+    }
     result.context("serving")
+}
+
+/// What a service manager was told (`$NOTIFY_SOCKET`, see [`fuse_server::notify`]): a failure
+/// is logged, never fatal (the mount serves whatever systemd hears).
+fn tell_systemd(sent: std::io::Result<bool>, what: &str) {
+    match sent {
+        Ok(true) => tracing::debug!(what, "notified the service manager"),
+        Ok(false) => {}
+        Err(err) => tracing::warn!(%err, what, "cannot notify the service manager"),
+    }
+}
+
+/// The `STATUS=` a service manager shows for how the session started.
+fn status(started: Started) -> &'static str {
+    match started {
+        Started::Fresh => "serving",
+        Started::Attached { .. } => "attached",
+        Started::HandedOver { .. } => "handed over",
+    }
 }
 
 /// `path` made absolute, its directory resolved (symlinks, `..`) but not its last component.
@@ -132,6 +154,9 @@ fn run_recoverable(options: &Options, ready: Ready) -> anyhow::Result<()> {
         |store| Ok(Passthrough::new(&options.source, options.fs.clone(), store)?),
         |started| {
             tracing::info!(?started, "serving");
+            // Before the readiness pipe: a parent started by ExecReload exits once it hears,
+            // and systemd must know the new main pid by then.
+            tell_systemd(notify::serving(status(started)), "READY=1");
             if let Some(ready) = ready.take()
                 && let Err(err) = ready.ok()
             {
@@ -140,6 +165,17 @@ fn run_recoverable(options: &Options, ready: Ready) -> anyhow::Result<()> {
         },
     );
     signals.close();
+    match &result {
+        Ok(Served { ended: Ended::Unmounted, .. }) => {
+            tell_systemd(notify::stopping(), "STOPPING=1");
+        }
+        // Not STOPPING=1: the service goes on in the new server, which systemd must follow
+        // before it sees this one exit.
+        Ok(Served { ended: Ended::HandedOver { to_pid }, .. }) => {
+            tell_systemd(notify::main_pid_moved_to(*to_pid), "MAINPID=");
+        }
+        Err(_) => {}
+    }
     let result = result.map(|_| ()).context("serving");
     if let Err(err) = &result
         && let Some(ready) = ready.take()
