@@ -126,23 +126,18 @@ pub fn activated(configured: &Path) -> Result<Option<Listener>, DaemonError> {
     if std::fs::symlink_metadata("/proc/self/fd/3").is_err() {
         return Err(bad("fd 3 is not open (is /proc mounted?)".into()));
     }
-    // A dup of fd 3, taken through our own pidfd: no fd number is ever taken over blindly
-    // (fd 3 itself stays open, unused, as systemd passed it).
-    let pidfd = rustix::process::pidfd_open(
-        rustix::process::getpid(),
-        rustix::process::PidfdFlags::empty(),
-    )
-    .map_err(|e| bad(format!("cannot open our own pidfd to take fd 3: {e}")))?;
-    let fd = rustix::process::pidfd_getfd(
-        &pidfd,
-        LISTEN_FDS_START,
-        rustix::process::PidfdGetfdFlags::empty(),
-    )
-    .map_err(|e| bad(format!("cannot take fd 3: {e}")))?;
+    #[allow(unsafe_code)]
+    // SAFETY: fd 3 is open (just checked, and no other thread exists that could close it) and
+    // the LISTEN_FDS protocol hands it to this process: nothing else in the keeper owns it.
+    // It stays in ManuallyDrop until it is checked, so a wrong fd 3 is reported, never closed.
+    let fd3 = std::mem::ManuallyDrop::new(unsafe {
+        <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(LISTEN_FDS_START)
+    });
+    let fd: &OwnedFd = &fd3;
     let not = |what: String| {
         bad(format!("fd 3 is not a listening AF_UNIX SOCK_SEQPACKET socket: {what}"))
     };
-    let domain = rustix::net::sockopt::socket_domain(&fd).map_err(|e| {
+    let domain = rustix::net::sockopt::socket_domain(fd).map_err(|e| {
         // What it is instead, as /proc names it (a file, a pipe).
         let target = std::fs::read_link("/proc/self/fd/3")
             .map(|t| t.display().to_string())
@@ -152,16 +147,18 @@ pub fn activated(configured: &Path) -> Result<Option<Listener>, DaemonError> {
     if domain != AddressFamily::UNIX {
         return Err(not(format!("its family is {domain:?}")));
     }
-    let kind = rustix::net::sockopt::socket_type(&fd).map_err(|e| not(e.to_string()))?;
+    let kind = rustix::net::sockopt::socket_type(fd).map_err(|e| not(e.to_string()))?;
     if kind != SocketType::SEQPACKET {
         return Err(not(format!("its type is {kind:?} (ListenSequentialPacket= makes one)")));
     }
-    if !rustix::net::sockopt::socket_acceptconn(&fd).map_err(|e| not(e.to_string()))? {
+    if !rustix::net::sockopt::socket_acceptconn(fd).map_err(|e| not(e.to_string()))? {
         return Err(not("it is not listening".into()));
     }
-    rustix::io::ioctl_fionbio(&fd, true).map_err(|e| bad(format!("fd 3: FIONBIO: {e}")))?;
+    rustix::io::ioctl_fionbio(fd, true).map_err(|e| bad(format!("fd 3: FIONBIO: {e}")))?;
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)
+        .map_err(|e| bad(format!("fd 3: FD_CLOEXEC: {e}")))?;
     let address =
-        rustix::net::getsockname(&fd).ok().and_then(|a| SocketAddrUnix::try_from(a).ok()).and_then(
+        rustix::net::getsockname(fd).ok().and_then(|a| SocketAddrUnix::try_from(a).ok()).and_then(
             |a| a.path_bytes().map(|p| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(p))),
         );
     match &address {
@@ -177,7 +174,7 @@ pub fn activated(configured: &Path) -> Result<Option<Listener>, DaemonError> {
         socket = %address.as_deref().unwrap_or(configured).display(),
         "listening (socket-activated: fd 3)"
     );
-    Ok(Some(Listener { fd, identity: None }))
+    Ok(Some(Listener { fd: std::mem::ManuallyDrop::into_inner(fd3), identity: None }))
 }
 
 /// `.k<pid>` beside `path` (the same directory, so a hard link works). Short, so that it fits
