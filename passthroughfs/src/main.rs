@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use fuse_recovery::RecoveryOptions;
-use fuse_server::{NoCustody, Session};
+use fuse_recovery::{Ended, RecoveryOptions, Served, Started};
+use fuse_server::{NoCustody, Session, notify};
 use passthroughfs::daemon::{Ready, daemonize};
 use passthroughfs::{Options, Passthrough, USAGE, UsageError};
 
@@ -129,13 +129,18 @@ fn run(options: &Options, ready: &mut Option<Ready>) -> anyhow::Result<()> {
         return run_recoverable(options, ready);
     }
     let session = start(options)?;
+    // Before readiness is reported: a SIGTERM right after it must unmount, not kill.
+    let signals = fuse_server::unmount_on_signal(&options.mountpoint)
+        .context("installing signal handlers")?;
+    tell_systemd(notify::serving("serving"), "READY=1");
     if let Some(ready) = ready.take() {
         ready.ok().context("reporting readiness")?;
     }
-    let signals = fuse_server::unmount_on_signal(&options.mountpoint)
-        .context("installing signal handlers")?;
     let result = session.run();
     signals.close();
+    if result.is_ok() {
+        tell_systemd(notify::stopping(), "STOPPING=1");
+    }
     result.context("serving")
 }
 
@@ -143,6 +148,25 @@ fn run(options: &Options, ready: &mut Option<Ready>) -> anyhow::Result<()> {
 fn usage_error(err: UsageError) -> ExitCode {
     eprintln!("passthroughfs: {err}\n{USAGE}\nTry 'passthroughfs --help' for the options.");
     ExitCode::from(2)
+}
+
+/// What a service manager was told (`$NOTIFY_SOCKET`, see [`fuse_server::notify`]): a failure
+/// is logged, never fatal (the mount serves whatever systemd hears).
+fn tell_systemd(sent: std::io::Result<bool>, what: &str) {
+    match sent {
+        Ok(true) => tracing::debug!(what, "notified the service manager"),
+        Ok(false) => {}
+        Err(err) => tracing::warn!(%err, what, "cannot notify the service manager"),
+    }
+}
+
+/// The `STATUS=` a service manager shows for how the session started.
+fn status(started: Started) -> &'static str {
+    match started {
+        Started::Fresh => "serving",
+        Started::Attached { .. } => "attached",
+        Started::HandedOver { .. } => "handed over",
+    }
 }
 
 /// `path` made absolute, its directory resolved (symlinks, `..`) but not its last component;
@@ -217,6 +241,9 @@ fn run_recoverable(options: &Options, ready: &mut Option<Ready>) -> anyhow::Resu
         },
         |started| {
             tracing::info!(?started, "serving");
+            // Before the readiness pipe: a parent started by ExecReload exits once it hears,
+            // and systemd must know the new main pid by then.
+            tell_systemd(notify::serving(status(started)), "READY=1");
             if let Some(ready) = ready.take()
                 && let Err(err) = ready.ok()
             {
@@ -225,6 +252,17 @@ fn run_recoverable(options: &Options, ready: &mut Option<Ready>) -> anyhow::Resu
         },
     );
     signals.close();
+    match &result {
+        Ok(Served { ended: Ended::Unmounted, .. }) => {
+            tell_systemd(notify::stopping(), "STOPPING=1");
+        }
+        // Not STOPPING=1: the service goes on in the new server, which systemd must follow
+        // before it sees this one exit.
+        Ok(Served { ended: Ended::HandedOver { to_pid }, .. }) => {
+            tell_systemd(notify::main_pid_moved_to(*to_pid), "MAINPID=");
+        }
+        Err(_) => {}
+    }
     // Each step says its own context: mounting, the keeper, the filesystem, serving.
     result.map(|_| ()).map_err(anyhow::Error::from)
 }

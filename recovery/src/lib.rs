@@ -13,4 +13,6 @@ mod links;
 pub mod serve;
 pub mod store;
 
-pub use serve::{FdKeeper, Recoverable, RecoveryError, RecoveryOptions, Started, serve};
+pub use serve::{
+    Ended, FdKeeper, Recoverable, RecoveryError, RecoveryOptions, Served, Started, serve,
+};

@@ -146,7 +146,7 @@ pub(crate) struct Links {
     handover: Mutex<Option<HandoverPolicy>>,
     /// After the workers were stopped for a handover: `Some(true)` once the keeper took the
     /// connection back, `Some(false)` if the handover fell through (serve again).
-    verdict: Mutex<Option<bool>>,
+    verdict: Mutex<Option<Option<u32>>>,
     verdict_ready: Condvar,
     /// What the keepers may answer while the connection is orphaned (the latest).
     stand_in: Mutex<Option<StandIn>>,
@@ -250,9 +250,9 @@ impl Links {
     }
 
     /// Called once the session's workers have stopped because of a handover: waits for the
-    /// keeper's verdict. True: the connection is handed over (exit without unregistering);
-    /// false: serve again.
-    pub fn handed_over(&self) -> bool {
+    /// keeper's verdict. `Some(pid)`: the connection is handed over to the server `pid` (as the
+    /// keeper saw it asking; exit without unregistering); `None`: serve again.
+    pub fn handed_over(&self) -> Option<u32> {
         let mut verdict = self.verdict.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(v) = verdict.take() {
@@ -262,7 +262,7 @@ impl Links {
         }
     }
 
-    fn set_verdict(&self, handed_over: bool) {
+    fn set_verdict(&self, handed_over: Option<u32>) {
         *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = Some(handed_over);
         self.verdict_ready.notify_all();
     }
@@ -291,12 +291,12 @@ impl Links {
         match done(0) {
             Ok(()) => {
                 info!(tag, stop_us = asked.elapsed().as_micros() as u64, "handed over");
-                self.set_verdict(true);
+                self.set_verdict(Some(ask.pid));
             }
             Err(err) => {
                 warn!(tag, %err, "the handover fell through: serving again");
                 policy.stop.resume();
-                self.set_verdict(false);
+                self.set_verdict(None);
             }
         }
     }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use fuse_keeper_client::KeeperError;
 use fuse_keeper_client::client::{Attached, KeeperClient, Registration};
+use fuse_keeper_client::{ConnState, KeeperError};
 use fuse_server::{Channel, Filesystem, Negotiation, Session, SessionConfig};
 use fuse_transport::MountOptions;
 use tracing::{info, warn};
@@ -159,11 +159,39 @@ pub enum RecoveryError {
 pub enum Started {
     /// Mounted fresh and registered with the keeper.
     Fresh,
-    /// Took over an orphaned connection from the keeper (or a live one, by handover).
+    /// Took over an orphaned connection from the keeper: its server had died (or died while
+    /// asked to hand over).
     Attached {
         /// How many device fds the keeper handed back: the mount's fd and its clones.
         devices: usize,
     },
+    /// Took the connection over from a server that was serving it when the handover was asked
+    /// ([`RecoveryOptions::handover`]), as the keeper listed it just before.
+    HandedOver {
+        /// How many device fds the keeper handed back: the mount's fd and its clones.
+        devices: usize,
+    },
+}
+
+/// Why [`serve`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The connection ended (the mount was unmounted); the keepers let it go.
+    Unmounted,
+    /// The connection was handed over to another server, which serves on.
+    HandedOver {
+        /// The new server's pid, as the keeper saw it asking (in the keeper's pid namespace).
+        to_pid: u32,
+    },
+}
+
+/// What [`serve`] did: how it started serving, and why it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// How the session started.
+    pub started: Started,
+    /// Why it stopped.
+    pub ended: Ended,
 }
 
 const EBUSY: i32 = 16;
@@ -191,12 +219,16 @@ fn attach(
     }
 }
 
+/// The connection attached, and whether a live server handed it over.
+type Found = (Attached, bool);
+
 /// Connects to every keeper (starting those that do not answer, if allowed) and attaches to
 /// the first one holding an orphaned connection for the tag; the others that hold it too are
-/// attached as well (they then know the new server), the rest will be given it.
+/// attached as well (they then know the new server), the rest will be given it. The flag:
+/// the connection was handed over by a live server.
 fn connect_and_attach(
     options: &RecoveryOptions,
-) -> Result<(Vec<Link>, Option<Attached>), RecoveryError> {
+) -> Result<(Vec<Link>, Option<Found>), RecoveryError> {
     let mut links = Vec::new();
     let mut errors = Vec::new();
     for socket in &options.sockets {
@@ -219,14 +251,32 @@ fn connect_and_attach(
         warn!(%err, socket = %socket.display(), "keeper unreachable; will retry");
     }
     let mut attached: Option<Attached> = None;
+    let mut handed_over = false;
     for link in &mut links {
         let socket = link.socket.display().to_string();
         let Some(client) = link.client() else { continue };
-        let found = attach(client, &options.tag, options.handover && attached.is_none())
+        let handover = options.handover && attached.is_none();
+        // Which of the tag's connections a live server serves: the one attached then was
+        // handed over by it (or, rarely, taken from it as it died during the handover).
+        let serving: Vec<u32> = if handover {
+            client
+                .list()
+                .map(|all| {
+                    all.into_iter()
+                        .filter(|c| c.tag == options.tag && c.state == ConnState::Serving)
+                        .map(|c| c.conn_id)
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let found = attach(client, &options.tag, handover)
             .map_err(|source| RecoveryError::Keeper { socket: socket.clone(), source })?;
         match (found, &attached) {
             (Some(found), None) => {
                 link.attached(found.devices.len());
+                handed_over = serving.contains(&found.conn_id);
                 attached = Some(found);
             }
             (Some(found), Some(first)) if found.conn_id == first.conn_id => {
@@ -242,15 +292,18 @@ fn connect_and_attach(
             (None, _) => {}
         }
     }
-    Ok((links, attached))
+    Ok((links, attached.map(|a| (a, handed_over))))
 }
 
 /// Serves `mountpoint` until it is unmounted: re-attaches to the keepers' orphaned
 /// connection for the tag if there is one, mounts fresh and registers otherwise. `make_fs`
 /// gets the state store: the one the keeper kept when attaching (the filesystem continues
 /// from it), a new one with [`Recoverable::TABLES`] otherwise. `ready` is called once requests are being
-/// served (for daemon readiness). While serving, a keeper that restarts is given the
-/// connection again (by the `keeper-watch` thread).
+/// served (for daemon readiness, and to tell a service manager: [`fuse_server::notify`]). While
+/// serving, a keeper that restarts is given the connection again (by the `keeper-watch`
+/// thread). It returns when the connection is unmounted or handed over to a new server
+/// ([`Ended`]): a server under systemd then calls [`fuse_server::notify::stopping`], or
+/// [`fuse_server::notify::main_pid_moved_to`] the new server.
 pub fn serve<F: Recoverable>(
     mountpoint: &Path,
     mount_options: &MountOptions,
@@ -258,18 +311,18 @@ pub fn serve<F: Recoverable>(
     options: &RecoveryOptions,
     make_fs: impl FnOnce(Arc<Store>) -> Result<F, Box<dyn std::error::Error + Send + Sync>>,
     ready: impl FnOnce(Started),
-) -> Result<Started, RecoveryError> {
+) -> Result<Served, RecoveryError> {
     let asked = Instant::now();
     let (links, attached) = connect_and_attach(options)?;
     let attach_time = asked.elapsed();
     // Where the connection is, and its number: as the keeper holds it, or (0) read once the
     // fresh mount exists.
     let (store, mountpoint, conn_id, devices) = match attached {
-        Some(attached) => {
+        Some((attached, handed_over)) => {
             check_ours(&attached, mountpoint)
                 .map_err(|why| RecoveryError::NotOurs { tag: options.tag.clone(), why })?;
             let store = Store::open(attached.state, F::TABLES).map_err(RecoveryError::Store)?;
-            (store, attached.mountpoint, attached.conn_id, Some(attached.devices))
+            (store, attached.mountpoint, attached.conn_id, Some((attached.devices, handed_over)))
         }
         None => {
             let store = Store::create(STORE_NAME, F::TABLES).map_err(RecoveryError::Store)?;
@@ -303,8 +356,24 @@ pub fn serve<F: Recoverable>(
         })?;
     let watcher = links.watch(stop_read);
     let result = match devices {
-        Some(devices) => {
-            serve_attached(fs, &store, devices, custody, config, options, attach_time, ready)
+        Some((devices, handed_over)) => {
+            let count = devices.len();
+            let started = if handed_over {
+                Started::HandedOver { devices: count }
+            } else {
+                Started::Attached { devices: count }
+            };
+            serve_attached(
+                fs,
+                &store,
+                devices,
+                custody,
+                config,
+                options,
+                attach_time,
+                started,
+                ready,
+            )
         }
         None => {
             serve_fresh(fs, &store, &mountpoint, mount_options, custody, config, options, ready)
@@ -313,14 +382,14 @@ pub fn serve<F: Recoverable>(
     drop(stop_write);
     let _ = watcher.join();
     match result {
-        Ok((started, Ended::HandedOver)) => {
-            info!(tag = %options.tag, "the connection is handed over; exiting");
-            Ok(started)
+        Ok((started, ended @ Ended::HandedOver { to_pid })) => {
+            info!(tag = %options.tag, to_pid, "the connection is handed over; exiting");
+            Ok(Served { started, ended })
         }
-        Ok((started, Ended::Unmounted)) => {
+        Ok((started, ended @ Ended::Unmounted)) => {
             // The connection is over; the keepers let it go.
             links.unregister(&options.tag);
-            Ok(started)
+            Ok(Served { started, ended })
         }
         Err(err) => Err(err),
     }
@@ -374,14 +443,9 @@ fn uid_in_parent_ns(uid: u32) -> Option<u32> {
     })
 }
 
-/// Why a session stopped serving.
-enum Ended {
-    Unmounted,
-    HandedOver,
-}
-
 /// Runs `session` until the connection ends or is handed over; `before_reading` is called
-/// before the first worker reads. Workers stopped for a handover that falls through serve
+/// before the first worker reads, once a handover would be answered (so that a server that
+/// reports readiness there can be asked to hand over at once). Workers stopped for a handover that falls through serve
 /// again.
 fn run_session<F: Recoverable>(
     session: &Session<F>,
@@ -426,8 +490,8 @@ fn run_session<F: Recoverable>(
             if !stop.is_stopped() {
                 break Ok(Ended::Unmounted);
             }
-            if links.handed_over() {
-                break Ok(Ended::HandedOver);
+            if let Some(to_pid) = links.handed_over() {
+                break Ok(Ended::HandedOver { to_pid });
             }
         };
         *done.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
@@ -461,6 +525,7 @@ fn serve_attached<F: Recoverable>(
     config: SessionConfig,
     options: &RecoveryOptions,
     attach_time: Duration,
+    started: Started,
     ready: impl FnOnce(Started),
 ) -> Result<(Started, Ended), RecoveryError> {
     let links = custody.0.clone();
@@ -472,9 +537,9 @@ fn serve_attached<F: Recoverable>(
         devices = count,
         negotiated = saved.is_some(),
         attach_us = attach_time.as_micros() as u64,
+        handed_over = matches!(started, Started::HandedOver { .. }),
         "attached to an orphaned connection"
     );
-    let started = Started::Attached { devices: count };
     let ended = match saved {
         Some(bytes) => {
             let negotiation = Negotiation::read_from_bytes(&bytes)
@@ -495,8 +560,10 @@ fn serve_attached<F: Recoverable>(
             channel.notify_resend().map_err(fuse_server::SessionError::Custody)?;
             let session =
                 journaled(Session::start_with(fs, channel, config, saving(store))?, options, store);
-            ready(started);
-            run_session(&session, &links, options, |_| Ok(()))?
+            run_session(&session, &links, options, |_| {
+                ready(started);
+                Ok(())
+            })?
         }
     };
     Ok((started, ended))
@@ -524,8 +591,10 @@ fn serve_fresh<F: Recoverable>(
         }
     };
     info!(tag = %options.tag, "mounted fresh and registered with the keeper");
-    ready(Started::Fresh);
-    let ended = run_session(&session, &links, options, |_| Ok(()))?;
+    let ended = run_session(&session, &links, options, |_| {
+        ready(Started::Fresh);
+        Ok(())
+    })?;
     Ok((Started::Fresh, ended))
 }
 

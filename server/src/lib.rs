@@ -11,6 +11,7 @@ mod filesystem;
 mod ids;
 mod init;
 pub mod journal;
+pub mod notify;
 mod session;
 mod signals;
 mod stats;

@@ -143,6 +143,10 @@ pub enum DaemonError {
         /// What bind(2) or listen(2) said.
         error: io::Error,
     },
+    /// Socket activation (`LISTEN_PID` names this process) with no usable socket: fd 3 is not
+    /// open, or not a listening `AF_UNIX` `SOCK_SEQPACKET` socket, or `LISTEN_FDS` is garbage.
+    #[error("socket activation: {0}")]
+    Activation(String),
     /// Setting up epoll or signals failed.
     #[error("cannot set up the event loop: {0}")]
     Setup(io::Error),
@@ -154,7 +158,14 @@ pub enum DaemonError {
 /// Run the keeper until SIGTERM or SIGINT. Every held fd is closed on return: connections whose
 /// server is dead are then lost (the kernel sees their last close); live servers keep theirs and
 /// register again with the next keeper.
+///
+/// Socket-activated by systemd (`LISTEN_PID` is this process, `LISTEN_FDS` >= 1), it serves on
+/// the listening socket passed as fd 3 instead of binding `config.socket`, and leaves that
+/// socket's file in place at exit: clients that connect while it restarts wait in the
+/// socket's queue and are served by the next keeper.
 pub fn serve(config: &Config) -> Result<(), DaemonError> {
+    // First, while no thread exists: it edits the environment.
+    let activated = socket::activated(&config.socket)?;
     // Whatever the caller's umask (a server that starts a keeper on demand may have set 0):
     // nothing the keeper creates is writable by others unless it sets the mode itself.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
@@ -171,6 +182,10 @@ pub fn serve(config: &Config) -> Result<(), DaemonError> {
             }
         }
     }
+    let listener = match activated {
+        Some(listener) => listener,
+        None => socket::listen(&config.socket)?,
+    };
     let result =
         event_loop::Keeper::new(listener.fd, signals, config.root_may_attach, config.limits)?.run();
     socket::remove(&config.socket, listener.identity);
