@@ -172,7 +172,10 @@ pub fn serve(config: &Config) -> Result<(), DaemonError> {
     warn_request_timeout();
     raise_fd_limit();
     let signals = event_loop::setup_signals().map_err(DaemonError::Setup)?;
-    let listener = socket::listen(&config.socket)?;
+    let listener = match activated {
+        Some(listener) => listener,
+        None => socket::listen(&config.socket)?,
+    };
     if let Some(addr) = &config.metrics {
         match serve_metrics(addr, &config.socket) {
             Ok(bound) => tracing::info!(addr = %bound, "serving metrics"),
@@ -182,10 +185,6 @@ pub fn serve(config: &Config) -> Result<(), DaemonError> {
             }
         }
     }
-    let listener = match activated {
-        Some(listener) => listener,
-        None => socket::listen(&config.socket)?,
-    };
     let result =
         event_loop::Keeper::new(listener.fd, signals, config.root_may_attach, config.limits)?.run();
     socket::remove(&config.socket, listener.identity);
