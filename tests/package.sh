@@ -21,6 +21,7 @@ dpkg-deb --field "$deb" Package Version Depends
 files=$(dpkg-deb --contents "$deb" | awk '{print $6}')
 for want in ./usr/bin/fuse-keeper ./usr/bin/passthroughfs ./usr/bin/fuse-recovery-demo \
     ./lib/systemd/system/fuse-keeper.service ./lib/systemd/system/passthroughfs@.service \
+    ./lib/systemd/system/fuse-keeper.socket ./usr/share/man/man8/passthroughfs.8.gz \
     ./sbin/mount.fuse.passthroughfs ./usr/share/man/man1/fuse-keeper.1.gz \
     ./usr/share/bash-completion/completions/fuse-keeper ./usr/share/doc/$pkg/copyright \
     ./usr/share/doc/$pkg/DEPLOYMENT.md; do
@@ -35,7 +36,9 @@ done
 grep -q '^ExecStart=/usr/bin/fuse-keeper serve' /lib/systemd/system/fuse-keeper.service
 fuse-keeper --version | grep -qx "fuse-keeper $(dpkg-query -W -f='${Version}' "$pkg")"
 zcat /usr/share/man/man1/fuse-keeper.1.gz | grep -q '^\.TH fuse-keeper'
+zcat /usr/share/man/man8/passthroughfs.8.gz | grep -q '^\.TH passthroughfs 8'
 bash -n /usr/share/bash-completion/completions/fuse-keeper
+bash -n /usr/share/bash-completion/completions/passthroughfs
 (cd "$work" && env -u CARGO_TARGET_DIR PATH=/usr/sbin:/usr/bin:/sbin:/bin:$(dirname "$(command -v python3)") \
   fuse-recovery-demo) > "$work/demo.log" 2>&1 || { cat "$work/demo.log"; echo "package test: the installed demo failed" >&2; exit 1; }
 grep -q "errors seen by applications: 0" "$work/demo.log" || { cat "$work/demo.log"; exit 1; }
@@ -53,5 +56,5 @@ for crate in keeper passthroughfs; do
     --path "$crate" --root "$work/cargo-root"
 done
 "$work/cargo-root/bin/fuse-keeper" --version
-[ -x "$work/cargo-root/bin/passthroughfs" ]
+"$work/cargo-root/bin/passthroughfs" --version
 echo "cargo install --path keeper, --path passthroughfs: both binaries installed"

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# The units in deploy/systemd under a real systemd (pid 1 of a systemd-nspawn container booted
-# from a Debian bookworm rootfs): socket activation of the keeper, passthroughfs@.service as
+# The Debian package on a clean Debian bookworm, under a real systemd (pid 1 of a
+# systemd-nspawn container booted from a debootstrapped rootfs with only the package's
+# dependencies added): `dpkg -i` of scripts/package-deb's package, then its units: socket
+# activation of the keeper, passthroughfs@.service as
 # Type=notify (MainPID, StatusText), a kill -9 of the server restarted by systemd with a file
 # open across it still readable, `systemctl reload` moving MainPID to the new server with the
 # unit active throughout, a keeper killed and restarted on systemd's socket, and `systemctl
-# stop` unmounting.
+# stop` unmounting; then the demo run from the installed package (fuse-recovery-demo), and
+# `dpkg --purge`.
 #
-# Needs root, /dev/fuse, systemd-container (systemd-nspawn) and a rootfs: ROOTFS=DIR (made
-# once with `debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,procps bookworm
-# DIR http://deb.debian.org/debian`, a few minutes; never committed). Without ROOTFS it is
-# made under /var/tmp/pfs-systemd-rootfs and kept for the next run. The container runs on a
-# throw-away overlay of the rootfs (--volatile=overlay) and is stopped by its pid at exit.
+# Needs root, /dev/fuse, systemd-container (systemd-nspawn), dpkg-deb, and a rootfs:
+# ROOTFS=DIR (made once with `debootstrap --variant=minbase --include=$PACKAGES bookworm DIR
+# http://deb.debian.org/debian`, about a minute and a half; never committed). Without ROOTFS
+# it is made under /var/tmp/pfs-systemd-rootfs and kept for the next run. The container runs
+# on a throw-away overlay of the rootfs (--volatile=overlay), so every run installs the
+# package on the same clean system, and is stopped by its pid at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "tests/systemd.sh: run as root" >&2; exit 1; }
@@ -21,18 +25,25 @@ for b in fuse-keeper passthroughfs; do
   [ -x "$bin/$b" ] || { echo "tests/systemd.sh: $bin/$b missing: cargo build --release first" >&2; exit 1; }
 done
 root=${ROOTFS:-/var/tmp/pfs-systemd-rootfs}
+# systemd to boot; fuse3 (the package's dependency) and python3 (the demo's).
+packages=systemd,systemd-sysv,dbus,procps,fuse3,python3
+if [ -z "${ROOTFS:-}" ] && [ -d "$root" ] && [ "$(cat "$root/.pfs-packages" 2>/dev/null)" != "$packages" ]; then
+  echo "the rootfs $root was made with other packages: making it again"
+  rm -rf "$root"
+fi
 if [ ! -x "$root/lib/systemd/systemd" ]; then
   command -v debootstrap >/dev/null || { echo "tests/systemd.sh: needs debootstrap to make $root" >&2; exit 1; }
-  echo "making the rootfs $root (debootstrap bookworm)"
-  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,procps bookworm "$root" \
+  echo "making the rootfs $root (debootstrap bookworm with $packages)"
+  debootstrap --variant=minbase --include="$packages" bookworm "$root" \
     http://deb.debian.org/debian >/dev/null
+  echo "$packages" > "$root/.pfs-packages"
 fi
 started=$(date +%s)
 
-# What the container boots with: the built binaries, the shipped units, one instance.
-install -m 0755 "$bin/fuse-keeper" "$bin/passthroughfs" "$root/usr/local/bin/"
-install -m 0644 deploy/systemd/fuse-keeper.service deploy/systemd/fuse-keeper.socket \
-  deploy/systemd/passthroughfs@.service "$root/etc/systemd/system/"
+# What the container boots with: the package (installed once it runs), one instance's config.
+deb=$(bash scripts/package-deb "$(mktemp -d /tmp/pfs-systemd-deb.XXXXXX)")
+cp "$deb" "$root/root/fuse-recovery.deb"
+rm -rf "$(dirname "$deb")"
 mkdir -p "$root/etc/passthroughfs" "$root/srv/x" "$root/mnt/x"
 printf 'SOURCE=/srv/x\nMOUNTPOINT=/mnt/x\nOPTIONS=tag=x\n' > "$root/etc/passthroughfs/x.conf"
 echo "hello from the source" > "$root/srv/x/f"
@@ -47,12 +58,18 @@ log=$(mktemp /tmp/pfs-systemd.XXXXXX)
 systemd-nspawn --quiet --register=no --keep-unit --volatile=overlay -D "$root" --bind=/dev/fuse \
   --private-network --console=passive -b > "$log" 2>&1 &
 nspawn=$!
+leader= holder=
 cleanup() {
+  [ -n "$holder" ] && kill -KILL "$holder" 2>/dev/null || true
   kill -TERM "$nspawn" 2>/dev/null || true
   for _ in $(seq 1 300); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.1; done
+  # What a clean shutdown left: SIGKILL of the container's init ends every process of its pid
+  # namespace (and with the last of them its mounts), then nspawn itself.
+  [ -n "$leader" ] && kill -KILL "$leader" 2>/dev/null || true
   kill -KILL "$nspawn" 2>/dev/null || true
   wait "$nspawn" 2>/dev/null || true
-  rm -f "$log"
+  [ -n "$holder" ] && wait "$holder" 2>/dev/null || true
+  rm -f "$log" "$log.demo"
 }
 trap cleanup EXIT
 fail() {
@@ -66,7 +83,6 @@ fail() {
 }
 
 # The container's pid 1, as the host sees it: nspawn's child whose NSpid ends in 1.
-leader=
 for _ in $(seq 1 600); do
   for child in $(cat /proc/"$nspawn"/task/*/children 2>/dev/null); do
     if awk '/^NSpid:/ { exit !($NF == 1 && NF > 2) }' "/proc/$child/status" 2>/dev/null; then
@@ -89,6 +105,11 @@ until_in "the container did not boot" sh -c 'systemctl is-system-running | grep 
 inside sh -c '[ "$(cat /proc/1/comm)" = systemd ]' || fail "pid 1 is not systemd"
 show() { inside systemctl show -p "$1" --value passthroughfs@x.service; }
 echo "booted: systemd $(inside systemctl --version | awk 'NR==1 {print $2}') as pid 1"
+inside sh -c '! command -v passthroughfs' >/dev/null || fail "passthroughfs is there before the package"
+inside dpkg -i /root/fuse-recovery.deb >/dev/null || fail "dpkg -i of the package"
+inside test -x /usr/bin/passthroughfs -a -f /lib/systemd/system/fuse-keeper.socket || fail "the package installed no binaries or units"
+inside grep -q '^ExecStart=/usr/bin/passthroughfs ' /lib/systemd/system/passthroughfs@.service || fail "the unit does not run the packaged binary"
+echo "ok: dpkg -i $(basename "$deb") on a clean bookworm: $(inside dpkg-query -W -f='${Package} ${Version}' fuse-recovery)"
 
 # 0. Without the socket unit, the keeper binds its own socket (and removes it when stopped).
 inside systemctl start fuse-keeper.service || fail "start fuse-keeper.service alone"
@@ -117,15 +138,16 @@ echo "ok: started, MainPID $main, StatusText=serving, keeper socket-activated"
 
 # 3. kill -9: systemd restarts the same command line, which re-attaches; a file open across it
 # reads.
-inside sh -c 'exec 3</mnt/x/f; while [ ! -e /run/go ]; do sleep 0.05; done; cat <&3 > /run/read' &
+inside sh -c 'exec 3</mnt/x/f; echo $$ > /run/holder.pid; while [ ! -e /run/go ]; do sleep 0.05; done; cat <&3 > /run/read' &
 holder=$!
-until_in "the holder never opened the file" sh -c "ls -l /proc/\$(pgrep -nf 'exec 3</mnt/x/f')/fd | grep -q /mnt/x/f"
+until_in "the holder never opened the file" sh -c 'ls -l /proc/$(cat /run/holder.pid)/fd | grep -q /mnt/x/f'
 inside kill -9 "$main"
 until_in "no restart after kill -9" sh -c "p=\$(systemctl show -p MainPID --value passthroughfs@x.service); [ \"\$p\" != 0 ] && [ \"\$p\" != $main ] && [ \"\$(systemctl show -p StatusText --value passthroughfs@x.service)\" = attached ]"
 restarted=$(show MainPID)
 [ "$(show NRestarts)" = 1 ] || fail "NRestarts $(show NRestarts)"
 inside touch /run/go
 wait "$holder" || fail "the file open across the crash failed"
+holder=
 inside grep -qx "hello from the source" /run/read || fail "the file open across the crash read wrong"
 echo "ok: kill -9 $main -> restarted as $restarted, StatusText=attached, the open file read"
 
@@ -164,4 +186,14 @@ inside systemctl stop passthroughfs@x.service
 [ "$(show ActiveState)" = inactive ] || fail "ActiveState $(show ActiveState) after stop"
 inside sh -c '! grep -q " /mnt/x " /proc/self/mountinfo' || fail "still mounted after stop"
 echo "ok: stop -> inactive, unmounted"
+
+# 8. The demo from the installed package: a keeper of its own, a server SIGKILLed under load.
+inside systemctl stop fuse-keeper.socket fuse-keeper.service
+inside fuse-recovery-demo > "$log.demo" 2>&1 || { cat "$log.demo" >&2; fail "the installed demo failed"; }
+grep -q "errors seen by applications: 0" "$log.demo" || { cat "$log.demo" >&2; fail "the demo saw errors"; }
+echo "ok: fuse-recovery-demo: $(grep -E 'operations|stall' "$log.demo" | tr '\n' ';')"
+rm -f "$log.demo"
+inside dpkg --purge fuse-recovery >/dev/null || fail "dpkg --purge"
+inside sh -c '! command -v passthroughfs && [ ! -e /lib/systemd/system/fuse-keeper.socket ]' >/dev/null || fail "files left after purge"
+echo "ok: dpkg --purge removed it"
 echo "tests/systemd.sh: all passed in $(( $(date +%s) - started )) s (not counting the rootfs)"

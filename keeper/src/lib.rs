@@ -7,7 +7,8 @@
 //!   crate (re-exported here): a FUSE server depends on that crate, not on this one.
 //! - [`text`]: escaping client-chosen strings for terminals and logs.
 //!
-//! All `unsafe` code is in the private `sys` module.
+//! All `unsafe` code is in the private `sys` module, but for socket activation in
+//! `daemon/socket.rs` (taking fd 3, clearing `LISTEN_*` before any thread exists).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
