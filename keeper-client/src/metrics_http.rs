@@ -208,4 +208,29 @@ mod tests {
         assert!(get("/metrics?x=1").ends_with("x_total 2\n"));
         assert!(get("/other").starts_with("HTTP/1.1 404"));
     }
+
+    /// A scraper that connects and says nothing, one that sends an endless head and one that
+    /// sends garbage cost the others at most the read timeout each: the next scrape is served.
+    #[test]
+    fn hostile_scrapers_hold_up_only_their_own_scrape() {
+        let addr: MetricsAddr = "127.0.0.1:0".parse().unwrap();
+        let render: Render = Box::new(|| Ok("up 1\n".to_owned()));
+        let MetricsAddr::Tcp(bound) = start(&addr, "test-metrics", render).unwrap() else {
+            panic!("not tcp");
+        };
+        let silent = std::net::TcpStream::connect(bound).unwrap();
+        let mut endless = std::net::TcpStream::connect(bound).unwrap();
+        let _ = endless.write_all(&[b'a'; 3 * MAX_HEAD]);
+        let mut garbage = std::net::TcpStream::connect(bound).unwrap();
+        garbage.write_all(b"\xff\xfe\x00 \x01\r\n\r\n").unwrap();
+        let mut s = std::net::TcpStream::connect(bound).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 OK") && out.ends_with("up 1\n"), "{out}");
+        let mut refused = String::new();
+        garbage.read_to_string(&mut refused).unwrap();
+        assert!(refused.starts_with("HTTP/1.1 405"), "{refused}");
+        drop(silent);
+    }
 }
