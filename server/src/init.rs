@@ -25,7 +25,7 @@ pub struct SessionConfig {
     pub threads: usize,
     /// Further INIT flags to ask for.
     pub extra_flags: u64,
-    /// Where the session counts its requests (a fresh [`RequestStats`] by default): keep a
+    /// Where the session counts its requests (a fresh [`RequestStats`](crate::RequestStats) by default): keep a
     /// clone to publish them.
     pub stats: std::sync::Arc<crate::RequestStats>,
 }
