@@ -420,38 +420,16 @@ fn server_metrics_count_the_resent_request_and_how_it_was_settled() {
     m.server = Some(cmd.spawn().unwrap());
     let out = app.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "MKDIR answered once");
-    let deadline = Instant::now() + common::PATIENCE;
-    let url = loop {
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        if let Some(at) = text.find("addr=http://") {
-            let url = &text[at + 5..];
-            break url[..url.find(char::is_whitespace).unwrap()].to_owned();
-        }
-        assert!(Instant::now() < deadline, "the server never said where its metrics are: {text}");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let scraped = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, urllib.request\n\
-             from prometheus_client.parser import text_string_to_metric_families as parse\n\
-             text = urllib.request.urlopen(sys.argv[1], timeout=60).read().decode()\n\
-             for f in parse(text):\n    for s in f.samples:\n        \
-             print(s.name + ''.join('{%s=%s}' % kv for kv in sorted(s.labels.items())), int(s.value))",
-            &url,
-        ])
-        .output()
-        .unwrap();
-    assert!(scraped.status.success(), "{}", String::from_utf8_lossy(&scraped.stderr));
-    let text = String::from_utf8(scraped.stdout).unwrap();
-    for line in [
-        "fuse_server_resent_requests_total 1",
-        "fuse_server_journal_settled_total{outcome=took_effect} 1",
-        "fuse_server_journal_settled_total{outcome=not_taken_effect} 0",
-        "fuse_server_journal_settled_total{outcome=replayed} 0",
-        "fuse_server_requests_total{opcode=MKDIR} 1",
+    let url = common::metrics_url(&|| fs::read_to_string(&log).unwrap_or_default());
+    let s = common::scrape(&url, None);
+    for (sample, value) in [
+        ("fuse_server_resent_requests_total", 1.0),
+        ("fuse_server_journal_settled_total{outcome=took_effect}", 1.0),
+        ("fuse_server_journal_settled_total{outcome=not_taken_effect}", 0.0),
+        ("fuse_server_journal_settled_total{outcome=replayed}", 0.0),
+        ("fuse_server_requests_total{opcode=MKDIR}", 1.0),
     ] {
-        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        assert_eq!(common::sample(&s, sample), value, "{sample} in {s:?}");
     }
     assert!(m.source.join("d").is_dir());
 }

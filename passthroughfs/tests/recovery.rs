@@ -289,61 +289,6 @@ fn keeper_umount_of_a_dead_servers_mount_returns_at_once() {
     );
 }
 
-/// Fetches `URL` over HTTP (or reads stdin for `-`) and parses it with prometheus_client's
-/// parser: one line per sample, `NAME{LABEL=VALUE...} VALUE`, and `TYPE FAMILY TYPE` per family.
-const SCRAPE: &str = r#"
-import sys, urllib.request
-from prometheus_client.parser import text_string_to_metric_families
-src = sys.argv[1]
-text = sys.stdin.read() if src == "-" else urllib.request.urlopen(src, timeout=60).read().decode()
-for family in text_string_to_metric_families(text):
-    print("TYPE", family.name, family.type)
-    for s in family.samples:
-        labels = "".join("{%s=%s}" % kv for kv in sorted(s.labels.items()))
-        print(s.name + labels, repr(float(s.value)))
-"#;
-
-/// The samples of one scrape, parsed by prometheus_client, by `NAME{LABEL=VALUE}`; family
-/// types under `TYPE NAME`.
-fn scrape(source: &str, stdin: Option<&str>) -> std::collections::HashMap<String, String> {
-    let mut child = Command::new("python3")
-        .args(["-c", SCRAPE, source])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 (with prometheus_client from PyPI: .ci/install-deps)");
-    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "scrape failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.rsplit_once(' '))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-/// The value of `sample` in a scrape, as a number.
-fn sample(samples: &std::collections::HashMap<String, String>, name: &str) -> f64 {
-    let v = samples.get(name).unwrap_or_else(|| panic!("no sample {name} in {samples:?}"));
-    v.parse().unwrap()
-}
-
-/// The keeper's `--metrics` address, from its log (it was given port 0).
-fn metrics_url(keeper: &Keeper) -> String {
-    let deadline = Instant::now() + common::PATIENCE;
-    loop {
-        let log = keeper.log();
-        if let Some(at) = log.find("addr=http://") {
-            let url = &log[at + 5..];
-            return url[..url.find(char::is_whitespace).unwrap()].to_owned();
-        }
-        assert!(Instant::now() < deadline, "the keeper never said where metrics are: {log}");
-        sleep(Duration::from_millis(10));
-    }
-}
-
 /// One field of the one connection in `fuse-keeper ls --json`.
 fn ls_field(keeper: &Keeper, field: &str) -> String {
     let ls = keeper.ls_json();
@@ -361,15 +306,15 @@ fn ls_field(keeper: &Keeper, field: &str) -> String {
 fn metrics_and_ls_count_every_recovery_and_handover_of_a_crash_loop() {
     let mut r = Recoverable::with_keeper("", &["--metrics", "127.0.0.1:0"]);
     r.start(&[]);
-    let url = metrics_url(&r.keeper);
-    let first = scrape(&url, None);
+    let url = common::metrics_url(&|| r.keeper.log());
+    let first = common::scrape(&url, None);
     assert_eq!(first.get("TYPE fuse_keeper_recoveries").map(String::as_str), Some("counter"));
     assert_eq!(
         first.get("TYPE fuse_keeper_orphaned_seconds").map(String::as_str),
         Some("histogram")
     );
-    assert_eq!(sample(&first, "fuse_keeper_registrations_total"), 1.0);
-    assert_eq!(sample(&first, "fuse_keeper_connections{state=serving}"), 1.0);
+    assert_eq!(common::sample(&first, "fuse_keeper_registrations_total"), 1.0);
+    assert_eq!(common::sample(&first, "fuse_keeper_connections{state=serving}"), 1.0);
     assert_eq!(ls_field(&r.keeper, "recoveries"), "0");
     assert_eq!(ls_field(&r.keeper, "last_recovery_us"), "null");
     let mut held = fs::File::create(r.m.mnt("held")).unwrap();
@@ -379,24 +324,30 @@ fn metrics_and_ls_count_every_recovery_and_handover_of_a_crash_loop() {
         r.kill();
         // The keeper sees the death through the server's pidfd, soon after the reap.
         let deadline = Instant::now() + common::PATIENCE;
-        while sample(&scrape(&url, None), "fuse_keeper_connections{state=orphaned}") != 1.0 {
+        while common::sample(&common::scrape(&url, None), "fuse_keeper_connections{state=orphaned}")
+            != 1.0
+        {
             assert!(Instant::now() < deadline, "never shown orphaned after kill {kill}");
             sleep(Duration::from_millis(20));
         }
         r.start(&[]);
-        let s = scrape(&url, None);
+        let s = common::scrape(&url, None);
         let n = f64::from(kill);
-        assert_eq!(sample(&s, "fuse_keeper_recoveries_total"), n, "after kill {kill}");
-        assert_eq!(sample(&s, "fuse_keeper_orphaned_seconds_count"), n, "after kill {kill}");
-        assert_eq!(sample(&s, "fuse_keeper_orphaned_seconds_bucket{le=+Inf}"), n);
-        assert!(sample(&s, "fuse_keeper_orphaned_seconds_sum") > 0.0);
+        assert_eq!(common::sample(&s, "fuse_keeper_recoveries_total"), n, "after kill {kill}");
         assert_eq!(
-            sample(&s, "fuse_keeper_registrations_total"),
+            common::sample(&s, "fuse_keeper_orphaned_seconds_count"),
+            n,
+            "after kill {kill}"
+        );
+        assert_eq!(common::sample(&s, "fuse_keeper_orphaned_seconds_bucket{le=+Inf}"), n);
+        assert!(common::sample(&s, "fuse_keeper_orphaned_seconds_sum") > 0.0);
+        assert_eq!(
+            common::sample(&s, "fuse_keeper_registrations_total"),
             1.0,
             "a restart is no registration"
         );
-        assert_eq!(sample(&s, "fuse_keeper_connections{state=serving}"), 1.0);
-        assert_eq!(sample(&s, "fuse_keeper_connections{state=orphaned}"), 0.0);
+        assert_eq!(common::sample(&s, "fuse_keeper_connections{state=serving}"), 1.0);
+        assert_eq!(common::sample(&s, "fuse_keeper_connections{state=orphaned}"), 0.0);
         assert_eq!(ls_field(&r.keeper, "recoveries"), kill.to_string());
     }
     let last: u64 = ls_field(&r.keeper, "last_recovery_us").parse().unwrap();
@@ -415,17 +366,20 @@ fn metrics_and_ls_count_every_recovery_and_handover_of_a_crash_loop() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let s = scrape("-", Some(&String::from_utf8(out.stdout).unwrap()));
-    assert_eq!(sample(&s, "fuse_keeper_handovers_total"), 1.0);
+    let s = common::scrape("-", Some(&String::from_utf8(out.stdout).unwrap()));
+    assert_eq!(common::sample(&s, "fuse_keeper_handovers_total"), 1.0);
     assert_eq!(
-        sample(&s, "fuse_keeper_recoveries_total"),
+        common::sample(&s, "fuse_keeper_recoveries_total"),
         f64::from(KILLS),
         "a handover is no recovery"
     );
-    assert_eq!(sample(&s, "fuse_keeper_attach_duration_seconds_count"), f64::from(KILLS + 1));
+    assert_eq!(
+        common::sample(&s, "fuse_keeper_attach_duration_seconds_count"),
+        f64::from(KILLS + 1)
+    );
     assert_eq!(ls_field(&r.keeper, "handovers"), "1");
-    assert!(sample(&s, "process_resident_memory_bytes") > 0.0);
-    assert!(sample(&s, "fuse_keeper_held_fds") >= 2.0);
+    assert!(common::sample(&s, "process_resident_memory_bytes") > 0.0);
+    assert!(common::sample(&s, "fuse_keeper_held_fds") >= 2.0);
     held.write_all(b"x").unwrap();
     held.sync_all().unwrap();
     assert_eq!(fs::read(r.m.src("held")).unwrap(), vec![b'x'; KILLS as usize + 1]);

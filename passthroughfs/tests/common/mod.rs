@@ -308,6 +308,64 @@ impl Drop for Keeper {
     }
 }
 
+/// Fetches `URL` over HTTP (or reads stdin for `-`) and parses it with prometheus_client's
+/// parser: one line per sample, `NAME{LABEL=VALUE...} VALUE`, and `TYPE FAMILY TYPE` per family.
+const SCRAPE: &str = r#"
+import sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+src = sys.argv[1]
+text = sys.stdin.read() if src == "-" else urllib.request.urlopen(src, timeout=60).read().decode()
+for family in text_string_to_metric_families(text):
+    print("TYPE", family.name, family.type)
+    for s in family.samples:
+        labels = "".join("{%s=%s}" % kv for kv in sorted(s.labels.items()))
+        print(s.name + labels, repr(float(s.value)))
+"#;
+
+/// The samples of one scrape of `source` (a URL, or `-` for `stdin`), parsed by
+/// prometheus_client (from PyPI: .ci/install-deps), by `NAME{LABEL=VALUE}`; family types
+/// under `TYPE NAME`.
+pub fn scrape(source: &str, stdin: Option<&str>) -> std::collections::HashMap<String, String> {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args(["-c", SCRAPE, source])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (with prometheus_client from PyPI: .ci/install-deps)");
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "scrape failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The value of `name` in a scrape, as a number.
+pub fn sample(samples: &std::collections::HashMap<String, String>, name: &str) -> f64 {
+    let v = samples.get(name).unwrap_or_else(|| panic!("no sample {name} in {samples:?}"));
+    v.parse().unwrap()
+}
+
+/// Where a process serves its metrics, from the `serving metrics addr=URL` line of its log
+/// (`log` reads it; it was given port 0), once it is there.
+pub fn metrics_url(log: &dyn Fn() -> String) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let text = log();
+        if let Some(at) = text.find("addr=http://") {
+            let url = &text[at + 5..];
+            return url[..url.find(char::is_whitespace).unwrap_or(url.len())].to_owned();
+        }
+        assert!(Instant::now() < deadline, "never said where its metrics are: {text}");
+        sleep(Duration::from_millis(10));
+    }
+}
+
 /// `name_to_handle_at` and `open_by_handle_at` (which Python's os module lacks), for a program
 /// that holds file handles as a user of the mount would (an NFS server, a backup tool):
 /// `encode PATH...` prints each path's handle (`connectable:PATH`: with its parent's, which
