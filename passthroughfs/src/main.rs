@@ -172,13 +172,7 @@ fn status(started: Started) -> &'static str {
 /// `path` made absolute, its directory resolved (symlinks, `..`) but not its last component;
 /// the error says so, with what to do.
 fn resolve_mountpoint(path: &Path) -> Result<PathBuf, String> {
-    let failed = |err: std::io::Error| {
-        let mut message = format!("mountpoint {}: {err}", path.display());
-        if err.kind() == std::io::ErrorKind::NotFound {
-            message += &format!("\nhint: create it first: mkdir -p {}", path.display());
-        }
-        message
-    };
+    let failed = |err| mountpoint_error(path, err);
     let abs = std::path::absolute(path).map_err(failed)?;
     match (abs.parent(), abs.file_name()) {
         (Some(dir), Some(name)) => Ok(std::fs::canonicalize(dir).map_err(failed)?.join(name)),
@@ -197,13 +191,17 @@ fn check_mountpoint(abs: &Path) -> Result<(), String> {
     match std::fs::metadata(abs) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => Err(format!("mountpoint {} is not a directory", abs.display())),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(format!(
-            "mountpoint {}: {err}\nhint: create it first: mkdir -p {}",
-            abs.display(),
-            abs.display()
-        )),
-        Err(err) => Err(format!("mountpoint {}: {err}", abs.display())),
+        Err(err) => Err(mountpoint_error(abs, err)),
     }
+}
+
+/// `err` about the mountpoint `path`, with the hint to create it if it is missing.
+fn mountpoint_error(path: &Path, err: std::io::Error) -> String {
+    let mut message = format!("mountpoint {}: {err}", path.display());
+    if err.kind() == std::io::ErrorKind::NotFound {
+        message += &format!("\nhint: create it first: mkdir -p {}", path.display());
+    }
+    message
 }
 
 /// With `-o tag=`: re-attach to the keeper's connection for the tag, or mount fresh and

@@ -115,7 +115,7 @@ pub fn command() -> clap::Command {
              it, and the same command line re-attaches after a crash. Without -f it goes to \
              the background once the mount answers.",
         )
-        .override_usage("passthroughfs [-f] [-d] [-o OPTION[,OPTION...]] SOURCE MOUNTPOINT")
+        .override_usage(USAGE.strip_prefix("usage: ").unwrap_or(USAGE))
         .after_help(OPTIONS_HELP)
         .arg(
             Arg::new("foreground")

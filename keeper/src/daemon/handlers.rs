@@ -62,35 +62,28 @@ impl Keeper {
         req: Request,
         fds: &mut Vec<OwnedFd>,
     ) -> Response {
+        // ATTACH and HANDOVER that get no connection are counted by reason (METRICS).
+        let takes_over = matches!(req, Request::Attach { .. } | Request::Handover { .. });
         let result = match req {
             Request::Register(reg) => self.register(client, peer, reg, fds),
             Request::AddDevice { tag, index } => self.add_device(client, peer, &tag, index, fds),
-            Request::Attach { tag } => {
-                let attached = self.attach(client, peer, &tag);
-                if let Err(Response { reply: Reply::Error { errno, .. }, .. }) = &attached {
-                    self.counters.refuse(*errno);
-                }
-                attached
-            }
+            Request::Attach { tag } => self.attach(client, peer, &tag),
             Request::Unregister { tag } => self.unregister(peer, &tag),
             Request::List { skip } => Ok(self.list(peer, skip, false)),
             Request::ListStats { skip } => Ok(self.list(peer, skip, true)),
             Request::Metrics => self.metrics(peer),
             Request::Abort { target } => self.abort_or_umount(peer, &target, true),
             Request::Umount { target } => self.abort_or_umount(peer, &target, false),
-            Request::Handover { tag } => {
-                let asked = self.handover(client, peer, &tag);
-                if let Err(Response { reply: Reply::Error { errno, .. }, .. }) = &asked {
-                    self.counters.refuse(*errno);
-                }
-                asked
-            }
+            Request::Handover { tag } => self.handover(client, peer, &tag),
             Request::HandoverDone { tag, errno } => self.handover_done(peer, &tag, errno),
             Request::StandIn(answers) => self.stand_in(peer, answers),
             Request::Hold { tag, key } => self.hold(peer, &tag, key, fds),
             Request::Release { tag, key } => self.release(peer, &tag, key),
             Request::Held { tag, after } => self.held(peer, &tag, after),
         };
+        if takes_over && let Err(Response { reply: Reply::Error { errno, .. }, .. }) = &result {
+            self.counters.refuse(*errno);
+        }
         result.unwrap_or_else(|e| e)
     }
 
