@@ -495,20 +495,31 @@ impl Passthrough {
     }
 
     /// A handle opened for writing through kernel passthrough (`opened`), or one of them
-    /// released (`!opened`). On the first, the kernel drops the attributes it caches: those
-    /// it has are from before the writes, and it asks the server for each stat until the
-    /// last such handle is released.
-    fn passthrough_writer(&self, ctx: &Context<'_>, record: &HandleRecord, opened: bool) {
+    /// released (`!opened`). While one is open the inode's attributes are not cached
+    /// ([`Passthrough::attr_valid`]); the first one also drops what the kernel caches, from
+    /// before the writes, if it may cache any (`known`: not for an inode whose entry this
+    /// very request answers, a CREATE's, which gives that entry no cache time instead).
+    fn passthrough_writer(
+        &self,
+        ctx: &Context<'_>,
+        record: &HandleRecord,
+        opened: bool,
+        known: bool,
+    ) {
         let writable = record.flags & libc::O_ACCMODE != libc::O_RDONLY;
         if !record.backed || !writable {
             return;
         }
         let mut writers = self.writers_lock();
         if opened {
-            *writers.entry(record.nodeid).or_insert(0) += 1;
+            let n = writers.entry(record.nodeid).or_insert(0);
+            *n += 1;
+            let first = *n == 1;
             drop(writers);
-            if let Err(errno) = ctx.invalidate_attributes(NodeId(record.nodeid)) {
-                tracing::debug!(%errno, "invalidating attributes");
+            if first && known {
+                if let Err(errno) = ctx.invalidate_attributes(NodeId(record.nodeid)) {
+                    tracing::debug!(%errno, "invalidating attributes");
+                }
             }
         } else if let Some(n) = writers.get_mut(&record.nodeid) {
             *n -= 1;
@@ -735,13 +746,15 @@ impl Passthrough {
 
     /// Wraps an open file of `inode` in a handle, using the inode's kernel passthrough
     /// backing id when passthrough is on (registering `fd` as the backing file if the inode
-    /// has none yet).
+    /// has none yet). `known`: the kernel may cache the inode's attributes already (see
+    /// [`Passthrough::passthrough_writer`]).
     fn open_handle(
         &self,
         ctx: &Context<'_>,
         inode: &Inode,
         fd: OwnedFd,
         flags: i32,
+        known: bool,
     ) -> Result<Opened> {
         // No FLUSH on close: locks are the kernel's (no POSIX lock delegation) and writes reach
         // the source synchronously, so FLUSH has nothing to do; without it a close costs no
@@ -775,7 +788,7 @@ impl Passthrough {
         match self.handles.insert(record, Handle::File { fd, record }) {
             Ok(fh) => {
                 opened.fh = FileHandle(fh);
-                self.passthrough_writer(ctx, &record, true);
+                self.passthrough_writer(ctx, &record, true, known);
             }
             Err(errno) => {
                 self.release_backing(ctx, &record);
@@ -1103,7 +1116,7 @@ impl Filesystem for Passthrough {
             }
             result => result?,
         };
-        self.open_handle(ctx, &inode, fd, flags)
+        self.open_handle(ctx, &inode, fd, flags, true)
     }
 
     fn creator_uid(&self, ctx: &Context<'_>) -> u32 {
@@ -1131,7 +1144,7 @@ impl Filesystem for Passthrough {
             }
             result => result?,
         };
-        self.open_handle(ctx, &inode, fd, flags)
+        self.open_handle(ctx, &inode, fd, flags, true)
     }
 
     fn read(
@@ -1189,7 +1202,7 @@ impl Filesystem for Passthrough {
         _flags: i32,
     ) -> Result<()> {
         if let Some(record) = self.handles.remove(fh.0) {
-            self.passthrough_writer(ctx, &record, false);
+            self.passthrough_writer(ctx, &record, false, true);
             self.release_backing(ctx, &record);
         }
         Ok(())
@@ -1542,8 +1555,16 @@ impl Passthrough {
         }
         let nameless = name.is_none();
         let inode = self.inodes.get(nodeid)?;
-        match self.open_handle(ctx, &inode, fd, flags) {
+        let mut entry = entry;
+        match self.open_handle(ctx, &inode, fd, flags, false) {
             Ok(opened) => {
+                if opened.open_flags & FOPEN_PASSTHROUGH != 0
+                    && flags & libc::O_ACCMODE != libc::O_RDONLY
+                {
+                    // Written through kernel passthrough from now on: no cached attributes
+                    // (the entry was made before the writer was counted).
+                    entry.attr_valid = Duration::ZERO;
+                }
                 ctx.handle_opened(opened.fh);
                 if nameless {
                     self.keep_if_nameless(nodeid);

@@ -850,6 +850,35 @@ os.close(fd)
     }
 }
 
+/// The same for a file the application creates through the mount and keeps open for
+/// writing: the CREATE's entry carries no cached attributes (the invalidation an OPEN sends
+/// cannot reach an inode the kernel does not know yet), so a change the kernel does not see,
+/// as a write through a mapping is, shows at the next stat.
+#[test]
+fn a_file_created_for_writing_through_kernel_passthrough_has_no_cached_attributes() {
+    const CREATOR: &str = r#"
+import os, sys
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+os.utime(sys.argv[2], ns=(10**18, 10**18))
+print(os.stat(sys.argv[1]).st_mtime_ns)
+os.close(fd)
+"#;
+    let m = Mounted::start(&["-o", "attr_timeout=60,entry_timeout=60"]);
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(CREATOR)
+        .arg(m.mnt("created"))
+        .arg(m.src("created"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1000000000000000000",
+        "the mount shows the mtime the file was created with"
+    );
+}
+
 /// A file others may write but not read (mode 0602) takes another user's write-only open
 /// and write, and refuses their read, in every mode (xfstests generic/126 in writeback mode,
 /// where the server opens write-only files read-write for the page cache).
