@@ -516,10 +516,11 @@ impl Passthrough {
             *n += 1;
             let first = *n == 1;
             drop(writers);
-            if first && known {
-                if let Err(errno) = ctx.invalidate_attributes(NodeId(record.nodeid)) {
-                    tracing::debug!(%errno, "invalidating attributes");
-                }
+            if first
+                && known
+                && let Err(errno) = ctx.invalidate_attributes(NodeId(record.nodeid))
+            {
+                tracing::debug!(%errno, "invalidating attributes");
             }
         } else if let Some(n) = writers.get_mut(&record.nodeid) {
             *n -= 1;
