@@ -1543,12 +1543,7 @@ impl Passthrough {
         flags: i32,
         name: Option<(&Inode, &OsStr)>,
     ) -> Result<(Entry, Opened)> {
-        // An O_PATH fd of the very inode `fd` is open on: no second lookup by name, no race.
-        let path_fd = rustix::fs::open(
-            proc_path(fd.as_fd()).as_c_str(),
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let path_fd = self.path_fd_of(&fd, name)?;
         let entry = self.adopt(ctx, path_fd)?;
         let nodeid = entry.nodeid().0;
         if let Some((parent, name)) = name {
@@ -1580,6 +1575,27 @@ impl Passthrough {
                 Err(errno)
             }
         }
+    }
+
+    /// An `O_PATH` fd of the very inode `fd` (just created as `name`, if it has one) is open
+    /// on. By its name first, checked to be that inode (half the cost of resolving
+    /// `/proc/self/fd/N`, a procfs walk and a magic link); through `/proc/self/fd/N` if the
+    /// name is gone or names another inode now (renamed or replaced on the source since).
+    fn path_fd_of(&self, fd: &OwnedFd, name: Option<(&Inode, &OsStr)>) -> Result<OwnedFd> {
+        let flags = OFlags::PATH | OFlags::CLOEXEC;
+        if let Some((parent, name)) = name
+            && let Ok(path_fd) =
+                rustix::fs::openat(&parent.fd, name, flags | OFlags::NOFOLLOW, Mode::empty())
+        {
+            let same = |a: &rustix::fs::Stat, b: &rustix::fs::Stat| {
+                (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+            };
+            if same(&rustix::fs::fstat(&path_fd)?, &rustix::fs::fstat(fd)?) {
+                return Ok(path_fd);
+            }
+        }
+        rustix::fs::open(proc_path(fd.as_fd()).as_c_str(), flags, Mode::empty())
+            .map_err(Errno::from)
     }
 
     fn symlinks_lock(
