@@ -54,6 +54,9 @@ pub struct Recovery {
     /// `timeout_policy=fail`: when `recovery_timeout` passes, keep the mount and answer its
     /// requests with EIO until a server attaches (`abort`, the default, aborts the mount).
     pub fail_on_timeout: bool,
+    /// `standby`: a hot standby: never mount; wait at the keeper for the tag's live server
+    /// to die and take its connection over at once.
+    pub standby: bool,
 }
 
 /// A command line that cannot be used, with what is wrong.
@@ -69,6 +72,10 @@ pub enum UsageError {
     MissingOptionList,
     #[error("-o {0} needs -o tag=NAME")]
     NeedsTag(String),
+    #[error(
+        "-o standby and -o handover exclude each other (a standby waits for the server to die; a handover asks it to stop)"
+    )]
+    StandbyHandover,
     /// Anything else the argument parser refused (an argument that is not UTF-8, or
     /// `--help` asked of [`Options::parse`]), in its words.
     #[error("{0}")]
@@ -93,6 +100,7 @@ recovery (the mount outlives the server; the same command line re-attaches):
   tag=NAME, rescue_uid=UID, recovery_timeout=SECONDS, timeout_policy=abort|fail,
   keeper=SOCKET[:SOCKET...],
   nokeeper_start, handover (take over from a live server), nohandover (refuse to),
+  standby (a hot standby: wait at the keeper for the server to die, then take over at once),
   nojournal (measurement only)
 ignored (mount(8), fstab and systemd conventions):
   defaults, auto, noauto, user, nouser, users, nofail, _netdev, comment=..., x-...";
@@ -309,6 +317,7 @@ impl Options {
             handover: false,
             allow_handover: true,
             fail_on_timeout: false,
+            standby: false,
         };
         let mut needs_tag = None;
         for list in &lists {
@@ -322,6 +331,9 @@ impl Options {
                     needs_tag = Some(option.to_string());
                 }
             }
+        }
+        if recovery.standby && recovery.handover {
+            return Err(UsageError::StandbyHandover);
         }
         if !recovery.tag.is_empty() {
             opts.recovery = Some(recovery);
@@ -446,8 +458,9 @@ impl Recovery {
                 self.fail_on_timeout = value == "fail"
             }
             "nohandover" if value.is_empty() => self.allow_handover = false,
+            "standby" if value.is_empty() => self.standby = true,
             "tag" | "keeper" | "nokeeper_start" | "nojournal" | "handover" | "nohandover"
-            | "timeout_policy" => {
+            | "timeout_policy" | "standby" => {
                 return Err(bad());
             }
             _ => return Ok(false),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use fuse_keeper_client::client::{Attached, KeeperClient, Registration};
+use fuse_keeper_client::client::{Attached, KeeperClient, Registration, StandbyReply};
 use fuse_keeper_client::{ConnState, KeeperError};
 use fuse_server::{Channel, Filesystem, Negotiation, Session, SessionConfig};
 use fuse_transport::MountOptions;
@@ -77,6 +77,14 @@ pub struct RecoveryOptions {
     /// When `recovery_timeout` passes with no server, keep the mount and have the keeper
     /// answer its requests with EIO until a server attaches (instead of aborting it).
     pub fail_on_timeout: bool,
+    /// Be a hot standby: never mount; wait at a keeper (STANDBY) for the live server of the
+    /// tag to die and take its connection over the moment it does, as a restarted server
+    /// would ([`Started::Attached`]). [`serve_with`] reports the waiting ([`Standing`]). If
+    /// the connection ends first (its server unmounts cleanly), [`serve`] returns
+    /// [`RecoveryError::Dismissed`]. A keeper that goes away while it waits is connected to
+    /// again (backoff 10 ms to 200 ms) and the standby parks again once the server has
+    /// registered with it again; no keeper is ever started by a standby.
+    pub standby: bool,
 }
 
 impl RecoveryOptions {
@@ -96,8 +104,27 @@ impl RecoveryOptions {
             handover: false,
             allow_handover: false,
             fail_on_timeout: false,
+            standby: false,
         }
     }
+}
+
+/// What a hot standby ([`RecoveryOptions::standby`]) is doing, as [`serve_with`] reports it
+/// each time it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// Parked at the keeper at `socket`: the connection is taken over the moment its server
+    /// dies.
+    Parked {
+        /// The keeper's socket.
+        socket: PathBuf,
+    },
+    /// Not parked: no keeper answers, or none holds the tag yet (its server has not
+    /// registered, or not yet again with a keeper that restarted). Asked again with backoff.
+    Waiting {
+        /// Why, for humans.
+        why: String,
+    },
 }
 
 /// Why a recoverable session could not start.
@@ -139,6 +166,16 @@ pub enum RecoveryError {
         tag: String,
         /// What differs: the registering uid, the mountpoint, or the mount found there.
         why: String,
+    },
+    /// A standby ([`RecoveryOptions::standby`]) was parked for the tag's connection and the
+    /// connection ended (its server unmounted it cleanly, or it was unmounted or aborted
+    /// through the keeper): there is nothing to take over. Not a failure of the standby.
+    #[error(
+        "the connection under tag {tag} ended while this standby waited for it: nothing to take over"
+    )]
+    Dismissed {
+        /// The tag.
+        tag: String,
     },
     /// The store the keeper kept could not be opened with the filesystem's tables, or a new
     /// one could not be made.
@@ -295,6 +332,93 @@ fn connect_and_attach(
     Ok((links, attached.map(|a| (a, handed_over))))
 }
 
+/// A standby's wait (see [`RecoveryOptions::standby`]): STANDBY at each keeper in turn until
+/// one parks it (or hands the connection over at once, orphaned), then the second answer.
+/// `asked` is set to when the connection arrived. The links: the keeper that handed it over
+/// (on the very connection it answered on, which is now the server's at that keeper), and the
+/// others, attached too if they hold the connection (they orphaned it as the same server
+/// died), else given it by the `keeper-watch` thread.
+fn stand_by(
+    options: &RecoveryOptions,
+    standing: &mut dyn FnMut(Standing),
+    asked: &mut Instant,
+) -> Result<(Vec<Link>, Found), RecoveryError> {
+    let tag = &options.tag;
+    let refused = |socket: &Path, source| RecoveryError::Keeper {
+        socket: socket.display().to_string(),
+        source,
+    };
+    let mut backoff = STANDBY_FIRST_RETRY;
+    let mut waiting: Option<String> = None;
+    loop {
+        let mut why = String::from("no keeper holds the tag yet (its server has not registered)");
+        for (at, socket) in options.sockets.iter().enumerate() {
+            let mut client = match KeeperClient::connect(socket) {
+                Ok(client) => client,
+                Err(err) => {
+                    why = format!("no keeper answers ({err})");
+                    continue;
+                }
+            };
+            let attached = match client.standby(tag) {
+                Ok(StandbyReply::Unknown) => continue,
+                Ok(StandbyReply::Attached(attached)) => attached,
+                Ok(StandbyReply::Parked) => {
+                    info!(tag = %tag, socket = %socket.display(), "standing by");
+                    standing(Standing::Parked { socket: socket.clone() });
+                    waiting = None;
+                    backoff = STANDBY_FIRST_RETRY;
+                    match client.standby_wait() {
+                        Ok(Some(attached)) => attached,
+                        Ok(None) => return Err(RecoveryError::Dismissed { tag: tag.clone() }),
+                        Err(err) if err.is_unavailable() || matches!(err, KeeperError::Io(_)) => {
+                            warn!(%err, socket = %socket.display(), "lost the keeper while standing by; parking again");
+                            why = format!("lost the keeper ({err})");
+                            break;
+                        }
+                        Err(err) => return Err(refused(socket, err)),
+                    }
+                }
+                Err(err) if err.is_unavailable() => {
+                    why = format!("the keeper went away ({err})");
+                    continue;
+                }
+                Err(err) => return Err(refused(socket, err)),
+            };
+            *asked = Instant::now();
+            let mut link = Link::with_client(socket, options.start_keeper, client);
+            link.attached(attached.devices.len());
+            let mut links = Vec::with_capacity(options.sockets.len());
+            for (i, other) in options.sockets.iter().enumerate() {
+                if i == at {
+                    continue;
+                }
+                let (mut other_link, _) = Link::connect(other, false);
+                if let Some(client) = other_link.client()
+                    && let Ok(Some(same)) = attach(client, tag, false)
+                    && same.conn_id == attached.conn_id
+                {
+                    other_link.attached(same.devices.len());
+                }
+                links.push(other_link);
+            }
+            links.insert(at, link);
+            return Ok((links, (attached, false)));
+        }
+        if waiting.as_ref() != Some(&why) {
+            warn!(tag = %tag, %why, "standby not parked; asking again");
+            standing(Standing::Waiting { why: why.clone() });
+            waiting = Some(why);
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(STANDBY_MAX_RETRY);
+    }
+}
+
+/// A standby's backoff between STANDBYs that did not park it.
+const STANDBY_FIRST_RETRY: Duration = Duration::from_millis(10);
+const STANDBY_MAX_RETRY: Duration = Duration::from_millis(200);
+
 /// Serves `mountpoint` until it is unmounted: re-attaches to the keepers' orphaned
 /// connection for the tag if there is one, mounts fresh and registers otherwise. `make_fs`
 /// gets the state store: the one the keeper kept when attaching (the filesystem continues
@@ -312,8 +436,28 @@ pub fn serve<F: Recoverable>(
     make_fs: impl FnOnce(Arc<Store>) -> Result<F, Box<dyn std::error::Error + Send + Sync>>,
     ready: impl FnOnce(Started),
 ) -> Result<Served, RecoveryError> {
-    let asked = Instant::now();
-    let (links, attached) = connect_and_attach(options)?;
+    serve_with(mountpoint, mount_options, config, options, make_fs, |_| {}, ready)
+}
+
+/// As [`serve`], and with [`RecoveryOptions::standby`] `standing` is called each time the
+/// standby parks at a keeper or stops being parked ([`Standing`]), before `ready` is called
+/// once it has taken the connection over. Without `standby`, `standing` is never called.
+pub fn serve_with<F: Recoverable>(
+    mountpoint: &Path,
+    mount_options: &MountOptions,
+    config: SessionConfig,
+    options: &RecoveryOptions,
+    make_fs: impl FnOnce(Arc<Store>) -> Result<F, Box<dyn std::error::Error + Send + Sync>>,
+    mut standing: impl FnMut(Standing),
+    ready: impl FnOnce(Started),
+) -> Result<Served, RecoveryError> {
+    let mut asked = Instant::now();
+    let (links, attached) = if options.standby {
+        let (links, found) = stand_by(options, &mut standing, &mut asked)?;
+        (links, Some(found))
+    } else {
+        connect_and_attach(options)?
+    };
     let attach_time = asked.elapsed();
     // Where the connection is, and its number: as the keeper holds it, or (0) read once the
     // fresh mount exists.
