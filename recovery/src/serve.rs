@@ -338,11 +338,15 @@ fn connect_and_attach(
 /// (on the very connection it answered on, which is now the server's at that keeper), and the
 /// others, attached too if they hold the connection (they orphaned it as the same server
 /// died), else given it by the `keeper-watch` thread.
+/// Also what was checked ([`check_ours`]) at the keeper that parked it, before parking: the
+/// connection's (owner, mountpoint, number), checked then so that taking over need not
+/// read mountinfo.
 fn stand_by(
     options: &RecoveryOptions,
+    mountpoint: &Path,
     standing: &mut dyn FnMut(Standing),
     asked: &mut Instant,
-) -> Result<(Vec<Link>, Found), RecoveryError> {
+) -> Result<(Vec<Link>, Found, Option<Checked>), RecoveryError> {
     let tag = &options.tag;
     let refused = |socket: &Path, source| RecoveryError::Keeper {
         socket: socket.display().to_string(),
@@ -360,6 +364,8 @@ fn stand_by(
                     continue;
                 }
             };
+            let checked = precheck(&mut client, tag, mountpoint)
+                .map_err(|why| RecoveryError::NotOurs { tag: tag.clone(), why })?;
             let attached = match client.standby(tag) {
                 Ok(StandbyReply::Unknown) => continue,
                 Ok(StandbyReply::Attached(attached)) => attached,
@@ -403,7 +409,7 @@ fn stand_by(
                 links.push(other_link);
             }
             links.insert(at, link);
-            return Ok((links, (attached, false)));
+            return Ok((links, (attached, false), checked));
         }
         if waiting.as_ref() != Some(&why) {
             warn!(tag = %tag, %why, "standby not parked; asking again");
@@ -413,6 +419,26 @@ fn stand_by(
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(STANDBY_MAX_RETRY);
     }
+}
+
+/// A connection's (owner uid, mountpoint, number), as [`check_ours`] checked them.
+type Checked = (u32, PathBuf, u32);
+
+/// The connection the keeper lists under `tag` for this uid (its own first, else root's),
+/// checked as [`check_ours`] checks an attached one; `Ok(None)` if it lists none (or cannot
+/// list: the check is then made on taking over).
+fn precheck(
+    client: &mut KeeperClient,
+    tag: &str,
+    mountpoint: &Path,
+) -> Result<Option<Checked>, String> {
+    let uid = rustix::process::geteuid().as_raw();
+    let Ok(mut all) = client.list() else { return Ok(None) };
+    all.retain(|c| c.tag == tag && (c.owner_uid == uid || c.owner_uid == 0));
+    all.sort_by_key(|c| c.owner_uid != uid);
+    let Some(c) = all.into_iter().next() else { return Ok(None) };
+    check_ours(c.owner_uid, &c.mountpoint, c.conn_id, mountpoint)?;
+    Ok(Some((c.owner_uid, c.mountpoint, c.conn_id)))
 }
 
 /// A standby's backoff between STANDBYs that did not park it.
@@ -452,8 +478,15 @@ pub fn serve_with<F: Recoverable>(
     ready: impl FnOnce(Started),
 ) -> Result<Served, RecoveryError> {
     let mut asked = Instant::now();
+    // A standby checked the connection while it waited (the same one is handed over).
+    let mut checked = None;
     let (links, attached) = if options.standby {
-        let (links, found) = stand_by(options, &mut standing, &mut asked)?;
+        if config.buffers.is_empty() {
+            // Taking over then faults in no page of the workers' request buffers.
+            config.buffers.fill(config.threads.max(1), config.request_buffer_len());
+        }
+        let (links, found, precheck) = stand_by(options, mountpoint, &mut standing, &mut asked)?;
+        checked = precheck;
         (links, Some(found))
     } else {
         connect_and_attach(options)?
@@ -463,8 +496,11 @@ pub fn serve_with<F: Recoverable>(
     // fresh mount exists.
     let (store, mountpoint, conn_id, devices) = match attached {
         Some((attached, handed_over)) => {
-            check_ours(&attached, mountpoint)
-                .map_err(|why| RecoveryError::NotOurs { tag: options.tag.clone(), why })?;
+            let seen = (attached.owner_uid, attached.mountpoint.clone(), attached.conn_id);
+            if checked != Some(seen) {
+                check_ours(attached.owner_uid, &attached.mountpoint, attached.conn_id, mountpoint)
+                    .map_err(|why| RecoveryError::NotOurs { tag: options.tag.clone(), why })?;
+            }
             let store = Store::open(attached.state, F::TABLES).map_err(RecoveryError::Store)?;
             (store, attached.mountpoint, attached.conn_id, Some((attached.devices, handed_over)))
         }
@@ -543,33 +579,32 @@ pub fn serve_with<F: Recoverable>(
 /// a uid other than ours or root's (the keeper hands out no other, but its word is checked),
 /// one registered for another mountpoint, or one whose mountpoint holds another mount. The
 /// mount is looked up in mountinfo, never stat'ed (an orphaned connection would not answer).
-fn check_ours(attached: &Attached, mountpoint: &Path) -> Result<(), String> {
+fn check_ours(owner: u32, at: &Path, conn_id: u32, mountpoint: &Path) -> Result<(), String> {
     let euid = rustix::process::geteuid().as_raw();
-    let owner = attached.owner_uid;
     if owner != 0 && owner != euid && Some(owner) != uid_in_parent_ns(euid) {
         return Err(format!("it was registered by uid {owner}, not by uid {euid} or root"));
     }
-    if attached.mountpoint != mountpoint {
+    if at != mountpoint {
         return Err(format!(
             "it is mounted at {}, not at {} (unmount it with `fuse-keeper umount`, or serve \
              that mountpoint)",
-            attached.mountpoint.display(),
+            at.display(),
             mountpoint.display()
         ));
     }
     match fuse_transport::mount_entry(mountpoint) {
-        Ok(Some(m)) if m.is_fuse() && m.kernel_dev() == attached.conn_id => Ok(()),
+        Ok(Some(m)) if m.is_fuse() && m.kernel_dev() == conn_id => Ok(()),
         Ok(Some(m)) => Err(format!(
             "{} holds {} (device {}:{}), not FUSE connection {}",
             mountpoint.display(),
             m.fstype,
             m.major,
             m.minor,
-            attached.conn_id
+            conn_id
         )),
         // Mounted in a mount namespace we cannot see: nothing to compare.
         Ok(None) | Err(_) => {
-            warn!(mountpoint = %mountpoint.display(), conn = attached.conn_id,
+            warn!(mountpoint = %mountpoint.display(), conn = conn_id,
                 "the attached connection's mount is not visible here; serving it");
             Ok(())
         }
@@ -591,17 +626,26 @@ fn uid_in_parent_ns(uid: u32) -> Option<u32> {
 /// before the first worker reads, once a handover would be answered (so that a server that
 /// reports readiness there can be asked to hand over at once). Workers stopped for a handover that falls through serve
 /// again.
+///
+/// `attached`: the keepers already hold the STAND_IN of the server before (it sent one before
+/// its first read), so this one's is left to the refreshing thread (within [`STAND_IN_EVERY`]),
+/// off the path of a takeover.
 fn run_session<F: Recoverable>(
     session: &Session<F>,
     links: &Links,
     options: &RecoveryOptions,
+    attached: bool,
     before_reading: impl FnOnce(&Channel) -> io::Result<()>,
 ) -> Result<Ended, RecoveryError> {
     let stop = session.stop_handle();
     links.set_handover(HandoverPolicy { stop: stop.clone(), allow: options.allow_handover });
     // Before any worker reads: a request served proves the keepers can stand in.
-    let mut published = session.stand_in();
-    links.set_stand_in(stand_in_request(&options.tag, &published));
+    let mut published = None;
+    if !attached {
+        let answers = session.stand_in();
+        links.set_stand_in(stand_in_request(&options.tag, &answers));
+        published = Some(answers);
+    }
     let done = (Mutex::new(false), Condvar::new());
     std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -617,9 +661,9 @@ fn run_session<F: Recoverable>(
                     break;
                 }
                 let now = session.stand_in();
-                if now != published {
+                if published.as_ref() != Some(&now) {
                     links.set_stand_in(stand_in_request(&options.tag, &now));
-                    published = now;
+                    published = Some(now);
                 }
             }
         });
@@ -693,7 +737,7 @@ fn serve_attached<F: Recoverable>(
                 journaled(Session::resume(fs, channel, negotiation, config), options, store);
             // After a clean handover nothing waits to be resent, and RESEND re-queues nothing;
             // after a crash it brings back what the dead server had read.
-            run_session(&session, &links, options, |channel| {
+            run_session(&session, &links, options, true, |channel| {
                 channel.notify_resend()?;
                 ready(started);
                 Ok(())
@@ -704,7 +748,7 @@ fn serve_attached<F: Recoverable>(
             channel.notify_resend().map_err(fuse_server::SessionError::Custody)?;
             let session =
                 journaled(Session::start_with(fs, channel, config, saving(store))?, options, store);
-            run_session(&session, &links, options, |_| {
+            run_session(&session, &links, options, false, |_| {
                 ready(started);
                 Ok(())
             })?
@@ -735,7 +779,7 @@ fn serve_fresh<F: Recoverable>(
         }
     };
     info!(tag = %options.tag, "mounted fresh and registered with the keeper");
-    let ended = run_session(&session, &links, options, |_| {
+    let ended = run_session(&session, &links, options, false, |_| {
         ready(Started::Fresh);
         Ok(())
     })?;

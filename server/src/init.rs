@@ -28,7 +28,23 @@ pub struct SessionConfig {
     /// Where the session counts its requests (a fresh [`RequestStats`](crate::RequestStats) by default): keep a
     /// clone to publish them.
     pub stats: std::sync::Arc<crate::RequestStats>,
+    /// Where the workers take their request buffers from before making new ones (empty by
+    /// default): a hot standby fills it ahead of time ([`SessionConfig::request_buffer_len`]).
+    pub buffers: fuse_transport::BufferPool,
 }
+
+impl SessionConfig {
+    /// The length of the request buffer each worker takes ([`SessionConfig::buffers`]) for a
+    /// negotiation that grants at most this configuration's sizes.
+    pub fn request_buffer_len(&self) -> usize {
+        let pages = FUSE_MAX_PAGES_PER_REQ as usize;
+        (self.max_write as usize).next_multiple_of(4096).max(pages * 4096) + REQUEST_HEADROOM
+    }
+}
+
+/// Bytes a worker's request buffer has beyond the payload: the header, the largest argument
+/// struct and a name.
+pub const REQUEST_HEADROOM: usize = 8192;
 
 impl Default for SessionConfig {
     fn default() -> Self {
@@ -42,6 +58,7 @@ impl Default for SessionConfig {
             threads: 4,
             extra_flags: 0,
             stats: crate::RequestStats::new(),
+            buffers: Default::default(),
         }
     }
 }

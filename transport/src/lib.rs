@@ -22,8 +22,8 @@ mod stop;
 mod sys;
 
 pub use device::{
-    DEVICE_PATH, FUSE_MIN_READ_BUFFER, WriteOutcome, backing_close, backing_open, clone_device,
-    open_device, prefaulted_buffer, read_request, write_reply,
+    BufferPool, DEVICE_PATH, FUSE_MIN_READ_BUFFER, RequestBuffer, WriteOutcome, backing_close,
+    backing_open, clone_device, open_device, prefaulted_buffer, read_request, write_reply,
 };
 pub use error::{Error, Result};
 pub use fusectl::{
