@@ -99,12 +99,14 @@ impl Hot {
     /// SIGKILLs the serving process; the parked standby becomes the server (listed so, and
     /// saying so in its log); the killed one is reaped.
     fn kill_server_and_take_over(&mut self, standby_log: &PathBuf) {
-        let mut dead = self.m.server.take().expect("a server");
+        let dead = self.m.server.take().expect("a server");
         let standby = self.standby.take().expect("a standby");
         let pid = standby.id();
-        kill_process(Pid::from_raw(dead.id() as i32).unwrap(), Signal::KILL).unwrap();
-        dead.wait().unwrap();
+        // Held by the harness throughout: a failed wait below still kills and reaps both.
         self.m.server = Some(standby);
+        kill_process(Pid::from_raw(dead.id() as i32).unwrap(), Signal::KILL).unwrap();
+        self.others.push(dead);
+        self.others.last_mut().unwrap().wait().unwrap();
         self.wait_field("server_pid", &pid.to_string());
         wait_log(standby_log, "attached to an orphaned connection");
         assert_eq!(ls_field(&self.keeper, "standby_pid"), "null");
@@ -240,17 +242,19 @@ fn a_second_standby_gets_ebusy_and_a_dead_one_is_dropped() {
     h.start_server();
     h.start_standby();
     let first = h.standby.as_ref().unwrap().id();
-    let (mut second, log) = h.spawn(",standby", None);
-    let status = wait_exit(&mut second);
+    let (second, log) = h.spawn(",standby", None);
+    h.others.push(second);
+    let status = wait_exit(h.others.last_mut().unwrap());
     let text = fs::read_to_string(&log).unwrap();
     assert_eq!(status.code(), Some(1), "{text}");
     assert!(text.contains("Device or resource busy"), "{text}");
     assert!(text.contains(&format!("a standby (pid {first}) is parked")), "{text}");
     assert_eq!(ls_field(&h.keeper, "standby_pid"), first.to_string());
 
-    let mut standby = h.standby.take().unwrap();
+    let standby = h.standby.as_mut().unwrap();
     standby.kill().unwrap();
     standby.wait().unwrap();
+    h.standby = None;
     h.wait_field("standby_pid", "null");
     h.start_standby();
 }
@@ -261,12 +265,14 @@ fn a_second_standby_gets_ebusy_and_a_dead_one_is_dropped() {
 fn another_uid_may_not_stand_by() {
     let mut h = Hot::new();
     h.start_server();
-    let (mut nobody, log) = h.spawn(",standby", Some(65534));
-    let status = wait_exit(&mut nobody);
+    let (nobody, log) = h.spawn(",standby", Some(65534));
+    let pid = nobody.id();
+    h.others.push(nobody);
+    let status = wait_exit(h.others.last_mut().unwrap());
     let text = fs::read_to_string(&log).unwrap();
     assert_eq!(status.code(), Some(1), "{text}");
     assert!(text.contains("Permission denied"), "{text}");
-    let audit = format!("refused attach of tag hot by pid {} uid 65534", nobody.id());
+    let audit = format!("refused attach of tag hot by pid {pid} uid 65534");
     assert!(h.keeper.log().contains(&audit), "{}", h.keeper.log());
     assert_eq!(ls_field(&h.keeper, "standby_pid"), "null");
     assert_eq!(ls_field(&h.keeper, "server_pid"), h.m.pid().to_string());
@@ -282,10 +288,52 @@ fn a_clean_unmount_dismisses_the_standby() {
     h.m.signal(Signal::TERM);
     let status = h.m.wait_exit(PATIENCE).expect("the server exits after SIGTERM");
     assert!(status.success(), "{status}");
-    let mut standby = h.standby.take().unwrap();
-    let status = wait_exit(&mut standby);
+    let status = wait_exit(h.standby.as_mut().unwrap());
     let text = wait_log(&log, "nothing to take over");
     assert!(status.success(), "{status}: {text}");
     assert!(!h.m.is_mounted());
     assert!(h.keeper.ls_json().contains("\"connections\":[]"), "{}", h.keeper.ls_json());
+}
+
+/// A planned handover (`-o handover`) while a standby is parked: the old server exits 0, the
+/// new one serves, the standby stays parked, and then stands by for the new server: killed,
+/// it is taken over by the standby.
+#[test]
+fn a_handover_leaves_the_standby_parked_for_the_new_server() {
+    let mut h = Hot::new();
+    h.start_server();
+    fs::write(h.m.src("f"), b"kept").unwrap();
+    let log = h.start_standby();
+    let standby = h.standby.as_ref().unwrap().id().to_string();
+    let (new, _) = h.spawn(",handover", None);
+    let new_pid = new.id();
+    let old = h.m.server.replace(new).unwrap();
+    h.others.push(old);
+    let status = wait_exit(h.others.last_mut().unwrap());
+    assert!(status.success(), "the old server exits 0 after the handover");
+    h.wait_field("server_pid", &new_pid.to_string());
+    assert_eq!(ls_field(&h.keeper, "handovers"), "1");
+    assert_eq!(ls_field(&h.keeper, "standby_pid"), standby);
+    h.kill_server_and_take_over(&log);
+    assert_eq!(fs::read(h.m.mnt("f")).unwrap(), b"kept");
+}
+
+/// The keeper dies while a standby is parked (the server lives): the standby connects to the
+/// restarted keeper and parks again once the server has registered with it again, and takes
+/// over when the server is then killed.
+#[test]
+fn a_standby_parks_again_at_a_restarted_keeper() {
+    let mut h = Hot::new();
+    h.start_server();
+    fs::write(h.m.src("f"), b"kept").unwrap();
+    let log = h.start_standby();
+    let standby = h.standby.as_ref().unwrap().id().to_string();
+    kill_process(Pid::from_raw(h.keeper.pid() as i32).unwrap(), Signal::KILL).unwrap();
+    let _ = fs::remove_file(&h.keeper.socket);
+    h.keeper = Keeper::start(h.m.dir.path());
+    h.wait_field("standby_pid", &standby);
+    assert_eq!(ls_field(&h.keeper, "server_pid"), h.m.pid().to_string());
+    wait_log(&log, "lost the keeper while standing by");
+    h.kill_server_and_take_over(&log);
+    assert_eq!(fs::read(h.m.mnt("f")).unwrap(), b"kept");
 }
