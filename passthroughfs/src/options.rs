@@ -537,6 +537,21 @@ mod tests {
     }
 
     #[test]
+    fn standby_needs_a_tag_and_excludes_handover() {
+        assert!(parse("-o tag=db,standby a b").unwrap().recovery.unwrap().standby);
+        assert!(!parse("-o tag=db a b").unwrap().recovery.unwrap().standby);
+        assert_eq!(parse("-o standby a b").unwrap_err(), UsageError::NeedsTag("standby".into()));
+        assert_eq!(
+            parse("-o tag=db,standby,handover a b").unwrap_err(),
+            UsageError::StandbyHandover
+        );
+        assert!(matches!(
+            parse("-o tag=db,standby=1 a b").unwrap_err(),
+            UsageError::BadValue { .. }
+        ));
+    }
+
+    #[test]
     fn options_and_paths_come_in_any_order_and_o_may_be_glued() {
         // mount.fuse3's order: SOURCE MOUNTPOINT -o OPTIONS.
         let o = parse("/src /mnt -o tag=data,allow_other -oro -d").unwrap();
