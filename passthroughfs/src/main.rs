@@ -238,11 +238,13 @@ fn run_recoverable(options: &Options, ready: &mut Option<Ready>) -> anyhow::Resu
         allow_handover: recovery.allow_handover,
         fail_on_timeout: recovery.fail_on_timeout,
         standby: recovery.standby,
+        standby_when_served: recovery.standby_when_served,
     };
     raise_fd_limit();
     rustix::process::umask(rustix::fs::Mode::empty());
     // A standby's signal stops the standby, never the mount it stands by for, until it serves.
-    let serving = Arc::new(std::sync::atomic::AtomicBool::new(!recovery.standby));
+    let may_stand_by = recovery.standby || recovery.standby_when_served;
+    let serving = Arc::new(std::sync::atomic::AtomicBool::new(!may_stand_by));
     let signals = fuse_server::unmount_on_signal_once_serving(&options.mountpoint, serving.clone())
         .context("installing signal handlers")?;
     // A standby reports readiness once parked (the parent exits, systemd's start job ends:

@@ -57,6 +57,9 @@ pub struct Recovery {
     /// `standby`: a hot standby: never mount; wait at the keeper for the tag's live server
     /// to die and take its connection over at once.
     pub standby: bool,
+    /// `standby=auto`: serve as usual (attach, or mount fresh) unless a live server serves the
+    /// tag; then stand by for it. Ignored with `handover` (which asks that server to stop).
+    pub standby_when_served: bool,
 }
 
 /// A command line that cannot be used, with what is wrong.
@@ -101,6 +104,7 @@ recovery (the mount outlives the server; the same command line re-attaches):
   keeper=SOCKET[:SOCKET...],
   nokeeper_start, handover (take over from a live server), nohandover (refuse to),
   standby (a hot standby: wait at the keeper for the server to die, then take over at once),
+  standby=auto (serve, or stand by if a live server serves the tag),
   nojournal (measurement only)
 ignored (mount(8), fstab and systemd conventions):
   defaults, auto, noauto, user, nouser, users, nofail, _netdev, comment=..., x-...";
@@ -318,6 +322,7 @@ impl Options {
             allow_handover: true,
             fail_on_timeout: false,
             standby: false,
+            standby_when_served: false,
         };
         let mut needs_tag = None;
         for list in &lists {
@@ -459,6 +464,7 @@ impl Recovery {
             }
             "nohandover" if value.is_empty() => self.allow_handover = false,
             "standby" if value.is_empty() => self.standby = true,
+            "standby" if value == "auto" => self.standby_when_served = true,
             "tag" | "keeper" | "nokeeper_start" | "nojournal" | "handover" | "nohandover"
             | "timeout_policy" | "standby" => {
                 return Err(bad());
@@ -545,6 +551,8 @@ mod tests {
             parse("-o tag=db,standby,handover a b").unwrap_err(),
             UsageError::StandbyHandover
         );
+        let auto = parse("-o tag=db,standby=auto a b").unwrap().recovery.unwrap();
+        assert!(auto.standby_when_served && !auto.standby);
         assert!(matches!(
             parse("-o tag=db,standby=1 a b").unwrap_err(),
             UsageError::BadValue { .. }

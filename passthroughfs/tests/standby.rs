@@ -337,3 +337,21 @@ fn a_standby_parks_again_at_a_restarted_keeper() {
     h.kill_server_and_take_over(&log);
     assert_eq!(fs::read(h.m.mnt("f")).unwrap(), b"kept");
 }
+
+/// `standby=auto` on the one command line of two supervised processes: the first mounts (no
+/// server serves the tag), the second stands by for it; killed, the serving one is taken over
+/// and its restart (the same command line) stands by in turn.
+#[test]
+fn with_standby_auto_the_same_command_line_serves_or_stands_by() {
+    let mut h = Hot::with_options(",standby=auto");
+    h.start_server();
+    for _ in 0..2 {
+        let (child, log) = h.spawn("", None);
+        let pid = child.id();
+        h.standby = Some(child);
+        h.wait_field("standby_pid", &pid.to_string());
+        wait_log(&log, "a live server serves the tag: standing by for it");
+        h.kill_server_and_take_over(&log);
+    }
+    assert_eq!(ls_field(&h.keeper, "recoveries"), "2");
+}

@@ -85,6 +85,11 @@ pub struct RecoveryOptions {
     /// again (backoff 10 ms to 200 ms) and the standby parks again once the server has
     /// registered with it again; no keeper is ever started by a standby.
     pub standby: bool,
+    /// Without `standby`: when a live server serves the tag (ATTACH answered EBUSY), stand by
+    /// for it as `standby` does instead of failing; otherwise attach or mount as usual. Two
+    /// supervised processes with this option take turns: the one that outlives the other
+    /// serves, the other's restart stands by (docs/DEPLOYMENT.md).
+    pub standby_when_served: bool,
 }
 
 impl RecoveryOptions {
@@ -105,6 +110,7 @@ impl RecoveryOptions {
             allow_handover: false,
             fail_on_timeout: false,
             standby: false,
+            standby_when_served: false,
         }
     }
 }
@@ -480,16 +486,29 @@ pub fn serve_with<F: Recoverable>(
     let mut asked = Instant::now();
     // A standby checked the connection while it waited (the same one is handed over).
     let mut checked = None;
-    let (links, attached) = if options.standby {
+    let mut standby = |asked: &mut Instant| {
         if config.buffers.is_empty() {
             // Taking over then faults in no page of the workers' request buffers.
             config.buffers.fill(config.threads.max(1), config.request_buffer_len());
         }
-        let (links, found, precheck) = stand_by(options, mountpoint, &mut standing, &mut asked)?;
+        stand_by(options, mountpoint, &mut standing, asked)
+    };
+    let (links, attached) = if options.standby {
+        let (links, found, precheck) = standby(&mut asked)?;
         checked = precheck;
         (links, Some(found))
     } else {
-        connect_and_attach(options)?
+        match connect_and_attach(options) {
+            Err(RecoveryError::Keeper { source, .. })
+                if options.standby_when_served && source.errno() == Some(EBUSY) =>
+            {
+                info!(tag = %options.tag, "a live server serves the tag: standing by for it");
+                let (links, found, precheck) = standby(&mut asked)?;
+                checked = precheck;
+                (links, Some(found))
+            }
+            other => other?,
+        }
     };
     let attach_time = asked.elapsed();
     // Where the connection is, and its number: as the keeper holds it, or (0) read once the
