@@ -368,7 +368,7 @@ struct Worker<'s, F: Filesystem> {
     session: &'s Session<F>,
     device: Arc<OwnedFd>,
     input: fuse_transport::RequestBuffer,
-    data: Vec<u8>,
+    data: fuse_transport::RequestBuffer,
     reply: ReplyBuf,
     counts: Arc<crate::stats::WorkerCounts>,
 }
@@ -384,7 +384,7 @@ impl<'s, F: Filesystem> Worker<'s, F> {
             // buffer are written by this thread before the kernel copies from them, so their
             // pages are always present by then.
             input: session.config.buffers.take(payload + crate::init::REQUEST_HEADROOM),
-            data: vec![0u8; payload],
+            data: fuse_transport::zeroed_buffer(payload),
             // Headers, entries, directory listings: READ data and xattr values are sent from
             // `data`, so the reply buffer needs no room for a whole payload.
             reply: ReplyBuf::with_capacity(crate::dispatch::REPLY_CAPACITY),

@@ -151,7 +151,19 @@ pub fn prefaulted_buffer(len: usize) -> RequestBuffer {
     buf
 }
 
-/// What [`prefaulted_buffer`] returns: `len` bytes, used as a `[u8]`.
+/// A zeroed buffer the server writes before the kernel reads it (READ data, replies): not
+/// faulted in now, but of whole transparent huge pages when it is 1 MiB or more, for the
+/// reason [`prefaulted_buffer`] gives (its first use then faults in a huge page at once).
+pub fn zeroed_buffer(len: usize) -> RequestBuffer {
+    if len >= crate::sys::HUGE_PAGE / 2
+        && let Ok(map) = crate::sys::HugeMapping::new(len)
+    {
+        return RequestBuffer { len, mem: Memory::Huge(map) };
+    }
+    RequestBuffer { len, mem: Memory::Heap(vec![0u8; len]) }
+}
+
+/// What [`prefaulted_buffer`] and [`zeroed_buffer`] return: `len` bytes, used as a `[u8]`.
 #[derive(Debug)]
 pub struct RequestBuffer {
     len: usize,
@@ -235,5 +247,44 @@ impl std::ops::DerefMut for RequestBuffer {
             Memory::Heap(v) => v,
             Memory::Huge(m) => &mut m.as_mut_slice()[..self.len],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_zeroed_of_their_length_and_large_ones_are_huge_aligned_mappings() {
+        for len in [0, 1, 4095, 65536, (1 << 20) + 8192, 3 << 20] {
+            for mut buf in [prefaulted_buffer(len), zeroed_buffer(len)] {
+                assert_eq!(buf.len(), len);
+                assert!(buf.iter().all(|&b| b == 0));
+                if len >= 1 << 20 {
+                    assert!(matches!(buf.mem, Memory::Huge(_)), "{len}");
+                    assert_eq!(buf.as_ptr() as usize % crate::sys::HUGE_PAGE, 0);
+                    assert_eq!(buf.capacity() % crate::sys::HUGE_PAGE, 0);
+                }
+                if let Some(last) = buf.last_mut() {
+                    *last = 7;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_pool_gives_its_buffers_to_lengths_they_hold_then_makes_new_ones() {
+        let pool = BufferPool::default();
+        pool.fill(2, 1 << 20);
+        assert_eq!(pool.len(), 2);
+        let a = pool.take((1 << 20) - 100);
+        assert_eq!(a.len(), (1 << 20) - 100);
+        assert_eq!(pool.len(), 1);
+        let big = pool.take(4 << 20);
+        assert_eq!((big.len(), pool.len()), (4 << 20, 1), "too large for the pool: made anew");
+        let b = pool.take(10);
+        assert_eq!((b.len(), pool.len()), (10, 0));
+        assert!(pool.is_empty());
+        assert_eq!(pool.clone().take(5).len(), 5);
     }
 }

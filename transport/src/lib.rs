@@ -24,6 +24,7 @@ mod sys;
 pub use device::{
     BufferPool, DEVICE_PATH, FUSE_MIN_READ_BUFFER, RequestBuffer, WriteOutcome, backing_close,
     backing_open, clone_device, open_device, prefaulted_buffer, read_request, write_reply,
+    zeroed_buffer,
 };
 pub use error::{Error, Result};
 pub use fusectl::{
