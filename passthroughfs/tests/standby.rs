@@ -178,7 +178,13 @@ fn a_parked_standby_takes_over_each_killed_server_with_no_application_error() {
     let mut h = Hot::with_options(",nopassthrough");
     h.start_server();
     let path = h.m.mnt("data");
-    let file = fs::OpenOptions::new().create(true).read(true).write(true).open(&path).unwrap();
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicU64::new(0));
     let app = {
