@@ -361,3 +361,35 @@ fn with_standby_auto_the_same_command_line_serves_or_stands_by() {
     }
     assert_eq!(ls_field(&h.keeper, "recoveries"), "2");
 }
+
+/// What a standby tells systemd (`$NOTIFY_SOCKET`): `READY=1` with `STATUS=standby` once
+/// parked, and `READY=1`, `MAINPID=` itself, `STATUS=attached` once it has taken over.
+#[test]
+fn a_standby_tells_systemd_it_stands_by_then_that_it_attached() {
+    use std::os::unix::net::UnixDatagram;
+    let mut h = Hot::new();
+    h.start_server();
+    let path = h.m.dir.path().join("notify.sock");
+    let manager = UnixDatagram::bind(&path).unwrap();
+    manager.set_read_timeout(Some(PATIENCE)).unwrap();
+    let next = || {
+        let mut buf = vec![0u8; 4096];
+        let n = manager.recv(&mut buf).expect("a notification");
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    };
+    h.logs += 1;
+    let log = h.m.dir.path().join("notified-standby.log");
+    let child =
+        h.m.server_command(&h.keeper.socket, &format!("{OPTIONS},standby"))
+            .env("RUST_LOG", "info")
+            .env("NOTIFY_SOCKET", &path)
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+    let pid = child.id();
+    h.standby = Some(child);
+    assert_eq!(next(), format!("READY=1\nMAINPID={pid}\nSTATUS=standby"));
+    assert_eq!(ls_field(&h.keeper, "standby_pid"), pid.to_string(), "parked before READY=1");
+    h.kill_server_and_take_over(&log);
+    assert_eq!(next(), format!("READY=1\nMAINPID={pid}\nSTATUS=attached"));
+}
