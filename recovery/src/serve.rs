@@ -471,9 +471,10 @@ pub fn serve<F: Recoverable>(
     serve_with(mountpoint, mount_options, config, options, make_fs, |_| {}, ready)
 }
 
-/// As [`serve`], and with [`RecoveryOptions::standby`] `standing` is called each time the
-/// standby parks at a keeper or stops being parked ([`Standing`]), before `ready` is called
-/// once it has taken the connection over. Without `standby`, `standing` is never called.
+/// As [`serve`], and with [`RecoveryOptions::standby`] (or `standby_when_served`, when it
+/// stands by) `standing` is called each time the standby parks at a keeper or stops being
+/// parked ([`Standing`]), before `ready` is called once it has taken the connection over.
+/// A server that never stands by never calls it.
 pub fn serve_with<F: Recoverable>(
     mountpoint: &Path,
     mount_options: &MountOptions,
