@@ -79,7 +79,7 @@ impl Hot {
     fn wait_field(&mut self, field: &str, value: &str) {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if ls_field(&self.keeper, field) == value {
+            if try_ls_field(&self.keeper, field).as_deref() == Some(value) {
                 return;
             }
             if let Some(standby) = self.standby.as_mut()
@@ -125,10 +125,15 @@ impl Drop for Hot {
 
 /// One field of the one connection in `fuse-keeper ls --json`.
 fn ls_field(keeper: &Keeper, field: &str) -> String {
+    try_ls_field(keeper, field).unwrap_or_else(|| panic!("no {field} in {}", keeper.ls_json()))
+}
+
+/// [`ls_field`], or `None` while the keeper lists no connection (a keeper just restarted).
+fn try_ls_field(keeper: &Keeper, field: &str) -> Option<String> {
     let ls = keeper.ls_json();
     let key = format!("\"{field}\":");
-    let at = ls.find(&key).unwrap_or_else(|| panic!("no {field} in {ls}")) + key.len();
-    ls[at..].split([',', '}']).next().unwrap().to_owned()
+    let at = ls.find(&key)? + key.len();
+    Some(ls[at..].split([',', '}']).next()?.to_owned())
 }
 
 /// Waits until the log at `path` contains `what`.
