@@ -95,6 +95,8 @@ FUSE options (-o, comma-separated, repeatable):
   ro, rw, fsname=NAME, subtype=NAME,
   entry_timeout=SECONDS, attr_timeout=SECONDS, writeback, threads=N,
   nopassthrough, metrics=HOST:PORT|PATH (request counters for Prometheus, GET /metrics),
+  huge_buffers (workers' 1 MiB buffers of huge pages: 2 MiB each, a killed server exits
+  faster; on with standby and standby=auto),
   remember_inodes=N (forgotten inodes file handles still open, default
   65536; 0: none), inode_file=PATH (file handles outlive the mount: the inode table is
   saved there at the end and restored by the next mount), and mount flags (nosuid, nodev,
@@ -341,6 +343,10 @@ impl Options {
             return Err(UsageError::StandbyHandover);
         }
         if !recovery.tag.is_empty() {
+            // A standby and the servers it stands by for die fast: SessionConfig::huge_buffers.
+            if recovery.standby || recovery.standby_when_served {
+                opts.session.huge_buffers = true;
+            }
             opts.recovery = Some(recovery);
         } else if let Some(option) = needs_tag {
             return Err(UsageError::NeedsTag(option));
@@ -387,6 +393,7 @@ impl Options {
             ("attr_timeout", v) => self.fs.attr_timeout = seconds(v)?,
             ("writeback", None) => self.session.writeback = true,
             ("nopassthrough", None) => self.session.passthrough = false,
+            ("huge_buffers", None) => self.session.huge_buffers = true,
             ("threads", Some(v)) => {
                 let n: usize = v.parse().map_err(|_| bad())?;
                 if n == 0 || n > 256 {
@@ -551,8 +558,12 @@ mod tests {
             parse("-o tag=db,standby,handover a b").unwrap_err(),
             UsageError::StandbyHandover
         );
-        let auto = parse("-o tag=db,standby=auto a b").unwrap().recovery.unwrap();
+        let auto = parse("-o tag=db,standby=auto a b").unwrap();
+        assert!(auto.session.huge_buffers, "a standby's servers die fast");
+        let auto = auto.recovery.unwrap();
         assert!(auto.standby_when_served && !auto.standby);
+        assert!(!parse("-o tag=db a b").unwrap().session.huge_buffers);
+        assert!(parse("-o huge_buffers a b").unwrap().session.huge_buffers);
         assert!(matches!(
             parse("-o tag=db,standby=1 a b").unwrap_err(),
             UsageError::BadValue { .. }

@@ -490,7 +490,7 @@ pub fn serve_with<F: Recoverable>(
     let mut standby = |asked: &mut Instant| {
         if config.buffers.is_empty() {
             // Taking over then faults in no page of the workers' request buffers.
-            config.buffers.fill(config.threads.max(1), config.request_buffer_len());
+            config.buffers.fill(config.threads.max(1), config.request_buffer_len(), config.pages());
         }
         stand_by(options, mountpoint, &mut standing, asked)
     };

@@ -383,8 +383,11 @@ impl<'s, F: Filesystem> Worker<'s, F> {
             // The kernel copies requests into `input`: it is prefaulted. `data` and the reply
             // buffer are written by this thread before the kernel copies from them, so their
             // pages are always present by then.
-            input: session.config.buffers.take(payload + crate::init::REQUEST_HEADROOM),
-            data: fuse_transport::zeroed_buffer(payload),
+            input: session
+                .config
+                .buffers
+                .take(payload + crate::init::REQUEST_HEADROOM, session.config.pages()),
+            data: fuse_transport::zeroed_buffer(payload, session.config.pages()),
             // Headers, entries, directory listings: READ data and xattr values are sent from
             // `data`, so the reply buffer needs no room for a whole payload.
             reply: ReplyBuf::with_capacity(crate::dispatch::REPLY_CAPACITY),

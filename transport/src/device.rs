@@ -119,21 +119,31 @@ pub fn backing_close(dev: BorrowedFd<'_>, backing_id: u32) -> Result<()> {
 /// A zeroed buffer for requests or replies with every page already faulted in, so that the
 /// kernel never faults a page of it while copying a request in or a reply out: with SIGKILL
 /// pending such a fault fails the copy and the kernel ends that request with EIO (DESIGN.md,
-/// kernel fact 12). `vec![0; n]` alone would map untouched zero pages.
-///
-/// A buffer of half a huge page (1 MiB) or more is a mapping of its own, made of whole
-/// transparent huge pages where the kernel has them (`MADV_HUGEPAGE`): a server's workers'
-/// buffers are most of its memory, and a process that dies frees a huge page at once but 4 KiB
-/// pages one by one, so with base pages a SIGKILLed server is seen to exit (its pidfd, by the
-/// keeper) about 0.1 ms later per MiB on a small VM. That exit is on every recovery's path.
+/// kernel fact 12). `vec![0; n]` alone would map untouched zero pages. Base pages; see
+/// [`prefaulted_buffer_of`].
 pub fn prefaulted_buffer(len: usize) -> RequestBuffer {
-    let mut buf = match len >= crate::sys::HUGE_PAGE / 2 {
-        true => match crate::sys::HugeMapping::new(len) {
-            Ok(map) => RequestBuffer { len, mem: Memory::Huge(map) },
-            Err(_) => RequestBuffer { len, mem: Memory::Heap(vec![0u8; len]) },
-        },
-        false => RequestBuffer { len, mem: Memory::Heap(vec![0u8; len]) },
-    };
+    prefaulted_buffer_of(len, Pages::Base)
+}
+
+/// What a large buffer is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pages {
+    /// The allocator's memory: 4 KiB pages.
+    #[default]
+    Base,
+    /// A buffer of half a huge page (1 MiB) or more is a mapping of its own, rounded up to
+    /// whole transparent huge pages (2 MiB) and asked to be made of them (`MADV_HUGEPAGE`;
+    /// the kernel may still give base pages). A server's workers' buffers are most of its
+    /// memory, and a process that dies frees a huge page at once but 4 KiB pages one by one:
+    /// with base pages a SIGKILLed server is seen to exit (its pidfd, by the keeper) about 0.1
+    /// ms later per MiB on a small VM, and that exit is on every recovery's path. The cost:
+    /// a 1 MiB + 8 KiB request buffer takes 2 MiB.
+    Huge,
+}
+
+/// [`prefaulted_buffer`], of `pages`.
+pub fn prefaulted_buffer_of(len: usize, pages: Pages) -> RequestBuffer {
+    let mut buf = zeroed_buffer(len, pages);
     let buf_slice: &mut [u8] = &mut buf;
     if crate::sys::populate_write(buf_slice).is_err() {
         for page in buf_slice.chunks_mut(4096) {
@@ -152,10 +162,10 @@ pub fn prefaulted_buffer(len: usize) -> RequestBuffer {
 }
 
 /// A zeroed buffer the server writes before the kernel reads it (READ data, replies): not
-/// faulted in now, but of whole transparent huge pages when it is 1 MiB or more, for the
-/// reason [`prefaulted_buffer`] gives (its first use then faults in a huge page at once).
-pub fn zeroed_buffer(len: usize) -> RequestBuffer {
-    if len >= crate::sys::HUGE_PAGE / 2
+/// faulted in now. Of `pages` ([`Pages::Huge`]: its first use faults in a huge page at once).
+pub fn zeroed_buffer(len: usize, pages: Pages) -> RequestBuffer {
+    if pages == Pages::Huge
+        && len >= crate::sys::HUGE_PAGE / 2
         && let Ok(map) = crate::sys::HugeMapping::new(len)
     {
         return RequestBuffer { len, mem: Memory::Huge(map) };
@@ -187,16 +197,16 @@ impl RequestBuffer {
 pub struct BufferPool(std::sync::Arc<std::sync::Mutex<Vec<RequestBuffer>>>);
 
 impl BufferPool {
-    /// Makes `count` more buffers of `len` bytes ([`prefaulted_buffer`]).
-    pub fn fill(&self, count: usize, len: usize) {
-        let made: Vec<_> = (0..count).map(|_| prefaulted_buffer(len)).collect();
+    /// Makes `count` more buffers of `len` bytes of `pages` ([`prefaulted_buffer_of`]).
+    pub fn fill(&self, count: usize, len: usize, pages: Pages) {
+        let made: Vec<_> = (0..count).map(|_| prefaulted_buffer_of(len, pages)).collect();
         self.0.lock().unwrap_or_else(|p| p.into_inner()).extend(made);
     }
 
     /// A buffer of `len` bytes: one of the pool's that is large enough (zero but for what a
     /// session that used it wrote: none did, pooled buffers are never given back), else a new
-    /// [`prefaulted_buffer`].
-    pub fn take(&self, len: usize) -> RequestBuffer {
+    /// one of `pages` ([`prefaulted_buffer_of`]).
+    pub fn take(&self, len: usize, pages: Pages) -> RequestBuffer {
         let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match pool.iter().position(|b| b.capacity() >= len) {
             Some(i) => {
@@ -209,7 +219,7 @@ impl BufferPool {
             }
             None => {
                 drop(pool);
-                prefaulted_buffer(len)
+                prefaulted_buffer_of(len, pages)
             }
         }
     }
@@ -257,11 +267,15 @@ mod tests {
     #[test]
     fn buffers_are_zeroed_of_their_length_and_large_ones_are_huge_aligned_mappings() {
         for len in [0, 1, 4095, 65536, (1 << 20) + 8192, 3 << 20] {
-            for mut buf in [prefaulted_buffer(len), zeroed_buffer(len)] {
+            let huge = [prefaulted_buffer_of(len, Pages::Huge), zeroed_buffer(len, Pages::Huge)];
+            let base = [prefaulted_buffer(len), zeroed_buffer(len, Pages::Base)];
+            for buf in &base {
+                assert!(matches!(buf.mem, Memory::Heap(_)), "{len}");
+            }
+            for mut buf in huge.into_iter().chain(base) {
                 assert_eq!(buf.len(), len);
                 assert!(buf.iter().all(|&b| b == 0));
-                if len >= 1 << 20 {
-                    assert!(matches!(buf.mem, Memory::Huge(_)), "{len}");
+                if len >= 1 << 20 && matches!(buf.mem, Memory::Huge(_)) {
                     assert_eq!(buf.as_ptr() as usize % crate::sys::HUGE_PAGE, 0);
                     assert_eq!(buf.capacity() % crate::sys::HUGE_PAGE, 0);
                 }
@@ -275,16 +289,16 @@ mod tests {
     #[test]
     fn a_pool_gives_its_buffers_to_lengths_they_hold_then_makes_new_ones() {
         let pool = BufferPool::default();
-        pool.fill(2, 1 << 20);
+        pool.fill(2, 1 << 20, Pages::Huge);
         assert_eq!(pool.len(), 2);
-        let a = pool.take((1 << 20) - 100);
+        let a = pool.take((1 << 20) - 100, Pages::Base);
         assert_eq!(a.len(), (1 << 20) - 100);
         assert_eq!(pool.len(), 1);
-        let big = pool.take(4 << 20);
+        let big = pool.take(4 << 20, Pages::Base);
         assert_eq!((big.len(), pool.len()), (4 << 20, 1), "too large for the pool: made anew");
-        let b = pool.take(10);
+        let b = pool.take(10, Pages::Base);
         assert_eq!((b.len(), pool.len()), (10, 0));
         assert!(pool.is_empty());
-        assert_eq!(pool.clone().take(5).len(), 5);
+        assert_eq!(pool.clone().take(5, Pages::Huge).len(), 5);
     }
 }
