@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The shipped deployment files are well-formed: the systemd units (the keeper's service and
-# socket, the server's template) pass `systemd-analyze verify` (with ExecStart pointed at the
+# socket, the server's template and its standby's) pass `systemd-analyze verify` (with ExecStart pointed at the
 # built binaries) and have the settings docs/DEPLOYMENT.md relies on, the Kubernetes manifests parse as
 # YAML with the kinds and fields docs/DEPLOYMENT.md relies on.
 set -euo pipefail
@@ -29,6 +29,10 @@ has passthroughfs@.service 'ExitType=main'
 has passthroughfs@.service 'KillMode=control-group'
 has passthroughfs@.service 'Restart=on-failure'
 has passthroughfs@.service 'KillSignal=SIGTERM'
+has passthroughfs-standby@.service 'Type=notify'
+has passthroughfs-standby@.service 'ExecStart=/usr/local/bin/passthroughfs -f -o ${OPTIONS} -o standby ${SOURCE} ${MOUNTPOINT}'
+has passthroughfs-standby@.service 'After=fuse-keeper.service fuse-keeper.socket passthroughfs@%i.service'
+has passthroughfs-standby@.service 'Restart=on-failure'
 mkdir -p "$work/etc"
 # verify exits 0 on unknown settings and bad values: any line naming one of the units fails.
 verify() {
@@ -42,6 +46,7 @@ verify() {
 verify "$work/fuse-keeper.service"
 verify "$work/fuse-keeper.socket" "$work/fuse-keeper.service"
 verify "$work/passthroughfs@example.service"
+verify "$work/passthroughfs-standby@example.service"
 /usr/bin/python3 - <<'PY'
 import yaml
 docs = list(yaml.safe_load_all(open("deploy/kubernetes/fuse-keeper-daemonset.yaml")))

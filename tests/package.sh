@@ -21,6 +21,7 @@ dpkg-deb --field "$deb" Package Version Depends
 files=$(dpkg-deb --contents "$deb" | awk '{print $6}')
 for want in ./usr/bin/fuse-keeper ./usr/bin/passthroughfs ./usr/bin/fuse-recovery-demo \
     ./lib/systemd/system/fuse-keeper.service ./lib/systemd/system/passthroughfs@.service \
+    ./lib/systemd/system/passthroughfs-standby@.service \
     ./lib/systemd/system/fuse-keeper.socket ./usr/share/man/man8/passthroughfs.8.gz \
     ./sbin/mount.fuse.passthroughfs ./usr/share/man/man1/fuse-keeper.1.gz \
     ./usr/share/bash-completion/completions/fuse-keeper ./usr/share/doc/$pkg/copyright \

@@ -47,6 +47,7 @@ fn entry(tag: &str, state: ConnState, server_pid: u32, orphaned_ms: u64) -> List
         waiting: 3,
         orphaned_ms,
         stats: None,
+        standby_pid: None,
     }
 }
 
@@ -119,6 +120,19 @@ fn seeds(kind: Kind) -> Vec<Seed> {
         Kind::Held => vec![Seed::Request("", Request::Held { tag: "web".into(), after: 0 })],
         Kind::ListStats => vec![Seed::Request("", Request::ListStats { skip: 1 })],
         Kind::Metrics => vec![Seed::Request("", Request::Metrics)],
+        Kind::Standby => vec![Seed::Request("", Request::Standby { tag: "web".into() })],
+        Kind::ListFull => vec![Seed::Request("", Request::ListFull { skip: 0 })],
+        Kind::ListFullReply => vec![Seed::Reply(
+            "",
+            Reply::ListFull {
+                total: 1,
+                entries: vec![ListEntry {
+                    stats: Some(EntryStats::default()),
+                    standby_pid: Some(4343),
+                    ..entry("a", ConnState::Serving, 4242, 0)
+                }],
+            },
+        )],
         Kind::ListStatsReply => vec![Seed::Reply(
             "",
             Reply::ListStats {

@@ -110,6 +110,9 @@ pub struct ConnInfo {
     /// How long the last recovery left the connection without a server (the keeper seeing the
     /// death to the next server's ATTACHED); `None` before the first, or from an old keeper.
     pub last_recovery: Option<Duration>,
+    /// The pid of the hot standby parked for the connection (STANDBY), as the keeper sees it;
+    /// `None` if none is parked, or from a keeper too old to say (it knows no LIST_FULL).
+    pub standby_pid: Option<u32>,
 }
 
 impl From<ListEntry> for ConnInfo {
@@ -128,8 +131,22 @@ impl From<ListEntry> for ConnInfo {
             recoveries: e.stats.map(|s| s.recoveries),
             handovers: e.stats.map(|s| s.handovers),
             last_recovery: e.stats.and_then(|s| s.last_recovery_us).map(Duration::from_micros),
+            standby_pid: e.standby_pid.filter(|&pid| pid != 0),
         }
     }
+}
+
+/// How the keeper answered a STANDBY ([`KeeperClient::standby`]).
+#[derive(Debug)]
+pub enum StandbyReply {
+    /// The connection was orphaned already: taken over at once, as by ATTACH.
+    Attached(Attached),
+    /// Parked: the keeper answers again, with the connection or with its end, when the
+    /// server dies or the connection goes ([`KeeperClient::standby_wait`]).
+    Parked,
+    /// The keeper holds no connection under the tag that this uid may take over (its server
+    /// has not registered yet, or it is gone).
+    Unknown,
 }
 
 /// A connection to the keeper. One request at a time: each call sends a request and waits for
@@ -342,13 +359,42 @@ impl KeeperClient {
             Err(KeeperError::Refused { errno: libc::ENOENT, .. }) => return Ok(None),
             other => other?,
         };
-        let Reply::Attached { mountpoint, conn_id, negotiation, owner_uid, .. } = reply else {
-            return Err(unexpected(&reply));
+        attached(reply, fds).map(Some)
+    }
+
+    /// STANDBY: wait, as a hot standby, for the live server of `tag` to die, and then take
+    /// its connection over. Allowed as ATTACH is (the rescue uid; EACCES otherwise). The
+    /// keeper answers at once: with the connection if it is orphaned already, `Parked` if its
+    /// server is alive (then call [`KeeperClient::standby_wait`], and send nothing else on
+    /// this connection meanwhile), `Unknown` if it holds no such tag. EBUSY: another standby
+    /// is parked for the connection; EINVAL: this process is its server.
+    pub fn standby(&mut self, tag: &str) -> Result<StandbyReply, KeeperError> {
+        let (reply, fds) = match self.call(&Request::Standby { tag: tag.into() }, &[]) {
+            Err(KeeperError::Refused { errno: libc::ENOENT, .. }) => {
+                return Ok(StandbyReply::Unknown);
+            }
+            other => other?,
         };
-        let mut fds = fds.into_iter();
-        let state = fds.next().ok_or_else(|| KeeperError::Protocol("no state fd".into()))?;
-        let devices = fds.collect();
-        Ok(Some(Attached { mountpoint, conn_id, owner_uid, negotiation, state, devices }))
+        match reply {
+            Reply::Ok => Ok(StandbyReply::Parked),
+            reply => attached(reply, fds).map(StandbyReply::Attached),
+        }
+    }
+
+    /// After [`StandbyReply::Parked`]: wait, for as long as it takes (the reply timeout is
+    /// turned off), for the keeper's second answer: `Some` connection once its server died,
+    /// `None` if the connection ended first (its server unmounted it cleanly, or it was
+    /// unmounted or aborted through the keeper). [`KeeperError::Closed`]: the keeper went
+    /// away (the standby may connect again and park again).
+    pub fn standby_wait(&mut self) -> Result<Option<Attached>, KeeperError> {
+        self.set_timeout(None)?;
+        let received = self.receive();
+        self.set_timeout(Some(DEFAULT_TIMEOUT))?;
+        match received? {
+            (Reply::Error { errno: libc::ENOENT, .. }, _) => Ok(None),
+            (Reply::Error { errno, message }, _) => Err(KeeperError::Refused { errno, message }),
+            (reply, fds) => attached(reply, fds).map(Some),
+        }
     }
 
     /// METRICS: the keeper's metrics in the Prometheus text format (root and the keeper's own
@@ -365,23 +411,38 @@ impl KeeperClient {
         self.call_ok(&Request::Unregister { tag: tag.into() }, &[])
     }
 
-    /// Every connection visible to this uid, with its recovery statistics (LIST_STATS; from
-    /// a keeper that does not know it, LIST, and the statistics are `None`). Several requests
-    /// if they do not fit in one reply.
+    /// Every connection visible to this uid, with its recovery statistics and parked standby
+    /// (LIST_FULL; from a keeper that does not know it, LIST_STATS, and from one older still,
+    /// LIST: what they do not say is `None`). Several requests if they do not fit in one reply.
     pub fn list(&mut self) -> Result<Vec<ConnInfo>, KeeperError> {
+        use crate::protocol::ListDetail;
         let mut out = Vec::new();
-        let mut with_stats = true;
+        let mut detail = ListDetail::Full;
         loop {
             let skip = u32::try_from(out.len()).unwrap_or(u32::MAX);
-            let req = if with_stats { Request::ListStats { skip } } else { Request::List { skip } };
+            let req = match detail {
+                ListDetail::Full => Request::ListFull { skip },
+                ListDetail::Stats => Request::ListStats { skip },
+                ListDetail::Base => Request::List { skip },
+            };
             let (reply, _) = match self.call(&req, &[]) {
-                Err(e) if with_stats && e.errno() == Some(libc::EOPNOTSUPP) && out.is_empty() => {
-                    with_stats = false;
+                Err(e)
+                    if detail != ListDetail::Base
+                        && e.errno() == Some(libc::EOPNOTSUPP)
+                        && out.is_empty() =>
+                {
+                    detail = if detail == ListDetail::Full {
+                        ListDetail::Stats
+                    } else {
+                        ListDetail::Base
+                    };
                     continue;
                 }
                 other => other?,
             };
-            let (Reply::List { total, entries } | Reply::ListStats { total, entries }) = reply
+            let (Reply::List { total, entries }
+            | Reply::ListStats { total, entries }
+            | Reply::ListFull { total, entries }) = reply
             else {
                 return Err(unexpected(&reply));
             };
@@ -409,6 +470,17 @@ impl AsFd for KeeperClient {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
     }
+}
+
+/// The connection an ATTACHED `reply` hands over with `fds` (state first, then the devices).
+fn attached(reply: Reply, fds: Vec<OwnedFd>) -> Result<Attached, KeeperError> {
+    let Reply::Attached { mountpoint, conn_id, negotiation, owner_uid, .. } = reply else {
+        return Err(unexpected(&reply));
+    };
+    let mut fds = fds.into_iter();
+    let state = fds.next().ok_or_else(|| KeeperError::Protocol("no state fd".into()))?;
+    let devices = fds.collect();
+    Ok(Attached { mountpoint, conn_id, owner_uid, negotiation, state, devices })
 }
 
 fn unexpected(reply: &Reply) -> KeeperError {

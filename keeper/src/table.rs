@@ -34,12 +34,13 @@ pub fn text(entries: &[ConnInfo]) -> String {
         "MOUNTPOINT",
         "STATE",
         "PID",
+        "STANDBY",
         "WAITING",
         "ORPHANED",
         "RECOVERIES",
         "LAST_RECOVERY",
     ];
-    let mut rows: Vec<[String; 10]> = vec![header.map(str::to_owned)];
+    let mut rows: Vec<[String; 11]> = vec![header.map(str::to_owned)];
     for e in entries {
         rows.push([
             escape(&e.tag).into_owned(),
@@ -48,13 +49,14 @@ pub fn text(entries: &[ConnInfo]) -> String {
             escape_bytes(e.mountpoint.as_os_str().as_bytes()).into_owned(),
             e.state.name().to_owned(),
             opt(e.server_pid),
+            opt(e.standby_pid),
             opt(e.waiting),
             orphaned(e),
             opt(e.recoveries),
             e.last_recovery.map_or_else(|| "-".to_owned(), millis),
         ]);
     }
-    let mut widths = [0usize; 10];
+    let mut widths = [0usize; 11];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -113,7 +115,7 @@ pub fn json(entries: &[ConnInfo]) -> String {
                 "{{\"tag\":{},\"owner_uid\":{},\"rescue_uid\":{},\"mountpoint\":{},\
                  \"conn_id\":{},\"state\":\"{}\",\"server_pid\":{},\"waiting\":{},\
                  \"orphaned_for_ms\":{},\"recoveries\":{},\"handovers\":{},\
-                 \"last_recovery_us\":{}}}",
+                 \"last_recovery_us\":{},\"standby_pid\":{}}}",
                 json_str(&e.tag),
                 e.owner_uid,
                 e.rescue_uid,
@@ -126,6 +128,7 @@ pub fn json(entries: &[ConnInfo]) -> String {
                 json_opt(e.recoveries),
                 json_opt(e.handovers),
                 json_opt(e.last_recovery.map(|d| d.as_micros())),
+                json_opt(e.standby_pid),
             )
         })
         .collect();

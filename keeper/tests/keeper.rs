@@ -255,7 +255,12 @@ fn ls_prints_table_and_json() {
     let out = keeper.command(&["ls", "--json"]).output().unwrap();
     let json = String::from_utf8(out.stdout).unwrap();
     assert!(json.starts_with(r#"{"schema_version":1,"connections":[{"tag":"shown""#), "{json}");
-    assert!(json.contains(r#""recoveries":0,"handovers":0,"last_recovery_us":null}"#), "{json}");
+    assert!(
+        json.contains(
+            r#""recoveries":0,"handovers":0,"last_recovery_us":null,"standby_pid":null}"#
+        ),
+        "{json}"
+    );
     assert!(json.contains(&format!("\"server_pid\":{}", server.pid())), "{json}");
     assert!(json.contains("\"state\":\"serving\""), "{json}");
 

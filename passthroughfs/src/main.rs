@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use fuse_recovery::{Ended, RecoveryOptions, Served, Started};
+use fuse_recovery::{Ended, RecoveryError, RecoveryOptions, Served, Standing, Started};
 use fuse_server::{NoCustody, Session, notify};
 use passthroughfs::daemon::{Ready, daemonize};
 use passthroughfs::{Options, Passthrough, USAGE, UsageError};
@@ -84,6 +84,16 @@ fn main() -> ExitCode {
     let mut ready = Some(ready);
     match run(&options, &mut ready) {
         Ok(()) => ExitCode::SUCCESS,
+        // A standby whose connection ended cleanly has done its job: said, and exit 0.
+        Err(err) if dismissed(&err) => {
+            tracing::info!("{err:#}");
+            tell_systemd(notify::stopping(), "STOPPING=1");
+            match ready.take() {
+                Some(ready) => ready.failed(&format!("{err:#}")),
+                None => eprintln!("passthroughfs: {err:#}; exiting"),
+            }
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             let message = describe(&err, &options);
             // Said once: to the waiting parent (which prints it) or, in the foreground or once
@@ -95,6 +105,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// True if `err` is a standby's connection ending before it took it over.
+fn dismissed(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| matches!(c.downcast_ref(), Some(RecoveryError::Dismissed { .. })))
 }
 
 /// The error's chain, each cause once, and what to do about it where that is known.
@@ -222,12 +237,30 @@ fn run_recoverable(options: &Options, ready: &mut Option<Ready>) -> anyhow::Resu
         handover: recovery.handover,
         allow_handover: recovery.allow_handover,
         fail_on_timeout: recovery.fail_on_timeout,
+        standby: recovery.standby,
+        standby_when_served: recovery.standby_when_served,
     };
     raise_fd_limit();
     rustix::process::umask(rustix::fs::Mode::empty());
-    let signals = fuse_server::unmount_on_signal(&options.mountpoint)
+    // A standby's signal stops the standby, never the mount it stands by for, until it serves.
+    let may_stand_by = recovery.standby || recovery.standby_when_served;
+    let serving = Arc::new(std::sync::atomic::AtomicBool::new(!may_stand_by));
+    let signals = fuse_server::unmount_on_signal_once_serving(&options.mountpoint, serving.clone())
         .context("installing signal handlers")?;
-    let result = fuse_recovery::serve(
+    // A standby reports readiness once parked (the parent exits, systemd's start job ends:
+    // a kill of the server is covered from then on), and again as it takes over.
+    let ready = std::cell::RefCell::new(ready);
+    let report_ready = |status: &str| {
+        // Before the readiness pipe: a parent started by ExecReload exits once it hears,
+        // and systemd must know the new main pid by then.
+        tell_systemd(notify::serving(status), "READY=1");
+        if let Some(ready) = ready.borrow_mut().take()
+            && let Err(err) = ready.ok()
+        {
+            tracing::warn!(%err, "reporting readiness");
+        }
+    };
+    let result = fuse_recovery::serve_with(
         &options.mountpoint,
         &options.mount,
         options.session.clone(),
@@ -237,16 +270,22 @@ fn run_recoverable(options: &Options, ready: &mut Option<Ready>) -> anyhow::Resu
                 .with_context(|| format!("opening source {}", options.source.display()))
                 .map_err(Into::into)
         },
-        |started| {
-            tracing::info!(?started, "serving");
-            // Before the readiness pipe: a parent started by ExecReload exits once it hears,
-            // and systemd must know the new main pid by then.
-            tell_systemd(notify::serving(status(started)), "READY=1");
-            if let Some(ready) = ready.take()
-                && let Err(err) = ready.ok()
-            {
-                tracing::warn!(%err, "reporting readiness");
+        |standing| match standing {
+            Standing::Parked { socket } => {
+                tracing::info!(socket = %socket.display(), "standby parked at the keeper");
+                report_ready("standby");
             }
+            Standing::Waiting { why } => {
+                tell_systemd(
+                    notify::notify(&format!("STATUS=standby, not parked: {why}")),
+                    "STATUS=",
+                );
+            }
+        },
+        |started| {
+            serving.store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!(?started, "serving");
+            report_ready(status(started));
         },
     );
     signals.close();

@@ -14,5 +14,6 @@ pub mod serve;
 pub mod store;
 
 pub use serve::{
-    Ended, FdKeeper, Recoverable, RecoveryError, RecoveryOptions, Served, Started, serve,
+    Ended, FdKeeper, Recoverable, RecoveryError, RecoveryOptions, Served, Standing, Started, serve,
+    serve_with,
 };

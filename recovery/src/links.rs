@@ -62,6 +62,21 @@ impl Link {
         (link, err)
     }
 
+    /// A link over `client`, already connected to the keeper at `socket` (a standby's, on
+    /// which the keeper handed it the connection).
+    pub fn with_client(socket: &Path, start: bool, client: KeeperClient) -> Link {
+        Link {
+            socket: socket.to_path_buf(),
+            start,
+            client: Some(client),
+            held: 0,
+            registered: false,
+            retry_at: Instant::now(),
+            backoff: FIRST_RETRY,
+            stand_in_sent: false,
+        }
+    }
+
     fn try_connect(&mut self) -> Result<(), KeeperError> {
         let client = match KeeperClient::connect(&self.socket) {
             Ok(client) => client,

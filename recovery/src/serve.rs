@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use fuse_keeper_client::client::{Attached, KeeperClient, Registration};
+use fuse_keeper_client::client::{Attached, KeeperClient, Registration, StandbyReply};
 use fuse_keeper_client::{ConnState, KeeperError};
 use fuse_server::{Channel, Filesystem, Negotiation, Session, SessionConfig};
 use fuse_transport::MountOptions;
@@ -77,6 +77,19 @@ pub struct RecoveryOptions {
     /// When `recovery_timeout` passes with no server, keep the mount and have the keeper
     /// answer its requests with EIO until a server attaches (instead of aborting it).
     pub fail_on_timeout: bool,
+    /// Be a hot standby: never mount; wait at a keeper (STANDBY) for the live server of the
+    /// tag to die and take its connection over the moment it does, as a restarted server
+    /// would ([`Started::Attached`]). [`serve_with`] reports the waiting ([`Standing`]). If
+    /// the connection ends first (its server unmounts cleanly), [`serve`] returns
+    /// [`RecoveryError::Dismissed`]. A keeper that goes away while it waits is connected to
+    /// again (backoff 10 ms to 200 ms) and the standby parks again once the server has
+    /// registered with it again; no keeper is ever started by a standby.
+    pub standby: bool,
+    /// Without `standby`: when a live server serves the tag (ATTACH answered EBUSY), stand by
+    /// for it as `standby` does instead of failing; otherwise attach or mount as usual. Two
+    /// supervised processes with this option take turns: the one that outlives the other
+    /// serves, the other's restart stands by (docs/DEPLOYMENT.md).
+    pub standby_when_served: bool,
 }
 
 impl RecoveryOptions {
@@ -96,8 +109,28 @@ impl RecoveryOptions {
             handover: false,
             allow_handover: false,
             fail_on_timeout: false,
+            standby: false,
+            standby_when_served: false,
         }
     }
+}
+
+/// What a hot standby ([`RecoveryOptions::standby`]) is doing, as [`serve_with`] reports it
+/// each time it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// Parked at the keeper at `socket`: the connection is taken over the moment its server
+    /// dies.
+    Parked {
+        /// The keeper's socket.
+        socket: PathBuf,
+    },
+    /// Not parked: no keeper answers, or none holds the tag yet (its server has not
+    /// registered, or not yet again with a keeper that restarted). Asked again with backoff.
+    Waiting {
+        /// Why, for humans.
+        why: String,
+    },
 }
 
 /// Why a recoverable session could not start.
@@ -139,6 +172,16 @@ pub enum RecoveryError {
         tag: String,
         /// What differs: the registering uid, the mountpoint, or the mount found there.
         why: String,
+    },
+    /// A standby ([`RecoveryOptions::standby`]) was parked for the tag's connection and the
+    /// connection ended (its server unmounted it cleanly, or it was unmounted or aborted
+    /// through the keeper): there is nothing to take over. Not a failure of the standby.
+    #[error(
+        "the connection under tag {tag} ended while this standby waited for it: nothing to take over"
+    )]
+    Dismissed {
+        /// The tag.
+        tag: String,
     },
     /// The store the keeper kept could not be opened with the filesystem's tables, or a new
     /// one could not be made.
@@ -295,6 +338,119 @@ fn connect_and_attach(
     Ok((links, attached.map(|a| (a, handed_over))))
 }
 
+/// A standby's wait (see [`RecoveryOptions::standby`]): STANDBY at each keeper in turn until
+/// one parks it (or hands the connection over at once, orphaned), then the second answer.
+/// `asked` is set to when the connection arrived. The links: the keeper that handed it over
+/// (on the very connection it answered on, which is now the server's at that keeper), and the
+/// others, attached too if they hold the connection (they orphaned it as the same server
+/// died), else given it by the `keeper-watch` thread.
+/// Also what was checked ([`check_ours`]) at the keeper that parked it, before parking: the
+/// connection's (owner, mountpoint, number), checked then so that taking over need not
+/// read mountinfo.
+fn stand_by(
+    options: &RecoveryOptions,
+    mountpoint: &Path,
+    standing: &mut dyn FnMut(Standing),
+    asked: &mut Instant,
+) -> Result<(Vec<Link>, Found, Option<Checked>), RecoveryError> {
+    let tag = &options.tag;
+    let refused = |socket: &Path, source| RecoveryError::Keeper {
+        socket: socket.display().to_string(),
+        source,
+    };
+    let mut backoff = STANDBY_FIRST_RETRY;
+    let mut waiting: Option<String> = None;
+    loop {
+        let mut why = String::from("no keeper holds the tag yet (its server has not registered)");
+        for (at, socket) in options.sockets.iter().enumerate() {
+            let mut client = match KeeperClient::connect(socket) {
+                Ok(client) => client,
+                Err(err) => {
+                    why = format!("no keeper answers ({err})");
+                    continue;
+                }
+            };
+            let checked = precheck(&mut client, tag, mountpoint)
+                .map_err(|why| RecoveryError::NotOurs { tag: tag.clone(), why })?;
+            let attached = match client.standby(tag) {
+                Ok(StandbyReply::Unknown) => continue,
+                Ok(StandbyReply::Attached(attached)) => attached,
+                Ok(StandbyReply::Parked) => {
+                    info!(tag = %tag, socket = %socket.display(), "standing by");
+                    standing(Standing::Parked { socket: socket.clone() });
+                    waiting = None;
+                    backoff = STANDBY_FIRST_RETRY;
+                    match client.standby_wait() {
+                        Ok(Some(attached)) => attached,
+                        Ok(None) => return Err(RecoveryError::Dismissed { tag: tag.clone() }),
+                        Err(err) if err.is_unavailable() || matches!(err, KeeperError::Io(_)) => {
+                            warn!(%err, socket = %socket.display(), "lost the keeper while standing by; parking again");
+                            why = format!("lost the keeper ({err})");
+                            break;
+                        }
+                        Err(err) => return Err(refused(socket, err)),
+                    }
+                }
+                Err(err) if err.is_unavailable() => {
+                    why = format!("the keeper went away ({err})");
+                    continue;
+                }
+                Err(err) => return Err(refused(socket, err)),
+            };
+            *asked = Instant::now();
+            let mut link = Link::with_client(socket, options.start_keeper, client);
+            link.attached(attached.devices.len());
+            let mut links = Vec::with_capacity(options.sockets.len());
+            for (i, other) in options.sockets.iter().enumerate() {
+                if i == at {
+                    continue;
+                }
+                let (mut other_link, _) = Link::connect(other, false);
+                if let Some(client) = other_link.client()
+                    && let Ok(Some(same)) = attach(client, tag, false)
+                    && same.conn_id == attached.conn_id
+                {
+                    other_link.attached(same.devices.len());
+                }
+                links.push(other_link);
+            }
+            links.insert(at, link);
+            return Ok((links, (attached, false), checked));
+        }
+        if waiting.as_ref() != Some(&why) {
+            warn!(tag = %tag, %why, "standby not parked; asking again");
+            standing(Standing::Waiting { why: why.clone() });
+            waiting = Some(why);
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(STANDBY_MAX_RETRY);
+    }
+}
+
+/// A connection's (owner uid, mountpoint, number), as [`check_ours`] checked them.
+type Checked = (u32, PathBuf, u32);
+
+/// The connection the keeper lists under `tag` for this uid (its own first, else root's),
+/// checked as [`check_ours`] checks an attached one; `Ok(None)` if it lists none (or cannot
+/// list: the check is then made on taking over).
+fn precheck(
+    client: &mut KeeperClient,
+    tag: &str,
+    mountpoint: &Path,
+) -> Result<Option<Checked>, String> {
+    let uid = rustix::process::geteuid().as_raw();
+    let Ok(mut all) = client.list() else { return Ok(None) };
+    all.retain(|c| c.tag == tag && (c.owner_uid == uid || c.owner_uid == 0));
+    all.sort_by_key(|c| c.owner_uid != uid);
+    let Some(c) = all.into_iter().next() else { return Ok(None) };
+    check_ours(c.owner_uid, &c.mountpoint, c.conn_id, mountpoint)?;
+    Ok(Some((c.owner_uid, c.mountpoint, c.conn_id)))
+}
+
+/// A standby's backoff between STANDBYs that did not park it.
+const STANDBY_FIRST_RETRY: Duration = Duration::from_millis(10);
+const STANDBY_MAX_RETRY: Duration = Duration::from_millis(200);
+
 /// Serves `mountpoint` until it is unmounted: re-attaches to the keepers' orphaned
 /// connection for the tag if there is one, mounts fresh and registers otherwise. `make_fs`
 /// gets the state store: the one the keeper kept when attaching (the filesystem continues
@@ -312,15 +468,59 @@ pub fn serve<F: Recoverable>(
     make_fs: impl FnOnce(Arc<Store>) -> Result<F, Box<dyn std::error::Error + Send + Sync>>,
     ready: impl FnOnce(Started),
 ) -> Result<Served, RecoveryError> {
-    let asked = Instant::now();
-    let (links, attached) = connect_and_attach(options)?;
+    serve_with(mountpoint, mount_options, config, options, make_fs, |_| {}, ready)
+}
+
+/// As [`serve`], and with [`RecoveryOptions::standby`] (or `standby_when_served`, when it
+/// stands by) `standing` is called each time the standby parks at a keeper or stops being
+/// parked ([`Standing`]), before `ready` is called once it has taken the connection over.
+/// A server that never stands by never calls it.
+pub fn serve_with<F: Recoverable>(
+    mountpoint: &Path,
+    mount_options: &MountOptions,
+    config: SessionConfig,
+    options: &RecoveryOptions,
+    make_fs: impl FnOnce(Arc<Store>) -> Result<F, Box<dyn std::error::Error + Send + Sync>>,
+    mut standing: impl FnMut(Standing),
+    ready: impl FnOnce(Started),
+) -> Result<Served, RecoveryError> {
+    let mut asked = Instant::now();
+    // A standby checked the connection while it waited (the same one is handed over).
+    let mut checked = None;
+    let mut standby = |asked: &mut Instant| {
+        if config.buffers.is_empty() {
+            // Taking over then faults in no page of the workers' request buffers.
+            config.buffers.fill(config.threads.max(1), config.request_buffer_len(), config.pages());
+        }
+        stand_by(options, mountpoint, &mut standing, asked)
+    };
+    let (links, attached) = if options.standby {
+        let (links, found, precheck) = standby(&mut asked)?;
+        checked = precheck;
+        (links, Some(found))
+    } else {
+        match connect_and_attach(options) {
+            Err(RecoveryError::Keeper { source, .. })
+                if options.standby_when_served && source.errno() == Some(EBUSY) =>
+            {
+                info!(tag = %options.tag, "a live server serves the tag: standing by for it");
+                let (links, found, precheck) = standby(&mut asked)?;
+                checked = precheck;
+                (links, Some(found))
+            }
+            other => other?,
+        }
+    };
     let attach_time = asked.elapsed();
     // Where the connection is, and its number: as the keeper holds it, or (0) read once the
     // fresh mount exists.
     let (store, mountpoint, conn_id, devices) = match attached {
         Some((attached, handed_over)) => {
-            check_ours(&attached, mountpoint)
-                .map_err(|why| RecoveryError::NotOurs { tag: options.tag.clone(), why })?;
+            let seen = (attached.owner_uid, attached.mountpoint.clone(), attached.conn_id);
+            if checked != Some(seen) {
+                check_ours(attached.owner_uid, &attached.mountpoint, attached.conn_id, mountpoint)
+                    .map_err(|why| RecoveryError::NotOurs { tag: options.tag.clone(), why })?;
+            }
             let store = Store::open(attached.state, F::TABLES).map_err(RecoveryError::Store)?;
             (store, attached.mountpoint, attached.conn_id, Some((attached.devices, handed_over)))
         }
@@ -399,33 +599,32 @@ pub fn serve<F: Recoverable>(
 /// a uid other than ours or root's (the keeper hands out no other, but its word is checked),
 /// one registered for another mountpoint, or one whose mountpoint holds another mount. The
 /// mount is looked up in mountinfo, never stat'ed (an orphaned connection would not answer).
-fn check_ours(attached: &Attached, mountpoint: &Path) -> Result<(), String> {
+fn check_ours(owner: u32, at: &Path, conn_id: u32, mountpoint: &Path) -> Result<(), String> {
     let euid = rustix::process::geteuid().as_raw();
-    let owner = attached.owner_uid;
     if owner != 0 && owner != euid && Some(owner) != uid_in_parent_ns(euid) {
         return Err(format!("it was registered by uid {owner}, not by uid {euid} or root"));
     }
-    if attached.mountpoint != mountpoint {
+    if at != mountpoint {
         return Err(format!(
             "it is mounted at {}, not at {} (unmount it with `fuse-keeper umount`, or serve \
              that mountpoint)",
-            attached.mountpoint.display(),
+            at.display(),
             mountpoint.display()
         ));
     }
     match fuse_transport::mount_entry(mountpoint) {
-        Ok(Some(m)) if m.is_fuse() && m.kernel_dev() == attached.conn_id => Ok(()),
+        Ok(Some(m)) if m.is_fuse() && m.kernel_dev() == conn_id => Ok(()),
         Ok(Some(m)) => Err(format!(
             "{} holds {} (device {}:{}), not FUSE connection {}",
             mountpoint.display(),
             m.fstype,
             m.major,
             m.minor,
-            attached.conn_id
+            conn_id
         )),
         // Mounted in a mount namespace we cannot see: nothing to compare.
         Ok(None) | Err(_) => {
-            warn!(mountpoint = %mountpoint.display(), conn = attached.conn_id,
+            warn!(mountpoint = %mountpoint.display(), conn = conn_id,
                 "the attached connection's mount is not visible here; serving it");
             Ok(())
         }
@@ -447,17 +646,26 @@ fn uid_in_parent_ns(uid: u32) -> Option<u32> {
 /// before the first worker reads, once a handover would be answered (so that a server that
 /// reports readiness there can be asked to hand over at once). Workers stopped for a handover that falls through serve
 /// again.
+///
+/// `attached`: the keepers already hold the STAND_IN of the server before (it sent one before
+/// its first read), so this one's is left to the refreshing thread (within [`STAND_IN_EVERY`]),
+/// off the path of a takeover.
 fn run_session<F: Recoverable>(
     session: &Session<F>,
     links: &Links,
     options: &RecoveryOptions,
+    attached: bool,
     before_reading: impl FnOnce(&Channel) -> io::Result<()>,
 ) -> Result<Ended, RecoveryError> {
     let stop = session.stop_handle();
     links.set_handover(HandoverPolicy { stop: stop.clone(), allow: options.allow_handover });
     // Before any worker reads: a request served proves the keepers can stand in.
-    let mut published = session.stand_in();
-    links.set_stand_in(stand_in_request(&options.tag, &published));
+    let mut published = None;
+    if !attached {
+        let answers = session.stand_in();
+        links.set_stand_in(stand_in_request(&options.tag, &answers));
+        published = Some(answers);
+    }
     let done = (Mutex::new(false), Condvar::new());
     std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -473,9 +681,9 @@ fn run_session<F: Recoverable>(
                     break;
                 }
                 let now = session.stand_in();
-                if now != published {
+                if published.as_ref() != Some(&now) {
                     links.set_stand_in(stand_in_request(&options.tag, &now));
-                    published = now;
+                    published = Some(now);
                 }
             }
         });
@@ -549,7 +757,7 @@ fn serve_attached<F: Recoverable>(
                 journaled(Session::resume(fs, channel, negotiation, config), options, store);
             // After a clean handover nothing waits to be resent, and RESEND re-queues nothing;
             // after a crash it brings back what the dead server had read.
-            run_session(&session, &links, options, |channel| {
+            run_session(&session, &links, options, true, |channel| {
                 channel.notify_resend()?;
                 ready(started);
                 Ok(())
@@ -560,7 +768,7 @@ fn serve_attached<F: Recoverable>(
             channel.notify_resend().map_err(fuse_server::SessionError::Custody)?;
             let session =
                 journaled(Session::start_with(fs, channel, config, saving(store))?, options, store);
-            run_session(&session, &links, options, |_| {
+            run_session(&session, &links, options, false, |_| {
                 ready(started);
                 Ok(())
             })?
@@ -591,7 +799,7 @@ fn serve_fresh<F: Recoverable>(
         }
     };
     info!(tag = %options.tag, "mounted fresh and registered with the keeper");
-    let ended = run_session(&session, &links, options, |_| {
+    let ended = run_session(&session, &links, options, false, |_| {
         ready(Started::Fresh);
         Ok(())
     })?;

@@ -25,7 +25,7 @@ pub use ids::{FileHandle, NodeId, Unique};
 pub use init::{MIN_MINOR, Negotiation, SessionConfig, negotiate};
 pub use journal::Journal;
 pub use session::{STAND_IN_XATTRS, Session, SessionError, StandIn, mount};
-pub use signals::{SignalGuard, unmount_on_signal};
+pub use signals::{SignalGuard, unmount_on_signal, unmount_on_signal_once_serving};
 pub use stats::{RequestStats, StatsSnapshot};
 
 /// The transport's error as an `io::Error`, keeping the errno where there is one.

@@ -367,8 +367,8 @@ impl<F: Filesystem> Session<F> {
 struct Worker<'s, F: Filesystem> {
     session: &'s Session<F>,
     device: Arc<OwnedFd>,
-    input: Vec<u8>,
-    data: Vec<u8>,
+    input: fuse_transport::RequestBuffer,
+    data: fuse_transport::RequestBuffer,
     reply: ReplyBuf,
     counts: Arc<crate::stats::WorkerCounts>,
 }
@@ -383,8 +383,11 @@ impl<'s, F: Filesystem> Worker<'s, F> {
             // The kernel copies requests into `input`: it is prefaulted. `data` and the reply
             // buffer are written by this thread before the kernel copies from them, so their
             // pages are always present by then.
-            input: fuse_transport::prefaulted_buffer(payload + 8192),
-            data: vec![0u8; payload],
+            input: session
+                .config
+                .buffers
+                .take(payload + crate::init::REQUEST_HEADROOM, session.config.pages()),
+            data: fuse_transport::zeroed_buffer(payload, session.config.pages()),
             // Headers, entries, directory listings: READ data and xattr values are sent from
             // `data`, so the reply buffer needs no room for a whole payload.
             reply: ReplyBuf::with_capacity(crate::dispatch::REPLY_CAPACITY),

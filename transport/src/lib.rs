@@ -22,8 +22,9 @@ mod stop;
 mod sys;
 
 pub use device::{
-    DEVICE_PATH, FUSE_MIN_READ_BUFFER, WriteOutcome, backing_close, backing_open, clone_device,
-    open_device, prefaulted_buffer, read_request, write_reply,
+    BufferPool, DEVICE_PATH, FUSE_MIN_READ_BUFFER, Pages, RequestBuffer, WriteOutcome,
+    backing_close, backing_open, clone_device, open_device, prefaulted_buffer,
+    prefaulted_buffer_of, read_request, write_reply, zeroed_buffer,
 };
 pub use error::{Error, Result};
 pub use fusectl::{

@@ -192,3 +192,76 @@ mod tests {
         assert_eq!(op(FUSE_DEV_IOC_BACKING_CLOSE), opcode::write::<u32>(229, 2));
     }
 }
+
+/// The size of a transparent huge page on x86-64 and arm64 (with 4 KiB base pages).
+pub(crate) const HUGE_PAGE: usize = 2 << 20;
+
+/// An anonymous private mapping of whole huge pages, aligned to [`HUGE_PAGE`], with
+/// `MADV_HUGEPAGE` asked (the kernel may still give base pages). Unmapped when dropped.
+#[derive(Debug)]
+pub(crate) struct HugeMapping {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone (no other pointer to it escapes but the
+// borrows `as_slice` and `as_mut_slice` hand out, tied to `&self` / `&mut self`).
+unsafe impl Send for HugeMapping {}
+// SAFETY: as above: shared access goes through `&self`, which only reads.
+unsafe impl Sync for HugeMapping {}
+
+impl HugeMapping {
+    /// At least `len` bytes (rounded up to whole huge pages), zeroed.
+    pub(crate) fn new(len: usize) -> io::Result<HugeMapping> {
+        use rustix::mm::{Advice, MapFlags, ProtFlags};
+        let len = len.max(1).next_multiple_of(HUGE_PAGE);
+        let over = len + HUGE_PAGE;
+        // SAFETY: a new anonymous mapping at an address the kernel chooses: it aliases nothing.
+        let base = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                over,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
+        }?;
+        let start = (base as usize).next_multiple_of(HUGE_PAGE);
+        let head = start - base as usize;
+        let tail = over - head - len;
+        // SAFETY: [base, start) and [start + len, base + over) are parts of the mapping just
+        // made that nothing refers to; what stays is [start, start + len).
+        unsafe {
+            if head > 0 {
+                rustix::mm::munmap(base, head)?;
+            }
+            if tail > 0 {
+                rustix::mm::munmap((start + len) as *mut core::ffi::c_void, tail)?;
+            }
+        }
+        // SAFETY: [start, start + len) is our mapping; MADV_HUGEPAGE changes only how the
+        // kernel backs it.
+        let _ = unsafe {
+            rustix::mm::madvise(start as *mut core::ffi::c_void, len, Advice::LinuxHugepage)
+        };
+        let ptr = std::ptr::NonNull::new(start as *mut u8).ok_or(io::ErrorKind::OutOfMemory)?;
+        Ok(HugeMapping { ptr, len })
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` is the start of `len` mapped, readable bytes that live as long as
+        // `self`; anonymous memory is always initialized (zero until written).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as `as_slice`, and `&mut self` makes this the only borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for HugeMapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made by `new`, no longer borrowed (we are dropped).
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}

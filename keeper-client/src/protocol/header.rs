@@ -52,6 +52,11 @@ pub enum Kind {
     ListStats = 14,
     /// The keeper's metrics, in the Prometheus text format.
     Metrics = 15,
+    /// Wait, as a hot standby, for the tag's live server to die, then take the connection over
+    /// (answered OK once parked, then ATTACHED or ERROR).
+    Standby = 16,
+    /// LIST_STATS, each entry with its parked standby's pid too.
+    ListFull = 17,
     /// Success without data.
     Ok = 0x8000,
     /// Failure: errno and message.
@@ -68,6 +73,8 @@ pub enum Kind {
     ListStatsReply = 0x8006,
     /// Answer to METRICS.
     MetricsReply = 0x8007,
+    /// Answer to LIST_FULL.
+    ListFullReply = 0x8008,
 }
 
 impl Kind {
@@ -89,6 +96,8 @@ impl Kind {
             13 => Kind::Held,
             14 => Kind::ListStats,
             15 => Kind::Metrics,
+            16 => Kind::Standby,
+            17 => Kind::ListFull,
             0x8000 => Kind::Ok,
             0x8001 => Kind::Error,
             0x8002 => Kind::Attached,
@@ -97,6 +106,7 @@ impl Kind {
             0x8005 => Kind::HeldReply,
             0x8006 => Kind::ListStatsReply,
             0x8007 => Kind::MetricsReply,
+            0x8008 => Kind::ListFullReply,
             _ => return None,
         })
     }

@@ -18,6 +18,20 @@ pub const MAX_ERROR_MESSAGE: usize = 1024;
 pub const MAX_METRICS_TEXT: usize = super::MAX_PAYLOAD - 4;
 /// Bytes the statistics add to a LIST_STATS_REPLY entry.
 const STATS_LEN: usize = 4 + 4 + 8;
+/// Bytes the standby's pid adds to a LIST_FULL_REPLY entry (after the statistics).
+const STANDBY_LEN: usize = 4;
+
+/// How much a LIST-like reply says of each entry: LIST's fields, then LIST_STATS's statistics,
+/// then LIST_FULL's parked standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ListDetail {
+    /// LIST_REPLY: the connection and its server.
+    Base,
+    /// LIST_STATS_REPLY: and its recovery statistics.
+    Stats,
+    /// LIST_FULL_REPLY: and the pid of the standby parked for it.
+    Full,
+}
 /// Most device fds per connection (indexes 0..16).
 pub const MAX_DEVICES: usize = 16;
 /// Largest STAND_IN xattr blob (the root's extended attributes, names and values).
@@ -199,6 +213,18 @@ pub enum Request {
         /// Only keys above this one: 0 at first, then the last key of the previous reply.
         after: u64,
     },
+    /// STANDBY: as ATTACH (same rules), but while the connection's server is alive the keeper
+    /// parks the request, answers OK, and sends ATTACHED the moment the server dies (or ERROR
+    /// ENOENT if the connection ends first). No fds.
+    Standby {
+        /// The connection's tag.
+        tag: String,
+    },
+    /// LIST_FULL: as LIST_STATS, each entry also with its parked standby's pid. No fds.
+    ListFull {
+        /// How many entries to leave out first (paging).
+        skip: u32,
+    },
 }
 
 /// Most fds one HELD_REPLY carries (page with `after`).
@@ -262,8 +288,12 @@ pub struct ListEntry {
     pub waiting: u32,
     /// Milliseconds since its server died; 0 while serving.
     pub orphaned_ms: u64,
-    /// Its recovery statistics: in LIST_STATS replies only (`None` in LIST replies).
+    /// Its recovery statistics: in LIST_STATS and LIST_FULL replies only (`None` in LIST
+    /// replies).
     pub stats: Option<EntryStats>,
+    /// In LIST_FULL replies only (`None` in the others): `Some(pid)` of the standby parked for
+    /// this connection (STANDBY), `Some(0)` if none is.
+    pub standby_pid: Option<u32>,
 }
 
 /// How often a connection was taken over, and what the last recovery cost (LIST_STATS).
@@ -280,33 +310,42 @@ pub struct EntryStats {
 }
 
 impl ListEntry {
-    /// Bytes this entry takes in a LIST_REPLY payload.
-    /// Bytes this entry takes in a LIST_REPLY payload (`with_stats`: in a LIST_STATS_REPLY).
-    pub fn encoded_len(&self, with_stats: bool) -> usize {
+    /// Bytes this entry takes in the payload of a reply with this `detail`.
+    pub fn encoded_len(&self, detail: ListDetail) -> usize {
         let base =
             4 + self.tag.len() + 4 + 4 + 4 + self.mountpoint.as_os_str().len() + 4 + 4 + 4 + 4 + 8;
-        if with_stats { base + STATS_LEN } else { base }
+        match detail {
+            ListDetail::Base => base,
+            ListDetail::Stats => base + STATS_LEN,
+            ListDetail::Full => base + STATS_LEN + STANDBY_LEN,
+        }
     }
 
-    fn encode(&self, w: &mut Writer, with_stats: bool) {
+    fn encode(&self, w: &mut Writer, detail: ListDetail) {
         w.bytes(self.tag.as_bytes()).u32(self.owner_uid).u32(self.rescue_uid);
         w.bytes(self.mountpoint.as_os_str().as_bytes()).u32(self.conn_id);
         w.u32(self.state as u32).u32(self.server_pid).u32(self.waiting).u64(self.orphaned_ms);
-        if with_stats {
+        if detail >= ListDetail::Stats {
             let stats = self.stats.unwrap_or_default();
             w.u32(stats.recoveries).u32(stats.handovers);
             w.u64(stats.last_recovery_us.unwrap_or(u64::MAX));
         }
+        if detail >= ListDetail::Full {
+            w.u32(self.standby_pid.unwrap_or(0));
+        }
     }
 
-    fn decode(r: &mut Reader<'_>, with_stats: bool) -> Result<ListEntry, ProtocolError> {
+    fn decode(r: &mut Reader<'_>, detail: ListDetail) -> Result<ListEntry, ProtocolError> {
         let mut entry = ListEntry::decode_base(r)?;
-        if with_stats {
+        if detail >= ListDetail::Stats {
             let recoveries = r.u32("recoveries")?;
             let handovers = r.u32("handovers")?;
             let last = r.u64("last_recovery_us")?;
             let last_recovery_us = (last != u64::MAX).then_some(last);
             entry.stats = Some(EntryStats { recoveries, handovers, last_recovery_us });
+        }
+        if detail >= ListDetail::Full {
+            entry.standby_pid = Some(r.u32("standby_pid")?);
         }
         Ok(entry)
     }
@@ -323,6 +362,7 @@ impl ListEntry {
             waiting: r.u32("waiting")?,
             orphaned_ms: r.u64("orphaned_ms")?,
             stats: None,
+            standby_pid: None,
         })
     }
 }
@@ -362,6 +402,14 @@ pub enum Reply {
     /// Answer to LIST_STATS: as [`Reply::List`], every entry with its
     /// [`ListEntry::stats`]. No fds.
     ListStats {
+        /// How many entries the peer may see in all.
+        total: u32,
+        /// Those after the requested `skip` that fit in one message.
+        entries: Vec<ListEntry>,
+    },
+    /// Answer to LIST_FULL: as [`Reply::ListStats`], every entry with its
+    /// [`ListEntry::standby_pid`] too. No fds.
+    ListFull {
         /// How many entries the peer may see in all.
         total: u32,
         /// Those after the requested `skip` that fit in one message.
@@ -471,6 +519,8 @@ impl Request {
             Request::Hold { .. } => Kind::Hold,
             Request::Release { .. } => Kind::Release,
             Request::Held { .. } => Kind::Held,
+            Request::Standby { .. } => Kind::Standby,
+            Request::ListFull { .. } => Kind::ListFull,
         }
     }
 
@@ -496,13 +546,16 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
         Request::AddDevice { tag, index } => {
             w.bytes(tag.as_bytes()).u32(*index);
         }
-        Request::Attach { tag } | Request::Unregister { tag } | Request::Handover { tag } => {
+        Request::Attach { tag }
+        | Request::Unregister { tag }
+        | Request::Handover { tag }
+        | Request::Standby { tag } => {
             w.bytes(tag.as_bytes());
         }
         Request::HandoverDone { tag, errno } => {
             w.bytes(tag.as_bytes()).i32(*errno);
         }
-        Request::List { skip } | Request::ListStats { skip } => {
+        Request::List { skip } | Request::ListStats { skip } | Request::ListFull { skip } => {
             w.u32(*skip);
         }
         Request::Metrics => {}
@@ -592,6 +645,8 @@ pub fn decode_request(msg: &[u8], fds: usize) -> Result<Request, ProtocolError> 
         Kind::Hold => Request::Hold { tag: tag_field(&mut r)?, key: r.u64("key")? },
         Kind::Release => Request::Release { tag: tag_field(&mut r)?, key: r.u64("key")? },
         Kind::Held => Request::Held { tag: tag_field(&mut r)?, after: r.u64("after")? },
+        Kind::Standby => Request::Standby { tag: tag_field(&mut r)? },
+        Kind::ListFull => Request::ListFull { skip: r.u32("skip")? },
         Kind::Ok
         | Kind::Error
         | Kind::Attached
@@ -599,7 +654,8 @@ pub fn decode_request(msg: &[u8], fds: usize) -> Result<Request, ProtocolError> 
         | Kind::HandoverAsk
         | Kind::HeldReply
         | Kind::ListStatsReply
-        | Kind::MetricsReply => {
+        | Kind::MetricsReply
+        | Kind::ListFullReply => {
             return Err(ProtocolError::UnexpectedKind(header.kind));
         }
     };
@@ -634,13 +690,19 @@ pub fn encode_reply(reply: &Reply) -> (Vec<u8>, usize) {
             w.bytes(negotiation).u32(*device_count).u32(*owner_uid);
             (Kind::Attached, 1 + *device_count as usize)
         }
-        Reply::List { total, entries } | Reply::ListStats { total, entries } => {
-            let with_stats = matches!(reply, Reply::ListStats { .. });
+        Reply::List { total, entries }
+        | Reply::ListStats { total, entries }
+        | Reply::ListFull { total, entries } => {
+            let (detail, kind) = match reply {
+                Reply::ListStats { .. } => (ListDetail::Stats, Kind::ListStatsReply),
+                Reply::ListFull { .. } => (ListDetail::Full, Kind::ListFullReply),
+                _ => (ListDetail::Base, Kind::ListReply),
+            };
             w.u32(*total).u32(u32::try_from(entries.len()).unwrap_or(u32::MAX));
             for e in entries {
-                e.encode(&mut w, with_stats);
+                e.encode(&mut w, detail);
             }
-            (if with_stats { Kind::ListStatsReply } else { Kind::ListReply }, 0)
+            (kind, 0)
         }
         Reply::Metrics { text } => {
             w.bytes(truncate_str(text, MAX_METRICS_TEXT).as_bytes());
@@ -689,18 +751,22 @@ pub fn decode_reply(msg: &[u8], fds: usize) -> Result<Reply, ProtocolError> {
             let fds = 1 + device_count as usize;
             (Reply::Attached { mountpoint, conn_id, negotiation, device_count, owner_uid }, fds)
         }
-        Kind::ListReply | Kind::ListStatsReply => {
-            let with_stats = kind == Kind::ListStatsReply;
+        Kind::ListReply | Kind::ListStatsReply | Kind::ListFullReply => {
+            let detail = match kind {
+                Kind::ListStatsReply => ListDetail::Stats,
+                Kind::ListFullReply => ListDetail::Full,
+                _ => ListDetail::Base,
+            };
             let total = r.u32("total")?;
             let count = r.u32("count")?;
             let mut entries = Vec::new();
             for _ in 0..count {
-                entries.push(ListEntry::decode(&mut r, with_stats)?);
+                entries.push(ListEntry::decode(&mut r, detail)?);
             }
-            if with_stats {
-                (Reply::ListStats { total, entries }, 0)
-            } else {
-                (Reply::List { total, entries }, 0)
+            match detail {
+                ListDetail::Base => (Reply::List { total, entries }, 0),
+                ListDetail::Stats => (Reply::ListStats { total, entries }, 0),
+                ListDetail::Full => (Reply::ListFull { total, entries }, 0),
             }
         }
         Kind::MetricsReply => {

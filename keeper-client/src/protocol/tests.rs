@@ -47,6 +47,8 @@ fn requests() -> Vec<Request> {
         Request::Hold { tag: "t".into(), key: u64::MAX },
         Request::Release { tag: "t".into(), key: 3 },
         Request::Held { tag: "t".into(), after: 9 },
+        Request::Standby { tag: "web-cache".into() },
+        Request::ListFull { skip: 2 },
     ]
 }
 
@@ -94,6 +96,7 @@ fn replies() -> Vec<Reply> {
                     waiting: u32::MAX,
                     orphaned_ms: 1234,
                     stats: None,
+                    standby_pid: None,
                 },
                 ListEntry {
                     tag: "b".into(),
@@ -106,6 +109,7 @@ fn replies() -> Vec<Reply> {
                     waiting: 7,
                     orphaned_ms: 0,
                     stats: None,
+                    standby_pid: None,
                 },
             ],
         },
@@ -126,6 +130,23 @@ fn replies() -> Vec<Reply> {
                     handovers: 1,
                     last_recovery_us: Some(1500),
                 }),
+                standby_pid: None,
+            }],
+        },
+        Reply::ListFull {
+            total: 2,
+            entries: vec![ListEntry {
+                tag: "d".into(),
+                owner_uid: 0,
+                rescue_uid: 0,
+                mountpoint: PathBuf::from("/p"),
+                conn_id: 6,
+                state: ConnState::Serving,
+                server_pid: 98,
+                waiting: 0,
+                orphaned_ms: 0,
+                stats: Some(EntryStats::default()),
+                standby_pid: Some(4343),
             }],
         },
         Reply::ListStats { total: 0, entries: Vec::new() },

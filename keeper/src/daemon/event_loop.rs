@@ -102,6 +102,8 @@ pub struct Keeper {
     pub(super) registry: Registry,
     /// HANDOVERs waiting for the live server's answer, by entry id.
     pub(super) handovers: HashMap<u64, Pending>,
+    /// Hot standbys parked for an entry's live server to die (STANDBY), by entry id.
+    pub(super) standbys: HashMap<u64, super::standby::Parked>,
     /// Where orphaned entries' requests are read (allocated while the keeper reads any).
     pub(super) read_buf: Vec<u8>,
     pub(super) root_may_attach: bool,
@@ -153,6 +155,7 @@ impl Keeper {
                 limits,
                 registry: Registry::default(),
                 handovers: HashMap::new(),
+                standbys: HashMap::new(),
                 read_buf: Vec::new(),
                 root_may_attach,
                 closer: super::closer::Closer::default(),
@@ -329,8 +332,9 @@ impl Keeper {
     }
 
     /// Forget client `id` and close its socket.
-    fn remove_client(&mut self, id: u64) {
+    pub(super) fn remove_client(&mut self, id: u64) {
         self.requester_gone(id);
+        self.standby_gone(id);
         let Some(client) = self.clients.remove(&id) else { return };
         let _ = epoll::delete(&self.epoll, &client.fd);
         if let Some(deadline) = client.silent_until {
@@ -556,12 +560,14 @@ impl Keeper {
             "server exited: connection orphaned"
         );
         self.server_died_during_handover(id);
+        self.wake_standby(id);
         self.start_standing_in(id);
     }
 
     /// Remove entry `id`, closing its fds.
     pub(super) fn drop_entry(&mut self, id: u64) {
         self.cancel_handover(id, libc::ENOENT, "the connection is gone");
+        self.dismiss_standby(id);
         self.stop_reading(id);
         if let Some(entry) = self.registry.remove(id) {
             if let Some(server) = &entry.server {

@@ -8,7 +8,9 @@ use super::event_loop::{Keeper, Peer};
 use super::policy;
 use super::principal::Principal;
 use super::registry::{Entry, MAX_ENTRIES, Server};
-use crate::protocol::{ConnState, ListEntry, MAX_DEVICES, MAX_PAYLOAD, Register, Reply, Request};
+use crate::protocol::{
+    ConnState, ListDetail, ListEntry, MAX_DEVICES, MAX_PAYLOAD, Register, Reply, Request,
+};
 
 /// The fds a new entry is charged ([`Entry::fds`] with one device).
 const REGISTER_FDS: usize = 3;
@@ -62,15 +64,20 @@ impl Keeper {
         req: Request,
         fds: &mut Vec<OwnedFd>,
     ) -> Response {
-        // ATTACH and HANDOVER that get no connection are counted by reason (METRICS).
-        let takes_over = matches!(req, Request::Attach { .. } | Request::Handover { .. });
+        // ATTACH, HANDOVER and STANDBY that get no connection are counted by reason (METRICS).
+        let takes_over = matches!(
+            req,
+            Request::Attach { .. } | Request::Handover { .. } | Request::Standby { .. }
+        );
         let result = match req {
             Request::Register(reg) => self.register(client, peer, reg, fds),
             Request::AddDevice { tag, index } => self.add_device(client, peer, &tag, index, fds),
             Request::Attach { tag } => self.attach(client, peer, &tag),
             Request::Unregister { tag } => self.unregister(peer, &tag),
-            Request::List { skip } => Ok(self.list(peer, skip, false)),
-            Request::ListStats { skip } => Ok(self.list(peer, skip, true)),
+            Request::List { skip } => Ok(self.list(peer, skip, ListDetail::Base)),
+            Request::ListStats { skip } => Ok(self.list(peer, skip, ListDetail::Stats)),
+            Request::ListFull { skip } => Ok(self.list(peer, skip, ListDetail::Full)),
+            Request::Standby { tag } => self.standby(client, peer, &tag),
             Request::Metrics => self.metrics(peer),
             Request::Abort { target } => self.abort_or_umount(peer, &target, true),
             Request::Umount { target } => self.abort_or_umount(peer, &target, false),
@@ -512,8 +519,8 @@ impl Keeper {
         Ok(Response { reply: Reply::Metrics { text }, fds: Vec::new(), commit: None })
     }
 
-    /// LIST, or with `with_stats` LIST_STATS.
-    fn list(&mut self, peer: &Peer, skip: u32, with_stats: bool) -> Response {
+    /// LIST, LIST_STATS or LIST_FULL, as `detail` says.
+    fn list(&mut self, peer: &Peer, skip: u32, detail: ListDetail) -> Response {
         for id in self.registry.ids() {
             self.refresh(id);
         }
@@ -544,18 +551,20 @@ impl Keeper {
                         .orphaned_at
                         .map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64),
                 },
-                stats: with_stats.then_some(e.stats),
+                stats: (detail >= ListDetail::Stats).then_some(e.stats),
+                standby_pid: (detail >= ListDetail::Full)
+                    .then(|| self.standbys.get(&e.id).map_or(0, |p| p.pid)),
             };
-            size += item.encoded_len(with_stats);
+            size += item.encoded_len(detail);
             if size > MAX_PAYLOAD {
                 break;
             }
             entries.push(item);
         }
-        let reply = if with_stats {
-            Reply::ListStats { total, entries }
-        } else {
-            Reply::List { total, entries }
+        let reply = match detail {
+            ListDetail::Base => Reply::List { total, entries },
+            ListDetail::Stats => Reply::ListStats { total, entries },
+            ListDetail::Full => Reply::ListFull { total, entries },
         };
         Response { reply, fds: Vec::new(), commit: None }
     }

@@ -77,6 +77,8 @@ pub struct Counters {
     pub recoveries: u64,
     pub handovers: u64,
     pub recovery_timeouts: u64,
+    /// Recoveries in which a parked standby was handed the connection.
+    pub standby_takeovers: u64,
     pub refused: BTreeMap<&'static str, u64>,
     /// Time without a server, observed at each recovery.
     pub orphaned: Histogram,
@@ -92,6 +94,7 @@ impl Default for Counters {
             recoveries: 0,
             handovers: 0,
             recovery_timeouts: 0,
+            standby_takeovers: 0,
             refused: BTreeMap::new(),
             orphaned: Histogram::new(ORPHANED_BOUNDS),
             attach: Histogram::new(ATTACH_BOUNDS),
@@ -176,6 +179,11 @@ impl Keeper {
                 "Orphaned connections whose recovery timeout passed (aborted, or failing).",
                 c.recovery_timeouts,
             ),
+            (
+                "fuse_keeper_standby_takeovers_total",
+                "Recoveries in which a parked hot standby was handed the connection.",
+                c.standby_takeovers,
+            ),
         ];
         for (name, help, value) in counters {
             metric(&mut out, name, "counter", help);
@@ -186,7 +194,7 @@ impl Keeper {
             &mut out,
             name,
             "counter",
-            "ATTACH and HANDOVER requests that got no connection, by reason.",
+            "ATTACH, HANDOVER and STANDBY requests that got no connection, by reason.",
         );
         for reason in REASONS {
             let n = c.refused.get(reason).copied().unwrap_or(0);
@@ -213,6 +221,11 @@ impl Keeper {
                 "fuse_keeper_held_fds",
                 "Fds held for connections (devices, states, held files).",
                 held_fds as f64,
+            ),
+            (
+                "fuse_keeper_standbys_parked",
+                "Hot standbys parked for a connection's live server to die.",
+                self.standbys.len() as f64,
             ),
             (
                 "fuse_keeper_clients",

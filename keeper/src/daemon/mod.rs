@@ -11,6 +11,7 @@ mod policy;
 mod principal;
 mod registry;
 mod socket;
+mod standby;
 
 use std::io;
 use std::path::PathBuf;
