@@ -264,23 +264,24 @@ rounds() {
 	done
 }
 
-# run_metaops DIR PAUSE OUT ERR: a new directory DIR, sync, then bench/metaops.c for NFILES
-# files in it (PAUSE s before the stat phase; 5 min at most), its report in OUT.
+# run_metaops DIR PAUSE OUT ERR [OPTION...]: a new directory DIR, sync, then bench/metaops.c
+# (with the OPTIONs: -d SIZE, -p PROCS) for NFILES files in it (PAUSE s before the stat
+# phase; 5 min at most), its report in OUT.
 run_metaops() {
 	mkdir "$1"
 	sync
-	run 300 "$BUILD/metaops" "$1" "$NFILES" "$2" >"$3" 2>"$4"
+	run 300 "$BUILD/metaops" "${@:5}" "$1" "$NFILES" "$2" >"$3" 2>"$4"
 }
 
-# metaops_rates OUT ARRAY KEY: adds the create, stat and unlink rates in OUT (a metaops
-# report) to ARRAY[create,KEY] etc., space-separated.
+# metaops_rates OUT ARRAY KEY [PREFIX]: adds every phase's rate in OUT (a metaops report:
+# create, stat, unlink, and read with -d) to ARRAY[PREFIXcreate,KEY] etc., space-separated.
 metaops_rates() {
 	local -n rates=$2
-	local m
-	for m in create stat unlink; do
+	local phase value
+	while read -r phase value; do
 		# shellcheck disable=SC2004 # (an associative array: shellcheck cannot tell through -n)
-		rates[$m,$3]+="$(awk -v m="$m" '$1 == m { print $2 }' "$1") "
-	done
+		rates[${4:-}$phase,$3]+="$value "
+	done <"$1"
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
