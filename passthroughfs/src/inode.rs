@@ -669,6 +669,9 @@ impl InodeTable {
         if let Found::Slot(slot) = self.find(&cache, &key, Some(&handle)) {
             return Ok(self.count(cache, slot, fd, key, kind));
         }
+        if let Some(handle) = &handle {
+            self.drop_superseded(&cache, &key, handle);
+        }
         let slot = self.records.insert(&record, &[(InodeWord::Nlookup, 1)]).map_err(|err| {
             tracing::error!(%err, "inode table full");
             Errno::ENOSPC
@@ -682,6 +685,40 @@ impl InodeTable {
         cache.insert(nodeid, Arc::new(Inode { nodeid, fd, key, kind, generation }));
         self.evict(&mut cache);
         Ok((nodeid, generation))
+    }
+
+    /// Drops the remembered records (forgotten by the kernel, fd closed) of identity `key`
+    /// whose file handle is not `handle`: earlier inodes that had the number of the new one,
+    /// which the source reuses (ext4 gives a deleted file's number to the next new file).
+    /// Their file handles can open nothing any more, and each would lengthen every later
+    /// search for the number by a whole record read: a directory whose files are created and
+    /// deleted over and over (a build, a mail spool) piled up to `remember` of them.
+    fn drop_superseded(
+        &self,
+        cache: &HashMap<u64, Arc<Inode>>,
+        key: &InodeKey,
+        handle: &FileHandle,
+    ) {
+        let mut stale = Vec::new();
+        self.index.find(key.hash(), |slot| {
+            let superseded = self.key_at(slot) == Some(*key)
+                && !cache.contains_key(&(slot + FIRST))
+                && self.records.word(slot, InodeWord::Nlookup).load(Ordering::Acquire) == 0
+                && self.handle_at(slot).is_some_and(|theirs| theirs.len > 0 && theirs != *handle);
+            if superseded {
+                stale.push(slot);
+            }
+            false
+        });
+        if stale.is_empty() {
+            return;
+        }
+        let mut forgotten = self.forgotten_lock();
+        for slot in stale {
+            // Its place in the remembered queue is left to lapse (`Forgotten::pop`).
+            forgotten.latest.remove(&slot);
+            self.drop_record(slot, key);
+        }
     }
 
     /// Counts one more lookup of the inode in `slot`, caching `fd` for it if none is, and
@@ -1171,6 +1208,37 @@ mod tests {
         t.forget(a, 1);
         let p = dir.path().join("a");
         assert_eq!(t.lookup(path_fd(&p), key(&path_fd(&p)), libc::S_IFREG).unwrap(), (a, gen_a));
+    }
+
+    /// A new inode with the number of a remembered one (a source reusing the number of a
+    /// deleted file) drops that record: its file handle is not the new inode's, and each
+    /// such record would cost every later search for the number a record read. Records the
+    /// kernel still holds, or with the new inode's handle, stay.
+    #[test]
+    fn a_new_inode_drops_the_remembered_records_of_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create("t", &[INODES, NAMES]).unwrap();
+        let t = table(&store, dir.path()).remembering(100);
+        let [pa, pb, pc] = ["a", "b", "c"].map(|n| dir.path().join(n));
+        for p in [&pa, &pb, &pc] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        let (a, gen_a) = t.lookup(path_fd(&pa), key(&path_fd(&pa)), libc::S_IFREG).unwrap();
+        let (c, _) = t.lookup(path_fd(&pc), key(&path_fd(&pc)), libc::S_IFREG).unwrap();
+        t.forget(a, 1);
+        assert!(t.revive(a).is_ok(), "a is remembered");
+        t.forget(a, 1);
+        // b under a's number, as a reused inode number would be; c's number stays c's.
+        let (b, gen_b) = t.lookup(path_fd(&pb), key(&path_fd(&pa)), libc::S_IFREG).unwrap();
+        assert_eq!(b, a, "a's record was dropped and its slot reused at once");
+        assert_ne!(gen_b, gen_a, "a new record in it");
+        assert_eq!(t.lookup_count(b), 1);
+        let (b_again, _) = t.lookup(path_fd(&pb), key(&path_fd(&pa)), libc::S_IFREG).unwrap();
+        assert_eq!(b_again, b, "the new inode's own record is found");
+        // Held by the kernel (its fd open): that inode, whatever fd the lookup brings.
+        let (other, _) = t.lookup(path_fd(&pa), key(&path_fd(&pc)), libc::S_IFREG).unwrap();
+        assert_eq!(other, c);
+        assert_eq!(t.lookup_count(c), 2, "c is still known");
     }
 
     /// Records an earlier server left with no lookup (it had forgotten them) are found by
