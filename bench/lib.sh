@@ -105,7 +105,8 @@ kill_pid() {
 cleanup() {
 	local rc=$? m p busy=0
 	trap - EXIT INT TERM
-	for m in "${MOUNTS[@]}"; do abort_mount "$m"; done
+	# The latest first: a FUSE mount before the filesystem image its source is on.
+	for ((m = ${#MOUNTS[@]} - 1; m >= 0; m--)); do abort_mount "${MOUNTS[m]}"; done
 	if [[ -n $CHILD ]]; then kill_pid "$CHILD"; fi
 	for p in "${PIDS[@]}"; do kill_pid "$p"; done
 	if ((FUSECTL_MOUNTED)); then umount /sys/fs/fuse/connections 2>/dev/null || true; fi

@@ -127,9 +127,36 @@ pub const STORE_TABLES: [TableSpec; 4] =
     [INODES, HANDLES, fuse_recovery::journal::JOURNAL, crate::inode::NAMES];
 
 /// `/proc/self/fd/N`: reaches the inode of an `O_PATH` fd for calls that take a path.
-fn proc_path(fd: BorrowedFd<'_>) -> CString {
+/// `/proc/self/fd/N` for `fd`, made without allocating: every OPEN of a known inode, and
+/// xattr calls without `getxattrat(2)`, resolve one.
+fn proc_path(fd: BorrowedFd<'_>) -> ProcPath {
     use std::os::fd::AsRawFd;
-    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL in a number")
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    let mut buf = [0u8; 32];
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let mut n = fd.as_raw_fd().unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - at;
+    buf[PREFIX.len()..PREFIX.len() + len].copy_from_slice(&digits[at..]);
+    ProcPath(buf)
+}
+
+/// A NUL-terminated `/proc/self/fd/N` (14 bytes, at most 10 digits, then NULs).
+struct ProcPath([u8; 32]);
+
+impl ProcPath {
+    fn as_c_str(&self) -> &std::ffi::CStr {
+        std::ffi::CStr::from_bytes_until_nul(&self.0).unwrap_or(c"/proc/self/fd/")
+    }
 }
 
 const STATX_MASK: StatxFlags = StatxFlags::BASIC_STATS.union(StatxFlags::MNT_ID);
@@ -1658,7 +1685,7 @@ impl Passthrough {
     fn xattr_path(&self, nodeid: u64) -> Result<(CString, bool, Vec<Arc<Inode>>)> {
         let inode = self.inodes.get(nodeid)?;
         if !inode.is_symlink() {
-            return Ok((proc_path(inode.fd.as_fd()), false, vec![inode]));
+            return Ok((proc_path(inode.fd.as_fd()).as_c_str().to_owned(), false, vec![inode]));
         }
         let known = self.symlinks_lock().get(&nodeid).cloned();
         let (parent, name) = known.ok_or(Errno::ENOTSUP)?;
@@ -1668,7 +1695,7 @@ impl Passthrough {
         if key_of(&statx_fd(fd.as_fd())?, self.mnt_alias) != inode.key {
             return Err(Errno::ENOTSUP);
         }
-        let mut path = proc_path(parent.fd.as_fd()).into_bytes();
+        let mut path = proc_path(parent.fd.as_fd()).as_c_str().to_bytes().to_vec();
         path.push(b'/');
         path.extend_from_slice(name.as_bytes());
         let path = CString::new(path).map_err(|_| Errno::EINVAL)?;
@@ -1731,6 +1758,20 @@ impl fuse_recovery::Recoverable for Passthrough {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn proc_paths_name_the_fd() {
+        use std::os::fd::{AsFd, AsRawFd};
+        let file = std::fs::File::open("/").unwrap();
+        let high = rustix::io::fcntl_dupfd_cloexec(&file, 12345).unwrap();
+        for fd in [file.as_fd(), high.as_fd()] {
+            let path = super::proc_path(fd);
+            assert_eq!(
+                path.as_c_str().to_str().unwrap(),
+                format!("/proc/self/fd/{}", fd.as_raw_fd())
+            );
+        }
+    }
+
     use super::*;
 
     #[test]
