@@ -13,10 +13,13 @@
 //! a file handle the kernel gave out (nodeid + generation, for NFS or `open_by_handle_at`)
 //! finds it again through a LOOKUP of "." ([`InodeTable::revive`]). The generation is new
 //! for each record, so a handle whose slot now holds another inode is stale to the kernel.
+//! A new inode with the number of remembered ones whose file handles differ drops them: the
+//! source reused a deleted file's number ([`InodeTable::lookup`]).
 //!
-//! Lock order: the table's mutex, then the forgotten list's; both leaves. The only syscall
-//! under them is comparing file handles when a name leads to an inode number a forgotten or
-//! evicted record also has.
+//! Lock order: the table's mutex, then the forgotten list's; both leaves. The syscalls
+//! under them are comparing file handles when a name leads to an inode number a forgotten or
+//! evicted record also has, and registering a kernel passthrough backing file
+//! ([`InodeTable::backing_acquire`]: one backing file per inode, registered once).
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
@@ -411,8 +414,16 @@ impl InodeTable {
         nodeid.checked_sub(FIRST)
     }
 
+    /// The identity in the record at `slot`: its first three words, read alone (every probe
+    /// of the index whose tag matches compares one).
     fn key_at(&self, slot: u64) -> Option<InodeKey> {
-        Some(self.records.get(slot)?.key())
+        let mut words = [0u8; 24];
+        if !self.records.read_prefix(slot, &mut words) {
+            return None;
+        }
+        let word =
+            |i: usize| u64::from_ne_bytes(words[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        Some(InodeKey { dev: word(0), ino: word(1), mnt_id: word(2) })
     }
 
     /// The record of the inode with identity `key` and file handle `handle` (`None`: not
@@ -1233,6 +1244,9 @@ mod tests {
         assert_eq!(b, a, "a's record was dropped and its slot reused at once");
         assert_ne!(gen_b, gen_a, "a new record in it");
         assert_eq!(t.lookup_count(b), 1);
+        let slot = b - FIRST;
+        assert_eq!(t.key_at(slot), t.records.get(slot).map(|r| r.key()), "key_at reads the key");
+        assert_eq!(t.key_at(slot), Some(key(&path_fd(&pa))));
         let (b_again, _) = t.lookup(path_fd(&pb), key(&path_fd(&pa)), libc::S_IFREG).unwrap();
         assert_eq!(b_again, b, "the new inode's own record is found");
         // Held by the kernel (its fd open): that inode, whatever fd the lookup brings.

@@ -140,6 +140,13 @@ impl<R: Record> Records<R> {
         self.table.read(slot, record.as_mut_bytes()).then_some(record)
     }
 
+    /// The first `buf.len()` bytes of the record at `slot` (at most the record's size), if
+    /// one is published there: for a search that compares a key at the record's start and
+    /// need not copy the rest. False if none is.
+    pub fn read_prefix(&self, slot: u64, buf: &mut [u8]) -> bool {
+        self.table.read(slot, buf)
+    }
+
     /// Overwrites the payload of the published record at `slot` with `record`. Only for a
     /// record no reader relies on meanwhile (a reader may see it half written): a payload
     /// is meant to be written once.
