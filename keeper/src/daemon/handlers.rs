@@ -473,6 +473,23 @@ impl Keeper {
         Ok(id)
     }
 
+    /// The entry a HANDOVER or STANDBY of `tag` by `peer` is about ([`Keeper::attachable`]),
+    /// with the pid of the live server it would take over from; `None` for an orphaned
+    /// entry, which the caller attaches at once. EINVAL if `peer` is that server itself.
+    pub(super) fn takeover(
+        &mut self,
+        peer: &Peer,
+        tag: &str,
+    ) -> Result<(u64, Option<u32>), Response> {
+        let id = self.attachable(peer, tag)?;
+        let entry = self.registry.get(id).ok_or_else(|| fail(libc::ENOENT, "gone"))?;
+        let Some(server) = &entry.server else { return Ok((id, None)) };
+        if Self::is_server(entry, peer) {
+            return Err(fail(libc::EINVAL, format!("pid {} already serves tag {tag}", peer.pid)));
+        }
+        Ok((id, Some(server.pid)))
+    }
+
     /// The ATTACHED response for entry `id` (its fds dup'ed), making `peer` on `client` its
     /// server once sent.
     pub(super) fn attached(&mut self, id: u64, client: u64, peer: &Peer) -> Handled {

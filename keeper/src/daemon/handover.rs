@@ -40,23 +40,17 @@ pub struct Pending {
 impl Keeper {
     /// HANDOVER of `tag` by `peer` on client `client`.
     pub(super) fn handover(&mut self, client: u64, peer: &Peer, tag: &str) -> Handled {
-        let id = self.attachable(peer, tag)?;
-        let Some(entry) = self.registry.get(id) else {
-            return Err(fail(libc::ENOENT, "gone"));
-        };
-        let Some(server) = &entry.server else {
+        let (id, server) = self.takeover(peer, tag)?;
+        let Some(old_pid) = server else {
             tracing::info!(tag, pid = peer.pid, "handover of an orphaned connection: attaching");
             return self.attached(id, client, peer);
         };
-        if Self::is_server(entry, peer) {
-            return Err(fail(libc::EINVAL, format!("pid {} already serves tag {tag}", peer.pid)));
-        }
         if self.handovers.contains_key(&id) {
             return Err(fail(libc::EBUSY, format!("a handover of tag {tag} is in progress")));
         }
-        let old_pid = server.pid;
         let ask = Reply::HandoverAsk { tag: tag.to_owned(), pid: peer.pid, uid: peer.uid };
-        let sent = match entry.server_client {
+        let server_client = self.registry.get(id).and_then(|e| e.server_client);
+        let sent = match server_client {
             Some(server_client) => self.send_to(server_client, &ask, &[]),
             None => Err(std::io::ErrorKind::NotConnected.into()),
         };

@@ -40,18 +40,11 @@ pub struct Parked {
 impl Keeper {
     /// STANDBY of `tag` by `peer` on client `client`.
     pub(super) fn standby(&mut self, client: u64, peer: &Peer, tag: &str) -> Handled {
-        let id = self.attachable(peer, tag)?;
-        let Some(entry) = self.registry.get(id) else {
-            return Err(fail(libc::ENOENT, "gone"));
-        };
-        let Some(server) = &entry.server else {
+        let (id, server) = self.takeover(peer, tag)?;
+        let Some(server_pid) = server else {
             tracing::info!(tag, pid = peer.pid, "standby for an orphaned connection: attaching");
             return self.attached(id, client, peer);
         };
-        if Self::is_server(entry, peer) {
-            return Err(fail(libc::EINVAL, format!("pid {} already serves tag {tag}", peer.pid)));
-        }
-        let server_pid = server.pid;
         if let Some(parked) = self.standbys.get(&id) {
             if policy::is_alive(parked.pidfd.as_fd()) {
                 return Err(fail(
