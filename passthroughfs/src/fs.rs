@@ -126,27 +126,15 @@ pub struct Passthrough {
 pub const STORE_TABLES: [TableSpec; 4] =
     [INODES, HANDLES, fuse_recovery::journal::JOURNAL, crate::inode::NAMES];
 
-/// `/proc/self/fd/N`: reaches the inode of an `O_PATH` fd for calls that take a path.
-/// `/proc/self/fd/N` for `fd`, made without allocating: every OPEN of a known inode, and
-/// xattr calls without `getxattrat(2)`, resolve one.
+/// `/proc/self/fd/N`: reaches the inode of an `O_PATH` fd for calls that take a path. Made
+/// without allocating: every OPEN of a known inode, and xattr calls without `getxattrat(2)`,
+/// resolve one.
 fn proc_path(fd: BorrowedFd<'_>) -> ProcPath {
+    use std::io::Write;
     use std::os::fd::AsRawFd;
-    const PREFIX: &[u8] = b"/proc/self/fd/";
     let mut buf = [0u8; 32];
-    buf[..PREFIX.len()].copy_from_slice(PREFIX);
-    let mut digits = [0u8; 10];
-    let mut n = fd.as_raw_fd().unsigned_abs();
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let len = digits.len() - at;
-    buf[PREFIX.len()..PREFIX.len() + len].copy_from_slice(&digits[at..]);
+    // At most 14 + 11 bytes: room for the NUL after them.
+    let _ = write!(&mut buf[..31], "/proc/self/fd/{}", fd.as_raw_fd());
     ProcPath(buf)
 }
 
@@ -463,7 +451,7 @@ impl Passthrough {
     }
 
     fn entry(&self, counted: Counted, generation: u32, st: &Statx) -> Entry {
-        let attr_valid = self.attr_valid(counted.nodeid().0, st);
+        let attr_valid = self.attr_valid(counted.nodeid().0, u32::from(st.stx_mode));
         Entry {
             counted,
             generation: u64::from(generation),
@@ -502,8 +490,7 @@ impl Passthrough {
     /// and the kernel, which never hears of it through kernel passthrough and refreshes only
     /// times and size after a write, would show the old mode until the attributes expire;
     /// a write through a passthrough mmap changes mtime and ctime with no request at all.
-    fn attr_valid(&self, nodeid: u64, st: &Statx) -> Duration {
-        let mode = u32::from(st.stx_mode);
+    fn attr_valid(&self, nodeid: u64, mode: u32) -> Duration {
         if mode & libc::S_IFMT != libc::S_IFREG {
             return self.config.attr_timeout;
         }
@@ -711,7 +698,10 @@ impl Passthrough {
 
     fn attr(&self, inode: &Inode) -> Result<Attr> {
         let st = statx_fd(inode.fd.as_fd())?;
-        Ok(Attr { attr: attr_of(&st), valid: self.attr_valid(inode.nodeid, &st) })
+        Ok(Attr {
+            attr: attr_of(&st),
+            valid: self.attr_valid(inode.nodeid, u32::from(st.stx_mode)),
+        })
     }
 
     fn file(&self, fh: u64) -> Result<Arc<Handle>> {
@@ -1571,23 +1561,18 @@ impl Passthrough {
         name: Option<(&Inode, &OsStr)>,
     ) -> Result<(Entry, Opened)> {
         let path_fd = self.path_fd_of(&fd, name)?;
-        let entry = self.adopt(ctx, path_fd)?;
+        let mut entry = self.adopt(ctx, path_fd)?;
         let nodeid = entry.nodeid().0;
         if let Some((parent, name)) = name {
             self.inodes.set_name(nodeid, parent.nodeid, name.as_bytes());
         }
         let nameless = name.is_none();
         let inode = self.inodes.get(nodeid)?;
-        let mut entry = entry;
         match self.open_handle(ctx, &inode, fd, flags, false) {
             Ok(opened) => {
-                if opened.open_flags & FOPEN_PASSTHROUGH != 0
-                    && flags & libc::O_ACCMODE != libc::O_RDONLY
-                {
-                    // Written through kernel passthrough from now on: no cached attributes
-                    // (the entry was made before the writer was counted).
-                    entry.attr_valid = Duration::ZERO;
-                }
+                // Made before the handle opened: a writer through kernel passthrough now
+                // counts (and is not told to the kernel by an invalidation).
+                entry.attr_valid = self.attr_valid(nodeid, entry.attr.mode);
                 ctx.handle_opened(opened.fh);
                 if nameless {
                     self.keep_if_nameless(nodeid);
