@@ -57,6 +57,11 @@ impl<'r> DirentBuf<'r> {
         true
     }
 
+    /// The most payload bytes the reply may hold: the size the kernel asked for.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// True when nothing was added.
     pub fn is_empty(&self) -> bool {
         self.reply.payload_len() == 0

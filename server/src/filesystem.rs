@@ -233,6 +233,12 @@ impl DirFiller<'_, '_> {
         self.plus
     }
 
+    /// The size the kernel asked for: the most bytes of records this reply may hold (a
+    /// filesystem that lists from another server asks that one for as much).
+    pub fn size(&self) -> usize {
+        self.buf.limit()
+    }
+
     /// Adds a name: inode number `ino` (the `d_ino` applications see), the offset of the entry
     /// after it, its type (`DT_*`), and its name. False when the reply is full (the entry was
     /// not added; the kernel asks again from its offset). In a READDIRPLUS reply the name goes

@@ -1,0 +1,204 @@
+//! `fuse-wrap [-f] [-o OPTIONS] MOUNTPOINT -- COMMAND [ARGS...]`: mounts MOUNTPOINT and serves
+//! it through COMMAND, a stock FUSE server started with `%m` in its arguments replaced by
+//! `/dev/fd/N`, and started again whenever it dies.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuse_recovery::RecoveryOptions;
+use fuse_recovery::store::Store;
+use fuse_server::{MountOptions, NoCustody, Session, SessionConfig};
+use fuse_wrap::upstream::{RestartPolicy, StockCommand, Upstream};
+use fuse_wrap::{RELAYED, Wrap};
+
+const USAGE: &str = "usage: fuse-wrap [-f] [-o OPTIONS] MOUNTPOINT -- COMMAND [ARGS...]
+  COMMAND is a FUSE server run in the foreground; %m in ARGS becomes /dev/fd/N.
+  OPTIONS (comma-separated):
+    tag=NAME              recoverable: the connection is kept by the keeper under NAME
+    keeper=SOCKET[:...]   the keepers' sockets; nokeeper_start: never start one
+    rescue_uid=UID        the uid allowed to attach after a crash (default: ours)
+    recovery_timeout=SECS how long the keeper keeps an orphaned mount (default: for ever)
+    allow_other, default_permissions, ro, fsname=NAME, subtype=NAME   mount options
+    threads=N             workers reading the kernel's requests (default 4)
+    restart_limit=N       most restarts of COMMAND per minute (default 20)
+    watchdog=SECS         a request unanswered this long restarts COMMAND (default 60, 0: off)
+    debug                 log every request";
+
+struct Args {
+    mountpoint: PathBuf,
+    command: Vec<OsString>,
+    mount: MountOptions,
+    tag: Option<String>,
+    sockets: Vec<PathBuf>,
+    start_keeper: bool,
+    rescue_uid: Option<u32>,
+    recovery_timeout: Option<Duration>,
+    threads: usize,
+    policy: RestartPolicy,
+    debug: bool,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = std::env::args_os().skip(1);
+    let mut mount = MountOptions { subtype: Some("wrap".into()), ..MountOptions::default() };
+    let mut out = Args {
+        mountpoint: PathBuf::new(),
+        command: Vec::new(),
+        mount: MountOptions::default(),
+        tag: None,
+        sockets: Vec::new(),
+        start_keeper: true,
+        rescue_uid: None,
+        recovery_timeout: None,
+        threads: 4,
+        policy: RestartPolicy::default(),
+        debug: false,
+    };
+    let mut mountpoint = None;
+    let number =
+        |opt: &str, v: &str| v.parse::<u64>().map_err(|_| format!("{opt}: not a number: {v}"));
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--") => {
+                out.command = args.by_ref().collect();
+                break;
+            }
+            Some("-f") => {}
+            Some("-o") => {
+                let list = args.next().ok_or("-o needs options")?;
+                let list = list.to_str().ok_or("options must be UTF-8")?.to_owned();
+                for opt in list.split(',').filter(|o| !o.is_empty()) {
+                    match opt.split_once('=') {
+                        Some(("tag", v)) => out.tag = Some(v.to_owned()),
+                        Some(("keeper", v)) => out.sockets.extend(v.split(':').map(PathBuf::from)),
+                        Some(("rescue_uid", v)) => out.rescue_uid = Some(number(opt, v)? as u32),
+                        Some(("recovery_timeout", v)) => {
+                            out.recovery_timeout = Some(Duration::from_secs(number(opt, v)?))
+                        }
+                        Some(("fsname", v)) => mount.fsname = Some(v.to_owned()),
+                        Some(("subtype", v)) => mount.subtype = Some(v.to_owned()),
+                        Some(("threads", v)) => {
+                            out.threads = (number(opt, v)? as usize).clamp(1, 64)
+                        }
+                        Some(("restart_limit", v)) => out.policy.limit = number(opt, v)? as u32,
+                        Some(("watchdog", v)) => {
+                            let secs = number(opt, v)?;
+                            out.policy.watchdog = (secs > 0).then(|| Duration::from_secs(secs));
+                        }
+                        None if opt == "allow_other" => mount.allow_other = true,
+                        None if opt == "default_permissions" => mount.default_permissions = true,
+                        None if opt == "ro" => mount.read_only = true,
+                        None if opt == "nokeeper_start" => out.start_keeper = false,
+                        None if opt == "debug" => out.debug = true,
+                        _ => return Err(format!("unknown option {opt}")),
+                    }
+                }
+            }
+            _ if mountpoint.is_none() => mountpoint = Some(PathBuf::from(arg)),
+            _ => return Err(format!("unexpected argument {}", arg.to_string_lossy())),
+        }
+    }
+    out.mountpoint = mountpoint.ok_or("no mountpoint")?;
+    if out.command.is_empty() {
+        return Err("no command after --".into());
+    }
+    if !out.command.iter().any(|a| a.to_str().is_some_and(|s| s.contains("%m"))) {
+        return Err("the command must have %m where the server takes its mountpoint".into());
+    }
+    if mount.fsname.is_none() {
+        mount.fsname =
+            Some(out.command[0].to_string_lossy().rsplit('/').next().unwrap_or("wrap").to_owned());
+    }
+    out.mount = mount;
+    Ok(out)
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("fuse-wrap: {err}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = if args.debug { "debug" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("fuse-wrap: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The largest reply a request may get: a READ or READDIR of `max_write` bytes (the
+/// kernel's reads are no longer than its writes here), or an xattr list of 64 KiB.
+fn max_reply(max_write: u32) -> usize {
+    (max_write as usize).max(1 << 16) + 8192
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let max_write = 1u32 << 20;
+    let up = Upstream::start(
+        StockCommand { argv: args.command.clone() },
+        args.policy,
+        fuse_wrap::offer(RELAYED, max_write),
+        max_reply(max_write),
+    )?;
+    let conn =
+        up.first().map_err(|why| anyhow::anyhow!("the stock server did not start: {why}"))?;
+    let config = SessionConfig {
+        max_write: conn.init.max_write.clamp(4096, max_write),
+        max_readahead: conn.init.max_readahead.max(4096),
+        writeback: conn.has(fuse_abi::FUSE_WRITEBACK_CACHE),
+        extra_flags: conn.flags & fuse_abi::FUSE_DONT_MASK,
+        threads: args.threads,
+        ..SessionConfig::default()
+    };
+    drop(conn);
+    let signals = fuse_server::unmount_on_signal(&args.mountpoint)?;
+    let result = match &args.tag {
+        Some(tag) => {
+            let mut options = RecoveryOptions::new(tag.clone());
+            options.start_keeper = args.start_keeper;
+            if !args.sockets.is_empty() {
+                options.sockets = args.sockets.clone();
+            }
+            if let Some(uid) = args.rescue_uid {
+                options.rescue_uid = uid;
+            }
+            options.recovery_timeout = args.recovery_timeout;
+            let fs_up = up.clone();
+            fuse_recovery::serve(
+                &args.mountpoint,
+                &args.mount,
+                config,
+                &options,
+                move |store| Ok(Wrap::new(fs_up, store)?),
+                |started| tracing::info!(?started, "serving"),
+            )
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
+        }
+        None => (|| {
+            let store = Arc::new(Store::create("fuse-wrap", &fuse_wrap::TABLES)?);
+            let fs = Wrap::new(up.clone(), store)?;
+            let channel = fuse_server::mount(&args.mountpoint, &args.mount, Arc::new(NoCustody))?;
+            Session::start(fs, channel, config)?.run()?;
+            Ok(())
+        })(),
+    };
+    signals.close();
+    up.stop(Duration::from_secs(5));
+    result
+}

@@ -1,0 +1,608 @@
+//! The wrapper's nodeids and file handles, and their translation to the stock server's.
+//!
+//! The kernel only ever sees the wrapper's own nodeids and file handles. Those live in the
+//! state store, so they outlive the wrapper's process: an inode record (nodeid = slot + 2,
+//! the root is 1 and has none) holds the inode's type, the inode number the kernel was
+//! given, a generation, the kernel's lookup count and the slot of a (parent, name) it was
+//! last looked up or created by; a handle record holds the inode, the open flags and the
+//! opener's ids. Records of a name are never changed: a rename publishes a new one and
+//! switches the inode's `Name` word in one store, so a wrapper killed at any instant leaves
+//! whole names.
+//!
+//! The stock server's nodeids and handles are only good for one life of that server (one
+//! epoch of [`crate::upstream::Conn`]); they are kept in this process's memory, by epoch.
+//! After a restart an inode is found again lazily, on first use, by a LOOKUP of its
+//! recorded name in its parent (found again the same way, up to the root); it must be of
+//! the recorded type (and, when the server gives real inode numbers, have the recorded
+//! one), or it is ESTALE for that inode alone. A handle is reopened on first use with its
+//! original flags less O_CREAT, O_EXCL and O_TRUNC.
+//!
+//! Lookup counts: each entry the server answers with counts one lookup at the server, and
+//! the wrapper counts them per epoch; when the kernel forgets an inode for good the wrapper
+//! forgets all of them to the server at once. A restarted server has counted none, and is
+//! never sent a FORGET for the dead one's.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use fuse_abi::{fuse_attr, fuse_entry_out};
+use fuse_proto::Errno;
+use fuse_recovery::store::{NoWords, Record, Records, Store, StoreError, TableSpec, Word};
+use zerocopy::byteorder::little_endian::{U16, U64};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::wire;
+
+/// The root's nodeid, the same for the kernel and every server.
+pub const ROOT: u64 = fuse_abi::FUSE_ROOT_ID;
+const FIRST: u64 = ROOT + 1;
+
+/// An inode's record: written once.
+#[derive(Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct StoredNode {
+    /// The inode number the kernel is given (`attr.ino` of every reply is set to it).
+    ino: u64,
+    /// The generation the kernel is given with the nodeid.
+    generation: u64,
+    /// The file type bits (`S_IFMT`).
+    kind: u32,
+    /// 1 when `ino` is the server's own inode number (checked when the inode is found
+    /// again), 0 when it was the wrapper's nodeid (the server's was its nodeid, which a
+    /// restarted server numbers anew).
+    server_ino: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum NodeWord {
+    /// The kernel's lookup count.
+    Nlookup,
+    /// Slot + 1 of the inode's record in the names table (0: none, the root).
+    Name,
+}
+
+impl Word for NodeWord {
+    const COUNT: u32 = 2;
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Record for StoredNode {
+    const NAME: &'static str = "wrap_inodes";
+    const CAPACITY: u64 = 1 << 22;
+    type Word = NodeWord;
+}
+
+const MAX_NAME: usize = 255;
+
+/// A (parent, name), little-endian and unaligned (265 bytes).
+#[derive(Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+struct StoredName {
+    parent: U64,
+    len: U16,
+    name: [u8; MAX_NAME],
+}
+
+impl StoredName {
+    fn new(parent: u64, name: &[u8]) -> StoredName {
+        let mut stored = StoredName::new_zeroed();
+        stored.parent = U64::new(parent);
+        stored.len = U16::new(name.len() as u16);
+        stored.name[..name.len()].copy_from_slice(name);
+        stored
+    }
+
+    /// The (parent, name), `None` if the record holds no valid name (the store is input:
+    /// a name with `/` or NUL, `.`, `..` or empty is none).
+    fn get(&self) -> Option<(u64, Vec<u8>)> {
+        let name = self.name.get(..usize::from(self.len.get()))?;
+        (wire::valid_name(name) && name != b"." && name != b"..")
+            .then(|| (self.parent.get(), name.to_vec()))
+    }
+}
+
+impl Record for StoredName {
+    const NAME: &'static str = "wrap_names";
+    const CAPACITY: u64 = 1 << 22;
+    type Word = NoWords;
+}
+
+/// An open file or directory: written once.
+#[derive(Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct StoredHandle {
+    nodeid: u64,
+    /// The generation in the fh's high half: a RELEASE resent after the slot was reused
+    /// names no handle.
+    generation: u32,
+    /// The open flags as the kernel sent them.
+    flags: i32,
+    dir: u32,
+    uid: u32,
+    gid: u32,
+    _pad: u32,
+}
+
+impl Record for StoredHandle {
+    const NAME: &'static str = "wrap_handles";
+    const CAPACITY: u64 = 1 << 20;
+    type Word = NoWords;
+}
+
+/// The store tables of the wrapper's nodeids, names and handles.
+pub const TABLES: [TableSpec; 3] = [StoredNode::SPEC, StoredName::SPEC, StoredHandle::SPEC];
+
+/// What the wrapper knows of one of its inodes.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The file type bits.
+    pub kind: u32,
+    /// The inode number the kernel is given.
+    pub ino: u64,
+    /// Whether `ino` is the server's (so must match when found again).
+    pub server_ino: bool,
+    /// The generation.
+    pub generation: u64,
+    /// Its recorded (parent, name), `None` for the root.
+    pub name: Option<(u64, Vec<u8>)>,
+}
+
+/// An open handle's record.
+#[derive(Debug, Clone, Copy)]
+pub struct Handle {
+    /// The inode it is open on.
+    pub nodeid: u64,
+    /// Its open flags.
+    pub flags: i32,
+    /// A directory handle (OPENDIR).
+    pub dir: bool,
+    /// The opener's uid and gid (a reopen is made as them).
+    pub uid: u32,
+    /// See `uid`.
+    pub gid: u32,
+}
+
+/// One server life's translations.
+#[derive(Default)]
+struct Epoch {
+    epoch: u64,
+    /// Wrapper nodeid -> (server nodeid, lookups the server counted).
+    server: HashMap<u64, (u64, u64)>,
+    /// Server nodeid -> wrapper nodeid.
+    ours: HashMap<u64, u64>,
+    /// Wrapper fh -> server fh.
+    fhs: HashMap<u64, u64>,
+}
+
+struct Inner {
+    epoch: Epoch,
+    /// (parent, name) -> nodeid, of every recorded name.
+    by_name: HashMap<(u64, Box<[u8]>), u64>,
+    next_generation: u64,
+}
+
+/// The tables (see the module documentation).
+pub struct Nodes {
+    nodes: Records<StoredNode>,
+    names: Records<StoredName>,
+    handles: Records<StoredHandle>,
+    inner: Mutex<Inner>,
+    /// The server lookups to forget (server nodeid, count), sent outside the lock.
+    _store: Arc<Store>,
+}
+
+impl std::fmt::Debug for Nodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nodes").finish_non_exhaustive()
+    }
+}
+
+/// What binding a server entry to a wrapper inode gave.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// The wrapper's nodeid.
+    pub nodeid: u64,
+    /// Its generation.
+    pub generation: u64,
+    /// The inode number to give the kernel.
+    pub ino: u64,
+}
+
+/// A server lookup count to hand back (FORGET), the server's nodeid and how many.
+pub type Forget = (u64, u64);
+
+impl Nodes {
+    /// The tables of `store`, and an index of the names recorded in them.
+    pub fn open(store: Arc<Store>) -> Result<Nodes, StoreError> {
+        let nodes = Records::<StoredNode>::open(&store)?;
+        let names = Records::<StoredName>::open(&store)?;
+        let handles = Records::<StoredHandle>::open(&store)?;
+        let mut by_name = HashMap::new();
+        let mut max_generation = 0;
+        for slot in 0..nodes.high_water() {
+            let Some(node) = nodes.get(slot) else { continue };
+            max_generation = max_generation.max(node.generation);
+            let name = nodes.word(slot, NodeWord::Name).load(Ordering::Acquire);
+            if let Some((parent, name)) =
+                name.checked_sub(1).and_then(|n| names.get(n)).and_then(|n| n.get())
+            {
+                by_name.insert((parent, name.into_boxed_slice()), slot + FIRST);
+            }
+        }
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs() << 20);
+        Ok(Nodes {
+            nodes,
+            names,
+            handles,
+            inner: Mutex::new(Inner {
+                epoch: Epoch::default(),
+                by_name,
+                next_generation: seed.max(max_generation + 1),
+            }),
+            _store: store,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The translations of `epoch`, cleared when a newer server is first used. `None` for an
+    /// older epoch than the one in use (its server is dead).
+    fn epoch(inner: &mut Inner, epoch: u64) -> Option<&mut Epoch> {
+        if inner.epoch.epoch < epoch {
+            inner.epoch = Epoch { epoch, ..Epoch::default() };
+        }
+        (inner.epoch.epoch == epoch).then_some(&mut inner.epoch)
+    }
+
+    fn slot(nodeid: u64) -> Option<u64> {
+        nodeid.checked_sub(FIRST)
+    }
+
+    /// The wrapper's record of `nodeid`.
+    pub fn node(&self, nodeid: u64) -> Result<Node, Errno> {
+        if nodeid == ROOT {
+            return Ok(Node {
+                kind: libc::S_IFDIR,
+                ino: ROOT,
+                server_ino: false,
+                generation: 0,
+                name: None,
+            });
+        }
+        let slot = Self::slot(nodeid).ok_or(Errno::ESTALE)?;
+        let stored = self.nodes.get(slot).ok_or(Errno::ESTALE)?;
+        let name = self.nodes.word(slot, NodeWord::Name).load(Ordering::Acquire);
+        let name = name.checked_sub(1).and_then(|n| self.names.get(n)).and_then(|n| n.get());
+        Ok(Node {
+            kind: stored.kind,
+            ino: stored.ino,
+            server_ino: stored.server_ino != 0,
+            generation: stored.generation,
+            name,
+        })
+    }
+
+    /// The server's nodeid for `nodeid` in `epoch`, if it has been found in that life.
+    pub fn server_node(&self, epoch: u64, nodeid: u64) -> Option<u64> {
+        if nodeid == ROOT {
+            return Some(ROOT);
+        }
+        let mut inner = self.lock();
+        Self::epoch(&mut inner, epoch)?.server.get(&nodeid).map(|s| s.0)
+    }
+
+    /// Records that `nodeid`, found again in `epoch` by a LOOKUP that answered `entry`, is
+    /// the server's `entry.nodeid`. Errors (ESTALE) when it is not the same inode, and then
+    /// gives back the server lookup to forget.
+    pub fn rebind(
+        &self,
+        epoch: u64,
+        nodeid: u64,
+        entry: &fuse_entry_out,
+    ) -> Result<(), (Errno, Option<Forget>)> {
+        let node = self.node(nodeid).map_err(|e| (e, Some((entry.nodeid, 1))))?;
+        let stale = Err((Errno::ESTALE, Some((entry.nodeid, 1))));
+        if wire::kind(&entry.attr) != node.kind || (node.server_ino && entry.attr.ino != node.ino) {
+            return stale;
+        }
+        let mut inner = self.lock();
+        let Some(e) = Self::epoch(&mut inner, epoch) else {
+            return Err((Errno::ESTALE, None));
+        };
+        match e.ours.get(&entry.nodeid) {
+            Some(&w) if w == nodeid => {
+                e.server.entry(nodeid).or_insert((entry.nodeid, 0)).1 += 1;
+                Ok(())
+            }
+            Some(_) => stale,
+            None => {
+                e.ours.insert(entry.nodeid, nodeid);
+                e.server.insert(nodeid, (entry.nodeid, 1));
+                Ok(())
+            }
+        }
+    }
+
+    /// Binds an entry the server answered in `epoch` for (`parent`, `name`) to a wrapper
+    /// inode, counting one kernel lookup of it: the inode it already is in this epoch, an
+    /// inode recorded under that name that this server has not found yet (the server was
+    /// restarted and this is its first lookup of it), or a new one. `name` None: an entry
+    /// whose name is not known here (kept under its old one).
+    pub fn bind(
+        &self,
+        epoch: u64,
+        parent: u64,
+        name: Option<&OsStr>,
+        entry: &fuse_entry_out,
+    ) -> Result<Bound, Errno> {
+        let s = entry.nodeid;
+        if s == ROOT || s == 0 {
+            // The root is never an entry of a directory; 0 is no entry.
+            return Err(Errno::EIO);
+        }
+        let kind = wire::kind(&entry.attr);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if !Self::current(inner, epoch) {
+            // The server that answered is dead: its count died with it.
+            return Err(Errno::EAGAIN);
+        }
+        let name = name.map(|n| n.as_bytes()).filter(|n| wire::valid_name(n));
+        let existing = inner.epoch.ours.get(&s).copied().or_else(|| {
+            let w = *inner.by_name.get(&(parent, Box::<[u8]>::from(name?)))?;
+            let stored = self.nodes.get(Self::slot(w)?)?;
+            let fits = !inner.epoch.server.contains_key(&w)
+                && stored.kind == kind
+                && (stored.server_ino == 0 || stored.ino == entry.attr.ino);
+            fits.then_some(w)
+        });
+        if let Some(w) = existing {
+            let slot = Self::slot(w).ok_or(Errno::EIO)?;
+            let stored = self.nodes.get(slot).ok_or(Errno::EIO)?;
+            inner.epoch.server.entry(w).or_insert((s, 0)).1 += 1;
+            inner.epoch.ours.insert(s, w);
+            self.nodes.word(slot, NodeWord::Nlookup).fetch_add(1, Ordering::AcqRel);
+            if let Some(name) = name {
+                self.rename_locked(inner, w, parent, name)?;
+            }
+            return Ok(Bound { nodeid: w, generation: stored.generation, ino: stored.ino });
+        }
+        let name = name.ok_or(Errno::EIO)?;
+        let generation = inner.next_generation;
+        inner.next_generation += 1;
+        let name_slot =
+            self.names.insert(&StoredName::new(parent, name), &[]).map_err(|_| Errno::ENOSPC)?;
+        // The inode number: the server's, unless it is the server's nodeid (libfuse's
+        // high-level API without use_ino), which a restarted server would number anew.
+        let server_ino = entry.attr.ino != s;
+        let mut record =
+            StoredNode { ino: entry.attr.ino, generation, kind, server_ino: server_ino.into() };
+        let slot = match self
+            .nodes
+            .insert(&record, &[(NodeWord::Name, name_slot + 1), (NodeWord::Nlookup, 1)])
+        {
+            Ok(slot) => slot,
+            Err(_) => {
+                self.names.remove(name_slot);
+                return Err(Errno::ENOSPC);
+            }
+        };
+        let w = slot + FIRST;
+        if !server_ino {
+            // The record is written once: the nodeid is known only now, so the record is
+            // written again before anyone can read it (it is not yet in any map).
+            record.ino = w;
+            self.nodes.rewrite(slot, &record);
+        }
+        inner.epoch.server.insert(w, (s, 1));
+        inner.epoch.ours.insert(s, w);
+        inner.by_name.insert((parent, name.into()), w);
+        Ok(Bound { nodeid: w, generation, ino: record.ino })
+    }
+
+    /// Whether `epoch` is the one in use, moving to it when it is newer.
+    fn current(inner: &mut Inner, epoch: u64) -> bool {
+        Self::epoch(inner, epoch).is_some()
+    }
+
+    /// Records a rename done at the server: the inode recorded under the old name is now
+    /// under the new one (and, for an exchange, the one under the new name under the old).
+    pub fn renamed(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        exchange: bool,
+    ) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let old_key = (parent, Box::<[u8]>::from(name.as_bytes()));
+        let new_key = (newparent, Box::<[u8]>::from(newname.as_bytes()));
+        let moved = inner.by_name.get(&old_key).copied();
+        let other = inner.by_name.get(&new_key).copied();
+        if !exchange {
+            inner.by_name.remove(&new_key);
+        }
+        if let Some(w) = moved {
+            let _ = self.rename_locked(inner, w, newparent, newname.as_bytes());
+        } else {
+            inner.by_name.remove(&old_key);
+        }
+        if exchange && let Some(w) = other {
+            let _ = self.rename_locked(inner, w, parent, name.as_bytes());
+        }
+    }
+
+    /// Gives back a lookup count the kernel was not given after all (a reply that failed).
+    pub fn unbind_one(&self, nodeid: u64) -> Option<Forget> {
+        self.forget(nodeid, 1)
+    }
+
+    /// Records a new name of `nodeid` (a rename, or a lookup under another name).
+    pub fn rename(&self, nodeid: u64, parent: u64, name: &OsStr) -> Result<(), Errno> {
+        let mut inner = self.lock();
+        self.rename_locked(&mut inner, nodeid, parent, name.as_bytes())
+    }
+
+    fn rename_locked(
+        &self,
+        inner: &mut Inner,
+        nodeid: u64,
+        parent: u64,
+        name: &[u8],
+    ) -> Result<(), Errno> {
+        let slot = Self::slot(nodeid).ok_or(Errno::EINVAL)?;
+        let word = self.nodes.word(slot, NodeWord::Name);
+        let old = word.load(Ordering::Acquire);
+        let old_name = old.checked_sub(1).and_then(|n| self.names.get(n)).and_then(|n| n.get());
+        if old_name.as_ref().is_some_and(|(p, n)| *p == parent && n == name) {
+            return Ok(());
+        }
+        let new =
+            self.names.insert(&StoredName::new(parent, name), &[]).map_err(|_| Errno::ENOSPC)?;
+        word.store(new + 1, Ordering::Release);
+        if let Some(old) = old.checked_sub(1) {
+            self.names.remove(old);
+        }
+        if let Some((p, n)) = old_name {
+            let key = (p, n.into_boxed_slice());
+            if inner.by_name.get(&key) == Some(&nodeid) {
+                inner.by_name.remove(&key);
+            }
+        }
+        inner.by_name.insert((parent, name.into()), nodeid);
+        Ok(())
+    }
+
+    /// The name (`parent`, `name`) is gone (unlink, rmdir, or renamed over): the inode
+    /// recorded under it keeps the name only as where it was last seen.
+    pub fn unlinked(&self, parent: u64, name: &OsStr) {
+        let mut inner = self.lock();
+        inner.by_name.remove(&(parent, Box::<[u8]>::from(name.as_bytes())));
+    }
+
+    /// The kernel forgets `n` lookups of `nodeid`. When none is left the inode's records go
+    /// and the server's lookups of it in this epoch are given back (to be sent as FORGET).
+    pub fn forget(&self, nodeid: u64, n: u64) -> Option<Forget> {
+        let slot = Self::slot(nodeid)?;
+        let mut inner = self.lock();
+        self.nodes.get(slot)?;
+        let count = self.nodes.word(slot, NodeWord::Nlookup);
+        let left = count.load(Ordering::Acquire).saturating_sub(n);
+        count.store(left, Ordering::Release);
+        if left > 0 {
+            return None;
+        }
+        let name = self.nodes.word(slot, NodeWord::Name).load(Ordering::Acquire);
+        if let Some((p, n)) =
+            name.checked_sub(1).and_then(|slot| self.names.get(slot)).and_then(|n| n.get())
+        {
+            let key = (p, n.into_boxed_slice());
+            if inner.by_name.get(&key) == Some(&nodeid) {
+                inner.by_name.remove(&key);
+            }
+        }
+        self.nodes.remove(slot);
+        if let Some(name_slot) = name.checked_sub(1) {
+            self.names.remove(name_slot);
+        }
+        let e = &mut inner.epoch;
+        let (s, c) = e.server.remove(&nodeid)?;
+        e.ours.remove(&s);
+        Some((s, c))
+    }
+
+    /// The server lookups of the current epoch of an entry the kernel will not be given
+    /// (a READDIRPLUS entry that did not fit): nothing of ours counted it.
+    pub fn server_forget(&self, s: u64) -> Forget {
+        (s, 1)
+    }
+
+    /// A new handle on `nodeid` open at the server as `server_fh` in `epoch`; the fh to give
+    /// the kernel.
+    pub fn open_handle(&self, epoch: u64, handle: Handle, server_fh: u64) -> Result<u64, Errno> {
+        let mut inner = self.lock();
+        let generation = (inner.next_generation & 0xffff_ffff) as u32;
+        inner.next_generation += 1;
+        let record = StoredHandle {
+            nodeid: handle.nodeid,
+            generation,
+            flags: handle.flags,
+            dir: handle.dir.into(),
+            uid: handle.uid,
+            gid: handle.gid,
+            _pad: 0,
+        };
+        let slot = self.handles.insert(&record, &[]).map_err(|_| Errno::new(libc::ENFILE))?;
+        let fh = u64::from(generation) << 32 | (slot + 1);
+        if let Some(e) = Self::epoch(&mut inner, epoch) {
+            e.fhs.insert(fh, server_fh);
+        }
+        Ok(fh)
+    }
+
+    /// The record of the handle `fh` (EBADF if it names none: a stale fh).
+    pub fn handle(&self, fh: u64) -> Result<Handle, Errno> {
+        let slot = (fh & 0xffff_ffff).checked_sub(1).ok_or(Errno::EBADF)?;
+        let record = self.handles.get(slot).ok_or(Errno::EBADF)?;
+        if u64::from(record.generation) != fh >> 32 {
+            return Err(Errno::EBADF);
+        }
+        Ok(Handle {
+            nodeid: record.nodeid,
+            flags: record.flags,
+            dir: record.dir != 0,
+            uid: record.uid,
+            gid: record.gid,
+        })
+    }
+
+    /// The server's fh for `fh` in `epoch`, if this server has opened it.
+    pub fn server_fh(&self, epoch: u64, fh: u64) -> Option<u64> {
+        let mut inner = self.lock();
+        Self::epoch(&mut inner, epoch)?.fhs.get(&fh).copied()
+    }
+
+    /// Records that `fh` is open at the server as `server_fh` in `epoch` (reopened). If
+    /// another thread reopened it first, theirs is kept and `Err(theirs)` returned (the
+    /// caller releases its own).
+    pub fn set_server_fh(&self, epoch: u64, fh: u64, server_fh: u64) -> Result<(), Option<u64>> {
+        let mut inner = self.lock();
+        let e = Self::epoch(&mut inner, epoch).ok_or(None)?;
+        if let Some(&theirs) = e.fhs.get(&fh) {
+            return Err(Some(theirs));
+        }
+        e.fhs.insert(fh, server_fh);
+        Ok(())
+    }
+
+    /// Drops the handle `fh`; gives back its server fh in `epoch` (to release there), if
+    /// that server opened it.
+    pub fn close_handle(&self, epoch: u64, fh: u64) -> Option<u64> {
+        let slot = (fh & 0xffff_ffff).checked_sub(1)?;
+        let mut inner = self.lock();
+        let record = self.handles.get(slot)?;
+        if u64::from(record.generation) != fh >> 32 {
+            return None;
+        }
+        self.handles.remove(slot);
+        Self::epoch(&mut inner, epoch)?.fhs.remove(&fh)
+    }
+
+    /// The attributes as the kernel is to see them: the inode number the kernel was given.
+    pub fn present(&self, nodeid: u64, ino: u64, attr: &mut fuse_attr) {
+        if nodeid != ROOT {
+            attr.ino = ino;
+        }
+    }
+}

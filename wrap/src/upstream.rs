@@ -1,0 +1,640 @@
+//! The stock server: its process, the socket it serves on, and the requests in flight to it.
+//!
+//! The server is started with `%m` in its argv replaced by `/dev/fd/N`, N its end of a
+//! `SOCK_SEQPACKET` socket pair (one message per request or reply, as `/dev/fuse` reads and
+//! writes them). A supervisor thread starts it, presents it FUSE_INIT, publishes the
+//! connection ([`Conn`], one per life of the server: an *epoch*) and waits for the process
+//! to exit; then it fails every request still waiting for a reply with [`Failure::Died`],
+//! kills what is left of the server's process group, and starts it again (with backoff, up
+//! to a restart limit). A reader thread per connection hands each reply to the request
+//! waiting for its unique. A request that waits longer than the watchdog's timeout kills the
+//! server, which then restarts like one that crashed.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use fuse_abi::{fuse_init_in, fuse_init_out, fuse_opcode};
+use fuse_proto::Errno;
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+use rustix::process::{Pid, PidfdFlags, Signal};
+use tracing::{debug, error, info, warn};
+use zerocopy::{FromZeros, IntoBytes};
+
+use crate::wire::{self, Caller, OUT_HEADER};
+
+/// How the stock server is run and restarted.
+#[derive(Debug, Clone)]
+pub struct StockCommand {
+    /// The program and its arguments, `%m` already in place (see [`StockCommand::argv_for`]).
+    pub argv: Vec<OsString>,
+}
+
+impl StockCommand {
+    /// The argv with every `%m` replaced by `/dev/fd/{fd}`.
+    pub fn argv_for(&self, fd: i32) -> Vec<OsString> {
+        let dev = format!("/dev/fd/{fd}");
+        self.argv
+            .iter()
+            .map(|arg| match arg.to_str() {
+                Some(s) if s.contains("%m") => OsString::from(s.replace("%m", &dev)),
+                _ => arg.clone(),
+            })
+            .collect()
+    }
+}
+
+/// When to give up restarting, and the watchdog.
+#[derive(Debug, Clone, Copy)]
+pub struct RestartPolicy {
+    /// Most restarts within `window` before the wrapper gives up.
+    pub limit: u32,
+    /// The window `limit` counts in.
+    pub window: Duration,
+    /// A request unanswered this long kills the server (None: never).
+    pub watchdog: Option<Duration>,
+    /// How long the server may take to answer FUSE_INIT once started.
+    pub init_timeout: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            limit: 20,
+            window: Duration::from_secs(60),
+            watchdog: Some(Duration::from_secs(60)),
+            init_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a request to the stock server has no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The server answered with an error.
+    Errno(Errno),
+    /// The server died (or was killed by the watchdog) before answering: whether it acted
+    /// on the request is unknown.
+    Died,
+}
+
+impl From<Errno> for Failure {
+    fn from(errno: Errno) -> Failure {
+        Failure::Errno(errno)
+    }
+}
+
+struct Waiter {
+    reply: Mutex<Option<Result<Vec<u8>, Failure>>>,
+    ready: Condvar,
+}
+
+/// One life of the stock server: its socket, its INIT answer, and the requests in flight.
+pub struct Conn {
+    /// Which life of the server this is (1 for the first).
+    pub epoch: u64,
+    /// What the server answered to INIT.
+    pub init: fuse_init_out,
+    /// The INIT flags in force with this server (what it asked for, of what was offered).
+    pub flags: u64,
+    sock: OwnedFd,
+    pid: Pid,
+    pending: Mutex<HashMap<u64, Arc<Waiter>>>,
+    dead: AtomicBool,
+    unique: AtomicU64,
+    watchdog: Option<Duration>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("epoch", &self.epoch).field("pid", &self.pid).finish()
+    }
+}
+
+impl Conn {
+    /// The server's protocol minor in force (the lower of ours and its).
+    pub fn minor(&self) -> u32 {
+        self.init.minor
+    }
+
+    /// Whether the server asked for INIT flag `flag`.
+    pub fn has(&self, flag: u64) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// The stock server's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid.as_raw_nonzero().get() as u32
+    }
+
+    /// Sends one request and waits for its reply's payload. An error reply is
+    /// [`Failure::Errno`]; a server that dies first, [`Failure::Died`].
+    pub fn call(
+        &self,
+        opcode: fuse_opcode,
+        nodeid: u64,
+        caller: Caller,
+        parts: &[&[u8]],
+    ) -> Result<Vec<u8>, Failure> {
+        if self.dead.load(Ordering::Acquire) {
+            return Err(Failure::Died);
+        }
+        let unique = self.unique.fetch_add(2, Ordering::Relaxed);
+        let waiter = Arc::new(Waiter { reply: Mutex::new(None), ready: Condvar::new() });
+        lock(&self.pending).insert(unique, waiter.clone());
+        // The connection may have died between the check and the insert: the supervisor
+        // fails what is pending once, after setting `dead`.
+        if self.dead.load(Ordering::Acquire) {
+            lock(&self.pending).remove(&unique);
+            return Err(Failure::Died);
+        }
+        let mut buf = Vec::new();
+        wire::request(&mut buf, opcode, unique, nodeid, caller, parts);
+        if let Err(err) = rustix::net::send(&self.sock, &buf, SendFlags::NOSIGNAL) {
+            lock(&self.pending).remove(&unique);
+            debug!(%err, "sending to the stock server");
+            return Err(Failure::Died);
+        }
+        let started = Instant::now();
+        let mut slot = lock(&waiter.reply);
+        loop {
+            if let Some(reply) = slot.take() {
+                return reply;
+            }
+            match self.watchdog {
+                Some(limit) => {
+                    let waited = started.elapsed();
+                    if waited >= limit {
+                        warn!(opcode = ?opcode, pid = self.pid(), "the stock server has not answered for {:?}: killing it", limit);
+                        let _ = rustix::process::kill_process(self.pid, Signal::KILL);
+                        // Its death fails this request; wait for that.
+                        slot = waiter.ready.wait(slot).unwrap_or_else(|p| p.into_inner());
+                    } else {
+                        slot = waiter
+                            .ready
+                            .wait_timeout(slot, limit - waited)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
+                }
+                None => slot = waiter.ready.wait(slot).unwrap_or_else(|p| p.into_inner()),
+            }
+        }
+    }
+
+    /// Sends a request that has no reply (FORGET, BATCH_FORGET); lost if the server is dead.
+    pub fn send_only(&self, opcode: fuse_opcode, nodeid: u64, parts: &[&[u8]]) {
+        if self.dead.load(Ordering::Acquire) {
+            return;
+        }
+        let unique = self.unique.fetch_add(2, Ordering::Relaxed);
+        let mut buf = Vec::new();
+        wire::request(&mut buf, opcode, unique, nodeid, Caller::default(), parts);
+        let _ = rustix::net::send(&self.sock, &buf, SendFlags::NOSIGNAL);
+    }
+
+    /// Fails every waiting request with [`Failure::Died`]; later calls fail at once.
+    fn fail_pending(&self) {
+        self.dead.store(true, Ordering::Release);
+        let pending = std::mem::take(&mut *lock(&self.pending));
+        for (_, waiter) in pending {
+            *lock(&waiter.reply) = Some(Err(Failure::Died));
+            waiter.ready.notify_all();
+        }
+        let _ = rustix::net::shutdown(&self.sock, rustix::net::Shutdown::Both);
+    }
+
+    /// Reads replies until the socket ends, handing each to its request.
+    fn read_replies(&self, max: usize) {
+        let mut buf = vec![0u8; max];
+        loop {
+            let n = match rustix::net::recv(&self.sock, &mut buf[..], RecvFlags::TRUNC) {
+                Ok((0, _)) => return,
+                Ok((n, _)) => n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(err) => {
+                    debug!(%err, "reading the stock server's replies");
+                    return;
+                }
+            };
+            if n > buf.len() {
+                // A reply longer than any request may be answered with: the protocol is
+                // broken; the server is killed and restarted.
+                error!(len = n, "the stock server sent a reply longer than allowed: killing it");
+                let _ = rustix::process::kill_process(self.pid, Signal::KILL);
+                return;
+            }
+            let bytes = &buf[..n];
+            let Some(header) = wire::reply_header(bytes) else {
+                error!(len = n, "the stock server sent a malformed reply: killing it");
+                let _ = rustix::process::kill_process(self.pid, Signal::KILL);
+                return;
+            };
+            if header.unique == 0 {
+                debug!(code = header.error, "notification from the stock server ignored");
+                continue;
+            }
+            let Some(waiter) = lock(&self.pending).remove(&header.unique) else {
+                warn!(unique = header.unique, "reply to no request in flight ignored");
+                continue;
+            };
+            let result = if header.error != 0 {
+                Err(Failure::Errno(Errno::new(-header.error)))
+            } else {
+                Ok(bytes[OUT_HEADER..].to_vec())
+            };
+            *lock(&waiter.reply) = Some(result);
+            waiter.ready.notify_all();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct State {
+    conn: Option<Arc<Conn>>,
+    /// Epochs started so far.
+    epoch: u64,
+    /// Why the wrapper gave up restarting (then no connection will come).
+    gave_up: Option<String>,
+    stopping: bool,
+    /// The INIT offered to the server (flags: what the kernel granted, once known).
+    offer: fuse_init_in,
+    restarts: u64,
+    /// Why the very first start failed (no connection ever came).
+    first_failure: Option<String>,
+}
+
+/// The stock server, restarted for as long as the policy allows.
+pub struct Upstream {
+    command: StockCommand,
+    policy: RestartPolicy,
+    state: Mutex<State>,
+    changed: Condvar,
+    /// The largest reply a request may get (READ of max_pages, a READDIR of its size).
+    max_reply: usize,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("argv", &self.command.argv).finish()
+    }
+}
+
+impl Upstream {
+    /// Starts the supervisor, which starts the server and presents it `offer`. Returns at
+    /// once; [`Upstream::current`] waits for the connection.
+    pub fn start(
+        command: StockCommand,
+        policy: RestartPolicy,
+        offer: fuse_init_in,
+        max_reply: usize,
+    ) -> std::io::Result<Arc<Upstream>> {
+        let up = Arc::new(Upstream {
+            command,
+            policy,
+            state: Mutex::new(State {
+                conn: None,
+                epoch: 0,
+                gave_up: None,
+                stopping: false,
+                offer,
+                restarts: 0,
+                first_failure: None,
+            }),
+            changed: Condvar::new(),
+            max_reply,
+        });
+        let supervisor = up.clone();
+        std::thread::Builder::new()
+            .name("stock-server".into())
+            .spawn(move || supervisor.supervise())?;
+        Ok(up)
+    }
+
+    /// The live connection, waiting for the server to be (re)started; EIO once the wrapper
+    /// has given up (or is stopping).
+    pub fn current(&self) -> Result<Arc<Conn>, Errno> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(conn) = &state.conn {
+                return Ok(conn.clone());
+            }
+            if state.gave_up.is_some() || state.stopping {
+                return Err(Errno::EIO);
+            }
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// A connection later than `epoch` (the caller's one died), as [`Upstream::current`].
+    pub fn after(&self, epoch: u64) -> Result<Arc<Conn>, Errno> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(conn) = &state.conn
+                && conn.epoch > epoch
+            {
+                return Ok(conn.clone());
+            }
+            if state.gave_up.is_some() || state.stopping {
+                return Err(Errno::EIO);
+            }
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The first server's connection, or why it did not start: its first life is not
+    /// restarted into (a wrong argv should fail the command, not loop).
+    pub fn first(&self) -> Result<Arc<Conn>, String> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(conn) = &state.conn {
+                return Ok(conn.clone());
+            }
+            if let Some(why) = &state.gave_up {
+                return Err(why.clone());
+            }
+            if let Some(why) = &state.first_failure {
+                return Err(why.clone());
+            }
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Why the wrapper gave up restarting the server, if it did.
+    pub fn gave_up(&self) -> Option<String> {
+        lock(&self.state).gave_up.clone()
+    }
+
+    /// How many times the server has been restarted.
+    pub fn restarts(&self) -> u64 {
+        lock(&self.state).restarts
+    }
+
+    /// The INIT flags offered to the server from now on (what the kernel granted). When the
+    /// live server asked for a flag outside them, it is restarted under the new offer.
+    pub fn set_offer(&self, flags: u64) {
+        let mut state = lock(&self.state);
+        state.offer.flags = flags as u32;
+        state.offer.flags2 = (flags >> 32) as u32;
+        if let Some(conn) = &state.conn
+            && conn.flags & !flags != 0
+        {
+            info!(
+                extra = format_args!("{:#x}", conn.flags & !flags),
+                "the stock server asked for INIT flags the kernel did not grant: restarting it"
+            );
+            let _ = rustix::process::kill_process(conn.pid, Signal::KILL);
+        }
+    }
+
+    /// Stops restarting, and ends the server: its socket is shut down (a libfuse server
+    /// exits on the end of its device), then, if it has not exited within `grace`, it is
+    /// killed. Returns once the supervisor has reaped it.
+    pub fn stop(&self, grace: Duration) {
+        let conn = {
+            let mut state = lock(&self.state);
+            state.stopping = true;
+            self.changed.notify_all();
+            state.conn.clone()
+        };
+        if let Some(conn) = conn {
+            let _ = rustix::net::shutdown(&conn.sock, rustix::net::Shutdown::Both);
+            let deadline = Instant::now() + grace;
+            let mut state = lock(&self.state);
+            while state.conn.as_ref().is_some_and(|c| c.epoch == conn.epoch) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    let _ = rustix::process::kill_process(conn.pid, Signal::KILL);
+                    state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+                } else {
+                    state =
+                        self.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+                }
+            }
+        }
+    }
+
+    fn supervise(self: Arc<Self>) {
+        let mut starts: Vec<Instant> = Vec::new();
+        let mut quick_failures = 0u32;
+        loop {
+            if lock(&self.state).stopping {
+                return;
+            }
+            let now = Instant::now();
+            starts.retain(|t| now.duration_since(*t) < self.policy.window);
+            if starts.len() as u64 > u64::from(self.policy.limit) {
+                let why = format!(
+                    "the stock server was started {} times within {:?}: giving up",
+                    starts.len(),
+                    self.policy.window
+                );
+                error!("{why}");
+                let mut state = lock(&self.state);
+                state.gave_up = Some(why);
+                self.changed.notify_all();
+                return;
+            }
+            starts.push(now);
+            let began = Instant::now();
+            match self.run_once() {
+                Ok(()) => {}
+                Err(err) => {
+                    warn!("stock server: {err}");
+                    let mut state = lock(&self.state);
+                    if state.epoch == 0 {
+                        state.first_failure = Some(err);
+                        state.stopping = true;
+                        self.changed.notify_all();
+                        return;
+                    }
+                }
+            }
+            if lock(&self.state).stopping {
+                return;
+            }
+            // A server that dies at once (a bad argv, a network that is down) is not
+            // restarted in a tight loop.
+            if began.elapsed() < Duration::from_secs(1) {
+                quick_failures += 1;
+                let backoff = Duration::from_millis(10u64 << quick_failures.min(9))
+                    .min(Duration::from_secs(5));
+                std::thread::sleep(backoff);
+            } else {
+                quick_failures = 0;
+            }
+            lock(&self.state).restarts += 1;
+        }
+    }
+
+    /// One life of the server: start, INIT, serve until it exits.
+    fn run_once(self: &Arc<Self>) -> Result<(), String> {
+        let (ours, theirs) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| format!("socketpair: {e}"))?;
+        let fd = theirs.as_raw_fd();
+        let argv = self.command.argv_for(fd);
+        let Some((program, args)) = argv.split_first() else {
+            return Err("no command".into());
+        };
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args).process_group(0);
+        crate::sys::inherit_and_die_with_parent(&mut cmd, fd);
+        let child =
+            cmd.spawn().map_err(|e| format!("starting {}: {e}", program.to_string_lossy()))?;
+        drop(theirs);
+        let pid = Pid::from_child(&child);
+        // The child is reaped through its pidfd below, never by `Child::wait`.
+        drop(child);
+        let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty())
+            .map_err(|e| format!("pidfd_open: {e}"))?;
+        let result = self.init_and_serve(ours, pid, &pidfd);
+        // Whatever it left behind in its process group (sshfs's ssh) goes with it.
+        let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+        let status = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+        info!(pid = pid.as_raw_nonzero().get(), ?status, "stock server ended");
+        result
+    }
+
+    fn init_and_serve(
+        self: &Arc<Self>,
+        sock: OwnedFd,
+        pid: Pid,
+        pidfd: &OwnedFd,
+    ) -> Result<(), String> {
+        let offer = lock(&self.state).offer;
+        let mut buf = Vec::new();
+        // The INIT request's unique is 2, as the kernel's first request; later ones follow.
+        wire::request(
+            &mut buf,
+            fuse_opcode::FUSE_INIT,
+            2,
+            0,
+            Caller::default(),
+            &[offer.as_bytes()],
+        );
+        rustix::net::send(&sock, &buf, SendFlags::NOSIGNAL)
+            .map_err(|e| format!("sending INIT: {e}"))?;
+        let mut reply = vec![0u8; 4096];
+        let n = loop {
+            let mut fds = [PollFd::new(&sock, PollFlags::IN), PollFd::new(pidfd, PollFlags::IN)];
+            let timeout = rustix::event::Timespec::try_from(self.policy.init_timeout).ok();
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                Ok(0) => {
+                    return Err(format!("no answer to INIT within {:?}", self.policy.init_timeout));
+                }
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(format!("poll: {e}")),
+            }
+            if !fds[0].revents().contains(PollFlags::IN) {
+                return Err("exited before answering INIT".into());
+            }
+            match rustix::net::recv(&sock, &mut reply[..], RecvFlags::DONTWAIT) {
+                Ok((n, _)) => break n,
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(format!("reading the INIT reply: {e}")),
+            }
+        };
+        let bytes = &reply[..n.min(reply.len())];
+        let header = wire::reply_header(bytes).ok_or("malformed INIT reply")?;
+        if header.error != 0 {
+            return Err(format!("INIT refused: {}", Errno::new(-header.error)));
+        }
+        let payload = &bytes[OUT_HEADER..];
+        let mut init = fuse_init_out::new_zeroed();
+        let len = payload.len().min(size_of::<fuse_init_out>());
+        if len < 24 {
+            return Err("INIT reply too short".into());
+        }
+        init.as_mut_bytes()[..len].copy_from_slice(&payload[..len]);
+        if init.major != offer.major {
+            return Err(format!("the server speaks FUSE {}.{}", init.major, init.minor));
+        }
+        init.minor = init.minor.min(offer.minor);
+        if init.minor < crate::MIN_SERVER_MINOR {
+            return Err(format!(
+                "the server speaks FUSE 7.{}; 7.{} or later is needed",
+                init.minor,
+                crate::MIN_SERVER_MINOR
+            ));
+        }
+        let offered = u64::from(offer.flags) | u64::from(offer.flags2) << 32;
+        let mut asked = u64::from(init.flags);
+        if asked & fuse_abi::FUSE_INIT_EXT != 0 {
+            asked |= u64::from(init.flags2) << 32;
+        }
+        let flags = asked & offered;
+        let conn = {
+            let mut state = lock(&self.state);
+            if state.stopping {
+                return Ok(());
+            }
+            state.epoch += 1;
+            let conn = Arc::new(Conn {
+                epoch: state.epoch,
+                init,
+                flags,
+                sock,
+                pid,
+                pending: Mutex::new(HashMap::new()),
+                dead: AtomicBool::new(false),
+                unique: AtomicU64::new(4),
+                watchdog: self.policy.watchdog,
+            });
+            state.conn = Some(conn.clone());
+            self.changed.notify_all();
+            conn
+        };
+        info!(
+            epoch = conn.epoch,
+            pid = conn.pid(),
+            minor = init.minor,
+            flags = format_args!("{flags:#x}"),
+            max_write = init.max_write,
+            "stock server initialised"
+        );
+        let reader = conn.clone();
+        let max = self.max_reply;
+        let reader = std::thread::Builder::new()
+            .name("stock-replies".into())
+            .spawn(move || reader.read_replies(max))
+            .map_err(|e| format!("reader thread: {e}"))?;
+        // Wait for the process to exit.
+        loop {
+            let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    warn!(%e, "polling the stock server's pidfd");
+                    break;
+                }
+            }
+        }
+        {
+            let mut state = lock(&self.state);
+            if state.conn.as_ref().is_some_and(|c| c.epoch == conn.epoch) {
+                state.conn = None;
+            }
+            conn.fail_pending();
+            self.changed.notify_all();
+        }
+        let _ = reader.join();
+        let _ = conn.sock.as_fd();
+        Ok(())
+    }
+}
