@@ -158,15 +158,19 @@ impl Wrap {
             return Err(Errno::ESTALE.into());
         }
         let node = self.nodes.node(nodeid)?;
-        let (parent, name) = node.name.ok_or(Errno::ESTALE)?;
-        let sp = self.snode_depth(conn, parent, depth + 1)?;
-        let name: std::ffi::OsString = std::os::unix::ffi::OsStringExt::from_vec(name);
-        let out = match self.lookup_raw(conn, sp, &name, Caller::default())? {
-            Some(out) => out,
-            None => {
-                warn!(nodeid, "inode not found again by its name: ESTALE");
-                return Err(Errno::ESTALE.into());
+        let mut found = None;
+        // The recorded name, then the one before a rename that was in progress.
+        for (parent, name) in node.name.into_iter().chain(node.before) {
+            let sp = self.snode_depth(conn, parent, depth + 1)?;
+            let name: std::ffi::OsString = std::os::unix::ffi::OsStringExt::from_vec(name);
+            if let Some(out) = self.lookup_raw(conn, sp, &name, Caller::default())? {
+                found = Some(out);
+                break;
             }
+        }
+        let Some(out) = found else {
+            warn!(nodeid, "inode not found again by its name: ESTALE");
+            return Err(Errno::ESTALE.into());
         };
         match self.nodes.rebind(conn.epoch, nodeid, &out) {
             Ok(()) => Ok(out.nodeid),
@@ -581,7 +585,12 @@ impl Filesystem for Wrap {
         // For an exchange, the inode at the old name before: another one there afterwards
         // means it took effect.
         let before: Cell<Option<(u64, u64)>> = Cell::new(None);
-        self.once(
+        let moved = if exchange {
+            None
+        } else {
+            self.nodes.rename_begin(args.parent.0, args.name, args.newparent.0, args.newname)
+        };
+        let result = self.once(
             |conn, sent| {
                 let sp = self.snode(conn, args.parent.0)?;
                 let snp = self.snode(conn, args.newparent.0)?;
@@ -630,7 +639,13 @@ impl Filesystem for Wrap {
                 }
                 Ok((o.is_none() && n.is_some()).then_some(()))
             },
-        )?;
+        );
+        if let Err(e) = result {
+            if let Some(w) = moved {
+                self.nodes.rename_failed(w, args.parent.0, args.name);
+            }
+            return Err(e);
+        }
         self.nodes.renamed(args.parent.0, args.name, args.newparent.0, args.newname, exchange);
         Ok(())
     }

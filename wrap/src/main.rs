@@ -147,7 +147,20 @@ fn max_reply(max_write: u32) -> usize {
     (max_write as usize).max(1 << 16) + 8192
 }
 
+/// Raises the soft limit of open files to the hard one, for the wrapper and the stock
+/// server it starts (which inherits it): a server holding an fd per inode the kernel knows
+/// (libfuse's passthrough_ll, fuse-overlayfs) runs out at 1,024 otherwise.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
 fn run(args: &Args) -> anyhow::Result<()> {
+    raise_fd_limit();
     let max_write = 1u32 << 20;
     let up = Upstream::start(
         StockCommand { argv: args.command.clone() },

@@ -106,7 +106,25 @@ impl StoredName {
     }
 }
 
-impl Record for StoredName {
+/// A name record: the name, then the one it had before a rename in progress (length 0 if
+/// none), tried when the first is not (yet, or any more) there.
+#[derive(Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+struct StoredNames {
+    current: StoredName,
+    before: StoredName,
+}
+
+impl StoredNames {
+    fn new(parent: u64, name: &[u8], before: Option<(u64, &[u8])>) -> StoredNames {
+        StoredNames {
+            current: StoredName::new(parent, name),
+            before: before.map_or_else(StoredName::new_zeroed, |(p, n)| StoredName::new(p, n)),
+        }
+    }
+}
+
+impl Record for StoredNames {
     const NAME: &'static str = "wrap_names";
     const CAPACITY: u64 = 1 << 22;
     type Word = NoWords;
@@ -135,7 +153,7 @@ impl Record for StoredHandle {
 }
 
 /// The store tables of the wrapper's nodeids, names and handles.
-pub const TABLES: [TableSpec; 3] = [StoredNode::SPEC, StoredName::SPEC, StoredHandle::SPEC];
+pub const TABLES: [TableSpec; 3] = [StoredNode::SPEC, StoredNames::SPEC, StoredHandle::SPEC];
 
 /// What the wrapper knows of one of its inodes.
 #[derive(Debug, Clone)]
@@ -150,6 +168,8 @@ pub struct Node {
     pub generation: u64,
     /// Its recorded (parent, name), `None` for the root.
     pub name: Option<(u64, Vec<u8>)>,
+    /// The name it had before a rename in progress (tried when `name` is not there).
+    pub before: Option<(u64, Vec<u8>)>,
 }
 
 /// An open handle's record.
@@ -183,13 +203,17 @@ struct Inner {
     epoch: Epoch,
     /// (parent, name) -> nodeid, of every recorded name.
     by_name: HashMap<(u64, Box<[u8]>), u64>,
+    /// Server inode number -> nodeids, of the inodes recorded with the server's numbers: a
+    /// restarted server's entry for an inode the wrapper knows under another name (a hard
+    /// link) is that inode.
+    by_ino: HashMap<u64, Vec<u64>>,
     next_generation: u64,
 }
 
 /// The tables (see the module documentation).
 pub struct Nodes {
     nodes: Records<StoredNode>,
-    names: Records<StoredName>,
+    names: Records<StoredNames>,
     handles: Records<StoredHandle>,
     inner: Mutex<Inner>,
     /// The server lookups to forget (server nodeid, count), sent outside the lock.
@@ -220,18 +244,22 @@ impl Nodes {
     /// The tables of `store`, and an index of the names recorded in them.
     pub fn open(store: Arc<Store>) -> Result<Nodes, StoreError> {
         let nodes = Records::<StoredNode>::open(&store)?;
-        let names = Records::<StoredName>::open(&store)?;
+        let names = Records::<StoredNames>::open(&store)?;
         let handles = Records::<StoredHandle>::open(&store)?;
         let mut by_name = HashMap::new();
+        let mut by_ino: HashMap<u64, Vec<u64>> = HashMap::new();
         let mut max_generation = 0;
         for slot in 0..nodes.high_water() {
             let Some(node) = nodes.get(slot) else { continue };
             max_generation = max_generation.max(node.generation);
             let name = nodes.word(slot, NodeWord::Name).load(Ordering::Acquire);
             if let Some((parent, name)) =
-                name.checked_sub(1).and_then(|n| names.get(n)).and_then(|n| n.get())
+                name.checked_sub(1).and_then(|n| names.get(n)).and_then(|n| n.current.get())
             {
                 by_name.insert((parent, name.into_boxed_slice()), slot + FIRST);
+            }
+            if node.server_ino != 0 {
+                by_ino.entry(node.ino).or_default().push(slot + FIRST);
             }
         }
         let seed = std::time::SystemTime::now()
@@ -244,6 +272,7 @@ impl Nodes {
             inner: Mutex::new(Inner {
                 epoch: Epoch::default(),
                 by_name,
+                by_ino,
                 next_generation: seed.max(max_generation + 1),
             }),
             _store: store,
@@ -276,18 +305,20 @@ impl Nodes {
                 server_ino: false,
                 generation: 0,
                 name: None,
+                before: None,
             });
         }
         let slot = Self::slot(nodeid).ok_or(Errno::ESTALE)?;
         let stored = self.nodes.get(slot).ok_or(Errno::ESTALE)?;
         let name = self.nodes.word(slot, NodeWord::Name).load(Ordering::Acquire);
-        let name = name.checked_sub(1).and_then(|n| self.names.get(n)).and_then(|n| n.get());
+        let names = name.checked_sub(1).and_then(|n| self.names.get(n));
         Ok(Node {
             kind: stored.kind,
             ino: stored.ino,
             server_ino: stored.server_ino != 0,
             generation: stored.generation,
-            name,
+            name: names.and_then(|n| n.current.get()),
+            before: names.and_then(|n| n.before.get()),
         })
     }
 
@@ -357,14 +388,32 @@ impl Nodes {
             return Err(Errno::EAGAIN);
         }
         let name = name.map(|n| n.as_bytes()).filter(|n| wire::valid_name(n));
-        let existing = inner.epoch.ours.get(&s).copied().or_else(|| {
-            let w = *inner.by_name.get(&(parent, Box::<[u8]>::from(name?)))?;
-            let stored = self.nodes.get(Self::slot(w)?)?;
-            let fits = !inner.epoch.server.contains_key(&w)
-                && stored.kind == kind
-                && (stored.server_ino == 0 || stored.ino == entry.attr.ino);
-            fits.then_some(w)
-        });
+        let existing = inner
+            .epoch
+            .ours
+            .get(&s)
+            .copied()
+            .or_else(|| {
+                let w = *inner.by_name.get(&(parent, Box::<[u8]>::from(name?)))?;
+                let stored = self.nodes.get(Self::slot(w)?)?;
+                let fits = !inner.epoch.server.contains_key(&w)
+                    && stored.kind == kind
+                    && (stored.server_ino == 0 || stored.ino == entry.attr.ino);
+                fits.then_some(w)
+            })
+            .or_else(|| {
+                // Only servers that number inodes themselves; and only an inode this server has
+                // not found yet.
+                if entry.attr.ino == s {
+                    return None;
+                }
+                inner.by_ino.get(&entry.attr.ino)?.iter().copied().find(|&w| {
+                    !inner.epoch.server.contains_key(&w)
+                        && Self::slot(w)
+                            .and_then(|slot| self.nodes.get(slot))
+                            .is_some_and(|n| n.kind == kind)
+                })
+            });
         if let Some(w) = existing {
             let slot = Self::slot(w).ok_or(Errno::EIO)?;
             let stored = self.nodes.get(slot).ok_or(Errno::EIO)?;
@@ -379,8 +428,10 @@ impl Nodes {
         let name = name.ok_or(Errno::EIO)?;
         let generation = inner.next_generation;
         inner.next_generation += 1;
-        let name_slot =
-            self.names.insert(&StoredName::new(parent, name), &[]).map_err(|_| Errno::ENOSPC)?;
+        let name_slot = self
+            .names
+            .insert(&StoredNames::new(parent, name, None), &[])
+            .map_err(|_| Errno::ENOSPC)?;
         // The inode number: the server's, unless it is the server's nodeid (libfuse's
         // high-level API without use_ino), which a restarted server would number anew.
         let server_ino = entry.attr.ino != s;
@@ -406,6 +457,9 @@ impl Nodes {
         inner.epoch.server.insert(w, (s, 1));
         inner.epoch.ours.insert(s, w);
         inner.by_name.insert((parent, name.into()), w);
+        if server_ino {
+            inner.by_ino.entry(record.ino).or_default().push(w);
+        }
         Ok(Bound { nodeid: w, generation, ino: record.ino })
     }
 
@@ -461,15 +515,32 @@ impl Nodes {
         parent: u64,
         name: &[u8],
     ) -> Result<(), Errno> {
+        self.set_name(inner, nodeid, parent, name, false)
+    }
+
+    /// Sets the recorded name of `nodeid`; with `keep_before`, the current one stays as the
+    /// fallback (a rename about to be sent). One store switches the inode to the new record.
+    fn set_name(
+        &self,
+        inner: &mut Inner,
+        nodeid: u64,
+        parent: u64,
+        name: &[u8],
+        keep_before: bool,
+    ) -> Result<(), Errno> {
         let slot = Self::slot(nodeid).ok_or(Errno::EINVAL)?;
         let word = self.nodes.word(slot, NodeWord::Name);
         let old = word.load(Ordering::Acquire);
-        let old_name = old.checked_sub(1).and_then(|n| self.names.get(n)).and_then(|n| n.get());
-        if old_name.as_ref().is_some_and(|(p, n)| *p == parent && n == name) {
+        let old_names = old.checked_sub(1).and_then(|n| self.names.get(n));
+        let old_name = old_names.and_then(|n| n.current.get());
+        let unchanged = old_name.as_ref().is_some_and(|(p, n)| *p == parent && n == name);
+        if unchanged && (keep_before || old_names.is_some_and(|n| n.before.get().is_none())) {
             return Ok(());
         }
-        let new =
-            self.names.insert(&StoredName::new(parent, name), &[]).map_err(|_| Errno::ENOSPC)?;
+        let before =
+            if keep_before { old_name.as_ref().map(|(p, n)| (*p, n.as_slice())) } else { None };
+        let record = StoredNames::new(parent, name, before);
+        let new = self.names.insert(&record, &[]).map_err(|_| Errno::ENOSPC)?;
         word.store(new + 1, Ordering::Release);
         if let Some(old) = old.checked_sub(1) {
             self.names.remove(old);
@@ -482,6 +553,33 @@ impl Nodes {
         }
         inner.by_name.insert((parent, name.into()), nodeid);
         Ok(())
+    }
+
+    /// Before a RENAME is sent: the inode recorded under the old name is recorded under the
+    /// new one, the old kept as its fallback (a wrapper killed before the answer leaves an
+    /// inode findable under either). Returns that inode, for [`Nodes::rename_failed`].
+    pub fn rename_begin(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+    ) -> Option<u64> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let w = *inner.by_name.get(&(parent, Box::<[u8]>::from(name.as_bytes())))?;
+        self.set_name(inner, w, newparent, newname.as_bytes(), true).ok()?;
+        // The new name is not the inode's until the rename succeeds; the old one stays its
+        // key.
+        inner.by_name.remove(&(newparent, Box::<[u8]>::from(newname.as_bytes())));
+        inner.by_name.insert((parent, name.as_bytes().into()), w);
+        Some(w)
+    }
+
+    /// A RENAME begun with [`Nodes::rename_begin`] failed: the inode's name is the old one.
+    pub fn rename_failed(&self, nodeid: u64, parent: u64, name: &OsStr) {
+        let mut guard = self.lock();
+        let _ = self.set_name(&mut guard, nodeid, parent, name.as_bytes(), false);
     }
 
     /// The name (`parent`, `name`) is gone (unlink, rmdir, or renamed over): the inode
@@ -505,11 +603,19 @@ impl Nodes {
         }
         let name = self.nodes.word(slot, NodeWord::Name).load(Ordering::Acquire);
         if let Some((p, n)) =
-            name.checked_sub(1).and_then(|slot| self.names.get(slot)).and_then(|n| n.get())
+            name.checked_sub(1).and_then(|slot| self.names.get(slot)).and_then(|n| n.current.get())
         {
             let key = (p, n.into_boxed_slice());
             if inner.by_name.get(&key) == Some(&nodeid) {
                 inner.by_name.remove(&key);
+            }
+        }
+        if let Some(stored) = self.nodes.get(slot).filter(|n| n.server_ino != 0)
+            && let Some(list) = inner.by_ino.get_mut(&stored.ino)
+        {
+            list.retain(|&w| w != nodeid);
+            if list.is_empty() {
+                inner.by_ino.remove(&stored.ino);
             }
         }
         self.nodes.remove(slot);
@@ -532,7 +638,8 @@ impl Nodes {
     /// the kernel.
     pub fn open_handle(&self, epoch: u64, handle: Handle, server_fh: u64) -> Result<u64, Errno> {
         let mut inner = self.lock();
-        let generation = (inner.next_generation & 0xffff_ffff) as u32;
+        // 31 bits: bit 63 of an fh is the keeper's (fuse_server::KEEPER_FH).
+        let generation = (inner.next_generation & 0x7fff_ffff) as u32;
         inner.next_generation += 1;
         let record = StoredHandle {
             nodeid: handle.nodeid,

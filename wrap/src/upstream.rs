@@ -437,16 +437,21 @@ impl Upstream {
                     starts.len(),
                     self.policy.window
                 );
-                error!("{why}");
+                error!("{why}; exiting: the keeper keeps the mount by its recovery_timeout policy");
                 let mut state = lock(&self.state);
                 state.gave_up = Some(why);
                 self.changed.notify_all();
-                return;
+                // A wrapper that cannot serve leaves the connection to the keeper (waiting
+                // for a server to attach, for as long as its policy says) rather than
+                // answering EIO: the same as a server that died.
+                std::process::exit(75);
             }
             starts.push(now);
-            let began = Instant::now();
+            // run_once fails only before the server is initialised (it did not start,
+            // died or hung before answering INIT); a server that served and then died is
+            // restarted at once, with nothing between its death and its successor's start.
             match self.run_once() {
-                Ok(()) => {}
+                Ok(()) => quick_failures = 0,
                 Err(err) => {
                     warn!("stock server: {err}");
                     let mut state = lock(&self.state);
@@ -456,20 +461,17 @@ impl Upstream {
                         self.changed.notify_all();
                         return;
                     }
+                    drop(state);
+                    // A server that cannot start (a network that is down) is not restarted in
+                    // a tight loop: 20 ms, doubling up to 5 s.
+                    quick_failures += 1;
+                    let backoff = Duration::from_millis(10u64 << quick_failures.min(9))
+                        .min(Duration::from_secs(5));
+                    std::thread::sleep(backoff);
                 }
             }
             if lock(&self.state).stopping {
                 return;
-            }
-            // A server that dies at once (a bad argv, a network that is down) is not
-            // restarted in a tight loop.
-            if began.elapsed() < Duration::from_secs(1) {
-                quick_failures += 1;
-                let backoff = Duration::from_millis(10u64 << quick_failures.min(9))
-                    .min(Duration::from_secs(5));
-                std::thread::sleep(backoff);
-            } else {
-                quick_failures = 0;
             }
             lock(&self.state).restarts += 1;
         }

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# A stock FUSE server run unmodified behind fuse-wrap (recoverable, with a keeper) while a
+# process is SIGKILLed every MIN_MS-MAX_MS ms: the metadata workload (every result checked,
+# the final tree equal to a crash-free replay), then fsx rounds, must see no error.
+# Usage: tests/peers/wrap-crash.sh TARGET KILL [SECONDS] [FSX_OPS] [MIN_KILLS]
+#   TARGET: passthrough_ll, passthrough or passthrough_fh (libfuse's examples, built here
+#           from Debian's libfuse3-dev)
+#   KILL:   server  - the stock server is killed; the wrapper restarts it
+#           wrapper - fuse-wrap itself is killed (its stock server dies with it) and started
+#                     again with the same command line, as a supervisor would
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. tests/peers/lib.sh
+target=${1:?usage: wrap-crash.sh TARGET KILL [SECONDS] [FSX_OPS] [MIN_KILLS]}
+kill_what=${2:?usage: wrap-crash.sh TARGET KILL [SECONDS] [FSX_OPS] [MIN_KILLS]}
+seconds=${3:-20}
+fsx_ops=${4:-10000}
+min_kills=${5:-30}
+MIN_MS=${MIN_MS:-200}
+MAX_MS=${MAX_MS:-600}
+WRAP_BIN=${WRAP_BIN:-${CARGO_TARGET_DIR:-target}/release/fuse-wrap}
+keeper_work "wrap-$target-$kill_what" replay bin artifacts
+
+# The stock server's command line; %m is its mountpoint.
+case "$target" in
+  passthrough_ll)
+    gcc -O2 -o "$work/bin/$target" "/usr/share/doc/libfuse3-dev/examples/$target.c" $(pkg-config --cflags --libs fuse3)
+    stock=("$work/bin/$target" -f -o "source=$work/src" %m) ;;
+  passthrough|passthrough_fh)
+    gcc -O2 -o "$work/bin/$target" "/usr/share/doc/libfuse3-dev/examples/$target.c" $(pkg-config --cflags --libs fuse3)
+    # The high-level examples serve / : a subdirectory is given with modules=subdir.
+    stock=("$work/bin/$target" -f -o "modules=subdir,subdir=$work/src" %m) ;;
+  *) echo "unknown target $target" >&2; exit 2 ;;
+esac
+opts=tag=wrap-$target,nokeeper_start,restart_limit=100000
+
+start_wrap() {
+  "$WRAP_BIN" -o "$opts" "$work/mnt" -- "${stock[@]}" 2>> "$work/wrap.log" &
+  PFS_PID=$!
+}
+
+# stock_pid: the wrapper's child, the stock server (none while it is being restarted).
+stock_pid() { cat /proc/"$PFS_PID"/task/*/children 2>/dev/null | awk '{print $1; exit}'; }
+
+# kill_one: SIGKILLs the stock server, or the wrapper (and starts it again).
+kill_one() {
+  if [ "$kill_what" = server ]; then
+    local pid
+    pid=$(stock_pid)
+    [ -n "$pid" ] || return 1
+    kill -KILL "$pid" 2>/dev/null || return 1
+  else
+    kill -KILL "$PFS_PID"; wait "$PFS_PID" 2>/dev/null || true
+    start_wrap
+  fi
+}
+
+# crash_loop WATCH_PID [ENOUGH STOP_FILE]: kill_one every MIN_MS-MAX_MS ms until WATCH_PID
+# exits; with ENOUGH, creates STOP_FILE after that many kills. Leaves the count in KILLS.
+crash_loop() {
+  local watch=$1 enough=${2:-0} stop=${3:-} ms
+  KILLS=0
+  while kill -0 "$watch" 2>/dev/null; do
+    ms=$(( MIN_MS + RANDOM % (MAX_MS - MIN_MS + 1) ))
+    sleep "$(printf '%d.%03d' $(( ms / 1000 )) $(( ms % 1000 )))"
+    kill -0 "$watch" 2>/dev/null || break
+    kill_one && KILLS=$((KILLS + 1))
+    if [ -n "$stop" ] && [ "$KILLS" -ge "$enough" ]; then : > "$stop"; fi
+  done
+}
+
+start_wrap
+wait_for "$PATIENCE_S" mounted_or_exited "$work/mnt" "$PFS_PID" || true
+mounted "$work/mnt" || { echo "fuse-wrap did not mount"; cat "$work/wrap.log"; exit 1; }
+
+failed=0
+python3 tests/peers/meta-workload.py run "$work/mnt" 4 "$seconds" "$work/counts.json" > "$work/app.log" 2>&1 &
+WORKLOAD_PID=$!
+crash_loop "$WORKLOAD_PID"
+meta_kills=$KILLS
+status=0; wait "$WORKLOAD_PID" || status=$?
+WORKLOAD_PID=
+cat "$work/app.log"
+python3 tests/peers/meta-workload.py replay "$work/replay" "$work/counts.json"
+python3 tests/peers/meta-workload.py tree "$work/mnt" > "$work/tree.mnt"
+python3 tests/peers/meta-workload.py tree "$work/replay" > "$work/tree.replay"
+if [ "$status" -eq 0 ] && [ "$meta_kills" -gt 0 ] && cmp -s "$work/tree.mnt" "$work/tree.replay"; then
+  echo "wrapped $target, $kill_what killed: metadata workload OK ($meta_kills kills, $(wc -l < "$work/tree.replay") entries match the crash-free replay)"
+else
+  echo "wrapped $target, $kill_what killed: metadata workload FAILED (status $status, $meta_kills kills)"
+  diff "$work/tree.mnt" "$work/tree.replay" | head -20 || true
+  tail -20 "$work/wrap.log"
+  failed=1
+fi
+
+fsx_rounds "$fsx_ops" 7 "$work/mnt/fsx" "$work/artifacts" "$work/fsx.log" "$work/enough" &
+WORKLOAD_PID=$!
+crash_loop "$WORKLOAD_PID" "$min_kills" "$work/enough"
+fsx_kills=$KILLS
+status=0; wait "$WORKLOAD_PID" || status=$?
+WORKLOAD_PID=
+if [ "$status" -eq 0 ] && [ "$fsx_kills" -ge "$min_kills" ]; then
+  echo "wrapped $target, $kill_what killed: fsx $(rounds_summary "$work/fsx.log"), $fsx_kills kills"
+else
+  echo "wrapped $target, $kill_what killed: fsx FAILED (status $status, $fsx_kills kills)"
+  tail -30 "$work/fsx.log"; tail -20 "$work/wrap.log"
+  failed=1
+fi
+umount "$work/mnt" 2>/dev/null || teardown "$work/mnt" "$PFS_PID"
+wait "$PFS_PID" 2>/dev/null || true
+PFS_PID=
+exit $failed
