@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A metadata workload that checks every result, for runs across server crashes.
 
-Usage: meta-workload.py run ROOT PROCS SECONDS COUNTS_JSON   (stops after SECONDS)
+Usage: meta-workload.py run ROOT PROCS SECONDS COUNTS_JSON [MAX]
+                                   (stops after SECONDS, or MAX iterations per process)
        meta-workload.py replay ROOT COUNTS_JSON              (same iterations, no crashes)
        meta-workload.py tree ROOT                            (prints a canonical listing)
 
@@ -31,11 +32,11 @@ def iteration(base, p, i):
         os.rmdir(prev)
 
 
-def worker(root, p, stop, out):
+def worker(root, p, stop, limit, out):
     base = f"{root}/p{p}"
     os.mkdir(base)
     i, unexpected = 0, []
-    while time.monotonic() < stop:
+    while time.monotonic() < stop and i < limit:
         try:
             iteration(base, p, i)
         except OSError as e:
@@ -63,9 +64,10 @@ def tree(root):
 
 if sys.argv[1] == "run":
     root, procs, seconds, counts_path = sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+    limit = int(sys.argv[6]) if len(sys.argv) > 6 else float("inf")
     stop = time.monotonic() + seconds
     out = Queue()
-    ps = [Process(target=worker, args=(root, p, stop, out)) for p in range(procs)]
+    ps = [Process(target=worker, args=(root, p, stop, limit, out)) for p in range(procs)]
     for p in ps:
         p.start()
     results = [out.get() for _ in ps]

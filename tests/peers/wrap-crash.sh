@@ -32,7 +32,11 @@ case "$target" in
     stock=("$work/bin/$target" -f -o "modules=subdir,subdir=$work/src" %m) ;;
   *) echo "unknown target $target" >&2; exit 2 ;;
 esac
-opts=tag=wrap-$target,nokeeper_start,restart_limit=100000
+opts=tag=wrap-$target,nokeeper_start,restart_limit=100000${WRAP_OPTS:+,$WRAP_OPTS}
+
+# WRAP_KEEP=DIR: the logs and trees are copied there when the run ends, for a look afterwards.
+keep_logs() { mkdir -p "$WRAP_KEEP" && cp "$work"/*.log "$work"/tree.* "$work"/counts.json "$WRAP_KEEP"/ 2>/dev/null || true; }
+if [ -n "${WRAP_KEEP:-}" ]; then ON_CLEANUP=keep_logs; fi
 
 start_wrap() {
   "$WRAP_BIN" -o "$opts" "$work/mnt" -- "${stock[@]}" 2>> "$work/wrap.log" &
@@ -74,7 +78,9 @@ wait_for "$PATIENCE_S" mounted_or_exited "$work/mnt" "$PFS_PID" || true
 mounted "$work/mnt" || { echo "fuse-wrap did not mount"; cat "$work/wrap.log"; exit 1; }
 
 failed=0
-python3 tests/peers/meta-workload.py run "$work/mnt" 4 "$seconds" "$work/counts.json" > "$work/app.log" 2>&1 &
+# At most 3,000 iterations a process: a server holding an fd per inode (passthrough_ll) must
+# not run out of fds (the hard limit here is 20,000) wrapped or bare.
+python3 tests/peers/meta-workload.py run "$work/mnt" 4 "$seconds" "$work/counts.json" 3000 > "$work/app.log" 2>&1 &
 WORKLOAD_PID=$!
 crash_loop "$WORKLOAD_PID"
 meta_kills=$KILLS

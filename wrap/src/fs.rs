@@ -209,6 +209,7 @@ impl Wrap {
         name: Option<&OsStr>,
         out: &fuse_entry_out,
     ) -> Relayed<Entry> {
+        self.find_links(conn, out);
         let Bound { nodeid, generation, ino } = match self.nodes.bind(conn.epoch, parent, name, out)
         {
             Ok(b) => b,
@@ -229,6 +230,22 @@ impl Wrap {
             entry_valid: duration(out.entry_valid, out.entry_valid_nsec),
             attr_valid: duration(out.attr_valid, out.attr_valid_nsec),
         })
+    }
+
+    /// Before a restarted server's entry is bound: an inode the wrapper knows under another
+    /// name with the same server inode number (a hard link) is found again by that name
+    /// first, so that the entry binds to it if it is the same inode (the same server nodeid)
+    /// rather than to a new one.
+    fn find_links(&self, conn: &Conn, out: &fuse_entry_out) {
+        if out.attr.ino == out.nodeid || self.nodes.knows_server(conn.epoch, out.nodeid) {
+            return;
+        }
+        let kind = wire::kind(&out.attr);
+        for w in self.nodes.unfound_with_ino(conn.epoch, out.attr.ino, kind) {
+            if self.snode(conn, w).is_ok_and(|s| s == out.nodeid) {
+                return;
+            }
+        }
     }
 
     /// The server's fh for `fh` (and the server's nodeid), reopening the handle if this

@@ -147,12 +147,25 @@ fn max_reply(max_write: u32) -> usize {
     (max_write as usize).max(1 << 16) + 8192
 }
 
-/// Raises the soft limit of open files to the hard one, for the wrapper and the stock
-/// server it starts (which inherits it): a server holding an fd per inode the kernel knows
-/// (libfuse's passthrough_ll, fuse-overlayfs) runs out at 1,024 otherwise.
+/// Raises the limit of open files for the wrapper and the stock server it starts (which
+/// inherits it): as root to the kernel's `nr_open` (at most 2^20), else the soft limit to the
+/// hard one. A server holding an fd per inode the kernel knows (libfuse's passthrough_ll,
+/// fuse-overlayfs) otherwise runs out at a few thousand inodes.
 fn raise_fd_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
+    // Root may raise the ceiling itself, up to the kernel's nr_open.
+    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        .min(1 << 20);
+    if limit.maximum.is_some_and(|max| max < ceiling) {
+        let raised = rustix::process::Rlimit { current: Some(ceiling), maximum: Some(ceiling) };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return;
+        }
+    }
     if limit.current != limit.maximum {
         limit.current = limit.maximum;
         let _ = setrlimit(Resource::Nofile, limit);

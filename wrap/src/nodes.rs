@@ -331,6 +331,37 @@ impl Nodes {
         Self::epoch(&mut inner, epoch)?.server.get(&nodeid).map(|s| s.0)
     }
 
+    /// Whether `epoch`'s server nodeid `s` is bound to a wrapper inode.
+    pub fn knows_server(&self, epoch: u64, s: u64) -> bool {
+        let mut inner = self.lock();
+        Self::epoch(&mut inner, epoch).is_some_and(|e| e.ours.contains_key(&s))
+    }
+
+    /// The inodes recorded with the server's inode number `ino` and of `kind`, that have a
+    /// name and that `epoch`'s server has not found yet: those a restarted server's entry
+    /// for `ino` may be (a hard link found first under another name). Only a lookup by
+    /// their own names tells: the file system reuses the numbers of deleted inodes.
+    pub fn unfound_with_ino(&self, epoch: u64, ino: u64, kind: u32) -> Vec<u64> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if !Self::current(inner, epoch) {
+            return Vec::new();
+        }
+        let Some(list) = inner.by_ino.get(&ino) else {
+            return Vec::new();
+        };
+        list.iter()
+            .copied()
+            .filter(|&w| {
+                !inner.epoch.server.contains_key(&w)
+                    && Self::slot(w).is_some_and(|slot| {
+                        self.nodes.get(slot).is_some_and(|n| n.kind == kind && n.server_ino != 0)
+                            && self.nodes.word(slot, NodeWord::Name).load(Ordering::Acquire) != 0
+                    })
+            })
+            .collect()
+    }
+
     /// Records that `nodeid`, found again in `epoch` by a LOOKUP that answered `entry`, is
     /// the server's `entry.nodeid`. Errors (ESTALE) when it is not the same inode, and then
     /// gives back the server lookup to forget.
@@ -401,19 +432,7 @@ impl Nodes {
                     && (stored.server_ino == 0 || stored.ino == entry.attr.ino);
                 fits.then_some(w)
             })
-            .or_else(|| {
-                // Only servers that number inodes themselves; and only an inode this server has
-                // not found yet.
-                if entry.attr.ino == s {
-                    return None;
-                }
-                inner.by_ino.get(&entry.attr.ino)?.iter().copied().find(|&w| {
-                    !inner.epoch.server.contains_key(&w)
-                        && Self::slot(w)
-                            .and_then(|slot| self.nodes.get(slot))
-                            .is_some_and(|n| n.kind == kind)
-                })
-            });
+            ;
         if let Some(w) = existing {
             let slot = Self::slot(w).ok_or(Errno::EIO)?;
             let stored = self.nodes.get(slot).ok_or(Errno::EIO)?;
