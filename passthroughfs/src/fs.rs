@@ -1137,9 +1137,9 @@ impl Filesystem for Passthrough {
         self.open_handle(ctx, &inode, fd, flags, true)
     }
 
-    fn creator_uid(&self, ctx: &Context<'_>) -> u32 {
+    fn creator_uid(&self, ctx: &Context<'_>) -> Option<u32> {
         // A root server creates as the caller; an unprivileged one as itself.
-        if crate::creds::switching() { ctx.uid } else { rustix::process::geteuid().as_raw() }
+        Some(if crate::creds::switching() { ctx.uid } else { rustix::process::geteuid().as_raw() })
     }
 
     fn reopen_created(&self, ctx: &Context<'_>, nodeid: NodeId, flags: i32) -> Result<Opened> {

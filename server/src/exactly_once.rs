@@ -215,7 +215,7 @@ fn settle<F: Filesystem>(
     };
     // An entry someone else made under the name while the server was down is not the crashed
     // request's: executed again, the request meets it as it would have without a crash.
-    let not_ours = |entry: &Entry| entry.attr.uid != fs.creator_uid(ctx);
+    let not_ours = |entry: &Entry| fs.creator_uid(ctx).is_some_and(|uid| entry.attr.uid != uid);
     Ok(match op {
         Operation::Mkdir { name, .. }
         | Operation::Mknod { name, .. }
@@ -237,7 +237,7 @@ fn settle<F: Filesystem>(
             None => None,
         },
         Operation::Link { oldnodeid, name } => match found(nodeid, name)? {
-            Some(entry) if entry.nodeid() == NodeId(*oldnodeid) => {
+            Some(entry) if fs.same_inode(&probe, NodeId(*oldnodeid), &entry) => {
                 answer(reply, &entry);
                 Some(())
             }

@@ -386,9 +386,18 @@ pub trait Filesystem: Send + Sync + 'static {
     /// one another user made under the same name while the server was down (in a sticky
     /// directory such as /tmp, the classic O_EXCL race), which must not be handed to the
     /// caller. Default: the caller's uid (a filesystem that creates as the caller). A server
-    /// that creates everything as itself answers its own uid.
-    fn creator_uid(&self, ctx: &Context<'_>) -> u32 {
-        ctx.uid
+    /// that creates everything as itself answers its own uid; one that cannot know (a relay to
+    /// a server that maps owners, such as sshfs's) answers `None`, and then any entry of the
+    /// right type under the name is taken for the request's own.
+    fn creator_uid(&self, ctx: &Context<'_>) -> Option<u32> {
+        Some(ctx.uid)
+    }
+    /// Whether `entry`, found under LINK's new name when a LINK resent after a crash is
+    /// settled, is the inode `nodeid` the LINK was for (then the LINK had taken effect).
+    /// Default: the same nodeid, as for any filesystem that gives an inode one nodeid under
+    /// all its names. A filesystem that gives each name its own nodeid says how it tells.
+    fn same_inode(&self, ctx: &Context<'_>, nodeid: NodeId, entry: &Entry) -> bool {
+        entry.nodeid() == nodeid
     }
     /// Opens, for a resent CREATE that had taken effect before a crash, the file that CREATE
     /// made (`flags` without O_CREAT, O_EXCL, O_TRUNC). Creating a file grants its creator the

@@ -162,3 +162,57 @@ keeper_work_cleanup() {
   if [ -n "${ON_CLEANUP:-}" ]; then $ON_CLEANUP; fi
   rm -rf "$work"
 }
+
+# start_sshd DIR: starts an OpenSSH server for sshfs on 127.0.0.1 only, with its own host key,
+# user key, authorized_keys and configuration in DIR (never the system's), on a free port;
+# leaves SSHD_PID and writes DIR/ssh_config, the client configuration (`ssh -F`) that reaches it
+# as host "wrapped-sshd" with that key and that host key pinned.
+start_sshd() {
+  local dir=$1 port
+  mkdir -p "$dir" /run/sshd
+  chmod 700 "$dir"
+  ssh-keygen -q -t ed25519 -N '' -f "$dir/host_key"
+  ssh-keygen -q -t ed25519 -N '' -f "$dir/user_key"
+  cp "$dir/user_key.pub" "$dir/authorized_keys"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  cat > "$dir/sshd_config" <<CONF
+ListenAddress 127.0.0.1:$port
+HostKey $dir/host_key
+AuthorizedKeysFile $dir/authorized_keys
+PidFile none
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+MaxStartups 100:30:200
+Subsystem sftp internal-sftp
+CONF
+  echo "[127.0.0.1]:$port $(cat "$dir/host_key.pub")" > "$dir/known_hosts"
+  cat > "$dir/ssh_config" <<CONF
+Host wrapped-sshd
+  HostName 127.0.0.1
+  Port $port
+  User root
+  IdentityFile $dir/user_key
+  IdentitiesOnly yes
+  UserKnownHostsFile $dir/known_hosts
+  StrictHostKeyChecking yes
+  BatchMode yes
+CONF
+  /usr/sbin/sshd -D -e -f "$dir/sshd_config" 2> "$dir/sshd.log" &
+  SSHD_PID=$!
+  wait_for "$PATIENCE_S" ssh -F "$dir/ssh_config" -o ConnectTimeout=5 wrapped-sshd true 2>/dev/null || {
+    echo "the test's sshd did not answer on 127.0.0.1:$port" >&2; cat "$dir/sshd.log" >&2
+    return 1
+  }
+}
+
+# stop_sshd: kills the sshd started by start_sshd (by pid; its sessions end with it).
+stop_sshd() {
+  if [ -n "${SSHD_PID:-}" ]; then
+    kill -TERM "$SSHD_PID" 2>/dev/null || true
+    wait "$SSHD_PID" 2>/dev/null || true
+  fi
+  SSHD_PID=
+}

@@ -4,7 +4,7 @@
 # the final tree equal to a crash-free replay), then fsx rounds, must see no error.
 # Usage: tests/peers/wrap-crash.sh TARGET KILL [SECONDS] [FSX_OPS] [MIN_KILLS]
 #   TARGET: passthrough_ll, passthrough or passthrough_fh (libfuse's examples, built here
-#           from Debian's libfuse3-dev)
+#           from Debian's libfuse3-dev); sshfs (against an sshd the test starts on 127.0.0.1)
 #   KILL:   server  - the stock server is killed; the wrapper restarts it
 #           wrapper - fuse-wrap itself is killed (its stock server dies with it) and started
 #                     again with the same command line, as a supervisor would
@@ -20,6 +20,15 @@ MIN_MS=${MIN_MS:-200}
 MAX_MS=${MAX_MS:-600}
 WRAP_BIN=${WRAP_BIN:-${CARGO_TARGET_DIR:-target}/release/fuse-wrap}
 keeper_work "wrap-$target-$kill_what" replay bin artifacts
+SSHD_PID=
+# WRAP_KEEP=DIR: the logs and trees are copied there when the run ends, for a look afterwards.
+keep_logs() {
+  if [ -n "${WRAP_KEEP:-}" ]; then
+    mkdir -p "$WRAP_KEEP" && cp "$work"/*.log "$work"/tree.* "$work"/counts.json "$WRAP_KEEP"/ 2>/dev/null || true
+  fi
+  stop_sshd
+}
+ON_CLEANUP=keep_logs
 
 # The stock server's command line; %m is its mountpoint.
 case "$target" in
@@ -30,13 +39,14 @@ case "$target" in
     gcc -O2 -o "$work/bin/$target" "/usr/share/doc/libfuse3-dev/examples/$target.c" $(pkg-config --cflags --libs fuse3)
     # The high-level examples serve / : a subdirectory is given with modules=subdir.
     stock=("$work/bin/$target" -f -o "modules=subdir,subdir=$work/src" %m) ;;
+  sshfs)
+    # Against an sshd of the test's own on 127.0.0.1 (stopped by pid when the run ends).
+    start_sshd "$work/sshd"
+    stock=(sshfs -f -F "$work/sshd/ssh_config" "wrapped-sshd:$work/src" %m) ;;
   *) echo "unknown target $target" >&2; exit 2 ;;
 esac
 opts=tag=wrap-$target,nokeeper_start,restart_limit=100000${WRAP_OPTS:+,$WRAP_OPTS}
 
-# WRAP_KEEP=DIR: the logs and trees are copied there when the run ends, for a look afterwards.
-keep_logs() { mkdir -p "$WRAP_KEEP" && cp "$work"/*.log "$work"/tree.* "$work"/counts.json "$WRAP_KEEP"/ 2>/dev/null || true; }
-if [ -n "${WRAP_KEEP:-}" ]; then ON_CLEANUP=keep_logs; fi
 
 start_wrap() {
   "$WRAP_BIN" -o "$opts" "$work/mnt" -- "${stock[@]}" 2>> "$work/wrap.log" &

@@ -248,6 +248,39 @@ impl Wrap {
         }
     }
 
+    /// Whether the server's entry `out` is the inode `nodeid` (server nodeid `s`): the same
+    /// server nodeid, or the same inode number where the server has real ones. A server that
+    /// numbers each name apart (libfuse's high-level API without use_ino, sshfs) tells no
+    /// inode from another: there, the same type, mode, owner, size and modification time.
+    /// (Only LINK's settling asks: the kernel sent it because the new name was free, so an
+    /// entry there now that looks like the inode is the link.)
+    fn is_inode(
+        &self,
+        ctx: &Context<'_>,
+        conn: &Conn,
+        nodeid: u64,
+        s: u64,
+        out: &fuse_entry_out,
+    ) -> Relayed<bool> {
+        if out.nodeid == s {
+            return Ok(true);
+        }
+        let node = self.nodes.node(nodeid)?;
+        if node.server_ino {
+            return Ok(out.attr.ino == node.ino);
+        }
+        let payload = conn.call(
+            fuse_opcode::FUSE_GETATTR,
+            s,
+            caller(ctx),
+            &[fuse_getattr_in::new_zeroed().as_bytes()],
+        )?;
+        let old = wire::parse::<fuse_attr_out>(&payload)?.attr;
+        let new = out.attr;
+        Ok((old.mode, old.uid, old.gid, old.size, old.mtime, old.mtimensec)
+            == (new.mode, new.uid, new.gid, new.size, new.mtime, new.mtimensec))
+    }
+
     /// The server's fh for `fh` (and the server's nodeid), reopening the handle if this
     /// server has not opened it.
     fn sfh(&self, conn: &Conn, fh: FileHandle) -> Relayed<(u64, u64)> {
@@ -436,12 +469,10 @@ impl Filesystem for Wrap {
     }
 
     fn forget(&self, nodeid: NodeId, nlookup: u64) {
-        let forget = self.nodes.forget(nodeid.0, nlookup);
-        if forget.is_some()
-            && let Ok(conn) = self.up.current()
-        {
-            // Only the live server's own counts are in `forget`: an older epoch's are not
-            // kept.
+        // Never waits for a server: with none alive, nothing is owed to the next one.
+        let conn = self.up.live();
+        let forget = self.nodes.forget(nodeid.0, nlookup, conn.as_ref().map(|c| c.epoch));
+        if let Some(conn) = conn {
             self.send_forget(&conn, forget);
         }
     }
@@ -690,16 +721,16 @@ impl Filesystem for Wrap {
             |conn| {
                 let s = self.snode(conn, args.nodeid.0)?;
                 let snp = self.snode(conn, args.newparent.0)?;
-                match self.lookup_raw(conn, snp, args.newname, caller(ctx))? {
-                    Some(out) if out.nodeid == s => {
-                        self.entry(ctx, conn, args.newparent.0, None, &out).map(Some)
-                    }
-                    Some(out) => {
-                        self.send_forget(conn, Some((out.nodeid, 1)));
-                        Ok(None)
-                    }
-                    None => Ok(None),
+                let Some(out) = self.lookup_raw(conn, snp, args.newname, caller(ctx))? else {
+                    return Ok(None);
+                };
+                if self.is_inode(ctx, conn, args.nodeid.0, s, &out)? {
+                    return self
+                        .entry(ctx, conn, args.newparent.0, Some(args.newname), &out)
+                        .map(Some);
                 }
+                self.send_forget(conn, Some((out.nodeid, 1)));
+                Ok(None)
             },
         )
     }
@@ -939,7 +970,7 @@ impl Filesystem for Wrap {
             };
             if let Err(entry) = out.add_plus(entry, record.off, record.typ, record.name) {
                 ctx.count_dropped();
-                let forget = self.nodes.forget(entry.nodeid().0, 1);
+                let forget = self.nodes.forget(entry.nodeid().0, 1, Some(conn.epoch));
                 self.send_forget(conn, forget);
                 full = true;
             }
@@ -1075,6 +1106,26 @@ impl Filesystem for Wrap {
             conn.call(fuse_opcode::FUSE_ACCESS, s, caller(ctx), &[arg.as_bytes()])?;
             Ok(())
         })
+    }
+
+    fn creator_uid(&self, _ctx: &Context<'_>) -> Option<u32> {
+        // A stock server may create as the caller, as itself or under owners it maps
+        // (sshfs): not known here.
+        None
+    }
+
+    fn same_inode(&self, ctx: &Context<'_>, nodeid: NodeId, entry: &Entry) -> bool {
+        if entry.nodeid() == nodeid {
+            return true;
+        }
+        self.again(|conn| {
+            let s = self.snode(conn, nodeid.0)?;
+            let mut out = fuse_entry_out::new_zeroed();
+            out.nodeid = self.snode(conn, entry.nodeid().0)?;
+            out.attr = entry.attr;
+            self.is_inode(ctx, conn, nodeid.0, s, &out)
+        })
+        .unwrap_or(false)
     }
 
     fn create(
@@ -1223,7 +1274,7 @@ impl Wrap {
             Err(e) => {
                 self.release_raw(conn, out.nodeid, false, open.fh, flags);
                 ctx.count_dropped();
-                let forget = self.nodes.forget(entry.nodeid().0, 1);
+                let forget = self.nodes.forget(entry.nodeid().0, 1, Some(conn.epoch));
                 self.send_forget(conn, forget);
                 return Err(e);
             }

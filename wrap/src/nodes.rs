@@ -419,20 +419,14 @@ impl Nodes {
             return Err(Errno::EAGAIN);
         }
         let name = name.map(|n| n.as_bytes()).filter(|n| wire::valid_name(n));
-        let existing = inner
-            .epoch
-            .ours
-            .get(&s)
-            .copied()
-            .or_else(|| {
-                let w = *inner.by_name.get(&(parent, Box::<[u8]>::from(name?)))?;
-                let stored = self.nodes.get(Self::slot(w)?)?;
-                let fits = !inner.epoch.server.contains_key(&w)
-                    && stored.kind == kind
-                    && (stored.server_ino == 0 || stored.ino == entry.attr.ino);
-                fits.then_some(w)
-            })
-            ;
+        let existing = inner.epoch.ours.get(&s).copied().or_else(|| {
+            let w = *inner.by_name.get(&(parent, Box::<[u8]>::from(name?)))?;
+            let stored = self.nodes.get(Self::slot(w)?)?;
+            let fits = !inner.epoch.server.contains_key(&w)
+                && stored.kind == kind
+                && (stored.server_ino == 0 || stored.ino == entry.attr.ino);
+            fits.then_some(w)
+        });
         if let Some(w) = existing {
             let slot = Self::slot(w).ok_or(Errno::EIO)?;
             let stored = self.nodes.get(slot).ok_or(Errno::EIO)?;
@@ -514,11 +508,6 @@ impl Nodes {
         if exchange && let Some(w) = other {
             let _ = self.rename_locked(inner, w, parent, name.as_bytes());
         }
-    }
-
-    /// Gives back a lookup count the kernel was not given after all (a reply that failed).
-    pub fn unbind_one(&self, nodeid: u64) -> Option<Forget> {
-        self.forget(nodeid, 1)
     }
 
     /// Records a new name of `nodeid` (a rename, or a lookup under another name).
@@ -609,8 +598,10 @@ impl Nodes {
     }
 
     /// The kernel forgets `n` lookups of `nodeid`. When none is left the inode's records go
-    /// and the server's lookups of it in this epoch are given back (to be sent as FORGET).
-    pub fn forget(&self, nodeid: u64, n: u64) -> Option<Forget> {
+    /// and the lookups of it by the server of `epoch` (the live one, `None` while there is
+    /// none) are given back, to be sent to that server as FORGET: never another life's, which
+    /// that server never counted.
+    pub fn forget(&self, nodeid: u64, n: u64, epoch: Option<u64>) -> Option<Forget> {
         let slot = Self::slot(nodeid)?;
         let mut inner = self.lock();
         self.nodes.get(slot)?;
@@ -641,10 +632,11 @@ impl Nodes {
         if let Some(name_slot) = name.checked_sub(1) {
             self.names.remove(name_slot);
         }
+        let live = epoch.is_some_and(|epoch| Self::current(&mut inner, epoch));
         let e = &mut inner.epoch;
         let (s, c) = e.server.remove(&nodeid)?;
         e.ours.remove(&s);
-        Some((s, c))
+        live.then_some((s, c))
     }
 
     /// The server lookups of the current epoch of an entry the kernel will not be given

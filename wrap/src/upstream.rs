@@ -164,6 +164,9 @@ impl Conn {
         let mut slot = lock(&waiter.reply);
         loop {
             if let Some(reply) = slot.take() {
+                if let Err(Failure::Errno(errno)) = &reply {
+                    debug!(?opcode, nodeid, %errno, epoch = self.epoch, "the stock server answered an error");
+                }
                 return reply;
             }
             match self.watchdog {
@@ -332,6 +335,11 @@ impl Upstream {
             }
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    /// The live server's connection, if one is up now (never waits).
+    pub fn live(&self) -> Option<Arc<Conn>> {
+        lock(&self.state).conn.clone()
     }
 
     /// A connection later than `epoch` (the caller's one died), as [`Upstream::current`].
