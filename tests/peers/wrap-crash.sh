@@ -4,7 +4,9 @@
 # the final tree equal to a crash-free replay), then fsx rounds, must see no error.
 # Usage: tests/peers/wrap-crash.sh TARGET KILL [SECONDS] [FSX_OPS] [MIN_KILLS]
 #   TARGET: passthrough_ll, passthrough or passthrough_fh (libfuse's examples, built here
-#           from Debian's libfuse3-dev); sshfs (against an sshd the test starts on 127.0.0.1)
+#           from Debian's libfuse3-dev); sshfs (against an sshd the test starts on 127.0.0.1);
+#           fuse-overlayfs; gocryptfs; squashfuse (read-only: the image's tree read back
+#           whole, round after round, instead of the metadata workload and fsx)
 #   KILL:   server  - the stock server is killed; the wrapper restarts it
 #           wrapper - fuse-wrap itself is killed (its stock server dies with it) and started
 #                     again with the same command line, as a supervisor would
@@ -43,6 +45,24 @@ case "$target" in
     # Against an sshd of the test's own on 127.0.0.1 (stopped by pid when the run ends).
     start_sshd "$work/sshd"
     stock=(sshfs -f -F "$work/sshd/ssh_config" "wrapped-sshd:$work/src" %m) ;;
+  fuse-overlayfs)
+    # As rootless Podman uses it: a lower layer, the upper one (the tree compared) and a
+    # work directory.
+    mkdir -p "$work/lower/base" "$work/ovlwork"
+    echo lower > "$work/lower/base/file"
+    stock=(fuse-overlayfs -f -o "lowerdir=$work/lower,upperdir=$work/src,workdir=$work/ovlwork" %m) ;;
+  gocryptfs)
+    mkdir -p "$work/cipher"
+    echo "a test passphrase" > "$work/passfile"
+    gocryptfs -init -q -passfile "$work/passfile" "$work/cipher" > /dev/null
+    stock=(gocryptfs -f -q -passfile "$work/passfile" "$work/cipher" %m) ;;
+  squashfuse)
+    # Read-only: an image of a tree, read back whole while the server is killed.
+    mkdir -p "$work/tree"
+    for i in $(seq 1 200); do head -c $(( i * 997 )) /dev/urandom > "$work/tree/f$i"; done
+    mkdir -p "$work/tree/sub/deeper"; ln -s ../f1 "$work/tree/sub/link"; cp "$work/tree/f7" "$work/tree/sub/deeper/"
+    mksquashfs "$work/tree" "$work/image.sqfs" -quiet -noappend > /dev/null
+    stock=(squashfuse -f "$work/image.sqfs" %m) ;;
   *) echo "unknown target $target" >&2; exit 2 ;;
 esac
 opts=tag=wrap-$target,nokeeper_start,restart_limit=100000${WRAP_OPTS:+,$WRAP_OPTS}
@@ -83,19 +103,62 @@ crash_loop() {
   done
 }
 
+# under_kills ENOUGH STOP CMD...: runs CMD in the background while crash_loop kills (creating
+# STOP after ENOUGH kills, if ENOUGH > 0); leaves CMD's exit status in STATUS, kills in KILLS.
+under_kills() {
+  local enough=$1 stop=$2
+  shift 2
+  "$@" &
+  WORKLOAD_PID=$!
+  crash_loop "$WORKLOAD_PID" "$enough" "$stop"
+  STATUS=0; wait "$WORKLOAD_PID" || STATUS=$?
+  WORKLOAD_PID=
+}
+
+# finish: unmounts, waits for the wrapper, exits with $failed.
+finish() {
+  umount "$work/mnt" 2>/dev/null || teardown "$work/mnt" "$PFS_PID"
+  wait "$PFS_PID" 2>/dev/null || true
+  PFS_PID=
+  exit "$failed"
+}
+
+# read_rounds: the image's tree read back whole and compared, round after round, until the
+# stop file; the rounds counted in app.log.
+read_rounds() {
+  local rounds=0
+  while [ ! -e "$work/enough" ]; do
+    diff -r --no-dereference "$work/tree" "$work/mnt" > "$work/app.log" 2>&1 || return 1
+    rounds=$((rounds + 1))
+  done
+  echo "$rounds rounds" > "$work/app.log"
+}
+
+# meta_run: the metadata workload, at most 3,000 iterations a process: a server holding an
+# fd per inode (passthrough_ll) must not run out of fds (the hard limit here is 20,000),
+# wrapped or bare.
+meta_run() {
+  python3 tests/peers/meta-workload.py run "$work/mnt" 4 "$seconds" "$work/counts.json" 3000 > "$work/app.log" 2>&1
+}
+
 start_wrap
 wait_for "$PATIENCE_S" mounted_or_exited "$work/mnt" "$PFS_PID" || true
 mounted "$work/mnt" || { echo "fuse-wrap did not mount"; cat "$work/wrap.log"; exit 1; }
 
 failed=0
-# At most 3,000 iterations a process: a server holding an fd per inode (passthrough_ll) must
-# not run out of fds (the hard limit here is 20,000) wrapped or bare.
-python3 tests/peers/meta-workload.py run "$work/mnt" 4 "$seconds" "$work/counts.json" 3000 > "$work/app.log" 2>&1 &
-WORKLOAD_PID=$!
-crash_loop "$WORKLOAD_PID"
-meta_kills=$KILLS
-status=0; wait "$WORKLOAD_PID" || status=$?
-WORKLOAD_PID=
+if [ "$target" = squashfuse ]; then
+  under_kills "$min_kills" "$work/enough" read_rounds
+  if [ "$STATUS" -eq 0 ] && [ "$KILLS" -ge "$min_kills" ]; then
+    echo "wrapped $target, $kill_what killed: the image read back whole, $(cat "$work/app.log"), $KILLS kills"
+  else
+    echo "wrapped $target, $kill_what killed: read-back FAILED (status $STATUS, $KILLS kills)"
+    head -20 "$work/app.log"; tail -20 "$work/wrap.log"
+    failed=1
+  fi
+  finish
+fi
+under_kills 0 "" meta_run
+status=$STATUS meta_kills=$KILLS
 cat "$work/app.log"
 python3 tests/peers/meta-workload.py replay "$work/replay" "$work/counts.json"
 python3 tests/peers/meta-workload.py tree "$work/mnt" > "$work/tree.mnt"
@@ -109,12 +172,9 @@ else
   failed=1
 fi
 
-fsx_rounds "$fsx_ops" 7 "$work/mnt/fsx" "$work/artifacts" "$work/fsx.log" "$work/enough" &
-WORKLOAD_PID=$!
-crash_loop "$WORKLOAD_PID" "$min_kills" "$work/enough"
-fsx_kills=$KILLS
-status=0; wait "$WORKLOAD_PID" || status=$?
-WORKLOAD_PID=
+under_kills "$min_kills" "$work/enough" \
+  fsx_rounds "$fsx_ops" 7 "$work/mnt/fsx" "$work/artifacts" "$work/fsx.log" "$work/enough"
+status=$STATUS fsx_kills=$KILLS
 if [ "$status" -eq 0 ] && [ "$fsx_kills" -ge "$min_kills" ]; then
   echo "wrapped $target, $kill_what killed: fsx $(rounds_summary "$work/fsx.log"), $fsx_kills kills"
 else
@@ -122,7 +182,4 @@ else
   tail -30 "$work/fsx.log"; tail -20 "$work/wrap.log"
   failed=1
 fi
-umount "$work/mnt" 2>/dev/null || teardown "$work/mnt" "$PFS_PID"
-wait "$PFS_PID" 2>/dev/null || true
-PFS_PID=
-exit $failed
+finish
