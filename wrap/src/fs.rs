@@ -456,7 +456,9 @@ impl Filesystem for Wrap {
     fn lookup(&self, ctx: &Context<'_>, parent: NodeId, name: &OsStr) -> Result<Entry> {
         self.again(|conn| {
             let sp = self.snode(conn, parent.0)?;
-            let payload = conn.call(fuse_opcode::FUSE_LOOKUP, sp, caller(ctx), &[&name_z(name)])?;
+            let payload = conn
+                .call(fuse_opcode::FUSE_LOOKUP, sp, caller(ctx), &[&name_z(name)])
+                .inspect_err(|_| debug!(parent = parent.0, ?name, "LOOKUP failed"))?;
             let out = wire::entry(&payload)?;
             if out.nodeid == 0 {
                 return Ok(Entry::negative(
@@ -706,12 +708,9 @@ impl Filesystem for Wrap {
                 let snp = self.snode(conn, args.newparent.0)?;
                 *sent = true;
                 let arg = fuse_link_in { oldnodeid: s };
-                let payload = conn.call(
-                    fuse_opcode::FUSE_LINK,
-                    snp,
-                    caller(ctx),
-                    &[arg.as_bytes(), &newname],
-                )?;
+                let payload = conn
+                    .call(fuse_opcode::FUSE_LINK, snp, caller(ctx), &[arg.as_bytes(), &newname])
+                    .inspect_err(|_| debug!(nodeid = args.nodeid.0, s, "LINK failed"))?;
                 let out = wire::entry(&payload)?;
                 if out.nodeid == 0 {
                     return Err(Errno::EIO.into());

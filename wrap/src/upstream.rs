@@ -201,6 +201,28 @@ impl Conn {
         let _ = rustix::net::send(&self.sock, &buf, SendFlags::NOSIGNAL);
     }
 
+    /// One message from the socket into `buf`: its length (more than `buf` holds when it
+    /// did not fit), `None` at the end of the socket.
+    fn recv_into(&self, buf: &mut [u8]) -> Option<usize> {
+        loop {
+            match rustix::net::recv(&self.sock, &mut *buf, RecvFlags::TRUNC) {
+                Ok((0, _)) => return None,
+                Ok((n, _)) => return Some(n),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(err) => {
+                    debug!(%err, "reading the stock server's replies");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The server broke the protocol (`what`, `len` bytes): it is killed, and restarted.
+    fn broken(&self, len: usize, what: &str) {
+        error!(len, "the stock server sent {what}: killing it");
+        let _ = rustix::process::kill_process(self.pid, Signal::KILL);
+    }
+
     /// Fails every waiting request with [`Failure::Died`]; later calls fail at once.
     fn fail_pending(&self) {
         self.dead.store(true, Ordering::Release);
@@ -216,28 +238,26 @@ impl Conn {
     fn read_replies(&self, max: usize) {
         let mut buf = vec![0u8; max];
         loop {
-            let n = match rustix::net::recv(&self.sock, &mut buf[..], RecvFlags::TRUNC) {
-                Ok((0, _)) => return,
-                Ok((n, _)) => n,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(err) => {
-                    debug!(%err, "reading the stock server's replies");
-                    return;
-                }
+            let Some(n) = self.recv_into(&mut buf[..]) else { return };
+            let Some(header) = wire::reply_header(&buf[..n.min(buf.len())]) else {
+                return self.broken(n, "a malformed reply");
             };
-            if n > buf.len() {
-                // A reply longer than any request may be answered with: the protocol is
-                // broken; the server is killed and restarted.
-                error!(len = n, "the stock server sent a reply longer than allowed: killing it");
-                let _ = rustix::process::kill_process(self.pid, Signal::KILL);
-                return;
+            // A reply may come in several messages: libfuse writes the data of a reply from
+            // an fd (fuse-overlayfs's READ) apart from its header, and on a socket each write
+            // is a message. The header's length says how much more to gather.
+            let want = header.len as usize;
+            if want > buf.len() {
+                return self.broken(want, "a reply longer than any request may get");
             }
-            let bytes = &buf[..n];
-            let Some(header) = wire::reply_header(bytes) else {
-                error!(len = n, "the stock server sent a malformed reply: killing it");
-                let _ = rustix::process::kill_process(self.pid, Signal::KILL);
-                return;
-            };
+            let mut have = n;
+            while have < want {
+                let Some(more) = self.recv_into(&mut buf[have..want]) else { return };
+                have += more;
+            }
+            if have > want {
+                return self.broken(have, "a reply longer than its header says");
+            }
+            let bytes = &buf[..want];
             if header.unique == 0 {
                 debug!(code = header.error, "notification from the stock server ignored");
                 continue;
