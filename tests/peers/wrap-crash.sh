@@ -48,8 +48,9 @@ case "$target" in
   fuse-overlayfs)
     # As rootless Podman uses it: a lower layer, the upper one (the tree compared) and a
     # work directory.
-    mkdir -p "$work/lower/base" "$work/ovlwork"
+    mkdir -p "$work/lower/base" "$work/ovlwork" "$work/replay/base"
     echo lower > "$work/lower/base/file"
+    echo lower > "$work/replay/base/file"
     stock=(fuse-overlayfs -f -o "lowerdir=$work/lower,upperdir=$work/src,workdir=$work/ovlwork" %m) ;;
   gocryptfs)
     mkdir -p "$work/cipher"
