@@ -142,6 +142,20 @@ meta_run() {
   python3 tests/peers/meta-workload.py run "$work/mnt" 4 "$seconds" "$work/counts.json" 3000 > "$work/app.log" 2>&1
 }
 
+# report OK SUCCESS FAILURE [FILE...]: prints SUCCESS when OK is "yes", else FAILURE and the
+# last lines of each FILE, and marks the run failed.
+report() {
+  local ok=$1 success=$2 failure=$3
+  shift 3
+  if [ "$ok" = yes ]; then
+    echo "wrapped $target, $kill_what killed: $success"
+    return
+  fi
+  echo "wrapped $target, $kill_what killed: $failure"
+  for file in "$@"; do tail -20 "$file"; done
+  failed=1
+}
+
 start_wrap
 wait_for "$PATIENCE_S" mounted_or_exited "$work/mnt" "$PFS_PID" || true
 mounted "$work/mnt" || { echo "fuse-wrap did not mount"; cat "$work/wrap.log"; exit 1; }
@@ -149,13 +163,9 @@ mounted "$work/mnt" || { echo "fuse-wrap did not mount"; cat "$work/wrap.log"; e
 failed=0
 if [ "$target" = squashfuse ]; then
   under_kills "$min_kills" "$work/enough" read_rounds
-  if [ "$STATUS" -eq 0 ] && [ "$KILLS" -ge "$min_kills" ]; then
-    echo "wrapped $target, $kill_what killed: the image read back whole, $(cat "$work/app.log"), $KILLS kills"
-  else
-    echo "wrapped $target, $kill_what killed: read-back FAILED (status $STATUS, $KILLS kills)"
-    head -20 "$work/app.log"; tail -20 "$work/wrap.log"
-    failed=1
-  fi
+  ok=no; if [ "$STATUS" -eq 0 ] && [ "$KILLS" -ge "$min_kills" ]; then ok=yes; fi
+  report "$ok" "the image read back whole, $(cat "$work/app.log"), $KILLS kills" \
+    "read-back FAILED (status $STATUS, $KILLS kills)" "$work/app.log" "$work/wrap.log"
   finish
 fi
 under_kills 0 "" meta_run
@@ -164,23 +174,15 @@ cat "$work/app.log"
 python3 tests/peers/meta-workload.py replay "$work/replay" "$work/counts.json"
 python3 tests/peers/meta-workload.py tree "$work/mnt" > "$work/tree.mnt"
 python3 tests/peers/meta-workload.py tree "$work/replay" > "$work/tree.replay"
-if [ "$status" -eq 0 ] && [ "$meta_kills" -gt 0 ] && cmp -s "$work/tree.mnt" "$work/tree.replay"; then
-  echo "wrapped $target, $kill_what killed: metadata workload OK ($meta_kills kills, $(wc -l < "$work/tree.replay") entries match the crash-free replay)"
-else
-  echo "wrapped $target, $kill_what killed: metadata workload FAILED (status $status, $meta_kills kills)"
-  diff "$work/tree.mnt" "$work/tree.replay" | head -20 || true
-  tail -20 "$work/wrap.log"
-  failed=1
-fi
+ok=no
+if [ "$status" -eq 0 ] && [ "$meta_kills" -gt 0 ] && cmp -s "$work/tree.mnt" "$work/tree.replay"; then ok=yes; fi
+diff "$work/tree.mnt" "$work/tree.replay" > "$work/tree.diff" || true
+report "$ok" "metadata workload OK ($meta_kills kills, $(wc -l < "$work/tree.replay") entries match the crash-free replay)" \
+  "metadata workload FAILED (status $status, $meta_kills kills)" "$work/tree.diff" "$work/wrap.log"
 
 under_kills "$min_kills" "$work/enough" \
   fsx_rounds "$fsx_ops" 7 "$work/mnt/fsx" "$work/artifacts" "$work/fsx.log" "$work/enough"
-status=$STATUS fsx_kills=$KILLS
-if [ "$status" -eq 0 ] && [ "$fsx_kills" -ge "$min_kills" ]; then
-  echo "wrapped $target, $kill_what killed: fsx $(rounds_summary "$work/fsx.log"), $fsx_kills kills"
-else
-  echo "wrapped $target, $kill_what killed: fsx FAILED (status $status, $fsx_kills kills)"
-  tail -30 "$work/fsx.log"; tail -20 "$work/wrap.log"
-  failed=1
-fi
+ok=no; if [ "$STATUS" -eq 0 ] && [ "$KILLS" -ge "$min_kills" ]; then ok=yes; fi
+report "$ok" "fsx $(rounds_summary "$work/fsx.log"), $KILLS kills" \
+  "fsx FAILED (status $STATUS, $KILLS kills)" "$work/fsx.log" "$work/wrap.log"
 finish
