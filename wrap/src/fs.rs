@@ -708,9 +708,12 @@ impl Filesystem for Wrap {
                 let snp = self.snode(conn, args.newparent.0)?;
                 *sent = true;
                 let arg = fuse_link_in { oldnodeid: s };
-                let payload = conn
-                    .call(fuse_opcode::FUSE_LINK, snp, caller(ctx), &[arg.as_bytes(), &newname])
-                    .inspect_err(|_| debug!(nodeid = args.nodeid.0, s, "LINK failed"))?;
+                let payload = conn.call(
+                    fuse_opcode::FUSE_LINK,
+                    snp,
+                    caller(ctx),
+                    &[arg.as_bytes(), &newname],
+                )?;
                 let out = wire::entry(&payload)?;
                 if out.nodeid == 0 {
                     return Err(Errno::EIO.into());

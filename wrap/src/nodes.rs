@@ -205,7 +205,7 @@ struct Inner {
     by_name: HashMap<(u64, Box<[u8]>), u64>,
     /// Server inode number -> nodeids, of the inodes recorded with the server's numbers: a
     /// restarted server's entry for an inode the wrapper knows under another name (a hard
-    /// link) is that inode.
+    /// link) may be one of them, as a lookup by that one's own name tells.
     by_ino: HashMap<u64, Vec<u64>>,
     next_generation: u64,
 }
@@ -355,7 +355,7 @@ impl Nodes {
             .filter(|&w| {
                 !inner.epoch.server.contains_key(&w)
                     && Self::slot(w).is_some_and(|slot| {
-                        self.nodes.get(slot).is_some_and(|n| n.kind == kind && n.server_ino != 0)
+                        self.nodes.get(slot).is_some_and(|n| n.kind == kind)
                             && self.nodes.word(slot, NodeWord::Name).load(Ordering::Acquire) != 0
                     })
             })
@@ -604,7 +604,7 @@ impl Nodes {
     pub fn forget(&self, nodeid: u64, n: u64, epoch: Option<u64>) -> Option<Forget> {
         let slot = Self::slot(nodeid)?;
         let mut inner = self.lock();
-        self.nodes.get(slot)?;
+        let stored = self.nodes.get(slot)?;
         let count = self.nodes.word(slot, NodeWord::Nlookup);
         let left = count.load(Ordering::Acquire).saturating_sub(n);
         count.store(left, Ordering::Release);
@@ -620,7 +620,7 @@ impl Nodes {
                 inner.by_name.remove(&key);
             }
         }
-        if let Some(stored) = self.nodes.get(slot).filter(|n| n.server_ino != 0)
+        if stored.server_ino != 0
             && let Some(list) = inner.by_ino.get_mut(&stored.ino)
         {
             list.retain(|&w| w != nodeid);

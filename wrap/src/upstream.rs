@@ -580,7 +580,10 @@ impl Upstream {
             }
         };
         let bytes = &reply[..n.min(reply.len())];
-        let header = wire::reply_header(bytes).ok_or("malformed INIT reply")?;
+        // INIT's answer is small: one whole message, never gathered from several.
+        let header = wire::reply_header(bytes)
+            .filter(|h| h.len as usize == bytes.len())
+            .ok_or("malformed INIT reply")?;
         if header.error != 0 {
             return Err(format!("INIT refused: {}", Errno::new(-header.error)));
         }

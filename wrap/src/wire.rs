@@ -65,11 +65,10 @@ pub fn name_z(name: &OsStr) -> Vec<u8> {
     z
 }
 
-/// The reply header of `bytes`, one message of the socket, if it has one. The message's
-/// boundary is its length: a header may say more than was sent (libfuse 3.14's fallback for
-/// replies from an fd, such as fuse-overlayfs's READ, keeps the size asked in the header when
-/// the file ended sooner; on /dev/fuse it splices and never gets there), never less (bytes
-/// that no header accounts for).
+/// The reply header at the start of `bytes`, one message of the socket, if it has one. The
+/// header may say more than the message holds (the rest of the reply follows in later
+/// messages: libfuse writes the data of a reply from an fd apart from its header, as for
+/// fuse-overlayfs's READ), never less (bytes that no header accounts for).
 pub fn reply_header(bytes: &[u8]) -> Option<fuse_out_header> {
     let (header, _) = fuse_out_header::read_from_prefix(bytes).ok()?;
     (header.len as usize >= bytes.len()).then_some(header)
@@ -168,7 +167,7 @@ mod tests {
         longer.push(0);
         assert!(reply_header(&longer).is_none());
         assert!(reply_header(&longer[..10]).is_none());
-        // A header that says more than the message holds: the message is what came.
+        // A header that says more than the message holds: the rest comes in later messages.
         let short = fuse_out_header { len: 4096 + 16, error: 0, unique: 6 };
         let mut message = short.as_bytes().to_vec();
         message.extend_from_slice(&[7; 100]);
