@@ -43,8 +43,10 @@ case "$target" in
     stock=("$work/bin/$target" -f -o "modules=subdir,subdir=$work/src" %m) ;;
   sshfs)
     # Against an sshd of the test's own on 127.0.0.1 (stopped by pid when the run ends).
+    # sshfs_sync: by default sshfs answers a WRITE before the SFTP server has it, and
+    # what a killed sshfs had not yet sent is lost (docs/WRAPPING.md).
     start_sshd "$work/sshd"
-    stock=(sshfs -f -F "$work/sshd/ssh_config" "wrapped-sshd:$work/src" %m) ;;
+    stock=(sshfs -f -F "$work/sshd/ssh_config" -o sshfs_sync "wrapped-sshd:$work/src" %m) ;;
   fuse-overlayfs)
     # As rootless Podman uses it: a lower layer, the upper one (the tree compared) and a
     # work directory.

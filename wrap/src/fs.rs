@@ -458,9 +458,16 @@ impl Filesystem for Wrap {
             let sp = self.snode(conn, parent.0)?;
             let payload = conn
                 .call(fuse_opcode::FUSE_LOOKUP, sp, caller(ctx), &[&name_z(name)])
-                .inspect_err(|_| debug!(parent = parent.0, ?name, "LOOKUP failed"))?;
+                .inspect_err(|e| {
+                    debug!(parent = parent.0, ?name, "LOOKUP failed");
+                    if matches!(e, Failure::Errno(Errno::ENOENT)) {
+                        // Whatever inode was recorded under the name is not there now.
+                        self.nodes.unlinked(parent.0, name);
+                    }
+                })?;
             let out = wire::entry(&payload)?;
             if out.nodeid == 0 {
+                self.nodes.unlinked(parent.0, name);
                 return Ok(Entry::negative(
                     out.attr,
                     duration(out.entry_valid, out.entry_valid_nsec),

@@ -253,10 +253,15 @@ impl Nodes {
             let Some(node) = nodes.get(slot) else { continue };
             max_generation = max_generation.max(node.generation);
             let name = nodes.word(slot, NodeWord::Name).load(Ordering::Acquire);
-            if let Some((parent, name)) =
-                name.checked_sub(1).and_then(|n| names.get(n)).and_then(|n| n.current.get())
-            {
-                by_name.insert((parent, name.into_boxed_slice()), slot + FIRST);
+            let record = name.checked_sub(1).and_then(|n| names.get(n));
+            if let Some((parent, name)) = record.and_then(|n| n.current.get()) {
+                // Two inodes under one name: one was being renamed there when the wrapper
+                // died. That one keeps the key (and, renaming, is adopted by neither name).
+                let renaming = record.is_some_and(|n| n.before.get().is_some());
+                let key = (parent, name.into_boxed_slice());
+                if renaming || !by_name.contains_key(&key) {
+                    by_name.insert(key, slot + FIRST);
+                }
             }
             if node.server_ino != 0 {
                 by_ino.entry(node.ino).or_default().push(slot + FIRST);
@@ -294,6 +299,13 @@ impl Nodes {
 
     fn slot(nodeid: u64) -> Option<u64> {
         nodeid.checked_sub(FIRST)
+    }
+
+    /// The recorded name of the inode in `slot`, and the one before a rename in progress.
+    fn names_of(&self, slot: u64) -> (Option<(u64, Vec<u8>)>, Option<(u64, Vec<u8>)>) {
+        let word = self.nodes.word(slot, NodeWord::Name).load(Ordering::Acquire);
+        let names = word.checked_sub(1).and_then(|n| self.names.get(n));
+        (names.and_then(|n| n.current.get()), names.and_then(|n| n.before.get()))
     }
 
     /// The wrapper's record of `nodeid`.
@@ -420,11 +432,23 @@ impl Nodes {
         }
         let name = name.map(|n| n.as_bytes()).filter(|n| wire::valid_name(n));
         let existing = inner.epoch.ours.get(&s).copied().or_else(|| {
-            let w = *inner.by_name.get(&(parent, Box::<[u8]>::from(name?)))?;
-            let stored = self.nodes.get(Self::slot(w)?)?;
+            let name = name?;
+            let w = *inner.by_name.get(&(parent, Box::<[u8]>::from(name)))?;
+            let slot = Self::slot(w)?;
+            let stored = self.nodes.get(slot)?;
+            // The index is only a way in: the inode's own record must hold the name (a
+            // nodeid is a reused slot, and so is the parent's).
+            let (current, before) = self.names_of(slot);
+            let named = |n: &Option<(u64, Vec<u8>)>| {
+                n.as_ref().is_some_and(|(p, n)| *p == parent && n.as_slice() == name)
+            };
+            // An inode with a rename in progress (a wrapper killed before its answer) is
+            // not taken by either name: which one it has is the settling's to find.
             let fits = !inner.epoch.server.contains_key(&w)
                 && stored.kind == kind
-                && (stored.server_ino == 0 || stored.ino == entry.attr.ino);
+                && (stored.server_ino == 0 || stored.ino == entry.attr.ino)
+                && named(&current)
+                && before.is_none();
             fits.then_some(w)
         });
         if let Some(w) = existing {
@@ -495,18 +519,19 @@ impl Nodes {
         let inner = &mut *guard;
         let old_key = (parent, Box::<[u8]>::from(name.as_bytes()));
         let new_key = (newparent, Box::<[u8]>::from(newname.as_bytes()));
-        let moved = inner.by_name.get(&old_key).copied();
-        let other = inner.by_name.get(&new_key).copied();
-        if !exchange {
-            inner.by_name.remove(&new_key);
-        }
+        // Both names are indexed anew: the moved inode under the new one, for an exchange
+        // the other under the old; an inode renamed over loses its name.
+        let moved = inner.by_name.remove(&old_key);
+        let other = inner.by_name.remove(&new_key);
         if let Some(w) = moved {
             let _ = self.rename_locked(inner, w, newparent, newname.as_bytes());
-        } else {
-            inner.by_name.remove(&old_key);
         }
-        if exchange && let Some(w) = other {
-            let _ = self.rename_locked(inner, w, parent, name.as_bytes());
+        match other {
+            Some(w) if exchange => {
+                let _ = self.rename_locked(inner, w, parent, name.as_bytes());
+            }
+            Some(w) if Some(w) != moved => self.drop_name(w, newparent, newname.as_bytes()),
+            _ => {}
         }
     }
 
@@ -543,6 +568,7 @@ impl Nodes {
         let old_name = old_names.and_then(|n| n.current.get());
         let unchanged = old_name.as_ref().is_some_and(|(p, n)| *p == parent && n == name);
         if unchanged && (keep_before || old_names.is_some_and(|n| n.before.get().is_none())) {
+            inner.by_name.insert((parent, name.into()), nodeid);
             return Ok(());
         }
         let before =
@@ -575,12 +601,18 @@ impl Nodes {
     ) -> Option<u64> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let w = *inner.by_name.get(&(parent, Box::<[u8]>::from(name.as_bytes())))?;
+        let old_key = (parent, Box::<[u8]>::from(name.as_bytes()));
+        let new_key = (newparent, Box::<[u8]>::from(newname.as_bytes()));
+        let w = *inner.by_name.get(&old_key)?;
+        let target = inner.by_name.get(&new_key).copied();
         self.set_name(inner, w, newparent, newname.as_bytes(), true).ok()?;
-        // The new name is not the inode's until the rename succeeds; the old one stays its
-        // key.
-        inner.by_name.remove(&(newparent, Box::<[u8]>::from(newname.as_bytes())));
-        inner.by_name.insert((parent, name.as_bytes().into()), w);
+        // Until the answer, the index stays as it was: the old name is the inode's key, the
+        // new one the key of whatever it names.
+        inner.by_name.insert(old_key, w);
+        match target {
+            Some(t) => inner.by_name.insert(new_key, t),
+            None => inner.by_name.remove(&new_key),
+        };
         Some(w)
     }
 
@@ -590,11 +622,26 @@ impl Nodes {
         let _ = self.set_name(&mut guard, nodeid, parent, name.as_bytes(), false);
     }
 
-    /// The name (`parent`, `name`) is gone (unlink, rmdir, or renamed over): the inode
-    /// recorded under it keeps the name only as where it was last seen.
+    /// The name (`parent`, `name`) is gone (unlink, rmdir, or a LOOKUP that did not find
+    /// it): the inode recorded under it has no name any more, so a restarted server cannot
+    /// be asked for it (ESTALE for it alone), and no new inode under that name is taken
+    /// for it.
     pub fn unlinked(&self, parent: u64, name: &OsStr) {
         let mut inner = self.lock();
-        inner.by_name.remove(&(parent, Box::<[u8]>::from(name.as_bytes())));
+        if let Some(w) = inner.by_name.remove(&(parent, Box::<[u8]>::from(name.as_bytes()))) {
+            self.drop_name(w, parent, name.as_bytes());
+        }
+    }
+
+    /// `nodeid` loses its recorded name if that is (`parent`, `name`) (one store).
+    fn drop_name(&self, nodeid: u64, parent: u64, name: &[u8]) {
+        let Some(slot) = Self::slot(nodeid) else { return };
+        if self.names_of(slot).0.is_some_and(|(p, n)| p == parent && n == name) {
+            let word = self.nodes.word(slot, NodeWord::Name);
+            if let Some(old) = word.swap(0, Ordering::AcqRel).checked_sub(1) {
+                self.names.remove(old);
+            }
+        }
     }
 
     /// The kernel forgets `n` lookups of `nodeid`. When none is left the inode's records go
@@ -722,5 +769,129 @@ impl Nodes {
         if nodeid != ROOT {
             attr.ino = ino;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes() -> (Arc<Store>, Nodes) {
+        let store = Arc::new(Store::create("wrap-nodes-test", &TABLES).unwrap());
+        (store.clone(), Nodes::open(store).unwrap())
+    }
+
+    /// A server entry numbered as libfuse's high-level API numbers it (ino = nodeid, as
+    /// sshfs does), of type `kind`.
+    fn entry(s: u64, kind: u32) -> fuse_entry_out {
+        let mut out = fuse_entry_out::new_zeroed();
+        out.nodeid = s;
+        out.attr.ino = s;
+        out.attr.mode = kind | 0o644;
+        out
+    }
+
+    fn name(n: &str) -> Option<&OsStr> {
+        Some(OsStr::new(n))
+    }
+
+    #[test]
+    fn a_restarted_server_entry_takes_the_inode_recorded_under_its_name() {
+        let (_store, nodes) = nodes();
+        let d = nodes.bind(1, ROOT, name("d"), &entry(7, libc::S_IFDIR)).unwrap().nodeid;
+        let f = nodes.bind(1, d, name("f"), &entry(8, libc::S_IFREG)).unwrap();
+        // Epoch 2 numbers anew; its entries for d and d/f are the inodes already known.
+        assert_eq!(nodes.bind(2, ROOT, name("d"), &entry(3, libc::S_IFDIR)).unwrap().nodeid, d);
+        let again = nodes.bind(2, d, name("f"), &entry(4, libc::S_IFREG)).unwrap();
+        assert_eq!((again.nodeid, again.generation), (f.nodeid, f.generation));
+        // Not one of another type.
+        let (_store, nodes) = self::nodes();
+        let d = nodes.bind(1, ROOT, name("d"), &entry(7, libc::S_IFDIR)).unwrap().nodeid;
+        let f = nodes.bind(1, d, name("f"), &entry(8, libc::S_IFREG)).unwrap().nodeid;
+        assert_ne!(nodes.bind(2, d, name("f"), &entry(4, libc::S_IFLNK)).unwrap().nodeid, f);
+    }
+
+    #[test]
+    fn a_renamed_then_unlinked_inode_is_never_taken_for_a_new_one() {
+        // The create-rename-link-unlink of tests/peers/meta-workload.py: the inode created as
+        // f, renamed to g, then unlinked (the kernel may still hold it, with no link left)
+        // must not be what a restarted server's new d/f or d/g is bound to.
+        let (_store, nodes) = nodes();
+        let d = nodes.bind(1, ROOT, name("d"), &entry(7, libc::S_IFDIR)).unwrap().nodeid;
+        let f = nodes.bind(1, d, name("f"), &entry(8, libc::S_IFREG)).unwrap().nodeid;
+        let w = nodes.rename_begin(d, OsStr::new("f"), d, OsStr::new("g"));
+        assert_eq!(w, Some(f));
+        nodes.renamed(d, OsStr::new("f"), d, OsStr::new("g"), false);
+        assert_eq!(nodes.node(f).unwrap().name, Some((d, b"g".to_vec())));
+        nodes.unlinked(d, OsStr::new("g"));
+        assert_eq!(nodes.node(f).unwrap().name, None, "an unlinked inode keeps no name");
+        for n in ["f", "g"] {
+            assert_ne!(nodes.bind(2, d, name(n), &entry(20, libc::S_IFREG)).unwrap().nodeid, f);
+        }
+    }
+
+    #[test]
+    fn an_inode_renamed_over_loses_its_name_and_the_moved_one_takes_it() {
+        let (_store, nodes) = nodes();
+        let d = nodes.bind(1, ROOT, name("d"), &entry(7, libc::S_IFDIR)).unwrap().nodeid;
+        let f = nodes.bind(1, d, name("f"), &entry(8, libc::S_IFREG)).unwrap().nodeid;
+        let g = nodes.bind(1, d, name("g"), &entry(9, libc::S_IFREG)).unwrap().nodeid;
+        nodes.rename_begin(d, OsStr::new("f"), d, OsStr::new("g"));
+        // In progress: each name is still its own inode's key.
+        assert_eq!(nodes.node(f).unwrap().before, Some((d, b"f".to_vec())));
+        nodes.renamed(d, OsStr::new("f"), d, OsStr::new("g"), false);
+        assert_eq!(nodes.node(g).unwrap().name, None);
+        let f_record = nodes.node(f).unwrap();
+        assert_eq!((f_record.name, f_record.before), (Some((d, b"g".to_vec())), None));
+        assert_eq!(nodes.bind(2, d, name("g"), &entry(30, libc::S_IFREG)).unwrap().nodeid, f);
+    }
+
+    #[test]
+    fn a_failed_rename_leaves_both_names_as_they_were() {
+        let (_store, nodes) = nodes();
+        let d = nodes.bind(1, ROOT, name("d"), &entry(7, libc::S_IFDIR)).unwrap().nodeid;
+        let f = nodes.bind(1, d, name("f"), &entry(8, libc::S_IFREG)).unwrap().nodeid;
+        let g = nodes.bind(1, d, name("g"), &entry(9, libc::S_IFREG)).unwrap().nodeid;
+        nodes.rename_begin(d, OsStr::new("f"), d, OsStr::new("g"));
+        nodes.rename_failed(f, d, OsStr::new("f"));
+        assert_eq!(nodes.bind(2, d, name("f"), &entry(30, libc::S_IFREG)).unwrap().nodeid, f);
+        assert_eq!(nodes.bind(2, d, name("g"), &entry(31, libc::S_IFREG)).unwrap().nodeid, g);
+    }
+
+    #[test]
+    fn a_reused_slot_is_not_taken_by_a_stale_name() {
+        // d/f, renamed to d/g and unlinked, is forgotten; its nodeid (a store slot) goes to
+        // another file, x; d/f made anew by a restarted server must not become x.
+        let (_store, nodes) = nodes();
+        let d = nodes.bind(1, ROOT, name("d"), &entry(7, libc::S_IFDIR)).unwrap().nodeid;
+        let f = nodes.bind(1, d, name("f"), &entry(8, libc::S_IFREG)).unwrap().nodeid;
+        nodes.rename_begin(d, OsStr::new("f"), d, OsStr::new("g"));
+        nodes.renamed(d, OsStr::new("f"), d, OsStr::new("g"), false);
+        nodes.unlinked(d, OsStr::new("g"));
+        assert_eq!(nodes.forget(f, 1, Some(1)), Some((8, 1)));
+        let x = nodes.bind(1, ROOT, name("x"), &entry(9, libc::S_IFREG)).unwrap().nodeid;
+        assert_eq!(x, f, "the test needs the slot reused");
+        assert_ne!(nodes.bind(2, d, name("f"), &entry(40, libc::S_IFREG)).unwrap().nodeid, x);
+    }
+
+    #[test]
+    fn the_store_reopened_indexes_a_rename_in_progress_under_neither_name() {
+        // The wrapper killed between rename_begin and the answer: the next one finds the
+        // inode by either name when it is used, but adopts it for neither.
+        let (store, nodes) = nodes();
+        let d = nodes.bind(1, ROOT, name("d"), &entry(7, libc::S_IFDIR)).unwrap().nodeid;
+        let f = nodes.bind(1, d, name("f"), &entry(8, libc::S_IFREG)).unwrap().nodeid;
+        let g = nodes.bind(1, d, name("g"), &entry(9, libc::S_IFREG)).unwrap().nodeid;
+        nodes.rename_begin(d, OsStr::new("f"), d, OsStr::new("g"));
+        drop(nodes);
+        let nodes = Nodes::open(store).unwrap();
+        let record = nodes.node(f).unwrap();
+        assert_eq!(
+            (record.name, record.before),
+            (Some((d, b"g".to_vec())), Some((d, b"f".to_vec())))
+        );
+        assert_eq!(nodes.bind(1, ROOT, name("d"), &entry(7, libc::S_IFDIR)).unwrap().nodeid, d);
+        let at_g = nodes.bind(1, d, name("g"), &entry(50, libc::S_IFREG)).unwrap().nodeid;
+        assert!(at_g != f && at_g != g, "neither inode is taken while the rename is unsettled");
     }
 }
