@@ -237,6 +237,9 @@ pub struct Bound {
     pub ino: u64,
 }
 
+/// A recorded (parent nodeid, name).
+type Named = (u64, Vec<u8>);
+
 /// A server lookup count to hand back (FORGET), the server's nodeid and how many.
 pub type Forget = (u64, u64);
 
@@ -302,7 +305,7 @@ impl Nodes {
     }
 
     /// The recorded name of the inode in `slot`, and the one before a rename in progress.
-    fn names_of(&self, slot: u64) -> (Option<(u64, Vec<u8>)>, Option<(u64, Vec<u8>)>) {
+    fn names_of(&self, slot: u64) -> (Option<Named>, Option<Named>) {
         let word = self.nodes.word(slot, NodeWord::Name).load(Ordering::Acquire);
         let names = word.checked_sub(1).and_then(|n| self.names.get(n));
         (names.and_then(|n| n.current.get()), names.and_then(|n| n.before.get()))
@@ -439,7 +442,7 @@ impl Nodes {
             // The index is only a way in: the inode's own record must hold the name (a
             // nodeid is a reused slot, and so is the parent's).
             let (current, before) = self.names_of(slot);
-            let named = |n: &Option<(u64, Vec<u8>)>| {
+            let named = |n: &Option<Named>| {
                 n.as_ref().is_some_and(|(p, n)| *p == parent && n.as_slice() == name)
             };
             // An inode with a rename in progress (a wrapper killed before its answer) is
