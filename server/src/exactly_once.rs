@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use fuse_abi::*;
 use fuse_proto::reply::ReplyBuf;
 use fuse_proto::{Errno, Operation, Request};
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::channel::{Channel, Context};
 use crate::dispatch::{Outcome, dispatch_plain, push_entry, push_open};
@@ -283,6 +283,7 @@ fn settle<F: Filesystem>(
         },
         Operation::Write { arg, data } if intent != u64::MAX => {
             let size = fs.getattr(ctx, nodeid, Some(FileHandle(arg.fh)))?.attr.size;
+            debug!(intent, size, len = data.len(), "settling an appending WRITE");
             if size < intent + data.len() as u64 {
                 return Ok(None);
             }

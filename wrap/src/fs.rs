@@ -761,6 +761,12 @@ impl Filesystem for Wrap {
         buf: &mut [u8],
     ) -> Result<usize> {
         let flags = self.nodes.handle(fh.0)?.flags;
+        if flags & libc::O_ACCMODE == libc::O_WRONLY {
+            // The kernel never reads through a write-only file; the library's settling of
+            // an append does, and must learn that it cannot (sshfs answers such a READ
+            // with data that is not the file's).
+            return Err(Errno::EBADF);
+        }
         self.again(|conn| {
             let (s, sfh) = self.sfh(conn, fh)?;
             let arg = fuse_read_in {
