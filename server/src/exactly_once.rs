@@ -132,10 +132,13 @@ pub(crate) fn serve_request<F: Filesystem>(
             .getattr(&ctx, NodeId(req.nodeid), Some(FileHandle(arg.fh)))
             .map_or(u64::MAX, |a| a.attr.size),
         Operation::Rename { flags, name, .. } if flags & RENAME_EXCHANGE != 0 => {
-            fs.lookup(&ctx, NodeId(req.nodeid), name).map_or(u64::MAX, |entry| {
-                fs.forget(entry.nodeid(), 1);
-                entry.attr.ino
-            })
+            match fs.lookup(&ctx, NodeId(req.nodeid), name) {
+                Ok(entry) if entry.nodeid().0 != 0 => {
+                    fs.forget(entry.nodeid(), 1);
+                    entry.attr.ino
+                }
+                _ => u64::MAX,
+            }
         }
         _ => 0,
     };
@@ -189,6 +192,8 @@ fn settle<F: Filesystem>(
     // Lookups made to settle are not the request's own counts: they stay out of its record.
     let probe = ctx.without_journal();
     let found = |parent, name| match fs.lookup(&probe, parent, name) {
+        // A negative entry (nodeid 0, counted by no one) says the name is not there.
+        Ok(entry) if entry.nodeid().0 == 0 => Ok(None),
         Ok(entry) => Ok(Some(entry)),
         Err(Errno::ENOENT) => Ok(None),
         Err(errno) => Err(errno),

@@ -182,6 +182,40 @@ impl Wrap {
         }
     }
 
+    /// Before a request that names an existing entry of `parent` (UNLINK, RMDIR, RENAME):
+    /// the kernel only sends one for an entry it has looked up, and servers count on it
+    /// (fuse-overlayfs frees an inode twice when asked to remove one it never answered a
+    /// LOOKUP for). A restarted server that has not yet been asked is asked now: the inode
+    /// recorded under the name is found again (bound, its lookup the kernel's to forget),
+    /// or, with none recorded, the name is looked up and the server lookup returned, to be
+    /// forgotten after the request. `known_only`: a name with no inode recorded is taken
+    /// for one the kernel holds nothing under (RENAME's new name), and not looked up.
+    fn looked_up(
+        &self,
+        conn: &Conn,
+        parent: u64,
+        sp: u64,
+        name: &OsStr,
+        known_only: bool,
+    ) -> Relayed<Option<Forget>> {
+        let known = self.nodes.named(parent, name);
+        if known.is_none() && known_only {
+            return Ok(None);
+        }
+        if let Some(w) = known {
+            if self.nodes.server_node(conn.epoch, w).is_some() {
+                return Ok(None);
+            }
+            match self.snode(conn, w) {
+                Ok(_) => return Ok(None),
+                Err(Failure::Died) => return Err(Failure::Died),
+                // Not (or no longer) that inode: as if none were recorded.
+                Err(Failure::Errno(_)) => {}
+            }
+        }
+        Ok(self.lookup_raw(conn, sp, name, Caller::default())?.map(|out| (out.nodeid, 1)))
+    }
+
     /// LOOKUP at the server, nothing bound: `None` when the name is not there.
     fn lookup_raw(
         &self,
@@ -399,8 +433,11 @@ impl Wrap {
         self.once(
             |conn, sent| {
                 let sp = self.snode(conn, parent.0)?;
+                let extra = self.looked_up(conn, parent.0, sp, name, false)?;
                 *sent = true;
-                conn.call(opcode, sp, caller(ctx), &[&name_bytes])?;
+                let result = conn.call(opcode, sp, caller(ctx), &[&name_bytes]);
+                self.send_forget(conn, extra);
+                result?;
                 Ok(())
             },
             |conn| {
@@ -658,15 +695,19 @@ impl Filesystem for Wrap {
                         before.set(Some((conn.epoch, out.attr.ino)));
                     }
                 }
+                let extra = [
+                    self.looked_up(conn, args.parent.0, sp, args.name, false)?,
+                    self.looked_up(conn, args.newparent.0, snp, args.newname, true)?,
+                ];
                 *sent = true;
-                if args.flags == 0 {
+                let result = if args.flags == 0 {
                     let arg = fuse_rename_in { newdir: snp };
                     conn.call(
                         fuse_opcode::FUSE_RENAME,
                         sp,
                         caller(ctx),
                         &[arg.as_bytes(), &old, &new],
-                    )?;
+                    )
                 } else {
                     let arg = fuse_rename2_in { newdir: snp, flags: args.flags, padding: 0 };
                     conn.call(
@@ -674,8 +715,12 @@ impl Filesystem for Wrap {
                         sp,
                         caller(ctx),
                         &[arg.as_bytes(), &old, &new],
-                    )?;
+                    )
+                };
+                for forget in extra {
+                    self.send_forget(conn, forget);
                 }
+                result?;
                 Ok(())
             },
             |conn| {

@@ -377,6 +377,11 @@ impl Nodes {
             .collect()
     }
 
+    /// The inode recorded under (`parent`, `name`), if any.
+    pub fn named(&self, parent: u64, name: &OsStr) -> Option<u64> {
+        self.lock().by_name.get(&(parent, Box::<[u8]>::from(name.as_bytes()))).copied()
+    }
+
     /// Records that `nodeid`, found again in `epoch` by a LOOKUP that answered `entry`, is
     /// the server's `entry.nodeid`. Errors (ESTALE) when it is not the same inode, and then
     /// gives back the server lookup to forget.

@@ -23,7 +23,7 @@ use fuse_proto::Errno;
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use rustix::process::{Pid, PidfdFlags, Signal};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, trace, warn};
 use zerocopy::{FromZeros, IntoBytes};
 
 use crate::wire::{self, Caller, OUT_HEADER};
@@ -155,6 +155,7 @@ impl Conn {
         }
         let mut buf = Vec::new();
         wire::request(&mut buf, opcode, unique, nodeid, caller, parts);
+        trace!(?opcode, nodeid, unique, epoch = self.epoch, "to the stock server");
         if let Err(err) = rustix::net::send(&self.sock, &buf, SendFlags::NOSIGNAL) {
             lock(&self.pending).remove(&unique);
             debug!(%err, "sending to the stock server");
@@ -198,6 +199,7 @@ impl Conn {
         let unique = self.unique.fetch_add(2, Ordering::Relaxed);
         let mut buf = Vec::new();
         wire::request(&mut buf, opcode, unique, nodeid, Caller::default(), parts);
+        trace!(?opcode, nodeid, unique, epoch = self.epoch, "to the stock server, no reply");
         let _ = rustix::net::send(&self.sock, &buf, SendFlags::NOSIGNAL);
     }
 
