@@ -6,13 +6,14 @@
 //! connection ([`Conn`], one per life of the server: an *epoch*) and waits for the process
 //! to exit; then it fails every request still waiting for a reply with [`Failure::Died`],
 //! kills what is left of the server's process group, and starts it again (with backoff, up
-//! to a restart limit). A reader thread per connection hands each reply to the request
-//! waiting for its unique. A request that waits longer than the watchdog's timeout kills the
-//! server, which then restarts like one that crashed.
+//! to a restart limit). The replies are read by the threads of the requests in flight, one at
+//! a time, each handing every reply to the request waiting for its unique (see [`Pending`]).
+//! A request that waits longer than the watchdog's timeout kills the server, which then
+//! restarts like one that crashed.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -89,9 +90,37 @@ impl From<Errno> for Failure {
     }
 }
 
+/// A request waiting for its reply: the reply once it is in, and the condition its thread
+/// waits on (always with [`Conn::pending`]'s lock).
 struct Waiter {
-    reply: Mutex<Option<Result<Vec<u8>, Failure>>>,
-    ready: Condvar,
+    reply: Option<Result<Vec<u8>, Failure>>,
+    ready: Arc<Condvar>,
+}
+
+/// The requests in flight to one server, and who reads its replies. There is no reader
+/// thread: the thread of a request in flight reads the socket itself (one at a time, the
+/// *reader*), handing every other request's reply to its thread, until its own comes; it then
+/// passes the role on to a request still waiting. A reply so costs its thread one wakeup
+/// (from the socket) rather than two (a reader thread's, then the condition variable's).
+#[derive(Default)]
+struct Pending {
+    waiters: HashMap<u64, Waiter>,
+    /// A thread is reading the socket.
+    reading: bool,
+    /// The socket ended (the server died): nobody reads it any more; the supervisor fails
+    /// what is pending.
+    ended: bool,
+}
+
+/// What the reader got from the socket.
+enum Read {
+    /// The reply to a request: its unique, and its payload or error.
+    Reply(u64, Result<Vec<u8>, Failure>),
+    /// Nothing for a request: a notification, or the socket's receive timeout (the
+    /// watchdog's look).
+    Nothing,
+    /// The end of the socket (the server died), or a broken reply (the server is killed).
+    Ended,
 }
 
 /// One life of the stock server: its socket, its INIT answer, and the requests in flight.
@@ -104,7 +133,9 @@ pub struct Conn {
     pub flags: u64,
     sock: OwnedFd,
     pid: Pid,
-    pending: Mutex<HashMap<u64, Arc<Waiter>>>,
+    pending: Mutex<Pending>,
+    /// The reader's buffer (locked only by the thread that has the reader's role).
+    buf: Mutex<Vec<u8>>,
     dead: AtomicBool,
     unique: AtomicU64,
     watchdog: Option<Duration>,
@@ -145,50 +176,159 @@ impl Conn {
             return Err(Failure::Died);
         }
         let unique = self.unique.fetch_add(2, Ordering::Relaxed);
-        let waiter = Arc::new(Waiter { reply: Mutex::new(None), ready: Condvar::new() });
-        lock(&self.pending).insert(unique, waiter.clone());
+        let ready = Arc::new(Condvar::new());
+        lock(&self.pending).waiters.insert(unique, Waiter { reply: None, ready: ready.clone() });
         // The connection may have died between the check and the insert: the supervisor
         // fails what is pending once, after setting `dead`.
         if self.dead.load(Ordering::Acquire) {
-            lock(&self.pending).remove(&unique);
+            lock(&self.pending).waiters.remove(&unique);
             return Err(Failure::Died);
         }
         let mut buf = Vec::new();
         wire::request(&mut buf, opcode, unique, nodeid, caller, parts);
         trace!(?opcode, nodeid, unique, epoch = self.epoch, "to the stock server");
         if let Err(err) = rustix::net::send(&self.sock, &buf, SendFlags::NOSIGNAL) {
-            lock(&self.pending).remove(&unique);
+            lock(&self.pending).waiters.remove(&unique);
             debug!(%err, "sending to the stock server");
             return Err(Failure::Died);
         }
         let started = Instant::now();
-        let mut slot = lock(&waiter.reply);
+        let reply = self.wait_reply(unique, &ready, started);
+        if let Err(Failure::Errno(errno)) = &reply {
+            debug!(?opcode, nodeid, %errno, epoch = self.epoch, "the stock server answered an error");
+        }
+        reply
+    }
+
+    /// Kills the server when the request sent at `started` has waited past the watchdog's
+    /// limit (its death then fails the request); how long the caller may wait before it
+    /// looks again (None: for ever).
+    fn watch(&self, started: Instant) -> Option<Duration> {
+        let limit = self.watchdog?;
+        let waited = started.elapsed();
+        if waited >= limit {
+            warn!(
+                pid = self.pid(),
+                "the stock server has not answered a request for {:?}: killing it", limit
+            );
+            let _ = rustix::process::kill_process(self.pid, Signal::KILL);
+            return None;
+        }
+        Some(limit - waited)
+    }
+
+    /// Waits for the reply to `unique`: reading the socket itself when no other thread is,
+    /// else until the reader hands the reply over (or passes the reader's role on).
+    fn wait_reply(
+        &self,
+        unique: u64,
+        ready: &Condvar,
+        started: Instant,
+    ) -> Result<Vec<u8>, Failure> {
+        let mut pending = lock(&self.pending);
         loop {
-            if let Some(reply) = slot.take() {
-                if let Err(Failure::Errno(errno)) = &reply {
-                    debug!(?opcode, nodeid, %errno, epoch = self.epoch, "the stock server answered an error");
-                }
+            if let Some(reply) = pending.waiters.get_mut(&unique).and_then(|w| w.reply.take()) {
+                pending.waiters.remove(&unique);
                 return reply;
             }
-            match self.watchdog {
-                Some(limit) => {
-                    let waited = started.elapsed();
-                    if waited >= limit {
-                        warn!(opcode = ?opcode, pid = self.pid(), "the stock server has not answered for {:?}: killing it", limit);
-                        let _ = rustix::process::kill_process(self.pid, Signal::KILL);
-                        // Its death fails this request; wait for that.
-                        slot = waiter.ready.wait(slot).unwrap_or_else(|p| p.into_inner());
-                    } else {
-                        slot = waiter
-                            .ready
-                            .wait_timeout(slot, limit - waited)
-                            .unwrap_or_else(|p| p.into_inner())
-                            .0;
-                    }
+            if !pending.reading && !pending.ended {
+                pending.reading = true;
+                drop(pending);
+                pending = self.read_until(unique, started);
+                continue;
+            }
+            pending = match self.watch(started) {
+                Some(left) => {
+                    ready.wait_timeout(pending, left).unwrap_or_else(|p| p.into_inner()).0
                 }
-                None => slot = waiter.ready.wait(slot).unwrap_or_else(|p| p.into_inner()),
+                None => ready.wait(pending).unwrap_or_else(|p| p.into_inner()),
+            };
+        }
+    }
+
+    /// The reader's role: reads replies, handing each to its request, until the one to
+    /// `unique` is in (or the socket ends); then gives the role up and wakes a request still
+    /// waiting to take it. Returns with the lock held.
+    fn read_until(&self, unique: u64, started: Instant) -> std::sync::MutexGuard<'_, Pending> {
+        let mut buf = lock(&self.buf);
+        loop {
+            let got = self.read_reply(&mut buf, started);
+            let mut pending = lock(&self.pending);
+            let mine = match got {
+                Read::Reply(u, result) => match pending.waiters.get_mut(&u) {
+                    Some(waiter) => {
+                        waiter.reply = Some(result);
+                        if u == unique {
+                            true
+                        } else {
+                            waiter.ready.notify_one();
+                            false
+                        }
+                    }
+                    None => {
+                        warn!(unique = u, "reply to no request in flight ignored");
+                        false
+                    }
+                },
+                Read::Nothing => false,
+                Read::Ended => {
+                    pending.ended = true;
+                    true
+                }
+            };
+            if !mine {
+                continue;
+            }
+            pending.reading = false;
+            if !pending.ended
+                && let Some(next) = pending.waiters.values().find(|w| w.reply.is_none())
+            {
+                next.ready.notify_one();
+            }
+            return pending;
+        }
+    }
+
+    /// One reply from the socket.
+    fn read_reply(&self, buf: &mut [u8], started: Instant) -> Read {
+        let Some(n) = self.recv_into(&mut buf[..], started) else { return Read::Nothing };
+        if n == 0 {
+            return Read::Ended;
+        }
+        let Some(header) = wire::reply_header(&buf[..n.min(buf.len())]) else {
+            self.broken(n, "a malformed reply");
+            return Read::Ended;
+        };
+        // A reply may come in several messages: libfuse writes the data of a reply from an fd
+        // (fuse-overlayfs's READ) apart from its header, and on a socket each write is a
+        // message. The header's length says how much more to gather.
+        let want = header.len as usize;
+        if want > buf.len() {
+            self.broken(want, "a reply longer than any request may get");
+            return Read::Ended;
+        }
+        let mut have = n;
+        while have < want {
+            match self.recv_into(&mut buf[have..want], started) {
+                Some(0) => return Read::Ended,
+                Some(more) => have += more,
+                None => continue,
             }
         }
+        if have > want {
+            self.broken(have, "a reply longer than its header says");
+            return Read::Ended;
+        }
+        if header.unique == 0 {
+            debug!(code = header.error, "notification from the stock server ignored");
+            return Read::Nothing;
+        }
+        let result = if header.error != 0 {
+            Err(Failure::Errno(Errno::new(-header.error)))
+        } else {
+            Ok(buf[OUT_HEADER..want].to_vec())
+        };
+        Read::Reply(header.unique, result)
     }
 
     /// Sends a request that has no reply (FORGET, BATCH_FORGET); lost if the server is dead.
@@ -204,16 +344,20 @@ impl Conn {
     }
 
     /// One message from the socket into `buf`: its length (more than `buf` holds when it
-    /// did not fit), `None` at the end of the socket.
-    fn recv_into(&self, buf: &mut [u8]) -> Option<usize> {
+    /// did not fit), 0 at the end of the socket, `None` when the socket's receive timeout
+    /// ran out (after the watchdog had its look at the request sent at `started`).
+    fn recv_into(&self, buf: &mut [u8], started: Instant) -> Option<usize> {
         loop {
             match rustix::net::recv(&self.sock, &mut *buf, RecvFlags::TRUNC) {
-                Ok((0, _)) => return None,
                 Ok((n, _)) => return Some(n),
                 Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => {
+                    self.watch(started);
+                    return None;
+                }
                 Err(err) => {
                     debug!(%err, "reading the stock server's replies");
-                    return None;
+                    return Some(0);
                 }
             }
         }
@@ -228,52 +372,13 @@ impl Conn {
     /// Fails every waiting request with [`Failure::Died`]; later calls fail at once.
     fn fail_pending(&self) {
         self.dead.store(true, Ordering::Release);
-        let pending = std::mem::take(&mut *lock(&self.pending));
-        for (_, waiter) in pending {
-            *lock(&waiter.reply) = Some(Err(Failure::Died));
-            waiter.ready.notify_all();
-        }
         let _ = rustix::net::shutdown(&self.sock, rustix::net::Shutdown::Both);
-    }
-
-    /// Reads replies until the socket ends, handing each to its request.
-    fn read_replies(&self, max: usize) {
-        let mut buf = vec![0u8; max];
-        loop {
-            let Some(n) = self.recv_into(&mut buf[..]) else { return };
-            let Some(header) = wire::reply_header(&buf[..n.min(buf.len())]) else {
-                return self.broken(n, "a malformed reply");
-            };
-            // A reply may come in several messages: libfuse writes the data of a reply from
-            // an fd (fuse-overlayfs's READ) apart from its header, and on a socket each write
-            // is a message. The header's length says how much more to gather.
-            let want = header.len as usize;
-            if want > buf.len() {
-                return self.broken(want, "a reply longer than any request may get");
+        let mut pending = lock(&self.pending);
+        pending.ended = true;
+        for waiter in pending.waiters.values_mut() {
+            if waiter.reply.is_none() {
+                waiter.reply = Some(Err(Failure::Died));
             }
-            let mut have = n;
-            while have < want {
-                let Some(more) = self.recv_into(&mut buf[have..want]) else { return };
-                have += more;
-            }
-            if have > want {
-                return self.broken(have, "a reply longer than its header says");
-            }
-            let bytes = &buf[..want];
-            if header.unique == 0 {
-                debug!(code = header.error, "notification from the stock server ignored");
-                continue;
-            }
-            let Some(waiter) = lock(&self.pending).remove(&header.unique) else {
-                warn!(unique = header.unique, "reply to no request in flight ignored");
-                continue;
-            };
-            let result = if header.error != 0 {
-                Err(Failure::Errno(Errno::new(-header.error)))
-            } else {
-                Ok(bytes[OUT_HEADER..].to_vec())
-            };
-            *lock(&waiter.reply) = Some(result);
             waiter.ready.notify_all();
         }
     }
@@ -613,6 +718,16 @@ impl Upstream {
             asked |= u64::from(init.flags2) << 32;
         }
         let flags = asked & offered;
+        // A thread reading replies wakes at least once a second to let the watchdog look at
+        // its request (see `Conn::recv_into`).
+        if self.policy.watchdog.is_some() {
+            rustix::net::sockopt::set_socket_timeout(
+                &sock,
+                rustix::net::sockopt::Timeout::Recv,
+                Some(Duration::from_secs(1)),
+            )
+            .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
+        }
         let conn = {
             let mut state = lock(&self.state);
             if state.stopping {
@@ -625,7 +740,8 @@ impl Upstream {
                 flags,
                 sock,
                 pid,
-                pending: Mutex::new(HashMap::new()),
+                pending: Mutex::new(Pending::default()),
+                buf: Mutex::new(vec![0u8; self.max_reply]),
                 dead: AtomicBool::new(false),
                 unique: AtomicU64::new(4),
                 watchdog: self.policy.watchdog,
@@ -642,12 +758,6 @@ impl Upstream {
             max_write = init.max_write,
             "stock server initialised"
         );
-        let reader = conn.clone();
-        let max = self.max_reply;
-        let reader = std::thread::Builder::new()
-            .name("stock-replies".into())
-            .spawn(move || reader.read_replies(max))
-            .map_err(|e| format!("reader thread: {e}"))?;
         // Wait for the process to exit.
         loop {
             let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
@@ -668,8 +778,6 @@ impl Upstream {
             conn.fail_pending();
             self.changed.notify_all();
         }
-        let _ = reader.join();
-        let _ = conn.sock.as_fd();
         Ok(())
     }
 }
