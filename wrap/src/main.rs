@@ -22,10 +22,38 @@ const USAGE: &str = "usage: fuse-wrap [-f] [-o OPTIONS] MOUNTPOINT -- COMMAND [A
     rescue_uid=UID        the uid allowed to attach after a crash (default: ours)
     recovery_timeout=SECS how long the keeper keeps an orphaned mount (default: for ever)
     allow_other, default_permissions, ro, fsname=NAME, subtype=NAME   mount options
+    suid, dev, exec, noexec, noatime, ...  mount flags (nosuid,nodev by default, as libfuse);
+                          give those the server would have mounted with itself: it is not
+                          asked (fuse-overlayfs as root: default_permissions,suid,noatime)
     threads=N             workers reading the kernel's requests (default 4)
     restart_limit=N       most restarts of COMMAND per minute (default 20)
     watchdog=SECS         a request unanswered this long restarts COMMAND (default 60, 0: off)
     debug                 log every request";
+
+/// Generic mount flags (mount(8)'s names) passed to the mount as they are.
+const MOUNT_FLAGS: &[&str] = &[
+    "rw",
+    "suid",
+    "nosuid",
+    "dev",
+    "nodev",
+    "exec",
+    "noexec",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "sync",
+    "async",
+    "dirsync",
+    "nosymfollow",
+];
 
 struct Args {
     mountpoint: PathBuf,
@@ -93,6 +121,7 @@ fn parse() -> Result<Args, String> {
                         None if opt == "ro" => mount.read_only = true,
                         None if opt == "nokeeper_start" => out.start_keeper = false,
                         None if opt == "debug" => out.debug = true,
+                        None if MOUNT_FLAGS.contains(&opt) => mount.extra.push(opt.to_owned()),
                         _ => return Err(format!("unknown option {opt}")),
                     }
                 }
