@@ -1,7 +1,9 @@
 //! The connection's device fds, created in one place, and the per-request [`Context`].
 
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
 
 use fuse_proto::Errno;
@@ -111,6 +113,11 @@ impl Channel {
             fuse_transport::WriteOutcome::Written => Ok(()),
             other => Err(io::Error::other(format!("FUSE_NOTIFY_RESEND: {other:?}"))),
         }
+    }
+
+    /// A handle for notifications to the kernel outside any request (see [`Notifier`]).
+    pub fn notifier(&self) -> Notifier {
+        Notifier { master: self.master() }
     }
 
     /// How many device fds the channel holds.
@@ -225,5 +232,77 @@ impl<'a> Context<'a> {
         let id = u32::try_from(backing_id).map_err(|_| Errno::EINVAL)?;
         fuse_transport::backing_close(master.as_fd(), id).map_err(crate::to_io)?;
         Ok(())
+    }
+}
+
+/// Tells the kernel of changes it cannot see (FUSE_NOTIFY_INVAL_INODE, INVAL_ENTRY, DELETE),
+/// from outside any request: for a file system whose data changes on its own (a network file
+/// system, a relay of another server). Given to the file system by
+/// [`Filesystem::notifier`](crate::Filesystem::notifier) when a session starts; cheap to clone.
+///
+/// Each call writes one notification and returns; a node or name the kernel does not hold is
+/// no error (ENOENT is taken as done). The kernel may take the inode's or the directory's lock
+/// to carry one out: never call these from a request on the same inode or directory (or while
+/// holding anything such a request waits for), or the two wait for each other.
+#[derive(Clone)]
+pub struct Notifier {
+    master: Arc<OwnedFd>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier").finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    /// Drops what the kernel caches of `nodeid`: its attributes, and the page cache from
+    /// `offset` for `len` bytes (`len` 0: to the end). `offset` < 0: the attributes only.
+    pub fn inval_inode(&self, nodeid: NodeId, offset: i64, len: i64) -> Result<(), Errno> {
+        let mut payload = [0u8; 24];
+        payload[..8].copy_from_slice(&nodeid.0.to_ne_bytes());
+        payload[8..16].copy_from_slice(&offset.to_ne_bytes());
+        payload[16..].copy_from_slice(&len.to_ne_bytes());
+        self.send(fuse_abi::fuse_notify_code::FUSE_NOTIFY_INVAL_INODE, &payload)
+    }
+
+    /// Drops the kernel's dentry for `name` in `parent` (and the parent's attributes): the
+    /// next use of the name looks it up. `flags`: the kernel's `FUSE_EXPIRE_ONLY` (mark it
+    /// expired instead), or 0.
+    pub fn inval_entry(&self, parent: NodeId, name: &OsStr, flags: u32) -> Result<(), Errno> {
+        let name = name.as_bytes();
+        let len = u32::try_from(name.len()).map_err(|_| Errno::ENAMETOOLONG)?;
+        let mut payload = Vec::with_capacity(16 + name.len() + 1);
+        payload.extend_from_slice(&parent.0.to_ne_bytes());
+        payload.extend_from_slice(&len.to_ne_bytes());
+        payload.extend_from_slice(&flags.to_ne_bytes());
+        payload.extend_from_slice(name);
+        payload.push(0);
+        self.send(fuse_abi::fuse_notify_code::FUSE_NOTIFY_INVAL_ENTRY, &payload)
+    }
+
+    /// Tells the kernel that `name` in `parent`, which was `child`, is gone: its dentry is
+    /// dropped if it still points to `child` (as after an unlink).
+    pub fn delete(&self, parent: NodeId, child: NodeId, name: &OsStr) -> Result<(), Errno> {
+        let name = name.as_bytes();
+        let len = u32::try_from(name.len()).map_err(|_| Errno::ENAMETOOLONG)?;
+        let mut payload = Vec::with_capacity(24 + name.len() + 1);
+        payload.extend_from_slice(&parent.0.to_ne_bytes());
+        payload.extend_from_slice(&child.0.to_ne_bytes());
+        payload.extend_from_slice(&len.to_ne_bytes());
+        payload.extend_from_slice(&0u32.to_ne_bytes());
+        payload.extend_from_slice(name);
+        payload.push(0);
+        self.send(fuse_abi::fuse_notify_code::FUSE_NOTIFY_DELETE, &payload)
+    }
+
+    fn send(&self, code: fuse_abi::fuse_notify_code, payload: &[u8]) -> Result<(), Errno> {
+        let bytes = fuse_proto::reply::notification(code, payload);
+        match fuse_transport::write_reply(self.master.as_fd(), &[io::IoSlice::new(&bytes)]) {
+            // Gone: the kernel holds no such inode or name.
+            Ok(fuse_transport::WriteOutcome::Disconnected) => Err(Errno::ENOTCONN),
+            Ok(_) => Ok(()),
+            Err(err) => Err(crate::to_io(err).raw_os_error().map_or(Errno::EIO, Errno::new)),
+        }
     }
 }

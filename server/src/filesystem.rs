@@ -298,6 +298,9 @@ impl DirFiller<'_, '_> {
 pub trait Filesystem: Send + Sync + 'static {
     /// The session is up (fresh or resumed); `negotiated_flags` are the agreed INIT flags.
     fn init(&self, negotiated_flags: u64) {}
+    /// The session's [`Notifier`](crate::Notifier), given once before `init`: for a file
+    /// system that must tell the kernel of changes outside any request. Default: dropped.
+    fn notifier(&self, notifier: crate::Notifier) {}
     /// The kernel is tearing the connection down (DESTROY at unmount).
     fn destroy(&self) {}
 

@@ -16,7 +16,7 @@ mod session;
 mod signals;
 mod stats;
 
-pub use channel::{Channel, Context, DeviceCustody, KEEPER_FH, NoCustody};
+pub use channel::{Channel, Context, DeviceCustody, KEEPER_FH, NoCustody, Notifier};
 pub use filesystem::*;
 pub use fuse_abi::{fuse_attr, fuse_kstatfs};
 pub use fuse_proto::Errno;

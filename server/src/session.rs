@@ -214,6 +214,7 @@ impl<F: Filesystem> Session<F> {
         negotiation: Negotiation,
         config: SessionConfig,
     ) -> Self {
+        fs.notifier(channel.notifier());
         fs.init(negotiation.flags());
         let stop = fuse_transport::ReadStop::new().unwrap_or_else(|err| {
             warn!(%err, "no interrupt signal handler: a stop waits for each worker's next request");

@@ -188,8 +188,8 @@ mirror() {
       split($6, m, ","); for (i in m) f[m[i]] = 1
       for (i = 7; $i != "-"; i++) {}
       split($(i + 3), s, ","); for (j in s) f[s[j]] = 1
-      out = ""
-      if ("default_permissions" in f) out = out ",default_permissions"
+      # fuse-wrap turns default_permissions on with allow_other as root: off if bare was.
+      out = ("default_permissions" in f) ? ",default_permissions" : ",nodefault_permissions"
       if ("ro" in f) out = out ",ro"
       if (!("nosuid" in f)) out = out ",suid"
       if (!("nodev" in f)) out = out ",dev"

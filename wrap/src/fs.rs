@@ -12,7 +12,9 @@
 
 use std::cell::Cell;
 use std::ffi::OsStr;
-use std::sync::Arc;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use fuse_abi::*;
@@ -21,13 +23,13 @@ use fuse_recovery::Recoverable;
 use fuse_recovery::store::{Store, TableSpec};
 use fuse_server::{
     Attr, Context, CopyRange, CreateArgs, DirFiller, Entry, FileHandle, Filesystem, Link, NodeId,
-    Opened, Rename, SetAttr, SetTime, Statfs,
+    Notifier, Opened, Rename, SetAttr, SetTime, Statfs,
 };
 use tracing::{debug, warn};
 use zerocopy::{FromZeros, IntoBytes};
 
 use crate::nodes::{Bound, Forget, Handle, Nodes, ROOT};
-use crate::upstream::{Conn, Failure, Upstream};
+use crate::upstream::{Conn, Failure, Note, Upstream};
 use crate::wire::{self, Caller, name_z};
 
 type Result<T> = std::result::Result<T, Errno>;
@@ -51,7 +53,9 @@ const OPEN_FLAGS: u32 = FOPEN_DIRECT_IO
 /// The wrapper's filesystem.
 pub struct Wrap {
     up: Arc<Upstream>,
-    nodes: Nodes,
+    nodes: Arc<Nodes>,
+    /// The kernel side of forwarded notifications, once the session gives it.
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl std::fmt::Debug for Wrap {
@@ -70,11 +74,17 @@ fn duration(secs: u64, nsec: u32) -> Duration {
 
 impl Wrap {
     /// The wrapper over `up`, its tables in `store`.
-    pub fn new(
-        up: Arc<Upstream>,
-        store: Arc<Store>,
-    ) -> std::result::Result<Wrap, fuse_recovery::store::StoreError> {
-        Ok(Wrap { up, nodes: Nodes::open(store)? })
+    pub fn new(up: Arc<Upstream>, store: Arc<Store>) -> std::io::Result<Wrap> {
+        let nodes = Arc::new(Nodes::open(store).map_err(std::io::Error::other)?);
+        let notifier = Arc::new(OnceLock::new());
+        let notes = up.notifications();
+        let (n, k) = (nodes.clone(), notifier.clone());
+        // Forwarded from a thread of their own: the kernel may wait on a request of ours
+        // (a READ holding a page lock) to carry one out.
+        std::thread::Builder::new()
+            .name("notifications".into())
+            .spawn(move || forward_notifications(&notes, &n, &k))?;
+        Ok(Wrap { up, nodes, notifier })
     }
 
     /// The stock server (for its restart count).
@@ -482,6 +492,10 @@ impl Wrap {
 }
 
 impl Filesystem for Wrap {
+    fn notifier(&self, notifier: Notifier) {
+        let _ = self.notifier.set(notifier);
+    }
+
     fn init(&self, negotiated_flags: u64) {
         self.up.set_offer(crate::offer_flags(negotiated_flags));
     }
@@ -1391,4 +1405,62 @@ fn sized(payload: &[u8], buf: &mut [u8]) -> Relayed<usize> {
 
 impl Recoverable for Wrap {
     const TABLES: &'static [TableSpec] = &crate::TABLES;
+}
+
+/// Forwards the stock server's notifications to the kernel, in the wrapper's nodeids, until
+/// the wrapper's end: INVAL_INODE, INVAL_ENTRY and DELETE of inodes the kernel was given (the
+/// others, and those of a server life that has ended or of inodes the kernel does not hold,
+/// mean nothing to it and are dropped). STORE, RETRIEVE and POLL are not forwarded.
+fn forward_notifications(notes: &Receiver<Note>, nodes: &Nodes, notifier: &OnceLock<Notifier>) {
+    use fuse_abi::fuse_notify_code as code;
+    let u64_at = |p: &[u8], at: usize| {
+        p.get(at..at + 8).map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
+    };
+    let u32_at = |p: &[u8], at: usize| {
+        p.get(at..at + 4).map(|b| u32::from_ne_bytes(b.try_into().unwrap_or_default()))
+    };
+    let name_at = |p: &[u8], at: usize, len: Option<u32>| {
+        let name = p.get(at..at + len? as usize)?;
+        wire::valid_name(name).then(|| OsStr::from_bytes(name).to_owned())
+    };
+    while let Ok(note) = notes.recv() {
+        let Some(kernel) = notifier.get() else { continue };
+        let p = &note.payload;
+        let ours = |s: Option<u64>| s.and_then(|s| nodes.ours(note.epoch, s)).map(NodeId);
+        let sent = match note.code {
+            c if c == code::FUSE_NOTIFY_INVAL_INODE as i32 => ours(u64_at(p, 0)).map(|w| {
+                let off = u64_at(p, 8).unwrap_or_default() as i64;
+                let len = u64_at(p, 16).unwrap_or_default() as i64;
+                kernel.inval_inode(w, off, len)
+            }),
+            c if c == code::FUSE_NOTIFY_INVAL_ENTRY as i32 => {
+                match (ours(u64_at(p, 0)), name_at(p, 16, u32_at(p, 8))) {
+                    (Some(parent), Some(name)) => {
+                        Some(kernel.inval_entry(parent, &name, u32_at(p, 12).unwrap_or_default()))
+                    }
+                    _ => None,
+                }
+            }
+            c if c == code::FUSE_NOTIFY_DELETE as i32 => {
+                match (ours(u64_at(p, 0)), name_at(p, 24, u32_at(p, 16))) {
+                    (Some(parent), Some(name)) => {
+                        nodes.unlinked(parent.0, &name);
+                        Some(match ours(u64_at(p, 8)) {
+                            Some(child) => kernel.delete(parent, child, &name),
+                            None => kernel.inval_entry(parent, &name, 0),
+                        })
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match sent {
+            Some(Err(errno)) => {
+                debug!(code = note.code, %errno, "forwarding a notification failed")
+            }
+            Some(Ok(())) => {}
+            None => debug!(code = note.code, epoch = note.epoch, "notification not forwarded"),
+        }
+    }
 }

@@ -21,7 +21,10 @@ const USAGE: &str = "usage: fuse-wrap [-f] [-o OPTIONS] MOUNTPOINT -- COMMAND [A
     keeper=SOCKET[:...]   the keepers' sockets; nokeeper_start: never start one
     rescue_uid=UID        the uid allowed to attach after a crash (default: ours)
     recovery_timeout=SECS how long the keeper keeps an orphaned mount (default: for ever)
-    allow_other, default_permissions, ro, fsname=NAME, subtype=NAME   mount options
+    allow_other, default_permissions, ro, fsname=NAME, subtype=NAME   mount options;
+                          default_permissions is on with allow_other as root (the server's own
+                          -o default_permissions goes nowhere: it mounts nothing), unless
+                          nodefault_permissions (for a server that checks permissions itself)
     suid, dev, exec, noexec, noatime, ...  mount flags (nosuid,nodev by default, as libfuse);
                           give those the server would have mounted with itself: it is not
                           asked (fuse-overlayfs as root: default_permissions,suid,noatime)
@@ -72,6 +75,7 @@ struct Args {
 fn parse() -> Result<Args, String> {
     let mut args = std::env::args_os().skip(1);
     let mut mount = MountOptions { subtype: Some("wrap".into()), ..MountOptions::default() };
+    let mut no_default_permissions = false;
     let mut out = Args {
         mountpoint: PathBuf::new(),
         command: Vec::new(),
@@ -118,6 +122,7 @@ fn parse() -> Result<Args, String> {
                         }
                         None if opt == "allow_other" => mount.allow_other = true,
                         None if opt == "default_permissions" => mount.default_permissions = true,
+                        None if opt == "nodefault_permissions" => no_default_permissions = true,
                         None if opt == "ro" => mount.read_only = true,
                         None if opt == "nokeeper_start" => out.start_keeper = false,
                         None if opt == "debug" => out.debug = true,
@@ -129,6 +134,12 @@ fn parse() -> Result<Args, String> {
             _ if mountpoint.is_none() => mountpoint = Some(PathBuf::from(arg)),
             _ => return Err(format!("unexpected argument {}", arg.to_string_lossy())),
         }
+    }
+    // A root mount other users may enter is checked by the kernel unless asked otherwise, as
+    // passthroughfs's (docs/SECURITY.md): a stock server told `-o default_permissions` on
+    // its own command line no longer mounts anything, and most check nothing themselves.
+    if mount.allow_other && rustix::process::geteuid().is_root() && !no_default_permissions {
+        mount.default_permissions = true;
     }
     out.mountpoint = mountpoint.ok_or("no mountpoint")?;
     if out.command.is_empty() {

@@ -346,6 +346,16 @@ impl Nodes {
         Self::epoch(&mut inner, epoch)?.server.get(&nodeid).map(|s| s.0)
     }
 
+    /// The wrapper inode `epoch`'s server nodeid `s` is bound to, if `epoch` is the one in
+    /// use (the root is the root).
+    pub fn ours(&self, epoch: u64, s: u64) -> Option<u64> {
+        if s == ROOT {
+            return Some(ROOT);
+        }
+        let inner = self.lock();
+        (inner.epoch.epoch == epoch).then(|| inner.epoch.ours.get(&s).copied()).flatten()
+    }
+
     /// Whether `epoch`'s server nodeid `s` is bound to a wrapper inode.
     pub fn knows_server(&self, epoch: u64, s: u64) -> bool {
         let mut inner = self.lock();

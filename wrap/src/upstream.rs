@@ -7,15 +7,17 @@
 //! to exit; then it fails every request still waiting for a reply with [`Failure::Died`],
 //! kills what is left of the server's process group, and starts it again (with backoff, up
 //! to a restart limit). The replies are read by the threads of the requests in flight, one at
-//! a time, each handing every reply to the request waiting for its unique (see [`Pending`]).
-//! A request that waits longer than the watchdog's timeout kills the server, which then
-//! restarts like one that crashed.
+//! a time, each handing every reply to the request waiting for its unique (see `Pending`);
+//! while none is in flight, the supervisor reads what the server sends (its notifications,
+//! handed to [`Upstream::notifications`]' receiver). A request that waits longer than the
+//! watchdog's timeout kills the server, which then restarts like one that crashed.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -123,6 +125,21 @@ enum Read {
     Ended,
 }
 
+/// A notification a stock server sent (a message with unique 0), in its own nodeids.
+#[derive(Debug)]
+pub struct Note {
+    /// The life of the server that sent it.
+    pub epoch: u64,
+    /// The `fuse_notify_code` (the header's error field).
+    pub code: i32,
+    /// What follows the header.
+    pub payload: Vec<u8>,
+}
+
+/// Notifications waiting to be forwarded, at most; more are dropped (a reader of replies
+/// never waits for the kernel).
+pub const NOTES_QUEUE: usize = 1024;
+
 /// One life of the stock server: its socket, its INIT answer, and the requests in flight.
 pub struct Conn {
     /// Which life of the server this is (1 for the first).
@@ -136,6 +153,8 @@ pub struct Conn {
     pending: Mutex<Pending>,
     /// The reader's buffer (locked only by the thread that has the reader's role).
     buf: Mutex<Vec<u8>>,
+    /// Where the server's notifications go (shared with [`Upstream`]).
+    notes: Arc<Mutex<Option<SyncSender<Note>>>>,
     dead: AtomicBool,
     unique: AtomicU64,
     watchdog: Option<Duration>,
@@ -234,7 +253,7 @@ impl Conn {
             if !pending.reading && !pending.ended {
                 pending.reading = true;
                 drop(pending);
-                pending = self.read_until(unique, started);
+                pending = self.read_until(Some(unique), started);
                 continue;
             }
             pending = match self.watch(started) {
@@ -247,9 +266,13 @@ impl Conn {
     }
 
     /// The reader's role: reads replies, handing each to its request, until the one to
-    /// `unique` is in (or the socket ends); then gives the role up and wakes a request still
-    /// waiting to take it. Returns with the lock held.
-    fn read_until(&self, unique: u64, started: Instant) -> std::sync::MutexGuard<'_, Pending> {
+    /// `unique` is in (or the socket ends; `None`: after one message); then gives the role up
+    /// and wakes a request still waiting to take it. Returns with the lock held.
+    fn read_until(
+        &self,
+        unique: Option<u64>,
+        started: Instant,
+    ) -> std::sync::MutexGuard<'_, Pending> {
         let mut buf = lock(&self.buf);
         loop {
             let got = self.read_reply(&mut buf, started);
@@ -258,19 +281,19 @@ impl Conn {
                 Read::Reply(u, result) => match pending.waiters.get_mut(&u) {
                     Some(waiter) => {
                         waiter.reply = Some(result);
-                        if u == unique {
+                        if Some(u) == unique {
                             true
                         } else {
                             waiter.ready.notify_one();
-                            false
+                            unique.is_none()
                         }
                     }
                     None => {
                         warn!(unique = u, "reply to no request in flight ignored");
-                        false
+                        unique.is_none()
                     }
                 },
-                Read::Nothing => false,
+                Read::Nothing => unique.is_none(),
                 Read::Ended => {
                     pending.ended = true;
                     true
@@ -286,6 +309,34 @@ impl Conn {
                 next.ready.notify_one();
             }
             return pending;
+        }
+    }
+
+    /// While no request's thread reads the socket (none is in flight): reads the one message
+    /// waiting there (a notification, or a reply another thread has not come for yet).
+    /// False when a reader is at work (the message is its to read).
+    fn read_idle(&self) -> bool {
+        let mut pending = lock(&self.pending);
+        if pending.reading || pending.ended {
+            return false;
+        }
+        pending.reading = true;
+        drop(pending);
+        drop(self.read_until(None, Instant::now()));
+        true
+    }
+
+    /// A notification from the server: handed to [`Upstream::notifications`]' receiver (if
+    /// any) without waiting; dropped when it is behind by [`NOTES_QUEUE`].
+    fn notification(&self, code: i32, payload: &[u8]) {
+        let notes = lock(&self.notes);
+        let Some(tx) = notes.as_ref() else {
+            debug!(code, "notification from the stock server ignored");
+            return;
+        };
+        let note = Note { epoch: self.epoch, code, payload: payload.to_vec() };
+        if let Err(std::sync::mpsc::TrySendError::Full(_)) = tx.try_send(note) {
+            warn!(code, "notification from the stock server dropped: the queue is full");
         }
     }
 
@@ -320,7 +371,7 @@ impl Conn {
             return Read::Ended;
         }
         if header.unique == 0 {
-            debug!(code = header.error, "notification from the stock server ignored");
+            self.notification(header.error, &buf[OUT_HEADER..want]);
             return Read::Nothing;
         }
         let result = if header.error != 0 {
@@ -410,6 +461,8 @@ pub struct Upstream {
     changed: Condvar,
     /// The largest reply a request may get (READ of max_pages, a READDIR of its size).
     max_reply: usize,
+    /// Where notifications go (see [`Upstream::notifications`]).
+    notes: Arc<Mutex<Option<SyncSender<Note>>>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -419,6 +472,14 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
+    /// The notifications the stock server sends from now on, in its nodeids (the receiver
+    /// translates them); replaces an earlier receiver. Without one they are dropped.
+    pub fn notifications(&self) -> Receiver<Note> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(NOTES_QUEUE);
+        *lock(&self.notes) = Some(tx);
+        rx
+    }
+
     /// Starts the supervisor, which starts the server and presents it `offer`. Returns at
     /// once; [`Upstream::current`] waits for the connection.
     pub fn start(
@@ -441,6 +502,7 @@ impl Upstream {
             }),
             changed: Condvar::new(),
             max_reply,
+            notes: Arc::default(),
         });
         let supervisor = up.clone();
         std::thread::Builder::new()
@@ -742,6 +804,7 @@ impl Upstream {
                 pid,
                 pending: Mutex::new(Pending::default()),
                 buf: Mutex::new(vec![0u8; self.max_reply]),
+                notes: self.notes.clone(),
                 dead: AtomicBool::new(false),
                 unique: AtomicU64::new(4),
                 watchdog: self.policy.watchdog,
@@ -758,10 +821,23 @@ impl Upstream {
             max_write = init.max_write,
             "stock server initialised"
         );
-        // Wait for the process to exit.
+        // Wait for the process to exit, reading what the server sends while no request is in
+        // flight (its notifications): the threads of requests read the socket only while
+        // they wait for a reply.
+        let mut watch_socket = true;
         loop {
-            let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
-            match rustix::event::poll(&mut fds, None) {
+            let mut fds =
+                [PollFd::new(pidfd, PollFlags::IN), PollFd::new(&conn.sock, PollFlags::IN)];
+            let (fds, timeout) = if watch_socket {
+                (&mut fds[..], None)
+            } else {
+                // A request's thread is reading: look again shortly.
+                (&mut fds[..1], rustix::event::Timespec::try_from(Duration::from_millis(10)).ok())
+            };
+            match rustix::event::poll(fds, timeout.as_ref()) {
+                Ok(_) if fds[0].revents().is_empty() => {
+                    watch_socket = fds.len() == 1 || conn.read_idle();
+                }
                 Ok(_) => break,
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => {
