@@ -9,7 +9,8 @@ wrap_stock() {
     passthrough_ll)
       mkdir -p "$work/bin"
       gcc -O2 -o "$work/bin/$target" "/usr/share/doc/libfuse3-dev/examples/$target.c" $(pkg-config --cflags --libs fuse3)
-      stock=("$work/bin/$target" -f -o "source=$work/src" %m) ;;
+      # clone_fd: libfuse cannot clone a socket and goes on with its threads sharing it.
+      stock=("$work/bin/$target" -f -o "clone_fd,source=$work/src" %m) ;;
     passthrough|passthrough_fh)
       mkdir -p "$work/bin"
       gcc -O2 -o "$work/bin/$target" "/usr/share/doc/libfuse3-dev/examples/$target.c" $(pkg-config --cflags --libs fuse3)
