@@ -38,6 +38,35 @@ type Relayed<T> = std::result::Result<T, Failure>;
 /// Most parents followed to find an inode again (a store's chain of names may loop).
 const MAX_DEPTH: usize = 4096;
 
+/// A request whose server died this many times, each within [`POISON_WINDOW`] of being sent
+/// to it, fails with EIO instead of being sent to yet another server: it is what kills them
+/// (a request that waits long, a lock, is not taken for one).
+const POISON_DEATHS: u32 = 4;
+const POISON_WINDOW: Duration = Duration::from_secs(2);
+
+/// Counts the deaths of the servers a request was sent to (see [`POISON_DEATHS`]).
+#[derive(Default)]
+struct Deaths(u32);
+
+impl Deaths {
+    /// A server died with the request in flight, sent at `sent`: Err(EIO) when that makes it
+    /// a poison.
+    fn died(&mut self, sent: std::time::Instant, conn: &Conn) -> Result<()> {
+        if sent.elapsed() < POISON_WINDOW {
+            self.0 += 1;
+        }
+        if self.0 >= POISON_DEATHS {
+            warn!(
+                epoch = conn.epoch,
+                deaths = self.0,
+                "the stock server died each time it was given this request: EIO"
+            );
+            return Err(Errno::EIO);
+        }
+        Ok(())
+    }
+}
+
 /// Open flags a handle is reopened without: creating and truncating happened once.
 const NOT_AGAIN: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC;
 
@@ -96,11 +125,14 @@ impl Wrap {
     /// next one. For requests that are safe to repeat.
     fn again<T>(&self, mut op: impl FnMut(&Conn) -> Relayed<T>) -> Result<T> {
         let mut conn = self.up.current()?;
+        let mut deaths = Deaths::default();
         loop {
+            let sent = std::time::Instant::now();
             match op(&conn) {
                 Ok(value) => return Ok(value),
                 Err(Failure::Errno(e)) => return Err(e),
                 Err(Failure::Died) => {
+                    deaths.died(sent, &conn)?;
                     debug!(
                         epoch = conn.epoch,
                         "stock server died with a request in flight: sending it again"
@@ -121,7 +153,9 @@ impl Wrap {
     ) -> Result<T> {
         let mut conn = self.up.current()?;
         let mut unsure = false;
+        let mut deaths = Deaths::default();
         loop {
+            let sent = std::time::Instant::now();
             let result = if unsure {
                 match settle(&conn) {
                     Ok(Some(value)) => Ok(value),
@@ -137,7 +171,10 @@ impl Wrap {
             match result {
                 Ok(value) => return Ok(value),
                 Err(Failure::Errno(e)) => return Err(e),
-                Err(Failure::Died) => conn = self.up.after(conn.epoch)?,
+                Err(Failure::Died) => {
+                    deaths.died(sent, &conn)?;
+                    conn = self.up.after(conn.epoch)?;
+                }
             }
         }
     }
