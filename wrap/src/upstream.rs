@@ -7,7 +7,7 @@
 //! to exit; then it fails every request still waiting for a reply with [`Failure::Died`],
 //! kills what is left of the server's process group, and starts it again (with backoff, up
 //! to a restart limit). The replies are read by the threads of the requests in flight, one at
-//! a time, each handing every reply to the request waiting for its unique (see [`Pending`]).
+//! a time, each handing every reply to the request waiting for its unique (see `Pending`).
 //! A request that waits longer than the watchdog's timeout kills the server, which then
 //! restarts like one that crashed.
 
@@ -482,6 +482,28 @@ impl Upstream {
                 return Err(Errno::EIO);
             }
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// As [`Upstream::after`], waiting at most `timeout`: `Ok(None)` if no later connection
+    /// came meanwhile.
+    pub fn after_within(&self, epoch: u64, timeout: Duration) -> Result<Option<Arc<Conn>>, Errno> {
+        let deadline = Instant::now() + timeout;
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(conn) = &state.conn
+                && conn.epoch > epoch
+            {
+                return Ok(Some(conn.clone()));
+            }
+            if state.gave_up.is_some() || state.stopping {
+                return Err(Errno::EIO);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            state = self.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 
