@@ -138,3 +138,42 @@ pub fn json(entries: &[ConnInfo]) -> String {
         .collect();
     format!("{{\"schema_version\":{JSON_SCHEMA_VERSION},\"connections\":[{}]}}\n", items.join(","))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fuse_keeper::ConnState;
+
+    fn info(note: Option<&str>) -> ConnInfo {
+        ConnInfo {
+            tag: "t".into(),
+            owner_uid: 0,
+            rescue_uid: 0,
+            mountpoint: "/m".into(),
+            conn_id: 1,
+            state: ConnState::Serving,
+            server_pid: Some(9),
+            waiting: Some(0),
+            orphaned_for: None,
+            recoveries: Some(0),
+            handovers: Some(0),
+            last_recovery: None,
+            standby_pid: None,
+            note: note.map(str::to_owned),
+        }
+    }
+
+    /// The keeper refuses such notes, but an older or foreign keeper may send anything: the
+    /// note is printed escaped, as tags and mountpoints are.
+    #[test]
+    fn the_note_is_the_last_column_and_escaped() {
+        let table = text(&[info(Some("wrapped: a\x1b[2J\u{202e}b\n")), info(None)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].ends_with("  NOTE"), "{table}");
+        assert!(lines[1].ends_with("  wrapped: a\\x1b[2J\\u{202e}b\\n"), "{table}");
+        assert!(lines[2].ends_with("  -"), "{table}");
+        let json = json(&[info(Some("a\"\x1b\u{202e}")), info(None)]);
+        assert!(json.contains(r#""note":"a\"\u001b\u202e"}"#), "{json}");
+        assert!(json.contains(r#""note":null}"#), "{json}");
+    }
+}
