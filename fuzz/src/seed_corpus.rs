@@ -48,6 +48,7 @@ fn entry(tag: &str, state: ConnState, server_pid: u32, orphaned_ms: u64) -> List
         orphaned_ms,
         stats: None,
         standby_pid: None,
+        note: None,
     }
 }
 
@@ -122,6 +123,34 @@ fn seeds(kind: Kind) -> Vec<Seed> {
         Kind::Metrics => vec![Seed::Request("", Request::Metrics)],
         Kind::Standby => vec![Seed::Request("", Request::Standby { tag: "web".into() })],
         Kind::ListFull => vec![Seed::Request("", Request::ListFull { skip: 0 })],
+        Kind::Note => vec![
+            Seed::Request(
+                "",
+                Request::Note { tag: "web".into(), note: "wrapped: sshfs, 3 restarts".into() },
+            ),
+            Seed::Request("clear", Request::Note { tag: "web".into(), note: String::new() }),
+        ],
+        Kind::ListNotes => vec![Seed::Request("", Request::ListNotes { skip: 0 })],
+        Kind::ListNotesReply => vec![Seed::Reply(
+            "",
+            Reply::ListNotes {
+                total: 2,
+                entries: vec![
+                    ListEntry {
+                        stats: Some(EntryStats::default()),
+                        standby_pid: Some(0),
+                        note: Some("wrapped: sshfs, 3 restarts".into()),
+                        ..entry("a", ConnState::Serving, 4242, 0)
+                    },
+                    ListEntry {
+                        stats: Some(EntryStats::default()),
+                        standby_pid: Some(4343),
+                        note: Some(String::new()),
+                        ..entry("o", ConnState::Orphaned, 0, 1500)
+                    },
+                ],
+            },
+        )],
         Kind::ListFullReply => vec![Seed::Reply(
             "",
             Reply::ListFull {

@@ -113,6 +113,11 @@ pub struct ConnInfo {
     /// The pid of the hot standby parked for the connection (STANDBY), as the keeper sees it;
     /// `None` if none is parked, or from a keeper too old to say (it knows no LIST_FULL).
     pub standby_pid: Option<u32>,
+    /// The status note published for the connection ([`KeeperClient::note`]), as the keeper
+    /// holds it: at most [`protocol::MAX_NOTE`] bytes, for display (print it escaped: an old or
+    /// foreign keeper may not check it). `None` if it has none, or from a keeper too old to say
+    /// (it knows no LIST_NOTES).
+    pub note: Option<String>,
 }
 
 impl From<ListEntry> for ConnInfo {
@@ -132,6 +137,7 @@ impl From<ListEntry> for ConnInfo {
             handovers: e.stats.map(|s| s.handovers),
             last_recovery: e.stats.and_then(|s| s.last_recovery_us).map(Duration::from_micros),
             standby_pid: e.standby_pid.filter(|&pid| pid != 0),
+            note: e.note.filter(|note| !note.is_empty()),
         }
     }
 }
@@ -411,16 +417,28 @@ impl KeeperClient {
         self.call_ok(&Request::Unregister { tag: tag.into() }, &[])
     }
 
-    /// Every connection visible to this uid, with its recovery statistics and parked standby
-    /// (LIST_FULL; from a keeper that does not know it, LIST_STATS, and from one older still,
-    /// LIST: what they do not say is `None`). Several requests if they do not fit in one reply.
+    /// NOTE: publish a short status note for the connection `tag` (e.g. what a wrapper runs
+    /// and how often it restarted it), shown by [`KeeperClient::list`] and `fuse-keeper ls`;
+    /// it replaces the last, an empty one clears it, and it goes with the connection. At most
+    /// [`protocol::MAX_NOTE`] bytes of printable UTF-8 ([`protocol::validate_note`]: EINVAL
+    /// otherwise). Allowed to the connection's owner uid, its rescue uid and root (EPERM
+    /// otherwise); ENOENT if the keeper holds no such tag; EOPNOTSUPP from a keeper too old.
+    pub fn note(&mut self, tag: &str, note: &str) -> Result<(), KeeperError> {
+        self.call_ok(&Request::Note { tag: tag.into(), note: note.into() }, &[])
+    }
+
+    /// Every connection visible to this uid, with its recovery statistics, parked standby and
+    /// status note (LIST_NOTES; from a keeper that does not know it, LIST_FULL, then
+    /// LIST_STATS, and from one older still, LIST: what they do not say is `None`). Several
+    /// requests if they do not fit in one reply.
     pub fn list(&mut self) -> Result<Vec<ConnInfo>, KeeperError> {
         use crate::protocol::ListDetail;
         let mut out = Vec::new();
-        let mut detail = ListDetail::Full;
+        let mut detail = ListDetail::Notes;
         loop {
             let skip = u32::try_from(out.len()).unwrap_or(u32::MAX);
             let req = match detail {
+                ListDetail::Notes => Request::ListNotes { skip },
                 ListDetail::Full => Request::ListFull { skip },
                 ListDetail::Stats => Request::ListStats { skip },
                 ListDetail::Base => Request::List { skip },
@@ -431,10 +449,10 @@ impl KeeperClient {
                         && e.errno() == Some(libc::EOPNOTSUPP)
                         && out.is_empty() =>
                 {
-                    detail = if detail == ListDetail::Full {
-                        ListDetail::Stats
-                    } else {
-                        ListDetail::Base
+                    detail = match detail {
+                        ListDetail::Notes => ListDetail::Full,
+                        ListDetail::Full => ListDetail::Stats,
+                        _ => ListDetail::Base,
                     };
                     continue;
                 }
@@ -442,7 +460,8 @@ impl KeeperClient {
             };
             let (Reply::List { total, entries }
             | Reply::ListStats { total, entries }
-            | Reply::ListFull { total, entries }) = reply
+            | Reply::ListFull { total, entries }
+            | Reply::ListNotes { total, entries }) = reply
             else {
                 return Err(unexpected(&reply));
             };
@@ -485,4 +504,97 @@ fn attached(reply: Reply, fds: Vec<OwnedFd>) -> Result<Attached, KeeperError> {
 
 fn unexpected(reply: &Reply) -> KeeperError {
     KeeperError::Protocol(format!("unexpected reply {reply:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ListDetail, ProtocolError};
+
+    /// A keeper that knows the LIST kinds up to `knows` only (older ones answer EOPNOTSUPP to
+    /// the newer kinds, as an unknown kind) and holds one connection, noted "n" and with a
+    /// standby 7. Serves one client, then returns the kinds it was asked, in order.
+    fn old_keeper(knows: ListDetail) -> (PathBuf, std::thread::JoinHandle<Vec<u16>>) {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("fk-client-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        rustix::net::bind(&listener, &SocketAddrUnix::new(&path).unwrap()).unwrap();
+        rustix::net::listen(&listener, 1).unwrap();
+        let handle = std::thread::spawn(move || {
+            let sock = rustix::net::accept(&listener).unwrap();
+            let mut asked = Vec::new();
+            while let Some(msg) = protocol::recv_message(sock.as_fd(), MAX_MESSAGE, 0).unwrap() {
+                let req = protocol::decode_request(&msg.bytes, 0);
+                let (kind, detail) = match req {
+                    Ok(Request::List { .. }) => (5, ListDetail::Base),
+                    Ok(Request::ListStats { .. }) => (14, ListDetail::Stats),
+                    Ok(Request::ListFull { .. }) => (17, ListDetail::Full),
+                    Ok(Request::ListNotes { .. }) => (19, ListDetail::Notes),
+                    other => panic!("unexpected {other:?}"),
+                };
+                asked.push(kind);
+                let entry = ListEntry {
+                    tag: "t".into(),
+                    owner_uid: 0,
+                    rescue_uid: 0,
+                    mountpoint: "/m".into(),
+                    conn_id: 1,
+                    state: ConnState::Serving,
+                    server_pid: 9,
+                    waiting: 0,
+                    orphaned_ms: 0,
+                    stats: (detail >= ListDetail::Stats).then_some(Default::default()),
+                    standby_pid: (detail >= ListDetail::Full).then_some(7),
+                    note: (detail >= ListDetail::Notes).then(|| "n".to_owned()),
+                };
+                let entries = vec![entry];
+                let reply = if detail > knows {
+                    let e = ProtocolError::UnknownKind(kind);
+                    Reply::Error { errno: e.errno(), message: e.to_string() }
+                } else {
+                    match detail {
+                        ListDetail::Base => Reply::List { total: 1, entries },
+                        ListDetail::Stats => Reply::ListStats { total: 1, entries },
+                        ListDetail::Full => Reply::ListFull { total: 1, entries },
+                        ListDetail::Notes => Reply::ListNotes { total: 1, entries },
+                    }
+                };
+                let (bytes, _) = protocol::encode_reply(&reply);
+                protocol::send_message(sock.as_fd(), &bytes, &[]).unwrap();
+            }
+            asked
+        });
+        (path, handle)
+    }
+
+    fn list_from(knows: ListDetail) -> (ConnInfo, Vec<u16>) {
+        let (path, keeper) = old_keeper(knows);
+        let listed = KeeperClient::connect(&path).unwrap().list().unwrap();
+        let _ = std::fs::remove_file(&path);
+        let asked = keeper.join().unwrap();
+        let [info] = <[ConnInfo; 1]>::try_from(listed).unwrap();
+        (info, asked)
+    }
+
+    #[test]
+    fn list_falls_back_to_the_kinds_an_older_keeper_knows() {
+        let (info, asked) = list_from(ListDetail::Notes);
+        assert_eq!((info.note.as_deref(), info.standby_pid, asked), (Some("n"), Some(7), vec![19]));
+        let (info, asked) = list_from(ListDetail::Full);
+        assert_eq!((info.note, info.standby_pid, asked), (None, Some(7), vec![19, 17]));
+        let (info, asked) = list_from(ListDetail::Stats);
+        assert_eq!((info.note, info.standby_pid, info.recoveries), (None, None, Some(0)));
+        assert_eq!(asked, vec![19, 17, 14]);
+        let (info, asked) = list_from(ListDetail::Base);
+        assert_eq!((info.note, info.standby_pid, info.recoveries), (None, None, None));
+        assert_eq!(asked, vec![19, 17, 14, 5]);
+    }
 }

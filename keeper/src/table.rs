@@ -24,8 +24,9 @@ fn millis(d: std::time::Duration) -> String {
 /// raised when a field changes meaning or goes away, not when one is added.
 pub const JSON_SCHEMA_VERSION: u32 = 1;
 
-/// One line per connection under a header, columns aligned. Tags and mountpoints are
-/// registrant-chosen: printed through [`escape`], so no control character reaches the terminal.
+/// One line per connection under a header, columns aligned. Tags, mountpoints and notes are
+/// client-chosen: printed through [`escape`], so no control character reaches the terminal. The
+/// note, free text, is the last column (`-` if none).
 pub fn text(entries: &[ConnInfo]) -> String {
     let header = [
         "TAG",
@@ -39,8 +40,9 @@ pub fn text(entries: &[ConnInfo]) -> String {
         "ORPHANED",
         "RECOVERIES",
         "LAST_RECOVERY",
+        "NOTE",
     ];
-    let mut rows: Vec<[String; 11]> = vec![header.map(str::to_owned)];
+    let mut rows: Vec<[String; 12]> = vec![header.map(str::to_owned)];
     for e in entries {
         rows.push([
             escape(&e.tag).into_owned(),
@@ -54,9 +56,10 @@ pub fn text(entries: &[ConnInfo]) -> String {
             orphaned(e),
             opt(e.recoveries),
             e.last_recovery.map_or_else(|| "-".to_owned(), millis),
+            e.note.as_deref().map_or_else(|| "-".to_owned(), |n| escape(n).into_owned()),
         ]);
     }
-    let mut widths = [0usize; 11];
+    let mut widths = [0usize; 12];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -115,7 +118,7 @@ pub fn json(entries: &[ConnInfo]) -> String {
                 "{{\"tag\":{},\"owner_uid\":{},\"rescue_uid\":{},\"mountpoint\":{},\
                  \"conn_id\":{},\"state\":\"{}\",\"server_pid\":{},\"waiting\":{},\
                  \"orphaned_for_ms\":{},\"recoveries\":{},\"handovers\":{},\
-                 \"last_recovery_us\":{},\"standby_pid\":{}}}",
+                 \"last_recovery_us\":{},\"standby_pid\":{},\"note\":{}}}",
                 json_str(&e.tag),
                 e.owner_uid,
                 e.rescue_uid,
@@ -129,8 +132,48 @@ pub fn json(entries: &[ConnInfo]) -> String {
                 json_opt(e.handovers),
                 json_opt(e.last_recovery.map(|d| d.as_micros())),
                 json_opt(e.standby_pid),
+                e.note.as_deref().map_or_else(|| "null".to_owned(), json_str),
             )
         })
         .collect();
     format!("{{\"schema_version\":{JSON_SCHEMA_VERSION},\"connections\":[{}]}}\n", items.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fuse_keeper::ConnState;
+
+    fn info(note: Option<&str>) -> ConnInfo {
+        ConnInfo {
+            tag: "t".into(),
+            owner_uid: 0,
+            rescue_uid: 0,
+            mountpoint: "/m".into(),
+            conn_id: 1,
+            state: ConnState::Serving,
+            server_pid: Some(9),
+            waiting: Some(0),
+            orphaned_for: None,
+            recoveries: Some(0),
+            handovers: Some(0),
+            last_recovery: None,
+            standby_pid: None,
+            note: note.map(str::to_owned),
+        }
+    }
+
+    /// The keeper refuses such notes, but an older or foreign keeper may send anything: the
+    /// note is printed escaped, as tags and mountpoints are.
+    #[test]
+    fn the_note_is_the_last_column_and_escaped() {
+        let table = text(&[info(Some("wrapped: a\x1b[2J\u{202e}b\n")), info(None)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].ends_with("  NOTE"), "{table}");
+        assert!(lines[1].ends_with("  wrapped: a\\x1b[2J\\u{202e}b\\n"), "{table}");
+        assert!(lines[2].ends_with("  -"), "{table}");
+        let json = json(&[info(Some("a\"\x1b\u{202e}")), info(None)]);
+        assert!(json.contains(r#""note":"a\"\u001b\u202e"}"#), "{json}");
+        assert!(json.contains(r#""note":null}"#), "{json}");
+    }
 }

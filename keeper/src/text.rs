@@ -7,19 +7,9 @@ use std::fmt::Write;
 /// True for characters printed as an escape by [`escape`]: control characters (C0, DEL, C1),
 /// and the invisible format characters that reorder or hide text (bidirectional overrides and
 /// isolates, zero-width characters, line and paragraph separators, the byte order mark).
+/// (The same characters a NOTE may not hold: [`crate::protocol::is_unprintable`].)
 pub fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00ad}'
-                | '\u{061c}'
-                | '\u{180e}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{2028}'..='\u{202e}'
-                | '\u{2060}'..='\u{206f}'
-                | '\u{feff}'
-                | '\u{fff9}'..='\u{fffb}'
-        )
+    crate::protocol::is_unprintable(c)
 }
 
 /// `bytes` as printable text: valid UTF-8 is kept except that a backslash becomes `\\`, `\n`,

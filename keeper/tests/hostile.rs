@@ -149,6 +149,8 @@ fn every_request() -> Vec<Request> {
         Request::List { skip: 0 },
         Request::Abort { target: "t".into() },
         Request::Umount { target: "/nonexistent/hostile".into() },
+        Request::Note { tag: "t".into(), note: "a note".into() },
+        Request::ListNotes { skip: 0 },
     ]
 }
 
@@ -329,7 +331,7 @@ fn malformed_messages_get_errors_and_the_connection_survives() {
             libc::EPROTO,
         ),
         ("unknown kind 0", with_header(0, &[], 0), libc::EOPNOTSUPP),
-        ("unknown kind 18", with_header(18, &[], 0), libc::EOPNOTSUPP),
+        ("unknown kind 20", with_header(20, &[], 0), libc::EOPNOTSUPP),
         ("unknown kind 0x7fff", with_header(0x7fff, &[], 0), libc::EOPNOTSUPP),
         ("unknown kind 0xffff", with_header(0xffff, &[], 0), libc::EOPNOTSUPP),
         ("a reply kind (ATTACHED)", with_header(Kind::Attached as u16, &[], 0), libc::EOPNOTSUPP),
@@ -716,6 +718,74 @@ fn another_uid_cannot_take_or_touch_an_existing_tag() {
     assert_eq!(attached.negotiation, b"negotiation:shared");
     assert_eq!(read_all(&attached.state), b"state:shared");
     assert!(same_open_file(attached.devices[0].as_fd(), dev0.as_fd()).unwrap());
+}
+
+/// NOTE is for a connection's owner uid, its rescue uid and root: another uid can neither set
+/// nor clear one (EPERM, the note unchanged), its NOTE of a tag it also registered goes to its
+/// own entry only, and however many notes it sends (to its own entry, or refused) the keeper
+/// keeps one bounded note per entry: its memory does not grow.
+#[test]
+fn another_uid_cannot_note_a_connection_and_notes_do_not_grow_the_keeper() {
+    let keeper = Keeper::start();
+    let pid = keeper.proc.pid();
+    let _server = keeper.registrant("victim", &[], open_fuse(), None);
+    let _rescued = keeper.registrant("rescued", &["--rescue-uid", "65534"], open_fuse(), None);
+    let note = |tag: &str, text: &str| {
+        encode_request(&Request::Note { tag: tag.into(), note: text.into() })
+    };
+    let note_of = |tag: &str, owner: u32| {
+        keeper.list().into_iter().find(|e| e.tag == tag && e.owner_uid == owner).unwrap().note
+    };
+    let root = connect(&keeper);
+    assert!(matches!(exchange(&root, &note("victim", "root's word"), &[]), Reply::Ok));
+    let nobody = connect_as(&keeper, NOBODY).unwrap();
+    for text in ["owned", ""] {
+        assert_eq!(errno_of(exchange(&nobody, &note("victim", text), &[])), libc::EPERM);
+    }
+    assert_eq!(note_of("victim", 0).as_deref(), Some("root's word"));
+    // A tag the keeper does not hold: ENOENT; a malformed note: EINVAL, before any lookup.
+    assert_eq!(errno_of(exchange(&nobody, &note("nope", "x"), &[])), libc::ENOENT);
+    assert_eq!(errno_of(exchange(&nobody, &note("victim", "\x1b[2J"), &[])), libc::EINVAL);
+    assert_eq!(errno_of(exchange(&nobody, &note("victim", &"x".repeat(129)), &[])), libc::EINVAL);
+    // The rescue uid of root's entry may note it.
+    assert!(matches!(exchange(&nobody, &note("rescued", "nobody's word"), &[]), Reply::Ok));
+    assert_eq!(note_of("rescued", 0).as_deref(), Some("nobody's word"));
+    // Nobody's own entry of the same tag takes nobody's note; root's is untouched.
+    let (dev, state) = (open_fuse(), memfd(b"nobody's"));
+    let reg = encode_request(&register_request("victim"));
+    assert!(matches!(exchange(&nobody, &reg, &[dev.as_fd(), state.as_fd()]), Reply::Ok));
+    assert!(matches!(exchange(&nobody, &note("victim", "mine"), &[]), Reply::Ok));
+    assert_eq!(note_of("victim", NOBODY).as_deref(), Some("mine"));
+    assert_eq!(note_of("victim", 0).as_deref(), Some("root's word"));
+    // Nobody lists its own entry's note and the one it rescues, never another's.
+    let Reply::ListNotes { entries, .. } =
+        exchange(&nobody, &encode_request(&Request::ListNotes { skip: 0 }), &[])
+    else {
+        panic!("LIST_NOTES");
+    };
+    let mut seen: Vec<_> = entries.iter().map(|e| (e.tag.as_str(), e.note.as_deref())).collect();
+    seen.sort();
+    assert_eq!(seen, [("rescued", Some("nobody's word")), ("victim", Some("mine"))]);
+    // A flood of the longest notes, accepted and refused: one note per entry is kept.
+    let warm = |n: usize| {
+        for i in 0..n {
+            let text = format!("{i:0128}");
+            assert!(matches!(exchange(&nobody, &note("victim", &text), &[]), Reply::Ok));
+            let refused = exchange(&nobody, &note("shared-nothing", &text), &[]);
+            assert_eq!(errno_of(refused), libc::ENOENT);
+            let _ = exchange(&nobody, &note("rescued", &text), &[]);
+        }
+    };
+    warm(500);
+    let rss_before = rss_kib(pid);
+    warm(10_000);
+    let rss_after = rss_kib(pid);
+    assert!(
+        rss_after < rss_before + 1024,
+        "keeper RSS grew from {rss_before} KiB to {rss_after} KiB over 30,000 notes"
+    );
+    assert_eq!(note_of("victim", NOBODY), Some(format!("{:0128}", 9_999)));
+    assert_eq!(note_of("victim", 0).as_deref(), Some("root's word"));
 }
 
 #[test]

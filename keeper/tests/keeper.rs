@@ -257,7 +257,7 @@ fn ls_prints_table_and_json() {
     assert!(json.starts_with(r#"{"schema_version":1,"connections":[{"tag":"shown""#), "{json}");
     assert!(
         json.contains(
-            r#""recoveries":0,"handovers":0,"last_recovery_us":null,"standby_pid":null}"#
+            r#""recoveries":0,"handovers":0,"last_recovery_us":null,"standby_pid":null,"note":null}"#
         ),
         "{json}"
     );
@@ -268,6 +268,69 @@ fn ls_prints_table_and_json() {
     assert_eq!(out.status.code(), Some(2));
     let out = keeper.command(&[]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// NOTE (issue 16: `fuse-keeper ls` shows what a wrapper runs and how often it restarted it):
+/// listed by `ls` and `ls --json`, replaced by the next, cleared by an empty one, kept while the
+/// connection is orphaned, gone with the connection; too long or with control characters:
+/// EINVAL and the note unchanged.
+#[test]
+fn a_note_is_listed_replaced_and_goes_with_its_connection() {
+    let keeper = Keeper::start();
+    let (dev, state) = (open_fuse(), memfd(b"s"));
+    let mut client = keeper.client();
+    client.register(&registration("noted"), dev.as_fd(), state.as_fd()).unwrap();
+    let note = || keeper.entry("noted").expect("listed").note;
+    assert_eq!(note(), None);
+    client.note("noted", "wrapped: sshfs, 0 restarts").unwrap();
+    assert_eq!(note().as_deref(), Some("wrapped: sshfs, 0 restarts"));
+    // From another connection of the owner uid (not the server's): replaced.
+    keeper.client().note("noted", "wrapped: sshfs, 3 restarts · ü").unwrap();
+    assert_eq!(note().as_deref(), Some("wrapped: sshfs, 3 restarts · ü"));
+    let out = keeper.command(&["ls"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().ends_with("  NOTE"), "{text}");
+    assert!(lines.next().unwrap().ends_with("  wrapped: sshfs, 3 restarts · ü"), "{text}");
+    let out = keeper.command(&["ls", "--json"]).output().unwrap();
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        json.contains(r#""standby_pid":null,"note":"wrapped: sshfs, 3 restarts · ü"}"#),
+        "{json}"
+    );
+
+    // Refused, and the note unchanged.
+    let long = "x".repeat(fuse_keeper::protocol::MAX_NOTE + 1);
+    for bad in [long.as_str(), "two\nlines", "\x1b]0;title\x07", "tab\there", "\u{202e}gnp.exe"] {
+        assert_eq!(refused(client.note("noted", bad)), libc::EINVAL, "{bad:?}");
+    }
+    let longest = "é".repeat(fuse_keeper::protocol::MAX_NOTE / 2);
+    client.note("noted", &longest).unwrap();
+    assert_eq!(note().as_deref(), Some(longest.as_str()));
+    assert_eq!(refused(client.note("unknown", "x")), libc::ENOENT);
+    // Cleared by an empty note: `-` and null.
+    client.note("noted", "").unwrap();
+    assert_eq!(note(), None);
+    let out = keeper.command(&["ls", "--json"]).output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains(r#""note":null}"#));
+
+    // Gone with the connection: registered again, the tag starts without one.
+    client.note("noted", "before").unwrap();
+    client.unregister("noted").unwrap();
+    assert_eq!(refused(client.note("noted", "x")), libc::ENOENT);
+    client.register(&registration("noted"), dev.as_fd(), state.as_fd()).unwrap();
+    assert_eq!(note(), None);
+
+    // Kept while orphaned (the next server replaces it), gone with an UMOUNT.
+    let mut server = keeper.registrant("orphan", &[], open_fuse(), None);
+    client.note("orphan", "served by the helper").unwrap();
+    server.kill();
+    assert!(keeper.wait_state("orphan", ConnState::Orphaned, PATIENCE));
+    assert_eq!(keeper.entry("orphan").unwrap().note.as_deref(), Some("served by the helper"));
+    client.note("orphan", "orphaned").unwrap();
+    client.umount("orphan").unwrap();
+    assert!(keeper.entry("orphan").is_none());
+    assert_eq!(refused(client.note("orphan", "x")), libc::ENOENT);
 }
 
 #[test]

@@ -10,9 +10,11 @@
 
 pub mod journal;
 mod links;
+mod note;
 pub mod serve;
 pub mod store;
 
+pub use note::publish_note;
 pub use serve::{
     Ended, FdKeeper, Recoverable, RecoveryError, RecoveryOptions, Served, Standing, Started, serve,
     serve_with,

@@ -124,6 +124,38 @@ report() {
   failed=1
 }
 
+# note_restarts: the restart count in the note `fuse-keeper ls --json` shows for the wrapped
+# tag ("wrapped: PROGRAM, N restarts"); empty if there is none, "bad: NOTE" if it says other.
+note_restarts() {
+  "$KEEPER_BIN" ls --json 2> /dev/null | python3 -c '
+import json, re, sys
+for c in json.load(sys.stdin)["connections"]:
+    if c["tag"] == sys.argv[1] and c.get("note") is not None:
+        m = re.fullmatch(r"wrapped: .+, (\d+) restarts?", c["note"])
+        print(m.group(1) if m else "bad: " + c["note"])
+' "wrap-$target" || true
+}
+
+# check_note KILLS: with the stock server killed, the keeper's note for the wrapped tag counts
+# at least KILLS restarts (the wrapper publishes the latest count within a second of a
+# restart: waited for up to PATIENCE_S). The wrapper's count starts again when it is restarted
+# itself, so nothing is checked in wrapper mode.
+check_note() {
+  [ "$kill_what" = server ] || return 0
+  local want=$1 got deadline=$((SECONDS + PATIENCE_S)) ok=no
+  while :; do
+    got=$(note_restarts)
+    case $got in
+      '' | bad:*) ;;
+      *) if [ "$got" -ge "$want" ]; then ok=yes; break; fi ;;
+    esac
+    [ "$SECONDS" -lt "$deadline" ] || break
+    sleep 0.2
+  done
+  report "$ok" "fuse-keeper ls shows the note with $got restarts ($want kills)" \
+    "fuse-keeper ls: note restarts '$got', at least $want expected" "$work/wrap.log"
+}
+
 start_wrap
 wait_for "$PATIENCE_S" mounted_or_exited "$work/mnt" "$PFS_PID" || true
 mounted "$work/mnt" || { echo "fuse-wrap did not mount"; cat "$work/wrap.log"; exit 1; }
@@ -134,6 +166,7 @@ if [ "$target" = squashfuse ]; then
   ok=no; if [ "$STATUS" -eq 0 ] && [ "$KILLS" -ge "$min_kills" ]; then ok=yes; fi
   report "$ok" "the image read back whole, $(cat "$work/app.log"), $KILLS kills" \
     "read-back FAILED (status $STATUS, $KILLS kills)" "$work/app.log" "$work/wrap.log"
+  check_note "$KILLS"
   finish
 fi
 under_kills 0 "" meta_run
@@ -153,4 +186,5 @@ under_kills "$min_kills" "$work/enough" \
 ok=no; if [ "$STATUS" -eq 0 ] && [ "$KILLS" -ge "$min_kills" ]; then ok=yes; fi
 report "$ok" "fsx $(rounds_summary "$work/fsx.log"), $KILLS kills" \
   "fsx FAILED (status $STATUS, $KILLS kills)" "$work/fsx.log" "$work/wrap.log"
+check_note $((meta_kills + KILLS))
 finish

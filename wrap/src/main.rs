@@ -5,8 +5,8 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use fuse_recovery::RecoveryOptions;
 use fuse_recovery::store::Store;
@@ -212,6 +212,62 @@ fn raise_fd_limit() {
     }
 }
 
+/// At most one note a second at the keepers, however fast the stock server restarts.
+const NOTE_EVERY: Duration = Duration::from_secs(1);
+/// The same note again after this long without a restart (a keeper that restarted has none).
+const NOTE_REFRESH: Duration = Duration::from_secs(60);
+
+/// The stock server's program name as the note shows it: the last component of `argv0`, at
+/// most 64 bytes (the keeper's note holds 128; `publish_note` makes it printable).
+fn program_name(argv0: &std::ffi::OsStr) -> String {
+    let name = argv0.to_string_lossy();
+    let mut name = name.rsplit('/').next().unwrap_or_default().to_owned();
+    while name.len() > 64 {
+        name.pop();
+    }
+    name
+}
+
+/// What `fuse-keeper ls` shows for a wrapped mount.
+fn note(program: &str, restarts: u64) -> String {
+    let plural = if restarts == 1 { "" } else { "s" };
+    format!("wrapped: {program}, {restarts} restart{plural}")
+}
+
+/// Publishes the mount's note (`fuse_recovery::publish_note`) once it is served (`started`
+/// receives; dropped unsent if it never is): after each start of the stock server (its INIT
+/// answered), at most once every [`NOTE_EVERY`], so that a crash loop sends one a second and
+/// the latest count comes within a second of the last restart; and again after
+/// [`NOTE_REFRESH`] without one. Returns when the wrapper stops or gives up.
+fn publish_notes(
+    up: &Upstream,
+    options: &RecoveryOptions,
+    program: &str,
+    started: &mpsc::Receiver<()>,
+) {
+    if started.recv().is_err() {
+        return;
+    }
+    let mut epoch = 0;
+    let mut last: Option<Instant> = None;
+    loop {
+        match up.after_within(epoch, NOTE_REFRESH) {
+            Ok(Some(conn)) => epoch = conn.epoch,
+            Ok(None) => {}
+            Err(_) => return,
+        }
+        if let Some(at) = last {
+            std::thread::sleep(NOTE_EVERY.saturating_sub(at.elapsed()));
+        }
+        // The starts made meanwhile are in this note.
+        if let Some(conn) = up.live() {
+            epoch = epoch.max(conn.epoch);
+        }
+        fuse_recovery::publish_note(options, &note(program, up.restarts()));
+        last = Some(Instant::now());
+    }
+}
+
 fn run(args: &Args) -> anyhow::Result<()> {
     raise_fd_limit();
     let max_write = 1u32 << 20;
@@ -244,6 +300,15 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 options.rescue_uid = uid;
             }
             options.recovery_timeout = args.recovery_timeout;
+            let (serving, started) = mpsc::channel();
+            let (note_up, note_options) = (up.clone(), options.clone());
+            let program = program_name(&args.command[0]);
+            if let Err(err) = std::thread::Builder::new()
+                .name("note".into())
+                .spawn(move || publish_notes(&note_up, &note_options, &program, &started))
+            {
+                tracing::warn!(%err, "no thread to publish the mount's note");
+            }
             let fs_up = up.clone();
             fuse_recovery::serve(
                 &args.mountpoint,
@@ -251,7 +316,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 config,
                 &options,
                 move |store| Ok(Wrap::new(fs_up, store)?),
-                |started| tracing::info!(?started, "serving"),
+                move |started| {
+                    tracing::info!(?started, "serving");
+                    let _ = serving.send(());
+                },
             )
             .map(|_| ())
             .map_err(anyhow::Error::from)
@@ -267,4 +335,20 @@ fn run(args: &Args) -> anyhow::Result<()> {
     signals.close();
     up.stop(Duration::from_secs(5));
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_note_names_the_program_and_counts_restarts() {
+        let program = program_name(std::ffi::OsStr::new("/usr/bin/sshfs"));
+        assert_eq!(note(&program, 0), "wrapped: sshfs, 0 restarts");
+        assert_eq!(note(&program, 1), "wrapped: sshfs, 1 restart");
+        assert_eq!(note("fuse-overlayfs", 57), "wrapped: fuse-overlayfs, 57 restarts");
+        let long = program_name(std::ffi::OsStr::new(&"é".repeat(100)));
+        assert!(long.len() <= 64 && long.chars().all(|c| c == 'é'));
+        assert!(note(&long, u64::MAX).len() <= fuse_keeper_client::protocol::MAX_NOTE);
+    }
 }

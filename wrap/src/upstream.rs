@@ -547,6 +547,28 @@ impl Upstream {
         }
     }
 
+    /// As [`Upstream::after`], waiting at most `timeout`: `Ok(None)` if no later connection
+    /// came meanwhile.
+    pub fn after_within(&self, epoch: u64, timeout: Duration) -> Result<Option<Arc<Conn>>, Errno> {
+        let deadline = Instant::now() + timeout;
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(conn) = &state.conn
+                && conn.epoch > epoch
+            {
+                return Ok(Some(conn.clone()));
+            }
+            if state.gave_up.is_some() || state.stopping {
+                return Err(Errno::EIO);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            state = self.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
     /// The first server's connection, or why it did not start: its first life is not
     /// restarted into (a wrong argv should fail the command, not loop).
     pub fn first(&self) -> Result<Arc<Conn>, String> {

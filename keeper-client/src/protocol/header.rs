@@ -57,6 +57,10 @@ pub enum Kind {
     Standby = 16,
     /// LIST_STATS, each entry with its parked standby's pid too.
     ListFull = 17,
+    /// A short status note for a connection, shown by LIST_NOTES (replacing the last).
+    Note = 18,
+    /// LIST_FULL, each entry with its status note too.
+    ListNotes = 19,
     /// Success without data.
     Ok = 0x8000,
     /// Failure: errno and message.
@@ -75,6 +79,8 @@ pub enum Kind {
     MetricsReply = 0x8007,
     /// Answer to LIST_FULL.
     ListFullReply = 0x8008,
+    /// Answer to LIST_NOTES.
+    ListNotesReply = 0x8009,
 }
 
 impl Kind {
@@ -98,6 +104,8 @@ impl Kind {
             15 => Kind::Metrics,
             16 => Kind::Standby,
             17 => Kind::ListFull,
+            18 => Kind::Note,
+            19 => Kind::ListNotes,
             0x8000 => Kind::Ok,
             0x8001 => Kind::Error,
             0x8002 => Kind::Attached,
@@ -107,6 +115,7 @@ impl Kind {
             0x8006 => Kind::ListStatsReply,
             0x8007 => Kind::MetricsReply,
             0x8008 => Kind::ListFullReply,
+            0x8009 => Kind::ListNotesReply,
             _ => return None,
         })
     }

@@ -20,9 +20,11 @@ pub const MAX_METRICS_TEXT: usize = super::MAX_PAYLOAD - 4;
 const STATS_LEN: usize = 4 + 4 + 8;
 /// Bytes the standby's pid adds to a LIST_FULL_REPLY entry (after the statistics).
 const STANDBY_LEN: usize = 4;
+/// Longest status note (NOTE), in bytes.
+pub const MAX_NOTE: usize = 128;
 
 /// How much a LIST-like reply says of each entry: LIST's fields, then LIST_STATS's statistics,
-/// then LIST_FULL's parked standby.
+/// then LIST_FULL's parked standby, then LIST_NOTES's status note.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ListDetail {
     /// LIST_REPLY: the connection and its server.
@@ -31,6 +33,8 @@ pub enum ListDetail {
     Stats,
     /// LIST_FULL_REPLY: and the pid of the standby parked for it.
     Full,
+    /// LIST_NOTES_REPLY: and the status note its server published (NOTE).
+    Notes,
 }
 /// Most device fds per connection (indexes 0..16).
 pub const MAX_DEVICES: usize = 16;
@@ -225,6 +229,19 @@ pub enum Request {
         /// How many entries to leave out first (paging).
         skip: u32,
     },
+    /// NOTE: a short status note for the connection `tag` (replacing the last; empty: none),
+    /// from its owner uid, its rescue uid or root, shown by LIST_NOTES. No fds.
+    Note {
+        /// The connection's tag.
+        tag: String,
+        /// At most [`MAX_NOTE`] bytes of printable UTF-8 ([`validate_note`]).
+        note: String,
+    },
+    /// LIST_NOTES: as LIST_FULL, each entry also with its status note. No fds.
+    ListNotes {
+        /// How many entries to leave out first (paging).
+        skip: u32,
+    },
 }
 
 /// Most fds one HELD_REPLY carries (page with `after`).
@@ -291,9 +308,12 @@ pub struct ListEntry {
     /// Its recovery statistics: in LIST_STATS and LIST_FULL replies only (`None` in LIST
     /// replies).
     pub stats: Option<EntryStats>,
-    /// In LIST_FULL replies only (`None` in the others): `Some(pid)` of the standby parked for
-    /// this connection (STANDBY), `Some(0)` if none is.
+    /// In LIST_FULL and LIST_NOTES replies only (`None` in the others): `Some(pid)` of the
+    /// standby parked for this connection (STANDBY), `Some(0)` if none is.
     pub standby_pid: Option<u32>,
+    /// In LIST_NOTES replies only (`None` in the others): `Some(note)` the connection's status
+    /// note (NOTE), `Some("")` if it has none.
+    pub note: Option<String>,
 }
 
 /// How often a connection was taken over, and what the last recovery cost (LIST_STATS).
@@ -314,10 +334,12 @@ impl ListEntry {
     pub fn encoded_len(&self, detail: ListDetail) -> usize {
         let base =
             4 + self.tag.len() + 4 + 4 + 4 + self.mountpoint.as_os_str().len() + 4 + 4 + 4 + 4 + 8;
+        let note = 4 + self.note.as_ref().map_or(0, String::len);
         match detail {
             ListDetail::Base => base,
             ListDetail::Stats => base + STATS_LEN,
             ListDetail::Full => base + STATS_LEN + STANDBY_LEN,
+            ListDetail::Notes => base + STATS_LEN + STANDBY_LEN + note,
         }
     }
 
@@ -333,6 +355,9 @@ impl ListEntry {
         if detail >= ListDetail::Full {
             w.u32(self.standby_pid.unwrap_or(0));
         }
+        if detail >= ListDetail::Notes {
+            w.bytes(self.note.as_deref().unwrap_or("").as_bytes());
+        }
     }
 
     fn decode(r: &mut Reader<'_>, detail: ListDetail) -> Result<ListEntry, ProtocolError> {
@@ -346,6 +371,11 @@ impl ListEntry {
         }
         if detail >= ListDetail::Full {
             entry.standby_pid = Some(r.u32("standby_pid")?);
+        }
+        if detail >= ListDetail::Notes {
+            // Not checked against the request's rules: a client shows whatever a keeper says
+            // escaped, and a later keeper may allow more.
+            entry.note = Some(r.string("note", MAX_NOTE)?.to_owned());
         }
         Ok(entry)
     }
@@ -363,6 +393,7 @@ impl ListEntry {
             orphaned_ms: r.u64("orphaned_ms")?,
             stats: None,
             standby_pid: None,
+            note: None,
         })
     }
 }
@@ -415,6 +446,14 @@ pub enum Reply {
         /// Those after the requested `skip` that fit in one message.
         entries: Vec<ListEntry>,
     },
+    /// Answer to LIST_NOTES: as [`Reply::ListFull`], every entry with its
+    /// [`ListEntry::note`] too. No fds.
+    ListNotes {
+        /// How many entries the peer may see in all.
+        total: u32,
+        /// Those after the requested `skip` that fit in one message.
+        entries: Vec<ListEntry>,
+    },
     /// Answer to METRICS: the keeper's metrics in the Prometheus text exposition format
     /// (version 0.0.4), at most [`MAX_METRICS_TEXT`] bytes. No fds.
     Metrics {
@@ -455,6 +494,41 @@ pub fn validate_tag(tag: &str) -> Result<(), ProtocolError> {
     }
     if tag.chars().any(char::is_control) {
         return invalid("contains a control character");
+    }
+    Ok(())
+}
+
+/// True for the characters no client-chosen text the keeper keeps for display (a NOTE) may
+/// hold: control characters (C0, DEL, C1), and the invisible format characters that reorder or
+/// hide text (bidirectional overrides and isolates, zero-width characters, line and paragraph
+/// separators, the byte order mark). `fuse-keeper ls` prints these escaped wherever they come
+/// from (tags, mountpoints).
+pub fn is_unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00ad}'
+                | '\u{061c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+        )
+}
+
+/// A status note is at most [`MAX_NOTE`] bytes of UTF-8 with no [`is_unprintable`] character
+/// (empty: no note).
+pub fn validate_note(note: &str) -> Result<(), ProtocolError> {
+    if note.len() > MAX_NOTE {
+        return Err(ProtocolError::TooLong { field: "note", len: note.len(), max: MAX_NOTE });
+    }
+    if note.chars().any(is_unprintable) {
+        return Err(ProtocolError::Invalid {
+            field: "note",
+            reason: "contains a control or invisible character",
+        });
     }
     Ok(())
 }
@@ -521,6 +595,8 @@ impl Request {
             Request::Held { .. } => Kind::Held,
             Request::Standby { .. } => Kind::Standby,
             Request::ListFull { .. } => Kind::ListFull,
+            Request::Note { .. } => Kind::Note,
+            Request::ListNotes { .. } => Kind::ListNotes,
         }
     }
 
@@ -555,8 +631,14 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
         Request::HandoverDone { tag, errno } => {
             w.bytes(tag.as_bytes()).i32(*errno);
         }
-        Request::List { skip } | Request::ListStats { skip } | Request::ListFull { skip } => {
+        Request::List { skip }
+        | Request::ListStats { skip }
+        | Request::ListFull { skip }
+        | Request::ListNotes { skip } => {
             w.u32(*skip);
+        }
+        Request::Note { tag, note } => {
+            w.bytes(tag.as_bytes()).bytes(note.as_bytes());
         }
         Request::Metrics => {}
         Request::Abort { target } | Request::Umount { target } => {
@@ -647,6 +729,13 @@ pub fn decode_request(msg: &[u8], fds: usize) -> Result<Request, ProtocolError> 
         Kind::Held => Request::Held { tag: tag_field(&mut r)?, after: r.u64("after")? },
         Kind::Standby => Request::Standby { tag: tag_field(&mut r)? },
         Kind::ListFull => Request::ListFull { skip: r.u32("skip")? },
+        Kind::Note => {
+            let tag = tag_field(&mut r)?;
+            let note = r.string("note", MAX_NOTE)?;
+            validate_note(note)?;
+            Request::Note { tag, note: note.to_owned() }
+        }
+        Kind::ListNotes => Request::ListNotes { skip: r.u32("skip")? },
         Kind::Ok
         | Kind::Error
         | Kind::Attached
@@ -655,7 +744,8 @@ pub fn decode_request(msg: &[u8], fds: usize) -> Result<Request, ProtocolError> 
         | Kind::HeldReply
         | Kind::ListStatsReply
         | Kind::MetricsReply
-        | Kind::ListFullReply => {
+        | Kind::ListFullReply
+        | Kind::ListNotesReply => {
             return Err(ProtocolError::UnexpectedKind(header.kind));
         }
     };
@@ -692,10 +782,12 @@ pub fn encode_reply(reply: &Reply) -> (Vec<u8>, usize) {
         }
         Reply::List { total, entries }
         | Reply::ListStats { total, entries }
-        | Reply::ListFull { total, entries } => {
+        | Reply::ListFull { total, entries }
+        | Reply::ListNotes { total, entries } => {
             let (detail, kind) = match reply {
                 Reply::ListStats { .. } => (ListDetail::Stats, Kind::ListStatsReply),
                 Reply::ListFull { .. } => (ListDetail::Full, Kind::ListFullReply),
+                Reply::ListNotes { .. } => (ListDetail::Notes, Kind::ListNotesReply),
                 _ => (ListDetail::Base, Kind::ListReply),
             };
             w.u32(*total).u32(u32::try_from(entries.len()).unwrap_or(u32::MAX));
@@ -751,10 +843,11 @@ pub fn decode_reply(msg: &[u8], fds: usize) -> Result<Reply, ProtocolError> {
             let fds = 1 + device_count as usize;
             (Reply::Attached { mountpoint, conn_id, negotiation, device_count, owner_uid }, fds)
         }
-        Kind::ListReply | Kind::ListStatsReply | Kind::ListFullReply => {
+        Kind::ListReply | Kind::ListStatsReply | Kind::ListFullReply | Kind::ListNotesReply => {
             let detail = match kind {
                 Kind::ListStatsReply => ListDetail::Stats,
                 Kind::ListFullReply => ListDetail::Full,
+                Kind::ListNotesReply => ListDetail::Notes,
                 _ => ListDetail::Base,
             };
             let total = r.u32("total")?;
@@ -767,6 +860,7 @@ pub fn decode_reply(msg: &[u8], fds: usize) -> Result<Reply, ProtocolError> {
                 ListDetail::Base => (Reply::List { total, entries }, 0),
                 ListDetail::Stats => (Reply::ListStats { total, entries }, 0),
                 ListDetail::Full => (Reply::ListFull { total, entries }, 0),
+                ListDetail::Notes => (Reply::ListNotes { total, entries }, 0),
             }
         }
         Kind::MetricsReply => {

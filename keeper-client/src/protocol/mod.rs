@@ -16,10 +16,10 @@ pub use header::{
 };
 pub use messages::{
     ATTR_OUT_LEN, ConnState, EntryStats, KEEPER_FH, ListDetail, ListEntry, MAX_DEVICES,
-    MAX_ERROR_MESSAGE, MAX_HELD_PER_REPLY, MAX_METRICS_TEXT, MAX_NEGOTIATION, MAX_PATH,
+    MAX_ERROR_MESSAGE, MAX_HELD_PER_REPLY, MAX_METRICS_TEXT, MAX_NEGOTIATION, MAX_NOTE, MAX_PATH,
     MAX_STAND_IN_XATTRS, MAX_TAG, REGISTER_FAIL_ON_TIMEOUT, Register, Reply, Request,
     STAND_IN_XATTRS, STATFS_OUT_LEN, StandIn, decode_reply, decode_request, encode_reply,
-    encode_request, validate_tag,
+    encode_request, is_unprintable, validate_note, validate_tag,
 };
 pub use wire::{Received, recv_message, send_message};
 

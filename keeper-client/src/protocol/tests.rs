@@ -49,7 +49,43 @@ fn requests() -> Vec<Request> {
         Request::Held { tag: "t".into(), after: 9 },
         Request::Standby { tag: "web-cache".into() },
         Request::ListFull { skip: 2 },
+        Request::Note { tag: "web-cache".into(), note: "wrapped: sshfs, 3 restarts".into() },
+        Request::Note { tag: "t".into(), note: String::new() },
+        Request::Note { tag: "t".into(), note: "é".repeat(MAX_NOTE / 2) },
+        Request::ListNotes { skip: 1 },
     ]
+}
+
+#[test]
+fn a_note_too_long_or_with_control_or_invisible_characters_is_refused() {
+    let bad = [
+        "x".repeat(MAX_NOTE + 1),
+        // One byte too many, counted in bytes, not characters.
+        format!("{}e", "é".repeat(MAX_NOTE / 2)),
+        "two\nlines".into(),
+        "\x1b[2Jclear".into(),
+        "bell\x07".into(),
+        "nul\0".into(),
+        "del\x7f".into(),
+        "c1 \u{9b}".into(),
+        "bidi \u{202e}txt".into(),
+        "zero\u{200b}width".into(),
+    ];
+    for note in bad {
+        assert_eq!(validate_note(&note).map_err(|e| e.errno()), Err(libc::EINVAL), "{note:?}");
+        let msg = encode_request(&Request::Note { tag: "t".into(), note: note.clone() });
+        let err = decode_request(&msg, 0).expect_err(&note);
+        assert_eq!(err.errno(), libc::EINVAL, "{note:?}: {err}");
+    }
+    // Not UTF-8.
+    let mut msg = encode_request(&Request::Note { tag: "t".into(), note: "ab".into() });
+    let last = msg.len() - 1;
+    msg[last] = 0xff;
+    assert_eq!(decode_request(&msg, 0).map_err(|e| e.errno()), Err(libc::EINVAL));
+    // A NOTE with fds is refused.
+    let msg = encode_request(&Request::Note { tag: "t".into(), note: "ok".into() });
+    assert!(decode_request(&msg, 1).is_err());
+    assert_eq!(validate_note("wrapped: sshfs, 3 restarts · ünïcode"), Ok(()));
 }
 
 #[test]
@@ -97,6 +133,7 @@ fn replies() -> Vec<Reply> {
                     orphaned_ms: 1234,
                     stats: None,
                     standby_pid: None,
+                    note: None,
                 },
                 ListEntry {
                     tag: "b".into(),
@@ -110,6 +147,7 @@ fn replies() -> Vec<Reply> {
                     orphaned_ms: 0,
                     stats: None,
                     standby_pid: None,
+                    note: None,
                 },
             ],
         },
@@ -131,6 +169,7 @@ fn replies() -> Vec<Reply> {
                     last_recovery_us: Some(1500),
                 }),
                 standby_pid: None,
+                note: None,
             }],
         },
         Reply::ListFull {
@@ -147,7 +186,41 @@ fn replies() -> Vec<Reply> {
                 orphaned_ms: 0,
                 stats: Some(EntryStats::default()),
                 standby_pid: Some(4343),
+                note: None,
             }],
+        },
+        Reply::ListNotes {
+            total: 2,
+            entries: vec![
+                ListEntry {
+                    tag: "e".into(),
+                    owner_uid: 0,
+                    rescue_uid: 0,
+                    mountpoint: PathBuf::from("/q"),
+                    conn_id: 7,
+                    state: ConnState::Serving,
+                    server_pid: 98,
+                    waiting: 0,
+                    orphaned_ms: 0,
+                    stats: Some(EntryStats::default()),
+                    standby_pid: Some(0),
+                    note: Some("wrapped: sshfs, 3 restarts".into()),
+                },
+                ListEntry {
+                    tag: "f".into(),
+                    owner_uid: 0,
+                    rescue_uid: 0,
+                    mountpoint: PathBuf::from("/r"),
+                    conn_id: 8,
+                    state: ConnState::Orphaned,
+                    server_pid: 0,
+                    waiting: 0,
+                    orphaned_ms: 5,
+                    stats: Some(EntryStats::default()),
+                    standby_pid: Some(0),
+                    note: Some(String::new()),
+                },
+            ],
         },
         Reply::ListStats { total: 0, entries: Vec::new() },
         Reply::Metrics { text: "# TYPE x counter\nx_total 1\n".into() },

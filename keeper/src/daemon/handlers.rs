@@ -77,6 +77,8 @@ impl Keeper {
             Request::List { skip } => Ok(self.list(peer, skip, ListDetail::Base)),
             Request::ListStats { skip } => Ok(self.list(peer, skip, ListDetail::Stats)),
             Request::ListFull { skip } => Ok(self.list(peer, skip, ListDetail::Full)),
+            Request::ListNotes { skip } => Ok(self.list(peer, skip, ListDetail::Notes)),
+            Request::Note { tag, note } => self.note(peer, &tag, note),
             Request::Standby { tag } => self.standby(client, peer, &tag),
             Request::Metrics => self.metrics(peer),
             Request::Abort { target } => self.abort_or_umount(peer, &target, true),
@@ -214,6 +216,7 @@ impl Keeper {
             server_client: Some(client),
             orphaned_at,
             stats: Default::default(),
+            note: None,
         });
         self.counters.registrations += 1;
         Ok(Response::ok())
@@ -368,6 +371,31 @@ impl Keeper {
         if let Some(entry) = self.registry.get_mut(id) {
             entry.stand_in = Some(answers);
         }
+        Ok(Response::ok())
+    }
+
+    /// NOTE: the entry's status note, from its owner uid, its rescue uid or root (the decoder
+    /// checked its length and characters). The peer's own entry of the tag first, then one it
+    /// rescues (another uid's entry of the same tag never shadows its own); replacing the last
+    /// note keeps the keeper's memory bounded by its entries. A refusal is logged at debug only:
+    /// a note changes nothing but a listing, and the log is not for a hostile uid to fill.
+    fn note(&mut self, peer: &Peer, tag: &str, note: String) -> Handled {
+        let ids = self.registry.by_tag(tag, peer.uid);
+        let permitted = |id: &u64| {
+            self.registry.get(*id).is_some_and(|e| peer.uid == 0 || e.concerns(peer.uid))
+        };
+        let Some(id) = ids.iter().copied().find(permitted) else {
+            if ids.is_empty() {
+                return Err(fail(libc::ENOENT, format!("unknown tag {tag}")));
+            }
+            tracing::debug!(
+                tag = %crate::text::escape(tag), pid = peer.pid, uid = peer.uid,
+                "refused note: neither the owner nor the rescue uid"
+            );
+            return Err(fail(libc::EPERM, format!("uid {} may not note tag {tag}", peer.uid)));
+        };
+        let entry = self.registry.get_mut(id).ok_or_else(|| fail(libc::ENOENT, "gone"))?;
+        entry.note = (!note.is_empty()).then_some(note);
         Ok(Response::ok())
     }
 
@@ -536,7 +564,7 @@ impl Keeper {
         Ok(Response { reply: Reply::Metrics { text }, fds: Vec::new(), commit: None })
     }
 
-    /// LIST, LIST_STATS or LIST_FULL, as `detail` says.
+    /// LIST, LIST_STATS, LIST_FULL or LIST_NOTES, as `detail` says.
     fn list(&mut self, peer: &Peer, skip: u32, detail: ListDetail) -> Response {
         for id in self.registry.ids() {
             self.refresh(id);
@@ -571,6 +599,7 @@ impl Keeper {
                 stats: (detail >= ListDetail::Stats).then_some(e.stats),
                 standby_pid: (detail >= ListDetail::Full)
                     .then(|| self.standbys.get(&e.id).map_or(0, |p| p.pid)),
+                note: (detail >= ListDetail::Notes).then(|| e.note.clone().unwrap_or_default()),
             };
             size += item.encoded_len(detail);
             if size > MAX_PAYLOAD {
@@ -582,6 +611,7 @@ impl Keeper {
             ListDetail::Base => Reply::List { total, entries },
             ListDetail::Stats => Reply::ListStats { total, entries },
             ListDetail::Full => Reply::ListFull { total, entries },
+            ListDetail::Notes => Reply::ListNotes { total, entries },
         };
         Response { reply, fds: Vec::new(), commit: None }
     }

@@ -351,6 +351,7 @@ mod tests {
             server_client: None,
             orphaned_at: None,
             stats: Default::default(),
+            note: None,
         }
     }
 

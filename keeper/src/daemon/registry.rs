@@ -65,6 +65,8 @@ pub struct Entry {
     pub orphaned_at: Option<Instant>,
     /// Recoveries and handovers since it was registered (LIST_STATS).
     pub stats: crate::protocol::EntryStats,
+    /// The status note last published for it (NOTE; at most `MAX_NOTE` bytes), if any.
+    pub note: Option<String>,
 }
 
 impl Entry {
