@@ -26,6 +26,18 @@ if [ -n "$deaths" ] && [ "$deaths" -ge 2 ] && [ "$deaths" -le 10 ]; then
 else
   echo "FAILED: the stock server died $deaths times on it"; failed=1
 fi
+# Asked again, the same request fails at once: no server dies for it any more.
+err=$(stat "$m/poison" 2>&1 >/dev/null || true)
+again=$(grep -c "given this request: EIO" "$work/wrap.log" || true)
+case "$err" in
+  *"Input/output error"*) ;;
+  *) echo "FAILED: the poison asked again gave '${err:-success}', not EIO"; failed=1 ;;
+esac
+if [ "$again" -eq 1 ] && ! grep -q "deaths=$((deaths + 1))" "$work/wrap.log"; then
+  echo "asked again, it failed at once (remembered, no server killed)"
+else
+  echo "FAILED: asked again, it killed servers again ($again poison warnings)"; failed=1
+fi
 err=$(stat "$m/other" 2>&1 >/dev/null || true)
 case "$err" in
   *"No such file or directory"*) echo "the mount goes on: another name is ENOENT" ;;

@@ -50,9 +50,9 @@ struct Deaths(u32);
 
 impl Deaths {
     /// A server died with the request in flight, sent at `sent`: Err(EIO) when that makes it
-    /// a poison.
-    fn died(&mut self, sent: std::time::Instant, conn: &Conn) -> Result<()> {
-        if sent.elapsed() < POISON_WINDOW {
+    /// a poison (then remembered: the same request again fails at once).
+    fn died(&mut self, sent: std::time::Instant, conn: &Conn, up: &Upstream) -> Result<()> {
+        if up.poisoned().last_died() && sent.elapsed() < POISON_WINDOW {
             self.0 += 1;
         }
         if self.0 >= POISON_DEATHS {
@@ -61,6 +61,7 @@ impl Deaths {
                 deaths = self.0,
                 "the stock server died each time it was given this request: EIO"
             );
+            up.poisoned().remember_last_died();
             return Err(Errno::EIO);
         }
         Ok(())
@@ -128,11 +129,12 @@ impl Wrap {
         let mut deaths = Deaths::default();
         loop {
             let sent = std::time::Instant::now();
+            self.up.poisoned().clear_last_died();
             match op(&conn) {
                 Ok(value) => return Ok(value),
                 Err(Failure::Errno(e)) => return Err(e),
                 Err(Failure::Died) => {
-                    deaths.died(sent, &conn)?;
+                    deaths.died(sent, &conn, &self.up)?;
                     debug!(
                         epoch = conn.epoch,
                         "stock server died with a request in flight: sending it again"
@@ -156,6 +158,7 @@ impl Wrap {
         let mut deaths = Deaths::default();
         loop {
             let sent = std::time::Instant::now();
+            self.up.poisoned().clear_last_died();
             let result = if unsure {
                 match settle(&conn) {
                     Ok(Some(value)) => Ok(value),
@@ -172,7 +175,7 @@ impl Wrap {
                 Ok(value) => return Ok(value),
                 Err(Failure::Errno(e)) => return Err(e),
                 Err(Failure::Died) => {
-                    deaths.died(sent, &conn)?;
+                    deaths.died(sent, &conn, &self.up)?;
                     conn = self.up.after(conn.epoch)?;
                 }
             }

@@ -125,6 +125,68 @@ enum Read {
     Ended,
 }
 
+/// Requests that killed server after server (see `fs.rs`, `Deaths`), by opcode and a keyed
+/// hash of their first bytes (not the server's nodeid, which each life numbers anew): the
+/// same request again fails with EIO at once instead of killing another. Kept for the
+/// wrapper's life, at most [`POISONED_MAX`].
+#[derive(Default)]
+pub struct Poisoned {
+    any: AtomicBool,
+    keys: Mutex<std::collections::HashSet<(u32, u64)>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// The most requests remembered as poisons.
+pub const POISONED_MAX: usize = 1024;
+
+/// The bytes of a request's arguments a poison is known by.
+const POISON_PREFIX: usize = 512;
+
+thread_local! {
+    /// This thread's last request whose server died with it in flight.
+    static LAST_DIED: std::cell::Cell<Option<(u32, u64)>> = const { std::cell::Cell::new(None) };
+}
+
+impl Poisoned {
+    fn key(&self, opcode: fuse_opcode, parts: &[&[u8]]) -> (u32, u64) {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.hasher.build_hasher();
+        let mut left = POISON_PREFIX;
+        for part in parts {
+            let take = part.len().min(left);
+            h.write(&part[..take]);
+            left -= take;
+        }
+        (opcode as u32, h.finish())
+    }
+
+    fn holds(&self, opcode: fuse_opcode, parts: &[&[u8]]) -> bool {
+        let key = self.key(opcode, parts);
+        lock(&self.keys).contains(&key)
+    }
+
+    /// Forgets which of this thread's requests died last (before a new attempt).
+    pub fn clear_last_died(&self) {
+        LAST_DIED.set(None);
+    }
+
+    /// Whether a request of this thread was in flight at a server's death since the last
+    /// [`Poisoned::clear_last_died`] (one sent to no server killed none).
+    pub fn last_died(&self) -> bool {
+        LAST_DIED.get().is_some()
+    }
+
+    /// Remembers the last request of this thread that died with its server as a poison.
+    pub fn remember_last_died(&self) {
+        let Some(key) = LAST_DIED.take() else { return };
+        let mut keys = lock(&self.keys);
+        if keys.len() < POISONED_MAX {
+            keys.insert(key);
+            self.any.store(true, Ordering::Release);
+        }
+    }
+}
+
 /// A notification a stock server sent (a message with unique 0), in its own nodeids.
 #[derive(Debug)]
 pub struct Note {
@@ -155,6 +217,8 @@ pub struct Conn {
     buf: Mutex<Vec<u8>>,
     /// Where the server's notifications go (shared with [`Upstream`]).
     notes: Arc<Mutex<Option<SyncSender<Note>>>>,
+    /// The requests known to kill the server (shared with [`Upstream`]).
+    poison: Arc<Poisoned>,
     dead: AtomicBool,
     unique: AtomicU64,
     watchdog: Option<Duration>,
@@ -194,6 +258,10 @@ impl Conn {
         if self.dead.load(Ordering::Acquire) {
             return Err(Failure::Died);
         }
+        if self.poison.any.load(Ordering::Acquire) && self.poison.holds(opcode, parts) {
+            debug!(?opcode, "a request that killed the stock server before: EIO");
+            return Err(Failure::Errno(Errno::EIO));
+        }
         let unique = self.unique.fetch_add(2, Ordering::Relaxed);
         let ready = Arc::new(Condvar::new());
         lock(&self.pending).waiters.insert(unique, Waiter { reply: None, ready: ready.clone() });
@@ -213,8 +281,14 @@ impl Conn {
         }
         let started = Instant::now();
         let reply = self.wait_reply(unique, &ready, started);
-        if let Err(Failure::Errno(errno)) = &reply {
-            debug!(?opcode, nodeid, %errno, epoch = self.epoch, "the stock server answered an error");
+        match &reply {
+            Err(Failure::Errno(errno)) => {
+                debug!(?opcode, nodeid, %errno, epoch = self.epoch, "the stock server answered an error");
+            }
+            Err(Failure::Died) => {
+                LAST_DIED.set(Some(self.poison.key(opcode, parts)));
+            }
+            Ok(_) => {}
         }
         reply
     }
@@ -463,6 +537,8 @@ pub struct Upstream {
     max_reply: usize,
     /// Where notifications go (see [`Upstream::notifications`]).
     notes: Arc<Mutex<Option<SyncSender<Note>>>>,
+    /// The requests known to kill the server.
+    poison: Arc<Poisoned>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -472,6 +548,11 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
+    /// The requests known to kill the server (see [`Poisoned`]).
+    pub fn poisoned(&self) -> &Poisoned {
+        &self.poison
+    }
+
     /// The notifications the stock server sends from now on, in its nodeids (the receiver
     /// translates them); replaces an earlier receiver. Without one they are dropped.
     pub fn notifications(&self) -> Receiver<Note> {
@@ -503,6 +584,7 @@ impl Upstream {
             changed: Condvar::new(),
             max_reply,
             notes: Arc::default(),
+            poison: Arc::default(),
         });
         let supervisor = up.clone();
         std::thread::Builder::new()
@@ -827,6 +909,7 @@ impl Upstream {
                 pending: Mutex::new(Pending::default()),
                 buf: Mutex::new(vec![0u8; self.max_reply]),
                 notes: self.notes.clone(),
+                poison: self.poison.clone(),
                 dead: AtomicBool::new(false),
                 unique: AtomicU64::new(4),
                 watchdog: self.policy.watchdog,
