@@ -185,15 +185,29 @@ fn timeout_ms(d: Option<Duration>) -> u64 {
     }
 }
 
-/// A bare SOCK_SEQPACKET connection to the keeper socket at `path` (what
-/// [`KeeperClient::connect`] speaks the protocol over).
-pub fn connect_socket(path: &Path) -> std::io::Result<OwnedFd> {
-    let sock = rustix::net::socket_with(
+fn seqpacket() -> std::io::Result<OwnedFd> {
+    Ok(rustix::net::socket_with(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
         SocketFlags::CLOEXEC,
         None,
-    )?;
+    )?)
+}
+
+/// A SOCK_SEQPACKET socket bound at `path` and listening (backlog `backlog`): the kind of
+/// socket a keeper listens on, for a stand-in keeper in tests. No directory checks, no
+/// permissions set: the daemon's own socket is made with those (`fuse-keeper serve`).
+pub fn listen_socket(path: &Path, backlog: i32) -> std::io::Result<OwnedFd> {
+    let sock = seqpacket()?;
+    rustix::net::bind(&sock, &SocketAddrUnix::new(path)?)?;
+    rustix::net::listen(&sock, backlog)?;
+    Ok(sock)
+}
+
+/// A bare SOCK_SEQPACKET connection to the keeper socket at `path` (what
+/// [`KeeperClient::connect`] speaks the protocol over).
+pub fn connect_socket(path: &Path) -> std::io::Result<OwnedFd> {
+    let sock = seqpacket()?;
     rustix::net::connect(&sock, &SocketAddrUnix::new(path)?)?;
     Ok(sock)
 }
@@ -519,15 +533,7 @@ mod tests {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("fk-client-{}-{n}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let listener = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .unwrap();
-        rustix::net::bind(&listener, &SocketAddrUnix::new(&path).unwrap()).unwrap();
-        rustix::net::listen(&listener, 1).unwrap();
+        let listener = listen_socket(&path, 1).unwrap();
         let handle = std::thread::spawn(move || {
             let sock = rustix::net::accept(&listener).unwrap();
             let mut asked = Vec::new();

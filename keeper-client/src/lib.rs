@@ -27,7 +27,7 @@ mod spawn;
 #[allow(unsafe_code)]
 mod sys;
 
-pub use client::{Attached, ConnInfo, KeeperClient, Registration, socket_path};
+pub use client::{Attached, ConnInfo, KeeperClient, Registration, listen_socket, socket_path};
 pub use error::KeeperError;
 pub use protocol::ConnState;
 pub use spawn::{BIN_ENV, SPAWN_WAIT, find_keeper_binary, spawn_detached};

@@ -81,19 +81,10 @@ mod tests {
 
     /// A keeper at a fresh socket path that answers one client's NOTEs OK and returns them.
     fn fake_keeper() -> (std::path::PathBuf, std::thread::JoinHandle<Vec<protocol::Request>>) {
-        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
         use std::os::fd::AsFd;
         let path = std::env::temp_dir().join(format!("fr-note-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let listener = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .unwrap();
-        rustix::net::bind(&listener, &SocketAddrUnix::new(&path).unwrap()).unwrap();
-        rustix::net::listen(&listener, 1).unwrap();
+        let listener = fuse_keeper_client::listen_socket(&path, 1).unwrap();
         let keeper = std::thread::spawn(move || {
             let sock = rustix::net::accept(&listener).unwrap();
             let mut got = Vec::new();

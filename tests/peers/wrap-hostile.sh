@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/peers/lib.sh
+. tests/peers/wrap-lib.sh
 WRAP_BIN=${WRAP_BIN:-${CARGO_TARGET_DIR:-target}/release/fuse-wrap}
 keeper_work wrap-hostile bin
 chmod 755 "$work/src"
@@ -22,14 +23,9 @@ mkdir -m 755 "$work/src/rootdir"; mkdir -m 1777 "$work/src/shared"
 start_wrap() {
   "$WRAP_BIN" -o "tag=wrap-hostile,nokeeper_start,allow_other$1" "$m" -- "$work/bin/passthrough_ll" -f -o "source=$work/src" %m 2>> "$work/wrap.log" &
   PFS_PID=$!
-  wait_for "$PATIENCE_S" mounted_or_exited "$m" "$PFS_PID" || true
-  mounted "$m" || { echo "fuse-wrap did not mount"; cat "$work/wrap.log"; exit 1; }
+  wrap_mounted "$m"
 }
-stop_wrap() {
-  umount "$m" 2>/dev/null || teardown "$m" "$PFS_PID"
-  wait "$PFS_PID" 2>/dev/null || true
-  PFS_PID=
-}
+stop_wrap() { wrap_stop "$m"; }
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 failed=0
 # refused WHAT CMD...: the command, run as uid 65534, must fail.

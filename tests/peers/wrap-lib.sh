@@ -44,3 +44,17 @@ wrap_stock() {
     *) echo "unknown target $target" >&2; return 2 ;;
   esac
 }
+
+# wrap_mounted MNT: waits for the fuse-wrap of $PFS_PID to mount MNT; exits the test with its
+# log if it does not.
+wrap_mounted() {
+  wait_for "$PATIENCE_S" mounted_or_exited "$1" "$PFS_PID" || true
+  mounted "$1" || { echo "fuse-wrap did not mount $1"; cat "$work/wrap.log"; exit 1; }
+}
+
+# wrap_stop MNT: unmounts MNT (aborting it if that fails) and waits for the wrapper $PFS_PID.
+wrap_stop() {
+  umount "$1" 2>/dev/null || teardown "$1" "$PFS_PID"
+  wait "$PFS_PID" 2>/dev/null || true
+  PFS_PID=
+}

@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/peers/lib.sh
+. tests/peers/wrap-lib.sh
 WRAP_BIN=${WRAP_BIN:-${CARGO_TARGET_DIR:-target}/release/fuse-wrap}
 keeper_work wrap-notify bin
 m=$work/mnt
@@ -22,14 +23,9 @@ start_wrap() {
   shift
   "$WRAP_BIN" -o "tag=wrap-notify,nokeeper_start" "$m" -- "$work/bin/$example" -f --update-interval=1 "$@" %m 2>> "$work/wrap.log" &
   PFS_PID=$!
-  wait_for "$PATIENCE_S" mounted_or_exited "$m" "$PFS_PID" || true
-  mounted "$m" || { echo "fuse-wrap did not mount"; cat "$work/wrap.log"; exit 1; }
+  wrap_mounted "$m"
 }
-stop_wrap() {
-  umount "$m" 2>/dev/null || teardown "$m" "$PFS_PID"
-  wait "$PFS_PID" 2>/dev/null || true
-  PFS_PID=
-}
+stop_wrap() { wrap_stop "$m"; }
 failed=0
 
 start_wrap notify_inval_inode

@@ -32,8 +32,7 @@ exited() { ! kill -0 "$1" 2>/dev/null; }
 op_done() { [ -e "$work/op.status" ]; }
 
 start_wrap
-wait_for "$PATIENCE_S" mounted_or_exited "$m" "$PFS_PID" || true
-mounted "$m" || { echo "fuse-wrap did not mount"; cat "$work/wrap.log"; exit 1; }
+wrap_mounted "$m"
 
 # Each case: OPCODE, then a setup, the request (one system call) and a check, run with $1
 # the case's own name prefix. The request runs in the background while the armed wrapper
@@ -97,7 +96,5 @@ for point in before executed journaled; do
   done
 done
 [ "$failed" -eq 0 ] || tail -30 "$work/wrap.log"
-umount "$m" 2>/dev/null || teardown "$m" "$PFS_PID"
-wait "$PFS_PID" 2>/dev/null || true
-PFS_PID=
+wrap_stop "$m"
 exit "$failed"

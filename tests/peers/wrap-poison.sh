@@ -6,13 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/peers/lib.sh
+. tests/peers/wrap-lib.sh
 WRAP_BIN=${WRAP_BIN:-${CARGO_TARGET_DIR:-target}/release/fuse-wrap}
 keeper_work wrap-poison
 m=$work/mnt
 "$WRAP_BIN" -o tag=wrap-poison,nokeeper_start "$m" -- python3 tests/peers/wrap-poison.py %m 2>> "$work/wrap.log" &
 PFS_PID=$!
-wait_for "$PATIENCE_S" mounted_or_exited "$m" "$PFS_PID" || true
-mounted "$m" || { echo "fuse-wrap did not mount"; cat "$work/wrap.log"; exit 1; }
+wrap_mounted "$m"
 failed=0
 err=$(stat "$m/poison" 2>&1 >/dev/null || true)
 case "$err" in
@@ -47,7 +47,5 @@ if ! kill -0 "$PFS_PID" 2>/dev/null || ! mounted "$m"; then
   echo "FAILED: the wrapper or its mount is gone"; failed=1
 fi
 [ "$failed" -eq 0 ] || tail -20 "$work/wrap.log"
-umount "$m" 2>/dev/null || teardown "$m" "$PFS_PID"
-wait "$PFS_PID" 2>/dev/null || true
-PFS_PID=
+wrap_stop "$m"
 exit "$failed"
