@@ -16,6 +16,7 @@ set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/../.."
 . tests/peers/lib.sh
+. tests/peers/wrap-lib.sh
 target=${1:?usage: pjdfstest-wrap.sh TARGET}
 WRAP_BIN=${WRAP_BIN:-${CARGO_TARGET_DIR:-target}/release/fuse-wrap}
 PJDFSTEST_CONF=$PWD/tests/peers/pjdfstest.toml
@@ -182,23 +183,8 @@ start_wrap() {
   await_mount fuse-wrap "$work/wrap.log"
 }
 
-# mirror: the options of the bare mount fuse-wrap must be given to mount the same way.
-mirror() {
-  awk -v mp="$work/mnt" '$5 == mp {
-      split($6, m, ","); for (i in m) f[m[i]] = 1
-      for (i = 7; $i != "-"; i++) {}
-      split($(i + 3), s, ","); for (j in s) f[s[j]] = 1
-      # fuse-wrap turns default_permissions on with allow_other as root: off if bare was.
-      out = ("default_permissions" in f) ? ",default_permissions" : ",nodefault_permissions"
-      if ("ro" in f) out = out ",ro"
-      if (!("nosuid" in f)) out = out ",suid"
-      if (!("nodev" in f)) out = out ",dev"
-      if ("noexec" in f) out = out ",noexec"
-      if ("noatime" in f) out = out ",noatime"
-      print out }' /proc/self/mountinfo | tail -1
-}
 start_bare
-mirrored=$(mirror)
+mirrored=$(wrap_mount_options "$work/mnt")
 echo "the bare $target mounts: $(awk -v mp="$work/mnt" '$5 == mp { $1 = $2 = $3 = $4 = ""; print }' /proc/self/mountinfo)"
 stop_mount
 [ -z "$mirrored" ] || echo "fuse-wrap is given the same: ${mirrored#,}"

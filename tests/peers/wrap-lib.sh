@@ -58,3 +58,22 @@ wrap_stop() {
   wait "$PFS_PID" 2>/dev/null || true
   PFS_PID=
 }
+
+# wrap_mount_options MNT: the options fuse-wrap must be given to mount as the server mounted
+# MNT itself (a server behind fuse-wrap mounts nothing: fuse-overlayfs as root adds
+# default_permissions,suid,noatime of its own), from /proc/self/mountinfo, with a leading
+# comma; fuse-wrap turns default_permissions on with allow_other as root, so it is turned off
+# when the bare mount had none.
+wrap_mount_options() {
+  awk -v mp="$1" '$5 == mp {
+      split($6, m, ","); for (i in m) f[m[i]] = 1
+      for (i = 7; $i != "-"; i++) {}
+      split($(i + 3), s, ","); for (j in s) f[s[j]] = 1
+      out = ("default_permissions" in f) ? ",default_permissions" : ",nodefault_permissions"
+      if ("ro" in f) out = out ",ro"
+      if (!("nosuid" in f)) out = out ",suid"
+      if (!("nodev" in f)) out = out ",dev"
+      if ("noexec" in f) out = out ",noexec"
+      if ("noatime" in f) out = out ",noatime"
+      print out }' /proc/self/mountinfo | tail -1
+}
