@@ -53,8 +53,6 @@ impl Errno {
     pub const ENAMETOOLONG: Errno = Errno(libc_errno::ENAMETOOLONG);
     /// Inappropriate ioctl for device (25): an ioctl command the file does not know.
     pub const ENOTTY: Errno = Errno(libc_errno::ENOTTY);
-    /// Transport endpoint is not connected (107): the connection is gone (unmounted).
-    pub const ENOTCONN: Errno = Errno(libc_errno::ENOTCONN);
 
     /// Wraps a positive errno value; zero or negative values become EIO.
     pub const fn new(value: i32) -> Errno {
@@ -127,7 +125,6 @@ mod libc_errno {
     pub const ENOTEMPTY: i32 = 39;
     pub const ENODATA: i32 = 61;
     pub const EOPNOTSUPP: i32 = 95;
-    pub const ENOTCONN: i32 = 107;
     pub const ESTALE: i32 = 116;
 }
 

@@ -7,6 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
 
 use fuse_proto::Errno;
+use zerocopy::IntoBytes;
 
 use crate::filesystem::Counted;
 use crate::ids::{FileHandle, NodeId, Unique};
@@ -211,19 +212,8 @@ impl<'a> Context<'a> {
     /// Returns at once; an inode the kernel does not hold is no error. Safe to call while
     /// serving any request, that inode's own included.
     pub fn invalidate_attributes(&self, nodeid: NodeId) -> Result<(), Errno> {
-        let mut payload = [0u8; 24];
-        payload[..8].copy_from_slice(&nodeid.0.to_ne_bytes());
         // off < 0: attributes only.
-        payload[8..16].copy_from_slice(&(-1i64).to_ne_bytes());
-        let bytes = fuse_proto::reply::notification(
-            fuse_abi::fuse_notify_code::FUSE_NOTIFY_INVAL_INODE,
-            &payload,
-        );
-        let master = self.channel.master();
-        match fuse_transport::write_reply(master.as_fd(), &[std::io::IoSlice::new(&bytes)]) {
-            Ok(_) => Ok(()),
-            Err(err) => Err(crate::to_io(err).into()),
-        }
+        self.channel.notifier().inval_inode(nodeid, -1, 0)
     }
 
     /// Drops a backing id returned by `backing_open`.
@@ -240,8 +230,8 @@ impl<'a> Context<'a> {
 /// system, a relay of another server). Given to the file system by
 /// [`Filesystem::notifier`](crate::Filesystem::notifier) when a session starts; cheap to clone.
 ///
-/// Each call writes one notification and returns; a node or name the kernel does not hold is
-/// no error (ENOENT is taken as done). The kernel may take the inode's or the directory's lock
+/// Each call writes one notification and returns; a node or name the kernel does not hold, or
+/// a connection gone, is no error. The kernel may take the inode's or the directory's lock
 /// to carry one out: never call these from a request on the same inode or directory (or while
 /// holding anything such a request waits for), or the two wait for each other.
 #[derive(Clone)]
@@ -259,11 +249,8 @@ impl Notifier {
     /// Drops what the kernel caches of `nodeid`: its attributes, and the page cache from
     /// `offset` for `len` bytes (`len` 0: to the end). `offset` < 0: the attributes only.
     pub fn inval_inode(&self, nodeid: NodeId, offset: i64, len: i64) -> Result<(), Errno> {
-        let mut payload = [0u8; 24];
-        payload[..8].copy_from_slice(&nodeid.0.to_ne_bytes());
-        payload[8..16].copy_from_slice(&offset.to_ne_bytes());
-        payload[16..].copy_from_slice(&len.to_ne_bytes());
-        self.send(fuse_abi::fuse_notify_code::FUSE_NOTIFY_INVAL_INODE, &payload)
+        let out = fuse_abi::fuse_notify_inval_inode_out { ino: nodeid.0, off: offset, len };
+        self.send(fuse_abi::fuse_notify_code::FUSE_NOTIFY_INVAL_INODE, &[out.as_bytes()])
     }
 
     /// Drops the kernel's dentry for `name` in `parent` (and the parent's attributes): the
@@ -271,38 +258,34 @@ impl Notifier {
     /// expired instead), or 0.
     pub fn inval_entry(&self, parent: NodeId, name: &OsStr, flags: u32) -> Result<(), Errno> {
         let name = name.as_bytes();
-        let len = u32::try_from(name.len()).map_err(|_| Errno::ENAMETOOLONG)?;
-        let mut payload = Vec::with_capacity(16 + name.len() + 1);
-        payload.extend_from_slice(&parent.0.to_ne_bytes());
-        payload.extend_from_slice(&len.to_ne_bytes());
-        payload.extend_from_slice(&flags.to_ne_bytes());
-        payload.extend_from_slice(name);
-        payload.push(0);
-        self.send(fuse_abi::fuse_notify_code::FUSE_NOTIFY_INVAL_ENTRY, &payload)
+        let namelen = u32::try_from(name.len()).map_err(|_| Errno::ENAMETOOLONG)?;
+        let out = fuse_abi::fuse_notify_inval_entry_out { parent: parent.0, namelen, flags };
+        self.send(
+            fuse_abi::fuse_notify_code::FUSE_NOTIFY_INVAL_ENTRY,
+            &[out.as_bytes(), name, b"\0"],
+        )
     }
 
     /// Tells the kernel that `name` in `parent`, which was `child`, is gone: its dentry is
     /// dropped if it still points to `child` (as after an unlink).
     pub fn delete(&self, parent: NodeId, child: NodeId, name: &OsStr) -> Result<(), Errno> {
         let name = name.as_bytes();
-        let len = u32::try_from(name.len()).map_err(|_| Errno::ENAMETOOLONG)?;
-        let mut payload = Vec::with_capacity(24 + name.len() + 1);
-        payload.extend_from_slice(&parent.0.to_ne_bytes());
-        payload.extend_from_slice(&child.0.to_ne_bytes());
-        payload.extend_from_slice(&len.to_ne_bytes());
-        payload.extend_from_slice(&0u32.to_ne_bytes());
-        payload.extend_from_slice(name);
-        payload.push(0);
-        self.send(fuse_abi::fuse_notify_code::FUSE_NOTIFY_DELETE, &payload)
+        let namelen = u32::try_from(name.len()).map_err(|_| Errno::ENAMETOOLONG)?;
+        let out = fuse_abi::fuse_notify_delete_out {
+            parent: parent.0,
+            child: child.0,
+            namelen,
+            padding: 0,
+        };
+        self.send(fuse_abi::fuse_notify_code::FUSE_NOTIFY_DELETE, &[out.as_bytes(), name, b"\0"])
     }
 
-    fn send(&self, code: fuse_abi::fuse_notify_code, payload: &[u8]) -> Result<(), Errno> {
-        let bytes = fuse_proto::reply::notification(code, payload);
+    fn send(&self, code: fuse_abi::fuse_notify_code, parts: &[&[u8]]) -> Result<(), Errno> {
+        let bytes = fuse_proto::reply::notification(code, &parts.concat());
+        // Gone (no such inode or name) or disconnected (nothing cached any more): done.
         match fuse_transport::write_reply(self.master.as_fd(), &[io::IoSlice::new(&bytes)]) {
-            // Gone: the kernel holds no such inode or name.
-            Ok(fuse_transport::WriteOutcome::Disconnected) => Err(Errno::ENOTCONN),
             Ok(_) => Ok(()),
-            Err(err) => Err(crate::to_io(err).raw_os_error().map_or(Errno::EIO, Errno::new)),
+            Err(err) => Err(crate::to_io(err).into()),
         }
     }
 }

@@ -26,7 +26,7 @@ use fuse_server::{
     Notifier, Opened, Rename, SetAttr, SetTime, Statfs,
 };
 use tracing::{debug, warn};
-use zerocopy::{FromZeros, IntoBytes};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::nodes::{Bound, Forget, Handle, Nodes, ROOT};
 use crate::upstream::{Conn, Failure, Note, Upstream};
@@ -1453,45 +1453,39 @@ impl Recoverable for Wrap {
 /// mean nothing to it and are dropped). STORE, RETRIEVE and POLL are not forwarded.
 fn forward_notifications(notes: &Receiver<Note>, nodes: &Nodes, notifier: &OnceLock<Notifier>) {
     use fuse_abi::fuse_notify_code as code;
-    let u64_at = |p: &[u8], at: usize| {
-        p.get(at..at + 8).map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
-    };
-    let u32_at = |p: &[u8], at: usize| {
-        p.get(at..at + 4).map(|b| u32::from_ne_bytes(b.try_into().unwrap_or_default()))
-    };
-    let name_at = |p: &[u8], at: usize, len: Option<u32>| {
-        let name = p.get(at..at + len? as usize)?;
-        wire::valid_name(name).then(|| OsStr::from_bytes(name).to_owned())
-    };
+    // A notification's fixed part, then the name of `namelen` bytes it says follows.
+    fn named<T: FromBytes>(
+        p: &[u8],
+        namelen: impl Fn(&T) -> u32,
+    ) -> Option<(T, std::ffi::OsString)> {
+        let (out, rest) = T::read_from_prefix(p).ok()?;
+        let name = rest.get(..namelen(&out) as usize)?;
+        wire::valid_name(name).then(|| (out, OsStr::from_bytes(name).to_owned()))
+    }
     while let Ok(note) = notes.recv() {
         let Some(kernel) = notifier.get() else { continue };
         let p = &note.payload;
-        let ours = |s: Option<u64>| s.and_then(|s| nodes.ours(note.epoch, s)).map(NodeId);
+        let ours = |s: u64| nodes.ours(note.epoch, s).map(NodeId);
         let sent = match note.code {
-            c if c == code::FUSE_NOTIFY_INVAL_INODE as i32 => ours(u64_at(p, 0)).map(|w| {
-                let off = u64_at(p, 8).unwrap_or_default() as i64;
-                let len = u64_at(p, 16).unwrap_or_default() as i64;
-                kernel.inval_inode(w, off, len)
-            }),
+            c if c == code::FUSE_NOTIFY_INVAL_INODE as i32 => {
+                fuse_notify_inval_inode_out::read_from_prefix(p).ok().and_then(|(out, _)| {
+                    ours(out.ino).map(|w| kernel.inval_inode(w, out.off, out.len))
+                })
+            }
             c if c == code::FUSE_NOTIFY_INVAL_ENTRY as i32 => {
-                match (ours(u64_at(p, 0)), name_at(p, 16, u32_at(p, 8))) {
-                    (Some(parent), Some(name)) => {
-                        Some(kernel.inval_entry(parent, &name, u32_at(p, 12).unwrap_or_default()))
-                    }
-                    _ => None,
-                }
+                named(p, |o: &fuse_notify_inval_entry_out| o.namelen).and_then(|(out, name)| {
+                    ours(out.parent).map(|parent| kernel.inval_entry(parent, &name, out.flags))
+                })
             }
             c if c == code::FUSE_NOTIFY_DELETE as i32 => {
-                match (ours(u64_at(p, 0)), name_at(p, 24, u32_at(p, 16))) {
-                    (Some(parent), Some(name)) => {
-                        nodes.unlinked(parent.0, &name);
-                        Some(match ours(u64_at(p, 8)) {
-                            Some(child) => kernel.delete(parent, child, &name),
-                            None => kernel.inval_entry(parent, &name, 0),
-                        })
-                    }
-                    _ => None,
-                }
+                named(p, |o: &fuse_notify_delete_out| o.namelen).and_then(|(out, name)| {
+                    let parent = ours(out.parent)?;
+                    nodes.unlinked(parent.0, &name);
+                    Some(match ours(out.child) {
+                        Some(child) => kernel.delete(parent, child, &name),
+                        None => kernel.inval_entry(parent, &name, 0),
+                    })
+                })
             }
             _ => None,
         };
