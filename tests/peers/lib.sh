@@ -28,15 +28,17 @@ conn_id() {
 }
 
 # teardown MOUNTPOINT [PID]: as root, or as the mount's owner (fusectl's abort file is the
-# owner's; fusermount3 detaches).
+# owner's; fusermount3 detaches). Every FUSE mount stacked at MOUNTPOINT goes, topmost first
+# (a server killed after mounting and before its keeper had the connection leaves a dead
+# mount, and its successor mounts on top of it).
 teardown() {
-  local mnt=$1 pid=${2:-} id
-  id=$(conn_id "$mnt")
-  if [ -n "$id" ]; then
+  local mnt=$1 pid=${2:-} id left=16
+  while id=$(conn_id "$mnt"); [ -n "$id" ] && [ "$left" -gt 0 ]; do
+    left=$((left - 1))
     mountpoint -q /sys/fs/fuse/connections 2>/dev/null || mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null || true
     [ -e "/sys/fs/fuse/connections/$id/abort" ] && echo 1 > "/sys/fs/fuse/connections/$id/abort" || true
-    umount -l "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null || true
-  fi
+    umount -l "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null || break
+  done
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true

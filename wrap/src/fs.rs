@@ -988,6 +988,12 @@ impl Filesystem for Wrap {
         _lock_owner: u64,
     ) -> Result<()> {
         self.again(|conn| {
+            // A handle this server never opened has nothing for it to flush: its writes went
+            // to an earlier server, and its locks with it. Reopening it to flush it would
+            // only cost a round trip (or fail: its file may be gone).
+            if self.nodes.server_fh(conn.epoch, fh.0).is_none() {
+                return Ok(());
+            }
             let (s, sfh) = self.sfh(conn, fh)?;
             let arg = fuse_flush_in { fh: sfh, unused: 0, padding: 0, lock_owner: 0 };
             conn.call(fuse_opcode::FUSE_FLUSH, s, caller(ctx), &[arg.as_bytes()])?;

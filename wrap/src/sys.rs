@@ -1,5 +1,5 @@
 //! The one place the wrapper needs `unsafe`: what the stock server's process does between
-//! fork and exec.
+//! fork and exec, and letting go of the fds on FUSE file systems the wrapper inherited.
 
 use std::os::unix::process::CommandExt;
 
@@ -18,5 +18,174 @@ pub fn inherit_and_die_with_parent(cmd: &mut std::process::Command, fd: i32) {
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
             Ok(())
         });
+    }
+}
+
+/// File-system types of FUSE mounts as `/proc/self/mountinfo` names them.
+fn is_fuse_type(fstype: &str) -> bool {
+    fstype == "fuse" || fstype == "fuseblk" || fstype.starts_with("fuse.")
+}
+
+/// A path as mountinfo writes it: space, tab, newline and backslash as octal escapes.
+fn unescape(field: &str) -> Vec<u8> {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) if bytes[i] == b'\\' => {
+                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
+                i += 4;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The ids of the mounts (in `mountinfo`, `/proc/self/mountinfo`'s text) of the FUSE file
+/// system mounted at `mountpoint` (an absolute path): the topmost FUSE mount there and every
+/// bind mount of the same file system, found by its device number (the third field).
+fn mounts_of(mountinfo: &str, mountpoint: &[u8]) -> std::collections::HashSet<u64> {
+    // (mount id, device, mount point) of each FUSE mount.
+    let fuse: Vec<(u64, &str, Vec<u8>)> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (head, tail) = line.split_once(" - ")?;
+            if !is_fuse_type(tail.split(' ').next()?) {
+                return None;
+            }
+            let fields: Vec<&str> = head.split(' ').collect();
+            Some((fields.first()?.parse().ok()?, *fields.get(2)?, unescape(fields.get(4)?)))
+        })
+        .collect();
+    let Some(dev) = fuse.iter().rev().find(|(_, _, at)| at == mountpoint).map(|m| m.1) else {
+        return Default::default();
+    };
+    fuse.iter().filter(|m| m.1 == dev).map(|m| m.0).collect()
+}
+
+/// The `mnt_id` line of an fd's `/proc/self/fdinfo` text.
+fn fdinfo_mount(fdinfo: &str) -> Option<u64> {
+    fdinfo.lines().find_map(|l| l.strip_prefix("mnt_id:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// The mount id of the file at `fd` (None: not open).
+fn fd_mount(fd: i32) -> Option<u64> {
+    fdinfo_mount(&std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?)
+}
+
+/// `mountpoint` made absolute without looking it up itself (its parent is canonicalized): a
+/// lookup of a mount nobody serves yet would wait for a server.
+fn absolute(mountpoint: &std::path::Path) -> Option<std::path::PathBuf> {
+    let name = mountpoint.file_name()?;
+    let parent = match mountpoint.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    Some(std::fs::canonicalize(parent).ok()?.join(name))
+}
+
+/// Closes every fd above 2 this process inherited on the FUSE file system mounted at
+/// `mountpoint` (a restarted wrapper's own mount: a shell holding a file on it restarted
+/// it), so that no stock server it starts inherits one. A server's exit closes its fds, and
+/// closing a file on a FUSE mount sends FLUSH and waits for its answer: relayed to that dying
+/// server itself, which never answers, it would keep it in its exit for ever, and the mount
+/// with it. (Fds 0 to 2 on the mount are not supported: the Rust runtime polls them before
+/// `main`, which waits for the server this process is to be.)
+///
+/// Each fd is closed from a thread of its own, since the close waits for its FLUSH, which
+/// only this process will answer once it serves; this returns once every such fd has left
+/// the fd table, which `close` does before it flushes. Returns the fds closed.
+pub fn close_fds_on(mountpoint: &std::path::Path) -> Vec<i32> {
+    let Some(at) = absolute(mountpoint) else {
+        return Vec::new();
+    };
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let ours = mounts_of(&info, std::os::unix::ffi::OsStrExt::as_bytes(at.as_os_str()));
+    if ours.is_empty() {
+        return Vec::new();
+    }
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let fds: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    let mut closed = Vec::new();
+    for fd in fds.into_iter().filter(|&fd| fd > 2) {
+        let Some(mount) = fd_mount(fd).filter(|id| ours.contains(id)) else {
+            continue;
+        };
+        // SAFETY: `fd` was inherited and no object of this process owns it (the wrapper opens
+        // its own files close-on-exec, and none on its mount before this runs), so nothing
+        // uses or closes it after this.
+        let close = move || unsafe {
+            libc::close(fd);
+        };
+        if std::thread::Builder::new().name("close-inherited".into()).spawn(close).is_err() {
+            continue;
+        }
+        while fd_mount(fd) == Some(mount) {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        closed.push(fd);
+    }
+    closed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INFO: &str = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+35 22 0:31 / /mnt/a\\040b rw,nosuid,nodev shared:20 - fuse.wrap x rw,user_id=0
+36 22 0:32 / /mnt/other rw shared:21 - fuse /dev/fuse rw
+37 22 0:31 /sub /srv/bound rw shared:22 - fuse.wrap x rw
+38 22 0:34 / /mnt/c rw shared:23 - tmpfs tmpfs rw
+39 35 0:35 / /mnt/a\\040b rw shared:24 - fuse.sshfs y rw
+not a line
+";
+
+    #[test]
+    fn the_mounts_of_a_fuse_mountpoint_are_its_bind_mounts_too() {
+        assert_eq!(mounts_of(INFO, b"/mnt/other"), [36].into_iter().collect());
+        // The topmost FUSE mount at a point is the one served there.
+        assert_eq!(mounts_of(INFO, b"/mnt/a b"), [39].into_iter().collect());
+        let bound = INFO.replace("39 35 0:35", "39 35 0:31");
+        assert_eq!(mounts_of(&bound, b"/mnt/a b"), [35, 37, 39].into_iter().collect());
+        assert!(mounts_of(INFO, b"/mnt/c").is_empty(), "tmpfs is no FUSE mount");
+        assert!(mounts_of(INFO, b"/mnt/none").is_empty());
+    }
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape("/a\\040b\\011c\\134d\\012"), b"/a b\tc\\d\n");
+        assert_eq!(unescape("/plain\\0x"), b"/plain\\0x");
+        assert_eq!(unescape("\\"), b"\\");
+    }
+
+    #[test]
+    fn an_fds_mount_is_its_mnt_id_line() {
+        assert_eq!(fdinfo_mount("pos:\t0\nflags:\t0100000\nmnt_id:\t35\nino:\t7\n"), Some(35));
+        assert_eq!(fdinfo_mount("pos:\t0\nflags:\t02\n"), None);
+        let file = std::fs::File::open("/proc/self/mountinfo").unwrap();
+        assert!(fd_mount(std::os::fd::AsRawFd::as_raw_fd(&file)).is_some());
+        assert_eq!(fd_mount(-1), None);
+    }
+
+    #[test]
+    fn a_mountpoint_is_made_absolute_by_its_parent() {
+        let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
+        assert_eq!(absolute(std::path::Path::new("mnt")), Some(cwd.join("mnt")));
+        let pid = std::process::id();
+        assert_eq!(
+            absolute(std::path::Path::new("/proc/self/x")),
+            Some(format!("/proc/{pid}/x").into())
+        );
+        assert_eq!(absolute(std::path::Path::new("/")), None);
     }
 }
