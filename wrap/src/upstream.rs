@@ -340,7 +340,8 @@ impl Conn {
     }
 
     /// The reader's role: reads replies, handing each to its request, until the one to
-    /// `unique` is in (or the socket ends; `None`: after one message); then gives the role up
+    /// `unique` is in (or the socket ends; `None`: after one message, if one is waiting: never
+    /// blocks); then gives the role up
     /// and wakes a request still waiting to take it. Returns with the lock held.
     fn read_until(
         &self,
@@ -349,7 +350,7 @@ impl Conn {
     ) -> std::sync::MutexGuard<'_, Pending> {
         let mut buf = lock(&self.buf);
         loop {
-            let got = self.read_reply(&mut buf, started);
+            let got = self.read_reply(&mut buf, started, unique.is_some());
             let mut pending = lock(&self.pending);
             let mine = match got {
                 Read::Reply(u, result) => match pending.waiters.get_mut(&u) {
@@ -386,12 +387,13 @@ impl Conn {
         }
     }
 
-    /// While no request's thread reads the socket (none is in flight): reads the one message
-    /// waiting there (a notification, or a reply another thread has not come for yet).
-    /// False when a reader is at work (the message is its to read).
+    /// While no request is in flight: reads the one message waiting there, if any (a
+    /// notification), without blocking. False when a request is in flight: the message is
+    /// for its thread to read (taking the reader's role from it would cost it two more
+    /// context switches, the reply handed over through its condition variable).
     fn read_idle(&self) -> bool {
         let mut pending = lock(&self.pending);
-        if pending.reading || pending.ended {
+        if pending.reading || pending.ended || !pending.waiters.is_empty() {
             return false;
         }
         pending.reading = true;
@@ -415,8 +417,8 @@ impl Conn {
     }
 
     /// One reply from the socket.
-    fn read_reply(&self, buf: &mut [u8], started: Instant) -> Read {
-        let Some(n) = self.recv_into(&mut buf[..], started) else { return Read::Nothing };
+    fn read_reply(&self, buf: &mut [u8], started: Instant, wait: bool) -> Read {
+        let Some(n) = self.recv_into(&mut buf[..], started, wait) else { return Read::Nothing };
         if n == 0 {
             return Read::Ended;
         }
@@ -434,7 +436,7 @@ impl Conn {
         }
         let mut have = n;
         while have < want {
-            match self.recv_into(&mut buf[have..want], started) {
+            match self.recv_into(&mut buf[have..want], started, true) {
                 Some(0) => return Read::Ended,
                 Some(more) => have += more,
                 None => continue,
@@ -470,10 +472,12 @@ impl Conn {
 
     /// One message from the socket into `buf`: its length (more than `buf` holds when it
     /// did not fit), 0 at the end of the socket, `None` when the socket's receive timeout
-    /// ran out (after the watchdog had its look at the request sent at `started`).
-    fn recv_into(&self, buf: &mut [u8], started: Instant) -> Option<usize> {
+    /// ran out (after the watchdog had its look at the request sent at `started`) or, without
+    /// `wait`, when no message is there.
+    fn recv_into(&self, buf: &mut [u8], started: Instant, wait: bool) -> Option<usize> {
+        let flags = if wait { RecvFlags::TRUNC } else { RecvFlags::TRUNC | RecvFlags::DONTWAIT };
         loop {
-            match rustix::net::recv(&self.sock, &mut *buf, RecvFlags::TRUNC) {
+            match rustix::net::recv(&self.sock, &mut *buf, flags) {
                 Ok((n, _)) => return Some(n),
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(rustix::io::Errno::AGAIN) => {
