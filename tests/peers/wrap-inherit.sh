@@ -18,7 +18,8 @@ KILLS=${1:-5}
 keeper_work wrap-inherit bin
 m=$work/mnt
 wrap_stock passthrough_ll
-wrap=("$WRAP_BIN" -o "tag=wrap-inherit,nokeeper_start" "$m" -- "${stock[@]}")
+# The mountpoint given relative (with ..): the wrapper resolves it for the keeper.
+wrap=("$WRAP_BIN" -o "tag=wrap-inherit,nokeeper_start" "$(realpath --relative-to=. "$m")" -- "${stock[@]}")
 
 cat > "$work/holder.py" <<'PY'
 # holder.py MNT LOG CMD...: opens MNT/held and MNT/out, says their fds; then per line read:

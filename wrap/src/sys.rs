@@ -79,15 +79,14 @@ fn fd_mount(fd: i32) -> Option<u64> {
     fdinfo_mount(&std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?)
 }
 
-/// `mountpoint` made absolute without looking it up itself (its parent is canonicalized): a
-/// lookup of a mount nobody serves yet would wait for a server.
-fn absolute(mountpoint: &std::path::Path) -> Option<std::path::PathBuf> {
-    let name = mountpoint.file_name()?;
-    let parent = match mountpoint.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    Some(std::fs::canonicalize(parent).ok()?.join(name))
+/// `mountpoint` made absolute, its directory resolved (symlinks, `..`) but not the
+/// mountpoint itself: a lookup of a mount nobody serves yet (the keeper's, before the wrapper
+/// attaches) would wait for a server. None when its directory cannot be resolved, or it has
+/// no last component (`/`, a path ending in `..`).
+pub fn absolute(mountpoint: &std::path::Path) -> Option<std::path::PathBuf> {
+    let abs = std::path::absolute(mountpoint).ok()?;
+    let name = abs.file_name()?;
+    Some(std::fs::canonicalize(abs.parent()?).ok()?.join(name))
 }
 
 /// Closes every fd above 2 this process inherited on the FUSE file system mounted at
