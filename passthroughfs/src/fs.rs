@@ -303,32 +303,11 @@ fn has_submounts(dir: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return true };
     let dir = dir.as_os_str().as_bytes();
     info.lines().filter_map(|line| line.split(' ').nth(4)).any(|point| {
-        let point = unescape_mountinfo(point);
+        let point = fuse_transport::unescape(point.as_bytes());
         point.len() > dir.len()
             && point.starts_with(dir)
             && (point[dir.len()] == b'/' || dir == b"/")
     })
-}
-
-/// A mountinfo path with its octal escapes (`\040` for a space...) decoded.
-fn unescape_mountinfo(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) if b[i] == b'\\' => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            _ => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 fn time(t: Option<SetTime>) -> Timespec {
@@ -1760,9 +1739,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mountinfo_paths_are_unescaped_and_submounts_found_below_a_directory_only() {
-        assert_eq!(unescape_mountinfo(r"/a\040b/c\134d"), b"/a b/c\\d");
-        assert_eq!(unescape_mountinfo(r"/odd\04"), br"/odd\04", "a cut escape is kept");
+    fn submounts_are_found_below_a_directory_only() {
         // /proc is a mount below /, and nothing is mounted below /proc/self/fd.
         assert!(has_submounts(Path::new("/")));
         assert!(!has_submounts(Path::new("/proc/self/fd")));

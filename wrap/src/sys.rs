@@ -1,6 +1,11 @@
 //! The one place the wrapper needs `unsafe`: what the stock server's process does between
 //! fork and exec, and letting go of the fds on FUSE file systems the wrapper inherited.
 
+use std::collections::HashSet;
+use std::path::Path;
+
+use fuse_transport::{MountInfoEntry, find_top_mount, read_mountinfo};
+
 use std::os::unix::process::CommandExt;
 
 /// Has the child keep `fd` across exec (its end of the socket: created close-on-exec so no
@@ -21,52 +26,18 @@ pub fn inherit_and_die_with_parent(cmd: &mut std::process::Command, fd: i32) {
     }
 }
 
-/// File-system types of FUSE mounts as `/proc/self/mountinfo` names them.
-fn is_fuse_type(fstype: &str) -> bool {
-    fstype == "fuse" || fstype == "fuseblk" || fstype.starts_with("fuse.")
-}
-
-/// A path as mountinfo writes it: space, tab, newline and backslash as octal escapes.
-fn unescape(field: &str) -> Vec<u8> {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) if bytes[i] == b'\\' => {
-                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
-                i += 4;
-            }
-            _ => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
-/// The ids of the mounts (in `mountinfo`, `/proc/self/mountinfo`'s text) of the FUSE file
-/// system mounted at `mountpoint` (an absolute path): the topmost FUSE mount there and every
-/// bind mount of the same file system, found by its device number (the third field).
-fn mounts_of(mountinfo: &str, mountpoint: &[u8]) -> std::collections::HashSet<u64> {
-    // (mount id, device, mount point) of each FUSE mount.
-    let fuse: Vec<(u64, &str, Vec<u8>)> = mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (head, tail) = line.split_once(" - ")?;
-            if !is_fuse_type(tail.split(' ').next()?) {
-                return None;
-            }
-            let fields: Vec<&str> = head.split(' ').collect();
-            Some((fields.first()?.parse().ok()?, *fields.get(2)?, unescape(fields.get(4)?)))
-        })
-        .collect();
-    let Some(dev) = fuse.iter().rev().find(|(_, _, at)| at == mountpoint).map(|m| m.1) else {
-        return Default::default();
+/// The ids of the mounts (in `entries`, this process's mountinfo) of the FUSE file system
+/// mounted at `mountpoint` (absolute): the topmost FUSE mount there and every bind mount of
+/// the same file system, found by its device number.
+fn mounts_of(entries: &[MountInfoEntry], mountpoint: &Path) -> HashSet<u64> {
+    let Some(top) = find_top_mount(entries, mountpoint).filter(|e| e.is_fuse()) else {
+        return HashSet::new();
     };
-    fuse.iter().filter(|m| m.1 == dev).map(|m| m.0).collect()
+    entries
+        .iter()
+        .filter(|e| e.is_fuse() && (e.major, e.minor) == (top.major, top.minor))
+        .map(|e| u64::from(e.mount_id))
+        .collect()
 }
 
 /// The `mnt_id` line of an fd's `/proc/self/fdinfo` text.
@@ -104,8 +75,7 @@ pub fn close_fds_on(mountpoint: &std::path::Path) -> Vec<i32> {
     let Some(at) = absolute(mountpoint) else {
         return Vec::new();
     };
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let ours = mounts_of(&info, std::os::unix::ffi::OsStrExt::as_bytes(at.as_os_str()));
+    let ours = mounts_of(&read_mountinfo().unwrap_or_default(), &at);
     if ours.is_empty() {
         return Vec::new();
     }
@@ -138,33 +108,26 @@ pub fn close_fds_on(mountpoint: &std::path::Path) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fuse_transport::parse_mountinfo;
 
-    const INFO: &str = "\
+    #[test]
+    fn the_mounts_of_a_fuse_mountpoint_are_its_bind_mounts_too() {
+        let info = "\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
 35 22 0:31 / /mnt/a\\040b rw,nosuid,nodev shared:20 - fuse.wrap x rw,user_id=0
 36 22 0:32 / /mnt/other rw shared:21 - fuse /dev/fuse rw
 37 22 0:31 /sub /srv/bound rw shared:22 - fuse.wrap x rw
 38 22 0:34 / /mnt/c rw shared:23 - tmpfs tmpfs rw
 39 35 0:35 / /mnt/a\\040b rw shared:24 - fuse.sshfs y rw
-not a line
 ";
-
-    #[test]
-    fn the_mounts_of_a_fuse_mountpoint_are_its_bind_mounts_too() {
-        assert_eq!(mounts_of(INFO, b"/mnt/other"), [36].into_iter().collect());
+        let ids = |info: &str, at: &str| mounts_of(&parse_mountinfo(info), Path::new(at));
+        assert_eq!(ids(info, "/mnt/other"), [36].into_iter().collect());
         // The topmost FUSE mount at a point is the one served there.
-        assert_eq!(mounts_of(INFO, b"/mnt/a b"), [39].into_iter().collect());
-        let bound = INFO.replace("39 35 0:35", "39 35 0:31");
-        assert_eq!(mounts_of(&bound, b"/mnt/a b"), [35, 37, 39].into_iter().collect());
-        assert!(mounts_of(INFO, b"/mnt/c").is_empty(), "tmpfs is no FUSE mount");
-        assert!(mounts_of(INFO, b"/mnt/none").is_empty());
-    }
-
-    #[test]
-    fn mountinfo_paths_are_unescaped() {
-        assert_eq!(unescape("/a\\040b\\011c\\134d\\012"), b"/a b\tc\\d\n");
-        assert_eq!(unescape("/plain\\0x"), b"/plain\\0x");
-        assert_eq!(unescape("\\"), b"\\");
+        assert_eq!(ids(info, "/mnt/a b"), [39].into_iter().collect());
+        let bound = info.replace("39 35 0:35", "39 35 0:31");
+        assert_eq!(ids(&bound, "/mnt/a b"), [35, 37, 39].into_iter().collect());
+        assert!(ids(info, "/mnt/c").is_empty(), "tmpfs is no FUSE mount");
+        assert!(ids(info, "/mnt/none").is_empty());
     }
 
     #[test]
