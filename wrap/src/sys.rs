@@ -2,7 +2,7 @@
 //! fork and exec, and letting go of the fds on FUSE file systems the wrapper inherited.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use fuse_transport::{MountInfoEntry, find_top_mount, read_mountinfo};
 
@@ -54,14 +54,14 @@ fn fd_mount(fd: i32) -> Option<u64> {
 /// mountpoint itself: a lookup of a mount nobody serves yet (the keeper's, before the wrapper
 /// attaches) would wait for a server. None when its directory cannot be resolved, or it has
 /// no last component (`/`, a path ending in `..`).
-pub fn absolute(mountpoint: &std::path::Path) -> Option<std::path::PathBuf> {
+pub fn absolute(mountpoint: &Path) -> Option<PathBuf> {
     let abs = std::path::absolute(mountpoint).ok()?;
     let name = abs.file_name()?;
     Some(std::fs::canonicalize(abs.parent()?).ok()?.join(name))
 }
 
 /// Closes every fd above 2 this process inherited on the FUSE file system mounted at
-/// `mountpoint` (a restarted wrapper's own mount: a shell holding a file on it restarted
+/// `mountpoint` (absolute, as [`absolute`] makes it; a restarted wrapper's own mount: a shell holding a file on it restarted
 /// it), so that no stock server it starts inherits one. A server's exit closes its fds, and
 /// closing a file on a FUSE mount sends FLUSH and waits for its answer: relayed to that dying
 /// server itself, which never answers, it would keep it in its exit for ever, and the mount
@@ -71,11 +71,8 @@ pub fn absolute(mountpoint: &std::path::Path) -> Option<std::path::PathBuf> {
 /// Each fd is closed from a thread of its own, since the close waits for its FLUSH, which
 /// only this process will answer once it serves; this returns once every such fd has left
 /// the fd table, which `close` does before it flushes. Returns the fds closed.
-pub fn close_fds_on(mountpoint: &std::path::Path) -> Vec<i32> {
-    let Some(at) = absolute(mountpoint) else {
-        return Vec::new();
-    };
-    let ours = mounts_of(&read_mountinfo().unwrap_or_default(), &at);
+pub fn close_fds_on(mountpoint: &Path) -> Vec<i32> {
+    let ours = mounts_of(&read_mountinfo().unwrap_or_default(), mountpoint);
     if ours.is_empty() {
         return Vec::new();
     }
@@ -142,12 +139,9 @@ mod tests {
     #[test]
     fn a_mountpoint_is_made_absolute_by_its_parent() {
         let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
-        assert_eq!(absolute(std::path::Path::new("mnt")), Some(cwd.join("mnt")));
+        assert_eq!(absolute(Path::new("mnt")), Some(cwd.join("mnt")));
         let pid = std::process::id();
-        assert_eq!(
-            absolute(std::path::Path::new("/proc/self/x")),
-            Some(format!("/proc/{pid}/x").into())
-        );
-        assert_eq!(absolute(std::path::Path::new("/")), None);
+        assert_eq!(absolute(Path::new("/proc/self/x")), Some(format!("/proc/{pid}/x").into()));
+        assert_eq!(absolute(Path::new("/")), None);
     }
 }

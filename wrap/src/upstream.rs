@@ -341,8 +341,8 @@ impl Conn {
 
     /// The reader's role: reads replies, handing each to its request, until the one to
     /// `unique` is in (or the socket ends; `None`: after one message, if one is waiting: never
-    /// blocks); then gives the role up
-    /// and wakes a request still waiting to take it. Returns with the lock held.
+    /// blocks); then gives the role up and wakes a request still waiting to take it. Returns
+    /// with the lock held.
     fn read_until(
         &self,
         unique: Option<u64>,
