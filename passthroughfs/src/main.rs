@@ -184,16 +184,10 @@ fn status(started: Started) -> &'static str {
     }
 }
 
-/// `path` made absolute, its directory resolved (symlinks, `..`) but not its last component;
-/// the error says so, with what to do.
+/// `path` resolved as [`fuse_transport::resolve_mountpoint`] does; the error says so, with
+/// what to do.
 fn resolve_mountpoint(path: &Path) -> Result<PathBuf, String> {
-    let failed = |err| mountpoint_error(path, err);
-    let abs = std::path::absolute(path).map_err(failed)?;
-    match (abs.parent(), abs.file_name()) {
-        (Some(dir), Some(name)) => Ok(std::fs::canonicalize(dir).map_err(failed)?.join(name)),
-        // `/`, or a path ending in `..`: no last component to spare.
-        _ => std::fs::canonicalize(&abs).map_err(failed),
-    }
+    fuse_transport::resolve_mountpoint(path).map_err(|err| mountpoint_error(path, err))
 }
 
 /// A mountpoint that is not a FUSE mount already (whose server may be dead: stat could

@@ -35,6 +35,7 @@ pub use mount::{
 };
 pub use mountinfo::{
     MOUNTINFO_PATH, MountInfoEntry, connection_id, connection_id_in, find_top_mount,
-    is_fuse_fstype, is_fuse_mount, mount_entry, parse_mountinfo, read_mountinfo, unescape,
+    is_fuse_fstype, is_fuse_mount, mount_entry, parse_mountinfo, read_mountinfo,
+    resolve_mountpoint, unescape,
 };
 pub use stop::{ReadStop, Reader, read_request_stoppable};

@@ -163,6 +163,19 @@ pub(crate) fn lexical_absolute(path: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// `path` made absolute with its directory resolved (symlinks, `..`) but not its last
+/// component, which is never looked up: a mount whose server is dead or not yet attached
+/// (the keeper's, before its server comes back) would block a lookup until one serves. A
+/// path with no last component to spare (`/`, one ending in `..`) is resolved whole. The
+/// error is the one from resolving the directory (missing, not searchable...).
+pub fn resolve_mountpoint(path: &Path) -> std::io::Result<PathBuf> {
+    let abs = std::path::absolute(path)?;
+    match (abs.parent(), abs.file_name()) {
+        (Some(dir), Some(name)) => Ok(std::fs::canonicalize(dir)?.join(name)),
+        _ => std::fs::canonicalize(&abs),
+    }
+}
+
 /// The last (topmost) entry whose mount point is exactly `mount_point` (already absolute and
 /// normalized).
 pub fn find_top_mount<'a>(
@@ -338,6 +351,18 @@ garbage line
         assert_eq!(lexical_absolute(Path::new("/a/./b//c/../d/")).unwrap(), Path::new("/a/b/d"));
         assert_eq!(lexical_absolute(Path::new("/..")).unwrap(), Path::new("/"));
         assert!(lexical_absolute(Path::new("rel")).unwrap().is_absolute());
+    }
+
+    #[test]
+    fn a_mountpoint_is_resolved_by_its_directory() {
+        let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
+        assert_eq!(resolve_mountpoint(Path::new("mnt")).unwrap(), cwd.join("mnt"));
+        let pid = std::process::id();
+        let own = resolve_mountpoint(Path::new("/proc/self/x")).unwrap();
+        assert_eq!(own, PathBuf::from(format!("/proc/{pid}/x")));
+        assert_eq!(resolve_mountpoint(Path::new("/")).unwrap(), Path::new("/"));
+        assert_eq!(resolve_mountpoint(Path::new("/proc/self/..")).unwrap(), Path::new("/proc"));
+        assert!(resolve_mountpoint(Path::new("/nonexistent-dir-of-a-test/mnt")).is_err());
     }
 
     #[test]

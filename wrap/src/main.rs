@@ -159,9 +159,8 @@ fn parse() -> Result<Args, String> {
 fn main() -> ExitCode {
     let args = match parse().and_then(|mut args| {
         // The keeper records the mountpoint by its absolute path.
-        args.mountpoint = fuse_wrap::absolute(&args.mountpoint).ok_or_else(|| {
-            format!("mountpoint {}: its directory cannot be resolved", args.mountpoint.display())
-        })?;
+        args.mountpoint = fuse_transport::resolve_mountpoint(&args.mountpoint)
+            .map_err(|err| format!("mountpoint {}: {err}", args.mountpoint.display()))?;
         Ok(args)
     }) {
         Ok(args) => args,

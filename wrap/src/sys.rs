@@ -2,7 +2,7 @@
 //! fork and exec, and letting go of the fds on FUSE file systems the wrapper inherited.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use fuse_transport::{MountInfoEntry, find_top_mount, read_mountinfo};
 
@@ -50,19 +50,9 @@ fn fd_mount(fd: i32) -> Option<u64> {
     fdinfo_mount(&std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?)
 }
 
-/// `mountpoint` made absolute, its directory resolved (symlinks, `..`) but not the
-/// mountpoint itself: a lookup of a mount nobody serves yet (the keeper's, before the wrapper
-/// attaches) would wait for a server. None when its directory cannot be resolved, or it has
-/// no last component (`/`, a path ending in `..`).
-pub fn absolute(mountpoint: &Path) -> Option<PathBuf> {
-    let abs = std::path::absolute(mountpoint).ok()?;
-    let name = abs.file_name()?;
-    Some(std::fs::canonicalize(abs.parent()?).ok()?.join(name))
-}
-
 /// Closes every fd above 2 this process inherited on the FUSE file system mounted at
-/// `mountpoint` (absolute, as [`absolute`] makes it; a restarted wrapper's own mount: a shell holding a file on it restarted
-/// it), so that no stock server it starts inherits one. A server's exit closes its fds, and
+/// `mountpoint` (absolute, as [`fuse_transport::resolve_mountpoint`] makes it; a restarted
+/// wrapper's own mount: a shell holding a file on it restarted it), so that no stock server it starts inherits one. A server's exit closes its fds, and
 /// closing a file on a FUSE mount sends FLUSH and waits for its answer: relayed to that dying
 /// server itself, which never answers, it would keep it in its exit for ever, and the mount
 /// with it. (Fds 0 to 2 on the mount are not supported: the Rust runtime polls them before
@@ -134,14 +124,5 @@ mod tests {
         let file = std::fs::File::open("/proc/self/mountinfo").unwrap();
         assert!(fd_mount(std::os::fd::AsRawFd::as_raw_fd(&file)).is_some());
         assert_eq!(fd_mount(-1), None);
-    }
-
-    #[test]
-    fn a_mountpoint_is_made_absolute_by_its_parent() {
-        let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
-        assert_eq!(absolute(Path::new("mnt")), Some(cwd.join("mnt")));
-        let pid = std::process::id();
-        assert_eq!(absolute(Path::new("/proc/self/x")), Some(format!("/proc/{pid}/x").into()));
-        assert_eq!(absolute(Path::new("/")), None);
     }
 }
