@@ -9,8 +9,10 @@
 //! to a restart limit). The replies are read by the threads of the requests in flight, one at
 //! a time, each handing every reply to the request waiting for its unique (see `Pending`);
 //! while none is in flight, the supervisor reads what the server sends (its notifications,
-//! handed to [`Upstream::notifications`]' receiver). A request that waits longer than the
-//! watchdog's timeout kills the server, which then restarts like one that crashed.
+//! handed to [`Upstream::notifications`]' receiver). RELEASE and RELEASEDIR go out detached
+//! (nobody waits for their replies, as the kernel does not); FORGETs wait for the next request
+//! and go out with it, as one BATCH_FORGET ([`Conn::forget`]). A request that waits longer
+//! than the watchdog's timeout kills the server, which then restarts like one that crashed.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -21,7 +23,9 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use fuse_abi::{fuse_init_in, fuse_init_out, fuse_opcode};
+use fuse_abi::{
+    fuse_batch_forget_in, fuse_forget_in, fuse_forget_one, fuse_init_in, fuse_init_out, fuse_opcode,
+};
 use fuse_proto::Errno;
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
@@ -112,6 +116,9 @@ struct Pending {
     /// The socket ended (the server died): nobody reads it any more; the supervisor fails
     /// what is pending.
     ended: bool,
+    /// Requests sent whose replies nobody waits for ([`Conn::send_detached`]): dropped when
+    /// read.
+    detached: std::collections::HashSet<u64>,
 }
 
 /// What the reader got from the socket.
@@ -202,6 +209,21 @@ pub struct Note {
 /// never waits for the kernel).
 pub const NOTES_QUEUE: usize = 1024;
 
+/// How long a FORGET may wait for a request to go out with (the flusher's tick): the
+/// server frees an unlinked file's last reference (its space) on FORGET, so this stays short.
+pub const FORGET_DELAY: Duration = Duration::from_millis(1);
+
+/// At most this many FORGETs wait; the one that makes it this many sends them all at once.
+pub const FORGET_BATCH: usize = 256;
+
+/// The FORGETs waiting to go to one server (see [`Conn::forget`]).
+#[derive(Default)]
+struct Forgets {
+    list: Vec<fuse_forget_one>,
+    /// The flusher is ticking: it was told of forgets since it last found none waiting.
+    ticking: bool,
+}
+
 /// One life of the stock server: its socket, its INIT answer, and the requests in flight.
 pub struct Conn {
     /// Which life of the server this is (1 for the first).
@@ -222,6 +244,13 @@ pub struct Conn {
     dead: AtomicBool,
     unique: AtomicU64,
     watchdog: Option<Duration>,
+    forgets: Mutex<Forgets>,
+    /// Whether `forgets` holds any (read without its lock before every request).
+    forgets_waiting: AtomicBool,
+    /// Wakes the flusher when forgets come after it stopped ticking, or the server died.
+    forgets_tick: Condvar,
+    /// A flusher thread runs (else every FORGET is sent at once).
+    batching: AtomicBool,
 }
 
 impl std::fmt::Debug for Conn {
@@ -231,6 +260,30 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
+    /// A connection on `sock` to the server `pid`, replies up to `max_reply` bytes; its
+    /// epoch, INIT answer, notifications and poison for the caller to fill in. The first
+    /// request's unique is 4 (INIT's was 2).
+    fn new(sock: OwnedFd, pid: Pid, max_reply: usize) -> Conn {
+        Conn {
+            epoch: 0,
+            init: fuse_init_out::new_zeroed(),
+            flags: 0,
+            sock,
+            pid,
+            pending: Mutex::new(Pending::default()),
+            buf: Mutex::new(vec![0u8; max_reply]),
+            notes: Arc::default(),
+            poison: Arc::default(),
+            dead: AtomicBool::new(false),
+            unique: AtomicU64::new(4),
+            watchdog: None,
+            forgets: Mutex::default(),
+            forgets_waiting: AtomicBool::new(false),
+            forgets_tick: Condvar::new(),
+            batching: AtomicBool::new(true),
+        }
+    }
+
     /// The server's protocol minor in force (the lower of ours and its).
     pub fn minor(&self) -> u32 {
         self.init.minor
@@ -273,6 +326,9 @@ impl Conn {
         }
         let mut buf = Vec::new();
         wire::request(&mut buf, opcode, unique, nodeid, caller, parts);
+        // The forgets that came before this request go before it, in the same wakeup of
+        // the server.
+        self.flush_forgets();
         trace!(?opcode, nodeid, unique, epoch = self.epoch, "to the stock server");
         if let Err(err) = rustix::net::send(&self.sock, &buf, SendFlags::NOSIGNAL) {
             lock(&self.pending).waiters.remove(&unique);
@@ -364,7 +420,13 @@ impl Conn {
                         }
                     }
                     None => {
-                        warn!(unique = u, "reply to no request in flight ignored");
+                        if pending.detached.remove(&u) {
+                            if let Err(Failure::Errno(e)) = result {
+                                debug!(unique = u, %e, "the stock server answered an error");
+                            }
+                        } else {
+                            warn!(unique = u, "reply to no request in flight ignored");
+                        }
                         unique.is_none()
                     }
                 },
@@ -388,12 +450,18 @@ impl Conn {
     }
 
     /// While no request is in flight: reads the one message waiting there, if any (a
-    /// notification), without blocking. False when a request is in flight: the message is
-    /// for its thread to read (taking the reader's role from it would cost it two more
-    /// context switches, the reply handed over through its condition variable).
-    fn read_idle(&self) -> bool {
+    /// notification, a detached request's reply), without blocking. False when a request is
+    /// in flight: the message is for its thread to read (taking the reader's role from it
+    /// would cost it two more context switches, the reply handed over through its condition
+    /// variable); when `patient`, false too while a detached request is unanswered: its
+    /// reply is left for the next request's thread to read on its way, not worth a wakeup.
+    fn read_idle(&self, patient: bool) -> bool {
         let mut pending = lock(&self.pending);
-        if pending.reading || pending.ended || !pending.waiters.is_empty() {
+        if pending.reading
+            || pending.ended
+            || !pending.waiters.is_empty()
+            || (patient && !pending.detached.is_empty())
+        {
             return false;
         }
         pending.reading = true;
@@ -458,6 +526,24 @@ impl Conn {
         Read::Reply(header.unique, result)
     }
 
+    /// Sends a request without waiting for its reply (RELEASE, RELEASEDIR: the kernel does
+    /// not wait for them either), which is read and dropped by whoever reads the socket next
+    /// (an error only logged). Lost if the server is dead, or dies before it is done.
+    pub fn send_detached(&self, opcode: fuse_opcode, nodeid: u64, parts: &[&[u8]]) {
+        if self.dead.load(Ordering::Acquire) {
+            return;
+        }
+        let unique = self.unique.fetch_add(2, Ordering::Relaxed);
+        lock(&self.pending).detached.insert(unique);
+        let mut buf = Vec::new();
+        wire::request(&mut buf, opcode, unique, nodeid, Caller::default(), parts);
+        self.flush_forgets();
+        trace!(?opcode, nodeid, unique, epoch = self.epoch, "to the stock server, detached");
+        if rustix::net::send(&self.sock, &buf, SendFlags::NOSIGNAL).is_err() {
+            lock(&self.pending).detached.remove(&unique);
+        }
+    }
+
     /// Sends a request that has no reply (FORGET, BATCH_FORGET); lost if the server is dead.
     pub fn send_only(&self, opcode: fuse_opcode, nodeid: u64, parts: &[&[u8]]) {
         if self.dead.load(Ordering::Acquire) {
@@ -468,6 +554,105 @@ impl Conn {
         wire::request(&mut buf, opcode, unique, nodeid, Caller::default(), parts);
         trace!(?opcode, nodeid, unique, epoch = self.epoch, "to the stock server, no reply");
         let _ = rustix::net::send(&self.sock, &buf, SendFlags::NOSIGNAL);
+    }
+
+    /// Gives `nlookup` lookups of the server's `nodeid` back to it. The FORGET waits (at
+    /// most [`FORGET_DELAY`], or until [`FORGET_BATCH`] are waiting) to go out just before the
+    /// next request, with every other one waiting, as one BATCH_FORGET: the server is woken
+    /// once for the lot rather than once per FORGET (unlinking a file costs an UNLINK and a
+    /// FORGET). The order the server sees them in is the kernel's, bar forgets that run
+    /// concurrently with a request anyway. Lost, as a FORGET sent, if the server dies: its
+    /// successor never counted those lookups.
+    pub fn forget(&self, nodeid: u64, nlookup: u64) {
+        if nlookup == 0 || self.dead.load(Ordering::Acquire) {
+            return;
+        }
+        if !self.batching.load(Ordering::Acquire) {
+            self.send_forgets(&[fuse_forget_one { nodeid, nlookup }]);
+            return;
+        }
+        let full = {
+            let mut forgets = lock(&self.forgets);
+            forgets.list.push(fuse_forget_one { nodeid, nlookup });
+            self.forgets_waiting.store(true, Ordering::Release);
+            if !forgets.ticking {
+                forgets.ticking = true;
+                self.forgets_tick.notify_one();
+            }
+            if forgets.list.len() >= FORGET_BATCH {
+                self.forgets_waiting.store(false, Ordering::Release);
+                Some(std::mem::take(&mut forgets.list))
+            } else {
+                None
+            }
+        };
+        if let Some(list) = full {
+            self.send_forgets(&list);
+        }
+    }
+
+    /// Sends the forgets waiting, if any.
+    fn flush_forgets(&self) {
+        if !self.forgets_waiting.load(Ordering::Acquire) {
+            return;
+        }
+        let list = {
+            let mut forgets = lock(&self.forgets);
+            self.forgets_waiting.store(false, Ordering::Release);
+            std::mem::take(&mut forgets.list)
+        };
+        self.send_forgets(&list);
+    }
+
+    /// One FORGET, or several as one BATCH_FORGET.
+    fn send_forgets(&self, list: &[fuse_forget_one]) {
+        match list {
+            [] => {}
+            [one] => self.send_only(
+                fuse_opcode::FUSE_FORGET,
+                one.nodeid,
+                &[fuse_forget_in { nlookup: one.nlookup }.as_bytes()],
+            ),
+            many => {
+                let count = many.len() as u32;
+                let head = fuse_batch_forget_in { count, dummy: 0 };
+                self.send_only(
+                    fuse_opcode::FUSE_BATCH_FORGET,
+                    0,
+                    &[head.as_bytes(), many.as_bytes()],
+                );
+            }
+        }
+    }
+
+    /// The flusher: while forgets come, sends every [`FORGET_DELAY`] those no request took
+    /// along; sleeps on `forgets_tick` from the first tick that found none until the next
+    /// forget. Returns when the server has died.
+    fn flush_ticks(&self) {
+        let mut forgets = lock(&self.forgets);
+        loop {
+            while !forgets.ticking {
+                if self.dead.load(Ordering::Acquire) {
+                    return;
+                }
+                forgets = self.forgets_tick.wait(forgets).unwrap_or_else(|p| p.into_inner());
+            }
+            drop(forgets);
+            std::thread::sleep(FORGET_DELAY);
+            if self.dead.load(Ordering::Acquire) {
+                return;
+            }
+            forgets = lock(&self.forgets);
+            if forgets.list.is_empty() {
+                forgets.ticking = false;
+                continue;
+            }
+            self.forgets_waiting.store(false, Ordering::Release);
+            let list = std::mem::take(&mut forgets.list);
+            drop(forgets);
+            self.send_forgets(&list);
+            forgets = lock(&self.forgets);
+        }
     }
 
     /// One message from the socket into `buf`: its length (more than `buf` holds when it
@@ -501,9 +686,15 @@ impl Conn {
     /// Fails every waiting request with [`Failure::Died`]; later calls fail at once.
     fn fail_pending(&self) {
         self.dead.store(true, Ordering::Release);
+        {
+            // Under the lock: the flusher looks at `dead` with it held before it waits.
+            let _forgets = lock(&self.forgets);
+            self.forgets_tick.notify_all();
+        }
         let _ = rustix::net::shutdown(&self.sock, rustix::net::Shutdown::Both);
         let mut pending = lock(&self.pending);
         pending.ended = true;
+        pending.detached.clear();
         for waiter in pending.waiters.values_mut() {
             if waiter.reply.is_none() {
                 waiter.reply = Some(Err(Failure::Died));
@@ -908,20 +1099,22 @@ impl Upstream {
                 epoch: state.epoch,
                 init,
                 flags,
-                sock,
-                pid,
-                pending: Mutex::new(Pending::default()),
-                buf: Mutex::new(vec![0u8; self.max_reply]),
                 notes: self.notes.clone(),
                 poison: self.poison.clone(),
-                dead: AtomicBool::new(false),
-                unique: AtomicU64::new(4),
                 watchdog: self.policy.watchdog,
+                ..Conn::new(sock, pid, self.max_reply)
             });
             state.conn = Some(conn.clone());
             self.changed.notify_all();
             conn
         };
+        let flusher = conn.clone();
+        if let Err(err) =
+            std::thread::Builder::new().name("forgets".into()).spawn(move || flusher.flush_ticks())
+        {
+            warn!(%err, "no thread to batch FORGETs: each is sent at once");
+            conn.batching.store(false, Ordering::Release);
+        }
         info!(
             epoch = conn.epoch,
             pid = conn.pid(),
@@ -934,6 +1127,9 @@ impl Upstream {
         // flight (its notifications): the threads of requests read the socket only while
         // they wait for a reply.
         let mut watch_socket = true;
+        // The last poll watched the pidfd alone, for a while: a detached request's reply
+        // still there is read now.
+        let mut waited = false;
         loop {
             let mut fds =
                 [PollFd::new(pidfd, PollFlags::IN), PollFd::new(&conn.sock, PollFlags::IN)];
@@ -945,7 +1141,11 @@ impl Upstream {
             };
             match rustix::event::poll(fds, timeout.as_ref()) {
                 Ok(_) if fds[0].revents().is_empty() => {
-                    watch_socket = fds.len() == 1 || conn.read_idle();
+                    if fds.len() == 1 {
+                        (watch_socket, waited) = (true, true);
+                    } else {
+                        (watch_socket, waited) = (conn.read_idle(!waited), false);
+                    }
                 }
                 Ok(_) => break,
                 Err(rustix::io::Errno::INTR) => continue,
@@ -964,5 +1164,145 @@ impl Upstream {
             self.changed.notify_all();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fuse_abi::{fuse_in_header, fuse_out_header};
+    use zerocopy::FromBytes;
+
+    use super::*;
+
+    /// A connection whose "server" is the test, at the other end of a socket pair (a pid
+    /// that is no process: nothing here kills it).
+    fn pair() -> (Arc<Conn>, OwnedFd) {
+        let (ours, theirs) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let pid = Pid::from_raw(i32::MAX).unwrap();
+        (Arc::new(Conn::new(ours, pid, 1 << 16)), theirs)
+    }
+
+    /// The next message the server end gets: its header and what follows (None: none waiting,
+    /// without `wait`; or the wrapper's end shut down).
+    fn next(sock: &OwnedFd, wait: bool) -> Option<(fuse_in_header, Vec<u8>)> {
+        let mut buf = vec![0u8; 1 << 16];
+        let flags = if wait { RecvFlags::empty() } else { RecvFlags::DONTWAIT };
+        let (n, _) = rustix::net::recv(sock, &mut buf[..], flags).ok()?;
+        if n == 0 {
+            return None; // The wrapper's end was shut down.
+        }
+        let (header, rest) = fuse_in_header::read_from_prefix(&buf[..n]).unwrap();
+        assert_eq!(header.len as usize, n);
+        Some((header, rest.to_vec()))
+    }
+
+    fn answer(sock: &OwnedFd, unique: u64, payload: &[u8]) {
+        let len = (size_of::<fuse_out_header>() + payload.len()) as u32;
+        let mut buf = fuse_out_header { len, error: 0, unique }.as_bytes().to_vec();
+        buf.extend_from_slice(payload);
+        rustix::net::send(sock, &buf, SendFlags::empty()).unwrap();
+    }
+
+    fn forgets_of(body: &[u8]) -> Vec<(u64, u64)> {
+        let (head, rest) = fuse_batch_forget_in::read_from_prefix(body).unwrap();
+        let list = <[fuse_forget_one]>::ref_from_bytes(rest).unwrap();
+        assert_eq!(list.len(), head.count as usize);
+        list.iter().map(|f| (f.nodeid, f.nlookup)).collect()
+    }
+
+    #[test]
+    fn forgets_wait_for_the_next_request_and_go_before_it_as_one_batch() {
+        let (conn, server) = pair();
+        conn.forget(5, 1);
+        conn.forget(6, 2);
+        conn.forget(7, 0);
+        assert!(next(&server, false).is_none(), "no FORGET goes out on its own");
+        let caller = {
+            let conn = conn.clone();
+            std::thread::spawn(move || {
+                conn.call(fuse_opcode::FUSE_GETATTR, 9, Caller::default(), &[&[0u8; 16]])
+            })
+        };
+        let (batch, body) = next(&server, true).unwrap();
+        assert_eq!(batch.opcode, fuse_opcode::FUSE_BATCH_FORGET as u32);
+        assert_eq!(forgets_of(&body), [(5, 1), (6, 2)]);
+        let (request, _) = next(&server, true).unwrap();
+        assert_eq!((request.opcode, request.nodeid), (fuse_opcode::FUSE_GETATTR as u32, 9));
+        answer(&server, request.unique, b"attr");
+        assert_eq!(caller.join().unwrap().unwrap(), b"attr");
+        // A lone forget goes as a FORGET.
+        conn.forget(8, 3);
+        conn.flush_forgets();
+        let (forget, body) = next(&server, false).unwrap();
+        assert_eq!((forget.opcode, forget.nodeid), (fuse_opcode::FUSE_FORGET as u32, 8));
+        assert_eq!(fuse_forget_in::read_from_bytes(&body[..]).unwrap().nlookup, 3);
+        assert!(next(&server, false).is_none());
+    }
+
+    #[test]
+    fn a_full_batch_of_forgets_goes_at_once() {
+        let (conn, server) = pair();
+        for n in 0..FORGET_BATCH as u64 {
+            conn.forget(100 + n, 1);
+        }
+        let (batch, body) = next(&server, false).expect("the batch went when it was full");
+        assert_eq!(batch.opcode, fuse_opcode::FUSE_BATCH_FORGET as u32);
+        let list = forgets_of(&body);
+        assert_eq!(list.len(), FORGET_BATCH);
+        assert_eq!(list[FORGET_BATCH - 1], (100 + FORGET_BATCH as u64 - 1, 1));
+        conn.flush_forgets();
+        assert!(next(&server, false).is_none(), "nothing was left waiting");
+    }
+
+    #[test]
+    fn the_flusher_sends_forgets_no_request_took() {
+        let (conn, server) = pair();
+        let flusher = {
+            let conn = conn.clone();
+            std::thread::spawn(move || conn.flush_ticks())
+        };
+        conn.forget(5, 1);
+        let (forget, _) = next(&server, true).unwrap();
+        assert_eq!((forget.opcode, forget.nodeid), (fuse_opcode::FUSE_FORGET as u32, 5));
+        conn.forget(6, 1);
+        let (forget, _) = next(&server, true).unwrap();
+        assert_eq!((forget.opcode, forget.nodeid), (fuse_opcode::FUSE_FORGET as u32, 6));
+        conn.fail_pending();
+        flusher.join().unwrap();
+        conn.forget(7, 1);
+        assert!(lock(&conn.forgets).list.is_empty(), "a dead server's forgets are dropped");
+    }
+
+    #[test]
+    fn a_detached_reply_is_dropped_by_the_next_reader() {
+        let (conn, server) = pair();
+        conn.send_detached(fuse_opcode::FUSE_RELEASE, 3, &[&[0u8; 24]]);
+        let (release, _) = next(&server, false).unwrap();
+        assert_eq!(release.opcode, fuse_opcode::FUSE_RELEASE as u32);
+        assert!(!conn.read_idle(true), "a patient supervisor leaves it to the next request");
+        let caller = {
+            let conn = conn.clone();
+            std::thread::spawn(move || {
+                conn.call(fuse_opcode::FUSE_GETATTR, 9, Caller::default(), &[&[0u8; 16]])
+            })
+        };
+        let (request, _) = next(&server, true).unwrap();
+        answer(&server, release.unique, b"");
+        answer(&server, request.unique, b"attr");
+        assert_eq!(caller.join().unwrap().unwrap(), b"attr");
+        assert!(lock(&conn.pending).detached.is_empty());
+        // With no request to read it, the supervisor does, when it is out of patience.
+        conn.send_detached(fuse_opcode::FUSE_RELEASE, 3, &[&[0u8; 24]]);
+        let (release, _) = next(&server, false).unwrap();
+        answer(&server, release.unique, b"");
+        assert!(!conn.read_idle(true));
+        assert!(conn.read_idle(false));
+        assert!(lock(&conn.pending).detached.is_empty());
     }
 }
