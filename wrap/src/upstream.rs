@@ -10,8 +10,8 @@
 //! a time, each handing every reply to the request waiting for its unique (see `Pending`);
 //! while none is in flight, the supervisor reads what the server sends (its notifications,
 //! handed to [`Upstream::notifications`]' receiver). RELEASE and RELEASEDIR go out detached
-//! (nobody waits for their replies, as the kernel does not); FORGETs wait for the next request
-//! and go out with it, as one BATCH_FORGET ([`Conn::forget`]). A request that waits longer
+//! (nobody waits for their replies, as the kernel does not); FORGETs wait up to a millisecond
+//! and go out together, as one BATCH_FORGET ([`Conn::forget`]). A request that waits longer
 //! than the watchdog's timeout kills the server, which then restarts like one that crashed.
 
 use std::collections::HashMap;
@@ -209,8 +209,8 @@ pub struct Note {
 /// never waits for the kernel).
 pub const NOTES_QUEUE: usize = 1024;
 
-/// How long a FORGET may wait for a request to go out with (the flusher's tick): the
-/// server frees an unlinked file's last reference (its space) on FORGET, so this stays short.
+/// How long a FORGET may wait for others to go out with (the flusher's tick): the server
+/// frees an unlinked file's last reference (its space) on FORGET, so this stays short.
 pub const FORGET_DELAY: Duration = Duration::from_millis(1);
 
 /// At most this many FORGETs wait; the one that makes it this many sends them all at once.
@@ -245,8 +245,6 @@ pub struct Conn {
     unique: AtomicU64,
     watchdog: Option<Duration>,
     forgets: Mutex<Forgets>,
-    /// Whether `forgets` holds any (read without its lock before every request).
-    forgets_waiting: AtomicBool,
     /// Wakes the flusher when forgets come after it stopped ticking, or the server died.
     forgets_tick: Condvar,
     /// A flusher thread runs (else every FORGET is sent at once).
@@ -278,7 +276,6 @@ impl Conn {
             unique: AtomicU64::new(4),
             watchdog: None,
             forgets: Mutex::default(),
-            forgets_waiting: AtomicBool::new(false),
             forgets_tick: Condvar::new(),
             batching: AtomicBool::new(true),
         }
@@ -326,9 +323,6 @@ impl Conn {
         }
         let mut buf = Vec::new();
         wire::request(&mut buf, opcode, unique, nodeid, caller, parts);
-        // The forgets that came before this request go before it, in the same wakeup of
-        // the server.
-        self.flush_forgets();
         trace!(?opcode, nodeid, unique, epoch = self.epoch, "to the stock server");
         if let Err(err) = rustix::net::send(&self.sock, &buf, SendFlags::NOSIGNAL) {
             lock(&self.pending).waiters.remove(&unique);
@@ -537,7 +531,6 @@ impl Conn {
         lock(&self.pending).detached.insert(unique);
         let mut buf = Vec::new();
         wire::request(&mut buf, opcode, unique, nodeid, Caller::default(), parts);
-        self.flush_forgets();
         trace!(?opcode, nodeid, unique, epoch = self.epoch, "to the stock server, detached");
         if rustix::net::send(&self.sock, &buf, SendFlags::NOSIGNAL).is_err() {
             lock(&self.pending).detached.remove(&unique);
@@ -557,12 +550,13 @@ impl Conn {
     }
 
     /// Gives `nlookup` lookups of the server's `nodeid` back to it. The FORGET waits (at
-    /// most [`FORGET_DELAY`], or until [`FORGET_BATCH`] are waiting) to go out just before the
-    /// next request, with every other one waiting, as one BATCH_FORGET: the server is woken
-    /// once for the lot rather than once per FORGET (unlinking a file costs an UNLINK and a
-    /// FORGET). The order the server sees them in is the kernel's, bar forgets that run
-    /// concurrently with a request anyway. Lost, as a FORGET sent, if the server dies: its
-    /// successor never counted those lookups.
+    /// most [`FORGET_DELAY`], or until [`FORGET_BATCH`] are waiting) and goes out with every
+    /// other one waiting as one BATCH_FORGET: the server reads one message for the lot
+    /// rather than one per FORGET (unlinking a file costs a LOOKUP, an UNLINK and a FORGET).
+    /// Requests sent meanwhile may overtake it, as they may in a multi-threaded server
+    /// anyway: the server's count only stays higher for that while, never lower than the
+    /// kernel's. Lost, as a FORGET sent, if the server dies: its successor never counted
+    /// those lookups.
     pub fn forget(&self, nodeid: u64, nlookup: u64) {
         if nlookup == 0 || self.dead.load(Ordering::Acquire) {
             return;
@@ -574,13 +568,11 @@ impl Conn {
         let full = {
             let mut forgets = lock(&self.forgets);
             forgets.list.push(fuse_forget_one { nodeid, nlookup });
-            self.forgets_waiting.store(true, Ordering::Release);
             if !forgets.ticking {
                 forgets.ticking = true;
                 self.forgets_tick.notify_one();
             }
             if forgets.list.len() >= FORGET_BATCH {
-                self.forgets_waiting.store(false, Ordering::Release);
                 Some(std::mem::take(&mut forgets.list))
             } else {
                 None
@@ -592,15 +584,9 @@ impl Conn {
     }
 
     /// Sends the forgets waiting, if any.
+    #[cfg(test)]
     fn flush_forgets(&self) {
-        if !self.forgets_waiting.load(Ordering::Acquire) {
-            return;
-        }
-        let list = {
-            let mut forgets = lock(&self.forgets);
-            self.forgets_waiting.store(false, Ordering::Release);
-            std::mem::take(&mut forgets.list)
-        };
+        let list = std::mem::take(&mut lock(&self.forgets).list);
         self.send_forgets(&list);
     }
 
@@ -625,9 +611,9 @@ impl Conn {
         }
     }
 
-    /// The flusher: while forgets come, sends every [`FORGET_DELAY`] those no request took
-    /// along; sleeps on `forgets_tick` from the first tick that found none until the next
-    /// forget. Returns when the server has died.
+    /// The flusher: while forgets come, sends those waiting every [`FORGET_DELAY`]; sleeps
+    /// on `forgets_tick` from the first tick that found none until the next forget. Returns
+    /// when the server has died.
     fn flush_ticks(&self) {
         let mut forgets = lock(&self.forgets);
         loop {
@@ -647,7 +633,6 @@ impl Conn {
                 forgets.ticking = false;
                 continue;
             }
-            self.forgets_waiting.store(false, Ordering::Release);
             let list = std::mem::take(&mut forgets.list);
             drop(forgets);
             self.send_forgets(&list);
@@ -1217,7 +1202,7 @@ mod tests {
     }
 
     #[test]
-    fn forgets_wait_for_the_next_request_and_go_before_it_as_one_batch() {
+    fn forgets_wait_and_go_together_as_one_batch() {
         let (conn, server) = pair();
         conn.forget(5, 1);
         conn.forget(6, 2);
@@ -1229,13 +1214,14 @@ mod tests {
                 conn.call(fuse_opcode::FUSE_GETATTR, 9, Caller::default(), &[&[0u8; 16]])
             })
         };
-        let (batch, body) = next(&server, true).unwrap();
-        assert_eq!(batch.opcode, fuse_opcode::FUSE_BATCH_FORGET as u32);
-        assert_eq!(forgets_of(&body), [(5, 1), (6, 2)]);
         let (request, _) = next(&server, true).unwrap();
         assert_eq!((request.opcode, request.nodeid), (fuse_opcode::FUSE_GETATTR as u32, 9));
         answer(&server, request.unique, b"attr");
         assert_eq!(caller.join().unwrap().unwrap(), b"attr");
+        conn.flush_forgets();
+        let (batch, body) = next(&server, false).unwrap();
+        assert_eq!(batch.opcode, fuse_opcode::FUSE_BATCH_FORGET as u32);
+        assert_eq!(forgets_of(&body), [(5, 1), (6, 2)]);
         // A lone forget goes as a FORGET.
         conn.forget(8, 3);
         conn.flush_forgets();
