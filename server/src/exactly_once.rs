@@ -161,7 +161,8 @@ pub(crate) fn serve_request<F: Filesystem>(
 /// - MKDIR, MKNOD, SYMLINK: the name exists (with the right type for MKDIR and SYMLINK), owned
 ///   by the uid the caller's entries get (`Filesystem::creator_uid`) -> taken effect, answered
 ///   with its entry. Otherwise not (an entry another user made while the server was down is
-///   theirs: executed again, the request gets EEXIST).
+///   theirs: executed again, the request gets EEXIST). A MKDIR's directory the filesystem
+///   finds half made and removes (`Filesystem::keep_resent_mkdir`) -> executed again.
 /// - LINK: the new name is the same inode -> taken effect.
 /// - CREATE: the name exists, owned as for MKDIR -> taken effect: opened again without
 ///   O_CREAT, O_EXCL, O_TRUNC
@@ -231,7 +232,16 @@ fn settle<F: Filesystem>(
                     Operation::Symlink { .. } => Some(S_IFLNK),
                     _ => None,
                 };
-                if want.is_some_and(|w| entry.attr.mode & S_IFMT != w) || not_ours(&entry) {
+                let remade = || match op {
+                    Operation::Mkdir { name, .. } => {
+                        !fs.keep_resent_mkdir(&probe, nodeid, name, &entry)
+                    }
+                    _ => false,
+                };
+                if want.is_some_and(|w| entry.attr.mode & S_IFMT != w)
+                    || not_ours(&entry)
+                    || remade()
+                {
                     fs.forget(entry.nodeid(), 1);
                     None
                 } else {

@@ -395,6 +395,22 @@ pub trait Filesystem: Send + Sync + 'static {
     fn creator_uid(&self, ctx: &Context<'_>) -> Option<u32> {
         Some(ctx.uid)
     }
+    /// Whether the directory `entry`, found under `name` in `parent` when a MKDIR resent
+    /// after a crash is settled, is taken for that MKDIR's (true: answered with it). A
+    /// filesystem whose MKDIR takes more than one step (the directory, then a file of its own
+    /// in it, as gocryptfs's `gocryptfs.diriv`) may find it half made: it may then remove it,
+    /// if it holds nothing else, and answer false, and the MKDIR is executed again (the
+    /// settling forgets the lookup of `entry` either way it goes). Called after
+    /// [`Filesystem::creator_uid`]'s check. Default: true.
+    fn keep_resent_mkdir(
+        &self,
+        ctx: &Context<'_>,
+        parent: NodeId,
+        name: &OsStr,
+        entry: &Entry,
+    ) -> bool {
+        true
+    }
     /// Whether `entry`, found under LINK's new name when a LINK resent after a crash is
     /// settled, is the inode `nodeid` the LINK was for (then the LINK had taken effect).
     /// Default: the same nodeid, as for any filesystem that gives an inode one nodeid under

@@ -451,6 +451,14 @@ impl Wrap {
             |conn| {
                 let sp = self.snode(conn, parent.0)?;
                 match self.lookup_raw(conn, sp, name, caller(ctx))? {
+                    Some(out)
+                        if opcode == fuse_opcode::FUSE_MKDIR
+                            && wire::kind(&out.attr) == libc::S_IFDIR
+                            && self.remove_unfinished_dir(ctx, conn, parent.0, sp, name)? =>
+                    {
+                        self.send_forget(conn, Some((out.nodeid, 1)));
+                        Ok(None)
+                    }
                     Some(out) if kind.is_none_or(|k| wire::kind(&out.attr) == k) => {
                         debug!(?opcode, "settled: it had taken effect");
                         self.entry(ctx, conn, parent.0, Some(name), &out).map(Some)
@@ -463,6 +471,35 @@ impl Wrap {
                 }
             },
         )
+    }
+
+    /// The directory found under `name` in `parent` (the server's `sp`) after a MKDIR whose
+    /// server died, removed if it is empty, to be made again: a server whose MKDIR takes two
+    /// steps leaves one half made when killed between them (gocryptfs: the directory, then its
+    /// `gocryptfs.diriv`, without which nothing can be created in it), and the next server
+    /// cannot finish it. An empty one is all a finished MKDIR leaves too, and the kernel has
+    /// never seen it: made again, it is the same. One that holds anything (RMDIR refused) is
+    /// kept, and taken for the MKDIR's. True: removed. Sent as the MKDIR's caller.
+    fn remove_unfinished_dir(
+        &self,
+        ctx: &Context<'_>,
+        conn: &Conn,
+        parent: u64,
+        sp: u64,
+        name: &OsStr,
+    ) -> Relayed<bool> {
+        match conn.call(fuse_opcode::FUSE_RMDIR, sp, caller(ctx), &[&name_z(name)]) {
+            Ok(_) => {
+                debug!(?name, "an unsure MKDIR's empty directory removed, to be made again");
+                self.nodes.unlinked(parent, name);
+                Ok(true)
+            }
+            Err(Failure::Errno(e)) => {
+                debug!(?name, %e, "an unsure MKDIR's directory kept");
+                Ok(false)
+            }
+            Err(died) => Err(died),
+        }
     }
 
     /// UNLINK, RMDIR: settled by the name being gone.
@@ -1226,6 +1263,22 @@ impl Filesystem for Wrap {
         // A stock server may create as the caller, as itself or under owners it maps
         // (sshfs): not known here.
         None
+    }
+
+    fn keep_resent_mkdir(
+        &self,
+        ctx: &Context<'_>,
+        parent: NodeId,
+        name: &OsStr,
+        _entry: &Entry,
+    ) -> bool {
+        // As for an unsure MKDIR whose stock server died (`make`): the directory is made
+        // again unless it holds something. Any error: kept, as before.
+        let removed = self.again(|conn| {
+            let sp = self.snode(conn, parent.0)?;
+            self.remove_unfinished_dir(ctx, conn, parent.0, sp, name)
+        });
+        !removed.unwrap_or(false)
     }
 
     fn same_inode(&self, ctx: &Context<'_>, nodeid: NodeId, entry: &Entry) -> bool {
