@@ -11,10 +11,11 @@
 //! rules, through this filesystem's own operations.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use fuse_abi::*;
@@ -29,7 +30,7 @@ use tracing::{debug, warn};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::nodes::{Bound, Forget, Handle, Nodes, ROOT};
-use crate::upstream::{Conn, Failure, Note, Upstream};
+use crate::upstream::{Conn, Done, Failure, Note, Upstream};
 use crate::wire::{self, Caller, name_z};
 
 type Result<T> = std::result::Result<T, Errno>;
@@ -86,6 +87,19 @@ pub struct Wrap {
     nodes: Arc<Nodes>,
     /// The kernel side of forwarded notifications, once the session gives it.
     notifier: Arc<OnceLock<Notifier>>,
+    /// The kernel's RELEASEs sent on and not answered yet, per inode (see `wait_released`).
+    releasing: Arc<Releasing>,
+}
+
+/// How long a removal waits for its inode's releases to be answered, at most (a server that
+/// does not answer one is not a reason to fail the removal).
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
+
+/// RELEASEs in flight per wrapper nodeid, and their end.
+#[derive(Default)]
+struct Releasing {
+    count: Mutex<HashMap<u64, u32>>,
+    ended: Condvar,
 }
 
 impl std::fmt::Debug for Wrap {
@@ -96,6 +110,10 @@ impl std::fmt::Debug for Wrap {
 
 fn caller(ctx: &Context<'_>) -> Caller {
     Caller { uid: ctx.uid, gid: ctx.gid, pid: ctx.pid }
+}
+
+fn lock_ignore_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn duration(secs: u64, nsec: u32) -> Duration {
@@ -114,7 +132,7 @@ impl Wrap {
         std::thread::Builder::new()
             .name("notifications".into())
             .spawn(move || forward_notifications(&notes, &n, &k))?;
-        Ok(Wrap { up, nodes, notifier })
+        Ok(Wrap { up, nodes, notifier, releasing: Arc::default() })
     }
 
     /// The stock server (for its restart count).
@@ -372,7 +390,7 @@ impl Wrap {
         match self.nodes.set_server_fh(conn.epoch, fh.0, opened.fh) {
             Ok(()) => Ok((s, opened.fh)),
             Err(theirs) => {
-                self.release_raw(conn, s, handle.dir, opened.fh, handle.flags);
+                self.release_raw(conn, s, handle.dir, opened.fh, handle.flags, None);
                 theirs.map(|t| (s, t)).ok_or(Failure::Died)
             }
         }
@@ -392,12 +410,44 @@ impl Wrap {
         Ok(wire::parse::<fuse_open_out>(&payload)?)
     }
 
-    fn release_raw(&self, conn: &Conn, s: u64, dir: bool, sfh: u64, flags: i32) {
+    /// Releases the server's handle `sfh` of `s`; `done` as [`Conn::send_detached`]'s.
+    fn release_raw(
+        &self,
+        conn: &Conn,
+        s: u64,
+        dir: bool,
+        sfh: u64,
+        flags: i32,
+        done: Option<Done>,
+    ) {
         let opcode = if dir { fuse_opcode::FUSE_RELEASEDIR } else { fuse_opcode::FUSE_RELEASE };
         let arg = fuse_release_in { fh: sfh, flags: flags as u32, release_flags: 0, lock_owner: 0 };
         // Nothing waits for a release: its reply is dropped when it comes, and a server that
         // dies before it is done closes the handle anyway.
-        conn.send_detached(opcode, s, &[arg.as_bytes()]);
+        conn.send_detached(opcode, s, &[arg.as_bytes()], done);
+    }
+
+    /// Waits (at most [`RELEASE_WAIT`]) until the RELEASEs of the inode under `name` in
+    /// `parent` that went to the server are answered, before a request that removes the name
+    /// (UNLINK, RENAME over it). The kernel sends RELEASE without waiting for it after a
+    /// close, so the application's next request (unlink the file it just closed) can reach a
+    /// multi-threaded server first: libfuse's high-level API then takes the file for open and
+    /// hides it (renames it to `.fuse_hidden...`, to be removed at the RELEASE). A server
+    /// killed between the two leaves the hidden file for ever, and its directory cannot be
+    /// removed; waiting here keeps the kernel's order.
+    fn wait_released(&self, parent: u64, name: &OsStr) {
+        let Some(w) = self.nodes.named(parent, name) else { return };
+        let deadline = std::time::Instant::now() + RELEASE_WAIT;
+        let mut count = lock_ignore_poison(&self.releasing.count);
+        while count.get(&w).is_some_and(|&n| n > 0) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                debug!(nodeid = w, "a release still unanswered: removing anyway");
+                return;
+            }
+            count =
+                self.releasing.ended.wait_timeout(count, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
     }
 
     /// A new handle for the kernel on `nodeid`, open at the server as `out`.
@@ -511,6 +561,7 @@ impl Wrap {
         opcode: fuse_opcode,
     ) -> Result<()> {
         let name_bytes = name_z(name);
+        self.wait_released(parent.0, name);
         self.once(
             |conn, sent| {
                 let sp = self.snode(conn, parent.0)?;
@@ -761,6 +812,10 @@ impl Filesystem for Wrap {
     fn rename(&self, ctx: &Context<'_>, args: &Rename<'_>) -> Result<()> {
         let (old, new) = (name_z(args.name), name_z(args.newname));
         let exchange = args.flags & libc::RENAME_EXCHANGE != 0;
+        if !exchange {
+            // libfuse's high-level API hides an open file renamed over, as one unlinked.
+            self.wait_released(args.newparent.0, args.newname);
+        }
         // For an exchange, the inode at the old name before: another one there afterwards
         // means it took effect.
         let before: Cell<Option<(u64, u64)>> = Cell::new(None);
@@ -1432,14 +1487,14 @@ impl Wrap {
         let entry = match self.entry(ctx, conn, parent, Some(name), out) {
             Ok(entry) => entry,
             Err(e) => {
-                self.release_raw(conn, out.nodeid, false, open.fh, flags);
+                self.release_raw(conn, out.nodeid, false, open.fh, flags, None);
                 return Err(e);
             }
         };
         let opened = match self.opened(ctx, conn, entry.nodeid().0, false, flags, open) {
             Ok(opened) => opened,
             Err(e) => {
-                self.release_raw(conn, out.nodeid, false, open.fh, flags);
+                self.release_raw(conn, out.nodeid, false, open.fh, flags, None);
                 ctx.count_dropped();
                 let forget = self.nodes.forget(entry.nodeid().0, 1, Some(conn.epoch));
                 self.send_forget(conn, forget);
@@ -1461,8 +1516,22 @@ impl Wrap {
         if let Some(sfh) = self.nodes.close_handle(conn.epoch, fh.0)
             && let Some(s) = self.nodes.server_node(conn.epoch, handle.nodeid)
         {
-            // A server that dies now closes it anyway.
-            self.release_raw(&conn, s, dir, sfh, if dir { 0 } else { flags });
+            // Counted until answered, for `wait_released`. A server that dies now closes it
+            // anyway (and `done` is called then).
+            let w = handle.nodeid;
+            *lock_ignore_poison(&self.releasing.count).entry(w).or_default() += 1;
+            let releasing = self.releasing.clone();
+            let done: Done = Box::new(move || {
+                let mut count = lock_ignore_poison(&releasing.count);
+                if let Some(n) = count.get_mut(&w) {
+                    *n -= 1;
+                    if *n == 0 {
+                        count.remove(&w);
+                    }
+                }
+                releasing.ended.notify_all();
+            });
+            self.release_raw(&conn, s, dir, sfh, if dir { 0 } else { flags }, Some(done));
         }
         Ok(())
     }
