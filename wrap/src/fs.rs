@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::nodes::{Bound, Forget, Handle, Nodes, ROOT};
-use crate::upstream::{Conn, Done, Failure, Note, Upstream};
+use crate::upstream::{Conn, Failure, Note, Upstream};
 use crate::wire::{self, Caller, name_z};
 
 type Result<T> = std::result::Result<T, Errno>;
@@ -390,7 +390,7 @@ impl Wrap {
         match self.nodes.set_server_fh(conn.epoch, fh.0, opened.fh) {
             Ok(()) => Ok((s, opened.fh)),
             Err(theirs) => {
-                self.release_raw(conn, s, handle.dir, opened.fh, handle.flags, None);
+                self.release_raw(conn, s, handle.dir, opened.fh, handle.flags);
                 theirs.map(|t| (s, t)).ok_or(Failure::Died)
             }
         }
@@ -410,21 +410,13 @@ impl Wrap {
         Ok(wire::parse::<fuse_open_out>(&payload)?)
     }
 
-    /// Releases the server's handle `sfh` of `s`; `done` as [`Conn::send_detached`]'s.
-    fn release_raw(
-        &self,
-        conn: &Conn,
-        s: u64,
-        dir: bool,
-        sfh: u64,
-        flags: i32,
-        done: Option<Done>,
-    ) {
+    /// Releases a handle of the server's the kernel never got (a reopen that lost a race, a
+    /// CREATE whose entry failed): sent detached, nothing waits for it, and a server that
+    /// dies before it is done closes the handle anyway.
+    fn release_raw(&self, conn: &Conn, s: u64, dir: bool, sfh: u64, flags: i32) {
         let opcode = if dir { fuse_opcode::FUSE_RELEASEDIR } else { fuse_opcode::FUSE_RELEASE };
         let arg = fuse_release_in { fh: sfh, flags: flags as u32, release_flags: 0, lock_owner: 0 };
-        // Nothing waits for a release: its reply is dropped when it comes, and a server that
-        // dies before it is done closes the handle anyway.
-        conn.send_detached(opcode, s, &[arg.as_bytes()], done);
+        conn.send_detached(opcode, s, &[arg.as_bytes()]);
     }
 
     /// Waits (at most [`RELEASE_WAIT`]) until the RELEASEs of the inode under `name` in
@@ -1487,14 +1479,14 @@ impl Wrap {
         let entry = match self.entry(ctx, conn, parent, Some(name), out) {
             Ok(entry) => entry,
             Err(e) => {
-                self.release_raw(conn, out.nodeid, false, open.fh, flags, None);
+                self.release_raw(conn, out.nodeid, false, open.fh, flags);
                 return Err(e);
             }
         };
         let opened = match self.opened(ctx, conn, entry.nodeid().0, false, flags, open) {
             Ok(opened) => opened,
             Err(e) => {
-                self.release_raw(conn, out.nodeid, false, open.fh, flags, None);
+                self.release_raw(conn, out.nodeid, false, open.fh, flags);
                 ctx.count_dropped();
                 let forget = self.nodes.forget(entry.nodeid().0, 1, Some(conn.epoch));
                 self.send_forget(conn, forget);
@@ -1516,22 +1508,27 @@ impl Wrap {
         if let Some(sfh) = self.nodes.close_handle(conn.epoch, fh.0)
             && let Some(s) = self.nodes.server_node(conn.epoch, handle.nodeid)
         {
-            // Counted until answered, for `wait_released`. A server that dies now closes it
-            // anyway (and `done` is called then).
+            // Waited for, and counted until answered, for `wait_released` (a thread that
+            // waits for its reply reads the socket itself: the answer is not left lying
+            // there). A server that dies now closes it anyway.
             let w = handle.nodeid;
             *lock_ignore_poison(&self.releasing.count).entry(w).or_default() += 1;
-            let releasing = self.releasing.clone();
-            let done: Done = Box::new(move || {
-                let mut count = lock_ignore_poison(&releasing.count);
-                if let Some(n) = count.get_mut(&w) {
-                    *n -= 1;
-                    if *n == 0 {
-                        count.remove(&w);
-                    }
+            let opcode = if dir { fuse_opcode::FUSE_RELEASEDIR } else { fuse_opcode::FUSE_RELEASE };
+            let flags = if dir { 0 } else { flags } as u32;
+            let arg = fuse_release_in { fh: sfh, flags, release_flags: 0, lock_owner: 0 };
+            if let Err(Failure::Errno(e)) =
+                conn.call(opcode, s, Caller::default(), &[arg.as_bytes()])
+            {
+                debug!(%e, "release at the stock server");
+            }
+            let mut count = lock_ignore_poison(&self.releasing.count);
+            if let Some(n) = count.get_mut(&w) {
+                *n -= 1;
+                if *n == 0 {
+                    count.remove(&w);
                 }
-                releasing.ended.notify_all();
-            });
-            self.release_raw(&conn, s, dir, sfh, if dir { 0 } else { flags }, Some(done));
+            }
+            self.releasing.ended.notify_all();
         }
         Ok(())
     }

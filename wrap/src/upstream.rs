@@ -9,9 +9,8 @@
 //! to a restart limit). The replies are read by the threads of the requests in flight, one at
 //! a time, each handing every reply to the request waiting for its unique (see `Pending`);
 //! while none is in flight, the supervisor reads what the server sends (its notifications,
-//! handed to [`Upstream::notifications`]' receiver). RELEASE and RELEASEDIR go out detached
-//! (nobody waits for their replies, as the kernel does not); FORGETs wait up to a millisecond
-//! and go out together, as one BATCH_FORGET ([`Conn::forget`]). A request that waits longer
+//! handed to [`Upstream::notifications`]' receiver). FORGETs wait up to a millisecond and go
+//! out together, as one BATCH_FORGET ([`Conn::forget`]). A request that waits longer
 //! than the watchdog's timeout kills the server, which then restarts like one that crashed.
 
 use std::collections::HashMap;
@@ -116,13 +115,10 @@ struct Pending {
     /// The socket ended (the server died): nobody reads it any more; the supervisor fails
     /// what is pending.
     ended: bool,
-    /// Requests sent whose replies nobody waits for ([`Conn::send_detached`]), each with
-    /// what to call once it is answered (or the server died).
-    detached: HashMap<u64, Option<Done>>,
+    /// Requests sent whose replies nobody waits for ([`Conn::send_detached`]): dropped when
+    /// read.
+    detached: std::collections::HashSet<u64>,
 }
-
-/// Called once a detached request is done with: answered, or lost with its server.
-pub type Done = Box<dyn FnOnce() + Send>;
 
 /// What the reader got from the socket.
 enum Read {
@@ -417,12 +413,9 @@ impl Conn {
                         }
                     }
                     None => {
-                        if let Some(done) = pending.detached.remove(&u) {
+                        if pending.detached.remove(&u) {
                             if let Err(Failure::Errno(e)) = result {
                                 debug!(unique = u, %e, "the stock server answered an error");
-                            }
-                            if let Some(done) = done {
-                                done();
                             }
                         } else {
                             warn!(unique = u, "reply to no request in flight ignored");
@@ -526,38 +519,20 @@ impl Conn {
         Read::Reply(header.unique, result)
     }
 
-    /// Sends a request without waiting for its reply (RELEASE, RELEASEDIR: the kernel does
-    /// not wait for them either), which is read and dropped by whoever reads the socket next
-    /// (an error only logged); `done` is called then (under the connection's lock: it must
-    /// not call into it), or once the server is found dead, before or after the send. Lost
-    /// if the server is dead, or dies before it is done.
-    pub fn send_detached(
-        &self,
-        opcode: fuse_opcode,
-        nodeid: u64,
-        parts: &[&[u8]],
-        done: Option<Done>,
-    ) {
+    /// Sends a request without waiting for its reply (a RELEASE of a handle the kernel never
+    /// got), which is read and dropped by whoever reads the socket next (an error only
+    /// logged). Lost if the server is dead, or dies before it is done.
+    pub fn send_detached(&self, opcode: fuse_opcode, nodeid: u64, parts: &[&[u8]]) {
         if self.dead.load(Ordering::Acquire) {
-            if let Some(done) = done {
-                done();
-            }
             return;
         }
         let unique = self.unique.fetch_add(2, Ordering::Relaxed);
-        lock(&self.pending).detached.insert(unique, done);
-        // The connection may have died between the check and the insert: the supervisor
-        // drains what is detached once, after setting `dead`.
+        lock(&self.pending).detached.insert(unique);
         let mut buf = Vec::new();
         wire::request(&mut buf, opcode, unique, nodeid, Caller::default(), parts);
         trace!(?opcode, nodeid, unique, epoch = self.epoch, "to the stock server, detached");
-        if self.dead.load(Ordering::Acquire)
-            || rustix::net::send(&self.sock, &buf, SendFlags::NOSIGNAL).is_err()
-        {
-            let done = lock(&self.pending).detached.remove(&unique).flatten();
-            if let Some(done) = done {
-                done();
-            }
+        if rustix::net::send(&self.sock, &buf, SendFlags::NOSIGNAL).is_err() {
+            lock(&self.pending).detached.remove(&unique);
         }
     }
 
@@ -703,9 +678,7 @@ impl Conn {
         let _ = rustix::net::shutdown(&self.sock, rustix::net::Shutdown::Both);
         let mut pending = lock(&self.pending);
         pending.ended = true;
-        for done in pending.detached.drain().filter_map(|(_, done)| done) {
-            done();
-        }
+        pending.detached.clear();
         for waiter in pending.waiters.values_mut() {
             if waiter.reply.is_none() {
                 waiter.reply = Some(Err(Failure::Died));
@@ -1294,7 +1267,7 @@ mod tests {
     #[test]
     fn a_detached_reply_is_dropped_by_the_next_reader() {
         let (conn, server) = pair();
-        conn.send_detached(fuse_opcode::FUSE_RELEASE, 3, &[&[0u8; 24]], None);
+        conn.send_detached(fuse_opcode::FUSE_RELEASE, 3, &[&[0u8; 24]]);
         let (release, _) = next(&server, false).unwrap();
         assert_eq!(release.opcode, fuse_opcode::FUSE_RELEASE as u32);
         assert!(!conn.read_idle(true), "a patient supervisor leaves it to the next request");
@@ -1309,31 +1282,12 @@ mod tests {
         answer(&server, request.unique, b"attr");
         assert_eq!(caller.join().unwrap().unwrap(), b"attr");
         assert!(lock(&conn.pending).detached.is_empty());
-        // With no request to read it, the supervisor does, when it is out of patience; its
-        // `done` is called then.
-        let answered = Arc::new(AtomicBool::new(false));
-        let flag = answered.clone();
-        let done: Done = Box::new(move || flag.store(true, Ordering::Release));
-        conn.send_detached(fuse_opcode::FUSE_RELEASE, 3, &[&[0u8; 24]], Some(done));
+        // With no request to read it, the supervisor does, when it is out of patience.
+        conn.send_detached(fuse_opcode::FUSE_RELEASE, 3, &[&[0u8; 24]]);
         let (release, _) = next(&server, false).unwrap();
         answer(&server, release.unique, b"");
         assert!(!conn.read_idle(true));
-        assert!(!answered.load(Ordering::Acquire), "not before its reply is read");
         assert!(conn.read_idle(false));
-        assert!(answered.load(Ordering::Acquire));
         assert!(lock(&conn.pending).detached.is_empty());
-        // One whose server dies is done with too, and one sent to a dead server at once.
-        let lost = Arc::new(AtomicU64::new(0));
-        let count = || -> Done {
-            let lost = lost.clone();
-            Box::new(move || {
-                lost.fetch_add(1, Ordering::AcqRel);
-            })
-        };
-        conn.send_detached(fuse_opcode::FUSE_RELEASE, 3, &[&[0u8; 24]], Some(count()));
-        conn.fail_pending();
-        assert_eq!(lost.load(Ordering::Acquire), 1);
-        conn.send_detached(fuse_opcode::FUSE_RELEASE, 3, &[&[0u8; 24]], Some(count()));
-        assert_eq!(lost.load(Ordering::Acquire), 2);
     }
 }
