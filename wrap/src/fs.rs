@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::nodes::{Bound, Forget, Handle, Nodes, ROOT};
-use crate::upstream::{Conn, Failure, Note, Upstream};
+use crate::upstream::{Conn, Failure, Note, Upstream, lock};
 use crate::wire::{self, Caller, name_z};
 
 type Result<T> = std::result::Result<T, Errno>;
@@ -110,10 +110,6 @@ impl std::fmt::Debug for Wrap {
 
 fn caller(ctx: &Context<'_>) -> Caller {
     Caller { uid: ctx.uid, gid: ctx.gid, pid: ctx.pid }
-}
-
-fn lock_ignore_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn duration(secs: u64, nsec: u32) -> Duration {
@@ -410,13 +406,12 @@ impl Wrap {
         Ok(wire::parse::<fuse_open_out>(&payload)?)
     }
 
-    /// Releases a handle of the server's the kernel never got (a reopen that lost a race, a
-    /// CREATE whose entry failed): sent detached, nothing waits for it, and a server that
-    /// dies before it is done closes the handle anyway.
     fn release_raw(&self, conn: &Conn, s: u64, dir: bool, sfh: u64, flags: i32) {
         let opcode = if dir { fuse_opcode::FUSE_RELEASEDIR } else { fuse_opcode::FUSE_RELEASE };
         let arg = fuse_release_in { fh: sfh, flags: flags as u32, release_flags: 0, lock_owner: 0 };
-        conn.send_detached(opcode, s, &[arg.as_bytes()]);
+        if let Err(Failure::Errno(e)) = conn.call(opcode, s, Caller::default(), &[arg.as_bytes()]) {
+            debug!(%e, "release at the stock server");
+        }
     }
 
     /// Waits (at most [`RELEASE_WAIT`]) until the RELEASEs of the inode under `name` in
@@ -430,7 +425,7 @@ impl Wrap {
     fn wait_released(&self, parent: u64, name: &OsStr) {
         let Some(w) = self.nodes.named(parent, name) else { return };
         let deadline = std::time::Instant::now() + RELEASE_WAIT;
-        let mut count = lock_ignore_poison(&self.releasing.count);
+        let mut count = lock(&self.releasing.count);
         while count.get(&w).is_some_and(|&n| n > 0) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
@@ -1508,20 +1503,13 @@ impl Wrap {
         if let Some(sfh) = self.nodes.close_handle(conn.epoch, fh.0)
             && let Some(s) = self.nodes.server_node(conn.epoch, handle.nodeid)
         {
-            // Waited for, and counted until answered, for `wait_released` (a thread that
-            // waits for its reply reads the socket itself: the answer is not left lying
-            // there). A server that dies now closes it anyway.
+            // Counted until answered, for `wait_released` (its thread waits for the reply,
+            // reading the socket itself, so the answer is taken at once). A server that dies
+            // now closes it anyway.
             let w = handle.nodeid;
-            *lock_ignore_poison(&self.releasing.count).entry(w).or_default() += 1;
-            let opcode = if dir { fuse_opcode::FUSE_RELEASEDIR } else { fuse_opcode::FUSE_RELEASE };
-            let flags = if dir { 0 } else { flags } as u32;
-            let arg = fuse_release_in { fh: sfh, flags, release_flags: 0, lock_owner: 0 };
-            if let Err(Failure::Errno(e)) =
-                conn.call(opcode, s, Caller::default(), &[arg.as_bytes()])
-            {
-                debug!(%e, "release at the stock server");
-            }
-            let mut count = lock_ignore_poison(&self.releasing.count);
+            *lock(&self.releasing.count).entry(w).or_default() += 1;
+            self.release_raw(&conn, s, dir, sfh, if dir { 0 } else { flags });
+            let mut count = lock(&self.releasing.count);
             if let Some(n) = count.get_mut(&w) {
                 *n -= 1;
                 if *n == 0 {

@@ -115,9 +115,6 @@ struct Pending {
     /// The socket ended (the server died): nobody reads it any more; the supervisor fails
     /// what is pending.
     ended: bool,
-    /// Requests sent whose replies nobody waits for ([`Conn::send_detached`]): dropped when
-    /// read.
-    detached: std::collections::HashSet<u64>,
 }
 
 /// What the reader got from the socket.
@@ -413,13 +410,7 @@ impl Conn {
                         }
                     }
                     None => {
-                        if pending.detached.remove(&u) {
-                            if let Err(Failure::Errno(e)) = result {
-                                debug!(unique = u, %e, "the stock server answered an error");
-                            }
-                        } else {
-                            warn!(unique = u, "reply to no request in flight ignored");
-                        }
+                        warn!(unique = u, "reply to no request in flight ignored");
                         unique.is_none()
                     }
                 },
@@ -443,18 +434,12 @@ impl Conn {
     }
 
     /// While no request is in flight: reads the one message waiting there, if any (a
-    /// notification, a detached request's reply), without blocking. False when a request is
-    /// in flight: the message is for its thread to read (taking the reader's role from it
-    /// would cost it two more context switches, the reply handed over through its condition
-    /// variable); when `patient`, false too while a detached request is unanswered: its
-    /// reply is left for the next request's thread to read on its way, not worth a wakeup.
-    fn read_idle(&self, patient: bool) -> bool {
+    /// notification), without blocking. False when a request is in flight: the message is
+    /// for its thread to read (taking the reader's role from it would cost it two more
+    /// context switches, the reply handed over through its condition variable).
+    fn read_idle(&self) -> bool {
         let mut pending = lock(&self.pending);
-        if pending.reading
-            || pending.ended
-            || !pending.waiters.is_empty()
-            || (patient && !pending.detached.is_empty())
-        {
+        if pending.reading || pending.ended || !pending.waiters.is_empty() {
             return false;
         }
         pending.reading = true;
@@ -517,23 +502,6 @@ impl Conn {
             Ok(buf[OUT_HEADER..want].to_vec())
         };
         Read::Reply(header.unique, result)
-    }
-
-    /// Sends a request without waiting for its reply (a RELEASE of a handle the kernel never
-    /// got), which is read and dropped by whoever reads the socket next (an error only
-    /// logged). Lost if the server is dead, or dies before it is done.
-    pub fn send_detached(&self, opcode: fuse_opcode, nodeid: u64, parts: &[&[u8]]) {
-        if self.dead.load(Ordering::Acquire) {
-            return;
-        }
-        let unique = self.unique.fetch_add(2, Ordering::Relaxed);
-        lock(&self.pending).detached.insert(unique);
-        let mut buf = Vec::new();
-        wire::request(&mut buf, opcode, unique, nodeid, Caller::default(), parts);
-        trace!(?opcode, nodeid, unique, epoch = self.epoch, "to the stock server, detached");
-        if rustix::net::send(&self.sock, &buf, SendFlags::NOSIGNAL).is_err() {
-            lock(&self.pending).detached.remove(&unique);
-        }
     }
 
     /// Sends a request that has no reply (FORGET, BATCH_FORGET); lost if the server is dead.
@@ -678,7 +646,6 @@ impl Conn {
         let _ = rustix::net::shutdown(&self.sock, rustix::net::Shutdown::Both);
         let mut pending = lock(&self.pending);
         pending.ended = true;
-        pending.detached.clear();
         for waiter in pending.waiters.values_mut() {
             if waiter.reply.is_none() {
                 waiter.reply = Some(Err(Failure::Died));
@@ -688,7 +655,8 @@ impl Conn {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// `m` locked, whether or not a thread panicked holding it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -1111,9 +1079,6 @@ impl Upstream {
         // flight (its notifications): the threads of requests read the socket only while
         // they wait for a reply.
         let mut watch_socket = true;
-        // The last poll watched the pidfd alone, for a while: a detached request's reply
-        // still there is read now.
-        let mut waited = false;
         loop {
             let mut fds =
                 [PollFd::new(pidfd, PollFlags::IN), PollFd::new(&conn.sock, PollFlags::IN)];
@@ -1125,11 +1090,7 @@ impl Upstream {
             };
             match rustix::event::poll(fds, timeout.as_ref()) {
                 Ok(_) if fds[0].revents().is_empty() => {
-                    if fds.len() == 1 {
-                        (watch_socket, waited) = (true, true);
-                    } else {
-                        (watch_socket, waited) = (conn.read_idle(!waited), false);
-                    }
+                    watch_socket = fds.len() == 1 || conn.read_idle();
                 }
                 Ok(_) => break,
                 Err(rustix::io::Errno::INTR) => continue,
@@ -1262,32 +1223,5 @@ mod tests {
         flusher.join().unwrap();
         conn.forget(7, 1);
         assert!(lock(&conn.forgets).list.is_empty(), "a dead server's forgets are dropped");
-    }
-
-    #[test]
-    fn a_detached_reply_is_dropped_by_the_next_reader() {
-        let (conn, server) = pair();
-        conn.send_detached(fuse_opcode::FUSE_RELEASE, 3, &[&[0u8; 24]]);
-        let (release, _) = next(&server, false).unwrap();
-        assert_eq!(release.opcode, fuse_opcode::FUSE_RELEASE as u32);
-        assert!(!conn.read_idle(true), "a patient supervisor leaves it to the next request");
-        let caller = {
-            let conn = conn.clone();
-            std::thread::spawn(move || {
-                conn.call(fuse_opcode::FUSE_GETATTR, 9, Caller::default(), &[&[0u8; 16]])
-            })
-        };
-        let (request, _) = next(&server, true).unwrap();
-        answer(&server, release.unique, b"");
-        answer(&server, request.unique, b"attr");
-        assert_eq!(caller.join().unwrap().unwrap(), b"attr");
-        assert!(lock(&conn.pending).detached.is_empty());
-        // With no request to read it, the supervisor does, when it is out of patience.
-        conn.send_detached(fuse_opcode::FUSE_RELEASE, 3, &[&[0u8; 24]]);
-        let (release, _) = next(&server, false).unwrap();
-        answer(&server, release.unique, b"");
-        assert!(!conn.read_idle(true));
-        assert!(conn.read_idle(false));
-        assert!(lock(&conn.pending).detached.is_empty());
     }
 }
