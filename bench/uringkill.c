@@ -66,8 +66,9 @@ static void fill_attr(struct fuse_attr *a, uint64_t ino) {
 	a->blksize = 4096;
 }
 
-// Handle one request; returns reply payload size written to out, and sets *err.
-static size_t handle(struct fuse_in_header *ih, const void *op, const char *name, void *out, int *err) {
+// Handles one request (LOOKUP's name in `name`); returns the size of the reply written to
+// `out` (which may be where `name` is) and sets *err.
+static size_t handle(const struct fuse_in_header *ih, const char *name, void *out, int *err) {
 	*err = 0;
 	switch (ih->opcode) {
 	case FUSE_LOOKUP: {
@@ -90,13 +91,14 @@ static size_t handle(struct fuse_in_header *ih, const void *op, const char *name
 		*err = -ENOSYS;
 		return 0;
 	}
-	(void)op;
 }
 
 static void prep(struct io_uring *r, int cmd_op, int q, char *s, uint64_t commit) {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(r);
+	// The kernel may read the iovecs after the submit (an SQE issued asynchronously): one
+	// pair per slot, kept for the thread's life.
 	static __thread struct iovec iov[NQ * NE * NGEN][2];
-	int idx = (int)((s - region) / SLOT) % (NQ * NE * NGEN);
+	int idx = (int)((s - region) / SLOT);
 	iov[idx][0].iov_base = s; iov[idx][0].iov_len = sizeof(struct req_header);
 	iov[idx][1].iov_base = s + 4096; iov[idx][1].iov_len = PAYLOAD;
 	memset(sqe, 0, 128);
@@ -115,7 +117,7 @@ static uint64_t answer(char *s) {
 	struct fuse_in_header ih;
 	memcpy(&ih, h->in_out, sizeof ih);
 	int err;
-	size_t n = handle(&ih, h->op_in, s + 4096, s + 4096, &err);
+	size_t n = handle(&ih, s + 4096, s + 4096, &err);
 	struct fuse_out_header oh = { .len = sizeof oh + n, .error = err, .unique = ih.unique };
 	memcpy(h->in_out, &oh, sizeof oh);
 	h->ring.payload_sz = n;
@@ -170,9 +172,8 @@ static void *dev_thread(void *arg) {
 		if (n < 0) { if (errno == EINTR || errno == ENOENT) continue; perror("read"); exit(1); }
 		struct fuse_in_header *ih = (void *)buf;
 		if (ih->opcode == FUSE_FORGET || ih->opcode == FUSE_BATCH_FORGET) continue;
-		const char *arg0 = buf + sizeof *ih;
 		int err;
-		size_t m = handle(ih, arg0, arg0, out + sizeof(struct fuse_out_header), &err);
+		size_t m = handle(ih, buf + sizeof *ih, out + sizeof(struct fuse_out_header), &err);
 		struct fuse_out_header *oh = (void *)out;
 		oh->len = sizeof *oh + m; oh->error = err; oh->unique = ih->unique;
 		if (write(devfd, out, oh->len) < 0 && errno != ENOENT) perror("write");
@@ -197,12 +198,15 @@ int main(int argc, char **argv) {
 		return 2;
 	}
 	region = mmap(NULL, (size_t)NGEN * NQ * NE * SLOT, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (region == MAP_FAILED) { perror("mmap"); return 1; }
 	devfd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (devfd < 0) { perror("/dev/fuse"); return 1; }
 	char opts[256];
 	snprintf(opts, sizeof opts, "fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other", devfd);
 	if (mount("uringkill", argv[1], "fuse.uringkill", MS_NOSUID | MS_NODEV, opts)) { perror("mount"); return 1; }
 	char buf[8192];
 	ssize_t n = read(devfd, buf, sizeof buf);
+	if (n < (ssize_t)(sizeof(struct fuse_in_header) + sizeof(struct fuse_init_in))) { perror("INIT"); return 1; }
 	struct fuse_in_header *ih = (void *)buf;
 	struct fuse_init_in *ii = (void *)(buf + sizeof *ih);
 	fprintf(stderr, "INIT %zd: %u.%u flags %#x flags2 %#x\n", n, ii->major, ii->minor, ii->flags, ii->flags2);

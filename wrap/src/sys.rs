@@ -53,11 +53,11 @@ fn fd_mount(fd: i32) -> Option<u64> {
 /// Closes every fd above 2 this process inherited on the FUSE file system mounted at
 /// `mountpoint` (absolute, as [`fuse_transport::resolve_mountpoint`] makes it; a restarted
 /// wrapper's own mount: a shell holding a file on it restarted it), so that no stock server
-/// it starts inherits one. A server's exit closes its fds, and
-/// closing a file on a FUSE mount sends FLUSH and waits for its answer: relayed to that dying
-/// server itself, which never answers, it would keep it in its exit for ever, and the mount
-/// with it. (Fds 0 to 2 on the mount are not supported: the Rust runtime polls them before
-/// `main`, which waits for the server this process is to be.)
+/// it starts inherits one. A server's exit closes its fds, and closing a file on a FUSE mount
+/// sends FLUSH and waits for its answer: relayed to that dying server itself, which never
+/// answers, it would keep it in its exit for ever, and the mount with it. (Fds 0 to 2 on the
+/// mount are not supported: the Rust runtime polls them before `main`, which waits for the
+/// server this process is to be.)
 ///
 /// Each fd is closed from a thread of its own, since the close waits for its FLUSH, which
 /// only this process will answer once it serves; this returns once every such fd has left
