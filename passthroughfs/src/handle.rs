@@ -209,7 +209,14 @@ mod tests {
     fn the_handles_layout_is_the_one_earlier_servers_wrote() {
         assert_eq!(
             HANDLES,
-            TableSpec { name: "handles", words: 0, bytes: 16, capacity: 1 << 20, indexed: false }
+            TableSpec {
+                name: "handles",
+                words: 0,
+                bytes: 16,
+                capacity: 1 << 20,
+                indexed: false,
+                index_scheme: 0
+            }
         );
         let stored =
             Stored { nodeid: 0x0102_0304_0506_0708, flags: 0x0a0b_0c0d, info: 0x1112_1314 };

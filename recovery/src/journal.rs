@@ -30,6 +30,7 @@ pub const JOURNAL: TableSpec = TableSpec {
     bytes: 8 + MAX_REPLY as u32,
     capacity: 1 << 14,
     indexed: true,
+    index_scheme: 0,
 };
 
 /// A [`Journal`] kept in a [`Store`]'s `journal` table.
@@ -46,9 +47,20 @@ fn hash(unique: u64) -> u64 {
 }
 
 impl StoreJournal {
-    /// The journal in `store`'s `journal` table, if its layout has one.
+    /// The journal in `store`'s `journal` table, if its layout has one (its index rebuilt
+    /// first if it was built under another scheme: the store is input).
     pub fn open(store: &Store) -> Option<StoreJournal> {
-        let (table, index) = store.table(store.find_table(JOURNAL.name)?);
+        let i = store.find_table(JOURNAL.name)?;
+        if !store.index_is_current(i) {
+            let rebuilt = store.rebuild_index(i, |table, slot| {
+                Some(hash(table.word(slot, UNIQUE).load(Ordering::Acquire)))
+            });
+            if let Err(error) = rebuilt {
+                tracing::warn!(%error, "the journal's index cannot be rebuilt");
+                return None;
+            }
+        }
+        let (table, index) = store.table(i);
         Some(StoreJournal { table, index: index?, lock: Mutex::new(()) })
     }
 

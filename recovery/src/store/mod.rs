@@ -10,8 +10,15 @@
 //! 1056  table directory: 8 entries of 64 bytes
 //!         name [24] (NUL padded) | words u32 | bytes u32 | capacity u64 | offset u64 |
 //!         high-water mark u64 (atomic) | index offset u64 (0: no index)
+//! 1568  index schemes: 8 u64, one per table (version 2; a version-1 store has scheme 0)
 //! 4096  the tables' slot regions, then their hash indexes, each page aligned
 //! ```
+//!
+//! An index scheme names how a table's keys are hashed ([`TableSpec::index_scheme`]). A store
+//! whose index was built under another scheme than the filesystem's (written by an older
+//! server) has its index rebuilt from the records ([`Store::rebuild_index`]) before it is
+//! used. A store with a non-zero scheme has version 2, which servers from before schemes
+//! refuse (they would look keys up under their own hash and miss every one).
 //!
 //! A slot is a state word (0 free, 1 valid), `words` atomic u64s, then `bytes` payload bytes,
 //! rounded up to 8. A record becomes visible by one store of its state word (release), after
@@ -48,7 +55,11 @@ pub use typed::{MAX_WORDS, NoWords, Record, Records, Word};
 use map::SharedMap;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"FUSESTOR");
+/// The version of a store whose indexes all have scheme 0 (also what servers from before
+/// index schemes wrote and read).
 const VERSION: u32 = 1;
+/// The version of a store with a non-zero index scheme: servers from before schemes refuse it.
+const VERSION_SCHEMES: u32 = 2;
 const NEGOTIATION_LEN: usize = 24;
 const NEGOTIATION: usize = 32;
 /// Largest saved negotiation.
@@ -58,6 +69,9 @@ const ENTRY: usize = 64;
 /// Most tables one store holds.
 pub const MAX_TABLES: usize = 8;
 const PAGE: usize = 4096;
+/// Table i's index scheme is the word at `SCHEMES + 8 * i`.
+const SCHEMES: usize = DIRECTORY + MAX_TABLES * ENTRY;
+const _: () = assert!(SCHEMES + MAX_TABLES * 8 <= PAGE);
 
 /// What a filesystem declares about one of its tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +86,11 @@ pub struct TableSpec {
     pub capacity: u64,
     /// Keep a hash index (key hash -> slot) beside the table.
     pub indexed: bool,
+    /// How the filesystem hashes this table's keys into the index: a number it changes
+    /// whenever the hash changes, so that an index built under the old hash is rebuilt
+    /// ([`Store::rebuild_index`]) instead of missing every key. 0 for a table without an
+    /// index, and for the hash of filesystems from before schemes.
+    pub index_scheme: u32,
 }
 
 /// Why a store cannot be created or opened.
@@ -97,6 +116,11 @@ pub enum StoreError {
     /// The named table has no free slot for an insert.
     #[error("table {0} is full")]
     Full(&'static str),
+    /// The named table's index was built under another scheme than its spec's (by an
+    /// older server, or a rebuild that did not finish): rebuild it ([`Store::rebuild_index`],
+    /// [`Records::open_reindexed`]) before using it.
+    #[error("the index of table {0} was built under another hash scheme")]
+    StaleIndex(&'static str),
     /// A negotiation of more than [`MAX_NEGOTIATION`] bytes was to be saved.
     #[error("negotiation of {0} bytes exceeds {MAX_NEGOTIATION}")]
     NegotiationTooLarge(usize),
@@ -117,6 +141,11 @@ pub struct Store {
     fd: OwnedFd,
     map: Arc<SharedMap>,
     tables: Vec<(TableSpec, usize, Option<usize>)>,
+}
+
+/// The directory word of table `i`'s high-water mark.
+fn high_water_word(i: usize) -> usize {
+    DIRECTORY + i * ENTRY + 48
 }
 
 fn slot_size(spec: &TableSpec) -> usize {
@@ -143,7 +172,9 @@ impl Store {
         rustix::fs::ftruncate(&fd, offset as u64).map_err(|e| StoreError::Create(e.into()))?;
         rustix::fs::fcntl_add_seals(&fd, SEALS).map_err(|e| StoreError::Create(e.into()))?;
         let map = Arc::new(SharedMap::new(fd.as_fd(), offset).map_err(StoreError::Map)?);
-        map.word(8).store(u64::from(VERSION) | ((specs.len() as u64) << 32), Ordering::Relaxed);
+        let version =
+            if specs.iter().any(|s| s.index_scheme != 0) { VERSION_SCHEMES } else { VERSION };
+        map.word(8).store(u64::from(version) | ((specs.len() as u64) << 32), Ordering::Relaxed);
         map.word(16).store(offset as u64, Ordering::Relaxed);
         for (i, (spec, region, index)) in tables.iter().enumerate() {
             let at = DIRECTORY + i * ENTRY;
@@ -155,6 +186,7 @@ impl Store {
             map.word(at + 32).store(spec.capacity, Ordering::Relaxed);
             map.word(at + 40).store(*region as u64, Ordering::Relaxed);
             map.word(at + 56).store(index.map_or(0, |x| x as u64), Ordering::Relaxed);
+            map.word(SCHEMES + i * 8).store(u64::from(spec.index_scheme), Ordering::Relaxed);
         }
         // The magic last: a store whose creator died half-way is not a store.
         map.word(0).store(MAGIC, Ordering::Release);
@@ -176,7 +208,9 @@ impl Store {
         }
         let map = Arc::new(SharedMap::new(fd.as_fd(), size).map_err(StoreError::Map)?);
         let head = map.word(8).load(Ordering::Relaxed);
-        if map.word(0).load(Ordering::Acquire) != MAGIC || head as u32 != VERSION {
+        if map.word(0).load(Ordering::Acquire) != MAGIC
+            || (head as u32 != VERSION && head as u32 != VERSION_SCHEMES)
+        {
             return Err(StoreError::NotAStore);
         }
         if (head >> 32) as usize != specs.len()
@@ -254,13 +288,17 @@ impl Store {
 
     /// The table of `spec` (the same name and layout), with its index if it has one: how a
     /// filesystem finds its tables, whatever their order in the layout.
+    /// [`StoreError::StaleIndex`] if the index was built under another scheme than `spec`'s.
     pub fn table_of(&self, spec: &TableSpec) -> Result<(Table, Option<HashIndex>), StoreError> {
-        let i = self
-            .tables
-            .iter()
-            .position(|(s, _, _)| s == spec)
-            .ok_or(StoreError::NoTable(spec.name))?;
+        let i = self.position(spec)?;
+        if !self.index_is_current(i) {
+            return Err(StoreError::StaleIndex(spec.name));
+        }
         Ok(self.table(i))
+    }
+
+    pub(super) fn position(&self, spec: &TableSpec) -> Result<usize, StoreError> {
+        self.tables.iter().position(|(s, _, _)| s == spec).ok_or(StoreError::NoTable(spec.name))
     }
 
     /// The number of the table named `name`, if the layout has one.
@@ -268,13 +306,101 @@ impl Store {
         self.tables.iter().position(|(spec, _, _)| spec.name == name)
     }
 
-    /// Table number `i` of the layout, with its index if it has one.
+    /// Whether table `i`'s index (if it has one) was built under its spec's scheme.
+    pub fn index_is_current(&self, i: usize) -> bool {
+        let (spec, _, index) = self.tables[i];
+        index.is_none() || self.stored_scheme(i) == u64::from(spec.index_scheme)
+    }
+
+    fn stored_scheme(&self, i: usize) -> u64 {
+        if self.map.word(8).load(Ordering::Acquire) as u32 == VERSION {
+            0
+        } else {
+            self.map.word(SCHEMES + i * 8).load(Ordering::Acquire)
+        }
+    }
+
+    /// Table number `i` of the layout, with its index if it has one and the index is current
+    /// ([`Store::index_is_current`]; a stale one is `None` until rebuilt).
     pub fn table(&self, i: usize) -> (Table, Option<HashIndex>) {
         let (spec, region, index) = self.tables[i];
-        let hwm = DIRECTORY + i * ENTRY + 48;
-        let table = Table::new(self.map.clone(), spec, region, slot_size(&spec), hwm);
-        let index = index.map(|at| HashIndex::new(self.map.clone(), at, index_capacity(&spec)));
+        let table =
+            Table::new(self.map.clone(), spec, region, slot_size(&spec), high_water_word(i));
+        let index = index
+            .filter(|_| self.index_is_current(i))
+            .map(|at| HashIndex::new(self.map.clone(), at, index_capacity(&spec)));
         (table, index)
+    }
+
+    /// Rebuilds the index of table number `i` under its spec's scheme from the records: every
+    /// valid slot for which `hash_of(table, slot)` gives a hash is indexed under it (a slot
+    /// it says `None` of is left out, as no record). Returns how many were indexed. For a
+    /// store whose index is stale ([`StoreError::StaleIndex`]), before any other use of the
+    /// table, by the only process writing the store (the one just attached).
+    ///
+    /// Killed at any point, it leaves a store the next server rebuilds again: the version
+    /// is raised first (servers from before schemes then refuse the store), the old entries
+    /// are dropped (the region's pages punched out of the memfd: no memory is touched for
+    /// them), the records indexed, and the scheme word written last. Costs one read per slot
+    /// below the table's high-water mark.
+    pub fn rebuild_index(
+        &self,
+        i: usize,
+        mut hash_of: impl FnMut(&Table, u64) -> Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let (spec, region, index) = self.tables[i];
+        let spec = &spec;
+        let Some(at) = index else { return Err(StoreError::NoTable(spec.name)) };
+        let count = self.tables.len() as u64;
+        let version = if self.tables.iter().any(|(s, _, _)| s.index_scheme != 0) {
+            VERSION_SCHEMES
+        } else {
+            VERSION
+        };
+        if version == VERSION_SCHEMES {
+            // Any scheme word of a version-1 store is 0: make it so before they count.
+            if self.map.word(8).load(Ordering::Acquire) as u32 == VERSION {
+                for t in 0..self.tables.len() {
+                    self.map.word(SCHEMES + t * 8).store(0, Ordering::Release);
+                }
+            }
+            self.map.word(8).store(u64::from(VERSION_SCHEMES) | (count << 32), Ordering::Release);
+        }
+        // The scheme word leaves the spec's value first: a rebuild killed half-way is stale.
+        let unfinished = u64::from(spec.index_scheme) ^ (1 << 63);
+        self.map.word(SCHEMES + i * 8).store(unfinished, Ordering::Release);
+        let len = page(index_capacity(spec) as usize * 8);
+        let punched = rustix::fs::fallocate(
+            &self.fd,
+            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+            at as u64,
+            len as u64,
+        );
+        if punched.is_err() {
+            for entry in (at..at + len).step_by(8) {
+                let word = self.map.word(entry);
+                if word.load(Ordering::Relaxed) != 0 {
+                    word.store(0, Ordering::Release);
+                }
+            }
+        }
+        let table =
+            Table::new(self.map.clone(), *spec, region, slot_size(spec), high_water_word(i));
+        let index = HashIndex::new(self.map.clone(), at, index_capacity(spec));
+        let mut indexed = 0;
+        for slot in 0..table.high_water() {
+            if !table.is_valid(slot) {
+                continue;
+            }
+            if let Some(hash) = hash_of(&table, slot) {
+                if !index.insert(hash, slot) {
+                    return Err(StoreError::Full(spec.name));
+                }
+                indexed += 1;
+            }
+        }
+        self.map.word(SCHEMES + i * 8).store(u64::from(spec.index_scheme), Ordering::Release);
+        Ok(indexed)
     }
 }
 

@@ -6,8 +6,15 @@ use std::sync::atomic::Ordering;
 use super::*;
 
 const SPECS: [TableSpec; 2] = [
-    TableSpec { name: "things", words: 2, bytes: 256, capacity: 100_000, indexed: true },
-    TableSpec { name: "other", words: 1, bytes: 8, capacity: 10, indexed: false },
+    TableSpec {
+        name: "things",
+        words: 2,
+        bytes: 256,
+        capacity: 100_000,
+        indexed: true,
+        index_scheme: 0,
+    },
+    TableSpec { name: "other", words: 1, bytes: 8, capacity: 10, indexed: false, index_scheme: 0 },
 ];
 
 fn reopen(store: &Store) -> Result<Store, StoreError> {
@@ -286,4 +293,123 @@ fn records_published_at_given_slots_leave_the_skipped_ones_for_reuse() {
         (0..5).map(|_| things.insert(&[], b"new").unwrap()).collect();
     assert_eq!(reused, [0, 1, 2, 4, 5].into_iter().collect(), "the skipped slots first");
     assert_eq!(things.insert(&[], b"next").unwrap(), 7);
+}
+
+/// `SPECS` with the indexed table under another hash scheme, as a newer server declares it.
+const RESCHEMED: [TableSpec; 2] = [TableSpec { index_scheme: 3, ..SPECS[0] }, SPECS[1]];
+
+fn key_hash(key: u64) -> u64 {
+    key.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// A store of `SPECS` (version 1, scheme 0) with `n` records keyed by word 0, indexed
+/// under `key_hash(key) ^ 1` (the older scheme's hash).
+fn indexed_by_an_older_server(n: u64) -> (Store, Vec<(u64, u64)>) {
+    let store = Store::create("test", &SPECS).unwrap();
+    let (things, index) = store.table(0);
+    let index = index.unwrap();
+    let records = (0..n)
+        .map(|key| {
+            let slot = things.insert(&[key * 7], b"r").unwrap();
+            assert!(index.insert(key_hash(key * 7) ^ 1, slot));
+            (key * 7, slot)
+        })
+        .collect();
+    (store, records)
+}
+
+fn rehash(table: &Table, slot: u64) -> Option<u64> {
+    Some(key_hash(table.word(slot, 0).load(Ordering::Acquire)))
+}
+
+#[test]
+fn an_index_built_under_another_scheme_is_refused_until_rebuilt() {
+    let (old, records) = indexed_by_an_older_server(500);
+    assert_eq!(old.map.word(8).load(Ordering::Relaxed) as u32, VERSION, "no scheme: version 1");
+    let store = Store::open(old.fd().try_clone_to_owned().unwrap(), &RESCHEMED).unwrap();
+    assert!(!store.index_is_current(0));
+    assert!(store.index_is_current(1), "a table without an index is always current");
+    assert!(matches!(store.table_of(&RESCHEMED[0]), Err(StoreError::StaleIndex("things"))));
+    assert!(store.table(0).1.is_none(), "a stale index is not handed out");
+
+    assert_eq!(store.rebuild_index(0, rehash).unwrap(), 500);
+    assert_eq!(
+        store.map.word(8).load(Ordering::Relaxed) as u32,
+        VERSION_SCHEMES,
+        "a store with a scheme is version 2: servers from before schemes refuse it"
+    );
+    let (things, index) = store.table_of(&RESCHEMED[0]).unwrap();
+    let index = index.unwrap();
+    for &(key, slot) in &records {
+        let is_key = |s| things.word(s, 0).load(Ordering::Acquire) == key;
+        assert_eq!(index.find(key_hash(key), is_key), Some(slot), "found under the new hash");
+        assert_eq!(index.find(key_hash(key) ^ 1, is_key), None, "the old entries are gone");
+    }
+    // Reopened by the same scheme: current, nothing to do. By the old one: stale again.
+    assert!(reopen_with(&store, &RESCHEMED).index_is_current(0));
+    assert!(!reopen_with(&store, &SPECS).index_is_current(0));
+    // A new store with a scheme is version 2 and current from the start.
+    let fresh = Store::create("test", &RESCHEMED).unwrap();
+    assert_eq!(fresh.map.word(8).load(Ordering::Relaxed) as u32, VERSION_SCHEMES);
+    assert!(fresh.index_is_current(0));
+}
+
+fn reopen_with(store: &Store, specs: &[TableSpec]) -> Store {
+    Store::open(store.fd().try_clone_to_owned().unwrap(), specs).unwrap()
+}
+
+#[test]
+fn a_rebuild_cut_short_leaves_the_index_stale_and_the_next_one_completes_it() {
+    let (old, records) = indexed_by_an_older_server(300);
+    let store = reopen_with(&old, &RESCHEMED);
+    let mut seen = 0;
+    let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.rebuild_index(0, |table, slot| {
+            seen += 1;
+            assert!(seen < 100, "the rebuild's process dies here");
+            rehash(table, slot)
+        })
+    }));
+    assert!(cut.is_err());
+    let next = reopen_with(&old, &RESCHEMED);
+    assert!(!next.index_is_current(0), "a rebuild that did not finish is stale");
+    assert_eq!(next.rebuild_index(0, rehash).unwrap(), 300);
+    let (things, index) = next.table_of(&RESCHEMED[0]).unwrap();
+    let index = index.unwrap();
+    for &(key, slot) in &records {
+        let is_key = |s| things.word(s, 0).load(Ordering::Acquire) == key;
+        assert_eq!(index.find(key_hash(key), is_key), Some(slot));
+    }
+}
+
+#[test]
+fn a_rebuild_skips_what_the_filesystem_does_not_index() {
+    let (old, records) = indexed_by_an_older_server(1_000);
+    let store = reopen_with(&old, &RESCHEMED);
+    // Every other record is not the filesystem's to index (an unreadable one, say).
+    let indexed = store
+        .rebuild_index(0, |table, slot| (slot % 2 == 0).then(|| rehash(table, slot)).flatten())
+        .unwrap();
+    assert_eq!(indexed, 500);
+    let (things, index) = store.table_of(&RESCHEMED[0]).unwrap();
+    let index = index.unwrap();
+    for &(key, slot) in &records {
+        let is_key = |s| things.word(s, 0).load(Ordering::Acquire) == key;
+        let expected = (slot % 2 == 0).then_some(slot);
+        assert_eq!(index.find(key_hash(key), is_key), expected);
+    }
+}
+
+#[test]
+fn a_rebuild_gives_the_old_index_pages_back() {
+    let (old, _) = indexed_by_an_older_server(20_000);
+    let store = reopen_with(&old, &RESCHEMED);
+    let at = store.tables[0].2.unwrap() as u64;
+    let len = index_capacity(&SPECS[0]) * 8;
+    let data = |from: u64| rustix::fs::seek(store.fd(), rustix::fs::SeekFrom::Data(from));
+    assert!(data(at).is_ok_and(|d| d < at + len), "the old entries' pages are allocated");
+    assert_eq!(store.rebuild_index(0, |_, _| None).unwrap(), 0);
+    // No page of the index is left (SEEK_DATA finds none before its end).
+    assert!(data(at).is_err_and(|e| e == rustix::io::Errno::NXIO) || data(at).unwrap() >= at + len);
+    assert!(store.index_is_current(0));
 }

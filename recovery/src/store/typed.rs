@@ -80,6 +80,8 @@ pub trait Record: FromBytes + IntoBytes + Immutable + KnownLayout + Sized {
     const CAPACITY: u64;
     /// Keep a hash index (key hash -> slot) beside the table.
     const INDEXED: bool = false;
+    /// The index's hash scheme ([`TableSpec::index_scheme`]): change it with the hash.
+    const INDEX_SCHEME: u32 = 0;
     /// The record's mutable words.
     type Word: Word;
     /// The table's spec, for the store's layout (`Recoverable::TABLES`).
@@ -89,6 +91,7 @@ pub trait Record: FromBytes + IntoBytes + Immutable + KnownLayout + Sized {
         bytes: size_of::<Self>() as u32,
         capacity: Self::CAPACITY,
         indexed: Self::INDEXED,
+        index_scheme: Self::INDEX_SCHEME,
     };
 }
 
@@ -112,6 +115,26 @@ impl<R: Record> Records<R> {
         const { assert!(<R::Word as Word>::COUNT as usize <= MAX_WORDS, "too many words") };
         let (table, index) = store.table_of(&R::SPEC)?;
         Ok(Records { table, index, _record: PhantomData })
+    }
+
+    /// [`Records::open`], first rebuilding the index if it was built under another scheme
+    /// ([`StoreError::StaleIndex`]: a store from an older server): each record is indexed
+    /// under `hash(record)`, the hash the caller uses for lookups. Also says whether it
+    /// rebuilt (and how many records it indexed).
+    pub fn open_reindexed(
+        store: &Store,
+        hash: impl Fn(&R) -> u64,
+    ) -> Result<(Records<R>, Option<u64>), StoreError> {
+        match Records::open(store) {
+            Err(StoreError::StaleIndex(_)) => {
+                let indexed = store.rebuild_index(store.position(&R::SPEC)?, |table, slot| {
+                    let mut record = R::new_zeroed();
+                    table.read(slot, record.as_mut_bytes()).then(|| hash(&record))
+                })?;
+                Ok((Records::open(store)?, Some(indexed)))
+            }
+            other => Ok((other?, None)),
+        }
     }
 
     /// Publishes `record` with the given words (the others 0) and returns its slot.
@@ -217,7 +240,14 @@ mod tests {
     fn records_round_trip_with_named_words_and_reopen() {
         assert_eq!(
             Thing::SPEC,
-            TableSpec { name: "things", words: 2, bytes: 16, capacity: 8, indexed: true }
+            TableSpec {
+                name: "things",
+                words: 2,
+                bytes: 16,
+                capacity: 8,
+                indexed: true,
+                index_scheme: 0
+            }
         );
         let store = Store::create("t", &[Thing::SPEC]).unwrap();
         let things = Records::<Thing>::open(&store).unwrap();

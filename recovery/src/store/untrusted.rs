@@ -12,15 +12,22 @@ use crate::journal::JOURNAL;
 /// A small layout with every kind of table a filesystem has: an indexed one with words and
 /// bytes (inodes), one without an index (handles), and the journal.
 pub const SPECS: [TableSpec; 3] = [
-    TableSpec { name: "inodes", words: 2, bytes: 64, capacity: 16, indexed: true },
-    TableSpec { name: "handles", words: 0, bytes: 16, capacity: 8, indexed: false },
+    TableSpec { name: "inodes", words: 2, bytes: 64, capacity: 16, indexed: true, index_scheme: 0 },
+    TableSpec {
+        name: "handles",
+        words: 0,
+        bytes: 16,
+        capacity: 8,
+        indexed: false,
+        index_scheme: 0,
+    },
     TableSpec { capacity: 4, ..JOURNAL },
 ];
 
 /// Writes `bytes` over the start of a new store of [`SPECS`] (what does not fit is dropped),
 /// then does what a restarted server does with a store: opens it, reads the negotiation and
-/// checks it, reads every record of every table and looks keys up in the indexes and the
-/// journal. Returns how many records it read. It must never panic, hang or touch memory
+/// checks it, rebuilds an index built under another scheme, reads every record of every
+/// table and looks keys up in the indexes and the journal. Returns how many records it read. It must never panic, hang or touch memory
 /// outside the store, whatever `bytes` holds: that is what this promises and what the fuzz
 /// target checks.
 pub fn open_and_read_all(bytes: &[u8]) -> usize {
@@ -49,6 +56,14 @@ pub fn open_and_read_all(bytes: &[u8]) -> usize {
             u64::from_le_bytes(word)
         })
         .collect();
+    // An index the input says was built under another scheme is rebuilt, as a filesystem's
+    // `Records::open_reindexed` does (keyed by the first word, as the journal's is).
+    for (i, spec) in SPECS.iter().enumerate() {
+        if spec.words > 0 && !store.index_is_current(i) {
+            let _ = store
+                .rebuild_index(i, |table, slot| Some(table.word(slot, 0).load(Ordering::Acquire)));
+        }
+    }
     let mut read = 0;
     let mut payload = vec![0u8; 8192];
     for (i, spec) in SPECS.iter().enumerate() {
