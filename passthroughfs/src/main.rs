@@ -81,6 +81,17 @@ fn main() -> ExitCode {
             }
         }
     };
+    // Started by a process holding files on the mount, or from a directory in it (a shell in
+    // the mount re-attaching a crashed server): kept, those would pin the mount to this very
+    // process, and a lazy unmount or a SIGTERM would leave it serving itself for ever.
+    for fd in fuse_transport::close_fds_on(&options.mountpoint) {
+        tracing::info!(fd, "closed an inherited fd on the mount");
+    }
+    if fuse_transport::cwd_on(&options.mountpoint)
+        && let Err(err) = std::env::set_current_dir("/")
+    {
+        tracing::warn!(%err, "leaving a working directory on the mount");
+    }
     let mut ready = Some(ready);
     match run(&options, &mut ready) {
         Ok(()) => ExitCode::SUCCESS,

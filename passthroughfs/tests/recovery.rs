@@ -710,3 +710,57 @@ fn forget_everything(keeper: &Keeper, what: &str) {
         sleep(Duration::from_millis(50));
     }
 }
+
+/// A server re-attached by a process that holds a file on the mount and sits in it (a shell
+/// in the mount restarting a crashed server) lets go of both: kept, they would pin the mount
+/// to the server itself, and a lazy unmount would leave it serving itself for ever.
+#[test]
+fn a_server_restarted_from_inside_its_mount_does_not_pin_it() {
+    // Opens `held` and moves into the mountpoint while a server serves (a chdir into a
+    // mount with no server would wait for one), then, once told on stdin, becomes the next
+    // server there, with that file open, inheritable, as fd 7.
+    const HOLDER: &str = r#"
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.dup2(fd, 7)
+os.set_inheritable(7, True)
+os.chdir(sys.argv[2])
+print("open", flush=True)
+sys.stdin.readline()
+os.execv(sys.argv[3], sys.argv[3:])
+"#;
+    let mut r = Recoverable::new("");
+    r.start(&[]);
+    fs::write(r.m.mnt("held"), b"held").unwrap();
+    let server = r.command();
+    let mut holder = Command::new("python3");
+    holder.arg("-c").arg(HOLDER).arg(r.m.mnt("held")).arg(&r.m.mountpoint);
+    holder.arg(server.get_program()).args(server.get_args());
+    holder.envs(server.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    holder.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = holder.spawn().unwrap();
+    let mut said = [0u8; 5];
+    child.stdout.as_mut().unwrap().read_exact(&mut said).unwrap();
+    assert_eq!(&said, b"open\n");
+    r.kill();
+    let mut tell = child.stdin.take().unwrap();
+    tell.write_all(b"go\n").unwrap();
+    drop(tell);
+    r.m.server = Some(child);
+    r.wait_serving();
+    assert_eq!(fs::read(r.m.mnt("held")).unwrap(), b"held", "the restarted server serves");
+    let pid = r.m.pid();
+    let on_mount = |link: std::path::PathBuf| {
+        fs::read_link(link).is_ok_and(|target| target.starts_with(&r.m.mountpoint))
+    };
+    let fds: Vec<_> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| on_mount(e.path()))
+        .collect();
+    assert!(fds.is_empty(), "the server keeps inherited fds on its mount: {fds:?}");
+    assert!(!on_mount(format!("/proc/{pid}/cwd").into()), "the server sits in its own mount");
+    fuse_transport::unmount_detached(&r.m.mountpoint).unwrap();
+    let status = r.m.wait_exit(common::PATIENCE).expect("the server ends with its mount");
+    assert!(status.success(), "exit status {status}");
+}

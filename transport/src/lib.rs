@@ -15,6 +15,7 @@
 mod device;
 mod error;
 mod fusectl;
+mod inherited;
 mod mount;
 mod mountinfo;
 mod stop;
@@ -30,6 +31,7 @@ pub use error::{Error, Result};
 pub use fusectl::{
     FUSECTL_PATH, abort_connection, connection_dir, ensure_fusectl, waiting_requests,
 };
+pub use inherited::{close_fds_on, cwd_on};
 pub use mount::{
     MountOptions, force_unmount, mount, mount_fusermount, mount_with_fd, unmount_detached,
 };

@@ -58,6 +58,16 @@ unsafe impl<T> Ioctl for PtrIoctl<'_, T> {
 }
 
 /// `ioctl(new_dev, FUSE_DEV_IOC_CLONE, &master_fd)`.
+/// Closes inherited fd `fd` (its close may wait for a FLUSH answer: call it from a thread
+/// that can wait).
+pub(crate) fn close_inherited(fd: i32) {
+    // SAFETY: `fd` was inherited and no object of this process owns it (`close_fds_on`'s
+    // caller opened nothing of its own on the mount yet), so nothing uses or closes it after.
+    unsafe {
+        libc::close(fd);
+    }
+}
+
 pub(crate) fn clone_ioctl(new_dev: BorrowedFd<'_>, master: BorrowedFd<'_>) -> io::Result<()> {
     let mut master_fd: u32 =
         u32::try_from(master.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;

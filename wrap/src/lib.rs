@@ -14,7 +14,6 @@ pub mod fs;
 pub mod nodes;
 #[allow(unsafe_code)]
 mod sys;
-pub use sys::close_fds_on;
 pub mod upstream;
 pub mod wire;
 

@@ -276,7 +276,7 @@ fn publish_notes(
 fn run(args: &Args) -> anyhow::Result<()> {
     raise_fd_limit();
     // Before any stock server is started: none may inherit a file on the mount.
-    for fd in fuse_wrap::close_fds_on(&args.mountpoint) {
+    for fd in fuse_transport::close_fds_on(&args.mountpoint) {
         tracing::info!(fd, "closed an inherited fd on the mount");
     }
     let max_write = 1u32 << 20;
