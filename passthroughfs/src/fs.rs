@@ -609,9 +609,15 @@ impl Passthrough {
     /// otherwise. The keeper hands it to the next server; FORGET lets it go.
     fn keep_if_nameless(&self, nodeid: u64) {
         let Some(keeper) = self.fd_keeper.get() else { return };
+        // Open first: an inode nobody has open needs no keeping, and is not reopened (its fd
+        // may have left the inode cache, and a file with no name left does not open by
+        // handle: every unlink of such a file cost a failing open_by_handle_at and a warning).
+        if !self.handles.is_open(nodeid) {
+            return;
+        }
         let Ok(inode) = self.inodes.get(nodeid) else { return };
         let nameless = statx_fd(inode.fd.as_fd()).is_ok_and(|st| st.stx_nlink == 0);
-        if !nameless || !self.handles.is_open(nodeid) {
+        if !nameless {
             return;
         }
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());

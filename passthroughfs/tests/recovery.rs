@@ -764,3 +764,32 @@ os.execv(sys.argv[3], sys.argv[3:])
     let status = r.m.wait_exit(common::PATIENCE).expect("the server ends with its mount");
     assert!(status.success(), "exit status {status}");
 }
+
+/// On a recoverable mount with more inodes than the server keeps fds of (half its fd limit),
+/// unlinking files nobody has open reopens none of them: a file with no name left does not
+/// open by handle, and each attempt was a failing syscall and a warning per unlink.
+#[test]
+fn unlinking_files_whose_fds_left_the_cache_reopens_none() {
+    let mut r = Recoverable::new("");
+    for i in 0..400 {
+        fs::write(r.m.src(&format!("f{i:03}")), b"x").unwrap();
+    }
+    let log = r.m.dir.path().join("server.log");
+    let server = r.command();
+    let mut limited = Command::new("prlimit");
+    limited.arg("--nofile=256:256").arg("--").arg(server.get_program()).args(server.get_args());
+    limited.envs(server.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    limited.stdin(Stdio::null()).stderr(fs::File::create(&log).unwrap());
+    r.m.server = Some(limited.spawn().unwrap());
+    r.m.wait_mounted();
+    r.wait_serving();
+    for i in 0..400 {
+        assert!(fs::metadata(r.m.mnt(&format!("f{i:03}"))).unwrap().is_file());
+    }
+    for i in 0..400 {
+        fs::remove_file(r.m.mnt(&format!("f{i:03}"))).unwrap();
+    }
+    assert_eq!(fs::read_dir(&r.m.source).unwrap().count(), 0, "every file unlinked");
+    let said = fs::read_to_string(&log).unwrap();
+    assert!(!said.contains("cannot reopen"), "unlinks reopened inodes:\n{said}");
+}
