@@ -143,6 +143,11 @@ pub struct Store {
     tables: Vec<(TableSpec, usize, Option<usize>)>,
 }
 
+/// The version a store of `specs` has: 2 if any table has a non-zero index scheme.
+fn version_for<'a>(mut specs: impl Iterator<Item = &'a TableSpec>) -> u32 {
+    if specs.any(|s| s.index_scheme != 0) { VERSION_SCHEMES } else { VERSION }
+}
+
 /// The directory word of table `i`'s high-water mark.
 fn high_water_word(i: usize) -> usize {
     DIRECTORY + i * ENTRY + 48
@@ -172,8 +177,7 @@ impl Store {
         rustix::fs::ftruncate(&fd, offset as u64).map_err(|e| StoreError::Create(e.into()))?;
         rustix::fs::fcntl_add_seals(&fd, SEALS).map_err(|e| StoreError::Create(e.into()))?;
         let map = Arc::new(SharedMap::new(fd.as_fd(), offset).map_err(StoreError::Map)?);
-        let version =
-            if specs.iter().any(|s| s.index_scheme != 0) { VERSION_SCHEMES } else { VERSION };
+        let version = version_for(specs.iter());
         map.word(8).store(u64::from(version) | ((specs.len() as u64) << 32), Ordering::Relaxed);
         map.word(16).store(offset as u64, Ordering::Relaxed);
         for (i, (spec, region, index)) in tables.iter().enumerate() {
@@ -348,16 +352,10 @@ impl Store {
         i: usize,
         mut hash_of: impl FnMut(&Table, u64) -> Option<u64>,
     ) -> Result<u64, StoreError> {
-        let (spec, region, index) = self.tables[i];
-        let spec = &spec;
+        let (spec, _, index) = self.tables[i];
         let Some(at) = index else { return Err(StoreError::NoTable(spec.name)) };
         let count = self.tables.len() as u64;
-        let version = if self.tables.iter().any(|(s, _, _)| s.index_scheme != 0) {
-            VERSION_SCHEMES
-        } else {
-            VERSION
-        };
-        if version == VERSION_SCHEMES {
+        if version_for(self.tables.iter().map(|(s, _, _)| s)) == VERSION_SCHEMES {
             // Any scheme word of a version-1 store is 0: make it so before they count.
             if self.map.word(8).load(Ordering::Acquire) as u32 == VERSION {
                 for t in 0..self.tables.len() {
@@ -369,7 +367,7 @@ impl Store {
         // The scheme word leaves the spec's value first: a rebuild killed half-way is stale.
         let unfinished = u64::from(spec.index_scheme) ^ (1 << 63);
         self.map.word(SCHEMES + i * 8).store(unfinished, Ordering::Release);
-        let len = page(index_capacity(spec) as usize * 8);
+        let len = page(index_capacity(&spec) as usize * 8);
         let punched = rustix::fs::fallocate(
             &self.fd,
             rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
@@ -384,9 +382,8 @@ impl Store {
                 }
             }
         }
-        let table =
-            Table::new(self.map.clone(), *spec, region, slot_size(spec), high_water_word(i));
-        let index = HashIndex::new(self.map.clone(), at, index_capacity(spec));
+        let (table, _) = self.table(i);
+        let index = HashIndex::new(self.map.clone(), at, index_capacity(&spec));
         let mut indexed = 0;
         for slot in 0..table.high_water() {
             if !table.is_valid(slot) {
