@@ -249,13 +249,15 @@ fn server(m: &Mounted, socket: &Path, options: &str, crash: Option<&str>) -> std
     cmd.spawn().unwrap()
 }
 
-fn run_case(case: &Case, point: &str) {
+fn run_case(case: &Case, point: &str, extra: &str) {
     let mut m = Mounted::dirs();
     (case.setup)(&m.source);
     let keeper = Keeper::start(m.dir.path());
     // Server-side writes (no kernel passthrough) so WRITE reaches the server.
-    let options =
-        "tag=once,nokeeper_start,nopassthrough,allow_other,entry_timeout=0,attr_timeout=0";
+    let options = format!(
+        "tag=once,nokeeper_start,nopassthrough,allow_other,entry_timeout=0,attr_timeout=0{extra}"
+    );
+    let options = options.as_str();
     let crash = format!("{}:{point}", case.opcode);
     m.server = Some(server(&m, &keeper.socket, options, Some(&crash)));
     m.wait_mounted();
@@ -320,7 +322,7 @@ fn every_non_idempotent_operation_has_one_effect_whatever_the_crash_point() {
     for case in CASES.iter().filter(|c| only.as_deref().is_none_or(|o| o == c.opcode)) {
         for point in ["before", "executed", "journaled"] {
             run += 1;
-            if let Err(panic) = std::panic::catch_unwind(|| run_case(case, point)) {
+            if let Err(panic) = std::panic::catch_unwind(|| run_case(case, point, "")) {
                 let message = panic
                     .downcast_ref::<String>()
                     .cloned()
@@ -337,6 +339,18 @@ fn every_non_idempotent_operation_has_one_effect_whatever_the_crash_point() {
         run,
         failures.join("\n")
     );
+}
+
+/// In writeback mode the kernel does O_APPEND itself: the append reaches the server as a
+/// WRITE at the offset the kernel chose (sent when the file is closed, after a READ of the
+/// page it covers in part, through the write-only file's handle), is not journaled, and
+/// sent again after a crash writes the same bytes at the same place: once.
+#[test]
+fn an_append_in_writeback_mode_has_one_effect_whatever_the_crash_point() {
+    let case = CASES.iter().find(|c| c.opcode == "WRITE").unwrap();
+    for point in ["before", "executed", "journaled"] {
+        run_case(case, point, ",writeback");
+    }
 }
 
 /// Issue 14: a request whose server crashed before executing it, resent, must not be answered

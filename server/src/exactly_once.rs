@@ -52,7 +52,8 @@ pub(crate) fn serve_request<F: Filesystem>(
         channel,
         journal: None,
     };
-    let journal = journal.filter(|_| is_non_idempotent(&req.op));
+    let writeback = negotiation.has(fuse_abi::FUSE_WRITEBACK_CACHE);
+    let journal = journal.filter(|_| is_non_idempotent(&req.op, writeback));
     let Some(journal) = journal else {
         // Unjournaled requests honour the fault-injection switch too (a resent one is simply
         // executed).

@@ -442,7 +442,7 @@ pub trait Filesystem: Send + Sync + 'static {
     /// Writes `data` to open file `fh` at `offset`; returns the bytes written. `write_flags`:
     /// FUSE_WRITE_* (FUSE_WRITE_CACHE for a writeback flush, FUSE_WRITE_KILL_SUIDGID);
     /// `flags`: the file's open flags (O_APPEND: `offset` is where the kernel thinks the end
-    /// is).
+    /// is; in writeback mode the kernel appends itself and `offset` is where the bytes go).
     #[allow(clippy::too_many_arguments)]
     fn write(
         &self,

@@ -17,7 +17,11 @@ pub struct SessionConfig {
     pub max_background: u16,
     /// Background requests in flight beyond which the kernel marks the connection congested.
     pub congestion_threshold: u16,
-    /// Ask for the page cache in writeback mode (excludes kernel passthrough).
+    /// Ask for the page cache in writeback mode (excludes kernel passthrough). The kernel then
+    /// reads pages of files opened write-only (a write covering part of a page not in the
+    /// cache) and does O_APPEND itself, at offsets of its own: the filesystem must open
+    /// write-only files readable and without O_APPEND, and a WRITE is then never an append
+    /// (nor journaled as one).
     pub writeback: bool,
     /// Ask for kernel FUSE passthrough (FOPEN_PASSTHROUGH).
     pub passthrough: bool,

@@ -52,10 +52,13 @@ pub struct JournalRecord {
 }
 
 /// Whether `op` is journaled: executing it twice could differ from executing it once.
+/// `writeback`: the page cache is in writeback mode, where the kernel does O_APPEND itself
+/// (every WRITE names where its bytes go, and the server opens without O_APPEND), so no
+/// WRITE is an append.
 /// TMPFILE is journaled but never replayed: the unnamed file a crashed attempt made died
 /// with the server's fds (a replayed reply would name a file that is gone), so a resent
 /// TMPFILE releases what the crashed attempt counted and opened, then executes again.
-pub fn is_non_idempotent(op: &Operation<'_>) -> bool {
+pub fn is_non_idempotent(op: &Operation<'_>, writeback: bool) -> bool {
     match op {
         Operation::Mkdir { .. }
         | Operation::Tmpfile { .. }
@@ -79,7 +82,7 @@ pub fn is_non_idempotent(op: &Operation<'_>) -> bool {
         }
         Operation::Setxattr { arg, .. } => arg.flags != 0,
         // `flags` is the file's open flags: an appending write lands wherever the end is.
-        Operation::Write { arg, .. } => arg.flags & O_APPEND != 0,
+        Operation::Write { arg, .. } => !writeback && arg.flags & O_APPEND != 0,
         _ => false,
     }
 }

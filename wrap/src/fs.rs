@@ -14,6 +14,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
@@ -89,6 +90,9 @@ pub struct Wrap {
     notifier: Arc<OnceLock<Notifier>>,
     /// The kernel's RELEASEs sent on and not answered yet, per inode (see `wait_released`).
     releasing: Arc<Releasing>,
+    /// The kernel's page cache is in writeback mode (set at INIT): it reads through
+    /// write-only handles and does O_APPEND itself.
+    writeback: AtomicBool,
 }
 
 /// How long a removal waits for its inode's releases to be answered, at most (a server that
@@ -128,7 +132,13 @@ impl Wrap {
         std::thread::Builder::new()
             .name("notifications".into())
             .spawn(move || forward_notifications(&notes, &n, &k))?;
-        Ok(Wrap { up, nodes, notifier, releasing: Arc::default() })
+        Ok(Wrap {
+            up,
+            nodes,
+            notifier,
+            releasing: Arc::default(),
+            writeback: AtomicBool::new(false),
+        })
     }
 
     /// The stock server (for its restart count).
@@ -606,6 +616,7 @@ impl Filesystem for Wrap {
     }
 
     fn init(&self, negotiated_flags: u64) {
+        self.writeback.store(negotiated_flags & FUSE_WRITEBACK_CACHE != 0, Ordering::Relaxed);
         self.up.set_offer(crate::offer_flags(negotiated_flags));
     }
 
@@ -933,10 +944,12 @@ impl Filesystem for Wrap {
         buf: &mut [u8],
     ) -> Result<usize> {
         let flags = self.nodes.handle(fh.0)?.flags;
-        if flags & libc::O_ACCMODE == libc::O_WRONLY {
-            // The kernel never reads through a write-only file; the library's settling of
-            // an append does, and must learn that it cannot (sshfs answers such a READ
-            // with data that is not the file's).
+        if flags & libc::O_ACCMODE == libc::O_WRONLY && !self.writeback.load(Ordering::Relaxed) {
+            // Without the writeback cache the kernel never reads through a write-only file;
+            // the library's settling of an append does, and must learn that it cannot
+            // (sshfs answers such a READ with data that is not the file's). With it, the
+            // kernel reads the page a write covers in part (the server, which asked for
+            // writeback, opened the file readable), and no WRITE is settled as an append.
             return Err(Errno::EBADF);
         }
         self.again(|conn| {
@@ -969,7 +982,9 @@ impl Filesystem for Wrap {
     ) -> Result<u32> {
         let handle = self.nodes.handle(fh.0)?;
         let write_flags = write_flags & !FUSE_WRITE_LOCKOWNER;
-        let append = handle.flags & libc::O_APPEND != 0;
+        // In writeback mode the kernel appends itself: every WRITE says where its bytes go,
+        // and a positioned write done twice is done once.
+        let append = handle.flags & libc::O_APPEND != 0 && !self.writeback.load(Ordering::Relaxed);
         let mut done = 0usize;
         while done < data.len() || data.is_empty() {
             let size_before: Cell<Option<(u64, u64)>> = Cell::new(None);
