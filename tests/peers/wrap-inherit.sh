@@ -7,8 +7,10 @@
 # the mount (one to read, one to append), the wrapper is killed, the holder starts it again
 # with both inherited, and the stock server is killed several times: each must be replaced and
 # the mount must answer; neither the wrapper nor any stock server may hold a file on the mount;
-# the holder's own fds read and write on. (The holder, not this shell, holds them: every
-# process this shell started would wait in its exit for their FLUSH while nothing serves.)
+# the holder's own fds read and write on. The holder starts it from inside the mount (its
+# cwd there): neither the wrapper nor a stock server may keep that cwd either. (The holder,
+# not this shell, holds them: every process this shell started would wait in its exit for
+# their FLUSH while nothing serves.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/peers/lib.sh
@@ -28,6 +30,9 @@ cat > "$work/holder.py" <<'PY'
 import os, signal, subprocess, sys
 mnt, log, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # what it starts is reaped by the kernel
+# Works in MNT (entered while it is served: a chdir into it while no server answers would
+# wait), so that what it starts starts there.
+os.chdir(mnt)
 r = os.open(f"{mnt}/held", os.O_RDONLY)
 w = os.open(f"{mnt}/out", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 print(r, w, flush=True)
@@ -69,7 +74,9 @@ fail() { echo "FAILED: $*"; failed=1; }
 PFS_PID=$!
 wrap_mounted "$m"
 echo held > "$m/held"
-coproc HOLDER { exec python3 "$work/holder.py" "$m" "$work/wrap.log" "${wrap[@]}"; }
+# The holder's wrapper is given its binary and mountpoint absolute: it starts in the mount.
+wrap_abs=("$(realpath "$WRAP_BIN")" -o "tag=wrap-inherit,nokeeper_start" "$m" -- "${stock[@]}")
+coproc HOLDER { exec python3 "$work/holder.py" "$m" "$work/wrap.log" "${wrap_abs[@]}"; }
 holder=$HOLDER_PID
 read -r -t "$PATIENCE_S" fds <&"${HOLDER[0]}"
 kill -KILL "$PFS_PID"
@@ -81,11 +88,15 @@ wrap_mounted "$m"
 [ "$(on_mount "$holder" | sort -n | tr '\n' ' ')" = "$fds " ] || { echo "premise: the holder holds fds '$(on_mount "$holder")', not $fds"; exit 1; }
 [ "$(read_held)" = held ] || fail "the restarted wrapper's mount does not read back"
 [ -z "$(on_mount "$PFS_PID")" ] || fail "the wrapper holds fds $(on_mount "$PFS_PID" | tr '\n' ' ')on its own mount"
+# cwd_in_mount PID: whether PID works in the mount.
+cwd_in_mount() { case "$(readlink /proc/"$1"/cwd)" in "$m" | "$m"/*) return 0 ;; esac; return 1; }
+! cwd_in_mount "$PFS_PID" || fail "the wrapper works in its own mount ($(readlink /proc/"$PFS_PID"/cwd))"
 
 for kill in $(seq 1 "$KILLS"); do
   old=$(stock_pid)
   [ -n "$old" ] || { fail "no stock server before kill $kill"; break; }
   [ -z "$(on_mount "$old")" ] || fail "stock server $old holds fds $(on_mount "$old" | tr '\n' ' ')on the mount"
+  ! cwd_in_mount "$old" || fail "stock server $old works in the mount"
   kill -KILL "$old"
   replaced() { local now; now=$(stock_pid); [ -n "$now" ] && [ "$now" != "$old" ] && ! kill -0 "$old" 2>/dev/null; }
   if ! wait_for "$PATIENCE_S" replaced; then

@@ -279,6 +279,15 @@ fn run(args: &Args) -> anyhow::Result<()> {
     for fd in fuse_transport::close_fds_on(&args.mountpoint) {
         tracing::info!(fd, "closed an inherited fd on the mount");
     }
+    // Started from a shell in the mount: its cwd would pin the mount to the wrapper and to
+    // every stock server (and a relative path in the command, resolved there, would name
+    // files on the mount it serves).
+    if fuse_transport::cwd_on(&args.mountpoint) {
+        tracing::warn!("started in the mount it serves: working from / instead");
+        if let Err(err) = std::env::set_current_dir("/") {
+            tracing::warn!(%err, "leaving a working directory on the mount");
+        }
+    }
     let max_write = 1u32 << 20;
     let up = Upstream::start(
         StockCommand { argv: args.command.clone() },
