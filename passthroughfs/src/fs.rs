@@ -604,6 +604,26 @@ impl Passthrough {
         Err(Errno::EACCES)
     }
 
+    /// Whether a name about to go may leave an open file without a name, for the keepers to
+    /// hold ([`Passthrough::keep_if_nameless`]): only with keepers, and only while some file
+    /// is open. Otherwise the removal needs no look at its victim (an `openat`, a `statx`
+    /// and a `close` per unlink on a recoverable mount).
+    fn may_keep(&self) -> bool {
+        self.fd_keeper.get().is_some() && self.handles.any_file_open()
+    }
+
+    /// After a removal that did not look at its victim because no file was open: a file
+    /// opened meanwhile (its OPEN answered between that look and the removal) may be the
+    /// victim; every open file with no name left is given to the keepers.
+    fn keep_opened_meanwhile(&self) {
+        if self.fd_keeper.get().is_none() {
+            return;
+        }
+        for nodeid in self.handles.open_files() {
+            self.keep_if_nameless(nodeid);
+        }
+    }
+
     /// Gives the keepers the fd of inode `nodeid` if it is open and has no name left (unlinked,
     /// renamed over, or made with O_TMPFILE): the next server could not open it again
     /// otherwise. The keeper hands it to the next server; FORGET lets it go.
@@ -1023,10 +1043,13 @@ impl Filesystem for Passthrough {
     fn unlink(&self, ctx: &Context<'_>, parent: NodeId, name: &OsStr) -> Result<()> {
         become_caller(ctx)?;
         let parent = self.inodes.get(parent.0)?;
-        let victim = self.fd_keeper.get().and_then(|_| self.known_at(&parent, name));
+        let looked = self.may_keep();
+        let victim = looked.then(|| self.known_at(&parent, name)).flatten();
         rustix::fs::unlinkat(&parent.fd, name, AtFlags::empty())?;
         if let Some(nodeid) = victim {
             self.keep_if_nameless(nodeid);
+        } else if !looked {
+            self.keep_opened_meanwhile();
         }
         self.symlink_moved((parent.nodeid, name), None);
         Ok(())
@@ -1057,9 +1080,8 @@ impl Filesystem for Passthrough {
                 moving(&new, newname, &old, name);
             }
         }
-        let replaced = (self.fd_keeper.get().is_some() && !flags.contains(RenameFlags::EXCHANGE))
-            .then(|| self.known_at(&new, newname))
-            .flatten();
+        let looked = !flags.contains(RenameFlags::EXCHANGE) && self.may_keep();
+        let replaced = looked.then(|| self.known_at(&new, newname)).flatten();
         rustix::fs::renameat_with(&old.fd, name, &new.fd, newname, flags)?;
         if flags.contains(RenameFlags::EXCHANGE) {
             self.symlinks_exchanged((old.nodeid, name), (new.nodeid, newname));
@@ -1069,6 +1091,8 @@ impl Filesystem for Passthrough {
         }
         if let Some(nodeid) = replaced {
             self.keep_if_nameless(nodeid);
+        } else if !looked && !flags.contains(RenameFlags::EXCHANGE) {
+            self.keep_opened_meanwhile();
         }
         Ok(())
     }

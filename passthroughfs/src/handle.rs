@@ -160,6 +160,26 @@ impl HandleTable {
             .collect()
     }
 
+    /// True if any file handle (not a directory's) is open, in this process or recorded by an
+    /// earlier one (a pass over the records that ends at the first file's).
+    pub fn any_file_open(&self) -> bool {
+        (0..self.records.high_water())
+            .any(|slot| self.record_at(slot).is_some_and(|(_, r)| !r.is_dir))
+    }
+
+    /// The inodes with a file handle open (each once), in this process or recorded by an
+    /// earlier one.
+    pub fn open_files(&self) -> Vec<u64> {
+        let mut nodeids: Vec<u64> = (0..self.records.high_water())
+            .filter_map(|slot| {
+                self.record_at(slot).filter(|(_, r)| !r.is_dir).map(|(_, r)| r.nodeid)
+            })
+            .collect();
+        nodeids.sort_unstable();
+        nodeids.dedup();
+        nodeids
+    }
+
     /// True if a file handle (not a directory's) of inode `nodeid` is open, in this process
     /// or recorded by an earlier one (one pass over the records: as many as open handles).
     pub fn is_open(&self, nodeid: u64) -> bool {
@@ -248,5 +268,29 @@ mod tests {
         assert_eq!(table.record(new), Some(RECORD));
         assert_eq!(table.record(old), None);
         assert_eq!(HandleTable::census(&again), vec![(new, RECORD)]);
+    }
+
+    /// Open files are told from the records, a directory's handle not among them, a file
+    /// open twice once, and an earlier server's handles too.
+    #[test]
+    fn open_files_are_the_inodes_of_open_file_handles_only() {
+        let store = Store::create("t", &[HANDLES]).unwrap();
+        let table = HandleTable::new(&store).unwrap();
+        let dir = HandleRecord { nodeid: 3, flags: 0, is_dir: true, backed: false };
+        let dir_fh = table.insert(dir, file()).unwrap();
+        assert!(!table.any_file_open(), "a directory's handle is no open file");
+        assert_eq!(table.open_files(), Vec::<u64>::new());
+        let first = table.insert(RECORD, file()).unwrap();
+        table.insert(RECORD, file()).unwrap();
+        table.insert(HandleRecord { nodeid: 9, ..RECORD }, file()).unwrap();
+        assert!(table.any_file_open());
+        assert_eq!(table.open_files(), vec![7, 9]);
+        let again = Store::open(store.fd().try_clone_to_owned().unwrap(), &[HANDLES]).unwrap();
+        let inherited = HandleTable::new(&again).unwrap();
+        assert_eq!(inherited.open_files(), vec![7, 9], "recorded by an earlier server");
+        table.remove(first);
+        assert_eq!(table.open_files(), vec![7, 9], "7 is open once more");
+        table.remove(dir_fh);
+        assert!(table.any_file_open());
     }
 }
