@@ -604,24 +604,34 @@ impl Passthrough {
         Err(Errno::EACCES)
     }
 
-    /// Whether a name about to go may leave an open file without a name, for the keepers to
-    /// hold ([`Passthrough::keep_if_nameless`]): only with keepers, and only while some file
-    /// is open. Otherwise the removal needs no look at its victim (an `openat`, a `statx`
-    /// and a `close` per unlink on a recoverable mount).
-    fn may_keep(&self) -> bool {
-        self.fd_keeper.get().is_some() && self.handles.any_file_open()
-    }
-
-    /// After a removal that did not look at its victim because no file was open: a file
-    /// opened meanwhile (its OPEN answered between that look and the removal) may be the
-    /// victim; every open file with no name left is given to the keepers.
-    fn keep_opened_meanwhile(&self) {
+    /// Runs `remove`, which takes the name `name` of `dir` away (UNLINK, RENAME over it), and
+    /// gives the keepers the inode it named if that is open and left with no name
+    /// ([`Passthrough::keep_if_nameless`]). The victim is looked at before (an `openat`, a
+    /// `statx` and a `close`) only with keepers and while some file is open; after a removal
+    /// that found none open, a file opened meanwhile (its OPEN answered between that look
+    /// and the removal) may be the victim: every open file with no name left is kept.
+    fn removing_name(
+        &self,
+        dir: &Inode,
+        name: &OsStr,
+        remove: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
         if self.fd_keeper.get().is_none() {
-            return;
+            return remove();
         }
-        for nodeid in self.handles.open_files() {
-            self.keep_if_nameless(nodeid);
+        let looked = self.handles.any_file_open();
+        let victim = looked.then(|| self.known_at(dir, name)).flatten();
+        remove()?;
+        match victim {
+            Some(nodeid) => self.keep_if_nameless(nodeid),
+            None if !looked => {
+                for nodeid in self.handles.open_files() {
+                    self.keep_if_nameless(nodeid);
+                }
+            }
+            None => {}
         }
+        Ok(())
     }
 
     /// Gives the keepers the fd of inode `nodeid` if it is open and has no name left (unlinked,
@@ -1043,14 +1053,9 @@ impl Filesystem for Passthrough {
     fn unlink(&self, ctx: &Context<'_>, parent: NodeId, name: &OsStr) -> Result<()> {
         become_caller(ctx)?;
         let parent = self.inodes.get(parent.0)?;
-        let looked = self.may_keep();
-        let victim = looked.then(|| self.known_at(&parent, name)).flatten();
-        rustix::fs::unlinkat(&parent.fd, name, AtFlags::empty())?;
-        if let Some(nodeid) = victim {
-            self.keep_if_nameless(nodeid);
-        } else if !looked {
-            self.keep_opened_meanwhile();
-        }
+        self.removing_name(&parent, name, || {
+            rustix::fs::unlinkat(&parent.fd, name, AtFlags::empty()).map_err(Errno::from)
+        })?;
         self.symlink_moved((parent.nodeid, name), None);
         Ok(())
     }
@@ -1080,19 +1085,20 @@ impl Filesystem for Passthrough {
                 moving(&new, newname, &old, name);
             }
         }
-        let looked = !flags.contains(RenameFlags::EXCHANGE) && self.may_keep();
-        let replaced = looked.then(|| self.known_at(&new, newname)).flatten();
-        rustix::fs::renameat_with(&old.fd, name, &new.fd, newname, flags)?;
+        let rename = || {
+            rustix::fs::renameat_with(&old.fd, name, &new.fd, newname, flags).map_err(Errno::from)
+        };
+        if flags.contains(RenameFlags::EXCHANGE) {
+            // Both names stay: nothing loses its last one.
+            rename()?;
+        } else {
+            self.removing_name(&new, newname, rename)?;
+        }
         if flags.contains(RenameFlags::EXCHANGE) {
             self.symlinks_exchanged((old.nodeid, name), (new.nodeid, newname));
         } else {
             self.symlink_moved((new.nodeid, newname), None);
             self.symlink_moved((old.nodeid, name), Some((new.nodeid, newname)));
-        }
-        if let Some(nodeid) = replaced {
-            self.keep_if_nameless(nodeid);
-        } else if !looked && !flags.contains(RenameFlags::EXCHANGE) {
-            self.keep_opened_meanwhile();
         }
         Ok(())
     }

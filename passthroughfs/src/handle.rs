@@ -160,31 +160,31 @@ impl HandleTable {
             .collect()
     }
 
-    /// True if any file handle (not a directory's) is open, in this process or recorded by an
-    /// earlier one (a pass over the records that ends at the first file's).
-    pub fn any_file_open(&self) -> bool {
-        (0..self.records.high_water())
-            .any(|slot| self.record_at(slot).is_some_and(|(_, r)| !r.is_dir))
+    /// The inode of every open file handle (not a directory's), in this process or recorded
+    /// by an earlier one: one pass over the records (as many as open handles), an inode as
+    /// often as it is open.
+    fn file_nodeids(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.records.high_water()).filter_map(|slot| {
+            self.record_at(slot).filter(|(_, r)| !r.is_dir).map(|(_, r)| r.nodeid)
+        })
     }
 
-    /// The inodes with a file handle open (each once), in this process or recorded by an
-    /// earlier one.
+    /// True if any file handle is open (the pass ends at the first).
+    pub fn any_file_open(&self) -> bool {
+        self.file_nodeids().next().is_some()
+    }
+
+    /// The inodes with a file handle open, each once.
     pub fn open_files(&self) -> Vec<u64> {
-        let mut nodeids: Vec<u64> = (0..self.records.high_water())
-            .filter_map(|slot| {
-                self.record_at(slot).filter(|(_, r)| !r.is_dir).map(|(_, r)| r.nodeid)
-            })
-            .collect();
+        let mut nodeids: Vec<u64> = self.file_nodeids().collect();
         nodeids.sort_unstable();
         nodeids.dedup();
         nodeids
     }
 
-    /// True if a file handle (not a directory's) of inode `nodeid` is open, in this process
-    /// or recorded by an earlier one (one pass over the records: as many as open handles).
+    /// True if a file handle of inode `nodeid` is open.
     pub fn is_open(&self, nodeid: u64) -> bool {
-        (0..self.records.high_water())
-            .any(|slot| self.record_at(slot).is_some_and(|(_, r)| r.nodeid == nodeid && !r.is_dir))
+        self.file_nodeids().any(|n| n == nodeid)
     }
 
     /// Forgets `fh`; returns its record.

@@ -42,8 +42,6 @@ start_wrap() {
   PFS_PID=$!
 }
 
-# stock_pid: the wrapper's child, the stock server (none while it is being restarted).
-stock_pid() { cat /proc/"$PFS_PID"/task/*/children 2>/dev/null | awk '{print $1; exit}'; }
 
 # kill_one: SIGKILLs the stock server, or the wrapper (and starts it again).
 kill_one() {

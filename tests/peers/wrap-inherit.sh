@@ -55,7 +55,6 @@ stop_holder() { if [ -n "$holder" ]; then kill -KILL "$holder" 2>/dev/null || tr
 # Run by the cleanup after the mount was aborted: the holder's fds then close at once.
 ON_CLEANUP=stop_holder
 
-stock_pid() { cat /proc/"$PFS_PID"/task/*/children 2>/dev/null | awk '{print $1; exit}'; }
 # A read of the mount that cannot hang the test: killed after PATIENCE_S.
 read_held() { timeout -s KILL "$PATIENCE_S" cat "$m/held"; }
 # on_mount PID: the fds of PID that are files on the mount.

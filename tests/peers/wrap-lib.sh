@@ -45,6 +45,10 @@ wrap_stock() {
   esac
 }
 
+# stock_pid: the child of the wrapper $PFS_PID, the stock server (none while it is being
+# restarted).
+stock_pid() { cat /proc/"$PFS_PID"/task/*/children 2>/dev/null | awk '{print $1; exit}'; }
+
 # wrap_mounted MNT: waits for the fuse-wrap of $PFS_PID to mount MNT; exits the test with its
 # log if it does not.
 wrap_mounted() {

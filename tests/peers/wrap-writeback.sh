@@ -30,8 +30,6 @@ check() {
   fi
 }
 
-# stock_pid: the wrapper's child, the stock server (none while it is being restarted).
-stock_pid() { cat /proc/"$PFS_PID"/task/*/children 2>/dev/null | awk '{print $1; exit}'; }
 stock_restarted() { local pid; pid=$(stock_pid); [ -n "$pid" ] && [ "$pid" != "$1" ]; }
 
 for target in fuse-overlayfs passthrough_ll; do
