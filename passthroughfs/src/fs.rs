@@ -696,14 +696,8 @@ impl Passthrough {
         self.inodes.nodeid_of(&fd, &key_of(&st, self.mnt_alias))
     }
 
-    /// Counts a lookup of the inode `fd` (an `O_PATH` fd) refers to.
-    fn adopt(&self, ctx: &Context<'_>, fd: OwnedFd) -> Result<Entry> {
-        let st = statx_fd(fd.as_fd())?;
-        self.adopt_with(ctx, fd, &st)
-    }
-
-    /// [`Passthrough::adopt`] with the inode's attributes `st` already read. The count is
-    /// told to `ctx` at once: for a request that made the entry (mkdir, create...) it goes in
+    /// Counts a lookup of the inode `fd` (an `O_PATH` fd) refers to, whose attributes
+    /// `st` were read by the caller. The count is told to `ctx` at once: for a request that made the entry (mkdir, create...) it goes in
     /// the journal, so a resend after a crash does not count it again.
     fn adopt_with(&self, ctx: &Context<'_>, fd: OwnedFd, st: &Statx) -> Result<Entry> {
         let kind = u32::from(st.stx_mode) & libc::S_IFMT;
@@ -1575,8 +1569,9 @@ impl Passthrough {
         flags: i32,
         name: Option<(&Inode, &OsStr)>,
     ) -> Result<(Entry, Opened)> {
-        let path_fd = self.path_fd_of(&fd, name)?;
-        let mut entry = self.adopt(ctx, path_fd)?;
+        let st = statx_fd(fd.as_fd())?;
+        let path_fd = self.path_fd_of(&fd, &st, name)?;
+        let mut entry = self.adopt_with(ctx, path_fd, &st)?;
         let nodeid = entry.nodeid().0;
         if let Some((parent, name)) = name {
             self.inodes.set_name(nodeid, parent.nodeid, name.as_bytes());
@@ -1604,20 +1599,25 @@ impl Passthrough {
         }
     }
 
-    /// An `O_PATH` fd of the very inode `fd` (just created as `name`, if it has one) is open
-    /// on. By its name first, checked to be that inode (half the cost of resolving
-    /// `/proc/self/fd/N`, a procfs walk and a magic link); through `/proc/self/fd/N` if the
-    /// name is gone or names another inode now (renamed or replaced on the source since).
-    fn path_fd_of(&self, fd: &OwnedFd, name: Option<(&Inode, &OsStr)>) -> Result<OwnedFd> {
+    /// An `O_PATH` fd of the very inode `fd` (just created as `name`, if it has one, and
+    /// whose attributes are `st`) is open on. By its name first, checked to be that inode
+    /// (half the cost of resolving `/proc/self/fd/N`, a procfs walk and a magic link);
+    /// through `/proc/self/fd/N` if the name is gone or names another inode now (renamed or
+    /// replaced on the source since).
+    fn path_fd_of(
+        &self,
+        fd: &OwnedFd,
+        st: &Statx,
+        name: Option<(&Inode, &OsStr)>,
+    ) -> Result<OwnedFd> {
         let flags = OFlags::PATH | OFlags::CLOEXEC;
         if let Some((parent, name)) = name
             && let Ok(path_fd) =
                 rustix::fs::openat(&parent.fd, name, flags | OFlags::NOFOLLOW, Mode::empty())
         {
-            let same = |a: &rustix::fs::Stat, b: &rustix::fs::Stat| {
-                (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-            };
-            if same(&rustix::fs::fstat(&path_fd)?, &rustix::fs::fstat(fd)?) {
+            let found = rustix::fs::fstat(&path_fd)?;
+            let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
+            if (found.st_dev, found.st_ino) == (dev, st.stx_ino) {
                 return Ok(path_fd);
             }
         }
