@@ -153,6 +153,19 @@ make_workdir() {
 
 workdir_fs() { df -PT "$WORK" | awk 'NR == 2 { print $2 " on " $1 }'; } # e.g. "ext4 on /dev/vda"
 
+# image_fs NAME SIZE: a journaled ext4 of its own (mkfs.ext4 defaults) on a SIZE image
+# WORK/NAME.img, loop-mounted at WORK/NAME (undone by cleanup, after the FUSE mounts made
+# since); image_fs_description SIZE says so in a report.
+image_fs() {
+	require_tools "bash .ci/install-deps" mkfs.ext4
+	truncate -s "$2" "$WORK/$1.img"
+	mkfs.ext4 -q -F "$WORK/$1.img"
+	mkdir -p "$WORK/$1"
+	MOUNTS+=("$WORK/$1")
+	mount -o loop "$WORK/$1.img" "$WORK/$1"
+}
+image_fs_description() { echo "ext4 with a journal (mkfs.ext4 defaults) on a loop-mounted $1 image in the work dir"; }
+
 # nap SECONDS: a sleep that forks nothing (an external sleep would compete for the CPUs
 # with a server being started): a read with a timeout from a FIFO nobody writes to.
 nap() { read -rt "$1" -u "$NAPFD" _ || true; }
