@@ -696,9 +696,10 @@ impl Passthrough {
         self.inodes.nodeid_of(&fd, &key_of(&st, self.mnt_alias))
     }
 
-    /// Counts a lookup of the inode `fd` (an `O_PATH` fd) refers to, whose attributes
-    /// `st` were read by the caller. The count is told to `ctx` at once: for a request that made the entry (mkdir, create...) it goes in
-    /// the journal, so a resend after a crash does not count it again.
+    /// Counts a lookup of the inode `fd` (an `O_PATH` fd) refers to, whose attributes `st`
+    /// the caller read. The count is told to `ctx` at once: for a request that made the entry
+    /// (mkdir, create...) it goes in the journal, so a resend after a crash does not count it
+    /// again.
     fn adopt_with(&self, ctx: &Context<'_>, fd: OwnedFd, st: &Statx) -> Result<Entry> {
         let kind = u32::from(st.stx_mode) & libc::S_IFMT;
         let (nodeid, generation) = self.inodes.lookup(fd, key_of(st, self.mnt_alias), kind)?;
@@ -1085,12 +1086,9 @@ impl Filesystem for Passthrough {
         if flags.contains(RenameFlags::EXCHANGE) {
             // Both names stay: nothing loses its last one.
             rename()?;
-        } else {
-            self.removing_name(&new, newname, rename)?;
-        }
-        if flags.contains(RenameFlags::EXCHANGE) {
             self.symlinks_exchanged((old.nodeid, name), (new.nodeid, newname));
         } else {
+            self.removing_name(&new, newname, rename)?;
             self.symlink_moved((new.nodeid, newname), None);
             self.symlink_moved((old.nodeid, name), Some((new.nodeid, newname)));
         }
