@@ -131,6 +131,11 @@ fn seeds(kind: Kind) -> Vec<Seed> {
             Seed::Request("clear", Request::Note { tag: "web".into(), note: String::new() }),
         ],
         Kind::ListNotes => vec![Seed::Request("", Request::ListNotes { skip: 0 })],
+        Kind::Liveness => vec![Seed::Request("", Request::Liveness { tag: "web".into() })],
+        Kind::Died => {
+            vec![Seed::Request("", Request::Died { tag: "web".into(), server_pid: 4242 })]
+        }
+        Kind::Watch => vec![Seed::Reply("", Reply::Watch { server_pid: 4242 })],
         Kind::ListNotesReply => vec![Seed::Reply(
             "",
             Reply::ListNotes {

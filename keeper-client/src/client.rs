@@ -155,6 +155,42 @@ pub enum StandbyReply {
     Unknown,
 }
 
+/// What a parked standby hears next ([`KeeperClient::standby_next`]).
+#[derive(Debug)]
+pub enum StandbyEvent {
+    /// The server died: the connection is this standby's now.
+    Attached(Attached),
+    /// The connection ended first (unmounted cleanly, or through the keeper).
+    Ended,
+    /// WATCH: the liveness page (read-only) of the server stood by for, `server_pid`. Wait on
+    /// it ([`protocol::liveness`]) and send DIED ([`DiedSender`]) once it proves the server
+    /// gone: the keeper then answers ATTACHED without waiting for the dead process's
+    /// teardown. Another WATCH replaces it (a new server).
+    Watch {
+        /// The server the page belongs to.
+        server_pid: u32,
+        /// The page, a read-only memfd of [`protocol::liveness::LIVENESS_LEN`] bytes.
+        page: OwnedFd,
+    },
+}
+
+/// Sends DIED on a parked standby's connection, from any thread, while the standby waits in
+/// [`KeeperClient::standby_next`] on the same connection.
+#[derive(Debug)]
+pub struct DiedSender {
+    sock: OwnedFd,
+}
+
+impl DiedSender {
+    /// DIED: the liveness page of `server_pid` (as WATCH named it) proves every thread of
+    /// `tag`'s server died. It has no reply: the parked STANDBY is answered instead.
+    pub fn send(&self, tag: &str, server_pid: u32) -> Result<(), KeeperError> {
+        let msg = protocol::encode_request(&Request::Died { tag: tag.into(), server_pid });
+        protocol::send_message(self.sock.as_fd(), &msg, &[])?;
+        Ok(())
+    }
+}
+
 /// A connection to the keeper. One request at a time: each call sends a request and waits for
 /// its reply.
 #[derive(Debug)]
@@ -406,15 +442,48 @@ impl KeeperClient {
     /// `None` if the connection ended first (its server unmounted it cleanly, or it was
     /// unmounted or aborted through the keeper). [`KeeperError::Closed`]: the keeper went
     /// away (the standby may connect again and park again).
+    /// WATCHes are read and let go (see [`KeeperClient::standby_next`] for a standby that
+    /// uses them).
     pub fn standby_wait(&mut self) -> Result<Option<Attached>, KeeperError> {
+        loop {
+            match self.standby_next()? {
+                StandbyEvent::Attached(attached) => return Ok(Some(attached)),
+                StandbyEvent::Ended => return Ok(None),
+                StandbyEvent::Watch { .. } => {}
+            }
+        }
+    }
+
+    /// After [`StandbyReply::Parked`]: the keeper's next word, waiting for as long as it takes
+    /// (the reply timeout is turned off): the connection, its end, or a WATCH.
+    /// [`KeeperError::Closed`]: the keeper went away.
+    pub fn standby_next(&mut self) -> Result<StandbyEvent, KeeperError> {
         self.set_timeout(None)?;
         let received = self.receive();
         self.set_timeout(Some(DEFAULT_TIMEOUT))?;
         match received? {
-            (Reply::Error { errno: libc::ENOENT, .. }, _) => Ok(None),
+            (Reply::Error { errno: libc::ENOENT, .. }, _) => Ok(StandbyEvent::Ended),
             (Reply::Error { errno, message }, _) => Err(KeeperError::Refused { errno, message }),
-            (reply, fds) => attached(reply, fds).map(Some),
+            (Reply::Watch { server_pid }, mut fds) => match fds.pop() {
+                Some(page) => Ok(StandbyEvent::Watch { server_pid, page }),
+                None => Err(KeeperError::Protocol("WATCH without its page".into())),
+            },
+            (reply, fds) => attached(reply, fds).map(StandbyEvent::Attached),
         }
+    }
+
+    /// A [`DiedSender`] on this connection (a dup of its socket).
+    pub fn died_sender(&self) -> Result<DiedSender, KeeperError> {
+        Ok(DiedSender { sock: self.sock.try_clone()? })
+    }
+
+    /// LIVENESS: hand the keeper this server's liveness page for `tag`
+    /// ([`protocol::liveness`]), for the standby parked now or later. Allowed to the entry's
+    /// server only (EPERM otherwise); EINVAL if `page` is not a memfd of
+    /// [`protocol::liveness::LIVENESS_LEN`] bytes sealed against shrinking; EOPNOTSUPP from a
+    /// keeper too old (its standbys then wait for the pidfd).
+    pub fn liveness(&mut self, tag: &str, page: BorrowedFd<'_>) -> Result<(), KeeperError> {
+        self.call_ok(&Request::Liveness { tag: tag.into() }, &[page])
     }
 
     /// METRICS: the keeper's metrics in the Prometheus text format (root and the keeper's own

@@ -104,11 +104,17 @@ impl Hot {
         let pid = standby.id();
         // Held by the harness throughout: a failed wait below still kills and reaps both.
         self.m.server = Some(standby);
+        // The standby watches the server's liveness page (WATCH: the server sent LIVENESS)...
+        let server = format!("server={}", dead.id());
+        wait_log_line(standby_log, &["watching the server's liveness page", &server]);
         kill_process(Pid::from_raw(dead.id() as i32).unwrap(), Signal::KILL).unwrap();
         self.others.push(dead);
         self.others.last_mut().unwrap().wait().unwrap();
         self.wait_field("server_pid", &pid.to_string());
         wait_log(standby_log, "attached to an orphaned connection");
+        // ...and the kernel marked every thread of it died there: the standby said so (DIED),
+        // before the pidfd fired or, on a busy machine, after it (the keeper then ignores it).
+        wait_log_line(standby_log, &["every thread of the server died", &server]);
         assert_eq!(ls_field(&self.keeper, "standby_pid"), "null");
         assert_eq!(ls_field(&self.keeper, "state"), "\"serving\"");
     }
@@ -136,15 +142,27 @@ fn try_ls_field(keeper: &Keeper, field: &str) -> Option<String> {
     Some(ls[at..].split([',', '}']).next()?.to_owned())
 }
 
+/// Waits until a line of the log at `path` contains every one of `parts`.
+fn wait_log_line(path: &PathBuf, parts: &[&str]) {
+    wait_log_where(path, &format!("a line with {parts:?}"), |text| {
+        text.lines().any(|line| parts.iter().all(|p| line.contains(p)))
+    });
+}
+
 /// Waits until the log at `path` contains `what`.
 fn wait_log(path: &PathBuf, what: &str) -> String {
+    wait_log_where(path, &format!("{what:?}"), |text| text.contains(what))
+}
+
+/// Waits until the log at `path` is as `said` wants it (`what`, for the failure message).
+fn wait_log_where(path: &PathBuf, what: &str, said: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let text = fs::read_to_string(path).unwrap_or_default();
-        if text.contains(what) {
+        if said(&text) {
             return text;
         }
-        assert!(Instant::now() < deadline, "{} never said {what:?}: {text}", path.display());
+        assert!(Instant::now() < deadline, "{} never said {what}: {text}", path.display());
         sleep(Duration::from_millis(5));
     }
 }

@@ -5,11 +5,14 @@
 //! instruction, and opened in constant time whatever it holds.
 
 #![warn(missing_docs)]
-// The only `unsafe` code is the store's shared mapping (`store/map.rs`).
+// The only `unsafe` code is the store's shared mapping (`store/map.rs`) and the liveness
+// page's (`liveness.rs`: its mapping, robust futex lists, futex words).
 #![deny(unsafe_code)]
 
 pub mod journal;
 mod links;
+#[allow(unsafe_code)]
+pub mod liveness;
 mod note;
 pub mod serve;
 pub mod store;

@@ -18,6 +18,8 @@ use fuse_keeper_client::KeeperError;
 use fuse_keeper_client::client::{HandoverAsk, KeeperClient, Registration};
 use fuse_keeper_client::protocol::StandIn;
 use fuse_server::DeviceCustody;
+
+use crate::liveness::Liveness;
 use rustix::event::{PollFd, PollFlags};
 use tracing::{info, warn};
 
@@ -43,6 +45,8 @@ pub(crate) struct Link {
     backoff: Duration,
     /// Whether this keeper holds the latest STAND_IN.
     stand_in_sent: bool,
+    /// Whether this keeper holds this server's liveness page (or cannot take one).
+    liveness_sent: bool,
 }
 
 impl Link {
@@ -57,6 +61,7 @@ impl Link {
             retry_at: Instant::now(),
             backoff: FIRST_RETRY,
             stand_in_sent: false,
+            liveness_sent: false,
         };
         let err = link.try_connect().err();
         (link, err)
@@ -74,6 +79,7 @@ impl Link {
             retry_at: Instant::now(),
             backoff: FIRST_RETRY,
             stand_in_sent: false,
+            liveness_sent: false,
         }
     }
 
@@ -118,6 +124,7 @@ impl Link {
 
     fn lost(&mut self, why: &dyn std::fmt::Display) {
         self.stand_in_sent = false;
+        self.liveness_sent = false;
         if self.client.take().is_some() {
             warn!(socket = %self.socket.display(), %why, "lost the keeper; reconnecting");
         }
@@ -168,6 +175,8 @@ pub(crate) struct Links {
     /// Dups of the fds the keepers hold for the next server (HOLD), by key, to give a keeper
     /// that registers again.
     held: Mutex<std::collections::BTreeMap<u64, OwnedFd>>,
+    /// This server's liveness page, given to every keeper that holds the registration.
+    liveness: Mutex<Option<Arc<Liveness>>>,
 }
 
 impl Links {
@@ -182,6 +191,7 @@ impl Links {
             verdict_ready: Condvar::new(),
             stand_in: Mutex::new(None),
             held: Mutex::default(),
+            liveness: Mutex::new(None),
         }
     }
 
@@ -225,6 +235,43 @@ impl Links {
                 if let Err(err) = client.hold(&tag, key, fd.as_fd()) {
                     warn!(socket = %link.socket.display(), key, %err, "HOLD not taken");
                 }
+            }
+        }
+    }
+
+    /// This server's liveness page, from now on: given to each keeper that holds the
+    /// registration when it registers (or the next [`Links::send_liveness`]), and held for
+    /// the keeper-watch thread.
+    pub fn set_liveness(&self, liveness: Arc<Liveness>) {
+        *self.liveness.lock().unwrap_or_else(|p| p.into_inner()) = Some(liveness);
+    }
+
+    /// The page [`Links::set_liveness`] set.
+    pub fn liveness(&self) -> Option<Arc<Liveness>> {
+        self.liveness.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// LIVENESS to each registered keeper that lacks the page.
+    pub fn send_liveness(&self) {
+        let mut links = self.lock();
+        self.send_liveness_to(&mut links);
+    }
+
+    /// LIVENESS to each keeper of `links` that holds the registration and lacks the page. A
+    /// keeper too old to know it is not asked again; any other failure is retried when the
+    /// link heals (a standby then waits for the pidfd meanwhile).
+    fn send_liveness_to(&self, links: &mut [Link]) {
+        let Some(liveness) = self.liveness() else { return };
+        let tag = self.tag();
+        for link in links.iter_mut().filter(|l| l.registered && !l.liveness_sent) {
+            let Some(client) = link.client.as_mut() else { continue };
+            match client.liveness(&tag, liveness.fd()) {
+                Ok(()) => link.liveness_sent = true,
+                Err(err) if err.errno() == Some(EOPNOTSUPP) => {
+                    info!(socket = %link.socket.display(), "the keeper takes no liveness page: {err}");
+                    link.liveness_sent = true;
+                }
+                Err(err) => warn!(socket = %link.socket.display(), %err, "LIVENESS not taken"),
             }
         }
     }
@@ -397,6 +444,7 @@ impl Links {
                 }
             }
             self.send_stand_in(&mut links[i..=i]);
+            self.send_liveness_to(&mut links[i..=i]);
             self.send_held(&mut links[i..=i]);
             if links[i].registered && links[i].held == devices.len() {
                 info!(
@@ -414,7 +462,10 @@ impl Links {
         let links = self.clone();
         std::thread::Builder::new()
             .name("keeper-watch".into())
-            .spawn(move || links.watch_loop(stop))
+            .spawn(move || {
+                let _held = links.liveness().and_then(|l| l.hold());
+                links.watch_loop(stop)
+            })
             .expect("spawning the keeper watcher")
     }
 

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use fuse_keeper_client::client::{Attached, KeeperClient, Registration, StandbyReply};
+use fuse_keeper_client::client::{
+    Attached, KeeperClient, Registration, StandbyEvent, StandbyReply,
+};
 use fuse_keeper_client::{ConnState, KeeperError};
 use fuse_server::{Channel, Filesystem, Negotiation, Session, SessionConfig};
 use fuse_transport::MountOptions;
@@ -380,7 +382,7 @@ fn stand_by(
                     standing(Standing::Parked { socket: socket.clone() });
                     waiting = None;
                     backoff = STANDBY_FIRST_RETRY;
-                    match client.standby_wait() {
+                    match wait_parked(&mut client, tag) {
                         Ok(Some(attached)) => attached,
                         Ok(None) => return Err(RecoveryError::Dismissed { tag: tag.clone() }),
                         Err(err) if err.is_unavailable() || matches!(err, KeeperError::Io(_)) => {
@@ -424,6 +426,75 @@ fn stand_by(
         }
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(STANDBY_MAX_RETRY);
+    }
+}
+
+/// A parked standby's wait for the keeper's last answer: the connection (`Some`), or its end.
+/// Each WATCH starts a thread that waits on the server's liveness page and sends DIED once it
+/// proves every thread of the server gone, so that the keeper need not wait for the dead
+/// process's teardown (its pidfd) before it answers.
+fn wait_parked(client: &mut KeeperClient, tag: &str) -> Result<Option<Attached>, KeeperError> {
+    use crate::liveness::Waited;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// The running watcher's switch: set when a newer WATCH replaces it or the wait ends.
+    struct Watching(Option<Arc<AtomicBool>>);
+    impl Drop for Watching {
+        fn drop(&mut self) {
+            if let Some(cancel) = self.0.take() {
+                cancel.store(true, Ordering::Release);
+            }
+        }
+    }
+    let mut watching = Watching(None);
+    loop {
+        match client.standby_next()? {
+            StandbyEvent::Attached(attached) => return Ok(Some(attached)),
+            StandbyEvent::Ended => return Ok(None),
+            StandbyEvent::Watch { server_pid, page } => {
+                info!(server = server_pid, "watching the server's liveness page");
+                drop(std::mem::replace(&mut watching, Watching(None)));
+                let sender = match client.died_sender() {
+                    Ok(sender) => sender,
+                    Err(err) => {
+                        warn!(%err, "cannot watch the server's liveness: waiting for its pidfd");
+                        continue;
+                    }
+                };
+                let cancel = Arc::new(AtomicBool::new(false));
+                let (tag, cancelled) = (tag.to_owned(), cancel.clone());
+                let watcher = std::thread::Builder::new().name("liveness-watch".into()).spawn(
+                    move || {
+                        let mut sent = None;
+                        let waited = crate::liveness::wait_for_exit(&page, &cancelled, || {
+                            sent = Some(sender.send(&tag, server_pid));
+                        });
+                        match (waited, sent) {
+                            (Ok(Waited::Died), Some(Ok(()))) => info!(
+                                server = server_pid,
+                                "every thread of the server died (its liveness page): DIED sent"
+                            ),
+                            (Ok(Waited::Died), Some(Err(err))) => {
+                                warn!(%err, server = server_pid, "DIED not sent");
+                            }
+                            (Ok(Waited::Unproven), _) => info!(
+                                server = server_pid,
+                                "the server's liveness page proves nothing: waiting for its pidfd"
+                            ),
+                            (Ok(Waited::Cancelled | Waited::Died), _) => {}
+                            (Err(err), _) => {
+                                warn!(%err, server = server_pid, "cannot map the server's liveness page");
+                            }
+                        }
+                    },
+                );
+                match watcher {
+                    Ok(_) => watching = Watching(Some(cancel)),
+                    Err(err) => {
+                        warn!(%err, "cannot watch the server's liveness: waiting for its pidfd");
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -478,13 +549,17 @@ pub fn serve<F: Recoverable>(
 pub fn serve_with<F: Recoverable>(
     mountpoint: &Path,
     mount_options: &MountOptions,
-    config: SessionConfig,
+    mut config: SessionConfig,
     options: &RecoveryOptions,
     make_fs: impl FnOnce(Arc<Store>) -> Result<F, Box<dyn std::error::Error + Send + Sync>>,
     mut standing: impl FnMut(Standing),
     ready: impl FnOnce(Started),
 ) -> Result<Served, RecoveryError> {
     let mut asked = Instant::now();
+    // Made before a standby parks, to be off the path of its takeover.
+    let liveness = crate::liveness::Liveness::create()
+        .inspect_err(|e| warn!("no liveness page ({e}): a standby waits for the pidfd"))
+        .ok();
     // A standby checked the connection while it waited (the same one is handed over).
     let mut checked = None;
     let mut standby = |asked: &mut Instant| {
@@ -545,6 +620,18 @@ pub fn serve_with<F: Recoverable>(
         store.fd().try_clone_to_owned().map_err(|e| RecoveryError::Store(StoreError::Map(e)))?;
     let attached_now = devices.is_some();
     let links = Arc::new(Links::new(links, registration, state));
+    // Every thread that may touch the connection or the source holds a slot of the liveness
+    // page while it may (this one, the workers, keeper-watch, the stand-in refresher), so that
+    // a standby learns of this process's death before its teardown (docs/keeper-protocol.md,
+    // LIVENESS).
+    let _main_slot = liveness.as_ref().and_then(crate::liveness::Liveness::hold);
+    if let Some(liveness) = &liveness {
+        links.set_liveness(liveness.clone());
+        let liveness = liveness.clone();
+        config.worker_start = Some(fuse_server::WorkerStart(Arc::new(move || {
+            Box::new(liveness.hold()) as Box<dyn std::any::Any>
+        })));
+    }
     fs.set_fd_keeper(links.clone());
     if attached_now {
         fs.adopt_held(links.fetch_held());
@@ -669,6 +756,10 @@ fn run_session<F: Recoverable>(
     let done = (Mutex::new(false), Condvar::new());
     std::thread::scope(|scope| {
         scope.spawn(|| {
+            let _held = links.liveness().and_then(|l| l.hold());
+            // Off the path of a takeover: the keepers get the liveness page (a fresh mount's
+            // have it since REGISTER).
+            links.send_liveness();
             // Keep what the keepers answer current, at most once per STAND_IN_EVERY.
             let mut finished = done.0.lock().unwrap_or_else(|p| p.into_inner());
             while !*finished {

@@ -43,6 +43,21 @@ pub struct SessionConfig {
     /// MiB on a small VM. Off by default; a hot standby and the servers it stands by for
     /// want it.
     pub huge_buffers: bool,
+    /// Called first in each worker thread, before it touches its device; what it returns is
+    /// dropped in that thread when the worker ends (the recovery layer holds the thread's
+    /// liveness slot with it). `None` by default.
+    pub worker_start: Option<WorkerStart>,
+}
+
+/// A hook run first in each worker thread ([`SessionConfig::worker_start`]); the value it
+/// returns lives until the worker ends, in that thread.
+#[derive(Clone)]
+pub struct WorkerStart(pub std::sync::Arc<dyn Fn() -> Box<dyn std::any::Any> + Send + Sync>);
+
+impl std::fmt::Debug for WorkerStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkerStart(..)")
+    }
 }
 
 impl SessionConfig {
@@ -77,6 +92,7 @@ impl Default for SessionConfig {
             stats: crate::RequestStats::new(),
             buffers: Default::default(),
             huge_buffers: false,
+            worker_start: None,
         }
     }
 }

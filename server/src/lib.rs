@@ -22,7 +22,7 @@ pub use fuse_abi::{fuse_attr, fuse_kstatfs};
 pub use fuse_proto::Errno;
 pub use fuse_transport::MountOptions;
 pub use ids::{FileHandle, NodeId, Unique};
-pub use init::{MIN_MINOR, Negotiation, SessionConfig, negotiate};
+pub use init::{MIN_MINOR, Negotiation, SessionConfig, WorkerStart, negotiate};
 pub use journal::Journal;
 pub use session::{STAND_IN_XATTRS, Session, SessionError, StandIn, mount};
 pub use signals::{SignalGuard, unmount_on_signal, unmount_on_signal_once_serving};

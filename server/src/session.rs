@@ -335,17 +335,24 @@ impl<F: Filesystem> Session<F> {
         before_reading(&self.channel).map_err(SessionError::Ready)?;
         thread::scope(|scope| {
             let mut handles = Vec::new();
+            let start = || self.config.worker_start.as_ref().map(|hook| (hook.0)());
             if let Some(worker) = first {
                 let handle = thread::Builder::new()
                     .name("fuse-worker-0".into())
-                    .spawn_scoped(scope, move || worker.run())
+                    .spawn_scoped(scope, move || {
+                        let _held = start();
+                        worker.run()
+                    })
                     .map_err(SessionError::Spawn)?;
                 handles.push(handle);
             }
             for (index, device) in devices.enumerate() {
                 let handle = thread::Builder::new()
                     .name(format!("fuse-worker-{}", index + 1))
-                    .spawn_scoped(scope, move || Worker::new(self, device).run())
+                    .spawn_scoped(scope, move || {
+                        let _held = start();
+                        Worker::new(self, device).run()
+                    })
                     .map_err(SessionError::Spawn)?;
                 handles.push(handle);
             }

@@ -61,6 +61,10 @@ pub enum Kind {
     Note = 18,
     /// LIST_FULL, each entry with its status note too.
     ListNotes = 19,
+    /// From a connection's server: its liveness page (a sealed memfd), for a hot standby.
+    Liveness = 20,
+    /// From a parked standby: the server's liveness page says every thread of it died.
+    Died = 21,
     /// Success without data.
     Ok = 0x8000,
     /// Failure: errno and message.
@@ -81,6 +85,9 @@ pub enum Kind {
     ListFullReply = 0x8008,
     /// Answer to LIST_NOTES.
     ListNotesReply = 0x8009,
+    /// Keeper to a parked standby, between STANDBY's OK and its last answer: the live
+    /// server's liveness page, read-only.
+    Watch = 0x800A,
 }
 
 impl Kind {
@@ -106,6 +113,8 @@ impl Kind {
             17 => Kind::ListFull,
             18 => Kind::Note,
             19 => Kind::ListNotes,
+            20 => Kind::Liveness,
+            21 => Kind::Died,
             0x8000 => Kind::Ok,
             0x8001 => Kind::Error,
             0x8002 => Kind::Attached,
@@ -116,6 +125,7 @@ impl Kind {
             0x8007 => Kind::MetricsReply,
             0x8008 => Kind::ListFullReply,
             0x8009 => Kind::ListNotesReply,
+            0x800A => Kind::Watch,
             _ => return None,
         })
     }

@@ -242,6 +242,24 @@ pub enum Request {
         /// How many entries to leave out first (paging).
         skip: u32,
     },
+    /// LIVENESS, from the entry's server: its liveness page ([`liveness`](super::liveness)),
+    /// which the keeper keeps while that server serves and shows its parked standby (WATCH).
+    /// fds: `[memfd]`, sealed against shrinking, [`LIVENESS_LEN`](super::liveness::LIVENESS_LEN)
+    /// bytes.
+    Liveness {
+        /// The connection's tag.
+        tag: String,
+    },
+    /// DIED, from the standby parked for `tag`: the liveness page of server `server_pid`
+    /// (as WATCH named it) says every thread of it died. No reply of its own: if the keeper's
+    /// own read of the page proves it, the parked STANDBY is answered ATTACHED at once;
+    /// otherwise it is ignored, and the STANDBY waits for the server's pidfd. No fds.
+    Died {
+        /// The connection's tag.
+        tag: String,
+        /// The server the page belongs to.
+        server_pid: u32,
+    },
 }
 
 /// Most fds one HELD_REPLY carries (page with `after`).
@@ -477,6 +495,13 @@ pub enum Reply {
         /// Others follow the last key: ask again with it as `after`.
         more: bool,
     },
+    /// To a parked standby, between STANDBY's OK and its last answer (again whenever the
+    /// entry's server sends LIVENESS): the liveness page of the server it stands by for,
+    /// read-only. fds: `[page]`.
+    Watch {
+        /// The server the page belongs to (DIED names it back).
+        server_pid: u32,
+    },
 }
 
 /// A tag is 1 to 255 bytes of UTF-8 without control characters and does not start with `/`
@@ -597,6 +622,8 @@ impl Request {
             Request::ListFull { .. } => Kind::ListFull,
             Request::Note { .. } => Kind::Note,
             Request::ListNotes { .. } => Kind::ListNotes,
+            Request::Liveness { .. } => Kind::Liveness,
+            Request::Died { .. } => Kind::Died,
         }
     }
 
@@ -604,7 +631,7 @@ impl Request {
     pub fn fd_count(&self) -> usize {
         match self {
             Request::Register(_) => 2,
-            Request::AddDevice { .. } | Request::Hold { .. } => 1,
+            Request::AddDevice { .. } | Request::Hold { .. } | Request::Liveness { .. } => 1,
             _ => 0,
         }
     }
@@ -625,8 +652,12 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
         Request::Attach { tag }
         | Request::Unregister { tag }
         | Request::Handover { tag }
-        | Request::Standby { tag } => {
+        | Request::Standby { tag }
+        | Request::Liveness { tag } => {
             w.bytes(tag.as_bytes());
+        }
+        Request::Died { tag, server_pid } => {
+            w.bytes(tag.as_bytes()).u32(*server_pid);
         }
         Request::HandoverDone { tag, errno } => {
             w.bytes(tag.as_bytes()).i32(*errno);
@@ -736,6 +767,11 @@ pub fn decode_request(msg: &[u8], fds: usize) -> Result<Request, ProtocolError> 
             Request::Note { tag, note: note.to_owned() }
         }
         Kind::ListNotes => Request::ListNotes { skip: r.u32("skip")? },
+        Kind::Liveness => Request::Liveness { tag: tag_field(&mut r)? },
+        Kind::Died => {
+            let tag = tag_field(&mut r)?;
+            Request::Died { tag, server_pid: r.u32("server_pid")? }
+        }
         Kind::Ok
         | Kind::Error
         | Kind::Attached
@@ -745,7 +781,8 @@ pub fn decode_request(msg: &[u8], fds: usize) -> Result<Request, ProtocolError> 
         | Kind::ListStatsReply
         | Kind::MetricsReply
         | Kind::ListFullReply
-        | Kind::ListNotesReply => {
+        | Kind::ListNotesReply
+        | Kind::Watch => {
             return Err(ProtocolError::UnexpectedKind(header.kind));
         }
     };
@@ -810,6 +847,10 @@ pub fn encode_reply(reply: &Reply) -> (Vec<u8>, usize) {
                 w.u64(*key);
             }
             (Kind::HeldReply, keys.len())
+        }
+        Reply::Watch { server_pid } => {
+            w.u32(*server_pid);
+            (Kind::Watch, 1)
         }
     };
     debug_assert!(w.len() <= MAX_PAYLOAD);
@@ -887,6 +928,7 @@ pub fn decode_reply(msg: &[u8], fds: usize) -> Result<Reply, ProtocolError> {
             }
             (Reply::Held { keys, more }, count)
         }
+        Kind::Watch => (Reply::Watch { server_pid: r.u32("server_pid")? }, 1),
         _ => return Err(ProtocolError::UnexpectedKind(header.kind)),
     };
     r.finish()?;

@@ -6,6 +6,7 @@
 mod codec;
 mod error;
 mod header;
+pub mod liveness;
 mod messages;
 mod wire;
 

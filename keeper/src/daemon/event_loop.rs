@@ -104,6 +104,9 @@ pub struct Keeper {
     pub(super) handovers: HashMap<u64, Pending>,
     /// Hot standbys parked for an entry's live server to die (STANDBY), by entry id.
     pub(super) standbys: HashMap<u64, super::standby::Parked>,
+    /// Entries whose server a DIED just proved gone: orphaned (and handed to their standby)
+    /// once the client that sent it is back in the map.
+    pub(super) proved_dead: Vec<u64>,
     /// Where orphaned entries' requests are read (allocated while the keeper reads any).
     pub(super) read_buf: Vec<u8>,
     pub(super) root_may_attach: bool,
@@ -156,6 +159,7 @@ impl Keeper {
                 registry: Registry::default(),
                 handovers: HashMap::new(),
                 standbys: HashMap::new(),
+                proved_dead: Vec::new(),
                 read_buf: Vec::new(),
                 root_may_attach,
                 closer: super::closer::Closer::default(),
@@ -372,6 +376,9 @@ impl Keeper {
         let served = self.serve_one(id, &client, flags);
         let spoke = served == Served::Spoke;
         self.clients.insert(id, client);
+        for entry in std::mem::take(&mut self.proved_dead) {
+            self.orphan(entry, true);
+        }
         if served == Served::Close {
             self.remove_client(id);
         } else if spoke
@@ -410,8 +417,25 @@ impl Keeper {
             tracing::debug!(pid = client.peer.pid, "reply not sent, closing the client: {e}");
             return Served::Close;
         }
-        if let Some(commit) = commit {
-            self.apply(commit, arrived);
+        match commit {
+            // A standby just parked on this client (out of the map while served): its WATCH
+            // goes after the OK.
+            Some(Commit::Watch { id }) => {
+                if let Some((reply, page)) = self.watch_message(id) {
+                    let (bytes, _) = protocol::encode_reply(&reply);
+                    if let Err(e) =
+                        protocol::send_message(client.fd.as_fd(), &bytes, &[page.as_fd()])
+                    {
+                        tracing::debug!(
+                            pid = client.peer.pid,
+                            "WATCH not sent, closing the client: {e}"
+                        );
+                        return Served::Close;
+                    }
+                }
+            }
+            Some(commit) => self.apply(commit, arrived),
+            None => {}
         }
         if well_formed { Served::Spoke } else { Served::Keep }
     }
@@ -469,7 +493,7 @@ impl Keeper {
                     );
                 }
             }
-            Commit::Deferred => {}
+            Commit::Deferred | Commit::Watch { .. } => {}
         }
     }
 
@@ -510,7 +534,7 @@ impl Keeper {
                 }
             }
             self.counters.attach.observe(now.saturating_duration_since(asked));
-            entry.server = Some(super::registry::Server { pid, pidfd });
+            entry.server = Some(super::registry::Server { pid, pidfd, liveness: None });
             entry.server_client = Some(client);
         }
     }
@@ -547,16 +571,25 @@ impl Keeper {
 
     /// The entry's server has died (or we were told so): orphan the entry.
     pub(super) fn server_exited(&mut self, id: u64) {
+        let dead = |s: &super::registry::Server| !policy::is_alive(s.pidfd.as_fd());
+        if self.registry.get(id).and_then(|e| e.server.as_ref()).is_some_and(dead) {
+            self.orphan(id, false);
+        }
+    }
+
+    /// Orphan entry `id` now: its server's pidfd fired, or (`by_liveness`) its liveness page
+    /// proved every thread of it gone before the process was torn down (DIED).
+    pub(super) fn orphan(&mut self, id: u64, by_liveness: bool) {
         let Some(entry) = self.registry.get_mut(id) else { return };
-        let Some(server) = entry.server.take_if(|s| !policy::is_alive(s.pidfd.as_fd())) else {
-            return;
-        };
+        let Some(server) = entry.server.take() else { return };
         let _ = epoll::delete(&self.epoll, &server.pidfd);
         entry.orphaned_at = Some(Instant::now());
+        let seen = if by_liveness { "its threads' liveness page" } else { "its pidfd" };
         tracing::info!(
             tag = %crate::text::escape(&entry.tag),
             uid = entry.owner_uid, pid = server.pid, conn = entry.conn_id,
             timeout_ms = entry.recovery_timeout.map(|t| t.as_millis() as u64),
+            seen,
             "server exited: connection orphaned"
         );
         self.server_died_during_handover(id);

@@ -29,8 +29,11 @@ pub struct Response {
 pub enum Commit {
     /// The attacher (on client connection `client`) becomes the entry's server.
     Attach { id: u64, pid: u32, pidfd: OwnedFd, client: u64 },
-    /// No reply now: it is sent later (a HANDOVER waiting for the live server's answer).
+    /// No reply now: it is sent later (a HANDOVER waiting for the live server's answer), or
+    /// never (DIED).
     Deferred,
+    /// A standby was parked for entry `id`: show it the server's liveness page (WATCH).
+    Watch { id: u64 },
 }
 
 impl Response {
@@ -89,6 +92,8 @@ impl Keeper {
             Request::Hold { tag, key } => self.hold(peer, &tag, key, fds),
             Request::Release { tag, key } => self.release(peer, &tag, key),
             Request::Held { tag, after } => self.held(peer, &tag, after),
+            Request::Liveness { tag } => self.liveness(peer, &tag, fds),
+            Request::Died { tag, server_pid } => self.died(client, peer, &tag, server_pid),
         };
         if takes_over && let Err(Response { reply: Reply::Error { errno, .. }, .. }) = &result {
             self.counters.refuse(*errno);
@@ -177,7 +182,7 @@ impl Keeper {
             Some(Ok(pidfd)) => {
                 self.watch_server(id, &pidfd)
                     .map_err(|e| fail(libc::ENOMEM, format!("cannot watch the server: {e}")))?;
-                Some(Server { pid: peer.pid, pidfd })
+                Some(Server { pid: peer.pid, pidfd, liveness: None })
             }
             Some(Err(e)) => return Err(fail(libc::EMFILE, format!("dup of the pidfd: {e}"))),
             None => None,
@@ -264,7 +269,7 @@ impl Keeper {
     }
 
     /// Whether entries may hold `more` fds for `who` ([`super::FdBudget`]), else why not.
-    fn fd_room(&self, who: Principal, more: usize) -> Result<(), String> {
+    pub(super) fn fd_room(&self, who: Principal, more: usize) -> Result<(), String> {
         let budget = self.fds;
         let (mut all, mut not_exempt, mut mine) = (0, 0, 0);
         for e in self.registry.iter() {
@@ -320,7 +325,12 @@ impl Keeper {
     }
 
     /// [`Keeper::served_by`], with an audit line when the peer is refused.
-    fn served_by_or_log(&mut self, peer: &Peer, tag: &str, what: &str) -> Result<u64, Response> {
+    pub(super) fn served_by_or_log(
+        &mut self,
+        peer: &Peer,
+        tag: &str,
+        what: &str,
+    ) -> Result<u64, Response> {
         self.served_by(peer, tag).inspect_err(|refusal| {
             if matches!(refusal.reply, Reply::Error { errno: libc::EPERM, .. }) {
                 tracing::warn!(

@@ -18,6 +18,9 @@ pub struct Server {
     pub pid: u32,
     /// Watched by the event loop; readable once the process has exited.
     pub pidfd: OwnedFd,
+    /// Its liveness page (LIVENESS), if it sent one: shown to the parked standby (WATCH) and
+    /// read to check a DIED.
+    pub liveness: Option<OwnedFd>,
 }
 
 /// One held connection.
@@ -88,10 +91,11 @@ impl Entry {
         self.orphaned_at.zip(self.recovery_timeout).map(|(at, t)| at + t)
     }
 
-    /// The fds the entry is charged: its state, its devices, and its server's pidfd (counted
-    /// while orphaned too: the next server's comes back).
+    /// The fds the entry is charged: its state, its devices, its held fds, its server's pidfd
+    /// (counted while orphaned too: the next server's comes back) and liveness page.
     pub fn fds(&self) -> usize {
-        2 + self.devices.len() + self.held.len()
+        let liveness = self.server.as_ref().is_some_and(|s| s.liveness.is_some());
+        2 + self.devices.len() + self.held.len() + usize::from(liveness)
     }
 
     /// True if `uid` owns or rescues this entry.
