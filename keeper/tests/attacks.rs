@@ -913,3 +913,36 @@ fn extra_devices_count_against_the_fd_quota() {
     assert!(message.contains("at most 30 fds per uid"), "{message}");
     ls_answers_promptly(&keeper, "a uid's fds are used up");
 }
+
+/// uid 65534 cannot give root's connection a liveness page of its own (refused), and its
+/// DIED for root's server (whose page the test makes say every thread died) is no standby's:
+/// ignored and not answered, the connection still served by root; `ls` answers meanwhile.
+#[test]
+fn another_uid_cannot_set_a_liveness_page_or_declare_the_server_dead() {
+    use fuse_keeper::protocol::liveness::{
+        FUTEX_OWNER_DIED, FUTEX_WAITERS, LIVENESS_FIRST_SLOT, LIVENESS_LEN, LIVENESS_MAGIC,
+    };
+    let keeper = Keeper::start();
+    let mut dead = vec![0u8; LIVENESS_LEN];
+    dead[..4].copy_from_slice(&LIVENESS_MAGIC.to_le_bytes());
+    let at = LIVENESS_FIRST_SLOT * 4;
+    dead[at..at + 4].copy_from_slice(&(FUTEX_WAITERS | FUTEX_OWNER_DIED).to_le_bytes());
+    let page = common::memfd(&dead);
+    // Root's server: another process, whose page says it died.
+    let server = keeper.registrant("rootlv", &["--liveness"], common::open_fuse(), Some(page));
+    let liveness = encode_request(&Request::Liveness { tag: "rootlv".into() });
+    let attacker = connect_as(&keeper, NOBODY);
+    let theirs = common::memfd(&dead);
+    let errno = errno_of(exchange(&attacker, &liveness, &[theirs.as_fd()]));
+    assert!(errno == libc::EPERM || errno == libc::ENOENT, "errno {errno}");
+    let died = encode_request(&Request::Died { tag: "rootlv".into(), server_pid: server.pid() });
+    protocol::send_message(attacker.as_fd(), &died, &[]).unwrap();
+    ls_answers_promptly(&keeper, "a DIED from another uid");
+    keeper.settled_fds();
+    let e = keeper.entry("rootlv").unwrap();
+    assert_eq!((e.state, e.server_pid), (fuse_keeper::ConnState::Serving, Some(server.pid())));
+    let mut fds = [rustix::event::PollFd::new(&attacker, rustix::event::PollFlags::IN)];
+    let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+    assert_eq!(rustix::event::poll(&mut fds, Some(&zero)).unwrap(), 0, "a DIED was answered");
+    assert!(keeper.log_text().contains("DIED from a client that is no parked standby: ignored"));
+}

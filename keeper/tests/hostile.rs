@@ -331,7 +331,7 @@ fn malformed_messages_get_errors_and_the_connection_survives() {
             libc::EPROTO,
         ),
         ("unknown kind 0", with_header(0, &[], 0), libc::EOPNOTSUPP),
-        ("unknown kind 20", with_header(20, &[], 0), libc::EOPNOTSUPP),
+        ("unknown kind 22", with_header(22, &[], 0), libc::EOPNOTSUPP),
         ("unknown kind 0x7fff", with_header(0x7fff, &[], 0), libc::EOPNOTSUPP),
         ("unknown kind 0xffff", with_header(0xffff, &[], 0), libc::EOPNOTSUPP),
         ("a reply kind (ATTACHED)", with_header(Kind::Attached as u16, &[], 0), libc::EOPNOTSUPP),

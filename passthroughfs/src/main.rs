@@ -244,6 +244,8 @@ fn run_recoverable(options: &Options, ready: &mut Option<Ready>) -> anyhow::Resu
         fail_on_timeout: recovery.fail_on_timeout,
         standby: recovery.standby,
         standby_when_served: recovery.standby_when_served,
+        // passthroughfs's requests leave no I/O in flight once its threads are gone.
+        liveness: true,
     };
     raise_fd_limit();
     rustix::process::umask(rustix::fs::Mode::empty());

@@ -92,6 +92,15 @@ pub struct RecoveryOptions {
     /// supervised processes with this option take turns: the one that outlives the other
     /// serves, the other's restart stands by (docs/DEPLOYMENT.md).
     pub standby_when_served: bool,
+    /// Publish a liveness page (docs/keeper-protocol.md, LIVENESS): every thread of the
+    /// server that may touch the connection or the source holds a slot of it, and a hot
+    /// standby takes the connection over as soon as the kernel has marked them all died,
+    /// without waiting for the dead process's teardown (its memory and fds freed), which the
+    /// keeper's pidfd waits for. On by default. Turn it off for a filesystem that leaves I/O
+    /// in flight when its threads are gone (Linux AIO submitted with `io_submit`, whose
+    /// requests the kernel waits for only in that teardown): a standby would then serve while
+    /// that I/O still lands.
+    pub liveness: bool,
 }
 
 impl RecoveryOptions {
@@ -113,6 +122,7 @@ impl RecoveryOptions {
             fail_on_timeout: false,
             standby: false,
             standby_when_served: false,
+            liveness: true,
         }
     }
 }
@@ -557,9 +567,14 @@ pub fn serve_with<F: Recoverable>(
 ) -> Result<Served, RecoveryError> {
     let mut asked = Instant::now();
     // Made before a standby parks, to be off the path of its takeover.
-    let liveness = crate::liveness::Liveness::create()
-        .inspect_err(|e| warn!("no liveness page ({e}): a standby waits for the pidfd"))
-        .ok();
+    let liveness = options
+        .liveness
+        .then(|| {
+            crate::liveness::Liveness::create()
+                .inspect_err(|e| warn!("no liveness page ({e}): a standby waits for the pidfd"))
+                .ok()
+        })
+        .flatten();
     // A standby checked the connection while it waited (the same one is handed over).
     let mut checked = None;
     let mut standby = |asked: &mut Instant| {

@@ -53,6 +53,8 @@ fn requests() -> Vec<Request> {
         Request::Note { tag: "t".into(), note: String::new() },
         Request::Note { tag: "t".into(), note: "é".repeat(MAX_NOTE / 2) },
         Request::ListNotes { skip: 1 },
+        Request::Liveness { tag: "web-cache".into() },
+        Request::Died { tag: "web-cache".into(), server_pid: 4242 },
     ]
 }
 
@@ -118,6 +120,7 @@ fn replies() -> Vec<Reply> {
         Reply::List { total: 0, entries: Vec::new() },
         Reply::Held { keys: vec![1, 2, 3], more: true },
         Reply::Held { keys: Vec::new(), more: false },
+        Reply::Watch { server_pid: 4242 },
         Reply::List {
             total: 5,
             entries: vec![

@@ -264,7 +264,8 @@ pub fn hand_fds(sock: &std::os::unix::net::UnixStream, fds: &[OwnedFd]) {
 /// - `register TAG [--rescue-uid U] [--conn-id N] [--timeout-ms MS] [--mountpoint PATH]
 ///   [--state-size BYTES]`: the devices arrive as SCM_RIGHTS on stdin (a socket); REGISTER
 ///   with the first, a memfd holding `state:TAG` (grown to BYTES if given); ADD_DEVICE the
-///   second as index 1 if any; print `registered PID` on stderr; sleep until killed. On
+///   second as index 1 if any (with `--liveness`, the last fd is a liveness page instead, sent
+///   with LIVENESS after REGISTER); print `registered PID` on stderr; sleep until killed. On
 ///   failure print the error (and `errno=N`) on stderr and exit 1.
 /// - `spawn SOCKET`: with umask 0 (as passthroughfs runs), start a keeper on demand
 ///   (`spawn_detached`) at SOCKET; exit 0 once it answers, else print the error and exit 1.
@@ -299,12 +300,45 @@ pub fn run_helper() {
         "spawn" => helper_spawn(&args),
         "ls-runner" => helper_ls_runner(),
         "register-as" => helper_register_as(&args),
+        "standby-watch" => helper_standby_watch(&args),
         other => {
             eprintln!("unknown helper role {other}");
             2
         }
     };
     std::process::exit(code)
+}
+
+/// `standby-watch TAG`: STANDBY for TAG, then print on stdout, a line each, `parked`, and
+/// `watch PID` for each WATCH, `attached`, `ended`; exit 0 after the last two.
+fn helper_standby_watch(args: &[String]) -> i32 {
+    use fuse_keeper::client::{StandbyEvent, StandbyReply};
+    use std::io::Write;
+    let mut client = KeeperClient::connect(&fuse_keeper::socket_path()).expect("connect");
+    let mut out = std::io::stdout();
+    // On a line of its own: libtest has printed "test keeper_test_helper ... " without one.
+    let _ = writeln!(out);
+    match client.standby(&args[0]) {
+        Ok(StandbyReply::Parked) => {}
+        other => {
+            let _ = writeln!(out, "not parked: {other:?}");
+            return 1;
+        }
+    }
+    let _ = writeln!(out, "parked");
+    loop {
+        let line = match client.standby_next() {
+            Ok(StandbyEvent::Watch { server_pid, .. }) => format!("watch {server_pid}"),
+            Ok(StandbyEvent::Attached(_)) => "attached".into(),
+            Ok(StandbyEvent::Ended) => "ended".into(),
+            Err(e) => format!("error {e}"),
+        };
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+        if !line.starts_with("watch ") {
+            return 0;
+        }
+    }
 }
 
 fn helper_spawn(args: &[String]) -> i32 {
@@ -417,6 +451,7 @@ fn helper_register(args: &[String]) -> i32 {
         fail_on_timeout: false,
     };
     let mut state_size = None;
+    let mut liveness = false;
     let mut it = opts.iter();
     while let Some(opt) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{opt} needs a value")).clone();
@@ -429,6 +464,7 @@ fn helper_register(args: &[String]) -> i32 {
             }
             "--mountpoint" => reg.mountpoint = value().into(),
             "--state-size" => state_size = Some(value().parse::<u64>().expect("bytes")),
+            "--liveness" => liveness = true,
             other => panic!("unknown option {other}"),
         }
     }
@@ -438,6 +474,7 @@ fn helper_register(args: &[String]) -> i32 {
         .expect("the devices");
     let mut devices = received.fds.into_iter();
     let device = devices.next().expect("a device");
+    let page = if liveness { Some(devices.next_back().expect("a liveness page")) } else { None };
     let state = memfd(format!("state:{tag}").as_bytes());
     if let Some(size) = state_size {
         rustix::fs::ftruncate(&state, size).expect("grow the state memfd");
@@ -446,6 +483,9 @@ fn helper_register(args: &[String]) -> i32 {
         client.register(&reg, device.as_fd(), state.as_fd())?;
         if let Some(device1) = devices.next() {
             client.add_device(&reg.tag, 1, device1.as_fd())?;
+        }
+        if let Some(page) = &page {
+            client.liveness(&reg.tag, page.as_fd())?;
         }
         Ok(client)
     });
