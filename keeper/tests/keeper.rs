@@ -7,20 +7,11 @@ use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
-use common::{Keeper, PATIENCE, PROMPT, StopKeeperAt, dup, memfd, open_fuse, read_all, wait_until};
-use fuse_keeper::{ConnState, KeeperError, Registration, same_open_file};
-
-fn registration(tag: &str) -> Registration {
-    Registration {
-        tag: tag.into(),
-        rescue_uid: 0,
-        mountpoint: "/nonexistent/keeper-test".into(),
-        conn_id: 0,
-        recovery_timeout: None,
-        negotiation: b"init".to_vec(),
-        fail_on_timeout: false,
-    }
-}
+use common::{
+    Keeper, PATIENCE, PROMPT, StopKeeperAt, dup, memfd, open_fuse, read_all, registration,
+    wait_until,
+};
+use fuse_keeper::{ConnState, KeeperError, same_open_file};
 
 fn refused(r: Result<impl std::fmt::Debug, KeeperError>) -> i32 {
     match r {

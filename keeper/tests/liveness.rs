@@ -11,13 +11,13 @@ mod common;
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use common::{Keeper, dup, memfd, open_fuse, unsealed_memfd};
+use common::{Keeper, dup, memfd, open_fuse, registration, unsealed_memfd};
 use fuse_keeper::ConnState;
+use fuse_keeper::KeeperError;
 use fuse_keeper::client::{StandbyEvent, StandbyReply};
 use fuse_keeper::protocol::liveness::{
     FUTEX_OWNER_DIED, FUTEX_WAITERS, LIVENESS_FIRST_SLOT, LIVENESS_LEN, LIVENESS_MAGIC,
 };
-use fuse_keeper::{KeeperError, Registration};
 
 /// A sealed liveness page whose slots say `slots` (words from the first slot on).
 fn page(slots: &[u32]) -> OwnedFd {
@@ -126,15 +126,7 @@ fn a_standby_sees_the_page_read_only_and_died_hands_it_over_only_once_the_page_p
 fn a_page_sent_before_the_standby_parks_and_one_sent_after_are_both_shown() {
     let keeper = Keeper::start();
     let dev = open_fuse();
-    let reg = Registration {
-        tag: "later".into(),
-        rescue_uid: 0,
-        mountpoint: "/nonexistent/keeper-test".into(),
-        conn_id: 0,
-        recovery_timeout: None,
-        negotiation: b"init".to_vec(),
-        fail_on_timeout: false,
-    };
+    let reg = registration("later");
     // This process serves; a helper stands by.
     let mut client = keeper.client();
     client.register(&reg, dev.as_fd(), memfd(b"state").as_fd()).unwrap();
@@ -172,15 +164,7 @@ fn liveness_is_taken_only_from_the_entrys_server_and_only_as_a_sealed_page_of_it
     drop(server);
 
     let dev = open_fuse();
-    let reg = Registration {
-        tag: "mine".into(),
-        rescue_uid: 0,
-        mountpoint: "/nonexistent/keeper-test".into(),
-        conn_id: 0,
-        recovery_timeout: None,
-        negotiation: b"init".to_vec(),
-        fail_on_timeout: false,
-    };
+    let reg = registration("mine");
     let mut client = keeper.client();
     client.register(&reg, dev.as_fd(), memfd(b"state").as_fd()).unwrap();
     let unsealed = unsealed_memfd(&[0; LIVENESS_LEN]);

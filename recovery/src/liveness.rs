@@ -206,9 +206,11 @@ fn restore_robust_list(head: usize, len: usize) {
 }
 
 /// How long one futex wait of [`wait_for_exit`] lasts before it looks at the page again.
-pub const RESCAN: std::time::Duration = std::time::Duration::from_millis(50);
+/// A safety net only (a waiter woken passes the wake on), and how long a replaced watcher may
+/// linger: long enough that a thousand parked standbys wake the machine rarely.
+pub const RESCAN: std::time::Duration = std::time::Duration::from_secs(1);
 const RESCAN_TIMESPEC: rustix::thread::futex::Timespec =
-    rustix::thread::futex::Timespec { tv_sec: 0, tv_nsec: RESCAN.as_nanos() as i64 };
+    rustix::thread::futex::Timespec { tv_sec: RESCAN.as_secs() as i64, tv_nsec: 0 };
 
 /// How a standby's wait on a server's liveness page ended ([`wait_for_exit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

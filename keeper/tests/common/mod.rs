@@ -503,6 +503,20 @@ fn helper_register(args: &[String]) -> i32 {
     }
 }
 
+/// A registration of `tag` by this process: rescue uid 0, a mountpoint that does not exist,
+/// no connection number, no timeout.
+pub fn registration(tag: &str) -> fuse_keeper::Registration {
+    fuse_keeper::Registration {
+        tag: tag.into(),
+        rescue_uid: 0,
+        mountpoint: "/nonexistent/keeper-test".into(),
+        conn_id: 0,
+        recovery_timeout: None,
+        negotiation: b"init".to_vec(),
+        fail_on_timeout: false,
+    }
+}
+
 /// Poll `f` every millisecond until it holds or `within` has passed.
 pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
