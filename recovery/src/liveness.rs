@@ -246,6 +246,17 @@ pub fn wait_for_exit(
     cancelled: &std::sync::atomic::AtomicBool,
     died: impl FnOnce(),
 ) -> io::Result<Waited> {
+    // Checked here too, not only by the keeper: a page that could shrink under the mapping
+    // would kill this process with SIGBUS.
+    let sealed = rustix::fs::fcntl_get_seals(page)
+        .is_ok_and(|seals| seals.contains(rustix::fs::SealFlags::SHRINK));
+    let size = rustix::fs::fstat(page)?.st_size;
+    if !sealed || usize::try_from(size).ok() != Some(LIVENESS_LEN) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("not a liveness page (sealed against shrinking: {sealed}, {size} bytes)"),
+        ));
+    }
     let page = Page::map(page.as_fd(), false)?;
     let param = libc::sched_param { sched_priority: 1 };
     // SAFETY: sets the calling thread's (pid 0) policy from a valid sched_param; it reads the
@@ -458,6 +469,21 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(wait_in_thread(read_only(&liveness)).join().unwrap(), (Waited::Unproven, false));
+    }
+
+    #[test]
+    fn a_standby_maps_no_page_that_could_shrink_or_is_not_the_size() {
+        let never = std::sync::atomic::AtomicBool::new(false);
+        let unsealed = rustix::fs::memfd_create("t", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&unsealed, LIVENESS_LEN as u64).unwrap();
+        let err = wait_for_exit(&unsealed, &never, || panic!("told")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let flags = rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING;
+        let short = rustix::fs::memfd_create("t", flags).unwrap();
+        rustix::fs::ftruncate(&short, 100).unwrap();
+        rustix::fs::fcntl_add_seals(&short, rustix::fs::SealFlags::SHRINK).unwrap();
+        let err = wait_for_exit(&short, &never, || panic!("told")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]
